@@ -1,0 +1,142 @@
+//! `phasegate demo`: the whole promotion loop on this machine with nothing installed — a
+//! throw-away GitOps repository with `test` and `prod` phases, a small app standing in for the
+//! `test` deployment, the trigger server, and a client calling FetchResource → Execute →
+//! ApplyPolicy exactly as an Argo Events Sensor does.
+
+use std::{collections::BTreeMap, io::Write};
+
+use axum::{Router, routing::get};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    git::local,
+    sensor::{Parameter, SensorClient, go_yaml},
+    server,
+};
+
+type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const VALUES_PATH: &str = "apps/petstore/overlays/{phase}/values-{phase}.yaml";
+
+fn values(phase: &str, version: &str) -> String {
+    format!(
+        "# Helm values of petstore in {phase} (managed by GitOps)\n\
+         replicaCount: 2\n\
+         image:\n  repository: registry.example.com/petstore\n  version: \"{version}\"  # promoted by phasegate\n\
+         \n\
+         service:\n  port: 8080\n"
+    )
+}
+
+/// Runs the demo, printing each step to `out`.
+pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("gitops.git");
+    let path = |phase: &str| VALUES_PATH.replace("{phase}", phase);
+    let (test_file, prod_file) = (path("test"), path("prod"));
+    local::commit_files(
+        &repo,
+        "main",
+        &[
+            (&test_file, &values("test", "1.0")),
+            (&prod_file, &values("prod", "1.0")),
+        ],
+        "Deploy petstore 1.0 to test and prod",
+    )?;
+    let synced = local::commit_files(
+        &repo,
+        "main",
+        &[(&test_file, &values("test", "2.0"))],
+        "Deploy petstore 2.0 to test",
+    )?;
+    writeln!(
+        out,
+        "1. GitOps repository {}: test runs 2.0 (commit {}), prod runs 1.0",
+        repo.display(),
+        &synced[..12]
+    )?;
+
+    let app = TcpListener::bind("127.0.0.1:0").await?;
+    let app_url = format!("http://{}", app.local_addr()?);
+    let app_task = tokio::spawn(async move {
+        let router = Router::new().route(
+            "/pet",
+            get(|| async { r#"{"name":"Dog","status":"available"}"# }),
+        );
+        axum::serve(app, router).await
+    });
+    writeln!(out, "2. petstore 2.0 answers in test at {app_url}/pet")?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let server_url = format!("http://{}", listener.local_addr()?);
+    let config = Config {
+        cache_dir: dir.path().join("cache"),
+        ..Config::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    writeln!(
+        out,
+        "3. phasegate serves the Argo Events custom trigger at {server_url}"
+    )?;
+
+    let spec: BTreeMap<String, String> = [
+        ("repo", format!("file://{}", repo.display())),
+        ("path", VALUES_PATH.to_string()),
+        ("key", "image.version".into()),
+        ("phases", "test,prod".into()),
+        ("test", "http".into()),
+        ("testPath", "/pet".into()),
+        ("testExpectBody", "Dog|Cat|Bird".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    writeln!(
+        out,
+        "4. the Sensor fires the trigger; custom.spec as the Sensor sends it:\n{}",
+        indent(&go_yaml(&spec))
+    )?;
+    let parameters = [
+        Parameter {
+            dest: "source.commit".into(),
+            value: json!(synced),
+        },
+        Parameter {
+            dest: "test.target".into(),
+            value: json!(app_url),
+        },
+    ];
+    let payload = json!({"source_phase": "test", "app": "petstore-test"}).to_string();
+    let client = SensorClient::connect(server_url).await?;
+    let result = client.fire(&spec, &parameters, payload.as_bytes()).await;
+    let _ = stop.send(());
+    let firing = result.map_err(|f| format!("{} failed: {}", f.step, f.status.message()))?;
+    writeln!(out, "   FetchResource → {}", firing.resource)?;
+    writeln!(
+        out,
+        "   parameters    → source.commit, test.target set from the event"
+    )?;
+    writeln!(out, "   Execute       → {}", firing.response)?;
+    writeln!(out, "   ApplyPolicy   → OK: {}", firing.policy_message)?;
+
+    let commit = firing.response["commit"]
+        .as_str()
+        .ok_or("Execute answered no promotion commit")?;
+    writeln!(
+        out,
+        "5. the promotion commit on main:\n{}",
+        indent(&local::show(&repo, commit)?)
+    )?;
+    server_task.await??;
+    app_task.abort();
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("   {l}\n")).collect()
+}

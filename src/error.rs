@@ -1,0 +1,70 @@
+//! The crate error: one enum wrapping each module's error, and the small set of kinds that the
+//! gRPC adapter and the CLI turn into status codes and exit codes.
+
+use crate::{
+    config::ConfigError, git::GitError, policy::PolicyError, runner::RunnerError, spec::SpecError,
+};
+
+/// What kind of failure an error is, independent of the transport that reports it.
+/// The gRPC adapter maps each kind to the status code of CONTRACT §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed or invalid spec, resource or payload.
+    InvalidArgument,
+    /// Server policy refused, or a remote refused phasegate's own credentials.
+    PermissionDenied,
+    /// Commit, file, branch or key missing.
+    NotFound,
+    /// A precondition of the server is missing (e.g. no Kubernetes for the job runner).
+    FailedPrecondition,
+    /// The push was still rejected after every retry.
+    Aborted,
+    /// The git remote or the Kubernetes API could not be reached.
+    Unavailable,
+    /// A bug, or an environment failure nobody can fix by changing the request.
+    Internal,
+}
+
+/// Every failure phasegate reports. Messages never contain a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec, resource or payload is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The server policy refuses the run.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Reading, editing or pushing the GitOps repository failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A test runner could not run (not: the tests failed, which is an outcome).
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// The server configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The request needs a part of the server that is not configured.
+    #[error("{0}")]
+    Unconfigured(&'static str),
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The transport-independent kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Spec(_) => ErrorKind::InvalidArgument,
+            Error::Policy(_) => ErrorKind::PermissionDenied,
+            Error::Git(e) => e.kind(),
+            Error::Runner(e) => e.kind(),
+            Error::Config(_) => ErrorKind::InvalidArgument,
+            Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,165 @@
+//! Git promotion engine: the only module that knows git2.
+//!
+//! [`GitPromoter::promote`] reads the version(s) from the source phase's values file at the
+//! tested commit, writes them into the target phase's values file at the head of the branch
+//! (building the commit without a work tree), and pushes, retrying on a moved branch.
+//! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
+//! git2's credential callback; [`promote`] is the read-edit-commit-push algorithm.
+
+mod auth;
+mod cache;
+pub mod local;
+mod promote;
+
+use std::{path::PathBuf, sync::Arc};
+
+pub use auth::{Credentials, Secret};
+use cache::RepoCache;
+
+use crate::{
+    error::ErrorKind,
+    spec::{CommitId, Phase, RepoUrl},
+    values::ValuesError,
+};
+
+/// Other promoters and humans push to the same branch: retry a rejected push this often.
+pub const DEFAULT_PUSH_ATTEMPTS: u32 = 10;
+
+/// Why a promotion failed. Messages name the repository path, key or commit, never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// A commit, branch or file is missing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The values file could not be read or edited.
+    #[error("{path}: {source}")]
+    Values { path: String, source: ValuesError },
+    /// The values file is not something phasegate may edit (a symlink, a directory, not UTF-8).
+    #[error("{path}: {reason}")]
+    Unsupported { path: String, reason: &'static str },
+    /// The remote refused phasegate's credentials, or asked for some and none are configured.
+    #[error("git remote refused the credentials: {0}")]
+    AuthRejected(String),
+    /// The remote could not be reached.
+    #[error("git remote unreachable: {0}")]
+    Unreachable(String),
+    /// Every push attempt was rejected because others kept moving the branch.
+    #[error("push to branch `{branch}` still rejected after {attempts} attempts")]
+    PushRejected { branch: String, attempts: u32 },
+    /// Anything else libgit2 or the file system reported.
+    #[error("git: {0}")]
+    Other(String),
+}
+
+impl GitError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GitError::NotFound(_) => ErrorKind::NotFound,
+            GitError::Values { source, .. } => match source {
+                ValuesError::KeyMissing(_) => ErrorKind::NotFound,
+                _ => ErrorKind::InvalidArgument,
+            },
+            GitError::Unsupported { .. } => ErrorKind::InvalidArgument,
+            GitError::AuthRejected(_) => ErrorKind::PermissionDenied,
+            GitError::Unreachable(_) => ErrorKind::Unavailable,
+            GitError::PushRejected { .. } => ErrorKind::Aborted,
+            GitError::Other(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Server-level git settings.
+#[derive(Debug, Clone)]
+pub struct GitSettings {
+    /// Where the bare clones live; survives restarts when it is a volume.
+    pub cache_dir: PathBuf,
+    /// Push attempts before `ABORTED`.
+    pub push_attempts: u32,
+    /// Commit author when the credentials carry no email.
+    pub author_name: String,
+    /// Commit author email when the credentials carry none.
+    pub author_email: String,
+    /// The server's own credentials (`GIT_USER`/`GIT_PASSWORD`/`GIT_EMAIL` or files).
+    pub credentials: Option<Credentials>,
+    /// SSH private key for `ssh://` and `user@host:path` remotes; the agent otherwise.
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// One promotion to perform.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    pub repo: RepoUrl,
+    pub branch: String,
+    /// Values file path template with `{phase}`.
+    pub path: String,
+    pub keys: Vec<String>,
+    pub source: Phase,
+    pub target: Phase,
+    pub commit: CommitId,
+    /// Subject template (CONTRACT §2 `commitMessage`).
+    pub message: String,
+    pub dry_run: bool,
+    pub run_id: String,
+    /// Per-request credentials (a Secret); the server's own otherwise.
+    pub credentials: Option<Credentials>,
+}
+
+/// What the promotion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromotionOutcome {
+    /// A commit was pushed.
+    Promoted,
+    /// The target already had the version: nothing to do.
+    AlreadyPromoted,
+    /// A newer source commit was already promoted: nothing done.
+    Superseded,
+    /// Everything but the push.
+    DryRun,
+}
+
+/// The result of a promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotionResult {
+    pub outcome: PromotionOutcome,
+    /// The promoted version (of the first key).
+    pub version: String,
+    /// The target's version before (of the first key).
+    pub previous: String,
+    /// The promotion commit, when one was pushed.
+    pub commit: Option<String>,
+    /// The full id of the tested source commit.
+    pub source_commit: String,
+    /// Pushes tried (1 when nobody raced us).
+    pub push_attempts: u32,
+}
+
+/// Promotes versions through a cache of bare clones.
+#[derive(Debug, Clone)]
+pub struct GitPromoter {
+    settings: Arc<GitSettings>,
+    cache: Arc<RepoCache>,
+}
+
+impl GitPromoter {
+    /// A promoter keeping its clones under `settings.cache_dir`.
+    pub fn new(settings: GitSettings) -> GitPromoter {
+        GitPromoter {
+            cache: Arc::new(RepoCache::new(settings.cache_dir.clone())),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Runs one promotion. Runs on the same remote are serialised within this process; other
+    /// processes are handled by the push retry.
+    pub async fn promote(&self, promotion: Promotion) -> Result<PromotionResult, GitError> {
+        let lock = self.cache.lock_for(promotion.repo.as_str());
+        let _guard = lock.lock().await;
+        let settings = self.settings.clone();
+        let cache = self.cache.clone();
+        // git2 is blocking (network and disk): keep it off the async worker threads.
+        tokio::task::spawn_blocking(move || promote::run(&cache, &settings, &promotion))
+            .await
+            .map_err(|e| GitError::Other(format!("promotion task failed: {e}")))?
+    }
+}

@@ -1,0 +1,189 @@
+//! The run ledger: idempotency of CONTRACT §5. Runs with the same key are one run: a duplicate
+//! that arrives while it is in flight waits for the same result; a duplicate after success gets
+//! the recorded result. Failures are forgotten, so a retry tests again.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::watch;
+
+use crate::{Error, outcome::RunReport};
+
+/// Successful runs remembered for duplicates; older ones are forgotten first.
+const REMEMBERED_RUNS: usize = 10_000;
+
+/// A run's shared result.
+pub type Shared = Result<Arc<RunReport>, Arc<Error>>;
+
+/// What a caller gets for a key.
+pub enum Claim {
+    /// Nobody runs this key: the caller runs it and must [`Lease::finish`].
+    Lead(Lease),
+    /// A run is in flight: wait on it with [`wait`].
+    Join(watch::Receiver<Option<Shared>>),
+    /// A run of this key already succeeded.
+    Done(Arc<RunReport>),
+}
+
+#[derive(Default)]
+struct Inner {
+    running: HashMap<String, watch::Receiver<Option<Shared>>>,
+    done: HashMap<String, Arc<RunReport>>,
+    order: VecDeque<String>,
+}
+
+/// In-memory ledger of runs in flight and recent successes.
+#[derive(Default, Clone)]
+pub struct RunLedger {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// The right and duty to run a key and publish its result.
+pub struct Lease {
+    key: String,
+    tx: Option<watch::Sender<Option<Shared>>>,
+    ledger: RunLedger,
+}
+
+impl RunLedger {
+    /// Claims `key`: lead a new run, join the one in flight, or get the recorded success.
+    pub fn claim(&self, key: &str) -> Claim {
+        let mut inner = self.lock();
+        if let Some(report) = inner.done.get(key) {
+            return Claim::Done(report.clone());
+        }
+        if let Some(rx) = inner.running.get(key) {
+            return Claim::Join(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        inner.running.insert(key.to_string(), rx);
+        Claim::Lead(Lease {
+            key: key.to_string(),
+            tx: Some(tx),
+            ledger: self.clone(),
+        })
+    }
+
+    /// Records a finished run: remembered only when it succeeded.
+    fn settle(&self, key: &str, result: &Shared) {
+        let mut inner = self.lock();
+        inner.running.remove(key);
+        if let Ok(report) = result
+            && report.succeeded()
+        {
+            inner.done.insert(key.to_string(), report.clone());
+            inner.order.push_back(key.to_string());
+            while inner.order.len() > REMEMBERED_RUNS {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.done.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Lease {
+    /// A receiver of this run's result, for the caller that leads it.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Shared>> {
+        self.tx
+            .as_ref()
+            .expect("a live lease has a sender")
+            .subscribe()
+    }
+
+    /// Publishes the result to every waiting duplicate and records it.
+    pub fn finish(mut self, result: Shared) {
+        self.ledger.settle(&self.key, &result);
+        if let Some(tx) = self.tx.take() {
+            tx.send_replace(Some(result));
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            // The run ended without a result (it panicked): free the key and tell the waiters.
+            let result: Shared = Err(Arc::new(Error::Internal(
+                "run ended without a result".into(),
+            )));
+            self.ledger.settle(&self.key, &result);
+            tx.send_replace(Some(result));
+        }
+    }
+}
+
+/// Waits for the result of a run in flight.
+pub async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
+    match rx.wait_for(Option::is_some).await {
+        Ok(value) => value.clone().expect("waited for Some"),
+        Err(_) => Err(Arc::new(Error::Internal(
+            "run ended without a result".into(),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+
+    fn report(outcome: Outcome) -> Shared {
+        Ok(Arc::new(RunReport {
+            run: "r".into(),
+            outcome,
+            version: None,
+            previous: None,
+            commit: None,
+            source: Default::default(),
+            target: Default::default(),
+            test: None,
+            duration_ms: 0,
+        }))
+    }
+
+    #[tokio::test]
+    async fn duplicates_in_flight_join_and_get_the_same_answer() {
+        let ledger = RunLedger::default();
+        let Claim::Lead(lease) = ledger.claim("k") else {
+            panic!("first claim leads")
+        };
+        let Claim::Join(rx) = ledger.claim("k") else {
+            panic!("second claim joins")
+        };
+        lease.finish(report(Outcome::Promoted));
+        let joined = wait(rx).await.expect("success");
+        assert_eq!(joined.outcome, Outcome::Promoted);
+        assert!(matches!(ledger.claim("k"), Claim::Done(_)));
+    }
+
+    #[test]
+    fn forgets_failures_so_a_retry_runs_again() {
+        let ledger = RunLedger::default();
+        let Claim::Lead(lease) = ledger.claim("k") else {
+            panic!("leads")
+        };
+        lease.finish(report(Outcome::TestsFailed));
+        assert!(matches!(ledger.claim("k"), Claim::Lead(_)));
+    }
+
+    #[tokio::test]
+    async fn a_lease_dropped_without_result_frees_the_key() {
+        let ledger = RunLedger::default();
+        let Claim::Lead(lease) = ledger.claim("k") else {
+            panic!("leads")
+        };
+        let Claim::Join(rx) = ledger.claim("k") else {
+            panic!("joins")
+        };
+        drop(lease);
+        assert!(wait(rx).await.is_err());
+        assert!(matches!(ledger.claim("k"), Claim::Lead(_)));
+    }
+}

@@ -1,0 +1,42 @@
+//! phasegate: a continuous-delivery promotion gate for GitOps, served as an Argo Events
+//! custom trigger.
+//!
+//! ```text
+//! Sensor ──gRPC──▶ server (tonic adapter: the only place that knows tonic and Status)
+//!                    │ FetchResource: spec YAML ──▶ spec::Resource (JSON, defaults)
+//!                    │ Execute:       resource + payload ──▶ spec::Plan ──▶ pipeline
+//!                    │ ApplyPolicy:   outcome JSON ──▶ OK / FAILED_PRECONDITION
+//!                    ▼
+//!                 pipeline ── policy check ── ledger (one run per idempotency key)
+//!                    │
+//!                    ├─▶ runner  (none | http | command | job): test the source phase
+//!                    └─▶ git     (cache ▸ read at source commit ▸ values edit ▸ commit ▸ push)
+//! ```
+//!
+//! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`].
+//! - [`policy`]: allowlists of repositories, transitions, test images and commands.
+//! - [`runner`]: the test runners, one file each.
+//! - [`values`]: the format-preserving edit of a values file (pure).
+//! - [`git`]: the repository cache and the promotion (the only module that knows git2).
+//! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
+//! - [`pipeline`]: one run from plan to outcome; [`outcome`]: Execute's answer JSON.
+//! - [`server`]: the gRPC adapter, health and reflection; [`config`]: server configuration.
+//! - [`sensor`]: a client that drives the server exactly as an Argo Events Sensor does.
+//! - [`demo`]: the whole loop on this machine.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod git;
+pub mod ledger;
+pub mod outcome;
+pub mod pipeline;
+pub mod policy;
+pub mod proto;
+pub mod runner;
+pub mod sensor;
+pub mod server;
+pub mod spec;
+pub mod values;
+
+pub use error::{Error, ErrorKind, Result};

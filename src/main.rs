@@ -1,0 +1,233 @@
+//! The `phasegate` binary: parses the command line and calls into the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use phasegate::{
+    config::Config,
+    server,
+    spec::{Plan, Resource, RunnerKind},
+};
+use tokio::net::TcpListener;
+
+/// A continuous-delivery promotion gate for GitOps, served as an Argo Events custom trigger.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format: `text` or `json` (level from RUST_LOG, default info).
+    #[arg(
+        long,
+        global = true,
+        env = "PHASEGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the custom trigger (gRPC, with health and reflection).
+    Serve {
+        /// Configuration file (YAML).
+        #[arg(long, env = "PHASEGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// gRPC listen address [default: 0.0.0.0:9000].
+        #[arg(long, env = "PHASEGATE_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Metrics and probes listen address.
+        #[arg(long, env = "PHASEGATE_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Directory of the repository clones.
+        #[arg(long, env = "PHASEGATE_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Runs at once; the rest queue.
+        #[arg(long, env = "PHASEGATE_MAX_RUNS")]
+        max_runs: Option<usize>,
+        /// Push attempts before ABORTED.
+        #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
+        push_attempts: Option<u32>,
+    },
+    /// One promotion from the shell (a drop-in for the classic promote.py step); prints
+    /// Execute's JSON. Exit 0 on success, 1 on tests-failed, 2 on invalid input or errors.
+    Promote {
+        #[arg(long)]
+        git_repo: String,
+        #[arg(long)]
+        source_commit: String,
+        #[arg(long)]
+        source_phase: String,
+        #[arg(long)]
+        target_phase: String,
+        #[arg(
+            long,
+            default_value = "argo-projects/{app}/manifests/overlays/{phase}/values-{phase}.yaml"
+        )]
+        path: String,
+        #[arg(long, default_value = "image.version")]
+        key: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        #[arg(long, value_parser = ["http", "command", "none"], default_value = "none")]
+        test: String,
+        #[arg(long)]
+        test_target: Option<String>,
+        /// Test command for `--test command` (split like a shell would).
+        #[arg(long)]
+        test_command: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "PHASEGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The whole loop on this machine: a throw-away GitOps repo, an app, the server, a Sensor.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format, matches!(cli.command, Command::Demo));
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+            cache_dir,
+            max_runs,
+            push_attempts,
+        } => {
+            let result = async {
+                let mut c = Config::load(config.as_deref())?;
+                c.listen = listen.unwrap_or(c.listen);
+                c.metrics_listen = metrics_listen.or(c.metrics_listen);
+                c.cache_dir = cache_dir.unwrap_or(c.cache_dir);
+                c.max_runs = max_runs.unwrap_or(c.max_runs);
+                c.git.push_attempts = push_attempts.unwrap_or(c.git.push_attempts);
+                let listener = TcpListener::bind(c.listen).await.map_err(|e| {
+                    phasegate::Error::Internal(format!("cannot listen on {}: {e}", c.listen))
+                })?;
+                server::run(listener, c, shutdown_signal()).await
+            }
+            .await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "phasegate serve failed");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Promote {
+            git_repo,
+            source_commit,
+            source_phase,
+            target_phase,
+            path,
+            key,
+            branch,
+            test,
+            test_target,
+            test_command,
+            dry_run,
+            config,
+        } => {
+            let resource = Resource {
+                repo: git_repo,
+                branch,
+                path,
+                keys: key.split(',').map(|k| k.trim().to_string()).collect(),
+                source: phasegate::spec::SourceRef {
+                    phase: source_phase,
+                    commit: source_commit,
+                },
+                target: phasegate::spec::TargetRef {
+                    phase: target_phase,
+                },
+                test: phasegate::spec::TestSpec {
+                    runner: Some(match test.as_str() {
+                        "http" => RunnerKind::Http,
+                        "command" => RunnerKind::Command,
+                        _ => RunnerKind::None,
+                    }),
+                    target: test_target.unwrap_or_default(),
+                    command: test_command
+                        .map(|c| shlex::split(&c).unwrap_or_else(|| vec![c]))
+                        .unwrap_or_default(),
+                    ..Default::default()
+                },
+                dry_run,
+                ..Default::default()
+            };
+            promote(resource, config).await
+        }
+        Command::Demo => match phasegate::demo::run(&mut std::io::stdout()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+async fn promote(resource: Resource, config: Option<PathBuf>) -> ExitCode {
+    let result = async {
+        let prepared = Config::load(config.as_deref())
+            .and_then(|c| server::pipeline(&c))
+            .map_err(phasegate::Error::from)
+            .and_then(|p| Ok((p, Plan::from_resource(&resource)?)));
+        let (pipeline, plan) = prepared.map_err(std::sync::Arc::new)?;
+        pipeline.submit(plan).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            println!("{}", String::from_utf8_lossy(&report.to_json()));
+            if report.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("phasegate promote: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logs(format: &str, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,130 @@
+//! Execute's answer (CONTRACT §6) and ApplyPolicy's verdict on it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    runner::TestReport,
+    spec::{SourceRef, TargetRef},
+};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Promoted,
+    AlreadyPromoted,
+    Superseded,
+    DryRun,
+    Accepted,
+    TestsFailed,
+}
+
+/// Execute's answer JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub run: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub source: SourceRef,
+    #[serde(default)]
+    pub target: TargetRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestReport>,
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+impl RunReport {
+    /// The JSON bytes Execute answers.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a RunReport always serialises")
+    }
+
+    /// True for the outcomes the CLI and ApplyPolicy treat as success.
+    pub fn succeeded(&self) -> bool {
+        self.outcome != Outcome::TestsFailed
+    }
+
+    /// One line saying what happened, for ApplyPolicy's message and the logs.
+    pub fn summary(&self) -> String {
+        let (source, target) = (&self.source.phase, &self.target.phase);
+        let version = self.version.as_deref().unwrap_or("?");
+        let previous = self.previous.as_deref().unwrap_or("?");
+        match self.outcome {
+            Outcome::Promoted => format!(
+                "promoted {version} from {source} to {target} (was {previous}) in commit {}",
+                self.commit.as_deref().unwrap_or("?")
+            ),
+            Outcome::AlreadyPromoted => format!("{target} already at {version}: nothing to do"),
+            Outcome::Superseded => format!(
+                "{version} from {source} superseded: a newer source commit was already promoted to {target}"
+            ),
+            Outcome::DryRun => {
+                format!(
+                    "dry run: would promote {version} from {source} to {target} (was {previous})"
+                )
+            }
+            Outcome::Accepted => format!(
+                "run {} accepted: promotion from {source} to {target} goes on",
+                self.run
+            ),
+            Outcome::TestsFailed => {
+                let last = self
+                    .test
+                    .as_ref()
+                    .and_then(|t| t.log.lines().rev().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("no output");
+                format!("tests of {source} failed, nothing promoted to {target}: {last}")
+            }
+        }
+    }
+}
+
+/// ApplyPolicy: `Ok(message)` for every outcome but `tests-failed`, which is `Err(reason)`
+/// (the adapter turns it into `FAILED_PRECONDITION`: the Sensor ignores `success=false`).
+pub fn verdict(execute_answer: &[u8]) -> Result<Result<String, String>, String> {
+    let report: RunReport = serde_json::from_slice(execute_answer)
+        .map_err(|e| format!("request is not Execute's answer JSON: {e}"))?;
+    let line = report.summary();
+    Ok(if report.succeeded() {
+        Ok(line)
+    } else {
+        Err(line)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fails_only_tests_failed() {
+        for (outcome, ok) in [
+            ("promoted", true),
+            ("already-promoted", true),
+            ("superseded", true),
+            ("dry-run", true),
+            ("accepted", true),
+            ("tests-failed", false),
+        ] {
+            let json = format!(r#"{{"run":"r1","outcome":"{outcome}"}}"#);
+            let v = verdict(json.as_bytes()).expect("parses");
+            assert_eq!(v.is_ok(), ok, "{outcome}");
+            let line = v.unwrap_or_else(|e| e);
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_execute_answer() {
+        assert!(verdict(b"nope").is_err());
+        assert!(verdict(br#"{"outcome":"exploded"}"#).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The local command runner: starts the test program in its own process group, captures its
+//! merged output, and on timeout kills the whole group (a test script's children included).
+
+use std::{process::Stdio, sync::Arc};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    process::Command,
+    sync::Mutex,
+};
+
+use super::{LOG_TAIL_BYTES, RunnerError, tail};
+use crate::spec::CommandTest;
+
+/// Returns (passed, attempts made, log).
+pub async fn run(test: &CommandTest) -> Result<(bool, u32, String), RunnerError> {
+    let (program, args) = test.argv.split_first().expect("the plan has a program");
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(&test.env)
+        .env("TEST_TARGET", &test.target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout can kill the script and everything it started.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RunnerError::Spawn {
+            program: program.clone(),
+            reason: e.to_string(),
+        })?;
+    let log = Arc::new(Mutex::new(String::new()));
+    let readers = [
+        child.stdout.take().map(|o| collect(o, log.clone())),
+        child.stderr.take().map(|e| collect(e, log.clone())),
+    ];
+    let (passed, ending) = match tokio::time::timeout(test.timeout, child.wait()).await {
+        Ok(Ok(status)) => (status.success(), format!("{program} exited: {status}")),
+        Ok(Err(e)) => (false, format!("waiting for {program} failed: {e}")),
+        Err(_) => {
+            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            let timeout = humantime::format_duration(test.timeout);
+            (
+                false,
+                format!("{program} timed out after {timeout}: killed"),
+            )
+        }
+    };
+    for reader in readers.into_iter().flatten() {
+        // A child that escaped the group (setsid) may hold the pipe open: do not wait for it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
+    }
+    let mut log = log.lock().await.clone();
+    log.push_str(&ending);
+    log.push('\n');
+    Ok((passed, 1, log))
+}
+
+/// Appends lines of `out` to `log`, keeping only a bounded tail in memory.
+fn collect(
+    out: impl AsyncRead + Unpin + Send + 'static,
+    log: Arc<Mutex<String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut log = log.lock().await;
+            log.push_str(&line);
+            log.push('\n');
+            if log.len() > 4 * LOG_TAIL_BYTES {
+                *log = tail(&log, LOG_TAIL_BYTES);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn test(script: &str, timeout: Duration) -> CommandTest {
+        CommandTest {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            target: "http://app.test".into(),
+            env: [("GREETING".to_string(), "hi".to_string())].into(),
+            timeout,
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_on_exit_zero_and_captures_output() {
+        let (passed, _, log) = run(&test(
+            "echo $GREETING $TEST_TARGET; echo err >&2",
+            Duration::from_secs(10),
+        ))
+        .await
+        .expect("runs");
+        assert!(passed);
+        assert!(log.contains("hi http://app.test"), "{log}");
+        assert!(log.contains("err"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn fails_on_nonzero_exit() {
+        let (passed, _, log) = run(&test("echo broken; exit 3", Duration::from_secs(10)))
+            .await
+            .expect("runs");
+        assert!(!passed);
+        assert!(log.contains("broken"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn kills_the_script_and_its_children_on_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("survived");
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let (passed, _, log) = run(&test(&script, Duration::from_millis(300)))
+            .await
+            .expect("runs");
+        assert!(!passed);
+        assert!(log.contains("timed out"), "{log}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!marker.exists(), "a child of the test outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn reports_a_program_that_cannot_start() {
+        let mut t = test("", Duration::from_secs(1));
+        t.argv = vec!["/nonexistent/tests.sh".into()];
+        let err = run(&t).await.expect_err("no such program");
+        assert!(err.to_string().contains("/nonexistent/tests.sh"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Test runners: one enum ([`TestPlan`]) dispatches, one file per runner, each the same shape:
+//! `async fn run(&Test) -> Result<TestReport, RunnerError>`. A failing test is a report with
+//! `passed: false`; an error means the test could not be run at all.
+
+mod command;
+mod http;
+mod job;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{error::ErrorKind, spec::TestPlan};
+
+/// The most of a test's output kept in the outcome (CONTRACT §6).
+pub const LOG_TAIL_BYTES: usize = 4096;
+
+/// What a test run found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    pub runner: String,
+    pub passed: bool,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    /// The last lines of the output, at most [`LOG_TAIL_BYTES`].
+    pub log: String,
+}
+
+/// A test that could not be run (as opposed to one that failed).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The job runner was asked for, but this server has no Kubernetes client.
+    #[error("the job runner needs Kubernetes, which is not configured on this server")]
+    KubernetesNotConfigured,
+    /// The test command could not be started.
+    #[error("test command {program:?} could not be started: {reason}")]
+    Spawn { program: String, reason: String },
+}
+
+impl RunnerError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RunnerError::KubernetesNotConfigured | RunnerError::Spawn { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+        }
+    }
+}
+
+/// Runs the planned test of the source phase.
+pub async fn run(plan: &TestPlan) -> Result<TestReport, RunnerError> {
+    let started = Instant::now();
+    let (passed, attempts, log) = match plan {
+        TestPlan::None => (true, 0, "tests skipped (test: none)".to_string()),
+        TestPlan::Http(test) => http::run(test).await,
+        TestPlan::Command(test) => command::run(test).await?,
+        TestPlan::Job(test) => job::run(test).await?,
+    };
+    Ok(TestReport {
+        runner: plan.runner().to_string(),
+        passed,
+        attempts,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        log: tail(&log, LOG_TAIL_BYTES),
+    })
+}
+
+/// The last `max` bytes of `s`, cut at a line start when one is near, never inside a character.
+pub fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    let cut = &s[start..];
+    match cut.find('\n') {
+        Some(nl) if nl + 1 < cut.len() => cut[nl + 1..].to_string(),
+        _ => cut.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_whole_lines_within_the_limit() {
+        let log: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+        let t = tail(&log, LOG_TAIL_BYTES);
+        assert!(t.len() <= LOG_TAIL_BYTES);
+        assert!(t.starts_with("line "));
+        assert!(t.ends_with("line 1999\n"));
+    }
+
+    #[test]
+    fn never_cuts_inside_a_character() {
+        let log = "é".repeat(3000);
+        assert!(tail(&log, 4095).len() <= 4095);
+    }
+}

@@ -1,0 +1,51 @@
+//! The trigger spec (CONTRACT §2), the resource JSON the Sensor sees (§3) and the payload (§4).
+//!
+//! Three shapes of the same request, parsed once each:
+//! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths
+//! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
+
+mod plan;
+mod resource;
+
+pub use plan::{CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan};
+pub use resource::{
+    Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
+};
+
+/// Why a spec, resource or payload was refused. Every message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The spec bytes are not YAML at all.
+    #[error("spec is not valid YAML: {0}")]
+    NotYaml(String),
+    /// The spec is YAML, but not a map of strings.
+    #[error("spec must be a map of strings (custom.spec), got {0}")]
+    NotMap(&'static str),
+    /// A spec key phasegate does not know (most often a typo).
+    #[error("unknown spec key `{0}`")]
+    UnknownKey(String),
+    /// The resource handed to Execute is not the JSON object FetchResource produced.
+    #[error("resource is not a valid phasegate resource: {0}")]
+    BadResource(String),
+    /// The payload is not a JSON object (or a JSON string holding one).
+    #[error("payload is not a JSON object: {0}")]
+    BadPayload(String),
+    /// A field has a value phasegate cannot use.
+    #[error("invalid `{field}`: {problem}")]
+    Invalid {
+        /// The field as the user wrote it (spec key or resource path).
+        field: String,
+        /// What is wrong, without echoing secrets.
+        problem: String,
+    },
+}
+
+impl SpecError {
+    /// An invalid field, named by its resource path (e.g. `source.commit`).
+    pub(crate) fn invalid(field: &str, problem: impl Into<String>) -> Self {
+        SpecError::Invalid {
+            field: field.to_string(),
+            problem: problem.into(),
+        }
+    }
+}

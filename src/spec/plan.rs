@@ -1,0 +1,561 @@
+//! [`Plan`]: a run's request in types that are valid by construction. Later code never re-checks.
+
+use std::{collections::BTreeMap, fmt, sync::LazyLock, time::Duration};
+
+use regex::Regex;
+use serde_json::Value;
+
+use super::{Mode, Resource, RunnerKind, SpecError};
+
+static PHASE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
+static COMMIT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9a-fA-F]{7,64}$").expect("valid regex"));
+static SCP_LIKE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:\\]+$").expect("valid regex"));
+static DNS_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$").expect("valid regex"));
+
+/// A phase name: a DNS label, so it is safe in paths, labels and Job names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Phase(String);
+
+impl Phase {
+    /// Parses a phase name, naming `field` on error.
+    pub fn parse(field: &str, s: &str) -> Result<Phase, SpecError> {
+        if s.len() <= 63 && PHASE.is_match(s) {
+            Ok(Phase(s.to_string()))
+        } else if s.is_empty() {
+            Err(SpecError::invalid(field, "is required"))
+        } else {
+            Err(SpecError::invalid(
+                field,
+                format!("{s:?} is not a phase name (lowercase letters, digits and '-')"),
+            ))
+        }
+    }
+
+    /// The phase name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A (possibly abbreviated) git commit id, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitId(String);
+
+impl CommitId {
+    /// Parses 7–64 hex digits, naming `field` on error.
+    pub fn parse(field: &str, s: &str) -> Result<CommitId, SpecError> {
+        if COMMIT.is_match(s) {
+            Ok(CommitId(s.to_ascii_lowercase()))
+        } else if s.is_empty() {
+            Err(SpecError::invalid(field, "is required"))
+        } else {
+            Err(SpecError::invalid(
+                field,
+                format!("{s:?} is not a commit id (7 to 64 hex digits)"),
+            ))
+        }
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A GitOps repository URL without credentials in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RepoUrl(String);
+
+impl RepoUrl {
+    /// Accepts `https://`, `http://`, `ssh://`, `file://` and `user@host:path`. Never echoes
+    /// the URL in an error: a user may have pasted a token into it.
+    pub fn parse(s: &str) -> Result<RepoUrl, SpecError> {
+        const FIELD: &str = "repo";
+        if s.is_empty() {
+            return Err(SpecError::invalid(FIELD, "is required"));
+        }
+        if SCP_LIKE.is_match(s) {
+            return Ok(RepoUrl(s.to_string()));
+        }
+        let url = url::Url::parse(s).map_err(|_| {
+            SpecError::invalid(FIELD, "must be https://, ssh://, user@host:path or file://")
+        })?;
+        match url.scheme() {
+            "https" | "http" if !url.username().is_empty() || url.password().is_some() => Err(
+                SpecError::invalid(FIELD, "must not carry credentials; use credentialsSecret"),
+            ),
+            "ssh" if url.password().is_some() => Err(SpecError::invalid(
+                FIELD,
+                "must not carry a password; use credentialsSecret",
+            )),
+            "https" | "http" | "ssh" | "file" => Ok(RepoUrl(s.to_string())),
+            other => Err(SpecError::invalid(
+                FIELD,
+                format!("scheme {other:?} is not supported (https, ssh, file)"),
+            )),
+        }
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The built-in HTTP check: GET `url`, expect a status and a body pattern, retried.
+#[derive(Debug, Clone)]
+pub struct HttpTest {
+    pub url: String,
+    pub expect_status: u16,
+    pub expect_body: Option<Regex>,
+    pub attempts: u32,
+    pub interval: Duration,
+}
+
+/// A local process: `program args…` with `{target}` expanded, killed with its children on timeout.
+#[derive(Debug, Clone)]
+pub struct CommandTest {
+    pub argv: Vec<String>,
+    pub target: String,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// A Kubernetes Job running the test image.
+#[derive(Debug, Clone)]
+pub struct JobTest {
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub target: String,
+    pub namespace: Option<String>,
+    pub service_account: Option<String>,
+    pub resources: Option<Value>,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// How the source phase is tested.
+#[derive(Debug, Clone)]
+pub enum TestPlan {
+    /// Skip tests (asked for explicitly).
+    None,
+    /// The built-in HTTP check.
+    Http(HttpTest),
+    /// A local command.
+    Command(CommandTest),
+    /// A Kubernetes Job.
+    Job(JobTest),
+}
+
+impl TestPlan {
+    /// The runner's name as it appears in the outcome JSON.
+    pub fn runner(&self) -> &'static str {
+        match self {
+            TestPlan::None => "none",
+            TestPlan::Http(_) => "http",
+            TestPlan::Command(_) => "command",
+            TestPlan::Job(_) => "job",
+        }
+    }
+}
+
+/// One promotion request, fully validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub repo: RepoUrl,
+    pub branch: String,
+    /// Values file path template with `{phase}`; safe by construction.
+    pub path: String,
+    pub keys: Vec<String>,
+    pub credentials_secret: Option<String>,
+    pub source: Phase,
+    pub target: Phase,
+    pub commit: CommitId,
+    pub test: TestPlan,
+    pub commit_message: String,
+    pub dry_run: bool,
+    pub mode: Mode,
+}
+
+impl Plan {
+    /// Validates a complete resource (after parameters and payload) into a plan.
+    pub fn from_resource(r: &Resource) -> Result<Plan, SpecError> {
+        Plan::check_static(r)?;
+        let source = Phase::parse("source.phase", &r.source.phase)?;
+        let commit = CommitId::parse("source.commit", &r.source.commit)?;
+        let phases = parse_phases(&r.phases)?;
+        let target = if r.target.phase.is_empty() {
+            next_phase(&phases, &source)?
+        } else {
+            Phase::parse("target.phase", &r.target.phase)?
+        };
+        if target == source {
+            return Err(SpecError::invalid("target.phase", "equals source.phase"));
+        }
+        Ok(Plan {
+            repo: RepoUrl::parse(&r.repo)?,
+            branch: r.branch.clone(),
+            path: r.path.clone(),
+            keys: r.keys.clone(),
+            credentials_secret: r.credentials_secret.clone(),
+            source,
+            target,
+            commit,
+            test: test_plan(r)?,
+            commit_message: r.commit_message.clone(),
+            dry_run: r.dry_run,
+            mode: r.mode,
+        })
+    }
+
+    /// Checks every field but the test settings, allowing the per-event ones to be empty
+    /// (FetchResource).
+    pub fn check_static(r: &Resource) -> Result<(), SpecError> {
+        RepoUrl::parse(&r.repo)?;
+        check_branch(&r.branch)?;
+        check_path(&r.path)?;
+        check_keys(&r.keys)?;
+        if let Some(secret) = &r.credentials_secret
+            && !DNS_NAME.is_match(secret)
+        {
+            return Err(SpecError::invalid(
+                "credentialsSecret",
+                "is not a Kubernetes Secret name",
+            ));
+        }
+        parse_phases(&r.phases)?;
+        if !r.source.phase.is_empty() {
+            Phase::parse("source.phase", &r.source.phase)?;
+        }
+        if !r.source.commit.is_empty() {
+            CommitId::parse("source.commit", &r.source.commit)?;
+        }
+        if !r.target.phase.is_empty() {
+            Phase::parse("target.phase", &r.target.phase)?;
+        }
+        if r.commit_message.trim().is_empty() {
+            return Err(SpecError::invalid("commitMessage", "is empty"));
+        }
+        Ok(())
+    }
+
+    /// Checks the test settings of a resource whose runner is known.
+    pub fn check_test(r: &Resource) -> Result<(), SpecError> {
+        test_plan(r).map(drop)
+    }
+}
+
+fn parse_phases(phases: &[String]) -> Result<Vec<Phase>, SpecError> {
+    let parsed = phases
+        .iter()
+        .map(|p| Phase::parse("phases", p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if parsed.len() == 1 {
+        return Err(SpecError::invalid("phases", "needs at least two phases"));
+    }
+    if (1..parsed.len()).any(|i| parsed[..i].contains(&parsed[i])) {
+        return Err(SpecError::invalid("phases", "lists a phase twice"));
+    }
+    Ok(parsed)
+}
+
+fn next_phase(phases: &[Phase], source: &Phase) -> Result<Phase, SpecError> {
+    if phases.is_empty() {
+        return Err(SpecError::invalid(
+            "target.phase",
+            "is required when `phases` is not set",
+        ));
+    }
+    let at = phases.iter().position(|p| p == source).ok_or_else(|| {
+        SpecError::invalid("source.phase", format!("{source:?} is not one of `phases`"))
+    })?;
+    phases.get(at + 1).cloned().ok_or_else(|| {
+        SpecError::invalid(
+            "source.phase",
+            format!("`{source}` is the last phase: there is nothing to promote to"),
+        )
+    })
+}
+
+fn check_branch(b: &str) -> Result<(), SpecError> {
+    let bad = b.is_empty()
+        || b.starts_with(['-', '/', '.'])
+        || b.ends_with(['/', '.'])
+        || b.ends_with(".lock")
+        || b.contains("..")
+        || b.contains("//")
+        || b.contains("@{")
+        || b.chars().any(|c| {
+            c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+        });
+    if bad {
+        return Err(SpecError::invalid(
+            "branch",
+            "is not a valid git branch name",
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(p: &str) -> Result<(), SpecError> {
+    const FIELD: &str = "path";
+    if p.is_empty() {
+        return Err(SpecError::invalid(FIELD, "is required"));
+    }
+    if !p.contains("{phase}") {
+        return Err(SpecError::invalid(
+            FIELD,
+            "must contain {phase}, so each phase has its own values file",
+        ));
+    }
+    let escapes = p.starts_with('/')
+        || p.contains('\\')
+        || p.contains('\0')
+        || p.split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if escapes {
+        return Err(SpecError::invalid(
+            FIELD,
+            "must be a relative path inside the repository (no '..', '.', '//' or leading '/')",
+        ));
+    }
+    Ok(())
+}
+
+fn check_keys(keys: &[String]) -> Result<(), SpecError> {
+    if keys.is_empty() {
+        return Err(SpecError::invalid("key", "is empty"));
+    }
+    for k in keys {
+        if k.split('.').any(|seg| seg.trim().is_empty()) {
+            return Err(SpecError::invalid(
+                "key",
+                format!("{k:?} has an empty segment"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {
+    humantime::parse_duration(s)
+        .map_err(|e| SpecError::invalid(field, format!("{s:?} is not a duration like 10m: {e}")))
+}
+
+fn expand(args: &[String], target: &str) -> Vec<String> {
+    args.iter().map(|a| a.replace("{target}", target)).collect()
+}
+
+fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
+    let t = &r.test;
+    let timeout = || duration("test.timeout", t.timeout.as_deref().unwrap_or("10m"));
+    let env = t.env.clone().unwrap_or_default();
+    // A bad duration is a mistake whatever the runner: say so rather than ignore it.
+    for (field, value) in [("test.timeout", &t.timeout), ("test.interval", &t.interval)] {
+        if let Some(v) = value {
+            duration(field, v)?;
+        }
+    }
+    Ok(match t.runner {
+        Some(RunnerKind::None) => TestPlan::None,
+        Some(RunnerKind::Http) => {
+            let path = t.path.as_deref().unwrap_or("/");
+            if !path.starts_with('/') {
+                return Err(SpecError::invalid("test.path", "must start with '/'"));
+            }
+            let status = t.expect_status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(SpecError::invalid(
+                    "test.expectStatus",
+                    "must be an HTTP status (100-599)",
+                ));
+            }
+            let expect_body = t
+                .expect_body
+                .as_deref()
+                .map(Regex::new)
+                .transpose()
+                .map_err(|e| SpecError::invalid("test.expectBody", e.to_string()))?;
+            let attempts = t.attempts.unwrap_or(3);
+            if !(1..=100).contains(&attempts) {
+                return Err(SpecError::invalid("test.attempts", "must be 1 to 100"));
+            }
+            if !t.target.is_empty() {
+                let url = url::Url::parse(&t.target)
+                    .map_err(|e| SpecError::invalid("test.target", format!("is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(SpecError::invalid(
+                        "test.target",
+                        "must be http:// or https://",
+                    ));
+                }
+            }
+            TestPlan::Http(HttpTest {
+                url: format!("{}{path}", t.target.trim_end_matches('/')),
+                expect_status: status,
+                expect_body,
+                attempts,
+                interval: duration("test.interval", t.interval.as_deref().unwrap_or("500ms"))?,
+            })
+        }
+        Some(RunnerKind::Command) => {
+            if t.command.is_empty() {
+                return Err(SpecError::invalid(
+                    "test.command",
+                    "is required for the command runner",
+                ));
+            }
+            let mut argv = t.command.clone();
+            argv.extend(t.args.clone().unwrap_or_default());
+            TestPlan::Command(CommandTest {
+                argv: expand(&argv, &t.target),
+                target: t.target.clone(),
+                env,
+                timeout: timeout()?,
+            })
+        }
+        Some(RunnerKind::Job) => {
+            let image = t
+                .image
+                .clone()
+                .filter(|i| !i.trim().is_empty())
+                .ok_or_else(|| {
+                    SpecError::invalid("test.image", "is required for the job runner")
+                })?;
+            TestPlan::Job(JobTest {
+                image,
+                command: expand(&t.command, &t.target),
+                args: expand(t.args.as_deref().unwrap_or(&["{target}".into()]), &t.target),
+                target: t.target.clone(),
+                namespace: t.namespace.clone(),
+                service_account: t.service_account.clone(),
+                resources: t.resources.clone(),
+                env,
+                timeout: timeout()?,
+            })
+        }
+        None => return Err(SpecError::invalid("test.runner", "is not set")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource() -> Resource {
+        Resource {
+            repo: "https://git.example.com/gitops.git".into(),
+            path: "apps/{phase}/values.yaml".into(),
+            phases: vec!["dev".into(), "test".into(), "prod".into()],
+            source: crate::spec::SourceRef {
+                phase: "test".into(),
+                commit: "ABCDEF1234".into(),
+            },
+            test: crate::spec::TestSpec {
+                runner: Some(RunnerKind::None),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn derives_the_target_from_the_phase_chain() {
+        let plan = Plan::from_resource(&resource()).expect("valid");
+        assert_eq!(plan.target.as_str(), "prod");
+        assert_eq!(plan.commit.as_str(), "abcdef1234");
+    }
+
+    #[test]
+    fn refuses_to_promote_from_the_last_phase() {
+        let mut r = resource();
+        r.source.phase = "prod".into();
+        let err = Plan::from_resource(&r).expect_err("last phase").to_string();
+        assert!(err.contains("last phase"), "{err}");
+    }
+
+    #[test]
+    fn refuses_paths_that_escape_the_repository() {
+        for path in [
+            "../{phase}.yaml",
+            "/etc/{phase}",
+            "a/./{phase}",
+            "a//{phase}",
+            "a/b.yaml",
+        ] {
+            let mut r = resource();
+            r.path = path.into();
+            let err = Plan::from_resource(&r).expect_err(path).to_string();
+            assert!(err.contains("`path`"), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_repo_urls_with_credentials_without_echoing_them() {
+        for url in [
+            "https://user:s3cret-token@host/x.git",
+            "https://s3cret-token@host/x.git",
+        ] {
+            let err = RepoUrl::parse(url).expect_err(url).to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains("credentials"), "{err}");
+        }
+        for ok in [
+            "git@github.com:org/repo.git",
+            "ssh://git@host/x.git",
+            "file:///tmp/x",
+        ] {
+            RepoUrl::parse(ok).expect(ok);
+        }
+        assert!(RepoUrl::parse("ftp://host/x").is_err());
+    }
+
+    #[test]
+    fn refuses_bad_phases_and_commits() {
+        for (phase, commit) in [("../x", "abcdef1"), ("Test", "abcdef1"), ("test", "xyz")] {
+            let mut r = resource();
+            r.source.phase = phase.into();
+            r.source.commit = commit.into();
+            assert!(Plan::from_resource(&r).is_err(), "{phase} {commit}");
+        }
+    }
+
+    #[test]
+    fn expands_the_target_in_job_args() {
+        let mut r = resource();
+        r.test = crate::spec::TestSpec {
+            runner: Some(RunnerKind::Job),
+            image: Some("tests:1".into()),
+            target: "http://app.test".into(),
+            ..Default::default()
+        };
+        let TestPlan::Job(job) = Plan::from_resource(&r).expect("valid").test else {
+            panic!("job runner expected");
+        };
+        assert_eq!(job.args, vec!["http://app.test"]);
+        assert_eq!(job.timeout, Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,533 @@
+//! [`Resource`]: the JSON object FetchResource answers and Execute receives.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Plan, SpecError};
+
+/// The default subject of a promotion commit (CONTRACT §5.6).
+pub const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
+
+/// How a spec value is turned into JSON.
+#[derive(Clone, Copy)]
+enum Shape {
+    Str,
+    /// Comma-separated list.
+    List,
+    Bool,
+    Int,
+    /// A command: a JSON array, or a string split like a shell would.
+    Argv,
+    JsonArray,
+    JsonObject,
+}
+
+/// Every spec key, the resource path it fills, and its shape. One table drives both the
+/// translation and the error messages, so a message can name the key the user wrote.
+const SPEC_KEYS: &[(&str, &str, Shape)] = &[
+    ("repo", "repo", Shape::Str),
+    ("branch", "branch", Shape::Str),
+    ("path", "path", Shape::Str),
+    ("key", "keys", Shape::List),
+    ("credentialsSecret", "credentialsSecret", Shape::Str),
+    ("phases", "phases", Shape::List),
+    ("sourcePhase", "source.phase", Shape::Str),
+    ("sourceCommit", "source.commit", Shape::Str),
+    ("targetPhase", "target.phase", Shape::Str),
+    ("test", "test.runner", Shape::Str),
+    ("testTarget", "test.target", Shape::Str),
+    ("testImage", "test.image", Shape::Str),
+    ("testCommand", "test.command", Shape::Argv),
+    ("testArgs", "test.args", Shape::JsonArray),
+    ("testNamespace", "test.namespace", Shape::Str),
+    ("testServiceAccount", "test.serviceAccount", Shape::Str),
+    ("testResources", "test.resources", Shape::JsonObject),
+    ("testEnv", "test.env", Shape::JsonObject),
+    ("testTimeout", "test.timeout", Shape::Str),
+    ("testPath", "test.path", Shape::Str),
+    ("testExpectStatus", "test.expectStatus", Shape::Int),
+    ("testExpectBody", "test.expectBody", Shape::Str),
+    ("testAttempts", "test.attempts", Shape::Int),
+    ("testInterval", "test.interval", Shape::Str),
+    ("commitMessage", "commitMessage", Shape::Str),
+    ("dryRun", "dryRun", Shape::Bool),
+    ("mode", "mode", Shape::Str),
+];
+
+/// Flat field names of the classic Argo CD notification body, accepted in the payload.
+const FLAT_PAYLOAD_NAMES: &[(&str, &str)] = &[
+    ("test_target", "test.target"),
+    ("source_commit", "source.commit"),
+    ("source_phase", "source.phase"),
+    ("target_phase", "target.phase"),
+];
+
+/// Which test runner a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    /// A Kubernetes Job running the test image.
+    Job,
+    /// The built-in HTTP check.
+    Http,
+    /// A local process.
+    Command,
+    /// No tests: promote at once (must be asked for explicitly).
+    None,
+}
+
+/// `sync` answers when the run ends; `async` answers `accepted` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Execute returns when the run ends.
+    #[default]
+    Sync,
+    /// Execute returns `accepted` at once and the run goes on.
+    Async,
+}
+
+/// The phase whose deployment is tested, and the commit that deployed it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SourceRef {
+    /// Source phase name (`test`).
+    pub phase: String,
+    /// The GitOps commit Argo CD synced to the source phase.
+    pub commit: String,
+}
+
+/// The phase that receives the tested version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetRef {
+    /// Target phase name (`prod`); empty means "the phase after the source".
+    pub phase: String,
+}
+
+/// How the source phase is tested. Runner-specific fields are absent for other runners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TestSpec {
+    /// The runner; `None` only before inference.
+    pub runner: Option<RunnerKind>,
+    /// URL of the deployment under test; `{target}` in args expands to it.
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+impl TestSpec {
+    /// Fills the defaults of the chosen runner (CONTRACT §2), so the resource shows them.
+    fn fill_defaults(&mut self) {
+        match self.runner {
+            Some(RunnerKind::Job) => {
+                self.args.get_or_insert_with(|| vec!["{target}".into()]);
+                self.timeout.get_or_insert_with(|| "10m".into());
+            }
+            Some(RunnerKind::Command) => {
+                self.timeout.get_or_insert_with(|| "10m".into());
+            }
+            Some(RunnerKind::Http) => {
+                self.path.get_or_insert_with(|| "/".into());
+                self.expect_status.get_or_insert(200);
+                self.attempts.get_or_insert(3);
+                self.interval.get_or_insert_with(|| "500ms".into());
+            }
+            Some(RunnerKind::None) | None => {}
+        }
+    }
+}
+
+/// The resource of CONTRACT §3: the spec with every default filled in, nested so Sensor
+/// parameters have stable `dest` paths (`source.commit`, `test.target`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Resource {
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    pub keys: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    pub phases: Vec<String>,
+    pub source: SourceRef,
+    pub target: TargetRef,
+    pub test: TestSpec,
+    pub commit_message: String,
+    pub dry_run: bool,
+    pub mode: Mode,
+}
+
+impl Default for Resource {
+    fn default() -> Self {
+        Resource {
+            repo: String::new(),
+            branch: "main".into(),
+            path: String::new(),
+            keys: vec!["image.version".into()],
+            credentials_secret: None,
+            phases: Vec::new(),
+            source: SourceRef::default(),
+            target: TargetRef::default(),
+            test: TestSpec::default(),
+            commit_message: DEFAULT_COMMIT_MESSAGE.into(),
+            dry_run: false,
+            mode: Mode::Sync,
+        }
+    }
+}
+
+impl Resource {
+    /// Parses the Sensor's `custom.spec` YAML, fills defaults and infers the runner, and checks
+    /// every field that is set. Per-event fields (commit, phases, target URL) may still be empty.
+    pub fn from_spec_yaml(yaml: &[u8]) -> Result<Resource, SpecError> {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_slice(yaml).map_err(|e| SpecError::NotYaml(e.to_string()))?;
+        let map = match doc {
+            serde_yaml_ng::Value::Mapping(m) => m,
+            serde_yaml_ng::Value::Null => serde_yaml_ng::Mapping::new(),
+            serde_yaml_ng::Value::Sequence(_) => return Err(SpecError::NotMap("a list")),
+            serde_yaml_ng::Value::Tagged(_) => return Err(SpecError::NotMap("a tagged value")),
+            _ => return Err(SpecError::NotMap("a single value")),
+        };
+        let mut json = Value::Object(Map::new());
+        for (k, v) in map {
+            let key = scalar_text(&k).ok_or(SpecError::NotMap("a map with non-string keys"))?;
+            let &(_, dest, shape) = SPEC_KEYS
+                .iter()
+                .find(|(name, _, _)| *name == key)
+                .ok_or_else(|| SpecError::UnknownKey(key.clone()))?;
+            let text = scalar_text(&v)
+                .ok_or_else(|| SpecError::invalid(&key, "must be a string, not a nested value"))?;
+            let value = convert(&text, shape).map_err(|p| SpecError::invalid(&key, p))?;
+            set_path(&mut json, dest, value);
+        }
+        let mut resource = deserialize(json).map_err(spec_named)?;
+        Plan::check_static(&resource).map_err(spec_named)?;
+        resource.infer_runner().map_err(spec_named)?;
+        resource.test.fill_defaults();
+        Plan::check_test(&resource).map_err(spec_named)?;
+        Ok(resource)
+    }
+
+    /// Parses the resource JSON handed to Execute and applies the payload over it (CONTRACT §4).
+    pub fn from_execute(resource: &[u8], payload: &[u8]) -> Result<Resource, SpecError> {
+        let mut json: Value =
+            serde_json::from_slice(resource).map_err(|e| SpecError::BadResource(e.to_string()))?;
+        if !json.is_object() {
+            return Err(SpecError::BadResource("not a JSON object".into()));
+        }
+        if let Some(overrides) = parse_payload(payload)? {
+            for (name, value) in overrides {
+                let dest = FLAT_PAYLOAD_NAMES
+                    .iter()
+                    .find(|(flat, _)| *flat == name)
+                    .map_or(name.as_str(), |(_, dest)| dest);
+                merge_path(&mut json, dest, value);
+            }
+        }
+        let mut resource = deserialize(json)?;
+        resource.infer_runner()?;
+        resource.test.fill_defaults();
+        Ok(resource)
+    }
+
+    /// The resource as the JSON bytes FetchResource answers.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Resource always serialises")
+    }
+
+    /// Chooses the runner when the spec did not: `job` with an image, `http` with a target.
+    fn infer_runner(&mut self) -> Result<(), SpecError> {
+        if self.test.runner.is_some() {
+            return Ok(());
+        }
+        self.test.runner = if self.test.image.is_some() {
+            Some(RunnerKind::Job)
+        } else if !self.test.target.is_empty() {
+            Some(RunnerKind::Http)
+        } else {
+            return Err(SpecError::invalid(
+                "test.runner",
+                "no runner set and none can be inferred: set testImage (job), testTarget (http), \
+                 or test: none to skip tests explicitly",
+            ));
+        };
+        Ok(())
+    }
+}
+
+/// Deserialises a resource, naming the field that has the wrong type.
+fn deserialize(json: Value) -> Result<Resource, SpecError> {
+    serde_path_to_error::deserialize(json)
+        .map_err(|e| SpecError::invalid(&e.path().to_string(), e.inner().to_string()))
+}
+
+/// Renames a resource path in an error to the spec key the user wrote.
+fn spec_named(err: SpecError) -> SpecError {
+    match err {
+        SpecError::Invalid { field, problem } => {
+            let key = SPEC_KEYS
+                .iter()
+                .find(|(_, dest, _)| *dest == field)
+                .map_or(field, |(name, _, _)| name.to_string());
+            SpecError::Invalid {
+                field: key,
+                problem,
+            }
+        }
+        other => other,
+    }
+}
+
+/// The text of a YAML scalar; Go YAML quotes ambiguous strings, but a hand-written spec may not.
+fn scalar_text(v: &serde_yaml_ng::Value) -> Option<String> {
+    match v {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn convert(text: &str, shape: Shape) -> Result<Value, String> {
+    let list = |t: &str| -> Value {
+        t.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.into()))
+            .collect()
+    };
+    Ok(match shape {
+        Shape::Str => Value::String(text.into()),
+        Shape::List => list(text),
+        Shape::Bool => match text.trim() {
+            "true" => Value::Bool(true),
+            "false" | "" => Value::Bool(false),
+            other => return Err(format!("`{other}` is not true or false")),
+        },
+        Shape::Int => Value::from(
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{text}` is not a whole number"))?,
+        ),
+        Shape::Argv if text.trim_start().starts_with('[') => json_of(text, Value::is_array)?,
+        Shape::Argv => shlex::split(text)
+            .ok_or("has unbalanced quotes")?
+            .into_iter()
+            .map(Value::String)
+            .collect(),
+        Shape::JsonArray => json_of(text, Value::is_array)?,
+        Shape::JsonObject => json_of(text, Value::is_object)?,
+    })
+}
+
+fn json_of(text: &str, ok: fn(&Value) -> bool) -> Result<Value, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
+    if ok(&v) {
+        Ok(v)
+    } else {
+        Err("has the wrong JSON type".into())
+    }
+}
+
+/// Sets `dotted.path` in a JSON object, creating objects on the way (like sjson's `set`).
+pub fn set_path(root: &mut Value, path: &str, value: Value) {
+    let mut node = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let obj = node.as_object_mut().expect("made an object above");
+        if parts.peek().is_none() {
+            obj.insert(part.to_string(), value);
+            return;
+        }
+        node = obj.entry(part).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Like [`set_path`], but an object value is merged field by field into an existing object,
+/// so a payload `{"source":{"commit":"…"}}` keeps `source.phase`.
+fn merge_path(root: &mut Value, path: &str, value: Value) {
+    match value {
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                merge_path(root, &format!("{path}.{k}"), v);
+            }
+        }
+        other => set_path(root, path, other),
+    }
+}
+
+fn parse_payload(payload: &[u8]) -> Result<Option<Map<String, Value>>, SpecError> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let bad = |e: &dyn std::fmt::Display| SpecError::BadPayload(e.to_string());
+    let value: Value = serde_json::from_slice(payload).map_err(|e| bad(&e))?;
+    let value = match value {
+        Value::String(inner) => serde_json::from_str(&inner).map_err(|e| bad(&e))?,
+        other => other,
+    };
+    match value {
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(bad(&"expected an object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Result<Resource, SpecError> {
+        Resource::from_spec_yaml(yaml.as_bytes())
+    }
+
+    const GO_YAML: &str = "credentialsSecret: github-credentials\n\
+        key: image.version\n\
+        path: apps/{phase}/values-{phase}.yaml\n\
+        phases: test,prod\n\
+        repo: https://git.example.com/org/gitops.git\n\
+        testAttempts: \"3\"\n\
+        testCommand: ./launchTests.sh\n\
+        testImage: registry.example.com/petstore-tests:1.2\n\
+        dryRun: \"false\"\n";
+
+    #[test]
+    fn fills_defaults_and_nests_the_go_yaml_spec() {
+        let r = spec(GO_YAML).expect("valid spec");
+        let json: Value = serde_json::from_slice(&r.to_json()).expect("json");
+        assert_eq!(json["branch"], "main");
+        assert_eq!(json["keys"], serde_json::json!(["image.version"]));
+        assert_eq!(json["phases"], serde_json::json!(["test", "prod"]));
+        assert_eq!(json["source"]["commit"], "");
+        assert_eq!(json["target"]["phase"], "");
+        assert_eq!(json["test"]["runner"], "job");
+        assert_eq!(
+            json["test"]["command"],
+            serde_json::json!(["./launchTests.sh"])
+        );
+        assert_eq!(json["test"]["args"], serde_json::json!(["{target}"]));
+        assert_eq!(json["test"]["timeout"], "10m");
+        assert_eq!(json["commitMessage"], DEFAULT_COMMIT_MESSAGE);
+        assert_eq!(json["mode"], "sync");
+    }
+
+    #[test]
+    fn reads_block_scalars_and_json_values() {
+        let r = spec(
+            "repo: file:///tmp/x\npath: a/{phase}.yaml\ntest: command\n\
+             testCommand: |-\n  [\"sh\", \"-c\",\n   \"exit 0\"]\ntestEnv: '{\"A\": \"b: c\"}'\n",
+        )
+        .expect("valid");
+        assert_eq!(r.test.command, vec!["sh", "-c", "exit 0"]);
+        assert_eq!(r.test.env.expect("env")["A"], "b: c");
+    }
+
+    #[test]
+    fn treats_an_empty_map_as_missing_repo() {
+        let err = spec("{}").expect_err("no repo").to_string();
+        assert!(err.contains("`repo`"), "{err}");
+    }
+
+    #[test]
+    fn names_the_key_of_every_bad_spec() {
+        let base = "repo: file:///r\npath: a/{phase}.yaml\ntest: none\n";
+        for (extra, key) in [
+            ("sourcePhase: ../x\n", "sourcePhase"),
+            ("sourceCommit: xyz\n", "sourceCommit"),
+            ("test: bogus\n", "test"),
+            ("dryRun: maybe\n", "dryRun"),
+            ("testArgs: not-json\n", "testArgs"),
+            ("testTimeout: forever\n", "testTimeout"),
+            ("testimage: x\n", "testimage"),
+        ] {
+            let yaml = if extra.starts_with("test:") {
+                base.replace("test: none\n", extra)
+            } else {
+                format!("{base}{extra}")
+            };
+            let err = spec(&yaml).expect_err(extra).to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_specs_that_are_not_maps() {
+        assert!(matches!(spec("[a, b]"), Err(SpecError::NotMap(_))));
+        assert!(matches!(spec("just text"), Err(SpecError::NotMap(_))));
+        assert!(matches!(spec("a: [unclosed"), Err(SpecError::NotYaml(_))));
+        assert!(matches!(
+            spec("repo: {a: b}"),
+            Err(SpecError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn requires_an_explicit_runner_when_none_can_be_inferred() {
+        let err = spec("repo: file:///r\npath: a/{phase}.yaml\n").expect_err("no runner");
+        assert!(err.to_string().contains("test: none"), "{err}");
+    }
+
+    #[test]
+    fn applies_flat_and_nested_payload_fields() {
+        let r = spec(GO_YAML).expect("valid");
+        let payload = br#"{"test_target":"http://petstore.test:8080","source_commit":"abcdef1",
+                          "source":{"phase":"test"},"extra":"ignored-by-serde"}"#;
+        let r = Resource::from_execute(&r.to_json(), payload).expect("payload applies");
+        assert_eq!(r.test.target, "http://petstore.test:8080");
+        assert_eq!(r.source.commit, "abcdef1");
+        assert_eq!(r.source.phase, "test");
+        assert_eq!(r.test.runner, Some(RunnerKind::Job));
+    }
+
+    #[test]
+    fn accepts_a_payload_that_is_a_json_string_holding_an_object() {
+        let r = spec(GO_YAML).expect("valid");
+        let payload =
+            serde_json::to_vec(&Value::String(r#"{"source_phase":"test"}"#.into())).expect("json");
+        let r = Resource::from_execute(&r.to_json(), &payload).expect("applies");
+        assert_eq!(r.source.phase, "test");
+    }
+
+    #[test]
+    fn refuses_payloads_that_are_not_objects() {
+        let r = spec(GO_YAML).expect("valid").to_json();
+        for payload in [&b"not json"[..], b"[1]", b"\"[1]\"", b"42"] {
+            let err = Resource::from_execute(&r, payload).expect_err("bad payload");
+            assert!(matches!(err, SpecError::BadPayload(_)), "{err}");
+        }
+        let err = Resource::from_execute(&r, br#"{"source":"x"}"#).expect_err("wrong type");
+        assert!(err.to_string().contains("source"), "{err}");
+    }
+}
