@@ -62,7 +62,7 @@ enum Command {
         target_phase: String,
         #[arg(
             long,
-            default_value = "argo-projects/{app}/manifests/overlays/{phase}/values-{phase}.yaml"
+            default_value = "argo-projects/app/manifests/overlays/{phase}/values-{phase}.yaml"
         )]
         path: String,
         #[arg(long, default_value = "image.version")]

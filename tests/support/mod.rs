@@ -1,0 +1,166 @@
+//! Shared test fixtures: the real server on 127.0.0.1:0, GitOps repositories, a Sensor-like
+//! client, an app under test, and captured logs (to prove no credential is ever logged).
+#![allow(dead_code)]
+
+pub mod git_server;
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use axum::{Router, http::StatusCode, routing::get};
+use phasegate::{config::Config, git::local, sensor::SensorClient, server};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The values file template of the fixtures.
+pub const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
+
+/// A values file with a comment on the version line, as real ones have.
+pub fn values(version: &str) -> String {
+    format!("# petstore\nreplicaCount: 2\nimage:\n  repository: registry.example.com/petstore\n  version: \"{version}\"  # bumped by CD\n")
+}
+
+/// The path of `app`'s values file in `phase`.
+pub fn values_path(app: &str, phase: &str) -> String {
+    PATH.replace("{app}", app).replace("{phase}", phase)
+}
+
+/// A bare GitOps repository with `app` at 1.0 in test and prod, then 2.0 in test.
+/// Returns the commit that put 2.0 in test (what Argo CD synced).
+pub fn gitops_repo(bare: &Path, apps: &[&str]) -> String {
+    let mut files = Vec::new();
+    for app in apps {
+        files.push((values_path(app, "test"), values("1.0")));
+        files.push((values_path(app, "prod"), values("1.0")));
+    }
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    local::commit_files(bare, "main", &refs, "initial").expect("initial commit");
+    bump(bare, apps, "test", "2.0")
+}
+
+/// Commits `version` into `phase` of each app; returns the commit.
+pub fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> String {
+    let files: Vec<(String, String)> = apps.iter().map(|a| (values_path(a, phase), values(version))).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    local::commit_files(bare, "main", &refs, &format!("Deploy {version} to {phase}")).expect("bump")
+}
+
+/// The version in `app`'s `phase` values file at the head of main.
+pub fn version_of(bare: &Path, app: &str, phase: &str) -> String {
+    let text = local::read_file(bare, "main", &values_path(app, phase)).expect("values file");
+    phasegate::values::read_scalar(&text, "image.version").expect("version")
+}
+
+/// Number of commits on main.
+pub fn commit_count(bare: &Path) -> usize {
+    local::log(bare, "main", 100_000).expect("log").len()
+}
+
+/// A running phasegate server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<phasegate::Result<()>>,
+    _cache: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts the real server on 127.0.0.1:0 with `config` (its cache in a fresh directory).
+    pub async fn start(mut config: Config) -> TestServer {
+        let cache = tempfile::tempdir().expect("cache dir");
+        if config.cache_dir == Config::default().cache_dir {
+            config.cache_dir = cache.path().join("cache");
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, stop: Some(stop), handle, _cache: cache }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A Sensor-like client of this server.
+    pub async fn sensor(&self) -> SensorClient {
+        SensorClient::connect(self.url()).await.expect("connect")
+    }
+
+    /// Stops accepting and waits for runs in flight.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle.await.expect("server task").expect("server ends cleanly");
+    }
+}
+
+/// A spec map as a Sensor's `custom.spec`.
+pub fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The petstore app under test: `/pet` answers `body` with `status`. Returns its URL.
+pub async fn app(status: u16, body: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let code = StatusCode::from_u16(status).expect("status");
+    tokio::spawn(async move {
+        let router = Router::new().route("/pet", get(move || async move { (code, body) }));
+        axum::serve(listener, router).await
+    });
+    url
+}
+
+/// Everything logged by this test binary so far (installs the capturing subscriber once).
+pub fn logs() -> String {
+    let buf = log_buffer();
+    String::from_utf8_lossy(&buf.lock().expect("log buffer")).into_owned()
+}
+
+/// Installs the capturing log subscriber; call at the start of a test that inspects logs.
+pub fn capture_logs() {
+    log_buffer();
+}
+
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,h2=info,hyper=info,tower=info")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A temp dir that lives as long as the returned guard.
+pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
