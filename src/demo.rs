@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::Config,
     git::local,
+    policy::PolicyConfig,
     sensor::{Parameter, SensorClient, go_yaml},
     server,
 };
@@ -73,6 +74,11 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
     let server_url = format!("http://{}", listener.local_addr()?);
     let config = Config {
         cache_dir: dir.path().join("cache"),
+        policy: PolicyConfig {
+            repos: vec![format!("file://{}", repo.display())],
+            transitions: vec!["test->prod".into()],
+            ..PolicyConfig::default()
+        },
         ..Config::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,18 +1,447 @@
-//! placeholder until the helper's module lands
+//! The format-preserving edit of a values file: pure functions `&str -> Result<String>`.
+//!
+//! A YAML library that loads and re-dumps the file loses comments, quoting and layout, which is
+//! exactly what a GitOps repository must keep. So the edit replaces only the bytes of one scalar:
+//! a real YAML parser (`saphyr-parser`, YAML 1.2) finds the node at the dotted key and where it
+//! starts; the scalar token itself (quotes included, anchor excluded) is measured from there;
+//! everything else — comments, order, quoting of other values, indentation, blank lines, CRLF,
+//! a missing final newline, `---` markers — is kept byte for byte. Every edit is read back.
+
+use std::borrow::Cow;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+/// Errors of reading or editing a values file. Messages name the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ValuesError {
+    /// The file is not valid YAML.
     #[error("values file is not valid YAML: {0}")]
     Invalid(String),
+    /// No node at the dotted key.
     #[error("key `{0}` not found in values file")]
     KeyMissing(String),
+    /// The node at the key is not a single-line scalar.
     #[error("key `{key}` is not a scalar ({found})")]
     NotScalar { key: String, found: &'static str },
+    /// The new value cannot be written (versions are one line).
     #[error("value for key `{key}` is not allowed: {reason}")]
     BadValue { key: String, reason: &'static str },
 }
-pub fn read_scalar(_text: &str, key: &str) -> Result<String, ValuesError> {
-    Err(ValuesError::KeyMissing(key.into()))
+
+/// A scalar found in the text: its decoded value, style, and the byte range of its token.
+#[derive(Debug)]
+struct Found {
+    value: String,
+    style: ScalarStyle,
+    start: usize,
+    end: usize,
 }
-pub fn set_scalar(_text: &str, key: &str, _value: &str) -> Result<String, ValuesError> {
-    Err(ValuesError::KeyMissing(key.into()))
+
+/// Reads the string value of the scalar at a dotted key path (e.g. `image.version`), unquoted.
+pub fn read_scalar(text: &str, key: &str) -> Result<String, ValuesError> {
+    find(text, key).map(|f| f.value)
+}
+
+/// Returns `text` with the scalar at `key` replaced by `value`, everything else byte for byte.
+pub fn set_scalar(text: &str, key: &str, value: &str) -> Result<String, ValuesError> {
+    let bad = |reason| ValuesError::BadValue {
+        key: key.to_string(),
+        reason,
+    };
+    if value.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad("it contains a line break or control character"));
+    }
+    let found = find(text, key)?;
+    let token = match found.style {
+        ScalarStyle::SingleQuoted => single_quoted(value),
+        ScalarStyle::DoubleQuoted => double_quoted(value),
+        _ if plain_is_safe(value) => value.to_string(),
+        _ => single_quoted(value),
+    };
+    // `version:` with nothing after the colon: the empty scalar sits right after it.
+    let token = if found.start == found.end && text[..found.start].ends_with(':') {
+        format!(" {token}")
+    } else {
+        token
+    };
+    let edited = format!("{}{token}{}", &text[..found.start], &text[found.end..]);
+    match read_scalar(&edited, key) {
+        Ok(back) if back == value => Ok(edited),
+        _ => Err(bad("the edited file would not read back the same value")),
+    }
+}
+
+/// A container on the way down to the key.
+struct Frame {
+    /// The key under which this container sits in its parent (None: root, list item, or a
+    /// complex key — none of which a dotted key can name).
+    name: Option<String>,
+    /// For a mapping: whether the next node is a key, and the last key seen.
+    map: Option<(bool, Option<String>)>,
+}
+
+fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
+    let target: Vec<&str> = key.split('.').collect();
+    let mut offsets: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+    offsets.push(text.len());
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut found: Option<Result<Found, ValuesError>> = None;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|e| ValuesError::Invalid(e.to_string()))?;
+        let opens = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
+        let node = opens || matches!(event, Event::Scalar(..) | Event::Alias(_));
+        if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
+            stack.pop();
+            toggle(&mut stack);
+            continue;
+        }
+        if !node {
+            continue;
+        }
+        let (is_key, key_here) = match stack.last().and_then(|f| f.map.as_ref()) {
+            Some((true, _)) => (true, None),
+            Some((false, k)) => (false, k.clone()),
+            None => (false, None),
+        };
+        if is_key {
+            let name = match &event {
+                Event::Scalar(v, ..) => Some(v.to_string()),
+                _ => None,
+            };
+            if let Some(Frame {
+                map: Some((_, k)), ..
+            }) = stack.last_mut()
+            {
+                *k = name;
+            }
+        } else if found.is_none()
+            && key_here.is_some()
+            && path_is(&stack, key_here.as_deref(), &target)
+        {
+            let start = offsets[span.start.index().min(offsets.len() - 1)];
+            found = Some(locate(text, key, &event, start));
+        }
+        if opens {
+            let name = if is_key { None } else { key_here };
+            let map = matches!(event, Event::MappingStart(..)).then_some((true, None));
+            stack.push(Frame { name, map });
+        } else {
+            toggle(&mut stack);
+        }
+    }
+    found.unwrap_or_else(|| Err(ValuesError::KeyMissing(key.to_string())))
+}
+
+/// A node ended: in a mapping, a key is followed by a value and a value by a key.
+fn toggle(stack: &mut [Frame]) {
+    if let Some(Frame {
+        map: Some((expect_key, _)),
+        ..
+    }) = stack.last_mut()
+    {
+        *expect_key = !*expect_key;
+    }
+}
+
+/// True when the value under `key_here` in the innermost mapping sits at the dotted `target`.
+fn path_is(stack: &[Frame], key_here: Option<&str>, target: &[&str]) -> bool {
+    let names = stack.iter().skip(1).map(|f| f.name.as_deref());
+    let path: Vec<Option<&str>> = names.chain(std::iter::once(key_here)).collect();
+    path.len() == target.len() && path.iter().zip(target).all(|(p, t)| *p == Some(*t))
+}
+
+/// Measures the scalar token that starts at byte `start` (after any anchor or tag).
+fn locate(text: &str, key: &str, event: &Event, start: usize) -> Result<Found, ValuesError> {
+    let not_scalar = |found| ValuesError::NotScalar {
+        key: key.to_string(),
+        found,
+    };
+    let (value, style) = match event {
+        Event::Scalar(v, style, ..) => (v, *style),
+        Event::Alias(_) => return Err(not_scalar("alias")),
+        Event::MappingStart(..) => return Err(not_scalar("mapping")),
+        _ => return Err(not_scalar("sequence")),
+    };
+    if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+        return Err(not_scalar("block scalar"));
+    }
+    let mut start = skip_properties(text, start);
+    // The parser puts an empty scalar (`key:` and nothing) at its key's colon.
+    if value.is_empty() && style == ScalarStyle::Plain && text[start..].starts_with(':') {
+        start += 1;
+    }
+    let rest = &text[start..];
+    let len = match style {
+        ScalarStyle::SingleQuoted => closing_quote(rest, '\''),
+        ScalarStyle::DoubleQuoted => closing_quote(rest, '"'),
+        // A one-line plain scalar is its own text; an empty one (`key:`) has no text.
+        _ if value.is_empty() => Some(0),
+        _ => rest.starts_with(value.as_ref()).then_some(value.len()),
+    }
+    .ok_or_else(|| not_scalar("multi-line scalar"))?;
+    Ok(Found {
+        value: Cow::as_ref(value).to_string(),
+        style,
+        start,
+        end: start + len,
+    })
+}
+
+/// Skips `&anchor` and `!tag` properties (and the spaces after them) before a scalar.
+fn skip_properties(text: &str, mut at: usize) -> usize {
+    while text[at..].starts_with(['&', '!']) {
+        at += text[at..].find([' ', '\t']).unwrap_or(text.len() - at);
+        at += text[at..].len() - text[at..].trim_start_matches([' ', '\t']).len();
+    }
+    at
+}
+
+/// Length of a quoted token starting at its opening quote, up to and including the closing one.
+fn closing_quote(token: &str, quote: char) -> Option<usize> {
+    let mut chars = token.char_indices().skip(1).peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if quote == '"' => {
+                chars.next();
+            }
+            '\'' if quote == '\'' && chars.peek().is_some_and(|(_, n)| *n == '\'') => {
+                chars.next();
+            }
+            c if c == quote => return Some(i + 1),
+            '\n' | '\r' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn single_quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+fn double_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// True when `value` written plain reads back as the same string in block and flow context.
+fn plain_is_safe(value: &str) -> bool {
+    const INDICATORS: &[char] = &[
+        '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@',
+        '`',
+    ];
+    !value.starts_with(INDICATORS)
+        && value.trim() == value
+        && !value.contains(": ")
+        && !value.contains(" #")
+        && !value.ends_with(':')
+        && !value.contains([',', '[', ']', '{', '}'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, input, key, new value, expected output): each edited and compared byte for byte.
+    const CORPUS: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "same-line comment and double quotes",
+            "image:\n  repository: r\n  version: \"1.0\"  # bumped by CD\n",
+            "image.version",
+            "2.0",
+            "image:\n  repository: r\n  version: \"2.0\"  # bumped by CD\n",
+        ),
+        (
+            "single quotes",
+            "image:\n  version: '1.0'\n",
+            "image.version",
+            "2.0",
+            "image:\n  version: '2.0'\n",
+        ),
+        (
+            "plain",
+            "image:\n  version: 1.0\n",
+            "image.version",
+            "2.0.1",
+            "image:\n  version: 2.0.1\n",
+        ),
+        (
+            "comments above, blank lines and key order",
+            "# top\n\nzeta: 1\n\n# the image\nimage:\n\n  # pinned\n  version: v1   # note\n  alpha: x\n",
+            "image.version",
+            "v2",
+            "# top\n\nzeta: 1\n\n# the image\nimage:\n\n  # pinned\n  version: v2   # note\n  alpha: x\n",
+        ),
+        (
+            "four-space indentation and deep nesting",
+            "a:\n    b:\n        c:\n            version: 1\n",
+            "a.b.c.version",
+            "2",
+            "a:\n    b:\n        c:\n            version: 2\n",
+        ),
+        (
+            "CRLF line endings",
+            "image:\r\n  version: \"1.0\"\r\n  tag: x\r\n",
+            "image.version",
+            "2.0",
+            "image:\r\n  version: \"2.0\"\r\n  tag: x\r\n",
+        ),
+        (
+            "missing final newline",
+            "image:\n  version: 1.0",
+            "image.version",
+            "2.0",
+            "image:\n  version: 2.0",
+        ),
+        (
+            "anchors and aliases elsewhere",
+            "base: &base\n  pull: Always\nimage:\n  <<: *base\n  version: 1.0\n",
+            "image.version",
+            "2.0",
+            "base: &base\n  pull: Always\nimage:\n  <<: *base\n  version: 2.0\n",
+        ),
+        (
+            "anchored scalar keeps its anchor",
+            "image:\n  version: &v '1.0' # c\nother: *v\n",
+            "image.version",
+            "2.0",
+            "image:\n  version: &v '2.0' # c\nother: *v\n",
+        ),
+        (
+            "document markers, first document holding the key",
+            "---\nfoo: 1\n---\nimage:\n  version: 1.0\n...\n",
+            "image.version",
+            "2.0",
+            "---\nfoo: 1\n---\nimage:\n  version: 2.0\n...\n",
+        ),
+        (
+            "flow mapping",
+            "image: {repository: r, version: \"1.0\"}\n",
+            "image.version",
+            "2.0",
+            "image: {repository: r, version: \"2.0\"}\n",
+        ),
+        (
+            "non-ASCII before the key",
+            "# café ☕\nnaïve: ü\nimage:\n  version: 1.0\n",
+            "image.version",
+            "2.0",
+            "# café ☕\nnaïve: ü\nimage:\n  version: 2.0\n",
+        ),
+        (
+            "same key name at another depth",
+            "version: 0.1\nimage:\n  version: 1.0\n",
+            "image.version",
+            "2.0",
+            "version: 0.1\nimage:\n  version: 2.0\n",
+        ),
+        (
+            "empty value",
+            "image:\n  version:\n  tag: x\n",
+            "image.version",
+            "2.0",
+            "image:\n  version: 2.0\n  tag: x\n",
+        ),
+        (
+            "plain value that needs quotes",
+            "image:\n  version: 1.0\n",
+            "image.version",
+            "2.0 #rc",
+            "image:\n  version: '2.0 #rc'\n",
+        ),
+        (
+            "quote inside single quotes",
+            "v: 'a'\n",
+            "v",
+            "it's",
+            "v: 'it''s'\n",
+        ),
+        (
+            "quoted key",
+            "\"image\":\n  'version': 1.0\n",
+            "image.version",
+            "2.0",
+            "\"image\":\n  'version': 2.0\n",
+        ),
+        (
+            "escapes in double quotes",
+            "v: \"a\\\"b\" # c\n",
+            "v",
+            "x\"y",
+            "v: \"x\\\"y\" # c\n",
+        ),
+    ];
+
+    #[test]
+    fn edits_only_the_scalar_in_every_corpus_file() {
+        for (name, input, key, value, expected) in CORPUS {
+            let out = set_scalar(input, key, value).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&out, expected, "{name}");
+            assert_eq!(
+                read_scalar(&out, key).expect("reads back"),
+                *value,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_unquoted_value() {
+        assert_eq!(
+            read_scalar("image:\n  version: \"1.0\" # x\n", "image.version").expect("reads"),
+            "1.0"
+        );
+        assert_eq!(read_scalar("v: 'it''s'\n", "v").expect("reads"), "it's");
+    }
+
+    #[test]
+    fn names_the_missing_key() {
+        let err = read_scalar("image:\n  tag: 1\n", "image.version").expect_err("missing");
+        assert!(
+            matches!(&err, ValuesError::KeyMissing(k) if k == "image.version"),
+            "{err}"
+        );
+        assert!(matches!(
+            read_scalar("a: 1\n", "image.version"),
+            Err(ValuesError::KeyMissing(_))
+        ));
+        assert!(matches!(
+            read_scalar("list:\n  - version: 1\n", "list.version"),
+            Err(ValuesError::KeyMissing(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_values_that_are_not_scalars() {
+        for (text, found) in [
+            ("image:\n  version:\n    a: 1\n", "mapping"),
+            ("image:\n  version: [1, 2]\n", "sequence"),
+            ("v: &a 1\nimage:\n  version: *a\n", "alias"),
+            ("image:\n  version: |\n    1.0\n", "block scalar"),
+        ] {
+            let err = set_scalar(text, "image.version", "2").expect_err(text);
+            assert!(
+                matches!(&err, ValuesError::NotScalar { found: f, .. } if *f == found),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_yaml_and_bad_values() {
+        assert!(matches!(
+            read_scalar("a: [1, 2\n", "a"),
+            Err(ValuesError::Invalid(_))
+        ));
+        assert!(matches!(
+            set_scalar("v: 1\n", "v", "2\n3"),
+            Err(ValuesError::BadValue { .. })
+        ));
+        assert!(matches!(
+            set_scalar("v: 1\n", "v", ""),
+            Err(ValuesError::BadValue { .. })
+        ));
+    }
 }

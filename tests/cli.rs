@@ -25,21 +25,64 @@ fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
     let repo = format!("file://{}", bare.display());
     let path = PATH.replace("{app}", "petstore");
     let cache = root.join("cache");
-    let base = ["promote", "--git-repo", &repo, "--source-phase", "test", "--target-phase", "prod", "--path", &path];
+    let base = [
+        "promote",
+        "--git-repo",
+        &repo,
+        "--source-phase",
+        "test",
+        "--target-phase",
+        "prod",
+        "--path",
+        &path,
+    ];
 
-    let failed = phasegate(&[&base[..], &["--source-commit", &synced, "--test", "command", "--test-command", "sh -c 'echo campaign failed; exit 1'"]].concat(), &cache);
-    assert_eq!(failed.status.code(), Some(1), "{}", String::from_utf8_lossy(&failed.stderr));
+    let failed = phasegate(
+        &[
+            &base[..],
+            &[
+                "--source-commit",
+                &synced,
+                "--test",
+                "command",
+                "--test-command",
+                "sh -c 'echo campaign failed; exit 1'",
+            ],
+        ]
+        .concat(),
+        &cache,
+    );
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
     let answer: Value = serde_json::from_slice(&failed.stdout).expect("JSON on stdout");
     assert_eq!(answer["outcome"], "tests-failed");
-    assert!(answer["test"]["log"].as_str().expect("log").contains("campaign failed"));
+    assert!(
+        answer["test"]["log"]
+            .as_str()
+            .expect("log")
+            .contains("campaign failed")
+    );
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 
     let bad = phasegate(&[&base[..], &["--source-commit", "xyz"]].concat(), &cache);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("source.commit"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("source.commit"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     let ok = phasegate(&[&base[..], &["--source-commit", &synced]].concat(), &cache);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let answer: Value = serde_json::from_slice(&ok.stdout).expect("JSON on stdout");
     assert_eq!(answer["outcome"], "promoted");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
@@ -50,17 +93,33 @@ fn demo_ends_with_a_commit_changing_only_prods_version_line() {
     let (_dir, root) = tempdir();
     let out = phasegate(&["demo"], &root);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for step in ["FetchResource", "Execute", "ApplyPolicy", "promotion commit"] {
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "FetchResource",
+        "Execute",
+        "ApplyPolicy",
+        "promotion commit",
+    ] {
         assert!(text.contains(step), "{step} missing:\n{text}");
     }
     let changed: Vec<&str> = text
         .lines()
         .map(str::trim_start)
-        .filter(|l| (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---"))
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
         .collect();
     assert_eq!(changed.len(), 2, "{text}");
     assert!(changed[0].starts_with("-  version: \"1.0\""), "{changed:?}");
     assert!(changed[1].starts_with("+  version: \"2.0\""), "{changed:?}");
-    assert!(text.contains("+++ b/apps/petstore/overlays/prod/values-prod.yaml"), "{text}");
+    assert!(
+        text.contains("+++ b/apps/petstore/overlays/prod/values-prod.yaml"),
+        "{text}"
+    );
 }

@@ -34,15 +34,26 @@ async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
     let (ok, list, err) = tokio::task::block_in_place(|| grpcurl(&["-plaintext", &addr, "list"]));
     assert!(ok, "{err}");
     for service in ["triggers.Trigger", "grpc.health.v1.Health"] {
-        assert!(list.lines().any(|l| l == service), "{service} missing from\n{list}");
+        assert!(
+            list.lines().any(|l| l == service),
+            "{service} missing from\n{list}"
+        );
     }
-    let (ok, described, err) = tokio::task::block_in_place(|| grpcurl(&["-plaintext", &addr, "describe", "triggers.Trigger"]));
+    let (ok, described, err) = tokio::task::block_in_place(|| {
+        grpcurl(&["-plaintext", &addr, "describe", "triggers.Trigger"])
+    });
     assert!(ok, "{err}");
     for rpc in ["rpc FetchResource", "rpc Execute", "rpc ApplyPolicy"] {
         assert!(described.contains(rpc), "{rpc} missing from\n{described}");
     }
     let (ok, health, err) = tokio::task::block_in_place(|| {
-        grpcurl(&["-plaintext", "-d", r#"{"service":"triggers.Trigger"}"#, &addr, "grpc.health.v1.Health/Check"])
+        grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"service":"triggers.Trigger"}"#,
+            &addr,
+            "grpc.health.v1.Health/Check",
+        ])
     });
     assert!(ok, "{err}");
     assert!(health.contains("SERVING"), "{health}");
@@ -54,29 +65,61 @@ async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
     );
     let call = |method: &str, body: Value| -> Value {
         let (ok, out, err) = tokio::task::block_in_place(|| {
-            grpcurl(&["-plaintext", "-d", &body.to_string(), &addr, &format!("triggers.Trigger/{method}")])
+            grpcurl(&[
+                "-plaintext",
+                "-d",
+                &body.to_string(),
+                &addr,
+                &format!("triggers.Trigger/{method}"),
+            ])
         });
         assert!(ok, "{method}: {err}");
         serde_json::from_str(&out).expect("grpcurl prints JSON")
     };
-    let fetched = call("FetchResource", serde_json::json!({"resource": STANDARD.encode(&spec)}));
-    let resource = STANDARD.decode(fetched["resource"].as_str().expect("bytes")).expect("base64");
+    let fetched = call(
+        "FetchResource",
+        serde_json::json!({"resource": STANDARD.encode(&spec)}),
+    );
+    let resource = STANDARD
+        .decode(fetched["resource"].as_str().expect("bytes"))
+        .expect("base64");
     let resource: Value = serde_json::from_slice(&resource).expect("resource JSON");
     assert_eq!(resource["source"]["commit"], synced);
 
     let payload = STANDARD.encode(r#"{"source_phase":"test"}"#);
-    let executed = call("Execute", serde_json::json!({"resource": STANDARD.encode(resource.to_string()), "payload": payload}));
-    let answer = STANDARD.decode(executed["response"].as_str().expect("bytes")).expect("base64");
+    let executed = call(
+        "Execute",
+        serde_json::json!({"resource": STANDARD.encode(resource.to_string()), "payload": payload}),
+    );
+    let answer = STANDARD
+        .decode(executed["response"].as_str().expect("bytes"))
+        .expect("base64");
     let answer_json: Value = serde_json::from_slice(&answer).expect("answer JSON");
     assert_eq!(answer_json["outcome"], "promoted");
 
-    let policy = call("ApplyPolicy", serde_json::json!({"request": STANDARD.encode(&answer)}));
+    let policy = call(
+        "ApplyPolicy",
+        serde_json::json!({"request": STANDARD.encode(&answer)}),
+    );
     assert_eq!(policy["success"], true);
-    assert!(policy["message"].as_str().expect("message").contains("promoted 2.0"), "{policy}");
+    assert!(
+        policy["message"]
+            .as_str()
+            .expect("message")
+            .contains("promoted 2.0"),
+        "{policy}"
+    );
 
-    let failed = serde_json::json!({"run": "r1", "outcome": "tests-failed", "source": {"phase": "test"}});
+    let failed =
+        serde_json::json!({"run": "r1", "outcome": "tests-failed", "source": {"phase": "test"}});
     let (ok, _, err) = tokio::task::block_in_place(|| {
-        grpcurl(&["-plaintext", "-d", &serde_json::json!({"request": STANDARD.encode(failed.to_string())}).to_string(), &addr, "triggers.Trigger/ApplyPolicy"])
+        grpcurl(&[
+            "-plaintext",
+            "-d",
+            &serde_json::json!({"request": STANDARD.encode(failed.to_string())}).to_string(),
+            &addr,
+            "triggers.Trigger/ApplyPolicy",
+        ])
     });
     assert!(!ok, "tests-failed must be a non-OK status");
     assert!(err.contains("FailedPrecondition"), "{err}");

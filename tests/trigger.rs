@@ -27,8 +27,14 @@ fn petstore_spec(bare: &Path, extra: &[(&str, &str)]) -> BTreeMap<String, String
 
 fn event(commit: &str, target: &str) -> Vec<Parameter> {
     vec![
-        Parameter { dest: "source.commit".into(), value: json!(commit) },
-        Parameter { dest: "test.target".into(), value: json!(target) },
+        Parameter {
+            dest: "source.commit".into(),
+            value: json!(commit),
+        },
+        Parameter {
+            dest: "test.target".into(),
+            value: json!(target),
+        },
     ]
 }
 
@@ -39,14 +45,27 @@ async fn sensor_sequence_promotes_exactly_the_tested_version() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let before = phasegate::git::local::read_file(&bare, "main", &values_path("petstore", "prod")).expect("prod");
+    let before = phasegate::git::local::read_file(&bare, "main", &values_path("petstore", "prod"))
+        .expect("prod");
     // A later commit moves test on to 3.0: the tested commit (2.0) must be what is promoted.
     bump(&bare, &["petstore"], "test", "3.0");
     let app = app(200, r#"{"name":"Cat"}"#).await;
     let server = TestServer::start(Config::default()).await;
-    let spec = petstore_spec(&bare, &[("test", "http"), ("testPath", "/pet"), ("testExpectBody", "Dog|Cat|Bird")]);
+    let spec = petstore_spec(
+        &bare,
+        &[
+            ("test", "http"),
+            ("testPath", "/pet"),
+            ("testExpectBody", "Dog|Cat|Bird"),
+        ],
+    );
 
-    let fired = server.sensor().await.fire(&spec, &event(&synced, &app), SOURCE_TEST).await.expect("fires");
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, &app), SOURCE_TEST)
+        .await
+        .expect("fires");
 
     assert_eq!(fired.resource["source"]["commit"], "");
     assert_eq!(fired.resource["test"]["runner"], "http");
@@ -58,14 +77,28 @@ async fn sensor_sequence_promotes_exactly_the_tested_version() {
     assert_eq!(r["target"]["phase"], "prod");
     assert_eq!(r["test"]["passed"], true);
     assert_eq!(r["test"]["attempts"], 1);
-    assert!(fired.policy_message.contains("promoted 2.0"), "{}", fired.policy_message);
-    let after = phasegate::git::local::read_file(&bare, "main", &values_path("petstore", "prod")).expect("prod");
-    assert_eq!(after, before.replace("version: \"1.0\"", "version: \"2.0\""));
+    assert!(
+        fired.policy_message.contains("promoted 2.0"),
+        "{}",
+        fired.policy_message
+    );
+    let after = phasegate::git::local::read_file(&bare, "main", &values_path("petstore", "prod"))
+        .expect("prod");
+    assert_eq!(
+        after,
+        before.replace("version: \"1.0\"", "version: \"2.0\"")
+    );
     let head = &phasegate::git::local::log(&bare, "main", 1).expect("log")[0];
     assert_eq!(r["commit"], head.0.as_str());
     assert_eq!(head.1, "Promote image.version 2.0 from test to prod");
     let shown = phasegate::git::local::show(&bare, &head.0).expect("show");
-    for trailer in ["Promoted-Version: 2.0", "Source-Phase: test", &format!("Source-Commit: {synced}"), "Target-Phase: prod", "Promotion-Run: "] {
+    for trailer in [
+        "Promoted-Version: 2.0",
+        "Source-Phase: test",
+        &format!("Source-Commit: {synced}"),
+        "Target-Phase: prod",
+        "Promotion-Run: ",
+    ] {
         assert!(shown.contains(trailer), "missing {trailer} in\n{shown}");
     }
     server.stop().await;
@@ -83,7 +116,12 @@ async fn accepts_the_classic_notification_body_as_payload() {
     // Argo Events may hand the body over as a JSON string holding the object.
     let payload = serde_json::to_vec(&Value::String(body.to_string())).expect("json");
 
-    let fired = server.sensor().await.fire(&spec, &[], &payload).await.expect("fires");
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &[], &payload)
+        .await
+        .expect("fires");
 
     assert_eq!(fired.response["outcome"], "promoted");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
@@ -97,13 +135,30 @@ async fn a_broken_app_fails_the_trigger_and_pushes_nothing() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let commits = commit_count(&bare);
     let server = TestServer::start(Config::default()).await;
-    let spec = petstore_spec(&bare, &[("test", "http"), ("testPath", "/pet"), ("testExpectBody", "Dog|Cat|Bird"), ("testInterval", "10ms")]);
+    let spec = petstore_spec(
+        &bare,
+        &[
+            ("test", "http"),
+            ("testPath", "/pet"),
+            ("testExpectBody", "Dog|Cat|Bird"),
+            ("testInterval", "10ms"),
+        ],
+    );
     for (status, body) in [(500, "Dog"), (200, r#"{"name":"Fish"}"#)] {
         let app = app(status, body).await;
-        let failed: Failed = server.sensor().await.fire(&spec, &event(&synced, &app), SOURCE_TEST).await.expect_err("tests fail");
+        let failed: Failed = server
+            .sensor()
+            .await
+            .fire(&spec, &event(&synced, &app), SOURCE_TEST)
+            .await
+            .expect_err("tests fail");
         assert_eq!(failed.step, "ApplyPolicy");
         assert_eq!(failed.status.code(), Code::FailedPrecondition);
-        assert!(failed.status.message().contains("tests of test failed"), "{}", failed.status.message());
+        assert!(
+            failed.status.message().contains("tests of test failed"),
+            "{}",
+            failed.status.message()
+        );
         let response = failed.response.expect("Execute answered");
         assert_eq!(response["outcome"], "tests-failed");
         assert_eq!(response["test"]["attempts"], 3);
@@ -126,39 +181,66 @@ async fn bad_input_is_invalid_argument_naming_the_field() {
         (format!("{base}sourcePhase: ../x\n"), "sourcePhase"),
         (format!("{base}sourceCommit: xyz\n"), "sourceCommit"),
         (base.replace("test: none", "test: robot"), "test"),
-        (format!("{base}path: ../../etc/{{phase}}\n").replace("path: a/{phase}.yaml\n", ""), "path"),
+        (
+            format!("{base}path: ../../etc/{{phase}}\n").replace("path: a/{phase}.yaml\n", ""),
+            "path",
+        ),
     ] {
         let status = client
-            .fetch_resource(FetchResourceRequest { resource: yaml.clone().into_bytes() })
+            .fetch_resource(FetchResourceRequest {
+                resource: yaml.clone().into_bytes(),
+            })
             .await
             .expect_err(&yaml);
         assert_eq!(status.code(), Code::InvalidArgument, "{yaml}");
-        assert!(status.message().contains(field), "{yaml}: {}", status.message());
+        assert!(
+            status.message().contains(field),
+            "{yaml}: {}",
+            status.message()
+        );
     }
     let resource = client
-        .fetch_resource(FetchResourceRequest { resource: base.as_bytes().to_vec() })
+        .fetch_resource(FetchResourceRequest {
+            resource: base.as_bytes().to_vec(),
+        })
         .await
         .expect("valid")
         .into_inner()
         .resource;
     for (payload, field) in [
         (&b"not json"[..], "payload"),
-        (br#"{"source_commit":"xyz","source_phase":"test","target_phase":"prod"}"#, "source.commit"),
-        (br#"{"source_commit":"abcdef1","source_phase":"../x","target_phase":"prod"}"#, "source.phase"),
+        (
+            br#"{"source_commit":"xyz","source_phase":"test","target_phase":"prod"}"#,
+            "source.commit",
+        ),
+        (
+            br#"{"source_commit":"abcdef1","source_phase":"../x","target_phase":"prod"}"#,
+            "source.phase",
+        ),
     ] {
         let status = client
-            .execute(ExecuteRequest { resource: resource.clone(), payload: payload.to_vec() })
+            .execute(ExecuteRequest {
+                resource: resource.clone(),
+                payload: payload.to_vec(),
+            })
             .await
             .expect_err("bad payload");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().contains(field), "{}", status.message());
     }
     let status = client
-        .execute(ExecuteRequest { resource: b"{not json".to_vec(), payload: vec![] })
+        .execute(ExecuteRequest {
+            resource: b"{not json".to_vec(),
+            payload: vec![],
+        })
         .await
         .expect_err("bad resource");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("resource"), "{}", status.message());
+    assert!(
+        status.message().contains("resource"),
+        "{}",
+        status.message()
+    );
     server.stop().await;
 }
 
@@ -176,20 +258,42 @@ async fn two_hundred_identical_executes_share_one_run_and_one_commit() {
     let sensor = server.sensor().await;
 
     let firings = futures_join_all((0..200).map(|_| {
-        let (sensor, spec, params) = (sensor.clone(), spec.clone(), event(&synced, "http://unused"));
-        tokio::spawn(async move { sensor.fire(&spec, &params, SOURCE_TEST).await.expect("fires").response })
+        let (sensor, spec, params) = (
+            sensor.clone(),
+            spec.clone(),
+            event(&synced, "http://unused"),
+        );
+        tokio::spawn(async move {
+            sensor
+                .fire(&spec, &params, SOURCE_TEST)
+                .await
+                .expect("fires")
+                .response
+        })
     }))
     .await;
 
     assert_eq!(firings.len(), 200);
-    assert!(firings.iter().all(|r| *r == firings[0]), "all answers identical");
+    assert!(
+        firings.iter().all(|r| *r == firings[0]),
+        "all answers identical"
+    );
     assert_eq!(firings[0]["outcome"], "promoted");
-    assert_eq!(std::fs::read_to_string(&counter).expect("counter").lines().count(), 1, "one test run");
+    assert_eq!(
+        std::fs::read_to_string(&counter)
+            .expect("counter")
+            .lines()
+            .count(),
+        1,
+        "one test run"
+    );
     assert_eq!(commit_count(&bare), commits + 1, "one promotion commit");
     server.stop().await;
 }
 
-async fn futures_join_all<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+async fn futures_join_all<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
         out.push(h.await.expect("task"));
@@ -202,33 +306,121 @@ async fn each_error_kind_has_its_status_code() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let policy = PolicyConfig { transitions: vec!["test->prod".into()], ..Default::default() };
-    let server = TestServer::start(Config { policy, ..Config::default() }).await;
+    let policy = PolicyConfig {
+        transitions: vec!["test->prod".into()],
+        ..Default::default()
+    };
+    let server = TestServer::start(Config {
+        policy,
+        ..Config::default()
+    })
+    .await;
     let sensor = server.sensor().await;
     let none = petstore_spec(&bare, &[("test", "none")]);
-    let cases: Vec<(BTreeMap<String, String>, Vec<Parameter>, &[u8], Code, &str)> = vec![
-        (none.clone(), event("abcdef1234567", ""), SOURCE_TEST, Code::NotFound, "source commit abcdef1234567"),
-        (petstore_spec(&bare, &[("test", "none"), ("key", "image.tag")]), event(&synced, ""), SOURCE_TEST, Code::NotFound, "image.tag"),
-        (petstore_spec(&bare, &[("test", "none"), ("path", "apps/missing/{phase}/values.yaml")]), event(&synced, ""), SOURCE_TEST, Code::NotFound, "apps/missing/test/values.yaml"),
-        (petstore_spec(&bare, &[("test", "none"), ("key", "image")]), event(&synced, ""), SOURCE_TEST, Code::InvalidArgument, "not a scalar"),
-        (petstore_spec(&bare, &[("test", "none"), ("phases", "dev,test,prod")]), event(&synced, ""), br#"{"source_phase":"dev"}"#, Code::PermissionDenied, "dev->test"),
-        (petstore_spec(&bare, &[("testImage", "registry.example.com/tests:1")]), event(&synced, "http://app"), SOURCE_TEST, Code::FailedPrecondition, "Kubernetes"),
-        (none.clone(), event(&synced, ""), br#"{"source_phase":"prod"}"#, Code::InvalidArgument, "last phase"),
+    type Case<'a> = (
+        BTreeMap<String, String>,
+        Vec<Parameter>,
+        &'a [u8],
+        Code,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            none.clone(),
+            event("abcdef1234567", ""),
+            SOURCE_TEST,
+            Code::NotFound,
+            "source commit abcdef1234567",
+        ),
+        (
+            petstore_spec(&bare, &[("test", "none"), ("key", "image.tag")]),
+            event(&synced, ""),
+            SOURCE_TEST,
+            Code::NotFound,
+            "image.tag",
+        ),
+        (
+            petstore_spec(
+                &bare,
+                &[
+                    ("test", "none"),
+                    ("path", "apps/missing/{phase}/values.yaml"),
+                ],
+            ),
+            event(&synced, ""),
+            SOURCE_TEST,
+            Code::NotFound,
+            "apps/missing/test/values.yaml",
+        ),
+        (
+            petstore_spec(&bare, &[("test", "none"), ("key", "image")]),
+            event(&synced, ""),
+            SOURCE_TEST,
+            Code::InvalidArgument,
+            "not a scalar",
+        ),
+        (
+            petstore_spec(&bare, &[("test", "none"), ("phases", "dev,test,prod")]),
+            event(&synced, ""),
+            br#"{"source_phase":"dev"}"#,
+            Code::PermissionDenied,
+            "dev->test",
+        ),
+        (
+            petstore_spec(&bare, &[("testImage", "registry.example.com/tests:1")]),
+            event(&synced, "http://app"),
+            SOURCE_TEST,
+            Code::FailedPrecondition,
+            "Kubernetes",
+        ),
+        (
+            none.clone(),
+            event(&synced, ""),
+            br#"{"source_phase":"prod"}"#,
+            Code::InvalidArgument,
+            "last phase",
+        ),
     ];
     for (spec, params, payload, code, needle) in cases {
-        let failed = sensor.fire(&spec, &params, payload).await.expect_err(needle);
+        let failed = sensor
+            .fire(&spec, &params, payload)
+            .await
+            .expect_err(needle);
         assert_eq!(failed.step, "Execute", "{needle}");
-        assert_eq!(failed.status.code(), code, "{needle}: {}", failed.status.message());
-        assert!(failed.status.message().contains(needle), "{needle}: {}", failed.status.message());
+        assert_eq!(
+            failed.status.code(),
+            code,
+            "{needle}: {}",
+            failed.status.message()
+        );
+        assert!(
+            failed.status.message().contains(needle),
+            "{needle}: {}",
+            failed.status.message()
+        );
     }
     server.stop().await;
 
     // A cache directory that cannot be created is the server's own fault: INTERNAL.
     let not_a_dir = root.join("file");
     std::fs::write(&not_a_dir, "x").expect("write");
-    let server = TestServer::start(Config { cache_dir: not_a_dir.join("cache"), ..Config::default() }).await;
-    let failed = server.sensor().await.fire(&none, &event(&synced, ""), SOURCE_TEST).await.expect_err("no cache");
-    assert_eq!(failed.status.code(), Code::Internal, "{}", failed.status.message());
+    let server = TestServer::start(Config {
+        cache_dir: not_a_dir.join("cache"),
+        ..Config::default()
+    })
+    .await;
+    let failed = server
+        .sensor()
+        .await
+        .fire(&none, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect_err("no cache");
+    assert_eq!(
+        failed.status.code(),
+        Code::Internal,
+        "{}",
+        failed.status.message()
+    );
     server.stop().await;
 }
 
@@ -242,21 +434,48 @@ async fn outcomes_after_the_first_promotion() {
     let sensor = server.sensor().await;
 
     let dry = petstore_spec(&bare, &[("test", "none"), ("dryRun", "true")]);
-    let fired = sensor.fire(&dry, &event(&synced, ""), SOURCE_TEST).await.expect("dry run");
+    let fired = sensor
+        .fire(&dry, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect("dry run");
     assert_eq!(fired.response["outcome"], "dry-run");
-    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0", "a dry run pushes nothing");
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        "1.0",
+        "a dry run pushes nothing"
+    );
 
-    let first = sensor.fire(&spec, &event(&synced, ""), SOURCE_TEST).await.expect("promotes").response;
+    let first = sensor
+        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect("promotes")
+        .response;
     assert_eq!(first["outcome"], "promoted");
-    let again = sensor.fire(&spec, &event(&synced, ""), SOURCE_TEST).await.expect("duplicate").response;
-    assert_eq!(again, first, "a duplicate after success gets the recorded answer");
+    let again = sensor
+        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect("duplicate")
+        .response;
+    assert_eq!(
+        again, first,
+        "a duplicate after success gets the recorded answer"
+    );
     server.stop().await;
 
     // A restarted server has no record, but the repository says it is done.
     let server = TestServer::start(Config::default()).await;
-    let fired = server.sensor().await.fire(&spec, &event(&synced, ""), SOURCE_TEST).await.expect("again");
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect("again");
     assert_eq!(fired.response["outcome"], "already-promoted");
-    assert!(fired.policy_message.contains("already at 2.0"), "{}", fired.policy_message);
+    assert!(
+        fired.policy_message.contains("already at 2.0"),
+        "{}",
+        fired.policy_message
+    );
     server.stop().await;
 }
 
@@ -266,12 +485,28 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let server = TestServer::start(Config::default()).await;
-    let spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", "sleep 0.3"), ("mode", "async")]);
+    let spec = petstore_spec(
+        &bare,
+        &[
+            ("test", "command"),
+            ("testCommand", "sleep 0.3"),
+            ("mode", "async"),
+        ],
+    );
 
-    let fired = server.sensor().await.fire(&spec, &event(&synced, ""), SOURCE_TEST).await.expect("accepted");
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .await
+        .expect("accepted");
 
     assert_eq!(fired.response["outcome"], "accepted");
-    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0", "answered before the run ended");
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        "1.0",
+        "answered before the run ended"
+    );
     // Stopping waits for the run in flight: a shutdown never leaves half a promotion.
     server.stop().await;
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");

@@ -21,7 +21,9 @@ pub const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
 
 /// A values file with a comment on the version line, as real ones have.
 pub fn values(version: &str) -> String {
-    format!("# petstore\nreplicaCount: 2\nimage:\n  repository: registry.example.com/petstore\n  version: \"{version}\"  # bumped by CD\n")
+    format!(
+        "# petstore\nreplicaCount: 2\nimage:\n  repository: registry.example.com/petstore\n  version: \"{version}\"  # bumped by CD\n"
+    )
 }
 
 /// The path of `app`'s values file in `phase`.
@@ -37,15 +39,24 @@ pub fn gitops_repo(bare: &Path, apps: &[&str]) -> String {
         files.push((values_path(app, "test"), values("1.0")));
         files.push((values_path(app, "prod"), values("1.0")));
     }
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
     local::commit_files(bare, "main", &refs, "initial").expect("initial commit");
     bump(bare, apps, "test", "2.0")
 }
 
 /// Commits `version` into `phase` of each app; returns the commit.
 pub fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> String {
-    let files: Vec<(String, String)> = apps.iter().map(|a| (values_path(a, phase), values(version))).collect();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let files: Vec<(String, String)> = apps
+        .iter()
+        .map(|a| (values_path(a, phase), values(version)))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
     local::commit_files(bare, "main", &refs, &format!("Deploy {version} to {phase}")).expect("bump")
 }
 
@@ -81,7 +92,12 @@ impl TestServer {
         let handle = tokio::spawn(server::run(listener, config, async {
             let _ = stopped.await;
         }));
-        TestServer { addr, stop: Some(stop), handle, _cache: cache }
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle,
+            _cache: cache,
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -99,13 +115,19 @@ impl TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.handle.await.expect("server task").expect("server ends cleanly");
+        self.handle
+            .await
+            .expect("server task")
+            .expect("server ends cleanly");
     }
 }
 
 /// A spec map as a Sensor's `custom.spec`.
 pub fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The petstore app under test: `/pet` answers `body` with `status`. Returns its URL.

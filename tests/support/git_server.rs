@@ -1,0 +1,227 @@
+//! A real git smart-HTTP server for the tests: git's own `git http-backend` run as CGI behind
+//! a small host on 127.0.0.1 that requires HTTP basic authentication.
+//!
+//! Does not model: TLS, the dumb HTTP protocol, or per-repository permissions (one user may
+//! read and write everything under the root).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::Response,
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use tokio::{io::AsyncWriteExt, net::TcpListener, process::Command, task::JoinHandle};
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+struct Shared {
+    root: PathBuf,
+    authorization: String,
+    user: String,
+    pushes: AtomicUsize,
+    before_push: Mutex<Option<Hook>>,
+}
+
+/// A git smart-HTTP server (git http-backend as CGI) on 127.0.0.1 with basic auth. Serves bare
+/// repositories under `root` at `http://127.0.0.1:PORT/<name>.git`.
+pub struct GitServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl GitServer {
+    /// Starts serving `root`; every request must carry basic auth `user`/`password`.
+    pub async fn start(root: &Path, user: &str, password: &str) -> GitServer {
+        let shared = Arc::new(Shared {
+            root: root.to_path_buf(),
+            authorization: format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))),
+            user: user.to_string(),
+            pushes: AtomicUsize::new(0),
+            before_push: Mutex::new(None),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind git server");
+        let addr = listener.local_addr().expect("addr");
+        let mut server = GitServer {
+            addr,
+            shared,
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    /// Clone URL of the bare repository `root/<name>.git` (no credentials in it).
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}.git", self.addr)
+    }
+
+    /// Stops serving: later requests get "connection refused".
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind git server");
+        self.serve(listener);
+    }
+
+    /// Number of pushes (receive-pack POSTs) served so far.
+    pub fn pushes(&self) -> usize {
+        self.shared.pushes.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` once, just before the next push is served (to race a client's fetch and push).
+    pub fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
+        *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let router = Router::new().fallback(cgi).with_state(self.shared.clone());
+        self.task = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        }));
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn cgi(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let authorized = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(shared.authorization.as_str());
+    if !authorized {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(header::WWW_AUTHENTICATE, r#"Basic realm="git""#)
+            .body(Body::empty())
+            .expect("response");
+    }
+    let body: Bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let path = parts.uri.path().to_string();
+    if parts.method == "POST" && path.ends_with("/git-receive-pack") {
+        let hook = shared.before_push.lock().expect("hook").take();
+        if let Some(hook) = hook {
+            tokio::task::spawn_blocking(hook).await.expect("push hook");
+        }
+        shared.pushes.fetch_add(1, Ordering::SeqCst);
+    }
+    let header = |name: &str| header_text(&parts.headers, name);
+    let exec_path = std::process::Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("git");
+    let backend =
+        PathBuf::from(String::from_utf8_lossy(&exec_path.stdout).trim()).join("git-http-backend");
+    let mut child = Command::new(backend)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", &shared.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_COUNT", "3")
+        .env("GIT_CONFIG_KEY_0", "http.receivepack")
+        .env("GIT_CONFIG_VALUE_0", "true")
+        .env("GIT_CONFIG_KEY_1", "uploadpack.allowAnySHA1InWant")
+        .env("GIT_CONFIG_VALUE_1", "true")
+        .env("GIT_CONFIG_KEY_2", "uploadpack.allowReachableSHA1InWant")
+        .env("GIT_CONFIG_VALUE_2", "true")
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("PATH_INFO", &path)
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", &shared.user)
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start git http-backend");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let output = child
+        .wait_with_output()
+        .await
+        .expect("git http-backend output");
+    let _ = writer.await;
+    cgi_response(&output.stdout)
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Turns CGI output (headers, blank line, body) into an HTTP response.
+fn cgi_response(out: &[u8]) -> Response {
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    let split = split.or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, gap)) = split else {
+        return Response::builder()
+            .status(502)
+            .body(Body::empty())
+            .expect("response");
+    };
+    let mut response = Response::builder().status(StatusCode::OK);
+    for line in String::from_utf8_lossy(&out[..at]).lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(500);
+            response = response.status(code);
+        } else if let Ok(v) = HeaderValue::from_str(value) {
+            response = response.header(name, v);
+        }
+    }
+    response
+        .body(Body::from(out[at + gap..].to_vec()))
+        .expect("response")
+}
