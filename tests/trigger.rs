@@ -511,3 +511,70 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
     server.stop().await;
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
 }
+
+#[tokio::test]
+async fn git_remote_failures_have_their_status_codes() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let mut git = support::git_server::GitServer::start(&root, "bot", "SENTINEL-right").await;
+    let (user_file, password_file) = (root.join("username"), root.join("password"));
+    std::fs::write(&user_file, "bot\n").expect("write");
+    let config = |password: &str, push_attempts: u32| {
+        std::fs::write(&password_file, password).expect("write");
+        let mut c = Config::default();
+        c.git.username_file = Some(user_file.clone());
+        c.git.password_file = Some(password_file.clone());
+        c.git.push_attempts = push_attempts;
+        c
+    };
+    let mut spec = petstore_spec(&bare, &[("test", "none")]);
+    spec.insert("repo".into(), git.url("gitops"));
+    let fire = |server: &TestServer| {
+        let (spec, server_url) = (spec.clone(), server.url());
+        let params = event(&synced, "");
+        async move {
+            let sensor = phasegate::sensor::SensorClient::connect(server_url)
+                .await
+                .expect("connect");
+            sensor.fire(&spec, &params, SOURCE_TEST).await
+        }
+    };
+
+    let server = TestServer::start(config("SENTINEL-wrong", 10)).await;
+    let denied = fire(&server).await.expect_err("wrong password");
+    assert_eq!(
+        denied.status.code(),
+        Code::PermissionDenied,
+        "{}",
+        denied.status.message()
+    );
+    assert!(!denied.status.message().contains("SENTINEL"));
+    server.stop().await;
+
+    let server = TestServer::start(config("SENTINEL-right", 1)).await;
+    let other = bare.clone();
+    git.before_next_push(move || {
+        phasegate::git::local::commit_files(&other, "main", &[("README.md", "x\n")], "race")
+            .expect("commit");
+    });
+    let aborted = fire(&server).await.expect_err("push keeps failing");
+    assert_eq!(
+        aborted.status.code(),
+        Code::Aborted,
+        "{}",
+        aborted.status.message()
+    );
+    git.stop().await;
+    let down = fire(&server).await.expect_err("remote down");
+    assert_eq!(
+        down.status.code(),
+        Code::Unavailable,
+        "{}",
+        down.status.message()
+    );
+    git.restart().await;
+    let fired = fire(&server).await.expect("a retry tests and promotes");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}

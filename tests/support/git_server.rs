@@ -22,6 +22,11 @@ use axum::{
     response::Response,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
 use tokio::{io::AsyncWriteExt, net::TcpListener, process::Command, task::JoinHandle};
 
 type Hook = Box<dyn FnOnce() + Send>;
@@ -97,10 +102,20 @@ impl GitServer {
         *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
     }
 
+    /// Accepts connections itself (rather than `axum::serve`) so that stopping also drops the
+    /// connections in flight, as a crashed or unplugged server would.
     fn serve(&mut self, listener: TcpListener) {
         let router = Router::new().fallback(cgi).with_state(self.shared.clone());
         self.task = Some(tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = TowerToHyperService::new(router.clone());
+                connections.spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
         }));
     }
 }

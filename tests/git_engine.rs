@@ -1,0 +1,360 @@
+//! The git promotion engine against a real git smart-HTTP server with basic authentication:
+//! races, concurrency, an unreachable remote, refused credentials, superseded versions, and a
+//! sentinel password that must never show up in a log line or an error.
+
+mod support;
+
+use std::{path::Path, sync::mpsc};
+
+use phasegate::{
+    ErrorKind,
+    git::{
+        Credentials, GitError, GitPromoter, GitSettings, Promotion, PromotionOutcome,
+        PromotionResult, Secret, local,
+    },
+    spec::{CommitId, Phase, RepoUrl},
+};
+use support::{git_server::GitServer, *};
+
+const USER: &str = "ci-bot";
+const PASSWORD: &str = "SENTINEL-Pa55-7f3e";
+const WRONG: &str = "SENTINEL-wrong-91c2";
+
+fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
+    GitSettings {
+        cache_dir: cache.to_path_buf(),
+        push_attempts: 10,
+        author_name: "phasegate".into(),
+        author_email: "phasegate@example.com".into(),
+        credentials: password.map(|p| Credentials {
+            username: USER.into(),
+            password: Secret::new(p),
+            email: Some("ci-bot@example.com".into()),
+        }),
+        ssh_key: None,
+    }
+}
+
+fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
+    Promotion {
+        repo: RepoUrl::parse(url).expect("url"),
+        branch: "main".into(),
+        path: PATH.replace("{app}", app),
+        keys: vec!["image.version".into()],
+        source: Phase::parse("source", "test").expect("phase"),
+        target: Phase::parse("target", "prod").expect("phase"),
+        commit: CommitId::parse("commit", commit).expect("commit"),
+        message: "Promote {key} {version} from {source} to {target}".into(),
+        dry_run: false,
+        run_id: format!("test-{app}"),
+        credentials: None,
+    }
+}
+
+/// A served GitOps repository `gitops.git` with `apps`; returns (dir guard, bare path, server,
+/// the commit that put 2.0 in test).
+async fn served(apps: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, GitServer, String) {
+    capture_logs();
+    let (dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, apps);
+    let server = GitServer::start(&root, USER, PASSWORD).await;
+    (dir, bare, server, synced)
+}
+
+fn assert_no_secret_leaked(errors: &[String]) {
+    let logs = logs();
+    assert!(!logs.contains("SENTINEL"), "a password was logged:\n{logs}");
+    for e in errors {
+        assert!(!e.contains("SENTINEL"), "a password is in an error: {e}");
+    }
+}
+
+#[tokio::test]
+async fn promotes_over_authenticated_smart_http_and_keeps_others_commits() {
+    let (_d, bare, server, synced) = served(&["petstore"]).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    // Someone else pushes between phasegate's fetch and its push: the push is retried on the
+    // new head and both commits survive.
+    let other = bare.clone();
+    server.before_next_push(move || {
+        local::commit_files(
+            &other,
+            "main",
+            &[("README.md", "hello\n")],
+            "Someone else's commit",
+        )
+        .expect("commit");
+    });
+
+    let result = promoter
+        .promote(promotion(&server.url("gitops"), "petstore", &synced))
+        .await
+        .expect("promotes");
+
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    assert_eq!(result.push_attempts, 2, "the first push lost the race");
+    assert_eq!(
+        (result.version.as_str(), result.previous.as_str()),
+        ("2.0", "1.0")
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    let log = local::log(&bare, "main", 3).expect("log");
+    assert_eq!(log[0].0, result.commit.expect("commit"));
+    assert_eq!(log[1].1, "Someone else's commit");
+    let shown = local::show(&bare, &log[0].0).expect("show");
+    assert!(
+        shown.contains("Author: ci-bot <ci-bot@example.com>"),
+        "{shown}"
+    );
+    assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_promotions_of_twenty_apps_all_land() {
+    let apps: Vec<String> = (0..20).map(|i| format!("app{i:02}")).collect();
+    let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+    let (_d, bare, server, synced) = served(&names).await;
+    let before = commit_count(&bare);
+    // Four promoters with their own caches stand for four replicas racing on one branch.
+    let caches: Vec<_> = (0..4).map(|_| tempdir()).collect();
+    let promoters: Vec<GitPromoter> = caches
+        .iter()
+        .map(|c| GitPromoter::new(settings(&c.1, Some(PASSWORD))))
+        .collect();
+
+    let tasks: Vec<_> = apps
+        .iter()
+        .enumerate()
+        .map(|(i, app)| {
+            let promoter = promoters[i % 4].clone();
+            let p = promotion(&server.url("gitops"), app, &synced);
+            tokio::spawn(async move { promoter.promote(p).await })
+        })
+        .collect();
+    let mut results: Vec<PromotionResult> = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task").expect("promotes"));
+    }
+
+    assert!(
+        results
+            .iter()
+            .all(|r| r.outcome == PromotionOutcome::Promoted)
+    );
+    assert_eq!(
+        commit_count(&bare),
+        before + 20,
+        "20 commits landed, none lost"
+    );
+    for app in &apps {
+        assert_eq!(version_of(&bare, app, "prod"), "2.0", "{app}");
+    }
+    assert_no_secret_leaked(&[]);
+}
+
+#[tokio::test]
+async fn an_unreachable_remote_is_unavailable_and_left_unchanged() {
+    let (_d, bare, mut server, synced) = served(&["petstore"]).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let before = commit_count(&bare);
+    let url = server.url("gitops");
+
+    server.stop().await;
+    let down = promoter
+        .promote(promotion(&url, "petstore", &synced))
+        .await
+        .expect_err("down");
+    assert_eq!(down.kind(), ErrorKind::Unavailable, "{down}");
+
+    // Down in the middle of the run: the fetch went through, the push never arrives.
+    server.restart().await;
+    let (reached_tx, reached_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    server.before_next_push(move || {
+        let _ = reached_tx.send(());
+        let _ = release_rx.recv();
+    });
+    let run = tokio::spawn({
+        let (promoter, p) = (promoter.clone(), promotion(&url, "petstore", &synced));
+        async move { promoter.promote(p).await }
+    });
+    tokio::task::spawn_blocking(move || reached_rx.recv())
+        .await
+        .expect("join")
+        .expect("push reached the server");
+    server.stop().await;
+    drop(release_tx);
+    let mid = run.await.expect("task").expect_err("down mid-run");
+    assert_eq!(mid.kind(), ErrorKind::Unavailable, "{mid}");
+    assert_eq!(commit_count(&bare), before, "remote unchanged");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+
+    server.restart().await;
+    let retried = promoter
+        .promote(promotion(&url, "petstore", &synced))
+        .await
+        .expect("a retry succeeds");
+    assert_eq!(retried.outcome, PromotionOutcome::Promoted);
+    assert_no_secret_leaked(&[
+        down.to_string(),
+        mid.to_string(),
+        format!("{down:?}"),
+        format!("{mid:?}"),
+    ]);
+}
+
+#[tokio::test]
+async fn refused_or_missing_credentials_are_permission_denied() {
+    let (_d, bare, server, synced) = served(&["petstore"]).await;
+    let before = commit_count(&bare);
+    let mut errors = Vec::new();
+    for password in [Some(WRONG), None] {
+        let cache = tempdir();
+        let promoter = GitPromoter::new(settings(&cache.1, password));
+        let err = promoter
+            .promote(promotion(&server.url("gitops"), "petstore", &synced))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        assert!(matches!(err, GitError::AuthRejected(_)), "{err:?}");
+        errors.push(err.to_string());
+        errors.push(format!("{err:?}"));
+    }
+    // Per-request credentials (a Secret) win over the server's own.
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(WRONG)));
+    let mut p = promotion(&server.url("gitops"), "petstore", &synced);
+    p.credentials = Some(Credentials {
+        username: USER.into(),
+        password: Secret::new(PASSWORD),
+        email: None,
+    });
+    promoter
+        .promote(p)
+        .await
+        .expect("the request's credentials work");
+    assert_eq!(commit_count(&bare), before + 1);
+    assert_no_secret_leaked(&errors);
+}
+
+#[tokio::test]
+async fn an_older_version_never_overwrites_a_newer_promotion() {
+    let (_d, bare, server, synced_2) = served(&["petstore"]).await;
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+
+    let newer = promoter
+        .promote(promotion(&url, "petstore", &synced_3))
+        .await
+        .expect("3.0");
+    assert_eq!(newer.outcome, PromotionOutcome::Promoted);
+    // The slow test of 2.0 finishes after 3.0 was promoted.
+    let older = promoter
+        .promote(promotion(&url, "petstore", &synced_2))
+        .await
+        .expect("2.0");
+
+    assert_eq!(older.outcome, PromotionOutcome::Superseded);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "3.0");
+    let again = promoter
+        .promote(promotion(&url, "petstore", &synced_3))
+        .await
+        .expect("3.0 again");
+    assert_eq!(again.outcome, PromotionOutcome::AlreadyPromoted);
+}
+
+#[tokio::test]
+async fn fetches_a_tested_commit_that_is_on_no_branch_head_of_main() {
+    let (_d, bare, server, _) = served(&["petstore"]).await;
+    let file = values_path("petstore", "test");
+    let hotfix = local::commit_files(
+        &bare,
+        "hotfix",
+        &[(&file, &values("2.1"))],
+        "hotfix in test",
+    )
+    .expect("hotfix");
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+    // Warm the cache with main only, then promote a commit that lives on another branch.
+    promoter
+        .promote(promotion(
+            &url,
+            "petstore",
+            &local::log(&bare, "main", 1).expect("log")[0].0,
+        ))
+        .await
+        .expect("warm");
+
+    let result = promoter
+        .promote(promotion(&url, "petstore", &hotfix[..10]))
+        .await
+        .expect("found");
+
+    assert_eq!(result.version, "2.1");
+    assert_eq!(result.source_commit, hotfix);
+    let missing = promoter
+        .promote(promotion(&url, "petstore", "abcdef0123456789"))
+        .await
+        .expect_err("no such commit");
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+}
+
+#[tokio::test]
+async fn a_corrupt_cache_is_detected_and_cloned_again() {
+    let (_d, bare, server, synced) = served(&["petstore"]).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+    promoter
+        .promote(promotion(&url, "petstore", &synced))
+        .await
+        .expect("warm");
+    for clone in std::fs::read_dir(&cache.1).expect("cache") {
+        let clone = clone.expect("entry").path();
+        std::fs::remove_dir_all(clone.join("objects")).expect("break objects");
+        std::fs::write(clone.join("HEAD"), "garbage").expect("break HEAD");
+    }
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+
+    let result = promoter
+        .promote(promotion(&url, "petstore", &synced_3))
+        .await
+        .expect("recovers");
+
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "3.0");
+}
+
+#[tokio::test]
+async fn gives_up_with_aborted_when_the_branch_keeps_moving() {
+    let (_d, bare, server, synced) = served(&["petstore"]).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(GitSettings {
+        push_attempts: 1,
+        ..settings(&cache.1, Some(PASSWORD))
+    });
+    let other = bare.clone();
+    server.before_next_push(move || {
+        local::commit_files(&other, "main", &[("README.md", "race\n")], "racing commit")
+            .expect("commit");
+    });
+
+    let err = promoter
+        .promote(promotion(&server.url("gitops"), "petstore", &synced))
+        .await
+        .expect_err("aborted");
+
+    assert_eq!(err.kind(), ErrorKind::Aborted, "{err}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    assert_eq!(
+        local::log(&bare, "main", 1).expect("log")[0].1,
+        "racing commit"
+    );
+}
