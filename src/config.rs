@@ -52,6 +52,8 @@ pub struct GitConfig {
     pub password_file: Option<PathBuf>,
     /// SSH private key for ssh remotes; the SSH agent otherwise.
     pub ssh_key: Option<PathBuf>,
+    /// Extra CA bundle for HTTPS remotes.
+    pub ca_file: Option<PathBuf>,
     pub push_attempts: u32,
 }
 
@@ -77,6 +79,7 @@ impl Default for GitConfig {
             username_file: None,
             password_file: None,
             ssh_key: None,
+            ca_file: None,
             push_attempts: DEFAULT_PUSH_ATTEMPTS,
         }
     }

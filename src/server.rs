@@ -87,6 +87,8 @@ impl Trigger for TriggerService {
 
 /// Builds the pipeline a configuration describes.
 pub fn pipeline(config: &Config) -> Result<Pipeline, ConfigError> {
+    crate::git::configure_process(config.git.ca_file.as_deref())
+        .map_err(|e| ConfigError(e.to_string()))?;
     let policy = config.policy()?;
     if policy.is_open() {
         warn!("no policy configured: any Sensor may promote any repository, transition and image");

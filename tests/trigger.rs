@@ -578,3 +578,80 @@ async fn git_remote_failures_have_their_status_codes() {
     assert_eq!(fired.response["outcome"], "promoted");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn runs_beyond_max_runs_queue_instead_of_overlapping() {
+    let (_dir, root) = tempdir();
+    let apps = ["a1", "a2", "a3"];
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &apps);
+    // Each test holds a lock directory while it runs: a second run at the same time fails.
+    let lock = root.join("lock");
+    let script = format!("mkdir {0} || exit 1; sleep 0.2; rmdir {0}", lock.display());
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config {
+        max_runs: 1,
+        ..Config::default()
+    })
+    .await;
+    let sensor = server.sensor().await;
+
+    let runs: Vec<_> = apps
+        .iter()
+        .map(|app| {
+            let mut spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", &command)]);
+            spec.insert("path".into(), PATH.replace("{app}", app));
+            let (sensor, params) = (sensor.clone(), event(&synced, ""));
+            tokio::spawn(async move {
+                sensor
+                    .fire(&spec, &params, SOURCE_TEST)
+                    .await
+                    .map(|f| f.response)
+            })
+        })
+        .collect();
+    for run in runs {
+        let response = run
+            .await
+            .expect("task")
+            .expect("no overlap, so every test passes");
+        assert_eq!(response["outcome"], "promoted");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_does_not_cancel_the_run() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let started = root.join("started");
+    let script = format!("touch {}; sleep 0.5", started.display());
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", &command)]);
+    let sensor = server.sensor().await;
+
+    let caller = tokio::spawn(async move {
+        sensor
+            .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+            .await
+            .is_ok()
+    });
+    while !started.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    caller.abort();
+    assert!(caller.await.is_err(), "the caller was cancelled mid-run");
+
+    server.stop().await; // waits for runs in flight
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+#[tokio::test]
+async fn warns_at_startup_when_no_policy_is_set() {
+    capture_logs();
+    let server = TestServer::start(Config::default()).await;
+    server.stop().await;
+    assert!(logs().contains("no policy configured"), "{}", logs());
+}

@@ -134,6 +134,28 @@ pub struct PromotionResult {
     pub push_attempts: u32,
 }
 
+/// A remote that accepts the connection and then hangs must not hang a run forever.
+const CONNECT_TIMEOUT_MS: i32 = 10_000;
+const IO_TIMEOUT_MS: i32 = 60_000;
+
+/// Sets libgit2's process-wide options: network timeouts, and an extra CA bundle for HTTPS
+/// remotes (TLS verification itself is never turned off). Call once at start-up, before any
+/// git operation runs.
+pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitError> {
+    let fail = |e: git2::Error| GitError::Other(format!("libgit2 settings: {}", e.message()));
+    // SAFETY: libgit2 reads these globals when it opens a connection; they are written here,
+    // at start-up, before any thread runs a git operation.
+    #[allow(unsafe_code)]
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS).map_err(fail)?;
+        git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS).map_err(fail)?;
+        if let Some(file) = ca_file {
+            git2::opts::set_ssl_cert_file(file).map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
 /// Promotes versions through a cache of bare clones.
 #[derive(Debug, Clone)]
 pub struct GitPromoter {
