@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .file_descriptor_set_path(out.join("phasegate_descriptor.bin"))
-        .compile_protos(&["proto/trigger.proto"], &["proto"])?;
+        .compile_protos(&["proto/trigger.proto", "proto/runs.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

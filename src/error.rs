@@ -25,6 +25,21 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// A short name, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "invalid-argument",
+            ErrorKind::PermissionDenied => "permission-denied",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::FailedPrecondition => "failed-precondition",
+            ErrorKind::Aborted => "aborted",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// Every failure phasegate reports. Messages never contain a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -22,14 +22,18 @@ pub enum Claim {
     /// Nobody runs this key: the caller runs it and must [`Lease::finish`].
     Lead(Lease),
     /// A run is in flight: wait on it with [`wait`].
-    Join(watch::Receiver<Option<Shared>>),
+    Join {
+        /// The id of the run in flight.
+        run: String,
+        rx: watch::Receiver<Option<Shared>>,
+    },
     /// A run of this key already succeeded.
     Done(Arc<RunReport>),
 }
 
 #[derive(Default)]
 struct Inner {
-    running: HashMap<String, watch::Receiver<Option<Shared>>>,
+    running: HashMap<String, (String, watch::Receiver<Option<Shared>>)>,
     done: HashMap<String, Arc<RunReport>>,
     order: VecDeque<String>,
 }
@@ -48,22 +52,31 @@ pub struct Lease {
 }
 
 impl RunLedger {
-    /// Claims `key`: lead a new run, join the one in flight, or get the recorded success.
-    pub fn claim(&self, key: &str) -> Claim {
+    /// Claims `key`: lead a new run (with id `run`), join the one in flight, or get the
+    /// recorded success.
+    pub fn claim(&self, key: &str, run: &str) -> Claim {
         let mut inner = self.lock();
         if let Some(report) = inner.done.get(key) {
             return Claim::Done(report.clone());
         }
-        if let Some(rx) = inner.running.get(key) {
-            return Claim::Join(rx.clone());
+        if let Some((run, rx)) = inner.running.get(key) {
+            return Claim::Join {
+                run: run.clone(),
+                rx: rx.clone(),
+            };
         }
         let (tx, rx) = watch::channel(None);
-        inner.running.insert(key.to_string(), rx);
+        inner.running.insert(key.to_string(), (run.to_string(), rx));
         Claim::Lead(Lease {
             key: key.to_string(),
             tx: Some(tx),
             ledger: self.clone(),
         })
+    }
+
+    /// Remembers a past success (from the persisted history) so its duplicates are answered.
+    pub fn remember(&self, key: &str, report: Arc<RunReport>) {
+        self.settle(key, &Ok(report));
     }
 
     /// Records a finished run: remembered only when it succeeded.
@@ -151,39 +164,39 @@ mod tests {
     #[tokio::test]
     async fn duplicates_in_flight_join_and_get_the_same_answer() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
             panic!("first claim leads")
         };
-        let Claim::Join(rx) = ledger.claim("k") else {
+        let Claim::Join { rx, .. } = ledger.claim("k", "r2") else {
             panic!("second claim joins")
         };
         lease.finish(report(Outcome::Promoted));
         let joined = wait(rx).await.expect("success");
         assert_eq!(joined.outcome, Outcome::Promoted);
-        assert!(matches!(ledger.claim("k"), Claim::Done(_)));
+        assert!(matches!(ledger.claim("k", "r1"), Claim::Done(_)));
     }
 
     #[test]
     fn forgets_failures_so_a_retry_runs_again() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
             panic!("leads")
         };
         lease.finish(report(Outcome::TestsFailed));
-        assert!(matches!(ledger.claim("k"), Claim::Lead(_)));
+        assert!(matches!(ledger.claim("k", "r1"), Claim::Lead(_)));
     }
 
     #[tokio::test]
     async fn a_lease_dropped_without_result_frees_the_key() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
             panic!("leads")
         };
-        let Claim::Join(rx) = ledger.claim("k") else {
+        let Claim::Join { rx, .. } = ledger.claim("k", "r2") else {
             panic!("joins")
         };
         drop(lease);
         assert!(wait(rx).await.is_err());
-        assert!(matches!(ledger.claim("k"), Claim::Lead(_)));
+        assert!(matches!(ledger.claim("k", "r1"), Claim::Lead(_)));
     }
 }

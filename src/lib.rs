@@ -19,16 +19,22 @@
 //! - [`values`]: the format-preserving edit of a values file (pure).
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
 //! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
+//! - [`history`]: every run's stages and result, persisted; watchers follow a run live.
+//! - [`metrics`]: Prometheus metrics and the probes listener.
 //! - [`pipeline`]: one run from plan to outcome; [`outcome`]: Execute's answer JSON.
-//! - [`server`]: the gRPC adapter, health and reflection; [`config`]: server configuration.
+//! - [`server`]: the gRPC adapter (trigger, run history, health, reflection);
+//!   [`config`]: server configuration.
 //! - [`sensor`]: a client that drives the server exactly as an Argo Events Sensor does.
-//! - [`demo`]: the whole loop on this machine.
+//! - [`demo`]: the whole loop on this machine; [`console`]: `phasegate runs` for operators.
 
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod git;
+pub mod history;
 pub mod ledger;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

@@ -83,6 +83,37 @@ enum Command {
     },
     /// The whole loop on this machine: a throw-away GitOps repo, an app, the server, a Sensor.
     Demo,
+    /// Recent runs as a table; `runs watch ID` follows one live and exits with its result.
+    Runs {
+        /// The phasegate server.
+        #[arg(
+            long,
+            global = true,
+            env = "PHASEGATE_SERVER",
+            default_value = "http://127.0.0.1:9000"
+        )]
+        server: String,
+        /// Only runs of this repository URL.
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only runs from or to this phase.
+        #[arg(long)]
+        phase: Option<String>,
+        /// Only runs with this outcome (`promoted`, `tests-failed`, `error`, …).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(subcommand)]
+        action: Option<RunsAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsAction {
+    /// Follow one run live; exit 0 on success outcomes, 1 on tests-failed, 2 on errors.
+    Watch { id: String },
 }
 
 #[tokio::main]
@@ -162,6 +193,40 @@ async fn main() -> ExitCode {
             };
             promote(resource, config).await
         }
+        Command::Runs {
+            server,
+            repo,
+            phase,
+            outcome,
+            limit,
+            action,
+        } => {
+            let mut out = std::io::stdout();
+            let result = match action {
+                Some(RunsAction::Watch { id }) => phasegate::console::watch(&server, &id, &mut out)
+                    .await
+                    .map(|run| match run.outcome.as_str() {
+                        "tests-failed" => ExitCode::from(1),
+                        "error" => ExitCode::from(2),
+                        _ => ExitCode::SUCCESS,
+                    }),
+                None => {
+                    let filter = phasegate::proto::runs::ListRunsRequest {
+                        repo: repo.unwrap_or_default(),
+                        phase: phase.unwrap_or_default(),
+                        outcome: outcome.unwrap_or_default(),
+                        limit,
+                    };
+                    phasegate::console::list(&server, filter, &mut out)
+                        .await
+                        .map(|()| ExitCode::SUCCESS)
+                }
+            };
+            result.unwrap_or_else(|e| {
+                eprintln!("phasegate runs: {e}");
+                ExitCode::from(2)
+            })
+        }
         Command::Demo => match phasegate::demo::run(&mut std::io::stdout()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -175,7 +240,7 @@ async fn main() -> ExitCode {
 async fn promote(resource: Resource, config: Option<PathBuf>) -> ExitCode {
     let result = async {
         let prepared = Config::load(config.as_deref())
-            .and_then(|c| server::pipeline(&c))
+            .and_then(|c| server::pipeline(&c, Default::default()))
             .map_err(phasegate::Error::from)
             .and_then(|p| Ok((p, Plan::from_resource(&resource)?)));
         let (pipeline, plan) = prepared.map_err(std::sync::Arc::new)?;

@@ -1,5 +1,6 @@
 //! One run from request to outcome: validate, check policy, claim the idempotency key, test the
 //! source phase, promote. Runs are detached tasks: a caller that goes away does not cancel one.
+//! Each stage is recorded in the history and measured in the metrics.
 
 use std::{
     sync::Arc,
@@ -8,15 +9,17 @@ use std::{
 
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     Error, Result,
     git::{GitPromoter, GitSettings, Promotion, PromotionOutcome},
+    history::{History, RunRecord, Stage, now_unix_ms},
     ledger::{self, Claim, RunLedger, Shared},
+    metrics::Metrics,
     outcome::{Outcome, RunReport},
     policy::Policy,
-    runner,
+    runner::{self, LogSink},
     spec::{Mode, Plan, Resource, SourceRef, TargetRef},
 };
 
@@ -27,18 +30,47 @@ pub struct Pipeline {
     ledger: RunLedger,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+    history: Arc<History>,
+    metrics: Arc<Metrics>,
+}
+
+/// What one run needs, moved into its task.
+struct RunTask {
+    id: String,
+    plan: Plan,
+    promoter: GitPromoter,
+    history: Arc<History>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
-    /// A pipeline running at most `max_runs` runs at once; the rest queue.
-    pub fn new(policy: Policy, git: GitSettings, max_runs: usize) -> Pipeline {
+    /// A pipeline running at most `max_runs` runs at once (the rest queue), answering
+    /// duplicates of the successes in `history`.
+    pub fn new(
+        policy: Policy,
+        git: GitSettings,
+        max_runs: usize,
+        history: Arc<History>,
+        metrics: Arc<Metrics>,
+    ) -> Pipeline {
+        let ledger = RunLedger::default();
+        for (key, report) in history.successes() {
+            ledger.remember(&key, Arc::new(report));
+        }
         Pipeline {
             policy,
             promoter: GitPromoter::new(git),
-            ledger: RunLedger::default(),
+            ledger,
             permits: Arc::new(Semaphore::new(max_runs.max(1))),
             tasks: TaskTracker::new(),
+            history,
+            metrics,
         }
+    }
+
+    /// The run history, for the Runs service.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// FetchResource: the Sensor's spec YAML to the resource JSON.
@@ -47,11 +79,7 @@ impl Pipeline {
     }
 
     /// Execute: resource and payload to a run's answer.
-    pub async fn execute(
-        &self,
-        resource: &[u8],
-        payload: &[u8],
-    ) -> Result<Arc<RunReport>, Arc<Error>> {
+    pub async fn execute(&self, resource: &[u8], payload: &[u8]) -> Shared {
         let plan = Resource::from_execute(resource, payload)
             .and_then(|r| Plan::from_resource(&r))
             .map_err(|e| Arc::new(e.into()))?;
@@ -59,43 +87,46 @@ impl Pipeline {
     }
 
     /// Runs a validated plan once per idempotency key.
-    pub async fn submit(&self, plan: Plan) -> Result<Arc<RunReport>, Arc<Error>> {
+    pub async fn submit(&self, plan: Plan) -> Shared {
         self.policy.check(&plan).map_err(|e| Arc::new(e.into()))?;
+        let key = idempotency_key(&plan);
         let id = run_id();
-        let waiter = match self.ledger.claim(&idempotency_key(&plan)) {
-            Claim::Done(report) => return Ok(report),
-            Claim::Join(rx) => {
-                info!(run = %id, "duplicate joins the run in flight");
-                rx
+        let (run, waiter) = match self.ledger.claim(&key, &id) {
+            Claim::Done(report) => {
+                self.metrics.duplicate(false);
+                return Ok(report);
+            }
+            Claim::Join { run, rx } => {
+                self.metrics.duplicate(true);
+                debug!(run = %run, "duplicate joins the run in flight");
+                (run, rx)
             }
             Claim::Lead(lease) => {
-                let rx_plan = plan.clone();
-                let (promoter, permits) = (self.promoter.clone(), self.permits.clone());
-                let span = info_span!("run", run = %id, repo = %plan.repo, source = %plan.source,
+                let task = RunTask {
+                    id: id.clone(),
+                    plan: plan.clone(),
+                    promoter: self.promoter.clone(),
+                    history: self.history.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                task.history.start(task.record(&key));
+                task.metrics.in_flight(1);
+                let span = info_span!("run", run = %task.id, repo = %plan.repo, source = %plan.source,
                                       target = %plan.target, commit = %plan.commit);
-                let run_id = id.clone();
                 let rx = lease.subscribe();
+                let permits = self.permits.clone();
                 self.tasks.spawn(
                     async move {
-                        let result = match permits.acquire_owned().await {
-                            Ok(_permit) => run(&promoter, &rx_plan, &run_id)
-                                .await
-                                .map(Arc::new)
-                                .map_err(Arc::new),
-                            Err(_) => {
-                                Err(Arc::new(Error::Internal("server is shutting down".into())))
-                            }
-                        };
-                        log_result(&result);
+                        let result = task.run(permits).await;
                         lease.finish(result);
                     }
                     .instrument(span),
                 );
-                rx
+                (id, rx)
             }
         };
         if plan.mode == Mode::Async {
-            return Ok(Arc::new(accepted(&plan, id)));
+            return Ok(Arc::new(report_of(&plan, run, Outcome::Accepted)));
         }
         ledger::wait(waiter).await
     }
@@ -115,53 +146,109 @@ impl Pipeline {
     }
 }
 
-fn log_result(result: &Shared) {
-    match result {
-        Ok(report) => info!(outcome = ?report.outcome, "{}", report.summary()),
-        Err(e) => warn!(error = %e, "run failed"),
+impl RunTask {
+    fn record(&self, key: &str) -> RunRecord {
+        let p = &self.plan;
+        RunRecord {
+            id: self.id.clone(),
+            key: key.to_string(),
+            repo: p.repo.to_string(),
+            branch: p.branch.clone(),
+            path: p.path.clone(),
+            source_phase: p.source.to_string(),
+            target_phase: p.target.to_string(),
+            source_commit: p.commit.to_string(),
+            stage: Stage::Queued,
+            report: None,
+            error: None,
+            started_unix_ms: now_unix_ms(),
+        }
+    }
+
+    /// Waits for a permit, runs, and records the result everywhere.
+    async fn run(self, permits: Arc<Semaphore>) -> Shared {
+        let started = Instant::now();
+        let result = match permits.acquire_owned().await {
+            Ok(_permit) => {
+                self.metrics.stage("queue", started.elapsed().as_secs_f64());
+                self.test_and_promote()
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            }
+            Err(_) => Err(Arc::new(Error::Internal("server is shutting down".into()))),
+        };
+        let outcome = match &result {
+            Ok(report) => {
+                info!(outcome = ?report.outcome, "{}", report.summary());
+                name_of(report.outcome)
+            }
+            Err(e) => {
+                warn!(error = %e, "run failed");
+                format!("error-{}", e.kind().as_str())
+            }
+        };
+        self.metrics.stage("total", started.elapsed().as_secs_f64());
+        self.metrics.run_finished(outcome, self.plan.test.runner());
+        self.metrics.in_flight(-1);
+        self.history.finish(&self.id, &result);
+        result
+    }
+
+    async fn test_and_promote(&self) -> Result<RunReport> {
+        let (plan, started) = (&self.plan, Instant::now());
+        if plan.credentials_secret.is_some() {
+            return Err(Error::Unconfigured(
+                "credentialsSecret needs Kubernetes, which is not configured on this server",
+            ));
+        }
+        self.history.stage(&self.id, Stage::Testing);
+        info!(runner = plan.test.runner(), "testing");
+        let test = runner::run(&plan.test, self.sink()).await?;
+        self.metrics.stage("test", started.elapsed().as_secs_f64());
+        self.metrics.tested(plan.test.runner(), test.passed);
+        let mut report = report_of(plan, self.id.clone(), Outcome::TestsFailed);
+        report.test = Some(test.clone());
+        if test.passed {
+            self.history.stage(&self.id, Stage::Promoting);
+            let promoting = Instant::now();
+            let promoted = self.promoter.promote(promotion(plan, &self.id)).await?;
+            self.metrics
+                .stage("promote", promoting.elapsed().as_secs_f64());
+            report.outcome = match promoted.outcome {
+                PromotionOutcome::Promoted => {
+                    self.metrics.pushed(promoted.push_attempts);
+                    Outcome::Promoted
+                }
+                PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
+                PromotionOutcome::Superseded => Outcome::Superseded,
+                PromotionOutcome::DryRun => Outcome::DryRun,
+            };
+            report.version = Some(promoted.version);
+            report.previous = Some(promoted.previous);
+            report.commit = promoted.commit;
+            report.source.commit = promoted.source_commit;
+        }
+        report.duration_ms = millis(started.elapsed());
+        Ok(report)
+    }
+
+    /// Test output goes to watchers of the run and to the server log (with the run's span).
+    fn sink(&self) -> LogSink {
+        let (history, id) = (self.history.clone(), self.id.clone());
+        let span = tracing::Span::current();
+        Arc::new(move |line: &str| {
+            span.in_scope(|| debug!(line, "test output"));
+            history.log(&id, line);
+        })
     }
 }
 
-async fn run(promoter: &GitPromoter, plan: &Plan, id: &str) -> Result<RunReport> {
-    let started = Instant::now();
-    if plan.credentials_secret.is_some() {
-        return Err(Error::Unconfigured(
-            "credentialsSecret needs Kubernetes, which is not configured on this server",
-        ));
-    }
-    info!(runner = plan.test.runner(), "testing");
-    let test = runner::run(&plan.test).await?;
-    let mut report = RunReport {
-        run: id.to_string(),
-        outcome: Outcome::TestsFailed,
-        version: None,
-        previous: None,
-        commit: None,
-        source: SourceRef {
-            phase: plan.source.to_string(),
-            commit: plan.commit.to_string(),
-        },
-        target: TargetRef {
-            phase: plan.target.to_string(),
-        },
-        test: Some(test.clone()),
-        duration_ms: 0,
-    };
-    if test.passed {
-        let promoted = promoter.promote(promotion(plan, id)).await?;
-        report.outcome = match promoted.outcome {
-            PromotionOutcome::Promoted => Outcome::Promoted,
-            PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
-            PromotionOutcome::Superseded => Outcome::Superseded,
-            PromotionOutcome::DryRun => Outcome::DryRun,
-        };
-        report.version = Some(promoted.version);
-        report.previous = Some(promoted.previous);
-        report.commit = promoted.commit;
-        report.source.commit = promoted.source_commit;
-    }
-    report.duration_ms = millis(started.elapsed());
-    Ok(report)
+fn name_of(outcome: Outcome) -> String {
+    serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn promotion(plan: &Plan, id: &str) -> Promotion {
@@ -180,10 +267,10 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
     }
 }
 
-fn accepted(plan: &Plan, id: String) -> RunReport {
+fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
     RunReport {
-        run: id,
-        outcome: Outcome::Accepted,
+        run,
+        outcome,
         version: None,
         previous: None,
         commit: None,

@@ -23,6 +23,15 @@ fn grpcurl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `phasegate.v1.Runs/List` through grpcurl and reflection.
+fn call_runs(addr: &str, body: &str) -> Value {
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        grpcurl(&["-plaintext", "-d", body, addr, "phasegate.v1.Runs/List"])
+    });
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).expect("grpcurl prints JSON")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
     let (_dir, root) = tempdir();
@@ -33,7 +42,11 @@ async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
 
     let (ok, list, err) = tokio::task::block_in_place(|| grpcurl(&["-plaintext", &addr, "list"]));
     assert!(ok, "{err}");
-    for service in ["triggers.Trigger", "grpc.health.v1.Health"] {
+    for service in [
+        "triggers.Trigger",
+        "grpc.health.v1.Health",
+        "phasegate.v1.Runs",
+    ] {
         assert!(
             list.lines().any(|l| l == service),
             "{service} missing from\n{list}"
@@ -124,5 +137,9 @@ async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
     assert!(!ok, "tests-failed must be a non-OK status");
     assert!(err.contains("FailedPrecondition"), "{err}");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+
+    let runs = call_runs(&addr, r#"{"phase":"prod"}"#);
+    assert_eq!(runs["runs"][0]["outcome"], "promoted", "{runs}");
+    assert_eq!(runs["runs"][0]["sourceCommit"], synced.as_str());
     server.stop().await;
 }

@@ -10,11 +10,11 @@ use tokio::{
     sync::Mutex,
 };
 
-use super::{LOG_TAIL_BYTES, RunnerError, tail};
+use super::{LOG_TAIL_BYTES, LogSink, RunnerError, tail};
 use crate::spec::CommandTest;
 
 /// Returns (passed, attempts made, log).
-pub async fn run(test: &CommandTest) -> Result<(bool, u32, String), RunnerError> {
+pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
     let (program, args) = test.argv.split_first().expect("the plan has a program");
     let mut child = Command::new(program)
         .args(args)
@@ -33,8 +33,14 @@ pub async fn run(test: &CommandTest) -> Result<(bool, u32, String), RunnerError>
         })?;
     let log = Arc::new(Mutex::new(String::new()));
     let readers = [
-        child.stdout.take().map(|o| collect(o, log.clone())),
-        child.stderr.take().map(|e| collect(e, log.clone())),
+        child
+            .stdout
+            .take()
+            .map(|o| collect(o, log.clone(), sink.clone())),
+        child
+            .stderr
+            .take()
+            .map(|e| collect(e, log.clone(), sink.clone())),
     ];
     let (passed, ending) = match tokio::time::timeout(test.timeout, child.wait()).await {
         Ok(Ok(status)) => (status.success(), format!("{program} exited: {status}")),
@@ -55,6 +61,7 @@ pub async fn run(test: &CommandTest) -> Result<(bool, u32, String), RunnerError>
         // A child that escaped the group (setsid) may hold the pipe open: do not wait for it.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
     }
+    sink(&ending);
     let mut log = log.lock().await.clone();
     log.push_str(&ending);
     log.push('\n');
@@ -65,10 +72,12 @@ pub async fn run(test: &CommandTest) -> Result<(bool, u32, String), RunnerError>
 fn collect(
     out: impl AsyncRead + Unpin + Send + 'static,
     log: Arc<Mutex<String>>,
+    sink: LogSink,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(out).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            sink(&line);
             let mut log = log.lock().await;
             log.push_str(&line);
             log.push('\n');
@@ -85,6 +94,10 @@ mod tests {
 
     use super::*;
 
+    async fn run_quiet(t: &CommandTest) -> Result<(bool, u32, String), RunnerError> {
+        run(t, &(Arc::new(|_: &str| {}) as LogSink)).await
+    }
+
     fn test(script: &str, timeout: Duration) -> CommandTest {
         CommandTest {
             argv: vec!["sh".into(), "-c".into(), script.into()],
@@ -96,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn passes_on_exit_zero_and_captures_output() {
-        let (passed, _, log) = run(&test(
+        let (passed, _, log) = run_quiet(&test(
             "echo $GREETING $TEST_TARGET; echo err >&2",
             Duration::from_secs(10),
         ))
@@ -109,7 +122,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_on_nonzero_exit() {
-        let (passed, _, log) = run(&test("echo broken; exit 3", Duration::from_secs(10)))
+        let (passed, _, log) = run_quiet(&test("echo broken; exit 3", Duration::from_secs(10)))
             .await
             .expect("runs");
         assert!(!passed);
@@ -121,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("survived");
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let (passed, _, log) = run(&test(&script, Duration::from_millis(300)))
+        let (passed, _, log) = run_quiet(&test(&script, Duration::from_millis(300)))
             .await
             .expect("runs");
         assert!(!passed);
@@ -134,7 +147,7 @@ mod tests {
     async fn reports_a_program_that_cannot_start() {
         let mut t = test("", Duration::from_secs(1));
         t.argv = vec!["/nonexistent/tests.sh".into()];
-        let err = run(&t).await.expect_err("no such program");
+        let err = run_quiet(&t).await.expect_err("no such program");
         assert!(err.to_string().contains("/nonexistent/tests.sh"), "{err}");
     }
 }

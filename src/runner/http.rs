@@ -4,6 +4,7 @@
 
 use std::{fmt::Write, sync::LazyLock, time::Duration};
 
+use super::LogSink;
 use crate::spec::HttpTest;
 
 /// One request may not hang a run: the app under test is on the cluster network, close by.
@@ -18,21 +19,19 @@ static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
 });
 
 /// Returns (passed, attempts made, log).
-pub async fn run(test: &HttpTest) -> (bool, u32, String) {
+pub async fn run(test: &HttpTest, sink: &LogSink) -> (bool, u32, String) {
     let mut log = String::new();
     for attempt in 1..=test.attempts {
         if attempt > 1 {
             tokio::time::sleep(test.interval).await;
         }
         let verdict = check(test).await;
-        let _ = writeln!(
-            log,
-            "attempt {attempt}: GET {}: {}",
-            test.url,
-            verdict
-                .as_ref()
-                .map_or_else(|e| e.as_str(), |ok| ok.as_str())
-        );
+        let line = match &verdict {
+            Ok(ok) => format!("attempt {attempt}: GET {}: {ok}", test.url),
+            Err(e) => format!("attempt {attempt}: GET {}: {e}", test.url),
+        };
+        sink(&line);
+        let _ = writeln!(log, "{line}");
         if verdict.is_ok() {
             return (true, attempt, log);
         }

@@ -49,14 +49,20 @@ impl RunnerError {
     }
 }
 
+/// Receives each line of test output as it happens (for watchers and the server log).
+pub type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Runs the planned test of the source phase.
-pub async fn run(plan: &TestPlan) -> Result<TestReport, RunnerError> {
+pub async fn run(plan: &TestPlan, sink: LogSink) -> Result<TestReport, RunnerError> {
     let started = Instant::now();
     let (passed, attempts, log) = match plan {
-        TestPlan::None => (true, 0, "tests skipped (test: none)".to_string()),
-        TestPlan::Http(test) => http::run(test).await,
-        TestPlan::Command(test) => command::run(test).await?,
-        TestPlan::Job(test) => job::run(test).await?,
+        TestPlan::None => {
+            sink("tests skipped (test: none)");
+            (true, 0, "tests skipped (test: none)\n".to_string())
+        }
+        TestPlan::Http(test) => http::run(test, &sink).await,
+        TestPlan::Command(test) => command::run(test, &sink).await?,
+        TestPlan::Job(test) => job::run(test, &sink).await?,
     };
     Ok(TestReport {
         runner: plan.runner().to_string(),

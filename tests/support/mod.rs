@@ -74,6 +74,8 @@ pub fn commit_count(bare: &Path) -> usize {
 /// A running phasegate server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` answer.
+    pub metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<phasegate::Result<()>>,
     _cache: tempfile::TempDir,
@@ -86,14 +88,23 @@ impl TestServer {
         if config.cache_dir == Config::default().cache_dir {
             config.cache_dir = cache.path().join("cache");
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let addr = grpc.local_addr().expect("addr");
+        let metrics_addr = metrics.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run(listener, config, async {
+        let listeners = server::Listeners {
+            grpc,
+            metrics: Some(metrics),
+        };
+        let handle = tokio::spawn(server::serve(listeners, config, async {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            metrics_addr,
             stop: Some(stop),
             handle,
             _cache: cache,
@@ -103,6 +114,14 @@ impl TestServer {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// GET `path` on the metrics listener: (status, body).
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.metrics_addr))
+            .await
+            .expect("metrics listener answers");
+        (r.status().as_u16(), r.text().await.expect("body"))
     }
 
     /// A Sensor-like client of this server.

@@ -1,0 +1,304 @@
+//! Run history: every run's stages, test output and result, kept bounded in memory and
+//! appended to `history.jsonl` in the cache directory, so a restarted server still lists past
+//! runs and answers duplicates of past successes. Watchers follow a run as it happens.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    fs::OpenOptions,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use crate::{ledger::Shared, outcome::RunReport};
+
+/// Runs kept in memory and on disk; older ones are forgotten first.
+const KEPT_RUNS: usize = 1000;
+/// Events buffered per watcher: a watcher slower than this skips log lines, never the end.
+const WATCH_BUFFER: usize = 1024;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Queued,
+    Testing,
+    Promoting,
+    Done,
+}
+
+impl Stage {
+    /// The stage's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Queued => "queued",
+            Stage::Testing => "testing",
+            Stage::Promoting => "promoting",
+            Stage::Done => "done",
+        }
+    }
+}
+
+/// One run as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: String,
+    /// The idempotency key, so duplicates of a past success are answered after a restart.
+    pub key: String,
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    pub source_phase: String,
+    pub target_phase: String,
+    pub source_commit: String,
+    pub stage: Stage,
+    /// Execute's answer of a finished run.
+    pub report: Option<RunReport>,
+    /// The error of a failed run.
+    pub error: Option<String>,
+    pub started_unix_ms: i64,
+}
+
+impl RunRecord {
+    /// The outcome name, `error`, or empty while running.
+    pub fn outcome(&self) -> String {
+        match (&self.report, &self.error) {
+            (Some(r), _) => serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            (None, Some(_)) => "error".into(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// A change of a run, for watchers.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Stage(Stage),
+    Log(String),
+    Finished(Box<RunRecord>),
+}
+
+/// Filters of [`History::list`]; empty fields match everything.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub repo: String,
+    pub phase: String,
+    pub outcome: String,
+    pub limit: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    order: VecDeque<String>,
+    runs: HashMap<String, RunRecord>,
+    watchers: HashMap<String, broadcast::Sender<RunEvent>>,
+}
+
+/// The run history.
+#[derive(Default)]
+pub struct History {
+    inner: Mutex<Inner>,
+    file: Option<PathBuf>,
+}
+
+impl History {
+    /// A history persisted in `dir/history.jsonl` (or only in memory without a directory).
+    /// A truncated or corrupt file is recovered from: bad lines are skipped with a warning.
+    pub fn open(dir: Option<&Path>) -> History {
+        let file = dir.map(|d| d.join("history.jsonl"));
+        let history = History {
+            inner: Mutex::default(),
+            file: file.clone(),
+        };
+        if let Some(file) = &file {
+            history.load(file);
+        }
+        history
+    }
+
+    fn load(&self, file: &Path) {
+        let Ok(text) = std::fs::read(file) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let mut skipped = 0;
+        let mut inner = self.lock();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<RunRecord>(line) {
+                Ok(record) => insert(&mut inner, record),
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            warn!(file = %file.display(), skipped, "ignored corrupt lines of the run history");
+        }
+        // Rewrite what was kept, so the file stays bounded and loses its bad lines.
+        let kept: Vec<&RunRecord> = inner
+            .order
+            .iter()
+            .filter_map(|id| inner.runs.get(id))
+            .collect();
+        if let Err(e) = rewrite(file, &kept) {
+            warn!(file = %file.display(), error = %e, "cannot rewrite the run history");
+        }
+    }
+
+    /// Records a new run.
+    pub fn start(&self, record: RunRecord) {
+        let mut inner = self.lock();
+        let (tx, _) = broadcast::channel(WATCH_BUFFER);
+        inner.watchers.insert(record.id.clone(), tx);
+        insert(&mut inner, record);
+    }
+
+    /// A run entered `stage`.
+    pub fn stage(&self, id: &str, stage: Stage) {
+        let mut inner = self.lock();
+        if let Some(run) = inner.runs.get_mut(id) {
+            run.stage = stage;
+        }
+        if let Some(tx) = inner.watchers.get(id) {
+            let _ = tx.send(RunEvent::Stage(stage));
+        }
+    }
+
+    /// A line of a run's test output.
+    pub fn log(&self, id: &str, line: &str) {
+        if let Some(tx) = self.lock().watchers.get(id) {
+            let _ = tx.send(RunEvent::Log(line.to_string()));
+        }
+    }
+
+    /// A run ended: record, persist, and tell the watchers.
+    pub fn finish(&self, id: &str, result: &Shared) {
+        let mut inner = self.lock();
+        let Some(run) = inner.runs.get_mut(id) else {
+            return;
+        };
+        run.stage = Stage::Done;
+        match result {
+            Ok(report) => run.report = Some((**report).clone()),
+            Err(e) => run.error = Some(e.to_string()),
+        }
+        let record = run.clone();
+        if let Some(tx) = inner.watchers.remove(id) {
+            let _ = tx.send(RunEvent::Finished(Box::new(record.clone())));
+        }
+        drop(inner);
+        if let Some(file) = &self.file
+            && let Err(e) = append(file, &record)
+        {
+            warn!(file = %file.display(), error = %e, "cannot persist the run history");
+        }
+    }
+
+    /// Recent runs, newest first.
+    pub fn list(&self, filter: &RunFilter) -> Vec<RunRecord> {
+        let inner = self.lock();
+        let limit = if filter.limit == 0 { 50 } else { filter.limit };
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.runs.get(id))
+            .filter(|r| filter.repo.is_empty() || r.repo == filter.repo)
+            .filter(|r| {
+                filter.phase.is_empty()
+                    || r.source_phase == filter.phase
+                    || r.target_phase == filter.phase
+            })
+            .filter(|r| filter.outcome.is_empty() || r.outcome() == filter.outcome)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// One run.
+    pub fn get(&self, id: &str) -> Option<RunRecord> {
+        self.lock().runs.get(id).cloned()
+    }
+
+    /// A run and, while it is not finished, a receiver of its next events.
+    pub fn watch(&self, id: &str) -> Option<(RunRecord, Option<broadcast::Receiver<RunEvent>>)> {
+        let inner = self.lock();
+        let run = inner.runs.get(id)?.clone();
+        let rx = inner.watchers.get(id).map(broadcast::Sender::subscribe);
+        Some((run, rx))
+    }
+
+    /// Past successes with their idempotency keys, oldest first (to seed the run ledger).
+    pub fn successes(&self) -> Vec<(String, RunReport)> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|id| inner.runs.get(id))
+            .filter_map(|r| {
+                r.report
+                    .clone()
+                    .filter(RunReport::succeeded)
+                    .map(|rep| (r.key.clone(), rep))
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn insert(inner: &mut Inner, record: RunRecord) {
+    if inner
+        .runs
+        .insert(record.id.clone(), record.clone())
+        .is_none()
+    {
+        inner.order.push_back(record.id);
+    }
+    while inner.order.len() > KEPT_RUNS {
+        if let Some(old) = inner.order.pop_front() {
+            inner.runs.remove(&old);
+        }
+    }
+}
+
+fn append(file: &Path, record: &RunRecord) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    // One write of one line: a crash leaves at most a truncated last line, which load skips.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?
+        .write_all(&line)
+}
+
+fn rewrite(file: &Path, records: &[&RunRecord]) -> std::io::Result<()> {
+    let tmp = file.with_extension("jsonl.tmp");
+    let mut out = Vec::new();
+    for r in records {
+        out.extend(serde_json::to_vec(r).map_err(std::io::Error::other)?);
+        out.push(b'\n');
+    }
+    std::fs::write(&tmp, out)?;
+    std::fs::rename(tmp, file)
+}
+
+/// Milliseconds since the Unix epoch, for records.
+pub fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,145 @@
+//! The gRPC adapter: Argo Events' custom trigger service ([`trigger`]) and the run history
+//! service ([`runs`]) over the [`Pipeline`], plus gRPC health and server reflection (v1 and
+//! v1alpha, so grpcurl 1.8 can `list` with no proto files), and the metrics listener.
+//! The only module that knows tonic; [`status`] is the one place a `Status` is built from an
+//! error.
+
+mod runs;
+mod trigger;
+
+use std::{future::Future, sync::Arc};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Code, Status};
+use tracing::{info, warn};
+
+use crate::{
+    Error, ErrorKind,
+    config::{Config, ConfigError},
+    history::History,
+    metrics::{self, Metrics},
+    pipeline::Pipeline,
+    proto::{self, runs::runs_server::RunsServer, trigger_server::TriggerServer},
+};
+
+/// Maps a crate error to the status code of CONTRACT §6.
+pub fn status(e: &Error) -> Status {
+    let code = match e.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Aborted => Code::Aborted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Builds the pipeline a configuration describes, with its history (persisted in the cache
+/// directory) and metrics.
+pub fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
+    crate::git::configure_process(config.git.ca_file.as_deref())
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let policy = config.policy()?;
+    if policy.is_open() {
+        warn!("no policy configured: any Sensor may promote any repository, transition and image");
+    }
+    let history = Arc::new(History::open(Some(&config.cache_dir)));
+    Ok(Pipeline::new(
+        policy,
+        config.git_settings()?,
+        config.max_runs,
+        history,
+        metrics,
+    ))
+}
+
+/// The sockets the server answers on.
+pub struct Listeners {
+    /// gRPC: the trigger, the run history, health and reflection.
+    pub grpc: TcpListener,
+    /// `/metrics`, `/healthz`, `/readyz`, if wanted.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Serves on `listener` (and on `config.metricsListen` when set) until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> crate::Result<()> {
+    let metrics =
+        match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                Error::Internal(format!("cannot listen on {addr} for metrics: {e}"))
+            })?),
+            None => None,
+        };
+    serve(
+        Listeners {
+            grpc: listener,
+            metrics,
+        },
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets runs in flight finish
+/// within the grace period, so no promotion is left half done.
+pub async fn serve(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> crate::Result<()> {
+    let grace = config.shutdown_grace()?;
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Arc::new(pipeline(&config, metrics.clone())?);
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = listeners.metrics.map(|l| {
+        info!(addr = ?l.local_addr().ok(), "serving metrics and probes");
+        tokio::spawn(metrics::serve(l, metrics.clone(), async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<TriggerServer<trigger::TriggerService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ConfigError(format!("reflection: {e}")))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ConfigError(format!("reflection: {e}")))?;
+    info!(addr = ?listeners.grpc.local_addr().ok(), "serving the Argo Events custom trigger");
+    metrics.set_ready(true);
+    let served = tonic::transport::Server::builder()
+        .add_service(TriggerServer::new(trigger::TriggerService::new(
+            pipeline.clone(),
+        )))
+        .add_service(RunsServer::new(runs::RunsService::new(
+            pipeline.history().clone(),
+        )))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown)
+        .await;
+    metrics.set_ready(false);
+    info!("stopped accepting; waiting for runs in flight");
+    pipeline.drain(grace).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+}

@@ -1,0 +1,126 @@
+//! The run history service (`phasegate.v1.Runs`): list, get, and watch a run live.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    history::{History, RunEvent, RunFilter, RunRecord},
+    proto::runs::{
+        GetRunRequest, ListRunsRequest, ListRunsResponse, Run, WatchRunRequest, run_event::Event,
+        runs_server::Runs,
+    },
+};
+
+/// The run history service.
+pub struct RunsService {
+    history: Arc<History>,
+}
+
+impl RunsService {
+    /// The service over `history`.
+    pub fn new(history: Arc<History>) -> RunsService {
+        RunsService { history }
+    }
+
+    fn find(&self, id: &str) -> Result<RunRecord, Status> {
+        self.history
+            .get(id)
+            .ok_or_else(|| Status::not_found(format!("no run {id:?} in the history")))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<crate::proto::runs::RunEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Runs for RunsService {
+    async fn list(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let r = request.into_inner();
+        let filter = RunFilter {
+            repo: r.repo,
+            phase: r.phase,
+            outcome: r.outcome,
+            limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
+        };
+        let runs = self.history.list(&filter).iter().map(to_proto).collect();
+        Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    async fn get(&self, request: Request<GetRunRequest>) -> Result<Response<Run>, Status> {
+        Ok(Response::new(to_proto(
+            &self.find(&request.into_inner().id)?,
+        )))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let id = request.into_inner().id;
+        let (run, events) = self
+            .history
+            .watch(&id)
+            .ok_or_else(|| Status::not_found(format!("no run {id:?} in the history")))?;
+        let (tx, rx) = mpsc::channel(64);
+        let send = |event| crate::proto::runs::RunEvent { event: Some(event) };
+        let Some(mut events) = events else {
+            let _ = tx.send(Ok(send(Event::Finished(to_proto(&run))))).await;
+            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        };
+        tokio::spawn(async move {
+            if tx
+                .send(Ok(send(Event::Stage(run.stage.as_str().into()))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                let event = match events.recv().await {
+                    Ok(RunEvent::Stage(stage)) => Event::Stage(stage.as_str().into()),
+                    Ok(RunEvent::Log(line)) => Event::LogLine(line),
+                    Ok(RunEvent::Finished(run)) => Event::Finished(to_proto(&run)),
+                    // A slow watcher skips lines; the end still arrives.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => break,
+                };
+                let last = matches!(event, Event::Finished(_));
+                if tx.send(Ok(send(event))).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn to_proto(r: &RunRecord) -> Run {
+    let report = r.report.as_ref();
+    Run {
+        id: r.id.clone(),
+        repo: r.repo.clone(),
+        branch: r.branch.clone(),
+        path: r.path.clone(),
+        source_phase: r.source_phase.clone(),
+        target_phase: r.target_phase.clone(),
+        source_commit: r.source_commit.clone(),
+        stage: r.stage.as_str().into(),
+        outcome: r.outcome(),
+        version: report.and_then(|x| x.version.clone()).unwrap_or_default(),
+        previous: report.and_then(|x| x.previous.clone()).unwrap_or_default(),
+        commit: report.and_then(|x| x.commit.clone()).unwrap_or_default(),
+        error: r.error.clone().unwrap_or_default(),
+        report_json: report
+            .map(|x| String::from_utf8_lossy(&x.to_json()).into_owned())
+            .unwrap_or_default(),
+        started_unix_ms: r.started_unix_ms,
+        duration_ms: report.map_or(0, |x| i64::try_from(x.duration_ms).unwrap_or(i64::MAX)),
+    }
+}

@@ -1,0 +1,71 @@
+//! The custom trigger service of Argo Events (`triggers.Trigger`).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::status;
+use crate::{
+    outcome,
+    pipeline::Pipeline,
+    proto::{
+        ApplyPolicyRequest, ApplyPolicyResponse, ExecuteRequest, ExecuteResponse,
+        FetchResourceRequest, FetchResourceResponse, trigger_server::Trigger,
+    },
+};
+
+/// The custom trigger service.
+pub struct TriggerService {
+    pipeline: Arc<Pipeline>,
+}
+
+impl TriggerService {
+    /// The service over `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>) -> TriggerService {
+        TriggerService { pipeline }
+    }
+}
+
+#[tonic::async_trait]
+impl Trigger for TriggerService {
+    async fn fetch_resource(
+        &self,
+        request: Request<FetchResourceRequest>,
+    ) -> Result<Response<FetchResourceResponse>, Status> {
+        let resource = self
+            .pipeline
+            .fetch_resource(&request.into_inner().resource)
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(FetchResourceResponse { resource }))
+    }
+
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let ExecuteRequest { resource, payload } = request.into_inner();
+        let report = self
+            .pipeline
+            .execute(&resource, &payload)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(ExecuteResponse {
+            response: report.to_json(),
+        }))
+    }
+
+    async fn apply_policy(
+        &self,
+        request: Request<ApplyPolicyRequest>,
+    ) -> Result<Response<ApplyPolicyResponse>, Status> {
+        match outcome::verdict(&request.into_inner().request) {
+            Ok(Ok(message)) => Ok(Response::new(ApplyPolicyResponse {
+                success: true,
+                message,
+            })),
+            // Not `success: false`: the Sensor ignores it; only a status fails the trigger.
+            Ok(Err(reason)) => Err(Status::failed_precondition(reason)),
+            Err(bad) => Err(Status::invalid_argument(bad)),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! What an operator sees: Prometheus metrics and probes, the run history over gRPC, `runs
+//! watch` following a run live, and history that survives a restart (even a damaged file).
+
+mod support;
+
+use std::{collections::BTreeMap, path::Path};
+
+use phasegate::{
+    config::Config,
+    proto::runs::{GetRunRequest, ListRunsRequest, runs_client::RunsClient},
+    sensor::Parameter,
+};
+use serde_json::json;
+use support::*;
+
+fn petstore(bare: &Path, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let repo = format!("file://{}", bare.display());
+    let path = PATH.replace("{app}", "petstore");
+    let mut s = spec(&[("repo", &repo), ("path", &path), ("phases", "test,prod")]);
+    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    s
+}
+
+fn commit(sha: &str) -> Vec<Parameter> {
+    vec![Parameter {
+        dest: "source.commit".into(),
+        value: json!(sha),
+    }]
+}
+
+const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
+
+/// The value of a metric line `name{labels} value` in a scrape, 0 when absent.
+fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_promotions_failed_tests_and_duplicates() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(Config::default()).await;
+    assert_eq!(server.probe("/healthz").await.0, 200);
+    assert_eq!(server.probe("/readyz").await.0, 200);
+    let sensor = server.sensor().await;
+
+    let failing = petstore(&bare, &[("test", "command"), ("testCommand", "false")]);
+    sensor
+        .fire(&failing, &commit(&synced), FROM_TEST)
+        .await
+        .expect_err("tests fail");
+    let passing = petstore(&bare, &[("test", "none")]);
+    sensor
+        .fire(&passing, &commit(&synced), FROM_TEST)
+        .await
+        .expect("promotes");
+    sensor
+        .fire(&passing, &commit(&synced), FROM_TEST)
+        .await
+        .expect("duplicate");
+
+    let (status, scrape) = server.probe("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"phasegate_runs_total{outcome="promoted",runner="none"}"#
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"phasegate_runs_total{outcome="tests-failed",runner="command"}"#
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"phasegate_tests_total{runner="command",result="failed"}"#
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"phasegate_duplicate_joins_total{kind="recorded"}"#
+        ),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        metric(&scrape, "phasegate_push_attempts_total"),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(metric(&scrape, "phasegate_runs_in_flight"), 0.0, "{scrape}");
+    assert_eq!(
+        metric(
+            &scrape,
+            r#"phasegate_stage_duration_seconds_count{stage="total"}"#
+        ),
+        2.0,
+        "{scrape}"
+    );
+    assert!(!scrape.contains(&synced), "no commit ids as labels");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let gate = root.join("gate");
+    let script = format!(
+        "echo campaign started; while [ ! -e {} ]; do sleep 0.05; done; echo campaign passed",
+        gate.display()
+    );
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore(
+        &bare,
+        &[
+            ("test", "command"),
+            ("testCommand", &command),
+            ("mode", "async"),
+        ],
+    );
+
+    let accepted = server
+        .sensor()
+        .await
+        .fire(&spec, &commit(&synced), FROM_TEST)
+        .await
+        .expect("accepted");
+    let id = accepted.response["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    assert!(!id.is_empty());
+    let url = server.url();
+    let screen = Screen::default();
+    let mut out = screen.clone();
+    let watcher = tokio::spawn(async move {
+        phasegate::console::watch(&url, &id, &mut out)
+            .await
+            .expect("watch")
+    });
+    // The test ends only once the watcher is following the run (it shows the current stage).
+    for _ in 0..500 {
+        if screen.text().contains('▶') {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::write(&gate, "").expect("open the gate");
+    let run = watcher.await.expect("watcher");
+    let shown = screen.text();
+
+    assert_eq!(run.outcome, "promoted");
+    let order: Vec<usize> = ["▶ testing", "campaign passed", "▶ promoting", "■ promoted"]
+        .iter()
+        .map(|needle| {
+            shown
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing in\n{shown}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{shown}"
+    );
+    server.stop().await;
+}
+
+/// A terminal the test can read while the watcher writes to it.
+#[derive(Clone, Default)]
+struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("screen")).into_owned()
+    }
+}
+
+impl std::io::Write for Screen {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("screen").extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
+    capture_logs();
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let cache = root.join("cache");
+    let config = || Config {
+        cache_dir: cache.clone(),
+        ..Config::default()
+    };
+    let spec = petstore(&bare, &[("test", "none")]);
+
+    let server = TestServer::start(config()).await;
+    let first = server
+        .sensor()
+        .await
+        .fire(&spec, &commit(&synced), FROM_TEST)
+        .await
+        .expect("promotes")
+        .response;
+    server.stop().await;
+    // A crash mid-write leaves a truncated line; a disk error leaves garbage.
+    let file = cache.join("history.jsonl");
+    let mut text = std::fs::read_to_string(&file).expect("history persisted");
+    text.push_str("{\"id\":\"truncated\",\"key\n\u{0}\u{1}garbage\n");
+    std::fs::write(&file, text).expect("damage");
+
+    let server = TestServer::start(config()).await;
+    let again = server
+        .sensor()
+        .await
+        .fire(&spec, &commit(&synced), FROM_TEST)
+        .await
+        .expect("duplicate")
+        .response;
+    assert_eq!(
+        again, first,
+        "the duplicate gets the recorded answer, not a new run"
+    );
+    let mut runs = RunsClient::connect(server.url()).await.expect("connect");
+    let listed = runs
+        .list(ListRunsRequest {
+            phase: "prod".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .runs;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, first["run"].as_str().expect("id"));
+    assert_eq!(listed[0].outcome, "promoted");
+    assert_eq!(listed[0].version, "2.0");
+    let none = runs
+        .list(ListRunsRequest {
+            outcome: "tests-failed".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .runs;
+    assert!(none.is_empty());
+    let missing = runs
+        .get(GetRunRequest { id: "nope".into() })
+        .await
+        .expect_err("unknown run");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    server.stop().await;
+    assert!(
+        logs().contains("ignored corrupt lines of the run history"),
+        "{}",
+        logs()
+    );
+}
+
+#[tokio::test]
+async fn runs_lists_as_a_table_from_the_command_line() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(Config::default()).await;
+    server
+        .sensor()
+        .await
+        .fire(
+            &petstore(&bare, &[("test", "none")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect("promotes");
+    let bin = env!("CARGO_BIN_EXE_phasegate");
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["runs", "--server", &url])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run phasegate runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.lines().next().expect("header").starts_with("RUN"),
+        "{table}"
+    );
+    let row = table.lines().nth(1).expect("one run");
+    for cell in ["promoted", "test->prod", &synced[..10], "1.0->2.0"] {
+        assert!(row.contains(cell), "{cell} missing in {row}");
+    }
+    server.stop().await;
+}
