@@ -38,6 +38,32 @@ pub struct Config {
     pub max_runs: usize,
     /// How long SIGTERM waits for runs in flight, e.g. `60s`.
     pub shutdown_grace: String,
+    /// TLS for the gRPC listener (certificate and key files, reloaded when they change).
+    pub tls: Option<TlsConfig>,
+    /// Kubernetes: the job runner, `credentialsSecret`, the Argo CD gate.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// TLS files of the gRPC listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// How phasegate reaches Kubernetes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// `false` turns Kubernetes off even inside a cluster.
+    pub disabled: bool,
+    /// The server's namespace (Secrets, default namespace of test Jobs); the service
+    /// account's namespace otherwise.
+    pub namespace: Option<String>,
+    /// An API server URL reached without authentication (e.g. `kubectl proxy`); the
+    /// in-cluster service account or the kubeconfig otherwise.
+    pub api_url: Option<String>,
 }
 
 /// Git settings of the configuration file.
@@ -67,6 +93,8 @@ impl Default for Config {
             cache_dir: std::env::temp_dir().join("phasegate-cache"),
             max_runs: 8,
             shutdown_grace: "60s".into(),
+            tls: None,
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -99,6 +127,20 @@ impl Config {
     /// The compiled policy.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         Policy::new(&self.policy).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The Kubernetes cluster phasegate works with, if any.
+    pub async fn cluster(&self) -> Result<Option<crate::cluster::Cluster>, ConfigError> {
+        let k = &self.kubernetes;
+        if k.disabled {
+            return Ok(None);
+        }
+        match &k.api_url {
+            Some(url) => crate::cluster::Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
+                .map(Some)
+                .map_err(|e| ConfigError(e.to_string())),
+            None => Ok(crate::cluster::Cluster::infer(k.namespace.as_deref()).await),
+        }
     }
 
     /// The shutdown grace period.

@@ -2,7 +2,7 @@
 //! gRPC adapter and the CLI turn into status codes and exit codes.
 
 use crate::{
-    config::ConfigError, git::GitError, policy::PolicyError, runner::RunnerError, spec::SpecError,
+    cluster::ClusterError, config::ConfigError, git::GitError, policy::PolicyError, runner::RunnerError, spec::SpecError,
 };
 
 /// What kind of failure an error is, independent of the transport that reports it.
@@ -55,6 +55,9 @@ pub enum Error {
     /// A test runner could not run (not: the tests failed, which is an outcome).
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// A Kubernetes call failed (Secret lookup, Argo CD gate).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The server configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -74,6 +77,7 @@ impl Error {
             Error::Policy(_) => ErrorKind::PermissionDenied,
             Error::Git(e) => e.kind(),
             Error::Runner(e) => e.kind(),
+            Error::Cluster(e) => e.kind(),
             Error::Config(_) => ErrorKind::InvalidArgument,
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
             Error::Internal(_) => ErrorKind::Internal,

@@ -16,6 +16,7 @@
 //! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`].
 //! - [`policy`]: allowlists of repositories, transitions, test images and commands.
 //! - [`runner`]: the test runners, one file each.
+//! - [`cluster`]: Kubernetes client, `credentialsSecret` lookup, the Argo CD gate.
 //! - [`values`]: the format-preserving edit of a values file (pure).
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
 //! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
@@ -27,6 +28,7 @@
 //! - [`sensor`]: a client that drives the server exactly as an Argo Events Sensor does.
 //! - [`demo`]: the whole loop on this machine; [`console`]: `phasegate runs` for operators.
 
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod demo;

@@ -239,11 +239,12 @@ async fn main() -> ExitCode {
 
 async fn promote(resource: Resource, config: Option<PathBuf>) -> ExitCode {
     let result = async {
-        let prepared = Config::load(config.as_deref())
-            .and_then(|c| server::pipeline(&c, Default::default()))
-            .map_err(phasegate::Error::from)
-            .and_then(|p| Ok((p, Plan::from_resource(&resource)?)));
-        let (pipeline, plan) = prepared.map_err(std::sync::Arc::new)?;
+        let prepared = async {
+            let config = Config::load(config.as_deref())?;
+            let pipeline = server::pipeline(&config, Default::default()).await?;
+            Ok::<_, phasegate::Error>((pipeline, Plan::from_resource(&resource)?))
+        };
+        let (pipeline, plan) = prepared.await.map_err(std::sync::Arc::new)?;
         pipeline.submit(plan).await
     }
     .await;

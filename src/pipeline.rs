@@ -19,7 +19,8 @@ use crate::{
     metrics::Metrics,
     outcome::{Outcome, RunReport},
     policy::Policy,
-    runner::{self, LogSink},
+    cluster::{Cluster, argocd, secrets::SecretStore},
+    runner::{self, LogSink, TestContext},
     spec::{Mode, Plan, Resource, SourceRef, TargetRef},
 };
 
@@ -32,26 +33,33 @@ pub struct Pipeline {
     tasks: TaskTracker,
     history: Arc<History>,
     metrics: Arc<Metrics>,
+    cluster: Option<Cluster>,
+    secrets: Arc<SecretStore>,
 }
 
 /// What one run needs, moved into its task.
 struct RunTask {
     id: String,
+    key: String,
     plan: Plan,
     promoter: GitPromoter,
     history: Arc<History>,
     metrics: Arc<Metrics>,
+    cluster: Option<Cluster>,
+    secrets: Arc<SecretStore>,
 }
 
 impl Pipeline {
     /// A pipeline running at most `max_runs` runs at once (the rest queue), answering
-    /// duplicates of the successes in `history`.
+    /// duplicates of the successes in `history`; `cluster` enables the job runner,
+    /// `credentialsSecret` and the Argo CD gate.
     pub fn new(
         policy: Policy,
         git: GitSettings,
         max_runs: usize,
         history: Arc<History>,
         metrics: Arc<Metrics>,
+        cluster: Option<Cluster>,
     ) -> Pipeline {
         let ledger = RunLedger::default();
         for (key, report) in history.successes() {
@@ -65,6 +73,8 @@ impl Pipeline {
             tasks: TaskTracker::new(),
             history,
             metrics,
+            cluster,
+            secrets: Arc::default(),
         }
     }
 
@@ -104,12 +114,15 @@ impl Pipeline {
             Claim::Lead(lease) => {
                 let task = RunTask {
                     id: id.clone(),
+                    key,
                     plan: plan.clone(),
                     promoter: self.promoter.clone(),
                     history: self.history.clone(),
                     metrics: self.metrics.clone(),
+                    cluster: self.cluster.clone(),
+                    secrets: self.secrets.clone(),
                 };
-                task.history.start(task.record(&key));
+                task.history.start(task.record());
                 task.metrics.in_flight(1);
                 let span = info_span!("run", run = %task.id, repo = %plan.repo, source = %plan.source,
                                       target = %plan.target, commit = %plan.commit);
@@ -147,11 +160,11 @@ impl Pipeline {
 }
 
 impl RunTask {
-    fn record(&self, key: &str) -> RunRecord {
+    fn record(&self) -> RunRecord {
         let p = &self.plan;
         RunRecord {
             id: self.id.clone(),
-            key: key.to_string(),
+            key: self.key.clone(),
             repo: p.repo.to_string(),
             branch: p.branch.clone(),
             path: p.path.clone(),
@@ -197,14 +210,19 @@ impl RunTask {
 
     async fn test_and_promote(&self) -> Result<RunReport> {
         let (plan, started) = (&self.plan, Instant::now());
-        if plan.credentials_secret.is_some() {
-            return Err(Error::Unconfigured(
-                "credentialsSecret needs Kubernetes, which is not configured on this server",
-            ));
-        }
+        let credentials = match &plan.credentials_secret {
+            Some(name) => Some(self.secrets.credentials(self.cluster("credentialsSecret")?, name).await?),
+            None => None,
+        };
         self.history.stage(&self.id, Stage::Testing);
+        let ctx = self.test_context();
+        if let Some(gate) = &plan.argocd {
+            ctx.log.as_ref()(&format!("waiting for Argo CD Application {}/{}", gate.namespace, gate.name));
+            let ready = argocd::wait_synced(self.cluster("argocdApp")?, gate, plan.commit.as_str()).await?;
+            ctx.log.as_ref()(&ready);
+        }
         info!(runner = plan.test.runner(), "testing");
-        let test = runner::run(&plan.test, self.sink()).await?;
+        let test = runner::run(&plan.test, &ctx).await?;
         self.metrics.stage("test", started.elapsed().as_secs_f64());
         self.metrics.tested(plan.test.runner(), test.passed);
         let mut report = report_of(plan, self.id.clone(), Outcome::TestsFailed);
@@ -212,7 +230,9 @@ impl RunTask {
         if test.passed {
             self.history.stage(&self.id, Stage::Promoting);
             let promoting = Instant::now();
-            let promoted = self.promoter.promote(promotion(plan, &self.id)).await?;
+            let mut promotion = promotion(plan, &self.id);
+            promotion.credentials = credentials;
+            let promoted = self.promoter.promote(promotion).await?;
             self.metrics
                 .stage("promote", promoting.elapsed().as_secs_f64());
             report.outcome = match promoted.outcome {
@@ -233,14 +253,34 @@ impl RunTask {
         Ok(report)
     }
 
+    fn cluster(&self, needed_by: &'static str) -> Result<&Cluster> {
+        self.cluster.as_ref().ok_or(Error::Unconfigured(match needed_by {
+            "credentialsSecret" => "credentialsSecret needs Kubernetes, which is not configured on this server",
+            _ => "argocdApp needs Kubernetes, which is not configured on this server",
+        }))
+    }
+
     /// Test output goes to watchers of the run and to the server log (with the run's span).
-    fn sink(&self) -> LogSink {
+    fn test_context(&self) -> TestContext {
         let (history, id) = (self.history.clone(), self.id.clone());
         let span = tracing::Span::current();
-        Arc::new(move |line: &str| {
+        let log: LogSink = Arc::new(move |line: &str| {
             span.in_scope(|| debug!(line, "test output"));
             history.log(&id, line);
-        })
+        });
+        let p = &self.plan;
+        let labels = [
+            ("app.kubernetes.io/managed-by", "phasegate".to_string()),
+            ("phasegate.dev/source-phase", p.source.to_string()),
+            ("phasegate.dev/target-phase", p.target.to_string()),
+            ("phasegate.dev/source-commit", p.commit.as_str().chars().take(12).collect()),
+        ];
+        TestContext {
+            log,
+            cluster: self.cluster.clone(),
+            job_name: runner::job_name(&self.key),
+            labels: labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
     }
 }
 

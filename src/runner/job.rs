@@ -1,9 +1,192 @@
-//! The Kubernetes Job runner. Until the cluster support lands, it refuses clearly.
+//! The Kubernetes Job runner: the classic test container, run by the cluster.
+//!
+//! The Job's name comes from the run's idempotency key, so a second replica or a restarted
+//! server that gets the same event attaches to the Job already running instead of starting
+//! another. It waits with watches (the Job, and its pods for image-pull errors or an
+//! unschedulable pod, which end the run at once instead of at the deadline), reads the pod's
+//! log tail, deletes the Job on success and keeps a failed one until its TTL for debugging.
 
-use super::{LogSink, RunnerError};
-use crate::spec::JobTest;
+use std::{collections::BTreeMap, time::Duration};
 
-/// Runs the test image as a Job. Not configured yet: answers `FAILED_PRECONDITION`.
-pub async fn run(_test: &JobTest, _sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
-    Err(RunnerError::KubernetesNotConfigured)
+use futures_util::StreamExt;
+use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams},
+};
+use serde_json::json;
+use tracing::info;
+
+use super::{RunnerError, TestContext};
+use crate::{cluster::ClusterError, spec::JobTest};
+
+/// Failed Jobs stay this long for `kubectl logs`, then the cluster removes them.
+const FAILED_JOB_TTL_SECONDS: u64 = 24 * 3600;
+/// Past `activeDeadlineSeconds`, how long phasegate waits for the cluster to say so.
+const DEADLINE_GRACE: Duration = Duration::from_secs(30);
+/// Lines of the pod's log kept (the answer keeps the last 4 KiB of them).
+const LOG_LINES: i64 = 200;
+
+enum Verdict {
+    Passed,
+    Failed(String),
+}
+
+/// Runs the test image as a Job and waits for it. Returns (passed, attempts, log).
+pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String), RunnerError> {
+    let cluster = ctx.cluster.as_ref().ok_or(RunnerError::KubernetesNotConfigured)?;
+    let namespace = test.namespace.as_deref().unwrap_or(&cluster.namespace);
+    let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let name = ctx.job_name.as_str();
+    let what = format!("Job `{namespace}/{name}`");
+    let job = manifest(test, name, namespace, &ctx.labels);
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(_) => ctx.sink(&format!("created {what} running {}", test.image)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            ctx.sink(&format!("{what} already exists (another replica or an earlier run): attaching"));
+        }
+        Err(e) => return Err(ClusterError::from_kube(e, &what).into()),
+    }
+    let waited = tokio::time::timeout(test.timeout + DEADLINE_GRACE, wait(&jobs, &pods, name, &what)).await;
+    let log = pod_log(&pods, name).await;
+    for line in log.lines() {
+        ctx.sink(line);
+    }
+    info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
+    let timed_out = waited.is_err();
+    let (passed, ending) = match waited {
+        Ok(Ok(Verdict::Passed)) => (true, format!("{what} succeeded")),
+        Ok(Ok(Verdict::Failed(reason))) => (false, format!("{what} failed: {reason} (kept for debugging)")),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => (false, format!("{what} timed out after {}", humantime::format_duration(test.timeout))),
+    };
+    if passed || timed_out {
+        let _ = jobs.delete(name, &DeleteParams::background()).await;
+    }
+    ctx.sink(&ending);
+    Ok((passed, 1, format!("{log}{ending}\n")))
+}
+
+fn manifest(test: &JobTest, name: &str, namespace: &str, labels: &BTreeMap<String, String>) -> Job {
+    let mut env: Vec<_> = test.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    env.push(json!({"name": "TEST_TARGET", "value": test.target}));
+    let mut container = json!({"name": "tests", "image": test.image, "args": test.args, "env": env});
+    if !test.command.is_empty() {
+        container["command"] = json!(test.command);
+    }
+    if let Some(resources) = &test.resources {
+        container["resources"] = resources.clone();
+    }
+    let mut pod_spec = json!({"restartPolicy": "Never", "containers": [container]});
+    if let Some(sa) = &test.service_account {
+        pod_spec["serviceAccountName"] = json!(sa);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": test.timeout.as_secs().max(1),
+            "ttlSecondsAfterFinished": FAILED_JOB_TTL_SECONDS,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }))
+    .expect("the Job manifest matches the batch/v1 schema")
+}
+
+/// Watches the Job and its pods until the Job ends or a pod cannot start.
+async fn wait(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, what: &str) -> Result<Verdict, ClusterError> {
+    let kube_err = |e| ClusterError::from_kube(e, what);
+    loop {
+        let job = jobs.get(name).await.map_err(kube_err)?;
+        if let Some(v) = finished(&job) {
+            return Ok(v);
+        }
+        let version = job.metadata.resource_version.unwrap_or_else(|| "0".into());
+        let by_name = WatchParams::default().fields(&format!("metadata.name={name}"));
+        let by_job = WatchParams::default().labels(&format!("job-name={name}"));
+        let mut job_events = jobs.watch(&by_name, &version).await.map_err(kube_err)?.boxed();
+        let mut pod_events = pods.watch(&by_job, "0").await.map_err(kube_err)?.boxed();
+        loop {
+            tokio::select! {
+                event = job_events.next() => match event {
+                    Some(Ok(WatchEvent::Added(job) | WatchEvent::Modified(job))) => {
+                        if let Some(v) = finished(&job) {
+                            return Ok(v);
+                        }
+                    }
+                    Some(Ok(WatchEvent::Deleted(_))) => return Ok(Verdict::Failed("the Job was deleted".into())),
+                    Some(_) => {}
+                    None => break,
+                },
+                event = pod_events.next() => match event {
+                    Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
+                        if let Some(reason) = stuck(&pod) {
+                            return Ok(Verdict::Failed(reason));
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        // A watch ended (the API server closes them after a while): look again, watch again.
+    }
+}
+
+fn finished(job: &Job) -> Option<Verdict> {
+    let status = job.status.as_ref()?;
+    if status.succeeded.unwrap_or(0) > 0 {
+        return Some(Verdict::Passed);
+    }
+    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    match failed {
+        Some(c) => Some(Verdict::Failed(format!(
+            "{}: {}",
+            c.reason.as_deref().unwrap_or("Failed"),
+            c.message.as_deref().unwrap_or("")
+        ))),
+        None if status.failed.unwrap_or(0) > 0 => Some(Verdict::Failed("the test container failed".into())),
+        None => None,
+    }
+}
+
+/// Why a pod will never run its tests, if it will not: a bad image or no node for it.
+fn stuck(pod: &Pod) -> Option<String> {
+    const HOPELESS: [&str; 5] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
+    let status = pod.status.as_ref()?;
+    for c in status.container_statuses.iter().flatten() {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| HOPELESS.contains(r))
+        {
+            return Some(format!("{reason}: {}", w.message.as_deref().unwrap_or("")));
+        }
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .map(|c| format!("Unschedulable: {}", c.message.as_deref().unwrap_or("")))
+}
+
+/// The log tail of the Job's pod ("" when there is none yet, or it cannot be read).
+async fn pod_log(pods: &Api<Pod>, job: &str) -> String {
+    let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await else {
+        return String::new();
+    };
+    let Some(pod) = list.items.last().and_then(|p| p.metadata.name.clone()) else {
+        return String::new();
+    };
+    let params = LogParams { tail_lines: Some(LOG_LINES), ..LogParams::default() };
+    pods.logs(&pod, &params).await.unwrap_or_default()
+}
+
+/// A stable name for the Job of a run: the same event always names the same Job.
+pub fn job_name(idempotency_key: &str) -> String {
+    // FNV-1a: stable across processes and releases, unlike std's hasher.
+    let hash = idempotency_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("phasegate-{hash:016x}")
 }

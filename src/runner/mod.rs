@@ -6,11 +6,17 @@ mod command;
 mod http;
 mod job;
 
-use std::time::Instant;
+use std::{collections::BTreeMap, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{error::ErrorKind, spec::TestPlan};
+pub use job::job_name;
+
+use crate::{
+    cluster::{Cluster, ClusterError},
+    error::ErrorKind,
+    spec::TestPlan,
+};
 
 /// The most of a test's output kept in the outcome (CONTRACT §6).
 pub const LOG_TAIL_BYTES: usize = 4096;
@@ -36,6 +42,9 @@ pub enum RunnerError {
     /// The test command could not be started.
     #[error("test command {program:?} could not be started: {reason}")]
     Spawn { program: String, reason: String },
+    /// The Kubernetes API failed the Job runner.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl RunnerError {
@@ -45,6 +54,7 @@ impl RunnerError {
             RunnerError::KubernetesNotConfigured | RunnerError::Spawn { .. } => {
                 ErrorKind::FailedPrecondition
             }
+            RunnerError::Cluster(e) => e.kind(),
         }
     }
 }
@@ -52,17 +62,33 @@ impl RunnerError {
 /// Receives each line of test output as it happens (for watchers and the server log).
 pub type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
+/// What a runner needs besides its test: where output goes, and for Jobs the cluster.
+pub struct TestContext {
+    pub log: LogSink,
+    pub cluster: Option<Cluster>,
+    /// The Job's name, derived from the run's idempotency key ([`job_name`]).
+    pub job_name: String,
+    /// Labels of the Job and its pod.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl TestContext {
+    fn sink(&self, line: &str) {
+        (self.log)(line);
+    }
+}
+
 /// Runs the planned test of the source phase.
-pub async fn run(plan: &TestPlan, sink: LogSink) -> Result<TestReport, RunnerError> {
+pub async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, RunnerError> {
     let started = Instant::now();
     let (passed, attempts, log) = match plan {
         TestPlan::None => {
-            sink("tests skipped (test: none)");
+            ctx.sink("tests skipped (test: none)");
             (true, 0, "tests skipped (test: none)\n".to_string())
         }
-        TestPlan::Http(test) => http::run(test, &sink).await,
-        TestPlan::Command(test) => command::run(test, &sink).await?,
-        TestPlan::Job(test) => job::run(test, &sink).await?,
+        TestPlan::Http(test) => http::run(test, &ctx.log).await,
+        TestPlan::Command(test) => command::run(test, &ctx.log).await?,
+        TestPlan::Job(test) => job::run(test, ctx).await?,
     };
     Ok(TestReport {
         runner: plan.runner().to_string(),

@@ -39,7 +39,7 @@ pub fn status(e: &Error) -> Status {
 
 /// Builds the pipeline a configuration describes, with its history (persisted in the cache
 /// directory) and metrics.
-pub fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
+pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
     crate::git::configure_process(config.git.ca_file.as_deref())
         .map_err(|e| ConfigError(e.to_string()))?;
     let policy = config.policy()?;
@@ -53,6 +53,7 @@ pub fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, Conf
         config.max_runs,
         history,
         metrics,
+        config.cluster().await?,
     ))
 }
 
@@ -97,7 +98,7 @@ pub async fn serve(
 ) -> crate::Result<()> {
     let grace = config.shutdown_grace()?;
     let metrics = Arc::new(Metrics::new());
-    let pipeline = Arc::new(pipeline(&config, metrics.clone())?);
+    let pipeline = Arc::new(pipeline(&config, metrics.clone()).await?);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = listeners.metrics.map(|l| {
         info!(addr = ?l.local_addr().ok(), "serving metrics and probes");

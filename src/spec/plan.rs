@@ -182,6 +182,14 @@ impl TestPlan {
     }
 }
 
+/// The Argo CD gate: wait until this Application runs the source commit and is Healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgoGate {
+    pub namespace: String,
+    pub name: String,
+    pub timeout: Duration,
+}
+
 /// One promotion request, fully validated.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -195,6 +203,7 @@ pub struct Plan {
     pub target: Phase,
     pub commit: CommitId,
     pub test: TestPlan,
+    pub argocd: Option<ArgoGate>,
     pub commit_message: String,
     pub dry_run: bool,
     pub mode: Mode,
@@ -225,6 +234,7 @@ impl Plan {
             target,
             commit,
             test: test_plan(r)?,
+            argocd: argo_gate(r)?,
             commit_message: r.commit_message.clone(),
             dry_run: r.dry_run,
             mode: r.mode,
@@ -259,7 +269,7 @@ impl Plan {
         if r.commit_message.trim().is_empty() {
             return Err(SpecError::invalid("commitMessage", "is empty"));
         }
-        Ok(())
+        argo_gate(r).map(drop)
     }
 
     /// Checks the test settings of a resource whose runner is known.
@@ -358,6 +368,21 @@ fn check_keys(keys: &[String]) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+fn argo_gate(r: &Resource) -> Result<Option<ArgoGate>, SpecError> {
+    let Some(argo) = &r.argocd else { return Ok(None) };
+    let (namespace, name) = argo.app.split_once('/').unwrap_or(("argocd", &argo.app));
+    for part in [namespace, name] {
+        if !DNS_NAME.is_match(part) {
+            return Err(SpecError::invalid("argocd.app", "must be `name` or `namespace/name` of an Argo CD Application"));
+        }
+    }
+    Ok(Some(ArgoGate {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        timeout: duration("argocd.timeout", argo.timeout.as_deref().unwrap_or("5m"))?,
+    }))
 }
 
 fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {

@@ -51,6 +51,8 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("testExpectBody", "test.expectBody", Shape::Str),
     ("testAttempts", "test.attempts", Shape::Int),
     ("testInterval", "test.interval", Shape::Str),
+    ("argocdApp", "argocd.app", Shape::Str),
+    ("argocdTimeout", "argocd.timeout", Shape::Str),
     ("commitMessage", "commitMessage", Shape::Str),
     ("dryRun", "dryRun", Shape::Bool),
     ("mode", "mode", Shape::Str),
@@ -165,6 +167,16 @@ impl TestSpec {
     }
 }
 
+/// The Argo CD gate as the resource carries it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArgoSpec {
+    /// `name` or `namespace/name` of the Application (namespace `argocd` by default).
+    pub app: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
 /// The resource of CONTRACT §3: the spec with every default filled in, nested so Sensor
 /// parameters have stable `dest` paths (`source.commit`, `test.target`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +192,8 @@ pub struct Resource {
     pub source: SourceRef,
     pub target: TargetRef,
     pub test: TestSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<ArgoSpec>,
     pub commit_message: String,
     pub dry_run: bool,
     pub mode: Mode,
@@ -197,6 +211,7 @@ impl Default for Resource {
             source: SourceRef::default(),
             target: TargetRef::default(),
             test: TestSpec::default(),
+            argocd: None,
             commit_message: DEFAULT_COMMIT_MESSAGE.into(),
             dry_run: false,
             mode: Mode::Sync,

@@ -1,0 +1,59 @@
+//! `credentialsSecret`: git credentials from a Secret in the server's namespace (keys
+//! `username`, `password`, `email`, as in the classic setup), cached briefly, never logged.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Secret as K8sSecret;
+use kube::Api;
+
+use super::{Cluster, ClusterError};
+use crate::git::{Credentials, Secret};
+
+/// A rotated Secret is picked up within this long; meanwhile runs do not hammer the API.
+const CACHE_FOR: Duration = Duration::from_secs(30);
+
+/// Reads and caches credentials Secrets.
+#[derive(Default)]
+pub struct SecretStore {
+    cache: Mutex<HashMap<String, (Instant, Credentials)>>,
+}
+
+impl SecretStore {
+    /// The credentials in Secret `name` of the cluster's namespace.
+    pub async fn credentials(&self, cluster: &Cluster, name: &str) -> Result<Credentials, ClusterError> {
+        if let Some((at, creds)) = self.lock().get(name)
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(creds.clone());
+        }
+        let api: Api<K8sSecret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+        let what = format!("Secret `{name}` in namespace `{}`", cluster.namespace);
+        let secret = api.get(name).await.map_err(|e| ClusterError::from_kube(e, &what))?;
+        let data = secret.data.unwrap_or_default();
+        let field = |key: &str| -> Result<Option<String>, ClusterError> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.0.clone())
+                        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                        .map_err(|_| ClusterError::Precondition(format!("{what}: key `{key}` is not UTF-8")))
+                })
+                .transpose()
+        };
+        let missing = |key: &str| ClusterError::NotFound(format!("{what} has no key `{key}`"));
+        let creds = Credentials {
+            username: field("username")?.ok_or_else(|| missing("username"))?,
+            password: Secret::new(field("password")?.ok_or_else(|| missing("password"))?),
+            email: field("email")?,
+        };
+        self.lock().insert(name.to_string(), (Instant::now(), creds.clone()));
+        Ok(creds)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Credentials)>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
