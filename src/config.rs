@@ -136,9 +136,11 @@ impl Config {
             return Ok(None);
         }
         match &k.api_url {
-            Some(url) => crate::cluster::Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
-                .map(Some)
-                .map_err(|e| ConfigError(e.to_string())),
+            Some(url) => {
+                crate::cluster::Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
+                    .map(Some)
+                    .map_err(|e| ConfigError(e.to_string()))
+            }
             None => Ok(crate::cluster::Cluster::infer(k.namespace.as_deref()).await),
         }
     }

@@ -2,7 +2,8 @@
 //! gRPC adapter and the CLI turn into status codes and exit codes.
 
 use crate::{
-    cluster::ClusterError, config::ConfigError, git::GitError, policy::PolicyError, runner::RunnerError, spec::SpecError,
+    cluster::ClusterError, config::ConfigError, git::GitError, policy::PolicyError,
+    runner::RunnerError, spec::SpecError,
 };
 
 /// What kind of failure an error is, independent of the transport that reports it.

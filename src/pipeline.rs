@@ -13,13 +13,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     Error, Result,
+    cluster::{Cluster, argocd, secrets::SecretStore},
     git::{GitPromoter, GitSettings, Promotion, PromotionOutcome},
     history::{History, RunRecord, Stage, now_unix_ms},
     ledger::{self, Claim, RunLedger, Shared},
     metrics::Metrics,
     outcome::{Outcome, RunReport},
     policy::Policy,
-    cluster::{Cluster, argocd, secrets::SecretStore},
     runner::{self, LogSink, TestContext},
     spec::{Mode, Plan, Resource, SourceRef, TargetRef},
 };
@@ -211,14 +211,22 @@ impl RunTask {
     async fn test_and_promote(&self) -> Result<RunReport> {
         let (plan, started) = (&self.plan, Instant::now());
         let credentials = match &plan.credentials_secret {
-            Some(name) => Some(self.secrets.credentials(self.cluster("credentialsSecret")?, name).await?),
+            Some(name) => Some(
+                self.secrets
+                    .credentials(self.cluster("credentialsSecret")?, name)
+                    .await?,
+            ),
             None => None,
         };
         self.history.stage(&self.id, Stage::Testing);
         let ctx = self.test_context();
         if let Some(gate) = &plan.argocd {
-            ctx.log.as_ref()(&format!("waiting for Argo CD Application {}/{}", gate.namespace, gate.name));
-            let ready = argocd::wait_synced(self.cluster("argocdApp")?, gate, plan.commit.as_str()).await?;
+            ctx.log.as_ref()(&format!(
+                "waiting for Argo CD Application {}/{}",
+                gate.namespace, gate.name
+            ));
+            let ready =
+                argocd::wait_synced(self.cluster("argocdApp")?, gate, plan.commit.as_str()).await?;
             ctx.log.as_ref()(&ready);
         }
         info!(runner = plan.test.runner(), "testing");
@@ -254,10 +262,14 @@ impl RunTask {
     }
 
     fn cluster(&self, needed_by: &'static str) -> Result<&Cluster> {
-        self.cluster.as_ref().ok_or(Error::Unconfigured(match needed_by {
-            "credentialsSecret" => "credentialsSecret needs Kubernetes, which is not configured on this server",
-            _ => "argocdApp needs Kubernetes, which is not configured on this server",
-        }))
+        self.cluster
+            .as_ref()
+            .ok_or(Error::Unconfigured(match needed_by {
+                "credentialsSecret" => {
+                    "credentialsSecret needs Kubernetes, which is not configured on this server"
+                }
+                _ => "argocdApp needs Kubernetes, which is not configured on this server",
+            }))
     }
 
     /// Test output goes to watchers of the run and to the server log (with the run's span).
@@ -273,13 +285,19 @@ impl RunTask {
             ("app.kubernetes.io/managed-by", "phasegate".to_string()),
             ("phasegate.dev/source-phase", p.source.to_string()),
             ("phasegate.dev/target-phase", p.target.to_string()),
-            ("phasegate.dev/source-commit", p.commit.as_str().chars().take(12).collect()),
+            (
+                "phasegate.dev/source-commit",
+                p.commit.as_str().chars().take(12).collect(),
+            ),
         ];
         TestContext {
             log,
             cluster: self.cluster.clone(),
             job_name: runner::job_name(&self.key),
-            labels: labels.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }
     }
 }

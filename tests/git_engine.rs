@@ -358,3 +358,35 @@ async fn gives_up_with_aborted_when_the_branch_keeps_moving() {
         "racing commit"
     );
 }
+
+#[tokio::test]
+async fn racing_promoters_on_a_local_remote_lose_no_commit() {
+    // libgit2's local transport does not refuse a non-fast-forward push by itself: the lease
+    // on the fetched head must.
+    let apps = ["a1", "a2", "a3", "a4"];
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &apps);
+    let before = commit_count(&bare);
+    let url = format!("file://{}", bare.display());
+    let caches: Vec<_> = apps.iter().map(|_| tempdir()).collect();
+    let tasks: Vec<_> = apps
+        .iter()
+        .zip(&caches)
+        .map(|(app, cache)| {
+            let promoter = GitPromoter::new(settings(&cache.1, None));
+            let p = promotion(&url, app, &synced);
+            tokio::spawn(async move { promoter.promote(p).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(
+            t.await.expect("task").expect("promotes").outcome,
+            PromotionOutcome::Promoted
+        );
+    }
+    assert_eq!(commit_count(&bare), before + apps.len());
+    for app in apps {
+        assert_eq!(version_of(&bare, app, "prod"), "2.0", "{app}");
+    }
+}

@@ -38,21 +38,38 @@ fn state(app: &DynamicObject) -> (String, String) {
 }
 
 /// Waits (bounded by the gate's timeout) until the Application runs `commit` and is Healthy.
-pub async fn wait_synced(cluster: &Cluster, gate: &ArgoGate, commit: &str) -> Result<String, ClusterError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &gate.namespace, &application());
+pub async fn wait_synced(
+    cluster: &Cluster,
+    gate: &ArgoGate,
+    commit: &str,
+) -> Result<String, ClusterError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &gate.namespace, &application());
     let what = format!("Argo CD Application `{}/{}`", gate.namespace, gate.name);
-    let ready = |(revision, health): &(String, String)| revision.starts_with(commit) && health == "Healthy";
+    let ready =
+        |(revision, health): &(String, String)| revision.starts_with(commit) && health == "Healthy";
     let mut last = (String::new(), String::new());
     let waited = tokio::time::timeout(gate.timeout, async {
         loop {
-            let app = api.get(&gate.name).await.map_err(|e| ClusterError::from_kube(e, &what))?;
+            let app = api
+                .get(&gate.name)
+                .await
+                .map_err(|e| ClusterError::from_kube(e, &what))?;
             last = state(&app);
             if ready(&last) {
                 return Ok(());
             }
-            let version = app.metadata.resource_version.clone().unwrap_or_else(|| "0".into());
+            let version = app
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_else(|| "0".into());
             let params = WatchParams::default().fields(&format!("metadata.name={}", gate.name));
-            let mut events = api.watch(&params, &version).await.map_err(|e| ClusterError::from_kube(e, &what))?.boxed();
+            let mut events = api
+                .watch(&params, &version)
+                .await
+                .map_err(|e| ClusterError::from_kube(e, &what))?
+                .boxed();
             while let Some(event) = events.next().await {
                 if let Ok(WatchEvent::Added(app) | WatchEvent::Modified(app)) = event {
                     last = state(&app);

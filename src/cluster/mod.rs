@@ -85,7 +85,8 @@ impl Cluster {
     pub async fn infer(namespace: Option<&str>) -> Option<Cluster> {
         match Client::try_default().await {
             Ok(client) => {
-                let namespace = namespace.map_or_else(|| client.default_namespace().to_string(), str::to_string);
+                let namespace = namespace
+                    .map_or_else(|| client.default_namespace().to_string(), str::to_string);
                 info!(namespace, "Kubernetes configured");
                 Some(Cluster { client, namespace })
             }

@@ -24,7 +24,11 @@ pub struct SecretStore {
 
 impl SecretStore {
     /// The credentials in Secret `name` of the cluster's namespace.
-    pub async fn credentials(&self, cluster: &Cluster, name: &str) -> Result<Credentials, ClusterError> {
+    pub async fn credentials(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+    ) -> Result<Credentials, ClusterError> {
         if let Some((at, creds)) = self.lock().get(name)
             && at.elapsed() < CACHE_FOR
         {
@@ -32,14 +36,19 @@ impl SecretStore {
         }
         let api: Api<K8sSecret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
         let what = format!("Secret `{name}` in namespace `{}`", cluster.namespace);
-        let secret = api.get(name).await.map_err(|e| ClusterError::from_kube(e, &what))?;
+        let secret = api
+            .get(name)
+            .await
+            .map_err(|e| ClusterError::from_kube(e, &what))?;
         let data = secret.data.unwrap_or_default();
         let field = |key: &str| -> Result<Option<String>, ClusterError> {
             data.get(key)
                 .map(|v| {
                     String::from_utf8(v.0.clone())
                         .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                        .map_err(|_| ClusterError::Precondition(format!("{what}: key `{key}` is not UTF-8")))
+                        .map_err(|_| {
+                            ClusterError::Precondition(format!("{what}: key `{key}` is not UTF-8"))
+                        })
                 })
                 .transpose()
         };
@@ -49,7 +58,8 @@ impl SecretStore {
             password: Secret::new(field("password")?.ok_or_else(|| missing("password"))?),
             email: field("email")?,
         };
-        self.lock().insert(name.to_string(), (Instant::now(), creds.clone()));
+        self.lock()
+            .insert(name.to_string(), (Instant::now(), creds.clone()));
         Ok(creds)
     }
 

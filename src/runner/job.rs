@@ -24,54 +24,130 @@ use crate::{cluster::ClusterError, spec::JobTest};
 const FAILED_JOB_TTL_SECONDS: u64 = 24 * 3600;
 /// Past `activeDeadlineSeconds`, how long phasegate waits for the cluster to say so.
 const DEADLINE_GRACE: Duration = Duration::from_secs(30);
+/// A failed Job of the same event is deleted and created again; deletion may take a moment.
+const RECREATE_ATTEMPTS: u32 = 10;
 /// Lines of the pod's log kept (the answer keeps the last 4 KiB of them).
 const LOG_LINES: i64 = 200;
 
 enum Verdict {
     Passed,
     Failed(String),
+    /// The pod can never run (bad image, no node): the Job is deleted, not kept.
+    Stuck(String),
 }
 
 /// Runs the test image as a Job and waits for it. Returns (passed, attempts, log).
 pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String), RunnerError> {
-    let cluster = ctx.cluster.as_ref().ok_or(RunnerError::KubernetesNotConfigured)?;
+    let cluster = ctx
+        .cluster
+        .as_ref()
+        .ok_or(RunnerError::KubernetesNotConfigured)?;
     let namespace = test.namespace.as_deref().unwrap_or(&cluster.namespace);
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let name = ctx.job_name.as_str();
     let what = format!("Job `{namespace}/{name}`");
     let job = manifest(test, name, namespace, &ctx.labels);
-    match jobs.create(&PostParams::default(), &job).await {
-        Ok(_) => ctx.sink(&format!("created {what} running {}", test.image)),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            ctx.sink(&format!("{what} already exists (another replica or an earlier run): attaching"));
-        }
-        Err(e) => return Err(ClusterError::from_kube(e, &what).into()),
-    }
-    let waited = tokio::time::timeout(test.timeout + DEADLINE_GRACE, wait(&jobs, &pods, name, &what)).await;
+    start(&jobs, &job, name, &what, ctx).await?;
+    let waited = tokio::time::timeout(
+        test.timeout + DEADLINE_GRACE,
+        wait(&jobs, &pods, name, &what),
+    )
+    .await;
     let log = pod_log(&pods, name).await;
     for line in log.lines() {
         ctx.sink(line);
     }
     info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
-    let timed_out = waited.is_err();
+    // The cluster's deadline (DeadlineExceeded) and phasegate's own are both timeouts; a Job
+    // that can never run is no use for debugging either: both are deleted.
+    let delete = match &waited {
+        Ok(Ok(Verdict::Failed(reason))) => reason.starts_with("DeadlineExceeded"),
+        Ok(Ok(Verdict::Stuck(_))) | Err(_) => true,
+        Ok(_) => false,
+    };
     let (passed, ending) = match waited {
         Ok(Ok(Verdict::Passed)) => (true, format!("{what} succeeded")),
-        Ok(Ok(Verdict::Failed(reason))) => (false, format!("{what} failed: {reason} (kept for debugging)")),
+        Ok(Ok(Verdict::Failed(reason))) if delete => (false, format!("{what} timed out: {reason}")),
+        Ok(Ok(Verdict::Stuck(reason))) => (false, format!("{what} cannot run: {reason}")),
+        Ok(Ok(Verdict::Failed(reason))) => (
+            false,
+            format!("{what} failed: {reason} (kept for debugging)"),
+        ),
         Ok(Err(e)) => return Err(e.into()),
-        Err(_) => (false, format!("{what} timed out after {}", humantime::format_duration(test.timeout))),
+        Err(_) => (
+            false,
+            format!(
+                "{what} timed out after {}",
+                humantime::format_duration(test.timeout)
+            ),
+        ),
     };
-    if passed || timed_out {
+    if passed || delete {
         let _ = jobs.delete(name, &DeleteParams::background()).await;
     }
     ctx.sink(&ending);
     Ok((passed, 1, format!("{log}{ending}\n")))
 }
 
+/// Creates the Job, or attaches to the one already running for this event. A Job that already
+/// failed is replaced: failures are not remembered, a retry tests again.
+async fn start(
+    jobs: &Api<Job>,
+    job: &Job,
+    name: &str,
+    what: &str,
+    ctx: &TestContext,
+) -> Result<(), ClusterError> {
+    let kube_err = |e| ClusterError::from_kube(e, what);
+    for _ in 0..RECREATE_ATTEMPTS {
+        match jobs.create(&PostParams::default(), job).await {
+            Ok(_) => {
+                ctx.sink(&format!("created {what} running {}", job_image(job)));
+                return Ok(());
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = match jobs.get(name).await {
+                    Ok(existing) => existing,
+                    Err(kube::Error::Api(s)) if s.code == 404 => continue, // deleted meanwhile
+                    Err(e) => return Err(kube_err(e)),
+                };
+                if !matches!(finished(&existing), Some(Verdict::Failed(_))) {
+                    ctx.sink(&format!(
+                        "{what} already exists (another replica or an earlier run): attaching"
+                    ));
+                    return Ok(());
+                }
+                ctx.sink(&format!("{what} failed before: replacing it to test again"));
+                jobs.delete(name, &DeleteParams::background())
+                    .await
+                    .map_err(kube_err)?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(kube_err(e)),
+        }
+    }
+    Err(ClusterError::Other(format!("{what} could not be replaced")))
+}
+
+fn job_image(job: &Job) -> &str {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or("?")
+}
+
 fn manifest(test: &JobTest, name: &str, namespace: &str, labels: &BTreeMap<String, String>) -> Job {
-    let mut env: Vec<_> = test.env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let mut env: Vec<_> = test
+        .env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
     env.push(json!({"name": "TEST_TARGET", "value": test.target}));
-    let mut container = json!({"name": "tests", "image": test.image, "args": test.args, "env": env});
+    let mut container =
+        json!({"name": "tests", "image": test.image, "args": test.args, "env": env});
     if !test.command.is_empty() {
         container["command"] = json!(test.command);
     }
@@ -97,7 +173,12 @@ fn manifest(test: &JobTest, name: &str, namespace: &str, labels: &BTreeMap<Strin
 }
 
 /// Watches the Job and its pods until the Job ends or a pod cannot start.
-async fn wait(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, what: &str) -> Result<Verdict, ClusterError> {
+async fn wait(
+    jobs: &Api<Job>,
+    pods: &Api<Pod>,
+    name: &str,
+    what: &str,
+) -> Result<Verdict, ClusterError> {
     let kube_err = |e| ClusterError::from_kube(e, what);
     loop {
         let job = jobs.get(name).await.map_err(kube_err)?;
@@ -107,7 +188,11 @@ async fn wait(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, what: &str) -> Resul
         let version = job.metadata.resource_version.unwrap_or_else(|| "0".into());
         let by_name = WatchParams::default().fields(&format!("metadata.name={name}"));
         let by_job = WatchParams::default().labels(&format!("job-name={name}"));
-        let mut job_events = jobs.watch(&by_name, &version).await.map_err(kube_err)?.boxed();
+        let mut job_events = jobs
+            .watch(&by_name, &version)
+            .await
+            .map_err(kube_err)?
+            .boxed();
         let mut pod_events = pods.watch(&by_job, "0").await.map_err(kube_err)?.boxed();
         loop {
             tokio::select! {
@@ -124,7 +209,7 @@ async fn wait(jobs: &Api<Job>, pods: &Api<Pod>, name: &str, what: &str) -> Resul
                 event = pod_events.next() => match event {
                     Some(Ok(WatchEvent::Added(pod) | WatchEvent::Modified(pod))) => {
                         if let Some(reason) = stuck(&pod) {
-                            return Ok(Verdict::Failed(reason));
+                            return Ok(Verdict::Stuck(reason));
                         }
                     }
                     Some(_) => {}
@@ -141,21 +226,33 @@ fn finished(job: &Job) -> Option<Verdict> {
     if status.succeeded.unwrap_or(0) > 0 {
         return Some(Verdict::Passed);
     }
-    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    let failed = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True");
     match failed {
         Some(c) => Some(Verdict::Failed(format!(
             "{}: {}",
             c.reason.as_deref().unwrap_or("Failed"),
             c.message.as_deref().unwrap_or("")
         ))),
-        None if status.failed.unwrap_or(0) > 0 => Some(Verdict::Failed("the test container failed".into())),
+        None if status.failed.unwrap_or(0) > 0 => {
+            Some(Verdict::Failed("the test container failed".into()))
+        }
         None => None,
     }
 }
 
 /// Why a pod will never run its tests, if it will not: a bad image or no node for it.
 fn stuck(pod: &Pod) -> Option<String> {
-    const HOPELESS: [&str; 5] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"];
+    const HOPELESS: [&str; 5] = [
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    ];
     let status = pod.status.as_ref()?;
     for c in status.container_statuses.iter().flatten() {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
@@ -168,25 +265,39 @@ fn stuck(pod: &Pod) -> Option<String> {
         .conditions
         .iter()
         .flatten()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
         .map(|c| format!("Unschedulable: {}", c.message.as_deref().unwrap_or("")))
 }
 
 /// The log tail of the Job's pod ("" when there is none yet, or it cannot be read).
 async fn pod_log(pods: &Api<Pod>, job: &str) -> String {
-    let Ok(list) = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await else {
+    let Ok(list) = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+    else {
         return String::new();
     };
     let Some(pod) = list.items.last().and_then(|p| p.metadata.name.clone()) else {
         return String::new();
     };
-    let params = LogParams { tail_lines: Some(LOG_LINES), ..LogParams::default() };
+    let params = LogParams {
+        tail_lines: Some(LOG_LINES),
+        ..LogParams::default()
+    };
     pods.logs(&pod, &params).await.unwrap_or_default()
 }
 
 /// A stable name for the Job of a run: the same event always names the same Job.
 pub fn job_name(idempotency_key: &str) -> String {
     // FNV-1a: stable across processes and releases, unlike std's hasher.
-    let hash = idempotency_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = idempotency_key
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
     format!("phasegate-{hash:016x}")
 }

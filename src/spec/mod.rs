@@ -7,7 +7,9 @@
 mod plan;
 mod resource;
 
-pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan};
+pub use plan::{
+    ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan,
+};
 pub use resource::{
     Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
 };

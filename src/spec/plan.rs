@@ -371,11 +371,16 @@ fn check_keys(keys: &[String]) -> Result<(), SpecError> {
 }
 
 fn argo_gate(r: &Resource) -> Result<Option<ArgoGate>, SpecError> {
-    let Some(argo) = &r.argocd else { return Ok(None) };
+    let Some(argo) = &r.argocd else {
+        return Ok(None);
+    };
     let (namespace, name) = argo.app.split_once('/').unwrap_or(("argocd", &argo.app));
     for part in [namespace, name] {
         if !DNS_NAME.is_match(part) {
-            return Err(SpecError::invalid("argocd.app", "must be `name` or `namespace/name` of an Argo CD Application"));
+            return Err(SpecError::invalid(
+                "argocd.app",
+                "must be `name` or `namespace/name` of an Argo CD Application",
+            ));
         }
     }
     Ok(Some(ArgoGate {

@@ -1,0 +1,507 @@
+//! Running in a cluster, against the fake Kubernetes API server (`support::fake_kube`): test
+//! Jobs that pass, fail, time out, cannot pull or schedule, and are shared by replicas;
+//! credentials from a Secret; the Argo CD gate; an API server that is down or refuses.
+
+mod support;
+
+use std::{collections::BTreeMap, path::Path};
+
+use phasegate::{
+    config::{Config, KubernetesConfig},
+    sensor::{Failed, Firing, Parameter},
+};
+use serde_json::{Value, json};
+use support::{fake_kube::FakeKube, git_server::GitServer, *};
+use tonic::Code;
+
+const NS: &str = "argo-events";
+const JOBS: (&str, &str) = ("/apis/batch/v1", "jobs");
+
+fn config(kube: &FakeKube) -> Config {
+    Config {
+        kubernetes: KubernetesConfig {
+            disabled: false,
+            namespace: Some(NS.into()),
+            api_url: Some(kube.url()),
+        },
+        ..Config::default()
+    }
+}
+
+fn job_spec(repo: &str, script: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let command = serde_json::to_string(&["sh", "-c", script]).expect("json");
+    let mut s = spec(&[
+        ("repo", repo),
+        ("path", &PATH.replace("{app}", "petstore")),
+        ("phases", "test,prod"),
+        ("testImage", "registry.example.com/petstore-tests:1.2"),
+        ("testCommand", &command),
+        ("testTarget", "http://petstore.test.svc:8080"),
+    ]);
+    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    s
+}
+
+fn file_repo(bare: &Path) -> String {
+    format!("file://{}", bare.display())
+}
+
+async fn fire(
+    server: &TestServer,
+    spec: &BTreeMap<String, String>,
+    commit: &str,
+) -> Result<Firing, Failed> {
+    let params = [Parameter {
+        dest: "source.commit".into(),
+        value: json!(commit),
+    }];
+    server
+        .sensor()
+        .await
+        .fire(spec, &params, br#"{"source_phase":"test"}"#)
+        .await
+}
+
+fn jobs(kube: &FakeKube) -> Vec<String> {
+    kube.names(JOBS.0, NS, JOBS.1)
+}
+
+#[tokio::test]
+async fn a_passing_job_promotes_and_is_deleted() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    let spec = job_spec(
+        &file_repo(&bare),
+        "echo testing $TEST_TARGET; echo \"$1\"; echo 3 tests passed",
+        &[("testArgs", r#"["ignored-by-sh", "{target}/pet"]"#)],
+    );
+
+    let fired = fire(&server, &spec, &synced).await.expect("promotes");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    assert_eq!(fired.response["test"]["runner"], "job");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(
+        log.contains("testing http://petstore.test.svc:8080"),
+        "{log}"
+    );
+    assert!(log.contains("http://petstore.test.svc:8080/pet"), "{log}");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(jobs(&kube).is_empty(), "a passed Job is deleted");
+    assert!(
+        kube.names("/api/v1", NS, "pods").is_empty(),
+        "with its pods"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_job_fails_the_trigger_and_is_kept_for_debugging() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    let spec = job_spec(
+        &file_repo(&bare),
+        "echo 'FAIL: GET /pet answered 500'; exit 1",
+        &[
+            ("testEnv", r#"{"SUITE": "smoke"}"#),
+            (
+                "testResources",
+                r#"{"limits": {"cpu": "500m", "memory": "256Mi"}}"#,
+            ),
+            ("testServiceAccount", "petstore-tests"),
+        ],
+    );
+
+    let failed = fire(&server, &spec, &synced).await.expect_err("tests fail");
+
+    assert_eq!(failed.status.code(), Code::FailedPrecondition);
+    assert!(
+        failed
+            .status
+            .message()
+            .contains("FAIL: GET /pet answered 500")
+            || failed.status.message().contains("failed"),
+        "{}",
+        failed.status.message()
+    );
+    let response = failed.response.expect("answer");
+    assert!(
+        response["test"]["log"]
+            .as_str()
+            .expect("log")
+            .contains("FAIL: GET /pet answered 500"),
+        "{response}"
+    );
+    let names = jobs(&kube);
+    assert_eq!(names.len(), 1, "a failed Job is kept");
+    let job = kube.get(JOBS.0, NS, JOBS.1, &names[0]).expect("job");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 600);
+    assert!(
+        job["spec"]["ttlSecondsAfterFinished"]
+            .as_u64()
+            .expect("ttl")
+            > 0
+    );
+    let labels = &job["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "phasegate");
+    assert_eq!(labels["phasegate.dev/source-phase"], "test");
+    assert_eq!(labels["phasegate.dev/target-phase"], "prod");
+    assert_eq!(labels["phasegate.dev/source-commit"], &synced[..12]);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "petstore-tests");
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["containers"][0]["resources"]["limits"]["cpu"], "500m");
+    let env = pod["containers"][0]["env"].as_array().expect("env");
+    assert!(env.contains(&json!({"name": "SUITE", "value": "smoke"})));
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_is_a_timeout_and_is_deleted() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    let spec = job_spec(&file_repo(&bare), "sleep 30", &[("testTimeout", "1s")]);
+
+    let failed = fire(&server, &spec, &synced).await.expect_err("times out");
+
+    let response = failed.response.expect("answer");
+    assert_eq!(response["outcome"], "tests-failed");
+    assert!(
+        response["test"]["log"]
+            .as_str()
+            .expect("log")
+            .contains("timed out"),
+        "{response}"
+    );
+    assert!(jobs(&kube).is_empty(), "a timed-out Job is deleted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn image_pull_errors_and_unschedulable_pods_end_the_run_at_once() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    for (image, reason) in [
+        ("registry.example.com/no-such-image:1", "ErrImagePull"),
+        ("registry.example.com/unschedulable:1", "Unschedulable"),
+    ] {
+        let mut spec = job_spec(&file_repo(&bare), "true", &[]);
+        spec.insert("testImage".into(), image.into());
+        let failed = fire(&server, &spec, &synced).await.expect_err(image);
+        let log = failed.response.expect("answer")["test"]["log"]
+            .as_str()
+            .expect("log")
+            .to_string();
+        assert!(log.contains(reason), "{image}: {log}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_replica_attaches_to_the_running_job() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    capture_logs();
+    let kube = FakeKube::start().await;
+    let gate = root.join("gate");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo passed",
+        gate.display()
+    );
+    let spec = job_spec(&file_repo(&bare), &script, &[]);
+    let (first, second) = (
+        TestServer::start(config(&kube)).await,
+        TestServer::start(config(&kube)).await,
+    );
+
+    let a = tokio::spawn({
+        let (sensor, spec, synced) = (first.sensor().await, spec.clone(), synced.clone());
+        async move {
+            sensor
+                .fire(
+                    &spec,
+                    &[Parameter {
+                        dest: "source.commit".into(),
+                        value: json!(synced),
+                    }],
+                    br#"{"source_phase":"test"}"#,
+                )
+                .await
+        }
+    });
+    for _ in 0..500 {
+        if !jobs(&kube).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let b = tokio::spawn({
+        let (sensor, spec, synced) = (second.sensor().await, spec.clone(), synced.clone());
+        async move {
+            sensor
+                .fire(
+                    &spec,
+                    &[Parameter {
+                        dest: "source.commit".into(),
+                        value: json!(synced),
+                    }],
+                    br#"{"source_phase":"test"}"#,
+                )
+                .await
+        }
+    });
+    // Let the second replica reach the Job before the test ends.
+    for _ in 0..500 {
+        if logs().contains("already exists (another replica or an earlier run): attaching") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::write(&gate, "").expect("open the gate");
+    let (a, b) = (
+        a.await.expect("a").expect("a passes"),
+        b.await.expect("b").expect("b passes"),
+    );
+
+    assert_eq!(kube.jobs_created(), 1, "one Job for one event");
+    let mut outcomes = [a.response["outcome"].clone(), b.response["outcome"].clone()];
+    outcomes.sort_by_key(Value::to_string);
+    assert_eq!(outcomes, [json!("already-promoted"), json!("promoted")]);
+    first.stop().await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_or_refusing_api_server_has_its_status_code() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let mut kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    let spec = job_spec(&file_repo(&bare), "true", &[]);
+
+    kube.forbid(true);
+    let denied = fire(&server, &spec, &synced).await.expect_err("403");
+    assert_eq!(
+        denied.status.code(),
+        Code::PermissionDenied,
+        "{}",
+        denied.status.message()
+    );
+    kube.stop().await;
+    let down = fire(&server, &spec, &synced).await.expect_err("down");
+    assert_eq!(
+        down.status.code(),
+        Code::Unavailable,
+        "{}",
+        down.status.message()
+    );
+    server.stop().await;
+
+    let no_kube = TestServer::start(Config {
+        kubernetes: KubernetesConfig {
+            disabled: true,
+            ..Default::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let off = fire(&no_kube, &spec, &synced)
+        .await
+        .expect_err("no kubernetes");
+    assert_eq!(off.status.code(), Code::FailedPrecondition);
+    assert!(
+        off.status.message().contains("Kubernetes"),
+        "{}",
+        off.status.message()
+    );
+    no_kube.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_come_from_the_secret_and_never_reach_a_log() {
+    capture_logs();
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let git = GitServer::start(&root, "ci-bot", "SENTINEL-secret-4d2a").await;
+    let kube = FakeKube::start().await;
+    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let secret = |name: &str, keys: &[(&str, &str)]| {
+        let data: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(b64(v))))
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "type": "Opaque", "data": data})
+    };
+    kube.put(
+        "/api/v1",
+        NS,
+        "secrets",
+        secret(
+            "github-credentials",
+            &[
+                ("username", "ci-bot"),
+                ("password", "SENTINEL-secret-4d2a"),
+                ("email", "ci-bot@example.com"),
+            ],
+        ),
+    );
+    kube.put(
+        "/api/v1",
+        NS,
+        "secrets",
+        secret("half-secret", &[("username", "ci-bot")]),
+    );
+    let server = TestServer::start(config(&kube)).await;
+    let base = |secret: &str| {
+        spec(&[
+            ("repo", &git.url("gitops")),
+            ("path", &PATH.replace("{app}", "petstore")),
+            ("phases", "test,prod"),
+            ("test", "none"),
+            ("credentialsSecret", secret),
+        ])
+    };
+
+    let missing = fire(&server, &base("no-such-secret"), &synced)
+        .await
+        .expect_err("missing Secret");
+    assert_eq!(missing.status.code(), Code::NotFound);
+    assert!(
+        missing
+            .status
+            .message()
+            .contains("Secret `no-such-secret` in namespace `argo-events`"),
+        "{}",
+        missing.status.message()
+    );
+    let half = fire(&server, &base("half-secret"), &synced)
+        .await
+        .expect_err("no password");
+    assert_eq!(half.status.code(), Code::NotFound);
+    assert!(
+        half.status.message().contains("no key `password`"),
+        "{}",
+        half.status.message()
+    );
+
+    let fired = fire(&server, &base("github-credentials"), &synced)
+        .await
+        .expect("promotes with the Secret");
+    assert_eq!(fired.response["outcome"], "promoted");
+    let head = phasegate::git::local::log(&bare, "main", 1).expect("log")[0]
+        .0
+        .clone();
+    assert!(
+        phasegate::git::local::show(&bare, &head)
+            .expect("show")
+            .contains("Author: ci-bot <ci-bot@example.com>")
+    );
+
+    server.stop().await;
+    let logs = logs();
+    assert!(!logs.contains("SENTINEL"), "a credential was logged");
+    for m in [missing.status.message(), half.status.message()] {
+        assert!(!m.contains("SENTINEL"));
+    }
+}
+
+#[tokio::test]
+async fn the_argo_cd_gate_waits_for_the_synced_revision_and_health() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let app = |revision: &str, health: &str| {
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "petstore-test", "namespace": "argocd"},
+               "status": {"health": {"status": health}, "operationState": {"syncResult": {"revision": revision}}}})
+    };
+    kube.put(
+        "/apis/argoproj.io/v1alpha1",
+        "argocd",
+        "applications",
+        app("0000000000", "Healthy"),
+    );
+    let server = TestServer::start(config(&kube)).await;
+    let spec = spec(&[
+        ("repo", &file_repo(&bare)),
+        ("path", &PATH.replace("{app}", "petstore")),
+        ("phases", "test,prod"),
+        ("test", "none"),
+        ("argocdApp", "petstore-test"),
+    ]);
+
+    let run = tokio::spawn({
+        let (sensor, spec, synced) = (server.sensor().await, spec.clone(), synced.clone());
+        async move {
+            sensor
+                .fire(
+                    &spec,
+                    &[Parameter {
+                        dest: "source.commit".into(),
+                        value: json!(synced),
+                    }],
+                    br#"{"source_phase":"test"}"#,
+                )
+                .await
+        }
+    });
+    kube.put(
+        "/apis/argoproj.io/v1alpha1",
+        "argocd",
+        "applications",
+        app(&synced, "Progressing"),
+    );
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        "1.0",
+        "not promoted while Progressing"
+    );
+    kube.put(
+        "/apis/argoproj.io/v1alpha1",
+        "argocd",
+        "applications",
+        app(&synced, "Healthy"),
+    );
+    let fired = run.await.expect("task").expect("promotes once Healthy");
+    assert_eq!(fired.response["outcome"], "promoted");
+
+    let mut late = spec.clone();
+    late.insert("argocdTimeout".into(), "300ms".into());
+    late.insert("argocdApp".into(), "argocd/petstore-other".into());
+    kube.put("/apis/argoproj.io/v1alpha1", "argocd", "applications", json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "petstore-other", "namespace": "argocd"}, "status": {"health": {"status": "Degraded"}}}));
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let failed = fire(&server, &late, &synced_3)
+        .await
+        .expect_err("gate times out");
+    assert_eq!(failed.status.code(), Code::FailedPrecondition);
+    assert!(
+        failed.status.message().contains("argocd/petstore-other"),
+        "{}",
+        failed.status.message()
+    );
+    assert!(
+        failed.status.message().contains("Degraded"),
+        "{}",
+        failed.status.message()
+    );
+    server.stop().await;
+}

@@ -1,0 +1,585 @@
+//! A fake Kubernetes API server for the tests: the real REST paths and object JSON for Jobs,
+//! Pods, pod logs, Secrets and Argo CD Applications, with list, get, create, delete and watch
+//! (newline-delimited `{"type","object"}` events from a resourceVersion). A created Job really
+//! runs: its container's `command` + `args` run as a local process, so logs and exit codes are
+//! real, `activeDeadlineSeconds` kills it, and Job and Pod status move as a cluster's would.
+//!
+//! Does not model: authentication and RBAC (only a switch answering 403 to everything),
+//! admission, optimistic-concurrency conflicts, watch bookmarks and timeouts, images (the image
+//! name only triggers simulations: one containing `no-such-image` fails to pull, one containing
+//! `unschedulable` finds no node), `ttlSecondsAfterFinished`, more than one container, and
+//! garbage collection beyond a Job's pods on deletion.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{Method, StatusCode, header},
+    response::Response,
+};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+
+#[derive(Clone, Debug)]
+struct Event {
+    version: u64,
+    collection: String,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct Store {
+    objects: BTreeMap<(String, String), Value>,
+    log: Vec<Event>,
+    version: u64,
+    pod_logs: BTreeMap<String, String>,
+    processes: BTreeMap<String, JoinHandle<()>>,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    events: broadcast::Sender<Event>,
+    forbidden: AtomicBool,
+    jobs_created: AtomicUsize,
+}
+
+/// The fake API server.
+pub struct FakeKube {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeKube {
+    /// Starts serving on 127.0.0.1.
+    pub async fn start() -> FakeKube {
+        let shared = Arc::new(Shared {
+            store: Mutex::default(),
+            events: broadcast::channel(4096).0,
+            forbidden: AtomicBool::new(false),
+            jobs_created: AtomicUsize::new(0),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake kube");
+        let addr = listener.local_addr().expect("addr");
+        let router = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = TowerToHyperService::new(router.clone());
+                connections.spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeKube {
+            addr,
+            shared,
+            task: Some(task),
+        }
+    }
+
+    /// The API server URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving (and drops open watches): the API server is down.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Answers every request with 403 Forbidden, as for a service account without rights.
+    pub fn forbid(&self, forbidden: bool) {
+        self.shared.forbidden.store(forbidden, Ordering::SeqCst);
+    }
+
+    /// Jobs created so far (AlreadyExists does not count).
+    pub fn jobs_created(&self) -> usize {
+        self.shared.jobs_created.load(Ordering::SeqCst)
+    }
+
+    /// Stores `object` (a Secret, an Application…) in `namespace` under `collection`
+    /// (e.g. `/api/v1` + `secrets`), or replaces it, emitting a watch event.
+    pub fn put(&self, api: &str, namespace: &str, resource: &str, object: Value) {
+        let collection = format!("{api}/namespaces/{namespace}/{resource}");
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        let mut store = self.shared.store.lock().expect("store");
+        let kind = if store
+            .objects
+            .contains_key(&(collection.clone(), name.clone()))
+        {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        save(&self.shared, &mut store, &collection, &name, object, kind);
+    }
+
+    /// The stored object, if any.
+    pub fn get(&self, api: &str, namespace: &str, resource: &str, name: &str) -> Option<Value> {
+        let collection = format!("{api}/namespaces/{namespace}/{resource}");
+        self.shared
+            .store
+            .lock()
+            .expect("store")
+            .objects
+            .get(&(collection, name.to_string()))
+            .cloned()
+    }
+
+    /// Names of the stored objects of a collection.
+    pub fn names(&self, api: &str, namespace: &str, resource: &str) -> Vec<String> {
+        let collection = format!("{api}/namespaces/{namespace}/{resource}");
+        let store = self.shared.store.lock().expect("store");
+        store
+            .objects
+            .keys()
+            .filter(|(c, _)| *c == collection)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Saves an object with a new resourceVersion and records the watch event.
+fn save(
+    shared: &Shared,
+    store: &mut Store,
+    collection: &str,
+    name: &str,
+    mut object: Value,
+    kind: &'static str,
+) {
+    store.version += 1;
+    let version = store.version;
+    object["metadata"]["resourceVersion"] = json!(version.to_string());
+    if kind == "DELETED" {
+        store
+            .objects
+            .remove(&(collection.to_string(), name.to_string()));
+    } else {
+        store
+            .objects
+            .insert((collection.to_string(), name.to_string()), object.clone());
+    }
+    let event = Event {
+        version,
+        collection: collection.to_string(),
+        kind,
+        object,
+    };
+    store.log.push(event.clone());
+    let _ = shared.events.send(event);
+}
+
+fn update(shared: &Shared, collection: &str, name: &str, change: impl FnOnce(&mut Value)) {
+    let mut store = shared.store.lock().expect("store");
+    let Some(mut object) = store
+        .objects
+        .get(&(collection.to_string(), name.to_string()))
+        .cloned()
+    else {
+        return;
+    };
+    change(&mut object);
+    save(shared, &mut store, collection, name, object, "MODIFIED");
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "code": code});
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("response")
+}
+
+fn ok(value: &Value) -> Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(value.to_string()))
+        .expect("response")
+}
+
+fn query(request: &Request) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// True when `object` passes the `fieldSelector` (metadata.name only) and `labelSelector`.
+fn selected(object: &Value, q: &BTreeMap<String, String>) -> bool {
+    let field_ok = q.get("fieldSelector").is_none_or(|f| {
+        f.split(',').all(|c| {
+            c.strip_prefix("metadata.name=")
+                .is_none_or(|n| object["metadata"]["name"] == n)
+        })
+    });
+    let label_ok = q.get("labelSelector").is_none_or(|l| {
+        l.split(',').filter(|c| !c.is_empty()).all(|c| {
+            let (k, v) = c.split_once('=').unwrap_or((c, ""));
+            object["metadata"]["labels"][k] == v
+        })
+    });
+    field_ok && label_ok
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if shared.forbidden.load(Ordering::SeqCst) {
+        return status(
+            403,
+            "Forbidden",
+            "serviceaccount phasegate cannot do this (fake RBAC)",
+        );
+    }
+    let path = request.uri().path().trim_end_matches('/').to_string();
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    let prefix = if parts.first() == Some(&"api") { 2 } else { 3 };
+    if parts.len() < prefix + 3 || parts[prefix] != "namespaces" {
+        return status(404, "NotFound", &format!("the fake does not serve {path}"));
+    }
+    let collection = parts[..prefix + 3].join("/");
+    let collection = format!("/{collection}");
+    let name = parts.get(prefix + 3).map(|s| s.to_string());
+    let q = query(&request);
+    let method = request.method().clone();
+    let body: Bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    match (method, name, parts.get(prefix + 4).copied()) {
+        (Method::GET, Some(pod), Some("log")) => {
+            let text = shared
+                .store
+                .lock()
+                .expect("store")
+                .pod_logs
+                .get(&pod)
+                .cloned()
+                .unwrap_or_default();
+            let tail: usize = q
+                .get("tailLines")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(usize::MAX);
+            let lines: Vec<&str> = text.lines().collect();
+            let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
+            Response::builder()
+                .body(Body::from(if kept.is_empty() { kept } else { kept + "\n" }))
+                .expect("response")
+        }
+        (Method::GET, Some(name), None) => {
+            let store = shared.store.lock().expect("store");
+            match store.objects.get(&(collection.clone(), name.clone())) {
+                Some(o) => ok(o),
+                None => status(404, "NotFound", &format!("{name} not found")),
+            }
+        }
+        (Method::GET, None, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(&shared, &collection, &q)
+        }
+        (Method::GET, None, None) => {
+            let store = shared.store.lock().expect("store");
+            let items: Vec<&Value> = store
+                .objects
+                .iter()
+                .filter(|((c, _), o)| *c == collection && selected(o, &q))
+                .map(|(_, o)| o)
+                .collect();
+            ok(
+                &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": store.version.to_string()}, "items": items}),
+            )
+        }
+        (Method::POST, None, None) => create(&shared, &collection, &body),
+        (Method::DELETE, Some(name), None) => delete(&shared, &collection, &name),
+        _ => status(405, "MethodNotAllowed", "not modelled by the fake"),
+    }
+}
+
+fn watch(shared: &Shared, collection: &str, q: &BTreeMap<String, String>) -> Response {
+    let from: u64 = q
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let store = shared.store.lock().expect("store");
+    let mut live = shared.events.subscribe();
+    let mut backlog: Vec<Event> = if from == 0 {
+        let current = store.objects.iter().filter(|((c, _), _)| c == collection);
+        current
+            .map(|((c, _), o)| Event {
+                version: 0,
+                collection: c.clone(),
+                kind: "ADDED",
+                object: o.clone(),
+            })
+            .collect()
+    } else {
+        store
+            .log
+            .iter()
+            .filter(|e| e.version > from && e.collection == collection)
+            .cloned()
+            .collect()
+    };
+    let last = store.version;
+    drop(store);
+    let (collection, q) = (collection.to_string(), q.clone());
+    tokio::spawn(async move {
+        let line =
+            |e: &Event| Bytes::from(json!({"type": e.kind, "object": e.object}).to_string() + "\n");
+        for e in backlog.drain(..) {
+            if selected(&e.object, &q) && tx.send(Ok(line(&e))).await.is_err() {
+                return;
+            }
+        }
+        while let Ok(e) = live.recv().await {
+            if e.version > last
+                && e.collection == collection
+                && selected(&e.object, &q)
+                && tx.send(Ok(line(&e))).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .expect("response")
+}
+
+fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
+    let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
+        return status(400, "BadRequest", "body is not JSON");
+    };
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let namespace = collection
+        .split('/')
+        .rev()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mut store = shared.store.lock().expect("store");
+    if store
+        .objects
+        .contains_key(&(collection.to_string(), name.clone()))
+    {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("jobs.batch \"{name}\" already exists"),
+        );
+    }
+    object["metadata"]["namespace"] = json!(namespace);
+    object["metadata"]["uid"] = json!(format!("uid-{}", store.version + 1));
+    object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    save(
+        shared,
+        &mut store,
+        collection,
+        &name,
+        object.clone(),
+        "ADDED",
+    );
+    let created = store.objects[&(collection.to_string(), name.clone())].clone();
+    if collection.ends_with("/jobs") {
+        shared.jobs_created.fetch_add(1, Ordering::SeqCst);
+        let process = tokio::spawn(run_job(
+            shared.clone(),
+            collection.to_string(),
+            namespace,
+            object,
+        ));
+        store.processes.insert(name, process);
+    }
+    drop(store);
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(created.to_string()))
+        .expect("response")
+}
+
+fn delete(shared: &Shared, collection: &str, name: &str) -> Response {
+    let mut store = shared.store.lock().expect("store");
+    let Some(object) = store
+        .objects
+        .get(&(collection.to_string(), name.to_string()))
+        .cloned()
+    else {
+        return status(404, "NotFound", &format!("{name} not found"));
+    };
+    if let Some(process) = store.processes.remove(name) {
+        process.abort();
+    }
+    save(
+        shared,
+        &mut store,
+        collection,
+        name,
+        object.clone(),
+        "DELETED",
+    );
+    if collection.ends_with("/jobs") {
+        // Background propagation: the Job's pods go too.
+        let pods = collection
+            .replace("/apis/batch/v1/", "/api/v1/")
+            .replace("/jobs", "/pods");
+        let owned: Vec<(String, Value)> = store
+            .objects
+            .iter()
+            .filter(|((c, _), o)| *c == pods && o["metadata"]["labels"]["job-name"] == name)
+            .map(|((_, n), o)| (n.clone(), o.clone()))
+            .collect();
+        for (pod, o) in owned {
+            save(shared, &mut store, &pods, &pod, o, "DELETED");
+        }
+    }
+    ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))
+}
+
+/// Plays the kubelet and the Job controller for one Job.
+async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Value) {
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pods = format!("/api/v1/namespaces/{namespace}/pods");
+    let pod_name = format!("{name}-x7k2p");
+    let template = &job["spec"]["template"];
+    let container = &template["spec"]["containers"][0];
+    let mut labels = template["metadata"]["labels"].clone();
+    labels["job-name"] = json!(name);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
+        "spec": template["spec"], "status": {"phase": "Pending"}});
+    {
+        let mut store = shared.store.lock().expect("store");
+        save(&shared, &mut store, &pods, &pod_name, pod, "ADDED");
+    }
+    let image = container["image"].as_str().unwrap_or_default();
+    if image.contains("no-such-image") {
+        update(&shared, &pods, &pod_name, |p| {
+            p["status"]["containerStatuses"] = json!([{"name": "tests", "ready": false, "restartCount": 0, "image": image, "imageID": "",
+                "state": {"waiting": {"reason": "ErrImagePull", "message": format!("pull access denied for {image}")}}}]);
+        });
+        return;
+    }
+    if image.contains("unschedulable") {
+        update(&shared, &pods, &pod_name, |p| {
+            p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient cpu."}]);
+        });
+        return;
+    }
+    let argv: Vec<String> = container["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(container["args"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    update(&shared, &pods, &pod_name, |p| {
+        p["status"]["phase"] = json!("Running")
+    });
+    update(&shared, &jobs, &name, |j| {
+        j["status"] = json!({"active": 1})
+    });
+    let deadline = Duration::from_secs(
+        job["spec"]["activeDeadlineSeconds"]
+            .as_u64()
+            .unwrap_or(3600),
+    );
+    let mut command =
+        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()));
+    command
+        .args(argv.iter().skip(1))
+        .envs(env)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(deadline, command.output()).await;
+    let (succeeded, log, condition) = match output {
+        Ok(Ok(out)) => {
+            let log = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            let ok = out.status.success();
+            let condition = if ok {
+                json!({"type": "Complete", "status": "True"})
+            } else {
+                json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
+            };
+            (ok, log, condition)
+        }
+        Ok(Err(e)) => (
+            false,
+            format!("exec: {e}\n"),
+            json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}),
+        ),
+        Err(_) => (
+            false,
+            String::new(),
+            json!({"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}),
+        ),
+    };
+    shared
+        .store
+        .lock()
+        .expect("store")
+        .pod_logs
+        .insert(pod_name.clone(), log);
+    update(&shared, &pods, &pod_name, |p| {
+        p["status"]["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" })
+    });
+    update(&shared, &jobs, &name, |j| {
+        let counter = if succeeded { "succeeded" } else { "failed" };
+        j["status"] = json!({counter: 1, "conditions": [condition]});
+    });
+}
