@@ -346,12 +346,7 @@ fn push(
     opts.remote_callbacks(callbacks);
     let pushed = repo
         .remote_anonymous(p.repo.as_str())
-        .and_then(|mut remote| {
-            remote.push(
-                &[format!("{staging}:{branch_ref}")],
-                Some(&mut opts),
-            )
-        });
+        .and_then(|mut remote| remote.push(&[format!("{staging}:{branch_ref}")], Some(&mut opts)));
     if let Ok(mut r) = repo.find_reference(&staging) {
         let _ = r.delete();
     }

@@ -5,6 +5,7 @@
 //! error.
 
 mod runs;
+mod tls;
 mod trigger;
 
 use std::{future::Future, sync::Arc};
@@ -121,9 +122,10 @@ pub async fn serve(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ConfigError(format!("reflection: {e}")))?;
-    info!(addr = ?listeners.grpc.local_addr().ok(), "serving the Argo Events custom trigger");
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    info!(addr = ?listeners.grpc.local_addr().ok(), tls = tls.is_some(), "serving the Argo Events custom trigger");
     metrics.set_ready(true);
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(TriggerServer::new(trigger::TriggerService::new(
             pipeline.clone(),
         )))
@@ -132,9 +134,19 @@ pub async fn serve(
         )))
         .add_service(health_service)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown)
-        .await;
+        .add_service(reflection_v1alpha);
+    let served = match tls {
+        Some(acceptor) => {
+            router
+                .serve_with_incoming_shutdown(tls::incoming(listeners.grpc, acceptor), shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), shutdown)
+                .await
+        }
+    };
     metrics.set_ready(false);
     info!("stopped accepting; waiting for runs in flight");
     pipeline.drain(grace).await;

@@ -1,0 +1,135 @@
+//! TLS as a Sensor with `secure: true` and a `certSecret` uses it: the client trusts the
+//! certificate file as its root CA and overrides the server name. Certificates are made with
+//! the openssl command line; grpcurl is the client.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use phasegate::config::{Config, TlsConfig};
+use support::*;
+
+const NAME: &str = "phasegate.argo-events.svc";
+
+/// A self-signed certificate for `dns` into `dir/cert.pem` and `dir/key.pem`.
+fn certificate(dir: &Path, dns: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={dns}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{dns}"),
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem.new"))
+        .arg("-out")
+        .arg(dir.join("cert.pem.new"))
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // Replace both files by rename, as a Secret volume update does.
+    std::fs::rename(dir.join("key.pem.new"), dir.join("key.pem")).expect("key");
+    std::fs::rename(dir.join("cert.pem.new"), dir.join("cert.pem")).expect("cert");
+}
+
+fn grpcurl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("grpcurl")
+        .args(args)
+        .output()
+        .expect("grpcurl must be on PATH (the test command installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_tls_to_a_client_trusting_the_certificate_and_reloads_it() {
+    let (_d, dir) = tempdir();
+    certificate(&dir, NAME);
+    let copy = |name: &str| {
+        let to = dir.join(format!("trusted-{name}"));
+        std::fs::copy(dir.join("cert.pem"), &to).expect("copy");
+        to.display().to_string()
+    };
+    let first_ca = copy("1.pem");
+    let tls = TlsConfig {
+        cert_file: dir.join("cert.pem"),
+        key_file: dir.join("key.pem"),
+    };
+    let server = TestServer::start(Config {
+        tls: Some(tls),
+        ..Config::default()
+    })
+    .await;
+    let addr = server.addr.to_string();
+
+    let (ok, out) = tokio::task::block_in_place(|| {
+        grpcurl(&["-cacert", &first_ca, "-servername", NAME, &addr, "list"])
+    });
+    assert!(ok, "{out}");
+    assert!(out.contains("triggers.Trigger"), "{out}");
+    let (ok, out) = tokio::task::block_in_place(|| grpcurl(&["-connect-timeout", "3", "-plaintext", &addr, "list"]));
+    assert!(!ok, "a plaintext client must fail: {out}");
+    let (ok, out) = tokio::task::block_in_place(|| {
+        grpcurl(&[
+            "-cacert",
+            &first_ca,
+            "-servername",
+            "other.example.com",
+            &addr,
+            "list",
+        ])
+    });
+    assert!(!ok, "a wrong server name must fail: {out}");
+
+    // cert-manager renews the certificate: the next handshake uses the new one, no restart.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    certificate(&dir, NAME);
+    let second_ca = copy("2.pem");
+    let (ok, out) = tokio::task::block_in_place(|| {
+        grpcurl(&["-cacert", &second_ca, "-servername", NAME, &addr, "list"])
+    });
+    assert!(ok, "the renewed certificate is served: {out}");
+    let (ok, _) = tokio::task::block_in_place(|| {
+        grpcurl(&["-cacert", &first_ca, "-servername", NAME, &addr, "list"])
+    });
+    assert!(!ok, "the old certificate is no longer served");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_certificate_stops_start_up_with_a_clear_error() {
+    let (_d, dir) = tempdir();
+    let tls = TlsConfig {
+        cert_file: dir.join("nope.pem"),
+        key_file: dir.join("nope.key"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let config = Config {
+        tls: Some(tls),
+        cache_dir: dir.join("cache"),
+        ..Config::default()
+    };
+    let err = phasegate::server::run(listener, config, std::future::pending())
+        .await
+        .expect_err("no certificate");
+    assert!(err.to_string().contains("nope.pem"), "{err}");
+}
