@@ -11,6 +11,17 @@ if ! command -v grpcurl >/dev/null 2>&1; then
 fi
 grpcurl -version
 
+# Offline validation of the manifests against the Kubernetes schemas (bundled in the package).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+  hash -r
+fi
+kubernetes-validate --version
+
+# kubectl renders kustomizations without a cluster; openssl makes the TLS tests' certificates.
+command -v kubectl >/dev/null || { echo "kubectl not found (needed by tests/deploy.rs)" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "openssl not found (needed by tests/tls.rs)" >&2; exit 1; }
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 

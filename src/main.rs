@@ -48,6 +48,12 @@ enum Command {
         /// Push attempts before ABORTED.
         #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
         push_attempts: Option<u32>,
+        /// TLS certificate (PEM) for the gRPC listener; needs --tls-key.
+        #[arg(long, env = "PHASEGATE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, env = "PHASEGATE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// One promotion from the shell (a drop-in for the classic promote.py step); prints
     /// Execute's JSON. Exit 0 on success, 1 on tests-failed, 2 on invalid input or errors.
@@ -128,6 +134,8 @@ async fn main() -> ExitCode {
             cache_dir,
             max_runs,
             push_attempts,
+            tls_cert,
+            tls_key,
         } => {
             let result = async {
                 let mut c = Config::load(config.as_deref())?;
@@ -136,6 +144,12 @@ async fn main() -> ExitCode {
                 c.cache_dir = cache_dir.unwrap_or(c.cache_dir);
                 c.max_runs = max_runs.unwrap_or(c.max_runs);
                 c.git.push_attempts = push_attempts.unwrap_or(c.git.push_attempts);
+                if let (Some(cert_file), Some(key_file)) = (tls_cert, tls_key) {
+                    c.tls = Some(phasegate::config::TlsConfig {
+                        cert_file,
+                        key_file,
+                    });
+                }
                 let listener = TcpListener::bind(c.listen).await.map_err(|e| {
                     phasegate::Error::Internal(format!("cannot listen on {}: {e}", c.listen))
                 })?;

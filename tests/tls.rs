@@ -84,7 +84,9 @@ async fn serves_tls_to_a_client_trusting_the_certificate_and_reloads_it() {
     });
     assert!(ok, "{out}");
     assert!(out.contains("triggers.Trigger"), "{out}");
-    let (ok, out) = tokio::task::block_in_place(|| grpcurl(&["-connect-timeout", "3", "-plaintext", &addr, "list"]));
+    let (ok, out) = tokio::task::block_in_place(|| {
+        grpcurl(&["-connect-timeout", "3", "-plaintext", &addr, "list"])
+    });
     assert!(!ok, "a plaintext client must fail: {out}");
     let (ok, out) = tokio::task::block_in_place(|| {
         grpcurl(&[

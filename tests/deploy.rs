@@ -1,0 +1,217 @@
+//! The manifests in `deploy/`: every kustomization renders with `kubectl kustomize` and
+//! validates offline against the Kubernetes schemas (`kubernetes-validate`, installed by the
+//! test command); what the schemas cannot check — Argo CRDs and phasegate's own settings — is
+//! checked here: the Sensor's spec is one phasegate accepts, and the pieces point at each other.
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use phasegate::{config::Config, sensor::go_yaml, spec::Resource};
+use serde_yaml_ng::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn render(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", &format!("{ROOT}/deploy/{dir}")])
+        .output()
+        .expect("kubectl must be installed (kubectl kustomize needs no cluster)");
+    assert!(
+        out.status.success(),
+        "{dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn validate(name: &str, yaml: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new("kubernetes-validate")
+        .args(["--quiet", "--strict"])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate must be installed: run the README's test command");
+    assert!(
+        out.status.success(),
+        "{name} does not validate:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+fn example(name: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/examples").join(name))
+        .expect("example");
+    serde_yaml_ng::from_str(&text).expect("YAML")
+}
+
+#[test]
+fn every_kustomization_renders_and_validates() {
+    for dir in ["base", "overlays/tls", "overlays/argocd-gate"] {
+        validate(dir, &render(dir));
+    }
+    for core in ["github-credentials.yaml", "argocd-notifications-cm.yaml"] {
+        let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/examples").join(core))
+            .expect("example");
+        validate(core, &text);
+    }
+}
+
+#[test]
+fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
+    let docs = documents(&render("base"));
+    let deployment = find(&docs, "Deployment");
+    assert_eq!(deployment["metadata"]["namespace"], "argo-events");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["livenessProbe"]["grpc"]["port"], 9000);
+    assert_eq!(c["readinessProbe"]["grpc"]["service"], "triggers.Trigger");
+    let mounts: Vec<&Value> = c["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .map(|m| &m["mountPath"])
+        .collect();
+    assert!(
+        mounts.iter().any(|m| *m == "/var/cache/phasegate"),
+        "cache volume"
+    );
+    let service = find(&docs, "Service");
+    let ports: Vec<i64> = service["spec"]["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["port"].as_i64())
+        .collect();
+    assert_eq!(ports, [9000, 9090]);
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "ClusterRole"),
+        "no cluster-wide rights"
+    );
+
+    let config = find(&docs, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.yaml"), config).expect("write");
+    let loaded =
+        Config::load(Some(&dir.path().join("config.yaml"))).expect("phasegate reads its ConfigMap");
+    assert_eq!(loaded.listen.port(), 9000);
+    assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
+    assert!(!loaded.policy().expect("policy").is_open());
+}
+
+#[test]
+fn the_example_sensor_fires_a_trigger_phasegate_accepts() {
+    let sensor = example("sensor.yaml");
+    let trigger = &sensor["spec"]["triggers"][0];
+    let custom = &trigger["template"]["custom"];
+    assert_eq!(custom["serverURL"], "phasegate.argo-events.svc:9000");
+    let spec: BTreeMap<String, String> =
+        serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
+    let resource = Resource::from_spec_yaml(go_yaml(&spec).as_bytes())
+        .expect("phasegate accepts the example spec");
+    assert_eq!(
+        resource.credentials_secret.as_deref(),
+        Some("github-credentials")
+    );
+    for p in custom["parameters"].as_sequence().expect("parameters") {
+        let dest = p["dest"].as_str().expect("dest");
+        assert!(
+            [
+                "source.commit",
+                "source.phase",
+                "target.phase",
+                "test.target"
+            ]
+            .contains(&dest),
+            "{dest}"
+        );
+    }
+    for p in custom["payload"].as_sequence().expect("payload") {
+        let dest = p["dest"].as_str().expect("dest");
+        assert!(
+            [
+                "source_commit",
+                "source_phase",
+                "target_phase",
+                "test_target"
+            ]
+            .contains(&dest),
+            "{dest}"
+        );
+    }
+    assert_eq!(trigger["atLeastOnce"], true);
+    assert!(trigger["retryStrategy"]["steps"].as_i64().expect("steps") > 0);
+    assert!(trigger["dlqTrigger"]["template"].is_mapping());
+    assert_eq!(
+        sensor["spec"]["dependencies"][0]["eventSourceName"],
+        "argocd"
+    );
+}
+
+#[test]
+fn the_notification_webhook_event_source_and_application_point_at_each_other() {
+    let events = example("eventsource.yaml");
+    let cm = example("argocd-notifications-cm.yaml");
+    let app = example("application.yaml");
+    let sensor = example("sensor.yaml");
+    let hook = &events["spec"]["webhook"]["app-synced"];
+    let service: Value = serde_yaml_ng::from_str(
+        cm["data"]["service.webhook.argo-events"]
+            .as_str()
+            .expect("service"),
+    )
+    .expect("YAML");
+    let url = service["url"].as_str().expect("url");
+    let expected = format!(
+        "http://{}-eventsource-svc.argo-events.svc:{}{}",
+        events["metadata"]["name"].as_str().expect("name"),
+        hook["port"].as_str().expect("port"),
+        hook["endpoint"].as_str().expect("endpoint")
+    );
+    assert_eq!(url, expected);
+    assert_eq!(service["headers"][0]["value"], "application/json");
+    assert_eq!(sensor["spec"]["dependencies"][0]["eventName"], "app-synced");
+    let annotation = "notifications.argoproj.io/subscribe.on-synced-healthy.argo-events";
+    assert!(
+        app["metadata"]["annotations"][annotation].is_string(),
+        "the Application subscribes"
+    );
+    assert!(
+        cm["data"]["trigger.on-synced-healthy"].is_string(),
+        "to a trigger the ConfigMap defines"
+    );
+    let template: Value = serde_yaml_ng::from_str(
+        cm["data"]["template.app-synced"]
+            .as_str()
+            .expect("template"),
+    )
+    .expect("YAML");
+    let body = template["webhook"]["argo-events"]["body"]
+        .as_str()
+        .expect("body");
+    for field in ["source_phase", "source_commit", "test_target"] {
+        assert!(
+            body.contains(&format!("\"{field}\"")),
+            "{field} in the notification body"
+        );
+    }
+}
