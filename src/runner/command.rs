@@ -13,11 +13,31 @@ use tokio::{
 use super::{LOG_TAIL_BYTES, LogSink, RunnerError, tail};
 use crate::spec::CommandTest;
 
+/// The only variables of phasegate's environment a test command inherits.
+const INHERITED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
 /// Returns (passed, attempts made, log).
 pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
     let (program, args) = test.argv.split_first().expect("the plan has a program");
     let mut child = Command::new(program)
         .args(args)
+        // The test sees a clean environment: never phasegate's own credentials (GIT_PASSWORD).
+        .env_clear()
+        .envs(
+            INHERITED
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+        )
         .envs(&test.env)
         .env("TEST_TARGET", &test.target)
         .stdin(Stdio::null())

@@ -24,6 +24,10 @@ use crate::{
     proto::{self, runs::runs_server::RunsServer, trigger_server::TriggerServer},
 };
 
+/// A spec, resource or payload is a few KiB; anything near this is a mistake or an attack, and
+/// is refused before it is parsed.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
 /// Maps a crate error to the status code of CONTRACT §6.
 pub fn status(e: &Error) -> Status {
     let code = match e.kind() {
@@ -126,9 +130,10 @@ pub async fn serve(
     info!(addr = ?listeners.grpc.local_addr().ok(), tls = tls.is_some(), "serving the Argo Events custom trigger");
     metrics.set_ready(true);
     let router = tonic::transport::Server::builder()
-        .add_service(TriggerServer::new(trigger::TriggerService::new(
-            pipeline.clone(),
-        )))
+        .add_service(
+            TriggerServer::new(trigger::TriggerService::new(pipeline.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(RunsServer::new(runs::RunsService::new(
             pipeline.history().clone(),
         )))

@@ -1,0 +1,163 @@
+//! Property tests of everything a Sensor (or a repository) can hand phasegate: the spec YAML,
+//! the resource JSON, the payload, and the values-file edit. No input panics; errors only; an
+//! edit changes nothing but the scalar. CI runs 2,000 cases per property (12,000 in all); for
+//! a longer run by hand: `PROPTEST_CASES=1000000 cargo test --release --test fuzz`.
+
+use std::collections::BTreeMap;
+
+use phasegate::{
+    sensor::go_yaml,
+    spec::{Plan, Resource},
+    values::{read_scalar, set_scalar},
+};
+use proptest::{collection::btree_map, prelude::*, sample::select};
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(2000);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+const KEYS: &[&str] = &[
+    "repo",
+    "branch",
+    "path",
+    "key",
+    "phases",
+    "sourcePhase",
+    "sourceCommit",
+    "targetPhase",
+    "test",
+    "testTarget",
+    "testImage",
+    "testCommand",
+    "testArgs",
+    "testEnv",
+    "testResources",
+    "testTimeout",
+    "testPath",
+    "testExpectStatus",
+    "testExpectBody",
+    "testAttempts",
+    "testInterval",
+    "commitMessage",
+    "dryRun",
+    "mode",
+    "credentialsSecret",
+    "argocdApp",
+    "argocdTimeout",
+    "bogus",
+];
+
+fn spec_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("file:///tmp/gitops.git".to_string()),
+        Just("a/{phase}/values.yaml".to_string()),
+        Just("test,prod".to_string()),
+        Just("none".to_string()),
+        Just("[\"sh\", \"-c\", \"true\"]".to_string()),
+        Just("{\"A\": \"b\"}".to_string()),
+        Just("abcdef1234".to_string()),
+        Just("10m".to_string()),
+        "\\PC{0,24}",
+    ]
+}
+
+/// A values file with the key `image.version` in one of many layouts, and its old token.
+fn values_file() -> impl Strategy<Value = (String, String)> {
+    (
+        select(vec!["", "# values\n", "---\n", "# café ☕\n\n"]),
+        1..5usize,
+        select(vec!["", "'", "\""]),
+        "[0-9a-z][0-9a-z.+-]{0,9}",
+        select(vec!["", "  # bumped by CD", " #x"]),
+        any::<bool>(),
+        any::<bool>(),
+        select(vec!["", "base: &b {pull: Always}\n", "version: 0.1\n", "list:\n- a\n- b\n"]),
+    )
+        .prop_map(|(head, indent, quote, version, comment, crlf, final_newline, extra)| {
+            let pad = " ".repeat(indent);
+            let token = format!("{quote}{version}{quote}");
+            let mut doc = format!("{head}{extra}image:\n{pad}repository: r\n{pad}version: {token}{comment}\n{pad}tag: x\n");
+            if !final_newline {
+                doc.pop();
+            }
+            if crlf {
+                doc = doc.replace('\n', "\r\n");
+            }
+            (doc, token)
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn spec_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Resource::from_spec_yaml(&bytes);
+    }
+
+    #[test]
+    fn spec_maps_give_a_resource_or_a_named_error(map in btree_map(select(KEYS.to_vec()), spec_value(), 0..10)) {
+        let map: BTreeMap<String, String> = map.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        match Resource::from_spec_yaml(go_yaml(&map).as_bytes()) {
+            Ok(resource) => {
+                // What FetchResource answers, Execute reads back unchanged.
+                let again = Resource::from_execute(&resource.to_json(), b"").expect("own resource reads back");
+                prop_assert_eq!(again, resource);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn resources_and_payloads_never_panic(resource in "\\PC{0,64}", payload in "\\PC{0,64}", flat in any::<bool>()) {
+        let _ = Resource::from_execute(resource.as_bytes(), payload.as_bytes());
+        let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"none"},"phases":["test","prod"]}"#;
+        let payload = if flat { format!(r#"{{"source_commit":{payload:?},"source_phase":"test"}}"#) } else { payload };
+        if let Ok(r) = Resource::from_execute(base, payload.as_bytes()) {
+            let _ = Plan::from_resource(&r);
+        }
+    }
+
+    #[test]
+    fn values_edits_change_only_the_scalar((doc, token) in values_file(), value in "[ -~]{1,16}") {
+        prop_assert_eq!(read_scalar(&doc, "image.version").is_ok(), true);
+        let at = doc.rfind("version: ").expect("key") + "version: ".len();
+        match set_scalar(&doc, "image.version", &value) {
+            Ok(out) => {
+                prop_assert_eq!(read_scalar(&out, "image.version").expect("reads back"), value.clone());
+                prop_assert_eq!(&out[..at], &doc[..at]);
+                let rest = &doc[at + token.len()..];
+                prop_assert!(out.ends_with(rest), "suffix changed:\n{:?}\n{:?}", doc, out);
+            }
+            Err(e) => prop_assert!(e.to_string().contains("image.version")),
+        }
+    }
+
+    #[test]
+    fn values_edits_of_any_text_never_panic(text in "\\PC{0,200}", key in "[a-z]{1,3}(\\.[a-z]{1,3}){0,2}", value in "\\PC{0,12}") {
+        let _ = read_scalar(&text, &key);
+        if let Ok(out) = set_scalar(&text, &key, &value) {
+            prop_assert_eq!(read_scalar(&out, &key).expect("reads back"), value);
+        }
+    }
+
+    #[test]
+    fn yaml_shaped_values_files_never_panic(lines in proptest::collection::vec(select(vec![
+        "a:", "  b: 1", "  c: 'x'", "- d", "  - e: \"y\"", "k: &a v", "m: *a", "n: [1, {o: p}]", "q: |", "  text", "---", "# c", "", "r: {s: t}",
+    ]), 0..12), value in "[a-z0-9.]{1,6}") {
+        let text = lines.join("\n");
+        for key in ["a.b", "a.c", "k", "m", "n", "q", "r.s", "a"] {
+            if let Ok(out) = set_scalar(&text, key, &value) {
+                prop_assert_eq!(read_scalar(&out, key).expect("reads back"), value.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Reliability: a server killed with SIGKILL in the middle of a run, credentials from the
+//! environment that must never leak on any failure path, and inputs that try to escape the
+//! repository or exhaust the server. The server runs here as the real binary.
+
+mod support;
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use phasegate::{
+    proto::{ExecuteRequest, trigger_client::TriggerClient},
+    sensor::{Parameter, SensorClient},
+};
+use serde_json::json;
+use support::{git_server::GitServer, *};
+use tonic::Code;
+
+/// The real `phasegate serve` as a child process, logging at debug level into a file.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn spawn(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let log = dir.join(format!("server-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .env("RUST_LOG", "debug")
+            .env_remove("GIT_USER")
+            .env_remove("GIT_PASSWORD")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start phasegate serve");
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn petstore(repo: &str, extra: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    let mut s = spec(&[
+        ("repo", repo),
+        ("path", &PATH.replace("{app}", "petstore")),
+        ("phases", "test,prod"),
+    ]);
+    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    s
+}
+
+fn commit(sha: &str) -> Vec<Parameter> {
+    vec![Parameter {
+        dest: "source.commit".into(),
+        value: json!(sha),
+    }]
+}
+
+const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_run_promotes_exactly_once_after_redelivery() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let before = commit_count(&bare);
+    let (started, gate) = (root.join("started"), root.join("gate"));
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        started.display(),
+        gate.display()
+    );
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let spec = petstore(
+        &format!("file://{}", bare.display()),
+        &[("test", "command"), ("testCommand", &command)],
+    );
+
+    let mut first = Server::spawn(&root, &[]);
+    let sensor = SensorClient::connect(first.url.clone())
+        .await
+        .expect("connect");
+    let in_flight = tokio::spawn({
+        let (spec, params) = (spec.clone(), commit(&synced));
+        async move { sensor.fire(&spec, &params, FROM_TEST).await }
+    });
+    for _ in 0..400 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(started.exists(), "the run reached its test");
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    let lost = in_flight.await.expect("task");
+    assert!(lost.is_err(), "the Sensor sees the failure and will retry");
+    assert_eq!(commit_count(&bare), before, "nothing half-pushed");
+
+    // The Sensor's retry reaches a restarted server with the same cache.
+    std::fs::write(&gate, "").expect("open the gate");
+    let second = Server::spawn(&root, &[]);
+    let sensor = SensorClient::connect(second.url.clone())
+        .await
+        .expect("connect");
+    let fired = sensor
+        .fire(&spec, &commit(&synced), FROM_TEST)
+        .await
+        .expect("redelivery promotes");
+    assert_eq!(fired.response["outcome"], "promoted");
+    let again = sensor
+        .fire(&spec, &commit(&synced), FROM_TEST)
+        .await
+        .expect("another redelivery");
+    assert_eq!(again.response, fired.response, "the recorded answer");
+    assert_eq!(
+        commit_count(&bare),
+        before + 1,
+        "exactly one promotion commit"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let mut git = GitServer::start(&root, "bot", "the-real-password").await;
+    let server = Server::spawn(
+        &root,
+        &[
+            ("GIT_USER", "bot"),
+            ("GIT_PASSWORD", "SENTINEL-env-5e1f"),
+            ("GIT_EMAIL", "bot@example.com"),
+        ],
+    );
+    let sensor = SensorClient::connect(server.url.clone())
+        .await
+        .expect("connect");
+    let url = git.url("gitops");
+    let mut messages = Vec::new();
+
+    let refused = sensor
+        .fire(
+            &petstore(&url, &[("test", "none")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("wrong password");
+    assert_eq!(refused.status.code(), Code::PermissionDenied);
+    messages.push(refused.status.message().to_string());
+    let missing = sensor
+        .fire(
+            &petstore(&url, &[("test", "none"), ("key", "image.nope")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("refused before the key is read");
+    messages.push(missing.status.message().to_string());
+    let failing = sensor
+        .fire(
+            &petstore(
+                &url,
+                &[("test", "command"), ("testCommand", "sh -c 'env; exit 1'")],
+            ),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("tests fail");
+    messages.push(failing.status.message().to_string());
+    messages.push(failing.response.map(|r| r.to_string()).unwrap_or_default());
+    git.stop().await;
+    let down = sensor
+        .fire(
+            &petstore(&url, &[("test", "none")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("remote down");
+    assert_eq!(down.status.code(), Code::Unavailable);
+    messages.push(down.status.message().to_string());
+    let bad_url = url.replace("http://", "http://bot:SENTINEL-env-5e1f@");
+    let in_url = sensor
+        .fire(
+            &petstore(&bad_url, &[("test", "none")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("credentials in the URL");
+    assert_eq!(in_url.status.code(), Code::InvalidArgument);
+    messages.push(in_url.status.message().to_string());
+
+    for m in &messages {
+        assert!(!m.contains("SENTINEL"), "leaked in an answer: {m}");
+    }
+    let log = server.log();
+    assert!(
+        log.contains("run failed"),
+        "the server logged the failures:\n{log}"
+    );
+    assert!(!log.contains("SENTINEL"), "leaked in the server log");
+}
+
+/// Commits a symlink (mode 120000) at `path` in the bare repository, with the git CLI.
+fn commit_symlink(bare: &Path, work: &Path, path: &str, target: &str) {
+    let git = |args: &[&str], dir: &Path| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(
+        &[
+            "clone",
+            "-q",
+            &bare.display().to_string(),
+            &work.display().to_string(),
+        ],
+        bare.parent().expect("parent"),
+    );
+    let link = work.join(path);
+    std::fs::remove_file(&link).expect("remove file");
+    std::os::unix::fs::symlink(target, &link).expect("symlink");
+    git(
+        &[
+            "-c",
+            "user.name=x",
+            "-c",
+            "user.email=x@example.com",
+            "commit",
+            "-qam",
+            "prod values as a symlink",
+        ],
+        work,
+    );
+    git(&["push", "-q", "origin", "main"], work);
+}
+
+#[tokio::test]
+async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore", "huge"]);
+    commit_symlink(
+        &bare,
+        &root.join("work"),
+        &values_path("petstore", "prod"),
+        "/etc/passwd",
+    );
+    let huge = format!("{}# {}\n", values("1.0"), "x".repeat(2 << 20));
+    phasegate::git::local::commit_files(
+        &bare,
+        "main",
+        &[(&values_path("huge", "prod"), &huge)],
+        "a huge values file",
+    )
+    .expect("commit");
+    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let sensor = server.sensor().await;
+    let repo = format!("file://{}", bare.display());
+
+    let link = sensor
+        .fire(
+            &petstore(&repo, &[("test", "none")]),
+            &commit(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("symlink");
+    assert_eq!(link.status.code(), Code::InvalidArgument);
+    assert!(
+        link.status.message().contains("symbolic link"),
+        "{}",
+        link.status.message()
+    );
+    let mut big = petstore(&repo, &[("test", "none")]);
+    big.insert("path".into(), PATH.replace("{app}", "huge"));
+    let oversized = sensor
+        .fire(&big, &commit(&synced), FROM_TEST)
+        .await
+        .expect_err("huge file");
+    assert_eq!(oversized.status.code(), Code::InvalidArgument);
+    assert!(
+        oversized.status.message().contains("larger than 1 MiB"),
+        "{}",
+        oversized.status.message()
+    );
+
+    let mut client = TriggerClient::connect(server.url()).await.expect("connect");
+    let payload = format!(
+        r#"{{"pad":"{}"}}"#,
+        "x".repeat(phasegate::server::MAX_REQUEST_BYTES)
+    );
+    let status = client
+        .execute(ExecuteRequest {
+            resource: b"{}".to_vec(),
+            payload: payload.into_bytes(),
+        })
+        .await
+        .expect_err("oversized message");
+    assert_ne!(status.code(), Code::Ok);
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(version_of(&bare, "huge", "prod"), "1.0");
+    server.stop().await;
+}
