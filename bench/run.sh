@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The benchmark (not part of the tests): `bash bench/run.sh` prints a Markdown table.
+# BENCH_RUNS=N sets the warm-promotion sample size (default 50).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
+cargo build --release --locked --bin phasegate --example bench
+./target/release/examples/bench ./target/release/phasegate

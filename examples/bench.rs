@@ -1,0 +1,492 @@
+//! phasegate's benchmark against the classic method: run with `bash bench/run.sh`.
+//!
+//! Generates a GitOps repository (10,000 commits, 2,000 files), serves it with git's
+//! `http-backend` behind basic auth, runs the release `phasegate serve` as a child process, and
+//! measures side by side: warm promotions (phasegate, the classic fresh-clone + YAML re-dump
+//! script, the git CLI floor on a warm clone), the cold first promotion against
+//! `git clone --bare`, 1,000 concurrent duplicates, a fan-in of 100 apps, and the server's
+//! memory. Prints a Markdown table.
+
+#[path = "../tests/support/git_server.rs"]
+#[allow(dead_code)]
+mod git_server;
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use phasegate::{
+    git::local,
+    sensor::{Parameter, SensorClient},
+};
+use serde_json::json;
+
+const COMMITS: usize = 10_000;
+const FILES: usize = 2_000;
+const APPS: usize = 200;
+const USER: &str = "bench";
+const PASSWORD: &str = "bench-password";
+const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn values(app: &str, version: &str) -> String {
+    format!(
+        "# {app}\nreplicaCount: 2\nimage:\n  repository: registry.example.com/{app}\n  version: \"{version}\"  # bumped by CD\n"
+    )
+}
+
+fn path(app: &str, phase: &str) -> String {
+    PATH.replace("{app}", app).replace("{phase}", phase)
+}
+
+/// 10,000 commits over 2,000 files with git fast-import (seconds, not minutes).
+fn generate(bare: &Path) -> BenchResult<()> {
+    let run = |args: &[&str]| Command::new("git").args(args).status();
+    run(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &bare.display().to_string(),
+    ])?;
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(bare)
+        .stdin(Stdio::piped())
+        .spawn()?;
+    let mut out = std::io::BufWriter::new(child.stdin.take().ok_or("stdin")?);
+    let data = |out: &mut dyn Write, text: &str| writeln!(out, "data {}\n{text}", text.len());
+    let mut ts = 1_700_000_000u64;
+    let mut commit = |out: &mut std::io::BufWriter<_>,
+                      msg: &str,
+                      files: &[(String, String)]|
+     -> std::io::Result<()> {
+        ts += 60;
+        writeln!(
+            out,
+            "commit refs/heads/main\ncommitter GitOps <gitops@example.com> {ts} +0000"
+        )?;
+        data(out, msg)?;
+        for (p, content) in files {
+            writeln!(out, "M 100644 inline {p}")?;
+            data(out, content)?;
+        }
+        Ok(())
+    };
+    let mut initial = Vec::new();
+    for a in 0..APPS {
+        let app = format!("app{a:03}");
+        initial.push((path(&app, "test"), values(&app, "1.0")));
+        initial.push((path(&app, "prod"), values(&app, "1.0")));
+    }
+    for f in initial.len()..FILES {
+        initial.push((
+            format!("docs/section{}/page{f}.md", f % 40),
+            format!("# Page {f}\n\nSome text.\n"),
+        ));
+    }
+    commit(&mut out, "initial", &initial)?;
+    for c in 1..COMMITS {
+        let f = (c * 7919) % FILES;
+        let (p, _) = &initial[f];
+        let content = if p.ends_with(".yaml") {
+            values(p.split('/').nth(1).unwrap_or("app"), &format!("1.{c}"))
+        } else {
+            format!("# Page {f}\n\nRevision {c}.\n")
+        };
+        commit(&mut out, &format!("change {c}"), &[(p.clone(), content)])?;
+    }
+    drop(out);
+    child.wait()?;
+    Ok(())
+}
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+    metrics: String,
+}
+
+impl Server {
+    fn spawn(bin: &Path, cache: &Path) -> BenchResult<Server> {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+        };
+        let (port, metrics) = (free()?, free()?);
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics}"),
+                "--max-runs",
+                "16",
+            ])
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("GIT_USER", USER)
+            .env("GIT_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+        })
+    }
+
+    /// (current RSS, peak RSS) in MiB, from /proc.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kib = |field: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    }
+
+    async fn metric(&self, series: &str) -> f64 {
+        let text = match reqwest::get(&self.metrics).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spec(repo: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("repo", repo),
+        ("path", PATH),
+        ("phases", "test,prod"),
+        ("test", "none"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn app_spec(repo: &str, app: &str) -> std::collections::BTreeMap<String, String> {
+    let mut s = spec(repo);
+    s.insert("path".into(), PATH.replace("{app}", app));
+    s
+}
+
+fn params(commit: &str) -> Vec<Parameter> {
+    vec![Parameter {
+        dest: "source.commit".into(),
+        value: json!(commit),
+    }]
+}
+
+const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.95))
+}
+
+fn timed(f: impl FnOnce() -> BenchResult<()>) -> BenchResult<f64> {
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn sh(cmd: &mut Command) -> BenchResult<()> {
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed").into())
+    }
+}
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
+    let root = tempfile::tempdir()?;
+    let bare = root.path().join("gitops.git");
+    let bin = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: bench PATH_TO_RELEASE_PHASEGATE")?,
+    );
+    eprintln!("generating {COMMITS} commits over {FILES} files…");
+    generate(&bare)?;
+    let git = git_server::GitServer::start(root.path(), USER, PASSWORD).await;
+    let url = git.url("gitops");
+    let auth = format!(
+        "Authorization: Basic {}",
+        STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let mut version = 0usize;
+    let mut bump = |app: &str| -> BenchResult<(String, String)> {
+        version += 1;
+        let v = format!("2.{version}");
+        let id = local::commit_files(
+            &bare,
+            "main",
+            &[(&path(app, "test"), &values(app, &v))],
+            &format!("Deploy {v} to test"),
+        )?;
+        Ok((id, v))
+    };
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+
+    // Cold: the first promotion of an empty cache against `git clone --bare`.
+    let mut cold = Vec::new();
+    let mut clone = Vec::new();
+    for i in 0..5 {
+        let cache = root.path().join(format!("cold-{i}"));
+        let server = Server::spawn(&bin, &cache)?;
+        let sensor = SensorClient::connect(server.url.clone()).await?;
+        let (commit, _) = bump("app000")?;
+        let started = Instant::now();
+        sensor
+            .fire(&app_spec(&url, "app000"), &params(&commit), FROM_TEST)
+            .await
+            .map_err(|f| f.status.to_string())?;
+        cold.push(started.elapsed().as_secs_f64() * 1000.0);
+        let target = root.path().join(format!("clone-{i}.git"));
+        clone.push(timed(|| {
+            sh(Command::new("git")
+                .args([
+                    "-c",
+                    &format!("http.extraHeader={auth}"),
+                    "clone",
+                    "-q",
+                    "--bare",
+                    &url,
+                ])
+                .arg(&target))
+        })?);
+    }
+    let (cold_p50, _) = summary(cold);
+    let (clone_p50, _) = summary(clone);
+    rows.push((
+        "Cold first promotion (p50 of 5)".into(),
+        format!("{cold_p50:.0} ms vs git clone --bare {clone_p50:.0} ms"),
+        format!("{:.2}× (goal ≤ 1.3×)", cold_p50 / clone_p50),
+    ));
+
+    // Warm promotions through the server, runner none.
+    let server = Server::spawn(&bin, &root.path().join("cache"))?;
+    let idle = server.memory().0;
+    let sensor = SensorClient::connect(server.url.clone()).await?;
+    let (commit, _) = bump("app001")?;
+    sensor
+        .fire(&app_spec(&url, "app001"), &params(&commit), FROM_TEST)
+        .await
+        .map_err(|f| f.status.to_string())?;
+    let mut warm = Vec::new();
+    for _ in 0..runs {
+        let (commit, _) = bump("app001")?;
+        let started = Instant::now();
+        let fired = sensor
+            .fire(&app_spec(&url, "app001"), &params(&commit), FROM_TEST)
+            .await
+            .map_err(|f| f.status.to_string())?;
+        warm.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(fired.response["outcome"], "promoted");
+    }
+    let (warm_p50, warm_p95) = summary(warm);
+
+    // The classic method: fresh clone, checkout, YAML load/dump, commit, push.
+    let mut classic = Vec::new();
+    for _ in 0..runs {
+        let (commit, _) = bump("app002")?;
+        classic.push(timed(|| {
+            sh(Command::new("python3")
+                .args([
+                    "bench/classic_promote.py",
+                    "--git-repo",
+                    &url,
+                    "--auth-header",
+                    &auth,
+                    "--source-commit",
+                    &commit,
+                ])
+                .args([
+                    "--source-phase",
+                    "test",
+                    "--target-phase",
+                    "prod",
+                    "--path",
+                    &PATH.replace("{app}", "app002"),
+                ]))
+        })?);
+    }
+    let (classic_p50, classic_p95) = summary(classic);
+
+    // The floor: git CLI on a warm clone.
+    let warm_clone = root.path().join("warm-clone");
+    sh(Command::new("git")
+        .args([
+            "-c",
+            &format!("http.extraHeader={auth}"),
+            "clone",
+            "-q",
+            &url,
+        ])
+        .arg(&warm_clone))?;
+    let mut floor = Vec::new();
+    for _ in 0..runs {
+        let (_, v) = bump("app003")?;
+        floor.push(timed(|| {
+            sh(Command::new("bash")
+                .arg("bench/floor_promote.sh")
+                .arg(&warm_clone)
+                .args([&auth, &path("app003", "prod"), &v]))
+        })?);
+    }
+    let (floor_p50, floor_p95) = summary(floor);
+    rows.push((
+        format!("Warm promotion, phasegate (p50 / p95 of {runs})"),
+        format!("{warm_p50:.0} / {warm_p95:.0} ms"),
+        String::new(),
+    ));
+    rows.push((
+        format!("Warm promotion, classic clone + YAML re-dump (p50 / p95 of {runs})"),
+        format!("{classic_p50:.0} / {classic_p95:.0} ms"),
+        format!(
+            "phasegate {:.1}× faster (goal ≥ 20×)",
+            classic_p50 / warm_p50
+        ),
+    ));
+    rows.push((
+        format!("Warm promotion, floor: git CLI on a warm clone (p50 / p95 of {runs})"),
+        format!("{floor_p50:.0} / {floor_p95:.0} ms"),
+        format!(
+            "phasegate at {:.2}× the floor (goal ≤ 2×)",
+            warm_p50 / floor_p50
+        ),
+    ));
+
+    // 1,000 concurrent identical Executes.
+    let counter = root.path().join("test-runs");
+    let (commit, _) = bump("app004")?;
+    let mut dup_spec = app_spec(&url, "app004");
+    dup_spec.insert("test".into(), "command".into());
+    let script = format!("echo run >> {}; sleep 0.2", counter.display());
+    dup_spec.insert(
+        "testCommand".into(),
+        serde_json::to_string(&["sh", "-c", &script])?,
+    );
+    let before = local::log(&bare, "main", COMMITS * 2)?.len();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (sensor, spec, p) = (sensor.clone(), dup_spec.clone(), params(&commit));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let ok = sensor.fire(&spec, &p, FROM_TEST).await.is_ok();
+                (ok, started.elapsed().as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    let mut failures = 0;
+    for t in tasks {
+        let (ok, ms) = t.await?;
+        failures += usize::from(!ok);
+        answers.push(ms);
+    }
+    answers.sort_by(f64::total_cmp);
+    let test_runs = std::fs::read_to_string(&counter)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let commits = local::log(&bare, "main", COMMITS * 2)?.len() - before;
+    rows.push((
+        "1,000 concurrent identical Executes".into(),
+        format!("{test_runs} test run, {commits} commit, {failures} failed answers"),
+        format!(
+            "answer p50 {:.0} ms, p99 {:.0} ms (goal: 1 run, 1 commit)",
+            percentile(&answers, 0.5),
+            percentile(&answers, 0.99)
+        ),
+    ));
+
+    // Fan-in: 100 apps at once into one branch.
+    let rejections_before = server.metric("phasegate_push_rejections_total").await;
+    let mut fan = Vec::new();
+    for a in 100..200 {
+        let app = format!("app{a:03}");
+        fan.push((app.clone(), bump(&app)?.0));
+    }
+    let before = local::log(&bare, "main", COMMITS * 3)?.len();
+    let started = Instant::now();
+    let tasks: Vec<_> = fan
+        .into_iter()
+        .map(|(app, commit)| {
+            let (sensor, spec) = (sensor.clone(), app_spec(&url, &app));
+            tokio::spawn(async move {
+                sensor
+                    .fire(&spec, &params(&commit), FROM_TEST)
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await?);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let landed = local::log(&bare, "main", COMMITS * 3)?.len() - before;
+    let retries = server.metric("phasegate_push_rejections_total").await - rejections_before;
+    let (_, peak) = server.memory();
+    rows.push((
+        "Fan-in: 100 apps into one branch".into(),
+        format!("{landed} commits landed ({ok} OK), {wall:.1} s wall"),
+        format!("{retries} push retries (goal: 100 commits)"),
+    ));
+    rows.push((
+        "Server memory".into(),
+        format!("{idle:.1} MiB idle, {peak:.1} MiB peak"),
+        "goal < 30 MiB idle, < 150 MiB peak".into(),
+    ));
+
+    println!("| measure | result | ratio / goal |\n|---|---|---|");
+    for (m, r, g) in rows {
+        println!("| {m} | {r} | {g} |");
+    }
+    drop(git);
+    Ok(())
+}
