@@ -135,8 +135,14 @@ impl Server {
             .arg(cache)
             .env("GIT_USER", USER)
             .env("GIT_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stderr(match std::env::var_os("BENCH_SERVER_LOG") {
+                Some(file) => Stdio::from(std::fs::File::create(file)?),
+                None => Stdio::null(),
+            })
             .spawn()?;
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -328,6 +334,10 @@ async fn main() -> BenchResult<()> {
     }
     let (warm_p50, warm_p95) = summary(warm);
 
+    if std::env::var_os("BENCH_WARM_ONLY").is_some() {
+        println!("warm p50 {warm_p50:.0} ms, p95 {warm_p95:.0} ms");
+        return Ok(());
+    }
     // The classic method: fresh clone, checkout, YAML load/dump, commit, push.
     let mut classic = Vec::new();
     for _ in 0..runs {

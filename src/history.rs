@@ -69,10 +69,7 @@ impl RunRecord {
     /// The outcome name, `error`, or empty while running.
     pub fn outcome(&self) -> String {
         match (&self.report, &self.error) {
-            (Some(r), _) => serde_json::to_value(r.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            (Some(r), _) => r.outcome.as_str().into(),
             (None, Some(_)) => "error".into(),
             (None, None) => String::new(),
         }

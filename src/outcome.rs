@@ -19,6 +19,20 @@ pub enum Outcome {
     TestsFailed,
 }
 
+impl Outcome {
+    /// The outcome's name, as in the JSON and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Promoted => "promoted",
+            Outcome::AlreadyPromoted => "already-promoted",
+            Outcome::Superseded => "superseded",
+            Outcome::DryRun => "dry-run",
+            Outcome::Accepted => "accepted",
+            Outcome::TestsFailed => "tests-failed",
+        }
+    }
+}
+
 /// Execute's answer JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -194,7 +194,7 @@ impl RunTask {
         let outcome = match &result {
             Ok(report) => {
                 info!(outcome = ?report.outcome, "{}", report.summary());
-                name_of(report.outcome)
+                report.outcome.as_str().to_string()
             }
             Err(e) => {
                 warn!(error = %e, "run failed");
@@ -300,13 +300,6 @@ impl RunTask {
                 .collect(),
         }
     }
-}
-
-fn name_of(outcome: Outcome) -> String {
-    serde_json::to_value(outcome)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn promotion(plan: &Plan, id: &str) -> Promotion {

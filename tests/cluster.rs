@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use phasegate::{
     config::{Config, KubernetesConfig},
-    sensor::{Failed, Firing, Parameter},
+    sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
 use support::{fake_kube::FakeKube, git_server::GitServer, *};
@@ -42,23 +42,15 @@ fn job_spec(repo: &str, script: &str, extra: &[(&str, &str)]) -> BTreeMap<String
     s
 }
 
-fn file_repo(bare: &Path) -> String {
-    format!("file://{}", bare.display())
-}
-
 async fn fire(
     server: &TestServer,
     spec: &BTreeMap<String, String>,
-    commit: &str,
+    sha: &str,
 ) -> Result<Firing, Failed> {
-    let params = [Parameter {
-        dest: "source.commit".into(),
-        value: json!(commit),
-    }];
     server
         .sensor()
         .await
-        .fire(spec, &params, br#"{"source_phase":"test"}"#)
+        .fire(spec, &sync_event(sha), FROM_TEST)
         .await
 }
 
@@ -74,7 +66,7 @@ async fn a_passing_job_promotes_and_is_deleted() {
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube)).await;
     let spec = job_spec(
-        &file_repo(&bare),
+        &file_url(&bare),
         "echo testing $TEST_TARGET; echo \"$1\"; echo 3 tests passed",
         &[("testArgs", r#"["ignored-by-sh", "{target}/pet"]"#)],
     );
@@ -107,7 +99,7 @@ async fn a_failing_job_fails_the_trigger_and_is_kept_for_debugging() {
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube)).await;
     let spec = job_spec(
-        &file_repo(&bare),
+        &file_url(&bare),
         "echo 'FAIL: GET /pet answered 500'; exit 1",
         &[
             ("testEnv", r#"{"SUITE": "smoke"}"#),
@@ -172,7 +164,7 @@ async fn a_job_past_its_deadline_is_a_timeout_and_is_deleted() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube)).await;
-    let spec = job_spec(&file_repo(&bare), "sleep 30", &[("testTimeout", "1s")]);
+    let spec = job_spec(&file_url(&bare), "sleep 30", &[("testTimeout", "1s")]);
 
     let failed = fire(&server, &spec, &synced).await.expect_err("times out");
 
@@ -200,7 +192,7 @@ async fn image_pull_errors_and_unschedulable_pods_end_the_run_at_once() {
         ("registry.example.com/no-such-image:1", "ErrImagePull"),
         ("registry.example.com/unschedulable:1", "Unschedulable"),
     ] {
-        let mut spec = job_spec(&file_repo(&bare), "true", &[]);
+        let mut spec = job_spec(&file_url(&bare), "true", &[]);
         spec.insert("testImage".into(), image.into());
         let failed = fire(&server, &spec, &synced).await.expect_err(image);
         let log = failed.response.expect("answer")["test"]["log"]
@@ -224,55 +216,18 @@ async fn a_second_replica_attaches_to_the_running_job() {
         "while [ ! -e {} ]; do sleep 0.05; done; echo passed",
         gate.display()
     );
-    let spec = job_spec(&file_repo(&bare), &script, &[]);
+    let spec = job_spec(&file_url(&bare), &script, &[]);
     let (first, second) = (
         TestServer::start(config(&kube)).await,
         TestServer::start(config(&kube)).await,
     );
 
-    let a = tokio::spawn({
-        let (sensor, spec, synced) = (first.sensor().await, spec.clone(), synced.clone());
-        async move {
-            sensor
-                .fire(
-                    &spec,
-                    &[Parameter {
-                        dest: "source.commit".into(),
-                        value: json!(synced),
-                    }],
-                    br#"{"source_phase":"test"}"#,
-                )
-                .await
-        }
-    });
-    for _ in 0..500 {
-        if !jobs(&kube).is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let b = tokio::spawn({
-        let (sensor, spec, synced) = (second.sensor().await, spec.clone(), synced.clone());
-        async move {
-            sensor
-                .fire(
-                    &spec,
-                    &[Parameter {
-                        dest: "source.commit".into(),
-                        value: json!(synced),
-                    }],
-                    br#"{"source_phase":"test"}"#,
-                )
-                .await
-        }
-    });
+    let a = fire_in_background(first.sensor().await, &spec, &synced);
+    eventually(|| !jobs(&kube).is_empty()).await;
+    let b = fire_in_background(second.sensor().await, &spec, &synced);
     // Let the second replica reach the Job before the test ends.
-    for _ in 0..500 {
-        if logs().contains("already exists (another replica or an earlier run): attaching") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(|| logs().contains("already exists (another replica or an earlier run): attaching"))
+        .await;
     std::fs::write(&gate, "").expect("open the gate");
     let (a, b) = (
         a.await.expect("a").expect("a passes"),
@@ -294,7 +249,7 @@ async fn an_unreachable_or_refusing_api_server_has_its_status_code() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let mut kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube)).await;
-    let spec = job_spec(&file_repo(&bare), "true", &[]);
+    let spec = job_spec(&file_url(&bare), "true", &[]);
 
     kube.forbid(true);
     let denied = fire(&server, &spec, &synced).await.expect_err("403");
@@ -440,29 +395,12 @@ async fn the_argo_cd_gate_waits_for_the_synced_revision_and_health() {
         app("0000000000", "Healthy"),
     );
     let server = TestServer::start(config(&kube)).await;
-    let spec = spec(&[
-        ("repo", &file_repo(&bare)),
-        ("path", &PATH.replace("{app}", "petstore")),
-        ("phases", "test,prod"),
-        ("test", "none"),
-        ("argocdApp", "petstore-test"),
-    ]);
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "none"), ("argocdApp", "petstore-test")],
+    );
 
-    let run = tokio::spawn({
-        let (sensor, spec, synced) = (server.sensor().await, spec.clone(), synced.clone());
-        async move {
-            sensor
-                .fire(
-                    &spec,
-                    &[Parameter {
-                        dest: "source.commit".into(),
-                        value: json!(synced),
-                    }],
-                    br#"{"source_phase":"test"}"#,
-                )
-                .await
-        }
-    });
+    let run = fire_in_background(server.sensor().await, &spec, &synced);
     kube.put(
         "/apis/argoproj.io/v1alpha1",
         "argocd",

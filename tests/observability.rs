@@ -3,32 +3,11 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::Path};
-
 use phasegate::{
     config::Config,
     proto::runs::{GetRunRequest, ListRunsRequest, runs_client::RunsClient},
-    sensor::Parameter,
 };
-use serde_json::json;
 use support::*;
-
-fn petstore(bare: &Path, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let repo = format!("file://{}", bare.display());
-    let path = PATH.replace("{app}", "petstore");
-    let mut s = spec(&[("repo", &repo), ("path", &path), ("phases", "test,prod")]);
-    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    s
-}
-
-fn commit(sha: &str) -> Vec<Parameter> {
-    vec![Parameter {
-        dest: "source.commit".into(),
-        value: json!(sha),
-    }]
-}
-
-const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
 
 /// The value of a metric line `name{labels} value` in a scrape, 0 when absent.
 fn metric(scrape: &str, series: &str) -> f64 {
@@ -51,18 +30,21 @@ async fn metrics_count_promotions_failed_tests_and_duplicates() {
     assert_eq!(server.probe("/readyz").await.0, 200);
     let sensor = server.sensor().await;
 
-    let failing = petstore(&bare, &[("test", "command"), ("testCommand", "false")]);
+    let failing = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", "false")],
+    );
     sensor
-        .fire(&failing, &commit(&synced), FROM_TEST)
+        .fire(&failing, &sync_event(&synced), FROM_TEST)
         .await
         .expect_err("tests fail");
-    let passing = petstore(&bare, &[("test", "none")]);
+    let passing = petstore(&file_url(&bare), &[("test", "none")]);
     sensor
-        .fire(&passing, &commit(&synced), FROM_TEST)
+        .fire(&passing, &sync_event(&synced), FROM_TEST)
         .await
         .expect("promotes");
     sensor
-        .fire(&passing, &commit(&synced), FROM_TEST)
+        .fire(&passing, &sync_event(&synced), FROM_TEST)
         .await
         .expect("duplicate");
 
@@ -131,7 +113,7 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
     let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
     let server = TestServer::start(Config::default()).await;
     let spec = petstore(
-        &bare,
+        &file_url(&bare),
         &[
             ("test", "command"),
             ("testCommand", &command),
@@ -142,7 +124,7 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
     let accepted = server
         .sensor()
         .await
-        .fire(&spec, &commit(&synced), FROM_TEST)
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
         .await
         .expect("accepted");
     let id = accepted.response["run"]
@@ -159,12 +141,7 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
             .expect("watch")
     });
     // The test ends only once the watcher is following the run (it shows the current stage).
-    for _ in 0..500 {
-        if screen.text().contains('▶') {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(|| screen.text().contains('▶')).await;
     std::fs::write(&gate, "").expect("open the gate");
     let run = watcher.await.expect("watcher");
     let shown = screen.text();
@@ -216,13 +193,13 @@ async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
         cache_dir: cache.clone(),
         ..Config::default()
     };
-    let spec = petstore(&bare, &[("test", "none")]);
+    let spec = petstore(&file_url(&bare), &[("test", "none")]);
 
     let server = TestServer::start(config()).await;
     let first = server
         .sensor()
         .await
-        .fire(&spec, &commit(&synced), FROM_TEST)
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
         .await
         .expect("promotes")
         .response;
@@ -237,7 +214,7 @@ async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
     let again = server
         .sensor()
         .await
-        .fire(&spec, &commit(&synced), FROM_TEST)
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
         .await
         .expect("duplicate")
         .response;
@@ -292,8 +269,8 @@ async fn runs_lists_as_a_table_from_the_command_line() {
         .sensor()
         .await
         .fire(
-            &petstore(&bare, &[("test", "none")]),
-            &commit(&synced),
+            &petstore(&file_url(&bare), &[("test", "none")]),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await

@@ -12,9 +12,8 @@ use std::{
 
 use phasegate::{
     proto::{ExecuteRequest, trigger_client::TriggerClient},
-    sensor::{Parameter, SensorClient},
+    sensor::SensorClient,
 };
-use serde_json::json;
 use support::{git_server::GitServer, *};
 use tonic::Code;
 
@@ -70,25 +69,6 @@ impl Drop for Server {
     }
 }
 
-fn petstore(repo: &str, extra: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
-    let mut s = spec(&[
-        ("repo", repo),
-        ("path", &PATH.replace("{app}", "petstore")),
-        ("phases", "test,prod"),
-    ]);
-    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    s
-}
-
-fn commit(sha: &str) -> Vec<Parameter> {
-    vec![Parameter {
-        dest: "source.commit".into(),
-        value: json!(sha),
-    }]
-}
-
-const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_run_promotes_exactly_once_after_redelivery() {
     let (_d, root) = tempdir();
@@ -111,16 +91,8 @@ async fn a_server_killed_mid_run_promotes_exactly_once_after_redelivery() {
     let sensor = SensorClient::connect(first.url.clone())
         .await
         .expect("connect");
-    let in_flight = tokio::spawn({
-        let (spec, params) = (spec.clone(), commit(&synced));
-        async move { sensor.fire(&spec, &params, FROM_TEST).await }
-    });
-    for _ in 0..400 {
-        if started.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let in_flight = fire_in_background(sensor, &spec, &synced);
+    eventually(|| started.exists()).await;
     assert!(started.exists(), "the run reached its test");
     first.child.kill().expect("SIGKILL");
     first.child.wait().expect("reaped");
@@ -135,12 +107,12 @@ async fn a_server_killed_mid_run_promotes_exactly_once_after_redelivery() {
         .await
         .expect("connect");
     let fired = sensor
-        .fire(&spec, &commit(&synced), FROM_TEST)
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
         .await
         .expect("redelivery promotes");
     assert_eq!(fired.response["outcome"], "promoted");
     let again = sensor
-        .fire(&spec, &commit(&synced), FROM_TEST)
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
         .await
         .expect("another redelivery");
     assert_eq!(again.response, fired.response, "the recorded answer");
@@ -175,7 +147,7 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     let refused = sensor
         .fire(
             &petstore(&url, &[("test", "none")]),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -185,7 +157,7 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     let missing = sensor
         .fire(
             &petstore(&url, &[("test", "none"), ("key", "image.nope")]),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -197,7 +169,7 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
                 &url,
                 &[("test", "command"), ("testCommand", "sh -c 'env; exit 1'")],
             ),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -208,7 +180,7 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     let down = sensor
         .fire(
             &petstore(&url, &[("test", "none")]),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -219,7 +191,7 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     let in_url = sensor
         .fire(
             &petstore(&bad_url, &[("test", "none")]),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -306,7 +278,7 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
     let link = sensor
         .fire(
             &petstore(&repo, &[("test", "none")]),
-            &commit(&synced),
+            &sync_event(&synced),
             FROM_TEST,
         )
         .await
@@ -320,7 +292,7 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
     let mut big = petstore(&repo, &[("test", "none")]);
     big.insert("path".into(), PATH.replace("{app}", "huge"));
     let oversized = sensor
-        .fire(&big, &commit(&synced), FROM_TEST)
+        .fire(&big, &sync_event(&synced), FROM_TEST)
         .await
         .expect_err("huge file");
     assert_eq!(oversized.status.code(), Code::InvalidArgument);

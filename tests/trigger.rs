@@ -16,13 +16,7 @@ use support::*;
 use tonic::Code;
 
 fn petstore_spec(bare: &Path, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let repo = format!("file://{}", bare.display());
-    let path = PATH.replace("{app}", "petstore");
-    let mut s = spec(&[("repo", &repo), ("path", &path), ("phases", "test,prod")]);
-    for (k, v) in extra {
-        s.insert(k.to_string(), v.to_string());
-    }
-    s
+    petstore(&file_url(bare), extra)
 }
 
 fn event(commit: &str, target: &str) -> Vec<Parameter> {
@@ -37,8 +31,6 @@ fn event(commit: &str, target: &str) -> Vec<Parameter> {
         },
     ]
 }
-
-const SOURCE_TEST: &[u8] = br#"{"source_phase":"test"}"#;
 
 #[tokio::test]
 async fn sensor_sequence_promotes_exactly_the_tested_version() {
@@ -63,7 +55,7 @@ async fn sensor_sequence_promotes_exactly_the_tested_version() {
     let fired = server
         .sensor()
         .await
-        .fire(&spec, &event(&synced, &app), SOURCE_TEST)
+        .fire(&spec, &event(&synced, &app), FROM_TEST)
         .await
         .expect("fires");
 
@@ -149,7 +141,7 @@ async fn a_broken_app_fails_the_trigger_and_pushes_nothing() {
         let failed: Failed = server
             .sensor()
             .await
-            .fire(&spec, &event(&synced, &app), SOURCE_TEST)
+            .fire(&spec, &event(&synced, &app), FROM_TEST)
             .await
             .expect_err("tests fail");
         assert_eq!(failed.step, "ApplyPolicy");
@@ -265,7 +257,7 @@ async fn two_hundred_identical_executes_share_one_run_and_one_commit() {
         );
         tokio::spawn(async move {
             sensor
-                .fire(&spec, &params, SOURCE_TEST)
+                .fire(&spec, &params, FROM_TEST)
                 .await
                 .expect("fires")
                 .response
@@ -328,14 +320,14 @@ async fn each_error_kind_has_its_status_code() {
         (
             none.clone(),
             event("abcdef1234567", ""),
-            SOURCE_TEST,
+            FROM_TEST,
             Code::NotFound,
             "source commit abcdef1234567",
         ),
         (
             petstore_spec(&bare, &[("test", "none"), ("key", "image.tag")]),
             event(&synced, ""),
-            SOURCE_TEST,
+            FROM_TEST,
             Code::NotFound,
             "image.tag",
         ),
@@ -348,14 +340,14 @@ async fn each_error_kind_has_its_status_code() {
                 ],
             ),
             event(&synced, ""),
-            SOURCE_TEST,
+            FROM_TEST,
             Code::NotFound,
             "apps/missing/test/values.yaml",
         ),
         (
             petstore_spec(&bare, &[("test", "none"), ("key", "image")]),
             event(&synced, ""),
-            SOURCE_TEST,
+            FROM_TEST,
             Code::InvalidArgument,
             "not a scalar",
         ),
@@ -369,7 +361,7 @@ async fn each_error_kind_has_its_status_code() {
         (
             petstore_spec(&bare, &[("testImage", "registry.example.com/tests:1")]),
             event(&synced, "http://app"),
-            SOURCE_TEST,
+            FROM_TEST,
             Code::FailedPrecondition,
             "Kubernetes",
         ),
@@ -412,7 +404,7 @@ async fn each_error_kind_has_its_status_code() {
     let failed = server
         .sensor()
         .await
-        .fire(&none, &event(&synced, ""), SOURCE_TEST)
+        .fire(&none, &event(&synced, ""), FROM_TEST)
         .await
         .expect_err("no cache");
     assert_eq!(
@@ -435,7 +427,7 @@ async fn outcomes_after_the_first_promotion() {
 
     let dry = petstore_spec(&bare, &[("test", "none"), ("dryRun", "true")]);
     let fired = sensor
-        .fire(&dry, &event(&synced, ""), SOURCE_TEST)
+        .fire(&dry, &event(&synced, ""), FROM_TEST)
         .await
         .expect("dry run");
     assert_eq!(fired.response["outcome"], "dry-run");
@@ -446,13 +438,13 @@ async fn outcomes_after_the_first_promotion() {
     );
 
     let first = sensor
-        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .fire(&spec, &event(&synced, ""), FROM_TEST)
         .await
         .expect("promotes")
         .response;
     assert_eq!(first["outcome"], "promoted");
     let again = sensor
-        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .fire(&spec, &event(&synced, ""), FROM_TEST)
         .await
         .expect("duplicate")
         .response;
@@ -467,7 +459,7 @@ async fn outcomes_after_the_first_promotion() {
     let fired = server
         .sensor()
         .await
-        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .fire(&spec, &event(&synced, ""), FROM_TEST)
         .await
         .expect("again");
     assert_eq!(fired.response["outcome"], "already-promoted");
@@ -497,7 +489,7 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
     let fired = server
         .sensor()
         .await
-        .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+        .fire(&spec, &event(&synced, ""), FROM_TEST)
         .await
         .expect("accepted");
 
@@ -537,7 +529,7 @@ async fn git_remote_failures_have_their_status_codes() {
             let sensor = phasegate::sensor::SensorClient::connect(server_url)
                 .await
                 .expect("connect");
-            sensor.fire(&spec, &params, SOURCE_TEST).await
+            sensor.fire(&spec, &params, FROM_TEST).await
         }
     };
 
@@ -604,7 +596,7 @@ async fn runs_beyond_max_runs_queue_instead_of_overlapping() {
             let (sensor, params) = (sensor.clone(), event(&synced, ""));
             tokio::spawn(async move {
                 sensor
-                    .fire(&spec, &params, SOURCE_TEST)
+                    .fire(&spec, &params, FROM_TEST)
                     .await
                     .map(|f| f.response)
             })
@@ -634,13 +626,11 @@ async fn a_caller_that_goes_away_does_not_cancel_the_run() {
 
     let caller = tokio::spawn(async move {
         sensor
-            .fire(&spec, &event(&synced, ""), SOURCE_TEST)
+            .fire(&spec, &event(&synced, ""), FROM_TEST)
             .await
             .is_ok()
     });
-    while !started.exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(|| started.exists()).await;
     caller.abort();
     assert!(caller.await.is_err(), "the caller was cancelled mid-run");
 

@@ -41,6 +41,19 @@ pub struct Credentials {
     pub email: Option<String>,
 }
 
+/// The `Authorization` header for an HTTP(S) remote, sent with the first request: without it
+/// every fetch and push first collects a 401 and asks again, a round trip (and, behind a CGI
+/// git server, a process) each time.
+pub fn preemptive_header(url: &str, creds: Option<&Credentials>) -> Option<String> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let creds = creds?;
+    let http = url.starts_with("https://") || url.starts_with("http://");
+    http.then(|| {
+        let pair = format!("{}:{}", creds.username, creds.password.expose());
+        format!("Authorization: Basic {}", STANDARD.encode(pair))
+    })
+}
+
 /// libgit2 asks again after a refused credential; give up after this many asks per operation.
 const CREDENTIAL_ASKS: u32 = 3;
 

@@ -90,6 +90,10 @@ pub fn fetch(
     opts.remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
         .update_fetchhead(false);
+    let header = auth::preemptive_header(url, creds);
+    if let Some(h) = &header {
+        opts.custom_headers(&[h.as_str()]);
+    }
     let mut remote = repo.remote_anonymous(url).map_err(|e| classify(e, None))?;
     let started = std::time::Instant::now();
     remote
@@ -129,6 +133,11 @@ pub fn classify(e: git2::Error, auth: Option<&'static str>) -> GitError {
         }
         _ => GitError::Other(msg),
     }
+}
+
+/// A libgit2 result as a [`GitError`] of the right kind.
+pub fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
+    r.map_err(|e| classify(e, None))
 }
 
 /// True when an error means the clone itself is damaged, not the remote or the network.

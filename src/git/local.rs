@@ -5,11 +5,7 @@ use std::path::Path;
 
 use git2::{DiffFormat, DiffOptions, Repository, Signature, build::TreeUpdateBuilder};
 
-use super::GitError;
-
-fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
-    r.map_err(|e| GitError::Other(e.message().to_string()))
-}
+use super::{GitError, cache::git};
 
 /// Commits `files` (path, content) onto `branch` of the bare repository at `bare`, creating
 /// the repository and the branch if needed. Returns the new commit id.

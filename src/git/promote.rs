@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::{
     Credentials, GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult, auth,
-    cache::{self, RepoCache, tracking_ref},
+    cache::{self, RepoCache, git, tracking_ref},
 };
 use crate::values;
 
@@ -26,6 +26,7 @@ pub fn run(
     settings: &GitSettings,
     p: &Promotion,
 ) -> Result<PromotionResult, GitError> {
+    let started = std::time::Instant::now();
     let url = p.repo.as_str();
     let creds = p.credentials.as_ref().or(settings.credentials.as_ref());
     let branch_spec = format!("+refs/heads/{0}:{1}", p.branch, tracking_ref(&p.branch));
@@ -38,6 +39,7 @@ pub fn run(
         repo = cache.reset(url)?;
         cache::fetch(&repo, url, &[&branch_spec], settings, creds)?;
     }
+    let fetched_ms = started.elapsed().as_millis() as u64;
     let source = find_source(&repo, p, settings, creds)?;
     let source_path = p.path.replace("{phase}", p.source.as_str());
     let target_path = p.path.replace("{phase}", p.target.as_str());
@@ -78,7 +80,10 @@ pub fn run(
         if current == versions {
             return Ok(result(PromotionOutcome::AlreadyPromoted, None, attempt - 1));
         }
-        if let Some(newer) = promoted_after(&repo, &head, &target_path, p, source.id())? {
+        let scan = std::time::Instant::now();
+        let newer = promoted_after(&repo, &head, &target_path, p, source.id())?;
+        let scan_ms = scan.elapsed().as_millis() as u64;
+        if let Some(newer) = newer {
             info!(newer = %newer, "a newer source commit was already promoted");
             return Ok(result(PromotionOutcome::Superseded, None, attempt - 1));
         }
@@ -111,14 +116,17 @@ pub fn run(
         if p.dry_run {
             return Ok(result(PromotionOutcome::DryRun, None, 0));
         }
+        let pushing = std::time::Instant::now();
         if push(&repo, p, commit, head.id(), settings, creds)? {
+            let push_ms = pushing.elapsed().as_millis() as u64;
             git(repo.reference(
                 &tracking_ref(&p.branch),
                 commit,
                 true,
                 "phasegate promotion",
             ))?;
-            info!(commit = %commit, attempt, "pushed promotion");
+            let total_ms = started.elapsed().as_millis() as u64;
+            info!(commit = %commit, attempt, fetched_ms, scan_ms, push_ms, total_ms, "pushed promotion");
             return Ok(result(
                 PromotionOutcome::Promoted,
                 Some(commit.to_string()),
@@ -134,10 +142,6 @@ pub fn run(
         branch: p.branch.clone(),
         attempts: settings.push_attempts,
     })
-}
-
-fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
-    r.map_err(|e| cache::classify(e, None))
 }
 
 fn values_error(path: &str) -> impl Fn(values::ValuesError) -> GitError + '_ {
@@ -344,6 +348,10 @@ fn push(
     });
     let mut opts = PushOptions::new();
     opts.remote_callbacks(callbacks);
+    let header = auth::preemptive_header(p.repo.as_str(), creds);
+    if let Some(h) = &header {
+        opts.custom_headers(&[h.as_str()]);
+    }
     let pushed = repo
         .remote_anonymous(p.repo.as_str())
         .and_then(|mut remote| remote.push(&[format!("{staging}:{branch_ref}")], Some(&mut opts)));

@@ -142,6 +142,7 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let Ok((tcp, peer)) = accepted else { continue };
+            let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

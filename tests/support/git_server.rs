@@ -109,6 +109,8 @@ impl GitServer {
         self.task = Some(tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                // As real git servers do: no Nagle delay on small answers.
+                let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
                 connections.spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new())

@@ -14,7 +14,12 @@ use std::{
 };
 
 use axum::{Router, http::StatusCode, routing::get};
-use phasegate::{config::Config, git::local, sensor::SensorClient, server};
+use phasegate::{
+    config::Config,
+    git::local,
+    sensor::{Failed, Firing, Parameter, SensorClient},
+    server,
+};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The values file template of the fixtures.
@@ -139,6 +144,50 @@ impl TestServer {
             .await
             .expect("server task")
             .expect("server ends cleanly");
+    }
+}
+
+/// The payload of an event from the `test` phase (the classic notification's flat name).
+pub const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
+
+/// `file://` URL of a bare repository.
+pub fn file_url(bare: &Path) -> String {
+    format!("file://{}", bare.display())
+}
+
+/// The fixtures' petstore spec for `repo` (phases test → prod), with `extra` keys.
+pub fn petstore(repo: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let path = PATH.replace("{app}", "petstore");
+    let mut s = spec(&[("repo", repo), ("path", &path), ("phases", "test,prod")]);
+    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    s
+}
+
+/// The parameters of an event that synced `sha` to the source phase.
+pub fn sync_event(sha: &str) -> Vec<Parameter> {
+    vec![Parameter {
+        dest: "source.commit".into(),
+        value: serde_json::json!(sha),
+    }]
+}
+
+/// Fires the trigger for the test phase's event of `sha`, in a task of its own.
+pub fn fire_in_background(
+    sensor: SensorClient,
+    spec: &BTreeMap<String, String>,
+    sha: &str,
+) -> JoinHandle<Result<Firing, Failed>> {
+    let (spec, params) = (spec.clone(), sync_event(sha));
+    tokio::spawn(async move { sensor.fire(&spec, &params, FROM_TEST).await })
+}
+
+/// Waits (at most 10 s) until `ready` holds; the caller asserts what it needs afterwards.
+pub async fn eventually(ready: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
