@@ -4,12 +4,14 @@
 //! tested commit, writes them into the target phase's values file at the head of the branch
 //! (building the commit without a work tree), and pushes, retrying on a moved branch.
 //! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
-//! git2's credential callback; [`promote`] is the read-edit-commit-push algorithm.
+//! git2's credential callback; [`promote`] is the read-edit-commit algorithm and [`push`] puts
+//! its commit on the remote without ever losing someone else's.
 
 mod auth;
 mod cache;
 pub mod local;
 mod promote;
+mod push;
 
 use std::{path::PathBuf, sync::Arc};
 

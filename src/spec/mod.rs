@@ -6,6 +6,7 @@
 
 mod plan;
 mod resource;
+mod testing;
 
 pub use plan::{
     ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan,

@@ -1,11 +1,11 @@
 //! [`Plan`]: a run's request in types that are valid by construction. Later code never re-checks.
 
-use std::{collections::BTreeMap, fmt, sync::LazyLock, time::Duration};
+use std::{fmt, sync::LazyLock, time::Duration};
 
 use regex::Regex;
-use serde_json::Value;
 
-use super::{Mode, Resource, RunnerKind, SpecError};
+pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
+use super::{Mode, Resource, SpecError, testing::test_plan};
 
 static PHASE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
@@ -121,64 +121,6 @@ impl RepoUrl {
 impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// The built-in HTTP check: GET `url`, expect a status and a body pattern, retried.
-#[derive(Debug, Clone)]
-pub struct HttpTest {
-    pub url: String,
-    pub expect_status: u16,
-    pub expect_body: Option<Regex>,
-    pub attempts: u32,
-    pub interval: Duration,
-}
-
-/// A local process: `program args…` with `{target}` expanded, killed with its children on timeout.
-#[derive(Debug, Clone)]
-pub struct CommandTest {
-    pub argv: Vec<String>,
-    pub target: String,
-    pub env: BTreeMap<String, String>,
-    pub timeout: Duration,
-}
-
-/// A Kubernetes Job running the test image.
-#[derive(Debug, Clone)]
-pub struct JobTest {
-    pub image: String,
-    pub command: Vec<String>,
-    pub args: Vec<String>,
-    pub target: String,
-    pub namespace: Option<String>,
-    pub service_account: Option<String>,
-    pub resources: Option<Value>,
-    pub env: BTreeMap<String, String>,
-    pub timeout: Duration,
-}
-
-/// How the source phase is tested.
-#[derive(Debug, Clone)]
-pub enum TestPlan {
-    /// Skip tests (asked for explicitly).
-    None,
-    /// The built-in HTTP check.
-    Http(HttpTest),
-    /// A local command.
-    Command(CommandTest),
-    /// A Kubernetes Job.
-    Job(JobTest),
-}
-
-impl TestPlan {
-    /// The runner's name as it appears in the outcome JSON.
-    pub fn runner(&self) -> &'static str {
-        match self {
-            TestPlan::None => "none",
-            TestPlan::Http(_) => "http",
-            TestPlan::Command(_) => "command",
-            TestPlan::Job(_) => "job",
-        }
     }
 }
 
@@ -390,110 +332,15 @@ fn argo_gate(r: &Resource) -> Result<Option<ArgoGate>, SpecError> {
     }))
 }
 
-fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {
+pub(super) fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {
     humantime::parse_duration(s)
         .map_err(|e| SpecError::invalid(field, format!("{s:?} is not a duration like 10m: {e}")))
-}
-
-fn expand(args: &[String], target: &str) -> Vec<String> {
-    args.iter().map(|a| a.replace("{target}", target)).collect()
-}
-
-fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
-    let t = &r.test;
-    let timeout = || duration("test.timeout", t.timeout.as_deref().unwrap_or("10m"));
-    let env = t.env.clone().unwrap_or_default();
-    // A bad duration is a mistake whatever the runner: say so rather than ignore it.
-    for (field, value) in [("test.timeout", &t.timeout), ("test.interval", &t.interval)] {
-        if let Some(v) = value {
-            duration(field, v)?;
-        }
-    }
-    Ok(match t.runner {
-        Some(RunnerKind::None) => TestPlan::None,
-        Some(RunnerKind::Http) => {
-            let path = t.path.as_deref().unwrap_or("/");
-            if !path.starts_with('/') {
-                return Err(SpecError::invalid("test.path", "must start with '/'"));
-            }
-            let status = t.expect_status.unwrap_or(200);
-            if !(100..=599).contains(&status) {
-                return Err(SpecError::invalid(
-                    "test.expectStatus",
-                    "must be an HTTP status (100-599)",
-                ));
-            }
-            let expect_body = t
-                .expect_body
-                .as_deref()
-                .map(Regex::new)
-                .transpose()
-                .map_err(|e| SpecError::invalid("test.expectBody", e.to_string()))?;
-            let attempts = t.attempts.unwrap_or(3);
-            if !(1..=100).contains(&attempts) {
-                return Err(SpecError::invalid("test.attempts", "must be 1 to 100"));
-            }
-            if !t.target.is_empty() {
-                let url = url::Url::parse(&t.target)
-                    .map_err(|e| SpecError::invalid("test.target", format!("is not a URL: {e}")))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(SpecError::invalid(
-                        "test.target",
-                        "must be http:// or https://",
-                    ));
-                }
-            }
-            TestPlan::Http(HttpTest {
-                url: format!("{}{path}", t.target.trim_end_matches('/')),
-                expect_status: status,
-                expect_body,
-                attempts,
-                interval: duration("test.interval", t.interval.as_deref().unwrap_or("500ms"))?,
-            })
-        }
-        Some(RunnerKind::Command) => {
-            if t.command.is_empty() {
-                return Err(SpecError::invalid(
-                    "test.command",
-                    "is required for the command runner",
-                ));
-            }
-            let mut argv = t.command.clone();
-            argv.extend(t.args.clone().unwrap_or_default());
-            TestPlan::Command(CommandTest {
-                argv: expand(&argv, &t.target),
-                target: t.target.clone(),
-                env,
-                timeout: timeout()?,
-            })
-        }
-        Some(RunnerKind::Job) => {
-            let image = t
-                .image
-                .clone()
-                .filter(|i| !i.trim().is_empty())
-                .ok_or_else(|| {
-                    SpecError::invalid("test.image", "is required for the job runner")
-                })?;
-            TestPlan::Job(JobTest {
-                image,
-                command: expand(&t.command, &t.target),
-                args: expand(t.args.as_deref().unwrap_or(&["{target}".into()]), &t.target),
-                target: t.target.clone(),
-                namespace: t.namespace.clone(),
-                service_account: t.service_account.clone(),
-                resources: t.resources.clone(),
-                env,
-                timeout: timeout()?,
-            })
-        }
-        None => return Err(SpecError::invalid("test.runner", "is not set")),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::RunnerKind;
 
     fn resource() -> Resource {
         Resource {

@@ -1,0 +1,150 @@
+//! Pushing a promotion commit: only over the head it was built on (a lease checked in the push
+//! negotiation, and by the server again), atomically for `file://` remotes, with jittered
+//! backoff between attempts.
+
+use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
+
+use git2::{ErrorCode, Oid, PushOptions, Repository};
+
+use super::{
+    Credentials, GitError, GitSettings, Promotion, auth,
+    cache::{self, git},
+};
+
+/// Pushes `commit` to the branch only if the remote branch is still at `parent` (like
+/// `--force-with-lease`, checked on every transport before any ref moves; the server checks
+/// the old id again when it updates the ref). `Ok(false)` means the branch moved (retry).
+pub(super) fn push(
+    repo: &Repository,
+    p: &Promotion,
+    commit: Oid,
+    parent: Oid,
+    settings: &GitSettings,
+    creds: Option<&Credentials>,
+) -> Result<bool, GitError> {
+    // libgit2 pushes references, not bare commits: stage the commit under a private ref.
+    let staging = format!("refs/phasegate/push/{}", p.run_id);
+    git(repo.reference(&staging, commit, true, "phasegate push"))?;
+    // libgit2's local transport moves the ref without checking its old value: for a `file://`
+    // remote, write the objects and swap the branch here, atomically.
+    let local = url::Url::parse(p.repo.as_str())
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok());
+    let branch_ref = format!("refs/heads/{}", p.branch);
+    if let Some(path) = local {
+        let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
+        return push_local(repo, &path, &branch_ref, commit, parent);
+    }
+    let (mut callbacks, trace) = auth::callbacks(creds, settings.ssh_key.as_deref());
+    let moved = Rc::new(RefCell::new(false));
+    let lease = moved.clone();
+    let leased = branch_ref.clone();
+    callbacks.push_negotiation(move |updates| {
+        let on_branch = |u: &&git2::PushUpdate| u.dst_refname() == Some(leased.as_str());
+        if updates.iter().filter(on_branch).any(|u| u.src() != parent) {
+            *lease.borrow_mut() = true;
+            return Err(git2::Error::from_str(
+                "the remote branch moved since the fetch",
+            ));
+        }
+        Ok(())
+    });
+    let refused = Rc::new(RefCell::new(None));
+    let seen = refused.clone();
+    callbacks.push_update_reference(move |_, status| {
+        *seen.borrow_mut() = status.map(str::to_string);
+        Ok(())
+    });
+    let mut opts = PushOptions::new();
+    opts.remote_callbacks(callbacks);
+    let header = auth::preemptive_header(p.repo.as_str(), creds);
+    if let Some(h) = &header {
+        opts.custom_headers(&[h.as_str()]);
+    }
+    let pushed = repo
+        .remote_anonymous(p.repo.as_str())
+        .and_then(|mut remote| remote.push(&[format!("{staging}:{branch_ref}")], Some(&mut opts)));
+    if let Ok(mut r) = repo.find_reference(&staging) {
+        let _ = r.delete();
+    }
+    match pushed {
+        Err(_) if *moved.borrow() => Ok(false),
+        Err(e) if e.code() == ErrorCode::NotFastForward => Ok(false),
+        Err(e) => Err(cache::classify(e, trace.failure())),
+        Ok(()) => match refused.borrow().as_deref() {
+            None => Ok(true),
+            Some(reason) if is_race(reason) => Ok(false),
+            Some(reason) => Err(GitError::AuthRejected(format!(
+                "the remote refused the push: {reason}"
+            ))),
+        },
+    }
+}
+
+/// Pushes to the repository at `path` on this machine: copies the new objects (children
+/// first, so the remote never holds a tree with missing entries), then moves `branch` from
+/// `parent` to `commit` only if nobody moved it meanwhile (compare-and-swap under git's lock).
+fn push_local(
+    repo: &Repository,
+    path: &Path,
+    branch: &str,
+    commit: Oid,
+    parent: Oid,
+) -> Result<bool, GitError> {
+    let remote = git(Repository::open(path))?;
+    let (src, dst) = (git(repo.odb())?, git(remote.odb())?);
+    let copy = |id: Oid| -> Result<(), git2::Error> {
+        if !dst.exists(id) {
+            let object = src.read(id)?;
+            dst.write(object.kind(), object.data())?;
+        }
+        Ok(())
+    };
+    fn copy_tree(
+        repo: &Repository,
+        dst: &git2::Odb,
+        id: Oid,
+        copy: &dyn Fn(Oid) -> Result<(), git2::Error>,
+    ) -> Result<(), git2::Error> {
+        if dst.exists(id) {
+            return Ok(());
+        }
+        for entry in repo.find_tree(id)?.iter() {
+            match entry.kind() {
+                Some(git2::ObjectType::Tree) => copy_tree(repo, dst, entry.id(), copy)?,
+                Some(git2::ObjectType::Blob) => copy(entry.id())?,
+                _ => {}
+            }
+        }
+        copy(id)
+    }
+    let tree = git(repo.find_commit(commit))?.tree_id();
+    git(copy_tree(repo, &dst, tree, &copy))?;
+    git(copy(commit))?;
+    match remote.reference_matching(branch, commit, true, parent, "phasegate promotion") {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => Ok(false),
+        Err(e) => Err(cache::classify(e, None)),
+    }
+}
+
+/// Rejections that mean "someone else pushed first" (as opposed to a hook or a protection).
+fn is_race(reason: &str) -> bool {
+    [
+        "non-fast-forward",
+        "fetch first",
+        "stale info",
+        "failed to update ref",
+        // Another push holds the ref's lock file at this moment.
+        "lock",
+    ]
+    .iter()
+    .any(|r| reason.contains(r))
+}
+
+/// Jittered exponential backoff: 50 ms doubling to 2 s, so racing promoters spread out.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
+    Duration::from_millis(base / 2 + fastrand::u64(0..=base))
+}
