@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{
-    config::Config,
+    config::{Config, KubernetesConfig},
     git::local,
     policy::PolicyConfig,
     sensor::{Parameter, SensorClient, go_yaml},
@@ -78,6 +78,11 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
             repos: vec![format!("file://{}", repo.display())],
             transitions: vec!["test->prod".into()],
             ..PolicyConfig::default()
+        },
+        // The demo tests with the HTTP runner: no cluster needed.
+        kubernetes: KubernetesConfig {
+            disabled: true,
+            ..KubernetesConfig::default()
         },
         ..Config::default()
     };
