@@ -92,6 +92,46 @@ async fn a_passing_job_promotes_and_is_deleted() {
 }
 
 #[tokio::test]
+async fn the_job_log_reaches_runs_watch_while_the_tests_run() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+    let gate = root.join("gate");
+    let script = format!(
+        "echo campaign started; while [ ! -e {} ]; do sleep 0.05; done; echo campaign passed",
+        gate.display()
+    );
+    let spec = job_spec(&file_url(&bare), &script, &[("mode", "async")]);
+    let accepted = fire(&server, &spec, &synced).await.expect("accepted");
+    let id = accepted.response["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let (url, screen) = (server.url(), Screen::default());
+    let mut out = screen.clone();
+    let watcher = tokio::spawn(async move {
+        phasegate::console::watch(&url, &id, &mut out)
+            .await
+            .expect("watch")
+    });
+
+    // The Job cannot end before the gate opens: its first line arrives while it runs.
+    eventually(|| screen.text().contains("campaign started")).await;
+    assert!(!screen.text().contains("campaign passed"));
+    assert_eq!(jobs(&kube).len(), 1, "the Job is still running");
+    std::fs::write(&gate, "").expect("open the gate");
+    let run = watcher.await.expect("watcher");
+
+    assert_eq!(run.outcome, "promoted");
+    let shown = screen.text();
+    assert_eq!(shown.matches("campaign started").count(), 1, "{shown}");
+    assert!(shown.contains("campaign passed"), "{shown}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_job_fails_the_trigger_and_is_kept_for_debugging() {
     let (_d, root) = tempdir();
     let bare = root.join("gitops.git");

@@ -162,26 +162,6 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
     server.stop().await;
 }
 
-/// A terminal the test can read while the watcher writes to it.
-#[derive(Clone, Default)]
-struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Screen {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("screen")).into_owned()
-    }
-}
-
-impl std::io::Write for Screen {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("screen").extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
     capture_logs();

@@ -3,21 +3,27 @@
 //! The Job's name comes from the run's idempotency key, so a second replica or a restarted
 //! server that gets the same event attaches to the Job already running instead of starting
 //! another. It waits with watches (the Job, and its pods for image-pull errors or an
-//! unschedulable pod, which end the run at once instead of at the deadline), reads the pod's
-//! log tail, deletes the Job on success and keeps a failed one until its TTL for debugging.
+//! unschedulable pod, which end the run at once instead of at the deadline), follows the pod's
+//! log as it is written, deletes the Job on success and keeps a failed one until its TTL for
+//! debugging.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use futures_util::StreamExt;
+use futures_util::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{
     Api,
     api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams},
 };
 use serde_json::json;
+use tokio::task::JoinHandle;
 use tracing::info;
 
-use super::{RunnerError, TestContext};
+use super::{LogSink, RunnerError, TestContext};
 use crate::{cluster::ClusterError, spec::JobTest};
 
 /// Failed Jobs stay this long for `kubectl logs`, then the cluster removes them.
@@ -27,7 +33,9 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(30);
 /// A failed Job of the same event is deleted and created again; deletion may take a moment.
 const RECREATE_ATTEMPTS: u32 = 10;
 /// Lines of the pod's log kept (the answer keeps the last 4 KiB of them).
-const LOG_LINES: i64 = 200;
+const LOG_LINES: usize = 200;
+/// Once the Job has ended, how long its log stream may take to deliver its last lines.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
 
 enum Verdict {
     Passed,
@@ -49,15 +57,13 @@ pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String
     let what = format!("Job `{namespace}/{name}`");
     let job = manifest(test, name, namespace, &ctx.labels);
     start(&jobs, &job, name, &what, ctx).await?;
+    let mut follower = LogFollower::default();
     let waited = tokio::time::timeout(
         test.timeout + DEADLINE_GRACE,
-        wait(&jobs, &pods, name, &what),
+        wait(&jobs, &pods, name, &what, &mut follower, &ctx.log),
     )
     .await;
-    let log = pod_log(&pods, name).await;
-    for line in log.lines() {
-        ctx.sink(line);
-    }
+    let log = follower.finish(&pods, name, &ctx.log).await;
     info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
     // The cluster's deadline (DeadlineExceeded) and phasegate's own are both timeouts; a Job
     // that can never run is no use for debugging either: both are deleted.
@@ -172,12 +178,15 @@ fn manifest(test: &JobTest, name: &str, namespace: &str, labels: &BTreeMap<Strin
     .expect("the Job manifest matches the batch/v1 schema")
 }
 
-/// Watches the Job and its pods until the Job ends or a pod cannot start.
+/// Watches the Job and its pods until the Job ends or a pod cannot start; follows the log of
+/// the pod once its container has started.
 async fn wait(
     jobs: &Api<Job>,
     pods: &Api<Pod>,
     name: &str,
     what: &str,
+    follower: &mut LogFollower,
+    sink: &LogSink,
 ) -> Result<Verdict, ClusterError> {
     let kube_err = |e| ClusterError::from_kube(e, what);
     loop {
@@ -211,6 +220,7 @@ async fn wait(
                         if let Some(reason) = stuck(&pod) {
                             return Ok(Verdict::Stuck(reason));
                         }
+                        follower.follow(pods, &pod, sink);
                     }
                     Some(_) => {}
                     None => break,
@@ -273,6 +283,74 @@ fn stuck(pod: &Pod) -> Option<String> {
         .map(|c| format!("Unschedulable: {}", c.message.as_deref().unwrap_or("")))
 }
 
+/// Follows the test container's log while it runs, so `runs watch` and the server log show
+/// its lines as they happen (keeping the last [`LOG_LINES`] for the answer).
+#[derive(Default)]
+struct LogFollower {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    /// Ends `true` when the stream ended with the container, `false` when it broke.
+    task: Option<JoinHandle<bool>>,
+}
+
+impl LogFollower {
+    /// Starts following `pod` once its container has started (the kubelet refuses before).
+    fn follow(&mut self, pods: &Api<Pod>, pod: &Pod, sink: &LogSink) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
+        // A pod of a replaced Job may linger while it is deleted: not ours.
+        if self.task.is_some() || !started || pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let Some(name) = pod.metadata.name.clone() else {
+            return;
+        };
+        let (pods, lines, sink) = (pods.clone(), self.lines.clone(), sink.clone());
+        self.task = Some(tokio::spawn(async move {
+            let params = LogParams {
+                follow: true,
+                ..LogParams::default()
+            };
+            let Ok(stream) = pods.log_stream(&name, &params).await else {
+                return false;
+            };
+            let mut stream = stream.lines();
+            while let Some(line) = stream.next().await {
+                let Ok(line) = line else {
+                    return false;
+                };
+                sink(&line);
+                let mut kept = lines.lock().expect("log lines");
+                if kept.len() == LOG_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+            true
+        }));
+    }
+
+    /// The log: as followed when the stream saw the container end, otherwise (never started,
+    /// broken, or still open after the Job ended) the log tail read from the pod.
+    async fn finish(self, pods: &Api<Pod>, job: &str, sink: &LogSink) -> String {
+        if let Some(task) = self.task {
+            let abort = task.abort_handle();
+            if let Ok(Ok(true)) = tokio::time::timeout(LOG_DRAIN, task).await {
+                let lines = self.lines.lock().expect("log lines");
+                return lines.iter().map(|l| format!("{l}\n")).collect();
+            }
+            abort.abort();
+            if !self.lines.lock().expect("log lines").is_empty() {
+                sink("(the log stream broke; the pod's log tail follows)");
+            }
+        }
+        let log = pod_log(pods, job).await;
+        for line in log.lines() {
+            sink(line);
+        }
+        log
+    }
+}
+
 /// The log tail of the Job's pod ("" when there is none yet, or it cannot be read).
 async fn pod_log(pods: &Api<Pod>, job: &str) -> String {
     let Ok(list) = pods
@@ -285,7 +363,7 @@ async fn pod_log(pods: &Api<Pod>, job: &str) -> String {
         return String::new();
     };
     let params = LogParams {
-        tail_lines: Some(LOG_LINES),
+        tail_lines: Some(LOG_LINES as i64),
         ..LogParams::default()
     };
     pods.logs(&pod, &params).await.unwrap_or_default()

@@ -2,7 +2,8 @@
 //! Pods, pod logs, Secrets and Argo CD Applications, with list, get, create, delete and watch
 //! (newline-delimited `{"type","object"}` events from a resourceVersion). A created Job really
 //! runs: its container's `command` + `args` run as a local process, so logs and exit codes are
-//! real, `activeDeadlineSeconds` kills it, and Job and Pod status move as a cluster's would.
+//! real (and `follow=true` streams the log as it is written), `activeDeadlineSeconds` kills it,
+//! and Job and Pod status move as a cluster's would.
 //!
 //! Does not model: authentication and RBAC (only a switch answering 403 to everything),
 //! admission, optimistic-concurrency conflicts, watch bookmarks and timeouts, images (the image
@@ -13,6 +14,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -33,7 +35,12 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpListener,
+    sync::broadcast,
+    task::JoinHandle,
+};
 
 #[derive(Clone, Debug)]
 struct Event {
@@ -43,12 +50,19 @@ struct Event {
     object: Value,
 }
 
+/// A container's output so far; `done` once the container has ended.
+#[derive(Default)]
+struct PodLog {
+    text: String,
+    done: bool,
+}
+
 #[derive(Default)]
 struct Store {
     objects: BTreeMap<(String, String), Value>,
     log: Vec<Event>,
     version: u64,
-    pod_logs: BTreeMap<String, String>,
+    pod_logs: BTreeMap<String, PodLog>,
     processes: BTreeMap<String, JoinHandle<()>>,
 }
 
@@ -281,25 +295,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .await
         .unwrap_or_default();
     match (method, name, parts.get(prefix + 4).copied()) {
-        (Method::GET, Some(pod), Some("log")) => {
-            let text = shared
-                .store
-                .lock()
-                .expect("store")
-                .pod_logs
-                .get(&pod)
-                .cloned()
-                .unwrap_or_default();
-            let tail: usize = q
-                .get("tailLines")
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(usize::MAX);
-            let lines: Vec<&str> = text.lines().collect();
-            let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
-            Response::builder()
-                .body(Body::from(if kept.is_empty() { kept } else { kept + "\n" }))
-                .expect("response")
-        }
+        (Method::GET, Some(pod), Some("log")) => pod_log(&shared, &collection, &pod, &q),
         (Method::GET, Some(name), None) => {
             let store = shared.store.lock().expect("store");
             match store.objects.get(&(collection.clone(), name.clone())) {
@@ -326,6 +322,61 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         (Method::DELETE, Some(name), None) => delete(&shared, &collection, &name),
         _ => status(405, "MethodNotAllowed", "not modelled by the fake"),
     }
+}
+
+/// `GET …/pods/NAME/log`: the whole log or its `tailLines`; with `follow=true`, a stream that
+/// grows as the container writes and ends when it ends. A container that has not started yet
+/// is a 400, as the kubelet answers.
+fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {
+    let store = shared.store.lock().expect("store");
+    let Some(object) = store.objects.get(&(pods.to_string(), pod.to_string())) else {
+        return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
+    };
+    if object["status"]["phase"] == "Pending" {
+        return status(
+            400,
+            "BadRequest",
+            &format!("container \"tests\" in pod \"{pod}\" is waiting to start: ContainerCreating"),
+        );
+    }
+    let text = store
+        .pod_logs
+        .get(pod)
+        .map(|l| l.text.clone())
+        .unwrap_or_default();
+    drop(store);
+    if q.get("follow").is_some_and(|f| f == "true") {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        let (shared, pod) = (shared.clone(), pod.to_string());
+        tokio::spawn(async move {
+            let mut sent = 0;
+            while !tx.is_closed() {
+                let (text, done) = match shared.store.lock().expect("store").pod_logs.get(&pod) {
+                    Some(log) => (log.text[sent..].to_string(), log.done),
+                    None => (String::new(), true),
+                };
+                sent += text.len();
+                if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() || done {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        return Response::builder()
+            .body(Body::from_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+            .expect("response");
+    }
+    let tail: usize = q
+        .get("tailLines")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(usize::MAX);
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
+    Response::builder()
+        .body(Body::from(if kept.is_empty() { kept } else { kept + "\n" }))
+        .expect("response")
 }
 
 fn watch(shared: &Shared, collection: &str, q: &BTreeMap<String, String>) -> Response {
@@ -528,6 +579,12 @@ async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Valu
             )
         })
         .collect();
+    shared
+        .store
+        .lock()
+        .expect("store")
+        .pod_logs
+        .insert(pod_name.clone(), PodLog::default());
     update(&shared, &pods, &pod_name, |p| {
         p["status"]["phase"] = json!("Running")
     });
@@ -539,42 +596,73 @@ async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Valu
             .as_u64()
             .unwrap_or(3600),
     );
-    let mut command =
-        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()));
-    command
-        .args(argv.iter().skip(1))
-        .envs(env)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(deadline, command.output()).await;
-    let (succeeded, log, condition) = match output {
-        Ok(Ok(out)) => {
-            let log = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            let ok = out.status.success();
-            let condition = if ok {
-                json!({"type": "Complete", "status": "True"})
-            } else {
-                json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
-            };
-            (ok, log, condition)
+    let failed = |reason: &str, message: &str| json!({"type": "Failed", "status": "True", "reason": reason, "message": message});
+    let backoff = failed(
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    );
+    let spawned =
+        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()))
+            .args(argv.iter().skip(1))
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+    let (succeeded, condition) = match spawned {
+        Ok(mut child) => {
+            let readers = [
+                child
+                    .stdout
+                    .take()
+                    .map(|o| append_lines(&shared, &pod_name, o)),
+                child
+                    .stderr
+                    .take()
+                    .map(|e| append_lines(&shared, &pod_name, e)),
+            ];
+            let exit = tokio::time::timeout(deadline, child.wait()).await;
+            if exit.is_err() {
+                let _ = child.kill().await;
+            }
+            for reader in readers.into_iter().flatten() {
+                // A grandchild may hold the pipe open after a kill: do not wait for it forever.
+                let abort = reader.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(1), reader)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
+            }
+            match exit {
+                Ok(Ok(status)) if status.success() => {
+                    (true, json!({"type": "Complete", "status": "True"}))
+                }
+                Ok(_) => (false, backoff),
+                Err(_) => (
+                    false,
+                    failed(
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline",
+                    ),
+                ),
+            }
         }
-        Ok(Err(e)) => (
-            false,
-            format!("exec: {e}\n"),
-            json!({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}),
-        ),
-        Err(_) => (
-            false,
-            String::new(),
-            json!({"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}),
-        ),
+        Err(e) => {
+            append(&shared, &pod_name, &format!("exec: {e}"));
+            (false, backoff)
+        }
     };
-    shared
+    if let Some(log) = shared
         .store
         .lock()
         .expect("store")
         .pod_logs
-        .insert(pod_name.clone(), log);
+        .get_mut(&pod_name)
+    {
+        log.done = true;
+    }
     update(&shared, &pods, &pod_name, |p| {
         p["status"]["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" })
     });
@@ -582,4 +670,26 @@ async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Valu
         let counter = if succeeded { "succeeded" } else { "failed" };
         j["status"] = json!({counter: 1, "conditions": [condition]});
     });
+}
+
+/// Copies a container's output into its pod log line by line, as a kubelet would.
+fn append_lines(
+    shared: &Arc<Shared>,
+    pod: &str,
+    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> JoinHandle<()> {
+    let (shared, pod) = (shared.clone(), pod.to_string());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            append(&shared, &pod, &line);
+        }
+    })
+}
+
+fn append(shared: &Shared, pod: &str, line: &str) {
+    let mut store = shared.store.lock().expect("store");
+    let log = store.pod_logs.entry(pod.to_string()).or_default();
+    log.text.push_str(line);
+    log.text.push('\n');
 }

@@ -181,13 +181,18 @@ pub fn fire_in_background(
     tokio::spawn(async move { sensor.fire(&spec, &params, FROM_TEST).await })
 }
 
-/// Waits (at most 10 s) until `ready` holds; the caller asserts what it needs afterwards.
-pub async fn eventually(ready: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if ready() {
-            return;
+/// Waits until `ready` holds; fails the test when it does not within 20 s.
+#[track_caller]
+pub fn eventually(ready: impl Fn() -> bool) -> impl Future<Output = ()> {
+    let caller = std::panic::Location::caller();
+    async move {
+        for _ in 0..1000 {
+            if ready() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        panic!("the condition awaited at {caller} did not hold within 20 s");
     }
 }
 
@@ -254,4 +259,24 @@ pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     (dir, path)
+}
+
+/// A terminal the test can read while the watcher writes to it.
+#[derive(Clone, Default)]
+pub struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Screen {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("screen")).into_owned()
+    }
+}
+
+impl std::io::Write for Screen {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("screen").extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
