@@ -1,6 +1,7 @@
 //! Server configuration: a YAML file, every field also settable by flag or `PHASEGATE_*`
-//! environment variable (flags win). Git credentials come from the classic container's
-//! variables (`GIT_USER`, `GIT_PASSWORD`, `GIT_EMAIL`) or from files.
+//! environment variable ([`Overrides`]; a flag wins over its variable, both over the file).
+//! Git credentials come from the classic container's variables (`GIT_USER`, `GIT_PASSWORD`,
+//! `GIT_EMAIL`) or from files.
 
 use std::{
     net::SocketAddr,
@@ -81,6 +82,138 @@ pub struct GitConfig {
     /// Extra CA bundle for HTTPS remotes.
     pub ca_file: Option<PathBuf>,
     pub push_attempts: u32,
+}
+
+/// The listeners of `serve`, over the configuration file's.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeOverrides {
+    /// gRPC listen address [default: 0.0.0.0:9000].
+    #[arg(long, env = "PHASEGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Metrics and probes listen address.
+    #[arg(long, env = "PHASEGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// TLS certificate (PEM) for the gRPC listener; needs --tls-key.
+    #[arg(long, env = "PHASEGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "PHASEGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub rest: Overrides,
+}
+
+impl ServeOverrides {
+    /// The configuration file (or the defaults) with these flags and variables over it.
+    pub fn load(self) -> Result<Config, ConfigError> {
+        let mut c = self.rest.load()?;
+        c.listen = self.listen.unwrap_or(c.listen);
+        c.metrics_listen = self.metrics_listen.or(c.metrics_listen);
+        if let (Some(cert_file), Some(key_file)) = (self.tls_cert, self.tls_key) {
+            c.tls = Some(TlsConfig {
+                cert_file,
+                key_file,
+            });
+        }
+        Ok(c)
+    }
+}
+
+/// Every other configuration field as a flag and a `PHASEGATE_*` variable, over the file's
+/// value. List values are comma-separated.
+#[derive(Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (YAML).
+    #[arg(long, env = "PHASEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the repository clones and the run history.
+    #[arg(long, env = "PHASEGATE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Runs at once; the rest queue.
+    #[arg(long, env = "PHASEGATE_MAX_RUNS")]
+    pub max_runs: Option<usize>,
+    /// How long SIGTERM waits for runs in flight (`60s`).
+    #[arg(long, env = "PHASEGATE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    /// Allowed repository URL globs.
+    #[arg(long, env = "PHASEGATE_POLICY_REPOS", value_delimiter = ',')]
+    pub policy_repos: Option<Vec<String>>,
+    /// Allowed transitions (`test->prod`).
+    #[arg(long, env = "PHASEGATE_POLICY_TRANSITIONS", value_delimiter = ',')]
+    pub policy_transitions: Option<Vec<String>>,
+    /// Allowed test image globs.
+    #[arg(long, env = "PHASEGATE_POLICY_IMAGES", value_delimiter = ',')]
+    pub policy_images: Option<Vec<String>>,
+    /// Allowed test command globs.
+    #[arg(long, env = "PHASEGATE_POLICY_COMMANDS", value_delimiter = ',')]
+    pub policy_commands: Option<Vec<String>>,
+    /// Commit author name.
+    #[arg(long, env = "PHASEGATE_GIT_AUTHOR_NAME")]
+    pub git_author_name: Option<String>,
+    /// Commit author email when the credentials carry none.
+    #[arg(long, env = "PHASEGATE_GIT_AUTHOR_EMAIL")]
+    pub git_author_email: Option<String>,
+    /// File holding the HTTPS username; `GIT_USER` otherwise.
+    #[arg(long, env = "PHASEGATE_GIT_USERNAME_FILE")]
+    pub git_username_file: Option<PathBuf>,
+    /// File holding the HTTPS password or token; `GIT_PASSWORD` otherwise.
+    #[arg(long, env = "PHASEGATE_GIT_PASSWORD_FILE")]
+    pub git_password_file: Option<PathBuf>,
+    /// SSH private key for ssh remotes; the SSH agent otherwise.
+    #[arg(long, env = "PHASEGATE_GIT_SSH_KEY")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// Extra CA bundle for HTTPS remotes.
+    #[arg(long, env = "PHASEGATE_GIT_CA_FILE")]
+    pub git_ca_file: Option<PathBuf>,
+    /// Push attempts before ABORTED.
+    #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
+    pub push_attempts: Option<u32>,
+    /// Namespace of Secrets and test Jobs.
+    #[arg(long, env = "PHASEGATE_KUBERNETES_NAMESPACE")]
+    pub kubernetes_namespace: Option<String>,
+    /// Kubernetes API server URL reached without authentication (`kubectl proxy`).
+    #[arg(long, env = "PHASEGATE_KUBERNETES_API_URL")]
+    pub kubernetes_api_url: Option<String>,
+    /// No Kubernetes: the job runner and `credentialsSecret` are off.
+    #[arg(long, env = "PHASEGATE_KUBERNETES_DISABLED")]
+    pub no_kubernetes: bool,
+}
+
+impl Overrides {
+    /// The configuration file (or the defaults) with these flags and variables over it.
+    pub fn load(self) -> Result<Config, ConfigError> {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        let mut c = Config::load(self.config.as_deref())?;
+        set(&mut c.cache_dir, self.cache_dir);
+        set(&mut c.max_runs, self.max_runs);
+        set(&mut c.shutdown_grace, self.shutdown_grace);
+        let set_list = |field: &mut Vec<String>, value: Option<Vec<String>>| {
+            if let Some(v) = value {
+                *field = v.into_iter().filter(|s| !s.is_empty()).collect();
+            }
+        };
+        set_list(&mut c.policy.repos, self.policy_repos);
+        set_list(&mut c.policy.transitions, self.policy_transitions);
+        set_list(&mut c.policy.images, self.policy_images);
+        set_list(&mut c.policy.commands, self.policy_commands);
+        let g = &mut c.git;
+        set(&mut g.author_name, self.git_author_name);
+        set(&mut g.author_email, self.git_author_email);
+        g.username_file = self.git_username_file.or(g.username_file.take());
+        g.password_file = self.git_password_file.or(g.password_file.take());
+        g.ssh_key = self.git_ssh_key.or(g.ssh_key.take());
+        g.ca_file = self.git_ca_file.or(g.ca_file.take());
+        set(&mut g.push_attempts, self.push_attempts);
+        let k = &mut c.kubernetes;
+        k.namespace = self.kubernetes_namespace.or(k.namespace.take());
+        k.api_url = self.kubernetes_api_url.or(k.api_url.take());
+        k.disabled |= self.no_kubernetes;
+        Ok(c)
+    }
 }
 
 impl Default for Config {
@@ -211,5 +344,64 @@ mod tests {
         std::fs::write(&file, "lisen: 1\n").expect("write");
         let err = Config::load(Some(&file)).expect_err("typo").to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        overrides: ServeOverrides,
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_lists_are_comma_separated() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "maxRuns: 2\ngit:\n  authorName: from-file\n  pushAttempts: 3\npolicy:\n  repos: [\"https://a/*\"]\n",
+        )
+        .expect("write");
+        let flags = [
+            "phasegate",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--max-runs",
+            "5",
+            "--policy-repos",
+            "https://git.example.com/org/*,ssh://git@git.example.com/*",
+            "--policy-transitions=test->prod",
+            "--git-ssh-key",
+            "/keys/id",
+            "--kubernetes-namespace",
+            "gitops",
+            "--no-kubernetes",
+            "--listen",
+            "127.0.0.1:9100",
+        ];
+        let c = Cli::parse_from(flags).overrides.load().expect("loads");
+
+        assert_eq!(c.max_runs, 5, "the flag wins");
+        assert_eq!(
+            c.git.push_attempts, 3,
+            "the file stays where no flag is given"
+        );
+        assert_eq!(c.git.author_name, "from-file");
+        assert_eq!(
+            c.policy.repos,
+            [
+                "https://git.example.com/org/*",
+                "ssh://git@git.example.com/*"
+            ]
+        );
+        assert_eq!(c.policy.transitions, ["test->prod"]);
+        assert_eq!(c.git.ssh_key.as_deref(), Some(Path::new("/keys/id")));
+        assert_eq!(c.kubernetes.namespace.as_deref(), Some("gitops"));
+        assert!(c.kubernetes.disabled);
+        assert_eq!(c.listen.port(), 9100);
+        let err = Cli::try_parse_from(["phasegate", "--tls-cert", "c.pem"])
+            .map(|_| ())
+            .expect_err("a certificate without a key");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
     }
 }

@@ -1,10 +1,10 @@
 //! The `phasegate` binary: parses the command line and calls into the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use phasegate::{
-    config::Config,
+    config::{Overrides, ServeOverrides},
     server,
     spec::{Plan, Resource, RunnerKind},
 };
@@ -30,30 +30,8 @@ struct Cli {
 enum Command {
     /// Serve the custom trigger (gRPC, with health and reflection).
     Serve {
-        /// Configuration file (YAML).
-        #[arg(long, env = "PHASEGATE_CONFIG")]
-        config: Option<PathBuf>,
-        /// gRPC listen address [default: 0.0.0.0:9000].
-        #[arg(long, env = "PHASEGATE_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Metrics and probes listen address.
-        #[arg(long, env = "PHASEGATE_METRICS_LISTEN")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Directory of the repository clones.
-        #[arg(long, env = "PHASEGATE_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        /// Runs at once; the rest queue.
-        #[arg(long, env = "PHASEGATE_MAX_RUNS")]
-        max_runs: Option<usize>,
-        /// Push attempts before ABORTED.
-        #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
-        push_attempts: Option<u32>,
-        /// TLS certificate (PEM) for the gRPC listener; needs --tls-key.
-        #[arg(long, env = "PHASEGATE_TLS_CERT", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// TLS private key (PEM).
-        #[arg(long, env = "PHASEGATE_TLS_KEY", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        config: ServeOverrides,
     },
     /// One promotion from the shell (a drop-in for the classic promote.py step); prints
     /// Execute's JSON. Exit 0 on success, 1 on tests-failed, 2 on invalid input or errors.
@@ -84,8 +62,8 @@ enum Command {
         test_command: Option<String>,
         #[arg(long)]
         dry_run: bool,
-        #[arg(long, env = "PHASEGATE_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: Overrides,
     },
     /// The whole loop on this machine: a throw-away GitOps repo, an app, the server, a Sensor.
     Demo,
@@ -127,29 +105,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.log_format, matches!(cli.command, Command::Demo));
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            metrics_listen,
-            cache_dir,
-            max_runs,
-            push_attempts,
-            tls_cert,
-            tls_key,
-        } => {
+        Command::Serve { config } => {
             let result = async {
-                let mut c = Config::load(config.as_deref())?;
-                c.listen = listen.unwrap_or(c.listen);
-                c.metrics_listen = metrics_listen.or(c.metrics_listen);
-                c.cache_dir = cache_dir.unwrap_or(c.cache_dir);
-                c.max_runs = max_runs.unwrap_or(c.max_runs);
-                c.git.push_attempts = push_attempts.unwrap_or(c.git.push_attempts);
-                if let (Some(cert_file), Some(key_file)) = (tls_cert, tls_key) {
-                    c.tls = Some(phasegate::config::TlsConfig {
-                        cert_file,
-                        key_file,
-                    });
-                }
+                let c = config.load()?;
                 let listener = TcpListener::bind(c.listen).await.map_err(|e| {
                     phasegate::Error::Internal(format!("cannot listen on {}: {e}", c.listen))
                 })?;
@@ -251,10 +209,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn promote(resource: Resource, config: Option<PathBuf>) -> ExitCode {
+async fn promote(resource: Resource, config: Overrides) -> ExitCode {
     let result = async {
         let prepared = async {
-            let config = Config::load(config.as_deref())?;
+            let config = config.load()?;
             let pipeline = server::pipeline(&config, Default::default()).await?;
             Ok::<_, phasegate::Error>((pipeline, Plan::from_resource(&resource)?))
         };

@@ -8,11 +8,16 @@ use serde_json::Value;
 use support::*;
 
 fn phasegate(args: &[&str], cache: &std::path::Path) -> Output {
+    phasegate_with(args, cache, &[])
+}
+
+fn phasegate_with(args: &[&str], cache: &std::path::Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_phasegate"))
         .args(args)
         .env("PHASEGATE_CACHE_DIR", cache)
         .env_remove("GIT_USER")
         .env_remove("GIT_PASSWORD")
+        .envs(env.iter().copied())
         .output()
         .expect("run phasegate")
 }
@@ -86,6 +91,70 @@ fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
     let answer: Value = serde_json::from_slice(&ok.stdout).expect("JSON on stdout");
     assert_eq!(answer["outcome"], "promoted");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+#[test]
+fn promote_reads_its_configuration_from_phasegate_variables() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let repo = format!("file://{}", bare.display());
+    let path = PATH.replace("{app}", "petstore");
+    let cache = root.join("cache");
+    let args = [
+        "promote",
+        "--git-repo",
+        &repo,
+        "--source-commit",
+        &synced,
+        "--source-phase",
+        "test",
+        "--target-phase",
+        "prod",
+        "--path",
+        &path,
+    ];
+
+    let refused = phasegate_with(
+        &args,
+        &cache,
+        &[(
+            "PHASEGATE_POLICY_REPOS",
+            "https://git.example.com/*,ssh://git@git.example.com/*",
+        )],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&repo), "names the refused repo: {stderr}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+
+    let promoted = phasegate_with(
+        &args,
+        &cache,
+        &[
+            ("PHASEGATE_POLICY_REPOS", "file://*"),
+            ("PHASEGATE_GIT_AUTHOR_NAME", "release-bot"),
+        ],
+    );
+    assert_eq!(
+        promoted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&promoted.stderr)
+    );
+    let author = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%an", "main"])
+        .current_dir(&bare)
+        .output()
+        .expect("git log");
+    assert_eq!(
+        String::from_utf8_lossy(&author.stdout).trim(),
+        "release-bot"
+    );
+    assert!(
+        std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),
+        "the clone lives in PHASEGATE_CACHE_DIR"
+    );
 }
 
 #[test]
