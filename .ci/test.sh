@@ -22,6 +22,15 @@ kubernetes-validate --version
 command -v kubectl >/dev/null || { echo "kubectl not found (needed by tests/deploy.rs)" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl not found (needed by tests/tls.rs)" >&2; exit 1; }
 
+# OpenSSH's sshd, ssh-keygen and ssh-agent, for git over SSH in tests/ssh.rs.
+if ! test -x /usr/sbin/sshd; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssh-server >/dev/null
+fi
+test -x /usr/sbin/sshd || { echo "sshd not found (needed by tests/ssh.rs)" >&2; exit 1; }
+command -v ssh-keygen ssh-agent ssh-add >/dev/null || { echo "ssh client tools not found" >&2; exit 1; }
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 

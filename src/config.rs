@@ -79,6 +79,9 @@ pub struct GitConfig {
     pub password_file: Option<PathBuf>,
     /// SSH private key for ssh remotes; the SSH agent otherwise.
     pub ssh_key: Option<PathBuf>,
+    /// Known hosts file (OpenSSH format) trusted for ssh remotes; `~/.ssh/known_hosts`
+    /// otherwise.
+    pub ssh_known_hosts: Option<PathBuf>,
     /// Extra CA bundle for HTTPS remotes.
     pub ca_file: Option<PathBuf>,
     pub push_attempts: u32,
@@ -162,6 +165,9 @@ pub struct Overrides {
     /// SSH private key for ssh remotes; the SSH agent otherwise.
     #[arg(long, env = "PHASEGATE_GIT_SSH_KEY")]
     pub git_ssh_key: Option<PathBuf>,
+    /// Known hosts file trusted for ssh remotes; `~/.ssh/known_hosts` otherwise.
+    #[arg(long, env = "PHASEGATE_GIT_SSH_KNOWN_HOSTS")]
+    pub git_ssh_known_hosts: Option<PathBuf>,
     /// Extra CA bundle for HTTPS remotes.
     #[arg(long, env = "PHASEGATE_GIT_CA_FILE")]
     pub git_ca_file: Option<PathBuf>,
@@ -175,7 +181,11 @@ pub struct Overrides {
     #[arg(long, env = "PHASEGATE_KUBERNETES_API_URL")]
     pub kubernetes_api_url: Option<String>,
     /// No Kubernetes: the job runner and `credentialsSecret` are off.
-    #[arg(long, env = "PHASEGATE_KUBERNETES_DISABLED")]
+    #[arg(
+        long,
+        env = "PHASEGATE_KUBERNETES_DISABLED",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub no_kubernetes: bool,
 }
 
@@ -206,6 +216,7 @@ impl Overrides {
         g.username_file = self.git_username_file.or(g.username_file.take());
         g.password_file = self.git_password_file.or(g.password_file.take());
         g.ssh_key = self.git_ssh_key.or(g.ssh_key.take());
+        g.ssh_known_hosts = self.git_ssh_known_hosts.or(g.ssh_known_hosts.take());
         g.ca_file = self.git_ca_file.or(g.ca_file.take());
         set(&mut g.push_attempts, self.push_attempts);
         let k = &mut c.kubernetes;
@@ -240,6 +251,7 @@ impl Default for GitConfig {
             username_file: None,
             password_file: None,
             ssh_key: None,
+            ssh_known_hosts: None,
             ca_file: None,
             push_attempts: DEFAULT_PUSH_ATTEMPTS,
         }
@@ -313,6 +325,9 @@ impl Config {
         if g.push_attempts == 0 {
             return Err(ConfigError("git.pushAttempts must be at least 1".into()));
         }
+        if let Some(file) = &g.ssh_known_hosts {
+            crate::git::validate_known_hosts(file).map_err(ConfigError)?;
+        }
         Ok(GitSettings {
             cache_dir: self.cache_dir.clone(),
             push_attempts: g.push_attempts,
@@ -320,6 +335,7 @@ impl Config {
             author_email: g.author_email.clone(),
             credentials,
             ssh_key: g.ssh_key.clone(),
+            ssh_known_hosts: g.ssh_known_hosts.clone(),
         })
     }
 }

@@ -32,6 +32,7 @@ fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
             email: Some("ci-bot@example.com".into()),
         }),
         ssh_key: None,
+        ssh_known_hosts: None,
     }
 }
 

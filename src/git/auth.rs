@@ -2,13 +2,15 @@
 //! never in a URL, a log line, an error or a response.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     fmt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     rc::Rc,
 };
 
-use git2::{Cred, CredentialType, RemoteCallbacks};
+use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
+
+use super::{GitError, GitSettings, known_hosts};
 
 /// A secret string whose `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,35 +59,59 @@ pub fn preemptive_header(url: &str, creds: Option<&Credentials>) -> Option<Strin
 /// libgit2 asks again after a refused credential; give up after this many asks per operation.
 const CREDENTIAL_ASKS: u32 = 3;
 
-/// What the callback saw, so a failed fetch or push can be told apart from a network error.
+/// What the callbacks saw, so a failed fetch or push can be told apart from a network error.
 #[derive(Debug, Default, Clone)]
 pub struct AuthTrace {
     asks: Rc<Cell<u32>>,
     missing: Rc<Cell<bool>>,
+    untrusted_host: Rc<RefCell<Option<String>>>,
 }
 
 impl AuthTrace {
     /// Why authentication failed, if it did.
-    pub fn failure(&self) -> Option<&'static str> {
-        if self.missing.get() {
-            Some("the remote asks for credentials, but none are configured")
+    pub fn failure(&self) -> Option<GitError> {
+        if let Some(why) = self.untrusted_host.borrow().clone() {
+            Some(GitError::Unreachable(why))
+        } else if self.missing.get() {
+            Some(GitError::AuthRejected(
+                "the remote asks for credentials, but none are configured".into(),
+            ))
         } else if self.asks.get() > CREDENTIAL_ASKS {
-            Some("the remote did not accept phasegate's credentials")
+            Some(GitError::AuthRejected(
+                "the remote did not accept phasegate's credentials".into(),
+            ))
         } else {
             None
         }
     }
 }
 
-/// Callbacks answering credential requests with `creds` (HTTPS) or an SSH key (file or agent).
+/// Callbacks for the remote at `url`: credential requests answered with `creds` (HTTPS) or an
+/// SSH key (file or agent), and an SSH server's host key checked against the known hosts file
+/// when one is configured (libgit2 checks `~/.ssh/known_hosts` otherwise).
 pub fn callbacks<'a>(
+    url: &str,
     creds: Option<&'a Credentials>,
-    ssh_key: Option<&'a Path>,
+    settings: &GitSettings,
 ) -> (RemoteCallbacks<'a>, AuthTrace) {
     let trace = AuthTrace::default();
     let seen = trace.clone();
-    let ssh_key: Option<PathBuf> = ssh_key.map(Path::to_path_buf);
+    let ssh_key: Option<PathBuf> = settings.ssh_key.clone();
     let mut cb = RemoteCallbacks::new();
+    if let (Some(file), Some((host, port))) = (&settings.ssh_known_hosts, ssh_host(url)) {
+        let (file, untrusted) = (file.clone(), trace.untrusted_host.clone());
+        cb.certificate_check(move |cert, _| {
+            let Some(key) = cert.as_hostkey().and_then(|k| k.hostkey()) else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            known_hosts::check(&file, &host, port, key)
+                .map(|()| CertificateCheckStatus::CertificateOk)
+                .map_err(|why| {
+                    *untrusted.borrow_mut() = Some(why);
+                    git2::Error::from_str("untrusted SSH host key")
+                })
+        });
+    }
     cb.credentials(move |_url, user_from_url, allowed| {
         seen.asks.set(seen.asks.get() + 1);
         if seen.asks.get() > CREDENTIAL_ASKS {
@@ -110,9 +136,46 @@ pub fn callbacks<'a>(
     (cb, trace)
 }
 
+/// Host and port of an SSH remote (`ssh://[user@]host[:port]/path` or `[user@]host:path`).
+fn ssh_host(url: &str) -> Option<(String, u16)> {
+    if let Ok(u) = url::Url::parse(url) {
+        return (u.scheme() == "ssh")
+            .then(|| {
+                Some((
+                    u.host_str()?.trim_matches(['[', ']']).to_string(),
+                    u.port().unwrap_or(22),
+                ))
+            })
+            .flatten();
+    }
+    let (authority, _) = url.split_once(':')?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), 22))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_host_and_port_of_ssh_remotes() {
+        let of = |url: &str| ssh_host(url);
+        assert_eq!(
+            of("ssh://git@git.internal:2222/org/gitops.git"),
+            Some(("git.internal".into(), 2222))
+        );
+        assert_eq!(
+            of("ssh://git.internal/gitops"),
+            Some(("git.internal".into(), 22))
+        );
+        assert_eq!(
+            of("git@github.com:org/gitops.git"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(of("https://github.com/org/gitops.git"), None);
+        assert_eq!(of("file:///srv/gitops.git"), None);
+        assert_eq!(of("/srv/gitops.git"), None);
+    }
 
     #[test]
     fn never_prints_the_password() {

@@ -85,7 +85,7 @@ pub fn fetch(
     settings: &GitSettings,
     creds: Option<&super::Credentials>,
 ) -> Result<(), GitError> {
-    let (callbacks, trace) = auth::callbacks(creds, settings.ssh_key.as_deref());
+    let (callbacks, trace) = auth::callbacks(url, creds, settings);
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
@@ -111,9 +111,9 @@ pub fn fetch(
 
 /// Turns a libgit2 error into a [`GitError`] of the right kind. `auth` is what the credential
 /// callback saw. libgit2 messages carry no credentials: they never are in a URL here.
-pub fn classify(e: git2::Error, auth: Option<&'static str>) -> GitError {
-    if let Some(reason) = auth {
-        return GitError::AuthRejected(reason.to_string());
+pub fn classify(e: git2::Error, auth: Option<GitError>) -> GitError {
+    if let Some(failure) = auth {
+        return failure;
     }
     let msg = e.message().to_string();
     let lower = msg.to_ascii_lowercase();
@@ -123,6 +123,12 @@ pub fn classify(e: git2::Error, auth: Option<&'static str>) -> GitError {
         || lower.contains("authentication")
     {
         return GitError::AuthRejected(msg);
+    }
+    if lower.contains("unknown remote ssh hostkey") {
+        return GitError::Unreachable(format!(
+            "{msg}: the SSH host key is not in ~/.ssh/known_hosts; set git.sshKnownHosts \
+             (PHASEGATE_GIT_SSH_KNOWN_HOSTS) to a known hosts file that holds it"
+        ));
     }
     if lower.contains("404") || lower.contains("repository not found") {
         return GitError::NotFound(format!("repository not found: {msg}"));

@@ -9,6 +9,7 @@
 
 mod auth;
 mod cache;
+mod known_hosts;
 pub mod local;
 mod promote;
 mod push;
@@ -17,6 +18,7 @@ use std::{path::PathBuf, sync::Arc};
 
 pub use auth::{Credentials, Secret};
 use cache::RepoCache;
+pub use known_hosts::validate as validate_known_hosts;
 
 use crate::{
     error::ErrorKind,
@@ -86,6 +88,8 @@ pub struct GitSettings {
     pub credentials: Option<Credentials>,
     /// SSH private key for `ssh://` and `user@host:path` remotes; the agent otherwise.
     pub ssh_key: Option<PathBuf>,
+    /// Known hosts file trusted for SSH remotes; libgit2's `~/.ssh/known_hosts` otherwise.
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 /// One promotion to perform.

@@ -36,7 +36,7 @@ pub(super) fn push(
         let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
         return push_local(repo, &path, &branch_ref, commit, parent);
     }
-    let (mut callbacks, trace) = auth::callbacks(creds, settings.ssh_key.as_deref());
+    let (mut callbacks, trace) = auth::callbacks(p.repo.as_str(), creds, settings);
     let moved = Rc::new(RefCell::new(false));
     let lease = moved.clone();
     let leased = branch_ref.clone();

@@ -4,6 +4,7 @@
 
 pub mod fake_kube;
 pub mod git_server;
+pub mod ssh_server;
 
 use std::{
     collections::BTreeMap,

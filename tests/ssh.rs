@@ -1,0 +1,208 @@
+//! Git over SSH against OpenSSH's real sshd (`support::ssh_server`): a key file or the SSH agent,
+//! the server's host key checked against a known-hosts file, and what happens when the host key
+//! is unknown or changed, or the server refuses the key.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use phasegate::config::{Config, GitConfig};
+use support::{
+    ssh_server::{SshServer, keygen, public},
+    *,
+};
+use tonic::Code;
+
+fn config(key: &Path, known_hosts: &Path) -> Config {
+    Config {
+        git: GitConfig {
+            ssh_key: Some(key.to_path_buf()),
+            ssh_known_hosts: Some(known_hosts.to_path_buf()),
+            ..GitConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn promotes_over_ssh_with_a_key_file_and_a_known_hosts_file() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let ssh = SshServer::start();
+    let known_hosts = root.join("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
+    let server = TestServer::start(config(&ssh.client_key(), &known_hosts)).await;
+    let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
+
+    let first = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .unwrap_or_else(|f| panic!("{}\n{}", f.status.message(), ssh.log()));
+    assert_eq!(first.response["outcome"], "promoted");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    // The next promotion fetches into the warm clone over the same transport.
+    let newer = bump(&bare, &["petstore"], "test", "3.0");
+    let second = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&newer), FROM_TEST)
+        .await
+        .expect("promotes again");
+    assert_eq!(second.response["outcome"], "promoted");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "3.0");
+    assert!(ssh.log().contains("Accepted publickey"), "{}", ssh.log());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_or_changed_host_key_is_refused_before_anything_is_sent() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let commits = commit_count(&bare);
+    let ssh = SshServer::start();
+    let impostor = keygen(&root, "impostor");
+    let line = ssh.known_hosts_line();
+    let port_pattern = line.split_whitespace().next().expect("hosts");
+    let cases = [
+        (
+            format!("{port_pattern} {}\n", public(&impostor)),
+            "does not match",
+        ),
+        (
+            "other.example.com ssh-ed25519 AAAA\n".to_string(),
+            "is not in the SSH known hosts file",
+        ),
+    ];
+    for (text, expected) in cases {
+        let known_hosts = root.join("known_hosts");
+        std::fs::write(&known_hosts, text).expect("known_hosts");
+        let server = TestServer::start(config(&ssh.client_key(), &known_hosts)).await;
+        let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
+
+        let refused = server
+            .sensor()
+            .await
+            .fire(&spec, &sync_event(&synced), FROM_TEST)
+            .await
+            .expect_err("an untrusted host");
+
+        assert_eq!(
+            refused.status.code(),
+            Code::Unavailable,
+            "{}",
+            refused.status.message()
+        );
+        let message = refused.status.message();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains(port_pattern), "names the host: {message}");
+        assert!(
+            !ssh.log().contains("Accepted publickey"),
+            "no key was offered: {}",
+            ssh.log()
+        );
+        server.stop().await;
+    }
+    assert_eq!(commit_count(&bare), commits);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}
+
+#[tokio::test]
+async fn a_key_the_server_refuses_is_permission_denied() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let ssh = SshServer::start();
+    let known_hosts = root.join("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
+    let stranger = keygen(&root, "stranger");
+    let server = TestServer::start(config(&stranger, &known_hosts)).await;
+    let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
+
+    let refused = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("refused key");
+
+    assert_eq!(
+        refused.status.code(),
+        Code::PermissionDenied,
+        "{}",
+        refused.status.message()
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}
+
+/// The agent is process-wide (`SSH_AUTH_SOCK`), so this runs the `phasegate promote` binary.
+#[test]
+fn the_ssh_agent_holds_the_key_when_no_key_file_is_set() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let ssh = SshServer::start();
+    let known_hosts = root.join("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
+    let socket = root.join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent (openssh-client) must be installed");
+    let added = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Command::new("ssh-add")
+            .arg(ssh.client_key())
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(added, "ssh-add could not reach the agent");
+
+    let promote = |agent_socket: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_phasegate"))
+            .args([
+                "promote",
+                "--git-repo",
+                &ssh.url(&bare),
+                "--source-commit",
+                &synced,
+            ])
+            .args([
+                "--source-phase",
+                "test",
+                "--target-phase",
+                "prod",
+                "--test",
+                "none",
+            ])
+            .args(["--path", &PATH.replace("{app}", "petstore")])
+            .arg("--git-ssh-known-hosts")
+            .arg(&known_hosts)
+            .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+            .env("PHASEGATE_KUBERNETES_DISABLED", "1")
+            .env("SSH_AUTH_SOCK", agent_socket)
+            .output()
+            .expect("run phasegate")
+    };
+    let without = promote(&root.join("no-agent.sock"));
+    let with = promote(&socket);
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    assert_eq!(without.status.code(), Some(2), "no agent, no key: an error");
+    assert!(
+        with.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&with.stderr),
+        ssh.log()
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
