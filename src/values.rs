@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
 /// Errors of reading or editing a values file. Messages name the key.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ValuesError {
     /// The file is not valid YAML.
     #[error("values file is not valid YAML: {0}")]

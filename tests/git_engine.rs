@@ -156,6 +156,66 @@ async fn twenty_concurrent_promotions_of_twenty_apps_all_land() {
 }
 
 #[tokio::test]
+async fn concurrent_promotions_in_one_process_share_pushes_but_keep_a_commit_each() {
+    let apps: Vec<String> = (0..30).map(|i| format!("app{i:02}")).collect();
+    let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+    let (_d, bare, server, synced) = served(&names).await;
+    let before = commit_count(&bare);
+    let pushes_before = server.pushes();
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+    // One promotion in the crowd cannot work: its target file does not exist.
+    let mut broken = promotion(&url, "app00", &synced);
+    broken.target = Phase::parse("target", "staging").expect("phase");
+    broken.run_id = "test-broken".into();
+    let promotions = apps
+        .iter()
+        .map(|app| promotion(&url, app, &synced))
+        .chain([broken]);
+
+    let tasks: Vec<_> = promotions
+        .map(|p| {
+            let promoter = promoter.clone();
+            tokio::spawn(async move { promoter.promote(p).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+
+    let failed = results
+        .pop()
+        .expect("the broken one")
+        .expect_err("no staging file");
+    assert_eq!(failed.kind(), ErrorKind::NotFound, "{failed}");
+    assert!(
+        failed.to_string().contains("values-staging.yaml"),
+        "{failed}"
+    );
+    let results: Vec<PromotionResult> = results.into_iter().map(|r| r.expect("promotes")).collect();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.outcome == PromotionOutcome::Promoted)
+    );
+    assert_eq!(commit_count(&bare), before + 30, "a commit per promotion");
+    let commits: std::collections::HashSet<_> = results.iter().map(|r| r.commit.clone()).collect();
+    assert_eq!(commits.len(), 30, "each answer names its own commit");
+    for app in &apps {
+        assert_eq!(version_of(&bare, app, "prod"), "2.0", "{app}");
+    }
+    let pushes = server.pushes() - pushes_before;
+    assert!(
+        pushes < 30,
+        "promotions waiting for the clone went out together: {pushes} pushes"
+    );
+    let counted: u32 = results.iter().map(|r| r.push_attempts).sum();
+    assert_eq!(counted as usize, pushes, "each push is counted once");
+}
+
+#[tokio::test]
 async fn an_unreachable_remote_is_unavailable_and_left_unchanged() {
     let (_d, bare, mut server, synced) = served(&["petstore"]).await;
     let cache = tempdir();

@@ -14,7 +14,11 @@ pub mod local;
 mod promote;
 mod push;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 pub use auth::{Credentials, Secret};
 use cache::RepoCache;
@@ -30,7 +34,7 @@ use crate::{
 pub const DEFAULT_PUSH_ATTEMPTS: u32 = 10;
 
 /// Why a promotion failed. Messages name the repository path, key or commit, never a credential.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GitError {
     /// A commit, branch or file is missing.
     #[error("{0}")]
@@ -136,7 +140,8 @@ pub struct PromotionResult {
     pub commit: Option<String>,
     /// The full id of the tested source commit.
     pub source_commit: String,
-    /// Pushes tried (1 when nobody raced us).
+    /// Pushes made for it: 1 when nobody raced it; 0 when none was needed, or when it went
+    /// out in the push of another promotion of its batch (pushes are counted once).
     pub push_attempts: u32,
 }
 
@@ -162,11 +167,19 @@ pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitErr
     Ok(())
 }
 
+/// A promotion waiting for its remote's clone, and where its answer goes.
+type Queued = (
+    Promotion,
+    tokio::sync::oneshot::Sender<Result<PromotionResult, GitError>>,
+);
+
 /// Promotes versions through a cache of bare clones.
 #[derive(Debug, Clone)]
 pub struct GitPromoter {
     settings: Arc<GitSettings>,
     cache: Arc<RepoCache>,
+    /// Promotions waiting for their remote's clone, by remote URL.
+    waiting: Arc<Mutex<HashMap<String, Vec<Queued>>>>,
 }
 
 impl GitPromoter {
@@ -175,19 +188,73 @@ impl GitPromoter {
         GitPromoter {
             cache: Arc::new(RepoCache::new(settings.cache_dir.clone())),
             settings: Arc::new(settings),
+            waiting: Arc::default(),
         }
     }
 
-    /// Runs one promotion. Runs on the same remote are serialised within this process; other
-    /// processes are handled by the push retry.
+    /// Runs one promotion. Work on one remote is serialised within this process (other
+    /// processes are handled by the push retry), and promotions that queued for the remote
+    /// meanwhile go together: whoever gets the clone takes every waiting promotion into one
+    /// fetch and one push, with a commit each (a fan-in of many apps costs one round trip).
     pub async fn promote(&self, promotion: Promotion) -> Result<PromotionResult, GitError> {
-        let lock = self.cache.lock_for(promotion.repo.as_str());
-        let _guard = lock.lock().await;
-        let settings = self.settings.clone();
-        let cache = self.cache.clone();
-        // git2 is blocking (network and disk): keep it off the async worker threads.
-        tokio::task::spawn_blocking(move || promote::run(&cache, &settings, &promotion))
+        let url = promotion.repo.as_str().to_string();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.clone())
+            .or_default()
+            .push((promotion, answer));
+        let lock = self.cache.lock_for(&url);
+        let guard = lock.lock().await;
+        let taken = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&url)
+            .unwrap_or_default();
+        if !taken.is_empty() {
+            let (settings, cache) = (self.settings.clone(), self.cache.clone());
+            let span = tracing::Span::current();
+            // git2 is blocking (network and disk): keep it off the async worker threads.
+            let work = move || span.in_scope(|| run_batches(&cache, &settings, taken));
+            if let Err(e) = tokio::task::spawn_blocking(work).await {
+                tracing::error!(error = %e, "promotion task failed");
+            }
+        }
+        drop(guard);
+        answered
             .await
-            .map_err(|e| GitError::Other(format!("promotion task failed: {e}")))?
+            .map_err(|_| GitError::Other("the promotion task ended without an answer".into()))?
+    }
+}
+
+/// Groups promotions that can share a push (same branch and author; a dry run goes alone)
+/// and runs each group as one batch.
+fn run_batches(cache: &RepoCache, settings: &GitSettings, taken: Vec<Queued>) {
+    let mut groups: Vec<Vec<Queued>> = Vec::new();
+    for queued in taken {
+        let p = &queued.0;
+        let fits = |g: &Vec<Queued>| {
+            let q = &g[0].0;
+            !p.dry_run && !q.dry_run && q.branch == p.branch && q.credentials == p.credentials
+        };
+        match groups.iter_mut().find(|g| fits(g)) {
+            Some(group) => group.push(queued),
+            None => groups.push(vec![queued]),
+        }
+    }
+    for group in groups {
+        let (promotions, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        if promotions.len() > 1 {
+            let runs: Vec<&str> = promotions.iter().map(|p| p.run_id.as_str()).collect();
+            tracing::info!(?runs, "promoting together");
+        }
+        for (result, answer) in promote::run(cache, settings, &promotions)
+            .into_iter()
+            .zip(answers)
+        {
+            let _ = answer.send(result);
+        }
     }
 }

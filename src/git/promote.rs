@@ -21,16 +21,42 @@ const HISTORY_SCAN_LIMIT: usize = 20_000;
 
 const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 
-/// Runs one promotion against the cached clone of its remote.
+/// Runs promotions of one remote, branch and author as one batch against the cached clone:
+/// one fetch, one commit per promotion (each on top of the previous), one push for all, and on
+/// a moved branch all of it again on the new head. Answers in the order given.
 pub fn run(
     cache: &RepoCache,
     settings: &GitSettings,
-    p: &Promotion,
-) -> Result<PromotionResult, GitError> {
+    batch: &[Promotion],
+) -> Vec<Result<PromotionResult, GitError>> {
+    let mut answers: Vec<Option<Result<PromotionResult, GitError>>> =
+        batch.iter().map(|_| None).collect();
+    if let Err(e) = run_batch(cache, settings, batch, &mut answers) {
+        for answer in answers.iter_mut().filter(|a| a.is_none()) {
+            *answer = Some(Err(e.clone()));
+        }
+    }
+    answers.into_iter().flatten().collect()
+}
+
+/// Fills `answers`; an error returned is the answer of every promotion still without one.
+fn run_batch(
+    cache: &RepoCache,
+    settings: &GitSettings,
+    batch: &[Promotion],
+    answers: &mut [Option<Result<PromotionResult, GitError>>],
+) -> Result<(), GitError> {
     let started = std::time::Instant::now();
-    let url = p.repo.as_str();
-    let creds = p.credentials.as_ref().or(settings.credentials.as_ref());
-    let branch_spec = format!("+refs/heads/{0}:{1}", p.branch, tracking_ref(&p.branch));
+    let Some(first) = batch.first() else {
+        return Ok(());
+    };
+    let url = first.repo.as_str();
+    let creds = first.credentials.as_ref().or(settings.credentials.as_ref());
+    let branch_spec = format!(
+        "+refs/heads/{0}:{1}",
+        first.branch,
+        tracking_ref(&first.branch)
+    );
     let mut repo = cache.open(url)?;
     if let Err(e) = cache::fetch(&repo, url, &[&branch_spec], settings, creds) {
         if !cache::is_corruption(&e) {
@@ -41,17 +67,16 @@ pub fn run(
         cache::fetch(&repo, url, &[&branch_spec], settings, creds)?;
     }
     let fetched_ms = started.elapsed().as_millis() as u64;
-    let source = find_source(&repo, p, settings, creds)?;
-    let source_path = p.path.replace("{phase}", p.source.as_str());
-    let target_path = p.path.replace("{phase}", p.target.as_str());
-    let at = format!("at source commit {}", p.commit);
-    let (_, source_text) = read_values(&repo, &git(source.tree())?, &source_path, &at)?;
-    let versions = p
-        .keys
-        .iter()
-        .map(|k| values::read_scalar(&source_text, k).map_err(values_error(&source_path)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let version = versions[0].clone();
+    let mut sources = Vec::with_capacity(batch.len());
+    for (p, answer) in batch.iter().zip(answers.iter_mut()) {
+        match read_source(&repo, p, settings, creds) {
+            Ok(source) => sources.push(Some(source)),
+            Err(e) => {
+                *answer = Some(Err(e));
+                sources.push(None);
+            }
+        }
+    }
 
     for attempt in 1..=settings.push_attempts {
         if attempt > 1 {
@@ -59,80 +84,60 @@ pub fn run(
             cache::fetch(&repo, url, &[&branch_spec], settings, creds)?;
         }
         let head = repo
-            .find_reference(&tracking_ref(&p.branch))
+            .find_reference(&tracking_ref(&first.branch))
             .and_then(|r| r.peel_to_commit())
-            .map_err(|_| GitError::NotFound(format!("branch `{}` not found", p.branch)))?;
-        let head_tree = git(head.tree())?;
-        let at_head = format!("at the head of branch `{}`", p.branch);
-        let (mode, text) = read_values(&repo, &head_tree, &target_path, &at_head)?;
-        let current = p
-            .keys
-            .iter()
-            .map(|k| values::read_scalar(&text, k).map_err(values_error(&target_path)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let result = |outcome, commit, push_attempts| PromotionResult {
-            outcome,
-            version: version.clone(),
-            previous: current[0].clone(),
-            commit,
-            source_commit: source.id().to_string(),
-            push_attempts,
-        };
-        if current == versions {
-            return Ok(result(PromotionOutcome::AlreadyPromoted, None, attempt - 1));
+            .map_err(|_| GitError::NotFound(format!("branch `{}` not found", first.branch)))?;
+        // Outcomes hold only once the commits they stand on are pushed.
+        let mut tentative = Vec::new();
+        let mut tip = head.clone();
+        for (i, p) in batch.iter().enumerate() {
+            let Some((source, versions)) = sources[i].as_ref().filter(|_| answers[i].is_none())
+            else {
+                continue;
+            };
+            match edit(&repo, settings, creds, p, &tip, source, versions) {
+                Ok((result, commit)) => {
+                    if let Some(commit) = commit {
+                        tip = git(repo.find_commit(commit))?;
+                    }
+                    tentative.push((i, result));
+                }
+                Err(e) => answers[i] = Some(Err(e)),
+            }
         }
-        let scan = std::time::Instant::now();
-        let newer = promoted_after(&repo, &head, &target_path, p, source.id())?;
-        let scan_ms = scan.elapsed().as_millis() as u64;
-        if let Some(newer) = newer {
-            info!(newer = %newer, "a newer source commit was already promoted");
-            return Ok(result(PromotionOutcome::Superseded, None, attempt - 1));
-        }
-        let mut edited = text.clone();
-        for (key, value) in p.keys.iter().zip(&versions) {
-            edited = values::set_scalar(&edited, key, value).map_err(values_error(&target_path))?;
-        }
-        let blob = git(repo.blob(edited.as_bytes()))?;
-        let tree = git(git2::build::TreeUpdateBuilder::new()
-            .upsert(
-                &target_path,
-                blob,
-                if mode == 0o100755 {
-                    git2::FileMode::BlobExecutable
-                } else {
-                    git2::FileMode::Blob
-                },
-            )
-            .create_updated(&repo, &head_tree))?;
-        let message = commit_message(p, &versions, &current, &source);
-        let sig = signature(settings, creds)?;
-        let commit = git(repo.commit(
-            None,
-            &sig,
-            &sig,
-            &message,
-            &git(repo.find_tree(tree))?,
-            &[&head],
-        ))?;
-        if p.dry_run {
-            return Ok(result(PromotionOutcome::DryRun, None, 0));
+        let promoted = |r: &PromotionResult| r.outcome == PromotionOutcome::Promoted;
+        if tip.id() == head.id() || first.dry_run {
+            for (i, mut result) in tentative {
+                if first.dry_run && promoted(&result) {
+                    result.outcome = PromotionOutcome::DryRun;
+                    result.commit = None;
+                }
+                answers[i] = Some(Ok(result));
+            }
+            return Ok(());
         }
         let pushing = std::time::Instant::now();
-        if push(&repo, p, commit, head.id(), settings, creds)? {
+        if push(&repo, first, tip.id(), head.id(), settings, creds)? {
             let push_ms = pushing.elapsed().as_millis() as u64;
             git(repo.reference(
-                &tracking_ref(&p.branch),
-                commit,
+                &tracking_ref(&first.branch),
+                tip.id(),
                 true,
                 "phasegate promotion",
             ))?;
+            let commits = tentative.iter().filter(|(_, r)| promoted(r)).count();
             let total_ms = started.elapsed().as_millis() as u64;
-            info!(commit = %commit, attempt, fetched_ms, scan_ms, push_ms, total_ms, "pushed promotion");
-            return Ok(result(
-                PromotionOutcome::Promoted,
-                Some(commit.to_string()),
-                attempt,
-            ));
+            info!(head = %tip.id(), commits, attempt, fetched_ms, push_ms, total_ms, "pushed promotion");
+            // The pushes are counted once, on the first promotion that made them.
+            let mut counted = false;
+            for (i, mut result) in tentative {
+                if promoted(&result) && !counted {
+                    result.push_attempts = attempt;
+                    counted = true;
+                }
+                answers[i] = Some(Ok(result));
+            }
+            return Ok(());
         }
         warn!(
             attempt,
@@ -140,9 +145,92 @@ pub fn run(
         );
     }
     Err(GitError::PushRejected {
-        branch: p.branch.clone(),
+        branch: first.branch.clone(),
         attempts: settings.push_attempts,
     })
+}
+
+/// The tested commit and the version(s) its source values file holds.
+fn read_source<'r>(
+    repo: &'r Repository,
+    p: &Promotion,
+    settings: &GitSettings,
+    creds: Option<&Credentials>,
+) -> Result<(Commit<'r>, Vec<String>), GitError> {
+    let source = find_source(repo, p, settings, creds)?;
+    let source_path = p.path.replace("{phase}", p.source.as_str());
+    let at = format!("at source commit {}", p.commit);
+    let (_, text) = read_values(repo, &git(source.tree())?, &source_path, &at)?;
+    let versions = p
+        .keys
+        .iter()
+        .map(|k| values::read_scalar(&text, k).map_err(values_error(&source_path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((source, versions))
+}
+
+/// Decides one promotion on top of `tip`: already there, superseded, or a new commit (not yet
+/// pushed) whose id is returned beside the result.
+fn edit(
+    repo: &Repository,
+    settings: &GitSettings,
+    creds: Option<&Credentials>,
+    p: &Promotion,
+    tip: &Commit,
+    source: &Commit,
+    versions: &[String],
+) -> Result<(PromotionResult, Option<Oid>), GitError> {
+    let target_path = p.path.replace("{phase}", p.target.as_str());
+    let tip_tree = git(tip.tree())?;
+    let at_head = format!("at the head of branch `{}`", p.branch);
+    let (mode, text) = read_values(repo, &tip_tree, &target_path, &at_head)?;
+    let current = p
+        .keys
+        .iter()
+        .map(|k| values::read_scalar(&text, k).map_err(values_error(&target_path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let result = |outcome, commit: Option<Oid>| PromotionResult {
+        outcome,
+        version: versions[0].clone(),
+        previous: current[0].clone(),
+        commit: commit.map(|c| c.to_string()),
+        source_commit: source.id().to_string(),
+        push_attempts: 0,
+    };
+    if current == versions {
+        return Ok((result(PromotionOutcome::AlreadyPromoted, None), None));
+    }
+    if let Some(newer) = promoted_after(repo, tip, &target_path, p, source.id())? {
+        info!(run = %p.run_id, newer = %newer, "a newer source commit was already promoted");
+        return Ok((result(PromotionOutcome::Superseded, None), None));
+    }
+    let mut edited = text;
+    for (key, value) in p.keys.iter().zip(versions) {
+        edited = values::set_scalar(&edited, key, value).map_err(values_error(&target_path))?;
+    }
+    let blob = git(repo.blob(edited.as_bytes()))?;
+    let mode = if mode == 0o100755 {
+        git2::FileMode::BlobExecutable
+    } else {
+        git2::FileMode::Blob
+    };
+    let tree = git(git2::build::TreeUpdateBuilder::new()
+        .upsert(&target_path, blob, mode)
+        .create_updated(repo, &tip_tree))?;
+    let message = commit_message(p, versions, &current, source);
+    let sig = signature(settings, creds)?;
+    let commit = git(repo.commit(
+        None,
+        &sig,
+        &sig,
+        &message,
+        &git(repo.find_tree(tree))?,
+        &[tip],
+    ))?;
+    Ok((
+        result(PromotionOutcome::Promoted, Some(commit)),
+        Some(commit),
+    ))
 }
 
 fn values_error(path: &str) -> impl Fn(values::ValuesError) -> GitError + '_ {
