@@ -139,14 +139,11 @@ pub fn callbacks<'a>(
 /// Host and port of an SSH remote (`ssh://[user@]host[:port]/path` or `[user@]host:path`).
 fn ssh_host(url: &str) -> Option<(String, u16)> {
     if let Ok(u) = url::Url::parse(url) {
-        return (u.scheme() == "ssh")
-            .then(|| {
-                Some((
-                    u.host_str()?.trim_matches(['[', ']']).to_string(),
-                    u.port().unwrap_or(22),
-                ))
-            })
-            .flatten();
+        let host = u.host_str().filter(|_| u.scheme() == "ssh")?;
+        return Some((
+            host.trim_matches(['[', ']']).to_string(),
+            u.port().unwrap_or(22),
+        ));
     }
     let (authority, _) = url.split_once(':')?;
     let host = authority.rsplit('@').next()?;

@@ -11,13 +11,15 @@ use std::{
 use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, Repository};
 use tracing::{info, warn};
 
-use super::{GitError, GitSettings, auth};
+use super::{GitError, GitSettings, auth, index::PromotionIndex};
 
-/// The clones, and one lock per remote so runs in this process never touch a clone at once.
+/// The clones, one lock per remote so runs in this process never touch a clone at once, and
+/// the promotion index of each clone's branches.
 #[derive(Debug)]
 pub struct RepoCache {
     dir: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    indexes: Mutex<HashMap<(String, String), PromotionIndex>>,
 }
 
 impl RepoCache {
@@ -26,7 +28,23 @@ impl RepoCache {
         RepoCache {
             dir,
             locks: Mutex::default(),
+            indexes: Mutex::default(),
         }
+    }
+
+    /// The promotion index of `url`'s `branch` (hold the remote's lock; give it back with
+    /// [`keep_index`](Self::keep_index)).
+    pub fn take_index(&self, url: &str, branch: &str) -> PromotionIndex {
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        indexes
+            .remove(&(url.to_string(), branch.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Keeps the index for the next promotion on `url`'s `branch`.
+    pub fn keep_index(&self, url: &str, branch: &str, index: PromotionIndex) {
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        indexes.insert((url.to_string(), branch.to_string()), index);
     }
 
     /// The lock that serialises work on `url`'s clone.

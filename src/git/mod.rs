@@ -9,6 +9,7 @@
 
 mod auth;
 mod cache;
+mod index;
 mod known_hosts;
 pub mod local;
 mod promote;

@@ -10,14 +10,13 @@ use tracing::{info, warn};
 use super::{
     Credentials, GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
     cache::{self, RepoCache, git, tracking_ref},
+    index::PromotionIndex,
     push::{backoff, push},
 };
 use crate::values;
 
 /// Values files are small; a huge one is a mistake or an attack, refused before parsing.
 const MAX_VALUES_BYTES: usize = 1 << 20;
-/// How far back to look for the last promotion into a target: far beyond any real gap.
-const HISTORY_SCAN_LIMIT: usize = 20_000;
 
 const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 
@@ -29,14 +28,25 @@ pub fn run(
     settings: &GitSettings,
     batch: &[Promotion],
 ) -> Vec<Result<PromotionResult, GitError>> {
+    let Some(first) = batch.first() else {
+        return Vec::new();
+    };
     let mut answers: Vec<Option<Result<PromotionResult, GitError>>> =
         batch.iter().map(|_| None).collect();
-    if let Err(e) = run_batch(cache, settings, batch, &mut answers) {
-        for answer in answers.iter_mut().filter(|a| a.is_none()) {
-            *answer = Some(Err(e.clone()));
-        }
-    }
-    answers.into_iter().flatten().collect()
+    let (url, branch) = (first.repo.as_str(), first.branch.as_str());
+    let mut index = cache.take_index(url, branch);
+    let failure = run_batch(cache, settings, batch, &mut index, &mut answers).err();
+    cache.keep_index(url, branch, index);
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                Err(failure
+                    .clone()
+                    .unwrap_or_else(|| GitError::Other("promotion left unanswered".into())))
+            })
+        })
+        .collect()
 }
 
 /// Fills `answers`; an error returned is the answer of every promotion still without one.
@@ -44,12 +54,11 @@ fn run_batch(
     cache: &RepoCache,
     settings: &GitSettings,
     batch: &[Promotion],
+    index: &mut PromotionIndex,
     answers: &mut [Option<Result<PromotionResult, GitError>>],
 ) -> Result<(), GitError> {
     let started = std::time::Instant::now();
-    let Some(first) = batch.first() else {
-        return Ok(());
-    };
+    let first = &batch[0]; // never empty: see run()
     let url = first.repo.as_str();
     let creds = first.credentials.as_ref().or(settings.credentials.as_ref());
     let branch_spec = format!(
@@ -87,15 +96,26 @@ fn run_batch(
             .find_reference(&tracking_ref(&first.branch))
             .and_then(|r| r.peel_to_commit())
             .map_err(|_| GitError::NotFound(format!("branch `{}` not found", first.branch)))?;
-        // Outcomes hold only once the commits they stand on are pushed.
+        index.update(&repo, head.id())?;
+        // Outcomes hold only once the commits they stand on are pushed; so do their notes.
         let mut tentative = Vec::new();
         let mut tip = head.clone();
+        let mut promoted_before = index.clone();
         for (i, p) in batch.iter().enumerate() {
             let Some((source, versions)) = sources[i].as_ref().filter(|_| answers[i].is_none())
             else {
                 continue;
             };
-            match edit(&repo, settings, creds, p, &tip, source, versions) {
+            match edit(
+                &repo,
+                settings,
+                creds,
+                p,
+                &tip,
+                source,
+                versions,
+                &mut promoted_before,
+            ) {
                 Ok((result, commit)) => {
                     if let Some(commit) = commit {
                         tip = git(repo.find_commit(commit))?;
@@ -169,8 +189,10 @@ fn read_source<'r>(
     Ok((source, versions))
 }
 
-/// Decides one promotion on top of `tip`: already there, superseded, or a new commit (not yet
-/// pushed) whose id is returned beside the result.
+/// Decides one promotion on top of `tip`: already there, superseded (`promoted_before` holds
+/// a newer source commit for this file), or a new commit (not yet pushed) whose id is returned
+/// beside the result and noted in `promoted_before`.
+#[allow(clippy::too_many_arguments)]
 fn edit(
     repo: &Repository,
     settings: &GitSettings,
@@ -179,6 +201,7 @@ fn edit(
     tip: &Commit,
     source: &Commit,
     versions: &[String],
+    promoted_before: &mut PromotionIndex,
 ) -> Result<(PromotionResult, Option<Oid>), GitError> {
     let target_path = p.path.replace("{phase}", p.target.as_str());
     let tip_tree = git(tip.tree())?;
@@ -200,7 +223,10 @@ fn edit(
     if current == versions {
         return Ok((result(PromotionOutcome::AlreadyPromoted, None), None));
     }
-    if let Some(newer) = promoted_after(repo, tip, &target_path, p, source.id())? {
+    let recorded = promoted_before.get(&target_path, p.target.as_str());
+    let newer = recorded
+        .filter(|&r| r != source.id() && repo.graph_descendant_of(r, source.id()).unwrap_or(false));
+    if let Some(newer) = newer {
         info!(run = %p.run_id, newer = %newer, "a newer source commit was already promoted");
         return Ok((result(PromotionOutcome::Superseded, None), None));
     }
@@ -227,6 +253,7 @@ fn edit(
         &git(repo.find_tree(tree))?,
         &[tip],
     ))?;
+    promoted_before.note(&target_path, p.target.as_str(), source.id());
     Ok((
         result(PromotionOutcome::Promoted, Some(commit)),
         Some(commit),
@@ -301,49 +328,6 @@ fn read_values(
     }
     let text = std::str::from_utf8(blob.content()).map_err(|_| unsupported("is not UTF-8"))?;
     Ok((entry.filemode(), text.to_string()))
-}
-
-/// The source commit recorded by the last promotion into this target, if it is a descendant
-/// of the one being promoted: then a newer version was promoted and this one must not win.
-fn promoted_after(
-    repo: &Repository,
-    head: &Commit,
-    target_path: &str,
-    p: &Promotion,
-    source: Oid,
-) -> Result<Option<Oid>, GitError> {
-    let mut walk = git(repo.revwalk())?;
-    git(walk.push(head.id()))?;
-    git(walk.simplify_first_parent())?;
-    let needle = format!("Target-Phase: {}", p.target);
-    for oid in walk.take(HISTORY_SCAN_LIMIT) {
-        let commit = git(repo.find_commit(git(oid)?))?;
-        let message = commit.message_raw().unwrap_or_default();
-        if !message.contains(&needle) || !touches(&commit, target_path) {
-            continue;
-        }
-        let trailers = git(git2::message_trailers_strs(message))?;
-        let recorded = trailers
-            .iter()
-            .find(|(k, _)| *k == "Source-Commit")
-            .and_then(|(_, v)| Oid::from_str(v).ok());
-        let Some(recorded) = recorded else { continue };
-        let newer =
-            recorded != source && repo.graph_descendant_of(recorded, source).unwrap_or(false);
-        return Ok(newer.then_some(recorded));
-    }
-    Ok(None)
-}
-
-/// True when `commit` changed `path` relative to its first parent.
-fn touches(commit: &Commit, path: &str) -> bool {
-    let id_in = |tree: Result<Tree, git2::Error>| {
-        tree.ok()
-            .and_then(|t| t.get_path(Path::new(path)).ok())
-            .map(|e| e.id())
-    };
-    let parent = commit.parent(0).map(|p| id_in(p.tree()));
-    parent.map_or(true, |before| before != id_in(commit.tree()))
 }
 
 fn commit_message(
