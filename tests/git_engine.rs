@@ -216,6 +216,41 @@ async fn concurrent_promotions_in_one_process_share_pushes_but_keep_a_commit_eac
 }
 
 #[tokio::test]
+async fn runs_admitted_a_few_at_a_time_still_share_pushes() {
+    // As the server admits runs (`maxRuns`): each finished run lets one more in. A promotion
+    // taken along by another's push must not then wait to lead the latecomers one by one.
+    let apps: Vec<String> = (0..24).map(|i| format!("app{i:02}")).collect();
+    let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+    let (_d, bare, server, synced) = served(&names).await;
+    let (before, pushes_before) = (commit_count(&bare), server.pushes());
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(6));
+
+    let tasks: Vec<_> = apps
+        .iter()
+        .map(|app| {
+            let (promoter, permits) = (promoter.clone(), permits.clone());
+            let p = promotion(&server.url("gitops"), app, &synced);
+            tokio::spawn(async move {
+                let _run = permits.acquire_owned().await.expect("permit");
+                promoter.promote(p).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("promotes");
+    }
+
+    assert_eq!(commit_count(&bare), before + 24);
+    let pushes = server.pushes() - pushes_before;
+    assert!(
+        pushes <= 12,
+        "24 promotions, 6 at a time, took {pushes} pushes"
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_remote_is_unavailable_and_left_unchanged() {
     let (_d, bare, mut server, synced) = served(&["petstore"]).await;
     let cache = tempdir();

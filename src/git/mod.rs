@@ -199,15 +199,22 @@ impl GitPromoter {
     /// fetch and one push, with a commit each (a fan-in of many apps costs one round trip).
     pub async fn promote(&self, promotion: Promotion) -> Result<PromotionResult, GitError> {
         let url = promotion.repo.as_str().to_string();
-        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
         self.waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(url.clone())
             .or_default()
             .push((promotion, answer));
+        let unanswered = |_| GitError::Other("the promotion task ended without an answer".into());
         let lock = self.cache.lock_for(&url);
-        let guard = lock.lock().await;
+        // Another holder of the lock may take this promotion along: then its answer is here
+        // before the lock is free, and waiting to lead a batch of latecomers would only delay it.
+        let guard = tokio::select! {
+            biased;
+            answer = &mut answered => return answer.map_err(unanswered)?,
+            guard = lock.lock() => guard,
+        };
         let taken = self
             .waiting
             .lock()
@@ -224,9 +231,7 @@ impl GitPromoter {
             }
         }
         drop(guard);
-        answered
-            .await
-            .map_err(|_| GitError::Other("the promotion task ended without an answer".into()))?
+        answered.await.map_err(unanswered)?
     }
 }
 
