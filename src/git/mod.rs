@@ -2,10 +2,13 @@
 //!
 //! [`GitPromoter::promote`] reads the version(s) from the source phase's values file at the
 //! tested commit, writes them into the target phase's values file at the head of the branch
-//! (building the commit without a work tree), and pushes, retrying on a moved branch.
+//! (building the commit without a work tree), and pushes, retrying on a moved branch;
+//! promotions waiting for the same remote go out in one push, a commit each.
 //! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
-//! git2's credential callback; [`promote`] is the read-edit-commit algorithm and [`push`] puts
-//! its commit on the remote without ever losing someone else's.
+//! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`promote`] is the
+//! read-edit-commit algorithm, [`index`] remembers what the last promotion of each file
+//! recorded (for `superseded`), and [`push`] puts the commits on the remote without ever losing
+//! someone else's.
 
 mod auth;
 mod cache;
