@@ -22,25 +22,24 @@ fn phasegate_with(args: &[&str], cache: &std::path::Path, env: &[(&str, &str)]) 
         .expect("run phasegate")
 }
 
+/// `promote` of petstore from test to prod in the repository at `bare`, without the commit.
+fn promote_args(bare: &std::path::Path) -> Vec<String> {
+    let path = PATH.replace("{app}", "petstore");
+    ["promote", "--git-repo", &file_url(bare), "--path", &path]
+        .into_iter()
+        .chain(["--source-phase", "test", "--target-phase", "prod"])
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let repo = format!("file://{}", bare.display());
-    let path = PATH.replace("{app}", "petstore");
     let cache = root.join("cache");
-    let base = [
-        "promote",
-        "--git-repo",
-        &repo,
-        "--source-phase",
-        "test",
-        "--target-phase",
-        "prod",
-        "--path",
-        &path,
-    ];
+    let base = promote_args(&bare);
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
 
     let failed = phasegate(
         &[
@@ -98,22 +97,11 @@ fn promote_reads_its_configuration_from_phasegate_variables() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let repo = format!("file://{}", bare.display());
-    let path = PATH.replace("{app}", "petstore");
+    let repo = file_url(&bare);
     let cache = root.join("cache");
-    let args = [
-        "promote",
-        "--git-repo",
-        &repo,
-        "--source-commit",
-        &synced,
-        "--source-phase",
-        "test",
-        "--target-phase",
-        "prod",
-        "--path",
-        &path,
-    ];
+    let mut args = promote_args(&bare);
+    args.extend(["--source-commit".to_string(), synced]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let refused = phasegate_with(
         &args,

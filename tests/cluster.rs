@@ -109,13 +109,7 @@ async fn the_job_log_reaches_runs_watch_while_the_tests_run() {
         .as_str()
         .expect("run id")
         .to_string();
-    let (url, screen) = (server.url(), Screen::default());
-    let mut out = screen.clone();
-    let watcher = tokio::spawn(async move {
-        phasegate::console::watch(&url, &id, &mut out)
-            .await
-            .expect("watch")
-    });
+    let (screen, watcher) = watch_in_background(&server, &id);
 
     // The Job cannot end before the gate opens: its first line arrives while it runs.
     eventually(|| screen.text().contains("campaign started")).await;

@@ -132,14 +132,7 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
         .expect("run id")
         .to_string();
     assert!(!id.is_empty());
-    let url = server.url();
-    let screen = Screen::default();
-    let mut out = screen.clone();
-    let watcher = tokio::spawn(async move {
-        phasegate::console::watch(&url, &id, &mut out)
-            .await
-            .expect("watch")
-    });
+    let (screen, watcher) = watch_in_background(&server, &id);
     // The test ends only once the watcher is following the run (it shows the current stage).
     eventually(|| screen.text().contains('▶')).await;
     std::fs::write(&gate, "").expect("open the gate");

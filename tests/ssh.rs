@@ -4,14 +4,63 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use phasegate::config::{Config, GitConfig};
+use phasegate::{
+    config::{Config, GitConfig},
+    sensor::{Failed, Firing},
+};
 use support::{
     ssh_server::{SshServer, keygen, public},
     *,
 };
 use tonic::Code;
+
+/// A GitOps repository served by sshd, and a known-hosts file that trusts that sshd.
+struct Served {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    bare: PathBuf,
+    /// The commit that put 2.0 in test.
+    synced: String,
+    ssh: SshServer,
+    known_hosts: PathBuf,
+}
+
+fn served() -> Served {
+    let (dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let ssh = SshServer::start();
+    let known_hosts = root.join("known_hosts");
+    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
+    Served {
+        _dir: dir,
+        root,
+        bare,
+        synced,
+        ssh,
+        known_hosts,
+    }
+}
+
+impl Served {
+    /// Fires the Sensor's sequence for `sha` at a server using `key` and `known_hosts`.
+    async fn fire(&self, key: &Path, known_hosts: &Path, sha: &str) -> Result<Firing, Failed> {
+        let server = TestServer::start(config(key, known_hosts)).await;
+        let spec = petstore(&self.ssh.url(&self.bare), &[("test", "none")]);
+        let fired = server
+            .sensor()
+            .await
+            .fire(&spec, &sync_event(sha), FROM_TEST)
+            .await;
+        server.stop().await;
+        fired
+    }
+}
 
 fn config(key: &Path, known_hosts: &Path) -> Config {
     Config {
@@ -26,46 +75,35 @@ fn config(key: &Path, known_hosts: &Path) -> Config {
 
 #[tokio::test]
 async fn promotes_over_ssh_with_a_key_file_and_a_known_hosts_file() {
-    let (_d, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
-    let ssh = SshServer::start();
-    let known_hosts = root.join("known_hosts");
-    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
-    let server = TestServer::start(config(&ssh.client_key(), &known_hosts)).await;
-    let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
+    let at = served();
+    let key = at.ssh.client_key();
 
-    let first = server
-        .sensor()
+    let first = at
+        .fire(&key, &at.known_hosts, &at.synced)
         .await
-        .fire(&spec, &sync_event(&synced), FROM_TEST)
-        .await
-        .unwrap_or_else(|f| panic!("{}\n{}", f.status.message(), ssh.log()));
+        .unwrap_or_else(|f| panic!("{}\n{}", f.status.message(), at.ssh.log()));
     assert_eq!(first.response["outcome"], "promoted");
-    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
-    // The next promotion fetches into the warm clone over the same transport.
-    let newer = bump(&bare, &["petstore"], "test", "3.0");
-    let second = server
-        .sensor()
-        .await
-        .fire(&spec, &sync_event(&newer), FROM_TEST)
+    assert_eq!(version_of(&at.bare, "petstore", "prod"), "2.0");
+    let newer = bump(&at.bare, &["petstore"], "test", "3.0");
+    let second = at
+        .fire(&key, &at.known_hosts, &newer)
         .await
         .expect("promotes again");
     assert_eq!(second.response["outcome"], "promoted");
-    assert_eq!(version_of(&bare, "petstore", "prod"), "3.0");
-    assert!(ssh.log().contains("Accepted publickey"), "{}", ssh.log());
-    server.stop().await;
+    assert_eq!(version_of(&at.bare, "petstore", "prod"), "3.0");
+    assert!(
+        at.ssh.log().contains("Accepted publickey"),
+        "{}",
+        at.ssh.log()
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_or_changed_host_key_is_refused_before_anything_is_sent() {
-    let (_d, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
-    let commits = commit_count(&bare);
-    let ssh = SshServer::start();
-    let impostor = keygen(&root, "impostor");
-    let line = ssh.known_hosts_line();
+    let at = served();
+    let commits = commit_count(&at.bare);
+    let impostor = keygen(&at.root, "impostor");
+    let line = at.ssh.known_hosts_line();
     let port_pattern = line.split_whitespace().next().expect("hosts");
     let cases = [
         (
@@ -78,76 +116,54 @@ async fn an_unknown_or_changed_host_key_is_refused_before_anything_is_sent() {
         ),
     ];
     for (text, expected) in cases {
-        let known_hosts = root.join("known_hosts");
+        let known_hosts = at.root.join("untrusting_known_hosts");
         std::fs::write(&known_hosts, text).expect("known_hosts");
-        let server = TestServer::start(config(&ssh.client_key(), &known_hosts)).await;
-        let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
 
-        let refused = server
-            .sensor()
-            .await
-            .fire(&spec, &sync_event(&synced), FROM_TEST)
+        let refused = at
+            .fire(&at.ssh.client_key(), &known_hosts, &at.synced)
             .await
             .expect_err("an untrusted host");
 
-        assert_eq!(
-            refused.status.code(),
-            Code::Unavailable,
-            "{}",
-            refused.status.message()
-        );
         let message = refused.status.message();
+        assert_eq!(refused.status.code(), Code::Unavailable, "{message}");
         assert!(message.contains(expected), "{message}");
         assert!(message.contains(port_pattern), "names the host: {message}");
         assert!(
-            !ssh.log().contains("Accepted publickey"),
-            "no key was offered: {}",
-            ssh.log()
+            !at.ssh.log().contains("Accepted publickey"),
+            "{}",
+            at.ssh.log()
         );
-        server.stop().await;
     }
-    assert_eq!(commit_count(&bare), commits);
-    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    assert_eq!(commit_count(&at.bare), commits);
+    assert_eq!(version_of(&at.bare, "petstore", "prod"), "1.0");
 }
 
 #[tokio::test]
 async fn a_key_the_server_refuses_is_permission_denied() {
-    let (_d, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
-    let ssh = SshServer::start();
-    let known_hosts = root.join("known_hosts");
-    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
-    let stranger = keygen(&root, "stranger");
-    let server = TestServer::start(config(&stranger, &known_hosts)).await;
-    let spec = petstore(&ssh.url(&bare), &[("test", "none")]);
+    let at = served();
+    let stranger = keygen(&at.root, "stranger");
 
-    let refused = server
-        .sensor()
-        .await
-        .fire(&spec, &sync_event(&synced), FROM_TEST)
+    let refused = at
+        .fire(&stranger, &at.known_hosts, &at.synced)
         .await
         .expect_err("refused key");
 
-    assert_eq!(
-        refused.status.code(),
-        Code::PermissionDenied,
-        "{}",
-        refused.status.message()
-    );
-    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
-    server.stop().await;
+    let message = refused.status.message();
+    assert_eq!(refused.status.code(), Code::PermissionDenied, "{message}");
+    assert_eq!(version_of(&at.bare, "petstore", "prod"), "1.0");
 }
 
 /// The agent is process-wide (`SSH_AUTH_SOCK`), so this runs the `phasegate promote` binary.
 #[test]
 fn the_ssh_agent_holds_the_key_when_no_key_file_is_set() {
-    let (_d, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
-    let ssh = SshServer::start();
-    let known_hosts = root.join("known_hosts");
-    std::fs::write(&known_hosts, ssh.known_hosts_line() + "\n").expect("known_hosts");
+    let Served {
+        root,
+        bare,
+        synced,
+        ssh,
+        known_hosts,
+        _dir: _guard,
+    } = served();
     let socket = root.join("agent.sock");
     let mut agent = Command::new("ssh-agent")
         .arg("-D")

@@ -262,6 +262,21 @@ pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `phasegate runs watch ID` against `server`, in the background, writing to a [`Screen`].
+pub fn watch_in_background(
+    server: &TestServer,
+    id: &str,
+) -> (Screen, JoinHandle<phasegate::proto::runs::Run>) {
+    let (url, id, screen) = (server.url(), id.to_string(), Screen::default());
+    let mut out = screen.clone();
+    let watcher = tokio::spawn(async move {
+        phasegate::console::watch(&url, &id, &mut out)
+            .await
+            .expect("watch")
+    });
+    (screen, watcher)
+}
+
 /// A terminal the test can read while the watcher writes to it.
 #[derive(Clone, Default)]
 pub struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
