@@ -171,10 +171,12 @@ pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitErr
     Ok(())
 }
 
-/// A promotion waiting for its remote's clone, and where its answer goes.
+/// A promotion waiting for its remote's clone, where its answer goes, and its run's span
+/// (whoever pushes it logs its part there).
 type Queued = (
     Promotion,
     tokio::sync::oneshot::Sender<Result<PromotionResult, GitError>>,
+    tracing::Span,
 );
 
 /// Promotes versions through a cache of bare clones.
@@ -208,7 +210,7 @@ impl GitPromoter {
             .unwrap_or_else(|p| p.into_inner())
             .entry(url.clone())
             .or_default()
-            .push((promotion, answer));
+            .push((promotion, answer, tracing::Span::current()));
         let unanswered = |_| GitError::Other("the promotion task ended without an answer".into());
         let lock = self.cache.lock_for(&url);
         // Another holder of the lock may take this promotion along: then its answer is here
@@ -254,12 +256,17 @@ fn run_batches(cache: &RepoCache, settings: &GitSettings, taken: Vec<Queued>) {
         }
     }
     for group in groups {
-        let (promotions, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        let (mut promotions, mut answers, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for (promotion, answer, span) in group {
+            promotions.push(promotion);
+            answers.push(answer);
+            spans.push(span);
+        }
         if promotions.len() > 1 {
             let runs: Vec<&str> = promotions.iter().map(|p| p.run_id.as_str()).collect();
             tracing::info!(?runs, "promoting together");
         }
-        for (result, answer) in promote::run(cache, settings, &promotions)
+        for (result, answer) in promote::run(cache, settings, &promotions, &spans)
             .into_iter()
             .zip(answers)
         {

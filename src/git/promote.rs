@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use git2::{Commit, Oid, Repository, Signature, Tree};
-use tracing::{info, warn};
+use tracing::{Span, info, warn};
 
 use super::{
     Credentials, GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
@@ -22,11 +22,13 @@ const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 
 /// Runs promotions of one remote, branch and author as one batch against the cached clone:
 /// one fetch, one commit per promotion (each on top of the previous), one push for all, and on
-/// a moved branch all of it again on the new head. Answers in the order given.
+/// a moved branch all of it again on the new head. Answers in the order given. What concerns
+/// one promotion is logged in its run's span (`spans`, one per promotion).
 pub fn run(
     cache: &RepoCache,
     settings: &GitSettings,
     batch: &[Promotion],
+    spans: &[Span],
 ) -> Vec<Result<PromotionResult, GitError>> {
     let Some(first) = batch.first() else {
         return Vec::new();
@@ -35,7 +37,7 @@ pub fn run(
         batch.iter().map(|_| None).collect();
     let (url, branch) = (first.repo.as_str(), first.branch.as_str());
     let mut index = cache.take_index(url, branch);
-    let failure = run_batch(cache, settings, batch, &mut index, &mut answers).err();
+    let failure = run_batch(cache, settings, batch, spans, &mut index, &mut answers).err();
     cache.keep_index(url, branch, index);
     answers
         .into_iter()
@@ -54,6 +56,7 @@ fn run_batch(
     cache: &RepoCache,
     settings: &GitSettings,
     batch: &[Promotion],
+    spans: &[Span],
     index: &mut PromotionIndex,
     answers: &mut [Option<Result<PromotionResult, GitError>>],
 ) -> Result<(), GitError> {
@@ -77,8 +80,8 @@ fn run_batch(
     }
     let fetched_ms = started.elapsed().as_millis() as u64;
     let mut sources = Vec::with_capacity(batch.len());
-    for (p, answer) in batch.iter().zip(answers.iter_mut()) {
-        match read_source(&repo, p, settings, creds) {
+    for ((p, answer), span) in batch.iter().zip(answers.iter_mut()).zip(spans) {
+        match span.in_scope(|| read_source(&repo, p, settings, creds)) {
             Ok(source) => sources.push(Some(source)),
             Err(e) => {
                 *answer = Some(Err(e));
@@ -106,16 +109,19 @@ fn run_batch(
             else {
                 continue;
             };
-            match edit(
-                &repo,
-                settings,
-                creds,
-                p,
-                &tip,
-                source,
-                versions,
-                &mut promoted_before,
-            ) {
+            let edited = spans[i].in_scope(|| {
+                edit(
+                    &repo,
+                    settings,
+                    creds,
+                    p,
+                    &tip,
+                    source,
+                    versions,
+                    &mut promoted_before,
+                )
+            });
+            match edited {
                 Ok((result, commit)) => {
                     if let Some(commit) = commit {
                         tip = git(repo.find_commit(commit))?;
