@@ -375,6 +375,46 @@ async fn an_older_version_never_overwrites_a_newer_promotion() {
 }
 
 #[tokio::test]
+async fn an_older_version_waiting_beside_a_newer_one_does_not_win() {
+    let (_d, bare, server, synced_2) = served(&["petstore", "cart"]).await;
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let pushes_before = server.pushes();
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+    let mut older = promotion(&url, "petstore", &synced_2);
+    older.run_id = "test-older".into();
+    // cart holds the clone while both petstore versions queue behind it, the newer first:
+    // they go out together, the older one decided against the newer one's unpushed commit.
+    let promotions = [
+        promotion(&url, "cart", &synced_2),
+        promotion(&url, "petstore", &synced_3),
+        older,
+    ];
+
+    let tasks: Vec<_> = promotions
+        .into_iter()
+        .map(|p| {
+            let promoter = promoter.clone();
+            tokio::spawn(async move { promoter.promote(p).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("task").expect("answers").outcome);
+    }
+
+    use PromotionOutcome::{Promoted, Superseded};
+    assert_eq!(outcomes, [Promoted, Promoted, Superseded]);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "3.0");
+    assert_eq!(
+        server.pushes() - pushes_before,
+        2,
+        "cart, then both petstores"
+    );
+}
+
+#[tokio::test]
 async fn fetches_a_tested_commit_that_is_on_no_branch_head_of_main() {
     let (_d, bare, server, _) = served(&["petstore"]).await;
     let file = values_path("petstore", "test");
