@@ -2,58 +2,26 @@
 //! incremental fetch. A fresh clone per run is what makes the classic container slow on big
 //! repositories.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::path::{Path, PathBuf};
 
 use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, Repository};
 use tracing::{info, warn};
 
-use super::{GitError, GitSettings, auth, index::PromotionIndex};
+use super::{GitError, GitSettings, auth};
 
-/// The clones, one lock per remote so runs in this process never touch a clone at once, and
-/// the promotion index of each clone's branches.
+/// The clones (the promoter serialises work on each one).
 #[derive(Debug)]
 pub struct RepoCache {
     dir: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    indexes: Mutex<HashMap<(String, String), PromotionIndex>>,
 }
 
 impl RepoCache {
     /// A cache rooted at `dir` (created on first use).
     pub fn new(dir: PathBuf) -> RepoCache {
-        RepoCache {
-            dir,
-            locks: Mutex::default(),
-            indexes: Mutex::default(),
-        }
+        RepoCache { dir }
     }
 
-    /// The promotion index of `url`'s `branch` (hold the remote's lock; give it back with
-    /// [`keep_index`](Self::keep_index)).
-    pub fn take_index(&self, url: &str, branch: &str) -> PromotionIndex {
-        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
-        indexes
-            .remove(&(url.to_string(), branch.to_string()))
-            .unwrap_or_default()
-    }
-
-    /// Keeps the index for the next promotion on `url`'s `branch`.
-    pub fn keep_index(&self, url: &str, branch: &str, index: PromotionIndex) {
-        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
-        indexes.insert((url.to_string(), branch.to_string()), index);
-    }
-
-    /// The lock that serialises work on `url`'s clone.
-    pub fn lock_for(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(url.to_string()).or_default().clone()
-    }
-
-    /// The clone of `url` (hold [`lock_for`](Self::lock_for) while using it). A clone that
+    /// The clone of `url` (only one promotion batch may use it at a time). A clone that
     /// cannot be opened is removed and started afresh.
     pub fn open(&self, url: &str) -> Result<Repository, GitError> {
         let path = self.path_of(url);

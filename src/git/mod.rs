@@ -26,6 +26,7 @@ use std::{
 
 pub use auth::{Credentials, Secret};
 use cache::RepoCache;
+use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
 
 use crate::{
@@ -179,13 +180,21 @@ type Queued = (
     tracing::Span,
 );
 
+/// One remote, in this process: the promotions waiting for its clone, and the clone's lock,
+/// which also guards the promotion index of each branch (by branch name).
+#[derive(Debug, Default)]
+struct Remote {
+    waiting: Mutex<Vec<Queued>>,
+    clone: Arc<tokio::sync::Mutex<HashMap<String, PromotionIndex>>>,
+}
+
 /// Promotes versions through a cache of bare clones.
 #[derive(Debug, Clone)]
 pub struct GitPromoter {
     settings: Arc<GitSettings>,
     cache: Arc<RepoCache>,
-    /// Promotions waiting for their remote's clone, by remote URL.
-    waiting: Arc<Mutex<HashMap<String, Vec<Queued>>>>,
+    /// By remote URL.
+    remotes: Arc<Mutex<HashMap<String, Arc<Remote>>>>,
 }
 
 impl GitPromoter {
@@ -194,8 +203,13 @@ impl GitPromoter {
         GitPromoter {
             cache: Arc::new(RepoCache::new(settings.cache_dir.clone())),
             settings: Arc::new(settings),
-            waiting: Arc::default(),
+            remotes: Arc::default(),
         }
+    }
+
+    fn remote(&self, url: &str) -> Arc<Remote> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|p| p.into_inner());
+        remotes.entry(url.to_string()).or_default().clone()
     }
 
     /// Runs one promotion. Work on one remote is serialised within this process (other
@@ -203,46 +217,39 @@ impl GitPromoter {
     /// meanwhile go together: whoever gets the clone takes every waiting promotion into one
     /// fetch and one push, with a commit each (a fan-in of many apps costs one round trip).
     pub async fn promote(&self, promotion: Promotion) -> Result<PromotionResult, GitError> {
-        let url = promotion.repo.as_str().to_string();
+        let remote = self.remote(promotion.repo.as_str());
+        let waiting = || remote.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let (answer, mut answered) = tokio::sync::oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(url.clone())
-            .or_default()
-            .push((promotion, answer, tracing::Span::current()));
+        waiting().push((promotion, answer, tracing::Span::current()));
         let unanswered = |_| GitError::Other("the promotion task ended without an answer".into());
-        let lock = self.cache.lock_for(&url);
-        // Another holder of the lock may take this promotion along: then its answer is here
-        // before the lock is free, and waiting to lead a batch of latecomers would only delay it.
-        let guard = tokio::select! {
+        // Another holder of the clone may take this promotion along: then its answer is here
+        // before the clone is free, and waiting to lead a batch of latecomers would only delay it.
+        let mut indexes = tokio::select! {
             biased;
             answer = &mut answered => return answer.map_err(unanswered)?,
-            guard = lock.lock() => guard,
+            guard = remote.clone.clone().lock_owned() => guard,
         };
-        let taken = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&url)
-            .unwrap_or_default();
-        if !taken.is_empty() {
-            let (settings, cache) = (self.settings.clone(), self.cache.clone());
-            let span = tracing::Span::current();
-            // git2 is blocking (network and disk): keep it off the async worker threads.
-            let work = move || span.in_scope(|| run_batches(&cache, &settings, taken));
-            if let Err(e) = tokio::task::spawn_blocking(work).await {
-                tracing::error!(error = %e, "promotion task failed");
-            }
+        let taken = std::mem::take(&mut *waiting());
+        let (settings, cache) = (self.settings.clone(), self.cache.clone());
+        let span = tracing::Span::current();
+        // git2 is blocking (network and disk): keep it off the async worker threads. The clone
+        // stays locked until the batch is done (the guard goes with it).
+        let work = move || span.in_scope(|| run_batches(&cache, &settings, taken, &mut indexes));
+        if let Err(e) = tokio::task::spawn_blocking(work).await {
+            tracing::error!(error = %e, "promotion task failed");
         }
-        drop(guard);
         answered.await.map_err(unanswered)?
     }
 }
 
 /// Groups promotions that can share a push (same branch and author; a dry run goes alone)
 /// and runs each group as one batch.
-fn run_batches(cache: &RepoCache, settings: &GitSettings, taken: Vec<Queued>) {
+fn run_batches(
+    cache: &RepoCache,
+    settings: &GitSettings,
+    taken: Vec<Queued>,
+    indexes: &mut HashMap<String, PromotionIndex>,
+) {
     let mut groups: Vec<Vec<Queued>> = Vec::new();
     for queued in taken {
         let p = &queued.0;
@@ -266,10 +273,9 @@ fn run_batches(cache: &RepoCache, settings: &GitSettings, taken: Vec<Queued>) {
             let runs: Vec<&str> = promotions.iter().map(|p| p.run_id.as_str()).collect();
             tracing::info!(?runs, "promoting together");
         }
-        for (result, answer) in promote::run(cache, settings, &promotions, &spans)
-            .into_iter()
-            .zip(answers)
-        {
+        let index = indexes.entry(promotions[0].branch.clone()).or_default();
+        let results = promote::run(cache, settings, &promotions, &spans, index);
+        for (result, answer) in results.into_iter().zip(answers) {
             let _ = answer.send(result);
         }
     }

@@ -23,22 +23,21 @@ const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 /// Runs promotions of one remote, branch and author as one batch against the cached clone:
 /// one fetch, one commit per promotion (each on top of the previous), one push for all, and on
 /// a moved branch all of it again on the new head. Answers in the order given. What concerns
-/// one promotion is logged in its run's span (`spans`, one per promotion).
+/// one promotion is logged in its run's span (`spans`, one per promotion); `index` is the
+/// branch's promotion index.
 pub fn run(
     cache: &RepoCache,
     settings: &GitSettings,
     batch: &[Promotion],
     spans: &[Span],
+    index: &mut PromotionIndex,
 ) -> Vec<Result<PromotionResult, GitError>> {
-    let Some(first) = batch.first() else {
+    if batch.is_empty() {
         return Vec::new();
-    };
+    }
     let mut answers: Vec<Option<Result<PromotionResult, GitError>>> =
         batch.iter().map(|_| None).collect();
-    let (url, branch) = (first.repo.as_str(), first.branch.as_str());
-    let mut index = cache.take_index(url, branch);
-    let failure = run_batch(cache, settings, batch, spans, &mut index, &mut answers).err();
-    cache.keep_index(url, branch, index);
+    let failure = run_batch(cache, settings, batch, spans, index, &mut answers).err();
     answers
         .into_iter()
         .map(|answer| {
