@@ -125,17 +125,16 @@ fn run_batch(
                     if let Some(commit) = commit {
                         tip = git(repo.find_commit(commit))?;
                     }
-                    tentative.push((i, result));
+                    tentative.push((i, result, commit));
                 }
                 Err(e) => answers[i] = Some(Err(e)),
             }
         }
         let promoted = |r: &PromotionResult| r.outcome == PromotionOutcome::Promoted;
         if tip.id() == head.id() || first.dry_run {
-            for (i, mut result) in tentative {
+            for (i, mut result, _) in tentative {
                 if first.dry_run && promoted(&result) {
                     result.outcome = PromotionOutcome::DryRun;
-                    result.commit = None;
                 }
                 answers[i] = Some(Ok(result));
             }
@@ -150,16 +149,17 @@ fn run_batch(
                 true,
                 "phasegate promotion",
             ))?;
-            let commits = tentative.iter().filter(|(_, r)| promoted(r)).count();
+            let commits = tentative.iter().filter(|(_, r, _)| promoted(r)).count();
             let total_ms = started.elapsed().as_millis() as u64;
             info!(head = %tip.id(), commits, attempt, fetched_ms, push_ms, total_ms, "pushed promotion");
             // The pushes are counted once, on the first promotion that made them.
             let mut counted = false;
-            for (i, mut result) in tentative {
+            for (i, mut result, commit) in tentative {
                 if promoted(&result) && !counted {
                     result.push_attempts = attempt;
                     counted = true;
                 }
+                result.commit = commit.map(|c| c.to_string());
                 answers[i] = Some(Ok(result));
             }
             return Ok(());
@@ -217,23 +217,24 @@ fn edit(
         .iter()
         .map(|k| values::read_scalar(&text, k).map_err(values_error(&target_path)))
         .collect::<Result<Vec<_>, _>>()?;
-    let result = |outcome, commit: Option<Oid>| PromotionResult {
+    // The commit is named in the answer once it is pushed.
+    let result = |outcome| PromotionResult {
         outcome,
         version: versions[0].clone(),
         previous: current[0].clone(),
-        commit: commit.map(|c| c.to_string()),
+        commit: None,
         source_commit: source.id().to_string(),
         push_attempts: 0,
     };
     if current == versions {
-        return Ok((result(PromotionOutcome::AlreadyPromoted, None), None));
+        return Ok((result(PromotionOutcome::AlreadyPromoted), None));
     }
     let recorded = promoted_before.get(&target_path, p.target.as_str());
     let newer = recorded
         .filter(|&r| r != source.id() && repo.graph_descendant_of(r, source.id()).unwrap_or(false));
     if let Some(newer) = newer {
         info!(run = %p.run_id, newer = %newer, "a newer source commit was already promoted");
-        return Ok((result(PromotionOutcome::Superseded, None), None));
+        return Ok((result(PromotionOutcome::Superseded), None));
     }
     let mut edited = text;
     for (key, value) in p.keys.iter().zip(versions) {
@@ -259,10 +260,7 @@ fn edit(
         &[tip],
     ))?;
     promoted_before.note(&target_path, p.target.as_str(), source.id());
-    Ok((
-        result(PromotionOutcome::Promoted, Some(commit)),
-        Some(commit),
-    ))
+    Ok((result(PromotionOutcome::Promoted), Some(commit)))
 }
 
 fn values_error(path: &str) -> impl Fn(values::ValuesError) -> GitError + '_ {
