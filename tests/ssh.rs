@@ -48,9 +48,9 @@ fn served() -> Served {
 }
 
 impl Served {
-    /// Fires the Sensor's sequence for `sha` at a server using `key` and `known_hosts`.
-    async fn fire(&self, key: &Path, known_hosts: &Path, sha: &str) -> Result<Firing, Failed> {
-        let server = TestServer::start(config(key, known_hosts)).await;
+    /// Fires the Sensor's sequence for `sha` at a server with `config`.
+    async fn fire(&self, config: Config, sha: &str) -> Result<Firing, Failed> {
+        let server = TestServer::start(config).await;
         let spec = petstore(&self.ssh.url(&self.bare), &[("test", "none")]);
         let fired = server
             .sensor()
@@ -62,11 +62,11 @@ impl Served {
     }
 }
 
-fn config(key: &Path, known_hosts: &Path) -> Config {
+fn config(key: &Path, known_hosts: Option<&Path>) -> Config {
     Config {
         git: GitConfig {
             ssh_key: Some(key.to_path_buf()),
-            ssh_known_hosts: Some(known_hosts.to_path_buf()),
+            ssh_known_hosts: known_hosts.map(Path::to_path_buf),
             ..GitConfig::default()
         },
         ..Config::default()
@@ -79,14 +79,14 @@ async fn promotes_over_ssh_with_a_key_file_and_a_known_hosts_file() {
     let key = at.ssh.client_key();
 
     let first = at
-        .fire(&key, &at.known_hosts, &at.synced)
+        .fire(config(&key, Some(&at.known_hosts)), &at.synced)
         .await
         .unwrap_or_else(|f| panic!("{}\n{}", f.status.message(), at.ssh.log()));
     assert_eq!(first.response["outcome"], "promoted");
     assert_eq!(version_of(&at.bare, "petstore", "prod"), "2.0");
     let newer = bump(&at.bare, &["petstore"], "test", "3.0");
     let second = at
-        .fire(&key, &at.known_hosts, &newer)
+        .fire(config(&key, Some(&at.known_hosts)), &newer)
         .await
         .expect("promotes again");
     assert_eq!(second.response["outcome"], "promoted");
@@ -120,7 +120,7 @@ async fn an_unknown_or_changed_host_key_is_refused_before_anything_is_sent() {
         std::fs::write(&known_hosts, text).expect("known_hosts");
 
         let refused = at
-            .fire(&at.ssh.client_key(), &known_hosts, &at.synced)
+            .fire(config(&at.ssh.client_key(), Some(&known_hosts)), &at.synced)
             .await
             .expect_err("an untrusted host");
 
@@ -139,12 +139,27 @@ async fn an_unknown_or_changed_host_key_is_refused_before_anything_is_sent() {
 }
 
 #[tokio::test]
+async fn without_a_known_hosts_file_an_unknown_host_says_how_to_trust_it() {
+    let at = served();
+
+    let refused = at
+        .fire(config(&at.ssh.client_key(), None), &at.synced)
+        .await
+        .expect_err("libgit2 knows no such host");
+
+    let message = refused.status.message();
+    assert_eq!(refused.status.code(), Code::Unavailable, "{message}");
+    assert!(message.contains("git.sshKnownHosts"), "{message}");
+    assert_eq!(version_of(&at.bare, "petstore", "prod"), "1.0");
+}
+
+#[tokio::test]
 async fn a_key_the_server_refuses_is_permission_denied() {
     let at = served();
     let stranger = keygen(&at.root, "stranger");
 
     let refused = at
-        .fire(&stranger, &at.known_hosts, &at.synced)
+        .fire(config(&stranger, Some(&at.known_hosts)), &at.synced)
         .await
         .expect_err("refused key");
 
