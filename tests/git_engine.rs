@@ -63,6 +63,21 @@ async fn served(apps: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, GitSer
     (dir, bare, server, synced)
 }
 
+/// Starts every promotion at once (in this order), then collects the answers in that order.
+async fn promote_at_once(
+    promotions: impl IntoIterator<Item = (GitPromoter, Promotion)>,
+) -> Vec<Result<PromotionResult, GitError>> {
+    let tasks: Vec<_> = promotions
+        .into_iter()
+        .map(|(promoter, p)| tokio::spawn(async move { promoter.promote(p).await }))
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+    results
+}
+
 fn assert_no_secret_leaked(errors: &[String]) {
     let logs = logs();
     assert!(!logs.contains("SENTINEL"), "a password was logged:\n{logs}");
@@ -125,19 +140,14 @@ async fn twenty_concurrent_promotions_of_twenty_apps_all_land() {
         .map(|c| GitPromoter::new(settings(&c.1, Some(PASSWORD))))
         .collect();
 
-    let tasks: Vec<_> = apps
-        .iter()
-        .enumerate()
-        .map(|(i, app)| {
-            let promoter = promoters[i % 4].clone();
-            let p = promotion(&server.url("gitops"), app, &synced);
-            tokio::spawn(async move { promoter.promote(p).await })
-        })
-        .collect();
-    let mut results: Vec<PromotionResult> = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("task").expect("promotes"));
-    }
+    let results: Vec<PromotionResult> = promote_at_once(apps.iter().enumerate().map(|(i, app)| {
+        let p = promotion(&server.url("gitops"), app, &synced);
+        (promoters[i % 4].clone(), p)
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.expect("promotes"))
+    .collect();
 
     assert!(
         results
@@ -174,16 +184,7 @@ async fn concurrent_promotions_in_one_process_share_pushes_but_keep_a_commit_eac
         .map(|app| promotion(&url, app, &synced))
         .chain([broken]);
 
-    let tasks: Vec<_> = promotions
-        .map(|p| {
-            let promoter = promoter.clone();
-            tokio::spawn(async move { promoter.promote(p).await })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("task"));
-    }
+    let mut results = promote_at_once(promotions.map(|p| (promoter.clone(), p))).await;
 
     let failed = results
         .pop()
@@ -392,17 +393,12 @@ async fn an_older_version_waiting_beside_a_newer_one_does_not_win() {
         older,
     ];
 
-    let tasks: Vec<_> = promotions
-        .into_iter()
-        .map(|p| {
-            let promoter = promoter.clone();
-            tokio::spawn(async move { promoter.promote(p).await })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.expect("task").expect("answers").outcome);
-    }
+    let outcomes: Vec<PromotionOutcome> =
+        promote_at_once(promotions.into_iter().map(|p| (promoter.clone(), p)))
+            .await
+            .into_iter()
+            .map(|r| r.expect("answers").outcome)
+            .collect();
 
     use PromotionOutcome::{Promoted, Superseded};
     assert_eq!(outcomes, [Promoted, Promoted, Superseded]);
@@ -516,20 +512,13 @@ async fn racing_promoters_on_a_local_remote_lose_no_commit() {
     let before = commit_count(&bare);
     let url = format!("file://{}", bare.display());
     let caches: Vec<_> = apps.iter().map(|_| tempdir()).collect();
-    let tasks: Vec<_> = apps
-        .iter()
-        .zip(&caches)
-        .map(|(app, cache)| {
-            let promoter = GitPromoter::new(settings(&cache.1, None));
-            let p = promotion(&url, app, &synced);
-            tokio::spawn(async move { promoter.promote(p).await })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(
-            t.await.expect("task").expect("promotes").outcome,
-            PromotionOutcome::Promoted
-        );
+    let results = promote_at_once(apps.iter().zip(&caches).map(|(app, cache)| {
+        let promoter = GitPromoter::new(settings(&cache.1, None));
+        (promoter, promotion(&url, app, &synced))
+    }))
+    .await;
+    for r in results {
+        assert_eq!(r.expect("promotes").outcome, PromotionOutcome::Promoted);
     }
     assert_eq!(commit_count(&bare), before + apps.len());
     for app in apps {
