@@ -63,7 +63,7 @@ pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String
         wait(&jobs, &pods, name, &what, &mut follower, &ctx.log),
     )
     .await;
-    let log = follower.finish(&pods, name, &ctx.log).await;
+    let log = follower.finish(&pods, name, &ctx.log, waited.is_ok()).await;
     info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
     // The cluster's deadline (DeadlineExceeded) and phasegate's own are both timeouts; a Job
     // that can never run is no use for debugging either: both are deleted.
@@ -330,11 +330,13 @@ impl LogFollower {
     }
 
     /// The log: as followed when the stream saw the container end, otherwise (never started,
-    /// broken, or still open after the Job ended) the log tail read from the pod.
-    async fn finish(self, pods: &Api<Pod>, job: &str, sink: &LogSink) -> String {
+    /// broken, or still open after the Job ended) the log tail read from the pod. When the Job
+    /// did not end (`ended` false: phasegate's own timeout) its stream is not waited for.
+    async fn finish(self, pods: &Api<Pod>, job: &str, sink: &LogSink, ended: bool) -> String {
         if let Some(task) = self.task {
             let abort = task.abort_handle();
-            if let Ok(Ok(true)) = tokio::time::timeout(LOG_DRAIN, task).await {
+            let drain = if ended { LOG_DRAIN } else { Duration::ZERO };
+            if let Ok(Ok(true)) = tokio::time::timeout(drain, task).await {
                 let lines = self.lines.lock().expect("log lines");
                 return lines.iter().map(|l| format!("{l}\n")).collect();
             }
