@@ -4,79 +4,19 @@
 
 mod support;
 
-use std::{path::Path, sync::mpsc};
+use std::sync::mpsc;
 
 use phasegate::{
     ErrorKind,
     git::{
-        Credentials, GitError, GitPromoter, GitSettings, Promotion, PromotionOutcome,
-        PromotionResult, Secret, local,
+        Credentials, GitError, GitPromoter, GitSettings, PromotionOutcome, PromotionResult, Secret,
+        local,
     },
-    spec::{CommitId, Phase, RepoUrl},
+    spec::Phase,
 };
-use support::{git_server::GitServer, *};
+use support::{engine::*, *};
 
-const USER: &str = "ci-bot";
-const PASSWORD: &str = "SENTINEL-Pa55-7f3e";
 const WRONG: &str = "SENTINEL-wrong-91c2";
-
-fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
-    GitSettings {
-        cache_dir: cache.to_path_buf(),
-        push_attempts: 10,
-        author_name: "phasegate".into(),
-        author_email: "phasegate@example.com".into(),
-        credentials: password.map(|p| Credentials {
-            username: USER.into(),
-            password: Secret::new(p),
-            email: Some("ci-bot@example.com".into()),
-        }),
-        ssh_key: None,
-        ssh_known_hosts: None,
-    }
-}
-
-fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
-    Promotion {
-        repo: RepoUrl::parse(url).expect("url"),
-        branch: "main".into(),
-        path: PATH.replace("{app}", app),
-        keys: vec!["image.version".into()],
-        source: Phase::parse("source", "test").expect("phase"),
-        target: Phase::parse("target", "prod").expect("phase"),
-        commit: CommitId::parse("commit", commit).expect("commit"),
-        message: "Promote {key} {version} from {source} to {target}".into(),
-        dry_run: false,
-        run_id: format!("test-{app}"),
-        credentials: None,
-    }
-}
-
-/// A served GitOps repository `gitops.git` with `apps`; returns (dir guard, bare path, server,
-/// the commit that put 2.0 in test).
-async fn served(apps: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, GitServer, String) {
-    capture_logs();
-    let (dir, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, apps);
-    let server = GitServer::start(&root, USER, PASSWORD).await;
-    (dir, bare, server, synced)
-}
-
-/// Starts every promotion at once (in this order), then collects the answers in that order.
-async fn promote_at_once(
-    promotions: impl IntoIterator<Item = (GitPromoter, Promotion)>,
-) -> Vec<Result<PromotionResult, GitError>> {
-    let tasks: Vec<_> = promotions
-        .into_iter()
-        .map(|(promoter, p)| tokio::spawn(async move { promoter.promote(p).await }))
-        .collect();
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.expect("task"));
-    }
-    results
-}
 
 fn assert_no_secret_leaked(errors: &[String]) {
     let logs = logs();

@@ -102,21 +102,20 @@ pub fn classify(e: git2::Error, auth: Option<GitError>) -> GitError {
         return failure;
     }
     let msg = e.message().to_string();
-    let lower = msg.to_ascii_lowercase();
-    if e.code() == ErrorCode::Auth
-        || lower.contains("401")
-        || lower.contains("403")
-        || lower.contains("authentication")
-    {
+    let status = http_status(&e);
+    if e.code() == ErrorCode::Auth || matches!(status, Some(401 | 403 | 407)) {
         return GitError::AuthRejected(msg);
     }
-    if lower.contains("unknown remote ssh hostkey") {
+    if msg
+        .to_ascii_lowercase()
+        .contains("unknown remote ssh hostkey")
+    {
         return GitError::Unreachable(format!(
             "{msg}: the SSH host key is not in ~/.ssh/known_hosts; set git.sshKnownHosts \
              (PHASEGATE_GIT_SSH_KNOWN_HOSTS) to a known hosts file that holds it"
         ));
     }
-    if lower.contains("404") || lower.contains("repository not found") {
+    if status == Some(404) {
         return GitError::NotFound(format!("repository not found: {msg}"));
     }
     match e.class() {
@@ -127,6 +126,18 @@ pub fn classify(e: git2::Error, auth: Option<GitError>) -> GitError {
     }
 }
 
+/// The HTTP status of libgit2's "unexpected http status code: N" (its only report of a
+/// status it did not handle itself), read from that fixed message: never a number found
+/// anywhere in a message, where it could be part of an object id or a path.
+fn http_status(e: &git2::Error) -> Option<u16> {
+    if e.class() != ErrorClass::Http {
+        return None;
+    }
+    e.message()
+        .strip_prefix("unexpected http status code: ")
+        .and_then(|code| code.trim().parse().ok())
+}
+
 /// A libgit2 result as a [`GitError`] of the right kind.
 pub fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
     r.map_err(|e| classify(e, None))
@@ -135,4 +146,33 @@ pub fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
 /// True when an error means the clone itself is damaged, not the remote or the network.
 pub fn is_corruption(e: &GitError) -> bool {
     matches!(e, GitError::Other(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(message: &str) -> git2::Error {
+        git2::Error::new(ErrorCode::GenericError, ErrorClass::Http, message)
+    }
+
+    #[test]
+    fn classifies_http_statuses_from_libgit2s_report_only() {
+        let kind = |e| std::mem::discriminant(&classify(e, None));
+        let auth = std::mem::discriminant(&GitError::AuthRejected(String::new()));
+        let missing = std::mem::discriminant(&GitError::NotFound(String::new()));
+        assert_eq!(kind(http("unexpected http status code: 403")), auth);
+        assert_eq!(kind(http("unexpected http status code: 404")), missing);
+        assert!(matches!(
+            classify(http("unexpected http status code: 502"), None),
+            GitError::Unreachable(_)
+        ));
+        // Digits inside an object id or a path are no status.
+        let odb = git2::Error::new(
+            ErrorCode::NotFound,
+            ErrorClass::Odb,
+            "object not found - no match for id (4014033a9f0c4040d1ee)",
+        );
+        assert!(matches!(classify(odb, None), GitError::Other(_)));
+    }
 }

@@ -56,6 +56,10 @@ pub enum GitError {
     /// The remote could not be reached.
     #[error("git remote unreachable: {0}")]
     Unreachable(String),
+    /// The remote refused the push for a reason other than a race (a pre-receive or update
+    /// hook, a branch ruleset, a path restriction): retrying on a new head would not help.
+    #[error("the remote refused the push: {0}")]
+    PushRefused(String),
     /// Every push attempt was rejected because others kept moving the branch.
     #[error("push to branch `{branch}` still rejected after {attempts} attempts")]
     PushRejected { branch: String, attempts: u32 },
@@ -74,7 +78,7 @@ impl GitError {
                 _ => ErrorKind::InvalidArgument,
             },
             GitError::Unsupported { .. } => ErrorKind::InvalidArgument,
-            GitError::AuthRejected(_) => ErrorKind::PermissionDenied,
+            GitError::AuthRejected(_) | GitError::PushRefused(_) => ErrorKind::PermissionDenied,
             GitError::Unreachable(_) => ErrorKind::Unavailable,
             GitError::PushRejected { .. } => ErrorKind::Aborted,
             GitError::Other(_) => ErrorKind::Internal,

@@ -37,7 +37,24 @@ pub fn run(
     }
     let mut answers: Vec<Option<Result<PromotionResult, GitError>>> =
         batch.iter().map(|_| None).collect();
-    let failure = run_batch(cache, settings, batch, spans, index, &mut answers).err();
+    let mut failure = run_batch(cache, settings, batch, spans, index, &mut answers).err();
+    let pending = answers.iter().filter(|a| a.is_none()).count();
+    if matches!(failure, Some(GitError::PushRefused(_))) && pending > 1 {
+        // The server refused the batch for something one of its commits did (a hook, a
+        // ruleset, a path restriction), not for a race: push them one by one, so only the
+        // offending promotion fails.
+        warn!(error = ?failure, promotions = pending, "batched push refused; pushing one by one");
+        failure = None;
+        for i in 0..batch.len() {
+            if answers[i].is_some() {
+                continue;
+            }
+            let mut alone = [None];
+            let one = (&batch[i..=i], &spans[i..=i]);
+            let failed = run_batch(cache, settings, one.0, one.1, index, &mut alone).err();
+            answers[i] = alone[0].take().or(failed.map(Err));
+        }
+    }
     answers
         .into_iter()
         .map(|answer| {

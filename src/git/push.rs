@@ -13,7 +13,9 @@ use super::{
 
 /// Pushes `commit` to the branch only if the remote branch is still at `parent` (like
 /// `--force-with-lease`, checked on every transport before any ref moves; the server checks
-/// the old id again when it updates the ref). `Ok(false)` means the branch moved (retry).
+/// the old id again when it updates the ref). `Ok(false)` means the branch moved (retry);
+/// [`GitError::PushRefused`] that the server refused the update for another reason (a hook,
+/// a protection rule), which no retry on a new head would change.
 pub(super) fn push(
     repo: &Repository,
     p: &Promotion,
@@ -70,14 +72,12 @@ pub(super) fn push(
     }
     match pushed {
         Err(_) if *moved.borrow() => Ok(false),
-        Err(e) if e.code() == ErrorCode::NotFastForward => Ok(false),
+        Err(e) if is_race_code(e.code()) => Ok(false),
         Err(e) => Err(cache::classify(e, trace.failure())),
         Ok(()) => match refused.borrow().as_deref() {
             None => Ok(true),
             Some(reason) if is_race(reason) => Ok(false),
-            Some(reason) => Err(GitError::AuthRejected(format!(
-                "the remote refused the push: {reason}"
-            ))),
+            Some(reason) => Err(GitError::PushRefused(reason.to_string())),
         },
     }
 }
@@ -124,27 +124,82 @@ fn push_local(
     git(copy(commit))?;
     match remote.reference_matching(branch, commit, true, parent, "phasegate promotion") {
         Ok(_) => Ok(true),
-        Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => Ok(false),
+        Err(e) if is_race_code(e.code()) => Ok(false),
         Err(e) => Err(cache::classify(e, None)),
     }
 }
 
-/// Rejections that mean "someone else pushed first" (as opposed to a hook or a protection).
-fn is_race(reason: &str) -> bool {
-    [
+/// libgit2 error codes that mean "someone else moved or is moving the branch": a push that
+/// would not fast-forward, a ref whose old value changed, a ref locked by another update.
+fn is_race_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotFastForward | ErrorCode::Modified | ErrorCode::Locked
+    )
+}
+
+/// The status of a refused ref update (`ng <ref> <status>` of the push protocol) that means
+/// "someone else pushed first", as opposed to a hook, a ruleset or a path restriction. Only
+/// the statuses servers send for a lost race count, matched whole (or by their fixed
+/// beginning where the server appends the ref name), never a word searched anywhere in the
+/// message: a hook's message may say anything.
+pub(super) fn is_race(status: &str) -> bool {
+    let status = status.trim();
+    // git receive-pack: the ref is not an ancestor of the pushed commit; the ref transaction
+    // (lock or old-value check) failed; libgit2/git client-side lease and fast-forward checks.
+    const RACES: [&str; 6] = [
         "non-fast-forward",
         "fetch first",
         "stale info",
         "failed to update ref",
-        // Another push holds the ref's lock file at this moment.
-        "lock",
-    ]
-    .iter()
-    .any(|r| reason.contains(r))
+        "failed to lock",
+        // GitLab (Gitaly) when the ref's old value changed under the push.
+        "incorrect old value provided",
+    ];
+    // GitHub and git's ref backends: "cannot lock ref 'refs/heads/main': is at … but expected …"
+    // or "… reference already exists"; the ref name follows the fixed words.
+    RACES.contains(&status) || status.starts_with("cannot lock ref '")
 }
 
 /// Jittered exponential backoff: 50 ms doubling to 2 s, so racing promoters spread out.
 pub(super) fn backoff(attempt: u32) -> Duration {
     let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2000);
     Duration::from_millis(base / 2 + fastrand::u64(0..=base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_lost_races_from_the_servers_statuses() {
+        for race in [
+            "non-fast-forward",
+            "fetch first",
+            "stale info",
+            "failed to update ref",
+            "failed to lock",
+            "incorrect old value provided",
+            "cannot lock ref 'refs/heads/main': is at 401aa but expected 5b2c0",
+        ] {
+            assert!(is_race(race), "{race}");
+        }
+    }
+
+    #[test]
+    fn a_hook_or_rule_refusal_is_no_race_whatever_its_words() {
+        for refusal in [
+            "pre-receive hook declined",
+            "hook declined",
+            "protected branch hook declined",
+            "push declined due to repository rule violations",
+            // A hook's own words may mention locks or fast-forwards: still not a race.
+            "hook declined: file is locked by policy, no fast-forward of releases",
+            "deny updating a hidden ref",
+        ] {
+            assert!(!is_race(refusal), "{refusal}");
+        }
+        assert!(is_race_code(ErrorCode::Locked));
+        assert!(!is_race_code(ErrorCode::Auth));
+    }
 }

@@ -2,6 +2,7 @@
 //! client, an app under test, and captured logs (to prove no credential is ever logged).
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod fake_kube;
 pub mod git_server;
 pub mod ssh_server;
