@@ -14,14 +14,14 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd, secrets::SecretStore},
-    git::{GitPromoter, GitSettings, Promotion, PromotionOutcome},
+    git::{GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult},
     history::{History, RunRecord, Stage, now_unix_ms},
     ledger::{self, Claim, RunLedger, Shared},
     metrics::Metrics,
     outcome::{Outcome, RunReport},
     policy::Policy,
     runner::{self, LogSink, TestContext},
-    spec::{Mode, Plan, Resource, SourceRef, TargetRef},
+    spec::{Mode, Plan, Resource, SourceRef, TargetRef, TestPlan},
 };
 
 /// The engine behind the gRPC adapter and the `promote` command.
@@ -218,6 +218,11 @@ impl RunTask {
             ),
             None => None,
         };
+        let mut promotion = promotion(plan, &self.id);
+        promotion.credentials = credentials;
+        if let Some(report) = self.decided_before_testing(&promotion).await? {
+            return Ok(report);
+        }
         self.history.stage(&self.id, Stage::Testing);
         let ctx = self.test_context();
         if let Some(gate) = &plan.argocd {
@@ -238,27 +243,35 @@ impl RunTask {
         if test.passed {
             self.history.stage(&self.id, Stage::Promoting);
             let promoting = Instant::now();
-            let mut promotion = promotion(plan, &self.id);
-            promotion.credentials = credentials;
             let promoted = self.promoter.promote(promotion).await?;
             self.metrics
                 .stage("promote", promoting.elapsed().as_secs_f64());
-            report.outcome = match promoted.outcome {
-                PromotionOutcome::Promoted => {
-                    self.metrics.pushed(promoted.push_attempts);
-                    Outcome::Promoted
-                }
-                PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
-                PromotionOutcome::Superseded => Outcome::Superseded,
-                PromotionOutcome::DryRun => Outcome::DryRun,
-            };
-            report.version = Some(promoted.version);
-            report.previous = Some(promoted.previous);
-            report.commit = promoted.commit;
-            report.source.commit = promoted.source_commit;
+            if promoted.outcome == PromotionOutcome::Promoted {
+                self.metrics.pushed(promoted.push_attempts);
+            }
+            fill(&mut report, promoted);
         }
         report.duration_ms = millis(started.elapsed());
         Ok(report)
+    }
+
+    /// Before any test: when the target already holds the version or a newer source already
+    /// won, the answer is known and no test (Job, HTTP check, command) is started. Every
+    /// unrelated GitOps commit re-syncs the source phase; it must not cost a test campaign.
+    /// With no test to save (`test: none`) the promotion itself decides, in one fetch.
+    async fn decided_before_testing(&self, promotion: &Promotion) -> Result<Option<RunReport>> {
+        if matches!(self.plan.test, TestPlan::None) {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let Some(decided) = self.promoter.check(promotion).await? else {
+            return Ok(None);
+        };
+        info!(outcome = ?decided.outcome, "decided before testing: no test started");
+        let mut report = report_of(&self.plan, self.id.clone(), Outcome::TestsFailed);
+        fill(&mut report, decided);
+        report.duration_ms = millis(started.elapsed());
+        Ok(Some(report))
     }
 
     fn cluster(&self, needed_by: &'static str) -> Result<&Cluster> {
@@ -316,6 +329,20 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
         run_id: id.to_string(),
         credentials: None,
     }
+}
+
+/// Puts what the promotion did into the run's answer.
+fn fill(report: &mut RunReport, promoted: PromotionResult) {
+    report.outcome = match promoted.outcome {
+        PromotionOutcome::Promoted => Outcome::Promoted,
+        PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
+        PromotionOutcome::Superseded => Outcome::Superseded,
+        PromotionOutcome::DryRun => Outcome::DryRun,
+    };
+    report.version = Some(promoted.version);
+    report.previous = Some(promoted.previous);
+    report.commit = promoted.commit;
+    report.source.commit = promoted.source_commit;
 }
 
 fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {

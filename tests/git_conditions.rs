@@ -8,7 +8,7 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use phasegate::{
     ErrorKind,
-    git::{GitPromoter, PromotionOutcome},
+    git::{GitPromoter, PromotionOutcome, local},
 };
 use support::{engine::*, *};
 
@@ -57,4 +57,54 @@ async fn a_push_refused_by_a_hook_fails_only_the_offending_promotion_of_its_batc
         logs().contains("batched push refused; pushing one by one"),
         "the three went out as a batch first"
     );
+}
+
+#[tokio::test]
+async fn an_answer_known_from_the_target_starts_no_test() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced_2 = gitops_repo(&bare, &["petstore"]);
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    // A test campaign that leaves a line behind each time it is started.
+    let started = root.join("tests-started");
+    let script = format!("echo started >> {}", started.display());
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", &command)],
+    );
+    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let sensor = server.sensor().await;
+    let fire = |commit: String| {
+        let (sensor, spec) = (sensor.clone(), spec.clone());
+        async move {
+            sensor
+                .fire(&spec, &sync_event(&commit), FROM_TEST)
+                .await
+                .expect("answers")
+                .response
+        }
+    };
+    let runs = || {
+        std::fs::read_to_string(&started)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    assert_eq!(fire(synced_3.clone()).await["outcome"], "promoted");
+    assert_eq!(runs(), 1);
+
+    // The slow event of 2.0 arrives after 3.0 won; then an unrelated commit re-syncs test.
+    let older = fire(synced_2).await;
+    let unrelated = local::commit_files(&bare, "main", &[("README.md", "hi\n")], "docs")
+        .expect("unrelated commit");
+    let resynced = fire(unrelated).await;
+
+    assert_eq!(older["outcome"], "superseded", "{older}");
+    assert_eq!(resynced["outcome"], "already-promoted", "{resynced}");
+    assert_eq!(resynced["version"], "3.0");
+    assert!(older.get("test").is_none(), "no test ran: {older}");
+    assert_eq!(runs(), 1, "neither started the test campaign");
+    server.stop().await;
 }

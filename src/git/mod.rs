@@ -246,6 +246,23 @@ impl GitPromoter {
     }
 }
 
+impl GitPromoter {
+    /// What the target already holds for `promotion`, decided before any test runs: the
+    /// answer when it is already there (`AlreadyPromoted`) or a newer source already won
+    /// (`Superseded`), `None` when the promotion would commit. Fetches the branch and decides
+    /// exactly as [`GitPromoter::promote`] would, but pushes nothing.
+    pub async fn check(&self, promotion: &Promotion) -> Result<Option<PromotionResult>, GitError> {
+        let mut probe = promotion.clone();
+        probe.dry_run = true;
+        let answer = self.promote(probe).await?;
+        let decided = matches!(
+            answer.outcome,
+            PromotionOutcome::AlreadyPromoted | PromotionOutcome::Superseded
+        );
+        Ok(decided.then_some(answer))
+    }
+}
+
 /// Groups promotions that can share a push (same branch and author; a dry run goes alone)
 /// and runs each group as one batch.
 fn run_batches(
