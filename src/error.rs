@@ -7,7 +7,7 @@ use crate::{
 };
 
 /// What kind of failure an error is, independent of the transport that reports it.
-/// The gRPC adapter maps each kind to the status code of CONTRACT §6.
+/// The gRPC adapter maps each kind to the status code of docs/contract.md §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Malformed or invalid spec, resource or payload.

@@ -1,6 +1,6 @@
-//! The run ledger: idempotency of CONTRACT §5. Runs with the same key are one run: a duplicate
-//! that arrives while it is in flight waits for the same result; a duplicate after success gets
-//! the recorded result. Failures are forgotten, so a retry tests again.
+//! The run ledger: idempotency (docs/contract.md §5). Runs with the same key are one run: a
+//! duplicate that arrives while it is in flight waits for the same result; a duplicate after
+//! success gets the recorded result. Failures are forgotten, so a retry tests again.
 
 use std::{
     collections::{HashMap, VecDeque},

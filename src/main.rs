@@ -269,3 +269,33 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag and `PHASEGATE_*` variable of every subcommand, so docs/contract.md cannot
+    /// fall behind the command line.
+    #[test]
+    fn the_contract_documents_every_flag_and_variable() {
+        let contract = include_str!("../docs/contract.md");
+        let mut stack = vec![Cli::command()];
+        while let Some(command) = stack.pop() {
+            for arg in command.get_arguments() {
+                if let Some(long) = arg.get_long().filter(|l| !matches!(*l, "help" | "version")) {
+                    assert!(
+                        contract.contains(&format!("`--{long}")),
+                        "`{} --{long}` is not in docs/contract.md",
+                        command.get_name()
+                    );
+                }
+                if let Some(var) = arg.get_env().and_then(|v| v.to_str()) {
+                    assert!(contract.contains(var), "{var} is not in docs/contract.md");
+                }
+            }
+            stack.extend(command.get_subcommands().cloned());
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Execute's answer (CONTRACT §6) and ApplyPolicy's verdict on it.
+//! Execute's answer (docs/contract.md §6) and ApplyPolicy's verdict on it.
 
 use serde::{Deserialize, Serialize};
 

@@ -364,8 +364,8 @@ fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
     }
 }
 
-/// CONTRACT §5: (repo, branch, path, keys, source commit, source phase, target phase); a dry
-/// run is a different run, so it never answers for a real one.
+/// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
+/// phase); a dry run is a different run, so it never answers for a real one.
 fn idempotency_key(plan: &Plan) -> String {
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",

@@ -116,7 +116,7 @@ pub struct Promotion {
     pub source: Phase,
     pub target: Phase,
     pub commit: CommitId,
-    /// Subject template (CONTRACT §2 `commitMessage`).
+    /// Subject template (docs/contract.md §2 `commitMessage`).
     pub message: String,
     pub dry_run: bool,
     pub run_id: String,

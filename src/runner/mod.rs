@@ -18,7 +18,7 @@ use crate::{
     spec::TestPlan,
 };
 
-/// The most of a test's output kept in the outcome (CONTRACT §6).
+/// The most of a test's output kept in the outcome (docs/contract.md §6).
 pub const LOG_TAIL_BYTES: usize = 4096;
 
 /// What a test run found.

@@ -36,7 +36,7 @@ fn no_delay(stream: std::io::Result<TcpStream>) -> std::io::Result<TcpStream> {
     stream
 }
 
-/// Maps a crate error to the status code of CONTRACT §6.
+/// Maps a crate error to the status code of docs/contract.md §6.
 pub fn status(e: &Error) -> Status {
     let code = match e.kind() {
         ErrorKind::InvalidArgument => Code::InvalidArgument,

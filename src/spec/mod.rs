@@ -1,4 +1,5 @@
-//! The trigger spec (CONTRACT §2), the resource JSON the Sensor sees (§3) and the payload (§4).
+//! The trigger spec (docs/contract.md §2), the resource JSON the Sensor sees (§3) and the
+//! payload (§4).
 //!
 //! Three shapes of the same request, parsed once each:
 //! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths

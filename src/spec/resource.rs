@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Plan, SpecError};
 
-/// The default subject of a promotion commit (CONTRACT §5.6).
+/// The default subject of a promotion commit (docs/contract.md §5).
 pub const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
 
 /// How a spec value is turned into JSON.
@@ -146,7 +146,7 @@ pub struct TestSpec {
 }
 
 impl TestSpec {
-    /// Fills the defaults of the chosen runner (CONTRACT §2), so the resource shows them.
+    /// Fills the defaults of the chosen runner (docs/contract.md §2), so the resource shows them.
     fn fill_defaults(&mut self) {
         match self.runner {
             Some(RunnerKind::Job) => {
@@ -177,7 +177,7 @@ pub struct ArgoSpec {
     pub timeout: Option<String>,
 }
 
-/// The resource of CONTRACT §3: the spec with every default filled in, nested so Sensor
+/// The resource of docs/contract.md §3: the spec with every default filled in, nested so Sensor
 /// parameters have stable `dest` paths (`source.commit`, `test.target`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -252,7 +252,8 @@ impl Resource {
         Ok(resource)
     }
 
-    /// Parses the resource JSON handed to Execute and applies the payload over it (CONTRACT §4).
+    /// Parses the resource JSON handed to Execute and applies the payload over it
+    /// (docs/contract.md §4).
     pub fn from_execute(resource: &[u8], payload: &[u8]) -> Result<Resource, SpecError> {
         let mut json: Value =
             serde_json::from_slice(resource).map_err(|e| SpecError::BadResource(e.to_string()))?;
@@ -467,6 +468,17 @@ mod tests {
         .expect("valid");
         assert_eq!(r.test.command, vec!["sh", "-c", "exit 0"]);
         assert_eq!(r.test.env.expect("env")["A"], "b: c");
+    }
+
+    #[test]
+    fn the_contract_documents_every_spec_key() {
+        let contract = include_str!("../../docs/contract.md");
+        for (key, _, _) in SPEC_KEYS {
+            assert!(
+                contract.contains(&format!("\n| `{key}` |")),
+                "spec key `{key}` has no row in docs/contract.md §2"
+            );
+        }
     }
 
     #[test]
