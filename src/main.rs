@@ -62,6 +62,10 @@ enum Command {
         test_command: Option<String>,
         #[arg(long)]
         dry_run: bool,
+        /// Promote an older version on purpose: not refused as superseded, marked in the
+        /// commit (`Promotion-Rollback: true`), and the baseline of later promotions.
+        #[arg(long)]
+        rollback: bool,
         #[command(flatten)]
         config: Overrides,
     },
@@ -134,6 +138,7 @@ async fn main() -> ExitCode {
             test_target,
             test_command,
             dry_run,
+            rollback,
             config,
         } => {
             let resource = Resource {
@@ -161,6 +166,7 @@ async fn main() -> ExitCode {
                     ..Default::default()
                 },
                 dry_run,
+                rollback,
                 ..Default::default()
             };
             promote(resource, config).await

@@ -326,6 +326,7 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
         commit: plan.commit.clone(),
         message: plan.commit_message.clone(),
         dry_run: plan.dry_run,
+        rollback: plan.rollback,
         run_id: id.to_string(),
         credentials: None,
     }
@@ -365,10 +366,11 @@ fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
 }
 
 /// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
-/// phase); a dry run is a different run, so it never answers for a real one.
+/// phase); a dry run or a rollback is a different run, so it never answers for a plain one (a
+/// rollback of a commit once answered `superseded` must not get that answer back).
 fn idempotency_key(plan: &Plan) -> String {
     format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         plan.repo,
         plan.branch,
         plan.path,
@@ -376,7 +378,8 @@ fn idempotency_key(plan: &Plan) -> String {
         plan.commit,
         plan.source,
         plan.target,
-        plan.dry_run
+        plan.dry_run,
+        plan.rollback
     )
 }
 

@@ -108,3 +108,123 @@ async fn an_answer_known_from_the_target_starts_no_test() {
     assert_eq!(runs(), 1, "neither started the test campaign");
     server.stop().await;
 }
+
+/// A values file with two images, as an umbrella chart has.
+fn two_images(frontend: &str, backend: &str) -> String {
+    format!("frontend:\n  tag: \"{frontend}\"\nbackend:\n  tag: \"{backend}\"  # api\n")
+}
+
+#[tokio::test]
+async fn superseded_is_decided_per_key_of_a_shared_file() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let (test, prod) = (values_path("shop", "test"), values_path("shop", "prod"));
+    let one = two_images("1", "1");
+    local::commit_files(&bare, "main", &[(&test, &one), (&prod, &one)], "initial").expect("init");
+    let backend_2 = local::commit_files(&bare, "main", &[(&test, &two_images("1", "2"))], "b2")
+        .expect("backend 2 in test");
+    let frontend_2 = local::commit_files(&bare, "main", &[(&test, &two_images("2", "2"))], "f2")
+        .expect("frontend 2 in test");
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, None));
+    let promote = |key: &str, commit: &str| {
+        let mut p = promotion(&file_url(&bare), "shop", commit);
+        p.keys = vec![key.to_string()];
+        let promoter = promoter.clone();
+        async move { promoter.promote(p).await.expect("answers").outcome }
+    };
+
+    assert_eq!(
+        promote("frontend.tag", &frontend_2).await,
+        PromotionOutcome::Promoted
+    );
+    // backend's slow test of an older commit ends after frontend's newer one was promoted.
+    assert_eq!(
+        promote("backend.tag", &backend_2).await,
+        PromotionOutcome::Promoted
+    );
+    let text = local::read_file(&bare, "main", &prod).expect("prod");
+    assert_eq!(text, two_images("2", "2"));
+    let head = local::log(&bare, "main", 1).expect("log")[0].0.clone();
+    let shown = local::show(&bare, &head).expect("show");
+    assert!(shown.contains("Promoted-Keys: backend.tag"), "{shown}");
+    // But frontend from that older commit (frontend 1) is superseded by frontend's own newer
+    // promotion.
+    assert_eq!(
+        promote("frontend.tag", &backend_2).await,
+        PromotionOutcome::Superseded
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_promotes_an_older_version_and_becomes_the_baseline() {
+    let (_d, bare, server, synced_2) = served(&["petstore"]).await;
+    let initial = local::log(&bare, "main", 2).expect("log")[1].0.clone();
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let url = server.url("gitops");
+    let promote = |commit: &str, rollback: bool| {
+        let mut p = promotion(&url, "petstore", commit);
+        p.rollback = rollback;
+        let promoter = promoter.clone();
+        async move { promoter.promote(p).await.expect("answers") }
+    };
+    assert_eq!(
+        promote(&synced_3, false).await.outcome,
+        PromotionOutcome::Promoted
+    );
+    assert_eq!(
+        promote(&synced_2, false).await.outcome,
+        PromotionOutcome::Superseded
+    );
+
+    let rolled_back = promote(&synced_2, true).await;
+
+    assert_eq!(rolled_back.outcome, PromotionOutcome::Promoted);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    let shown = local::show(&bare, &rolled_back.commit.expect("commit")).expect("show");
+    assert!(shown.contains("Promotion-Rollback: true"), "{shown}");
+    // The rollback's source is the new baseline: older than it is superseded...
+    assert_eq!(
+        promote(&initial, false).await.outcome,
+        PromotionOutcome::Superseded
+    );
+    // ...and a newer version is promoted normally.
+    let synced_4 = bump(&bare, &["petstore"], "test", "4.0");
+    assert_eq!(
+        promote(&synced_4, false).await.outcome,
+        PromotionOutcome::Promoted
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "4.0");
+}
+
+#[tokio::test]
+async fn the_rollback_spec_key_rolls_back_through_the_trigger() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced_2 = gitops_repo(&bare, &["petstore"]);
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let plain = petstore(&file_url(&bare), &[("test", "none")]);
+    let rollback = petstore(&file_url(&bare), &[("test", "none"), ("rollback", "true")]);
+    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let sensor = server.sensor().await;
+    let fire = |spec: &std::collections::BTreeMap<String, String>, commit: &str| {
+        let (sensor, spec, event) = (sensor.clone(), spec.clone(), sync_event(commit));
+        async move {
+            sensor
+                .fire(&spec, &event, FROM_TEST)
+                .await
+                .expect("answers")
+                .response
+        }
+    };
+    assert_eq!(fire(&plain, &synced_3).await["outcome"], "promoted");
+    assert_eq!(fire(&plain, &synced_2).await["outcome"], "superseded");
+
+    let rolled_back = fire(&rollback, &synced_2).await;
+
+    assert_eq!(rolled_back["outcome"], "promoted", "{rolled_back}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    server.stop().await;
+}

@@ -1,82 +1,187 @@
-//! Which source commit the last promotion into each values file and target phase recorded (its
-//! `Source-Commit` trailer), so `superseded` is decided without walking the whole history for
-//! every promotion. Built once per clone and branch by walking first-parent history back from the
-//! head (at most [`HISTORY_SCAN_LIMIT`] commits), then extended by walking only the commits that
-//! are new since; a rewritten branch (the indexed head no longer in its history) is walked again.
+//! Which source commit the newest promotion of each key of each values file into each target
+//! phase recorded (its `Source-Commit` trailer; `Promoted-Keys` names the keys), so
+//! `superseded` is decided per key without walking the whole history for every promotion.
+//!
+//! History is read lazily, newest commit first over every parent (a promotion reached only
+//! through a merge's second parent counts), and only as far as a question needs: until the
+//! key's newest promotion is found, or until commits older than the promoted source commit
+//! (less [`CLOCK_SKEW_SECS`]) — no promotion that could supersede it is older than that. What
+//! was read is kept: later questions continue where the walk stopped, and a new head only adds
+//! the commits that are new since; a rewritten branch is read again from its head.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap, HashSet, hash_map::Entry};
 
-use git2::{Commit, Oid, Repository};
+use git2::{Commit, Oid, Repository, Sort};
+use tracing::warn;
 
-use super::{GitError, cache::git};
+use super::{
+    GitError,
+    cache::git,
+    trailers::{self, Recorded},
+};
 
-/// How far back to look for the last promotion into a target: far beyond any real gap.
+/// Commits read per head before giving up on older promotions: far beyond any real gap
+/// between two promotions of a file; past it, older promotions are not seen (a promotion is
+/// then not refused as `superseded`) and a warning says so.
 const HISTORY_SCAN_LIMIT: usize = 20_000;
 
-/// (values file path, target phase) → the source commit its last promotion recorded.
+/// A promotion commit is made after the source commit it records, which descends from (so is
+/// made after) any commit it supersedes; clocks of different machines disagree, by far less
+/// than this.
+const CLOCK_SKEW_SECS: i64 = 24 * 3600;
+
+/// (values file path, target phase).
+type Target = (String, String);
+
+/// What the promotions of one file into one phase recorded, newest first.
 #[derive(Debug, Default, Clone)]
+struct Record {
+    /// Key → source commit of the newest promotion that changed it (`Promoted-Keys`).
+    keys: HashMap<String, Oid>,
+    /// The newest promotion that names no keys (made before `Promoted-Keys` existed): it
+    /// stands for every key not in `keys`.
+    all: Option<Oid>,
+}
+
+impl Record {
+    /// Adds what an older promotion recorded: it never overrides a newer one.
+    fn add_older(&mut self, keys: Option<&[String]>, source: Oid) {
+        if self.all.is_some() {
+            return;
+        }
+        match keys {
+            Some(keys) => {
+                for key in keys {
+                    self.keys.entry(key.clone()).or_insert(source);
+                }
+            }
+            None => self.all = Some(source),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Oid> {
+        self.keys.get(key).copied().or(self.all)
+    }
+}
+
+/// The promotions recorded in one branch's history, read as far as questions needed.
+#[derive(Debug, Default)]
 pub struct PromotionIndex {
     head: Option<Oid>,
-    latest: HashMap<(String, String), Oid>,
+    records: HashMap<Target, Record>,
+    /// Commits not read yet, newest (committer time) first; `seen` were queued once.
+    pending: BinaryHeap<(i64, Oid)>,
+    seen: HashSet<Oid>,
+    read: usize,
 }
 
 impl PromotionIndex {
-    /// Brings the index to `head`.
+    /// Brings the index to `head`: reads the commits new since the indexed head, or starts
+    /// over when the branch was rewritten (reading nothing until asked).
     pub fn update(&mut self, repo: &Repository, head: Oid) -> Result<(), GitError> {
-        if self.head == Some(head) {
+        let Some(old) = self.head.filter(|&old| old != head) else {
+            if self.head.is_none() {
+                self.restart(repo, head)?;
+            }
             return Ok(());
+        };
+        if !repo.graph_descendant_of(head, old).unwrap_or(false) {
+            return self.restart(repo, head);
         }
         let mut walk = git(repo.revwalk())?;
+        git(walk.set_sorting(Sort::TIME))?;
         git(walk.push(head))?;
-        git(walk.simplify_first_parent())?;
-        let mut newer = HashMap::new();
-        let mut reached = false;
-        for oid in walk.take(HISTORY_SCAN_LIMIT) {
-            let oid = git(oid)?;
-            if Some(oid) == self.head {
-                reached = true;
-                break;
+        git(walk.hide(old))?;
+        let mut newer: HashMap<Target, Record> = HashMap::new();
+        for (n, oid) in walk.enumerate() {
+            if n == HISTORY_SCAN_LIMIT {
+                return self.restart(repo, head);
             }
-            record(repo, &git(repo.find_commit(oid))?, &mut newer)?;
+            record(repo, &git(repo.find_commit(git(oid)?))?, &mut newer)?;
         }
-        if !reached {
-            self.latest.clear();
+        for (target, record) in newer {
+            match self.records.entry(target) {
+                Entry::Occupied(mut e) if record.all.is_none() => {
+                    e.get_mut().keys.extend(record.keys)
+                }
+                Entry::Occupied(mut e) => *e.get_mut() = record,
+                Entry::Vacant(e) => {
+                    e.insert(record);
+                }
+            }
         }
-        self.latest.extend(newer);
         self.head = Some(head);
         Ok(())
     }
 
-    /// The source commit recorded by the last promotion of `path` into `target`.
-    pub fn get(&self, path: &str, target: &str) -> Option<Oid> {
-        self.latest
-            .get(&(path.to_string(), target.to_string()))
-            .copied()
+    /// The source commit recorded by the newest promotion of `key` of `path` into `target`
+    /// that could be newer than a source commit made at `since` (seconds): older promotions
+    /// are not looked for.
+    pub fn latest(
+        &mut self,
+        repo: &Repository,
+        (path, target, key): (&str, &str, &str),
+        since: i64,
+    ) -> Result<Option<Oid>, GitError> {
+        let wanted = (path.to_string(), target.to_string());
+        loop {
+            if let Some(found) = self.records.get(&wanted).and_then(|r| r.get(key)) {
+                return Ok(Some(found));
+            }
+            let Some(&(time, oid)) = self.pending.peek() else {
+                return Ok(None);
+            };
+            if time < since.saturating_sub(CLOCK_SKEW_SECS) {
+                return Ok(None);
+            }
+            if self.read == HISTORY_SCAN_LIMIT {
+                warn!(
+                    commits = HISTORY_SCAN_LIMIT,
+                    path, target, "history scan limit reached: older promotions are not considered"
+                );
+                self.read += 1;
+            }
+            if self.read > HISTORY_SCAN_LIMIT {
+                return Ok(None);
+            }
+            self.pending.pop();
+            self.read += 1;
+            let commit = git(repo.find_commit(oid))?;
+            record(repo, &commit, &mut self.records)?;
+            for parent in commit.parents() {
+                self.queue(&parent);
+            }
+        }
     }
 
-    /// Notes a promotion commit built on top of the indexed head (not yet pushed).
-    pub fn note(&mut self, path: &str, target: &str, source: Oid) {
-        self.latest
-            .insert((path.to_string(), target.to_string()), source);
+    fn restart(&mut self, repo: &Repository, head: Oid) -> Result<(), GitError> {
+        *self = PromotionIndex {
+            head: Some(head),
+            ..PromotionIndex::default()
+        };
+        self.queue(&git(repo.find_commit(head))?);
+        Ok(())
+    }
+
+    fn queue(&mut self, commit: &Commit) {
+        if self.seen.insert(commit.id()) {
+            self.pending.push((commit.time().seconds(), commit.id()));
+        }
     }
 }
 
-/// Adds what `commit` records, unless a newer commit already recorded that file and phase.
+/// Adds what `commit` records (if it is a promotion), unless newer commits already did.
 fn record(
     repo: &Repository,
     commit: &Commit,
-    into: &mut HashMap<(String, String), Oid>,
+    into: &mut HashMap<Target, Record>,
 ) -> Result<(), GitError> {
-    let message = commit.message_raw().unwrap_or_default();
-    if !message.contains("Target-Phase:") {
-        return Ok(());
-    }
-    let trailers = git(git2::message_trailers_strs(message))?;
-    let trailer = |name| trailers.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
-    let (Some(target), Some(source)) = (
-        trailer("Target-Phase"),
-        trailer("Source-Commit").and_then(|v| Oid::from_str(v).ok()),
-    ) else {
+    let Some(Recorded {
+        target,
+        source,
+        keys,
+    }) = trailers::recorded(commit)
+    else {
         return Ok(());
     };
     let parent_tree = match commit.parent(0) {
@@ -86,78 +191,14 @@ fn record(
     let diff = git(repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&git(commit.tree())?), None))?;
     for delta in diff.deltas() {
         if let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) {
-            into.entry((path.to_string(), target.to_string()))
-                .or_insert(source);
+            into.entry((path.to_string(), target.clone()))
+                .or_default()
+                .add_older(keys.as_deref(), source);
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::git::local::commit_files;
-
-    const SRC_A: &str = "1111111111111111111111111111111111111111";
-    const SRC_B: &str = "2222222222222222222222222222222222222222";
-
-    fn promotion(target: &str, source: &str) -> String {
-        format!("Promote\n\nPromoted-Version: 1\nSource-Commit: {source}\nTarget-Phase: {target}\n")
-    }
-
-    fn head(repo: &Repository) -> Oid {
-        repo.refname_to_id("refs/heads/main").expect("main")
-    }
-
-    #[test]
-    fn follows_new_commits_newest_first_and_walks_again_after_a_rewrite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let bare = dir.path().join("r.git");
-        commit_files(&bare, "main", &[("README", "hi")], "initial").expect("commit");
-        let before = commit_files(
-            &bare,
-            "main",
-            &[("a/prod.yaml", "1")],
-            &promotion("prod", SRC_A),
-        )
-        .expect("commit");
-        let repo = Repository::open_bare(&bare).expect("open");
-        let mut index = PromotionIndex::default();
-        index.update(&repo, head(&repo)).expect("index");
-        assert_eq!(index.get("a/prod.yaml", "prod"), Oid::from_str(SRC_A).ok());
-        assert_eq!(
-            index.get("a/prod.yaml", "staging"),
-            None,
-            "per target phase"
-        );
-
-        // A human commit with trailers touching two files, then an unrelated one.
-        commit_files(
-            &bare,
-            "main",
-            &[("a/prod.yaml", "2"), ("b/prod.yaml", "2")],
-            &promotion("prod", SRC_B),
-        )
-        .expect("commit");
-        commit_files(&bare, "main", &[("README", "bye")], "docs").expect("commit");
-        index.update(&repo, head(&repo)).expect("index");
-        assert_eq!(
-            index.get("a/prod.yaml", "prod"),
-            Oid::from_str(SRC_B).ok(),
-            "newest wins"
-        );
-        assert_eq!(index.get("b/prod.yaml", "prod"), Oid::from_str(SRC_B).ok());
-
-        // The branch is rewritten back to before those commits: their records go.
-        repo.reference(
-            "refs/heads/main",
-            Oid::from_str(&before).expect("oid"),
-            true,
-            "reset",
-        )
-        .expect("reset");
-        index.update(&repo, head(&repo)).expect("index");
-        assert_eq!(index.get("a/prod.yaml", "prod"), Oid::from_str(SRC_A).ok());
-        assert_eq!(index.get("b/prod.yaml", "prod"), None);
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

@@ -17,6 +17,7 @@ mod known_hosts;
 pub mod local;
 mod promote;
 mod push;
+mod trailers;
 
 use std::{
     collections::HashMap,
@@ -119,6 +120,9 @@ pub struct Promotion {
     /// Subject template (docs/contract.md §2 `commitMessage`).
     pub message: String,
     pub dry_run: bool,
+    /// A deliberate rollback: never `superseded`, marked `Promotion-Rollback: true`, and the
+    /// baseline later promotions are decided against.
+    pub rollback: bool,
     pub run_id: String,
     /// Per-request credentials (a Secret); the server's own otherwise.
     pub credentials: Option<Credentials>,

@@ -2,7 +2,7 @@
 //! write at the branch head without a work tree, push, and on a moved branch redo it on the new
 //! head.
 
-use std::path::Path;
+use std::{collections::HashMap, path::Path};
 
 use git2::{Commit, Oid, Repository, Signature, Tree};
 use tracing::{Span, info, warn};
@@ -12,6 +12,7 @@ use super::{
     cache::{self, RepoCache, git, tracking_ref},
     index::PromotionIndex,
     push::{backoff, push},
+    trailers,
 };
 use crate::values;
 
@@ -119,7 +120,7 @@ fn run_batch(
         // Outcomes hold only once the commits they stand on are pushed; so do their notes.
         let mut tentative = Vec::new();
         let mut tip = head.clone();
-        let mut promoted_before = index.clone();
+        let mut noted = Notes::new();
         for (i, p) in batch.iter().enumerate() {
             let Some((source, versions)) = sources[i].as_ref().filter(|_| answers[i].is_none())
             else {
@@ -134,7 +135,7 @@ fn run_batch(
                     &tip,
                     source,
                     versions,
-                    &mut promoted_before,
+                    (&mut *index, &mut noted),
                 )
             });
             match edited {
@@ -211,9 +212,13 @@ fn read_source<'r>(
     Ok((source, versions))
 }
 
-/// Decides one promotion on top of `tip`: already there, superseded (`promoted_before` holds
-/// a newer source commit for this file), or a new commit (not yet pushed) whose id is returned
-/// beside the result and noted in `promoted_before`.
+/// The source commit each (values file, target phase, key) promoted by the commits of this
+/// batch attempt records: they are not pushed yet, so not in the index.
+type Notes = HashMap<(String, String, String), Oid>;
+
+/// Decides one promotion on top of `tip`: already there, superseded (a newer source commit
+/// was promoted for one of its keys: in `noted` for this batch, else in the branch's index),
+/// or a new commit (not yet pushed) whose id is returned beside the result and noted.
 #[allow(clippy::too_many_arguments)]
 fn edit(
     repo: &Repository,
@@ -223,7 +228,7 @@ fn edit(
     tip: &Commit,
     source: &Commit,
     versions: &[String],
-    promoted_before: &mut PromotionIndex,
+    (index, noted): (&mut PromotionIndex, &mut Notes),
 ) -> Result<(PromotionResult, Option<Oid>), GitError> {
     let target_path = p.path.replace("{phase}", p.target.as_str());
     let tip_tree = git(tip.tree())?;
@@ -246,12 +251,21 @@ fn edit(
     if current == versions {
         return Ok((result(PromotionOutcome::AlreadyPromoted), None));
     }
-    let recorded = promoted_before.get(&target_path, p.target.as_str());
-    let newer = recorded
-        .filter(|&r| r != source.id() && repo.graph_descendant_of(r, source.id()).unwrap_or(false));
-    if let Some(newer) = newer {
-        info!(run = %p.run_id, newer = %newer, "a newer source commit was already promoted");
-        return Ok((result(PromotionOutcome::Superseded), None));
+    let target = p.target.as_str();
+    // A deliberate rollback promotes an older version on purpose.
+    for key in p.keys.iter().filter(|_| !p.rollback) {
+        let noted = noted.get(&(target_path.clone(), target.to_string(), key.clone()));
+        let recorded = match noted {
+            Some(&oid) => Some(oid),
+            None => index.latest(repo, (&target_path, target, key), source.time().seconds())?,
+        };
+        let newer = recorded.filter(|&r| {
+            r != source.id() && repo.graph_descendant_of(r, source.id()).unwrap_or(false)
+        });
+        if let Some(newer) = newer {
+            info!(run = %p.run_id, key = %key, newer = %newer, "a newer source commit was already promoted");
+            return Ok((result(PromotionOutcome::Superseded), None));
+        }
     }
     let mut edited = text;
     for (key, value) in p.keys.iter().zip(versions) {
@@ -266,7 +280,7 @@ fn edit(
     let tree = git(git2::build::TreeUpdateBuilder::new()
         .upsert(&target_path, blob, mode)
         .create_updated(repo, &tip_tree))?;
-    let message = commit_message(p, versions, &current, source);
+    let message = trailers::message(p, versions, &current, source.id());
     let sig = signature(settings, creds)?;
     let commit = git(repo.commit(
         None,
@@ -276,7 +290,12 @@ fn edit(
         &git(repo.find_tree(tree))?,
         &[tip],
     ))?;
-    promoted_before.note(&target_path, p.target.as_str(), source.id());
+    for key in &p.keys {
+        noted.insert(
+            (target_path.clone(), target.to_string(), key.clone()),
+            source.id(),
+        );
+    }
     Ok((result(PromotionOutcome::Promoted), Some(commit)))
 }
 
@@ -348,35 +367,6 @@ fn read_values(
     }
     let text = std::str::from_utf8(blob.content()).map_err(|_| unsupported("is not UTF-8"))?;
     Ok((entry.filemode(), text.to_string()))
-}
-
-fn commit_message(
-    p: &Promotion,
-    versions: &[String],
-    previous: &[String],
-    source: &Commit,
-) -> String {
-    let short: String = source.id().to_string().chars().take(12).collect();
-    let subject = p
-        .message
-        .replace("{version}", &versions[0])
-        .replace("{previous}", &previous[0])
-        .replace("{key}", &p.keys.join(","))
-        .replace("{source}", p.source.as_str())
-        .replace("{target}", p.target.as_str())
-        .replace("{commit}", &short);
-    let mut body = String::new();
-    for ((key, new), old) in p.keys.iter().zip(versions).zip(previous) {
-        body.push_str(&format!("{key}: {old} -> {new}\n"));
-    }
-    format!(
-        "{subject}\n\n{body}\nPromoted-Version: {}\nSource-Phase: {}\nSource-Commit: {}\nTarget-Phase: {}\nPromotion-Run: {}\n",
-        versions[0],
-        p.source,
-        source.id(),
-        p.target,
-        p.run_id
-    )
 }
 
 fn signature(

@@ -148,6 +148,8 @@ pub struct Plan {
     pub argocd: Option<ArgoGate>,
     pub commit_message: String,
     pub dry_run: bool,
+    /// Promote an older version on purpose: never `superseded`, and the new baseline.
+    pub rollback: bool,
     pub mode: Mode,
 }
 
@@ -179,6 +181,7 @@ impl Plan {
             argocd: argo_gate(r)?,
             commit_message: r.commit_message.clone(),
             dry_run: r.dry_run,
+            rollback: r.rollback,
             mode: r.mode,
         })
     }

@@ -55,6 +55,7 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("argocdTimeout", "argocd.timeout", Shape::Str),
     ("commitMessage", "commitMessage", Shape::Str),
     ("dryRun", "dryRun", Shape::Bool),
+    ("rollback", "rollback", Shape::Bool),
     ("mode", "mode", Shape::Str),
 ];
 
@@ -196,6 +197,8 @@ pub struct Resource {
     pub argocd: Option<ArgoSpec>,
     pub commit_message: String,
     pub dry_run: bool,
+    /// A deliberate rollback: promote an older version on purpose (see docs/git.md).
+    pub rollback: bool,
     pub mode: Mode,
 }
 
@@ -214,6 +217,7 @@ impl Default for Resource {
             argocd: None,
             commit_message: DEFAULT_COMMIT_MESSAGE.into(),
             dry_run: false,
+            rollback: false,
             mode: Mode::Sync,
         }
     }

@@ -40,6 +40,7 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
         commit: CommitId::parse("commit", commit).expect("commit"),
         message: "Promote {key} {version} from {source} to {target}".into(),
         dry_run: false,
+        rollback: false,
         run_id: format!("test-{app}"),
         credentials: None,
     }

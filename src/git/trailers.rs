@@ -1,0 +1,124 @@
+//! The promotion commit's message: subject, a line per changed key, and the trailers that make
+//! it a record others (and phasegate's promotion index) can read back:
+//! `Promoted-Version`, `Source-Phase`, `Source-Commit`, `Target-Phase`, `Promotion-Run`, and
+//! since issue 11 `Promoted-Keys` (the keys it changed, comma-separated) and, on a deliberate
+//! rollback only, `Promotion-Rollback: true`.
+
+use git2::{Commit, Oid};
+
+use super::Promotion;
+
+const TARGET_PHASE: &str = "Target-Phase";
+const SOURCE_COMMIT: &str = "Source-Commit";
+const PROMOTED_KEYS: &str = "Promoted-Keys";
+const ROLLBACK: &str = "Promotion-Rollback";
+
+/// What a promotion commit records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The phase it promoted into.
+    pub target: String,
+    /// The tested source commit.
+    pub source: Oid,
+    /// The keys it changed; `None` for commits made before `Promoted-Keys` existed, which
+    /// stand for every key of the files they changed.
+    pub keys: Option<Vec<String>>,
+}
+
+/// What `commit` records, if it is a promotion commit (it has `Target-Phase` and a valid
+/// `Source-Commit` trailer).
+pub fn recorded(commit: &Commit) -> Option<Recorded> {
+    let message = commit.message_raw().unwrap_or_default();
+    // Most commits are not promotions: skip them without parsing.
+    if !message.contains(TARGET_PHASE) {
+        return None;
+    }
+    let trailers = git2::message_trailers_strs(message).ok()?;
+    let trailer = |name| trailers.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let target = trailer(TARGET_PHASE)?.to_string();
+    let source = Oid::from_str(trailer(SOURCE_COMMIT)?).ok()?;
+    let keys = trailer(PROMOTED_KEYS).map(|keys| {
+        keys.split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    Some(Recorded {
+        target,
+        source,
+        keys,
+    })
+}
+
+/// The message of the promotion commit of `p`: subject from the spec's template, the changed
+/// keys, the trailers.
+pub fn message(p: &Promotion, versions: &[String], previous: &[String], source: Oid) -> String {
+    let short: String = source.to_string().chars().take(12).collect();
+    let subject = p
+        .message
+        .replace("{version}", &versions[0])
+        .replace("{previous}", &previous[0])
+        .replace("{key}", &p.keys.join(","))
+        .replace("{source}", p.source.as_str())
+        .replace("{target}", p.target.as_str())
+        .replace("{commit}", &short);
+    let mut body = String::new();
+    for ((key, new), old) in p.keys.iter().zip(versions).zip(previous) {
+        body.push_str(&format!("{key}: {old} -> {new}\n"));
+    }
+    let rollback = if p.rollback {
+        format!("{ROLLBACK}: true\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "{subject}\n\n{body}\nPromoted-Version: {}\nSource-Phase: {}\n{SOURCE_COMMIT}: {source}\n{TARGET_PHASE}: {}\n{PROMOTED_KEYS}: {}\n{rollback}Promotion-Run: {}\n",
+        versions[0],
+        p.source,
+        p.target,
+        p.keys.join(","),
+        p.run_id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::local::commit_files;
+
+    #[test]
+    fn reads_back_the_keys_and_treats_old_commits_as_every_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = dir.path().join("r.git");
+        let source = "1111111111111111111111111111111111111111";
+        let read = |message: &str| {
+            let id = commit_files(&bare, "main", &[("f", message)], message).expect("commit");
+            let repo = git2::Repository::open_bare(&bare).expect("open");
+            recorded(
+                &repo
+                    .find_commit(Oid::from_str(&id).expect("id"))
+                    .expect("commit"),
+            )
+        };
+        let new = read(&format!(
+            "Promote\n\nSource-Commit: {source}\nTarget-Phase: prod\nPromoted-Keys: a.tag,b.tag\nPromotion-Rollback: true\n"
+        ))
+        .expect("a promotion");
+        assert_eq!(
+            new.keys,
+            Some(vec!["a.tag".to_string(), "b.tag".to_string()])
+        );
+        assert_eq!(new.target, "prod");
+        let old = read(&format!(
+            "Promote\n\nSource-Commit: {source}\nTarget-Phase: prod\n"
+        ))
+        .expect("a promotion");
+        assert_eq!(old.keys, None);
+        assert_eq!(read("Target-Phase: in the subject only"), None);
+        assert_eq!(
+            read("Fix\n\nTarget-Phase: prod\nSource-Commit: nope\n"),
+            None
+        );
+    }
+}
