@@ -43,6 +43,16 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Kubernetes: the job runner, `credentialsSecret`, the Argo CD gate.
     pub kubernetes: KubernetesConfig,
+    /// The test runners' own settings.
+    pub test: TestConfig,
+}
+
+/// Settings of the test runners.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestConfig {
+    /// Extra CA bundle the HTTP runner trusts for `https` test targets, besides `git.caFile`.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// TLS files of the gRPC listener.
@@ -171,6 +181,9 @@ pub struct Overrides {
     /// Extra CA bundle for HTTPS remotes.
     #[arg(long, env = "PHASEGATE_GIT_CA_FILE")]
     pub git_ca_file: Option<PathBuf>,
+    /// Extra CA bundle for https test targets (the HTTP runner also trusts --git-ca-file).
+    #[arg(long, env = "PHASEGATE_TEST_CA_FILE")]
+    pub test_ca_file: Option<PathBuf>,
     /// Push attempts before ABORTED.
     #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
     pub push_attempts: Option<u32>,
@@ -219,6 +232,7 @@ impl Overrides {
         g.ssh_known_hosts = self.git_ssh_known_hosts.or(g.ssh_known_hosts.take());
         g.ca_file = self.git_ca_file.or(g.ca_file.take());
         set(&mut g.push_attempts, self.push_attempts);
+        c.test.ca_file = self.test_ca_file.or(c.test.ca_file.take());
         let k = &mut c.kubernetes;
         k.namespace = self.kubernetes_namespace.or(k.namespace.take());
         k.api_url = self.kubernetes_api_url.or(k.api_url.take());
@@ -239,6 +253,7 @@ impl Default for Config {
             shutdown_grace: "60s".into(),
             tls: None,
             kubernetes: KubernetesConfig::default(),
+            test: TestConfig::default(),
         }
     }
 }
@@ -288,6 +303,14 @@ impl Config {
             }
             None => Ok(crate::cluster::Cluster::infer(k.namespace.as_deref()).await),
         }
+    }
+
+    /// The CA bundles the HTTP runner trusts besides the public roots: git's, then the tests'.
+    pub fn test_ca_files(&self) -> Vec<&Path> {
+        [&self.git.ca_file, &self.test.ca_file]
+            .into_iter()
+            .filter_map(|f| f.as_deref())
+            .collect()
     }
 
     /// The shutdown grace period.

@@ -57,9 +57,13 @@ enum Command {
         test: String,
         #[arg(long)]
         test_target: Option<String>,
-        /// Test command for `--test command` (split like a shell would).
+        /// Test command for `--test command` (split like a shell would); it gets the test
+        /// target as its argument.
         #[arg(long)]
         test_command: Option<String>,
+        /// Absolute directory the test command starts in (`testWorkdir`).
+        #[arg(long)]
+        test_workdir: Option<String>,
         #[arg(long)]
         dry_run: bool,
         /// Promote an older version on purpose: not refused as superseded, marked in the
@@ -137,6 +141,7 @@ async fn main() -> ExitCode {
             test,
             test_target,
             test_command,
+            test_workdir,
             dry_run,
             rollback,
             config,
@@ -163,6 +168,7 @@ async fn main() -> ExitCode {
                     command: test_command
                         .map(|c| shlex::split(&c).unwrap_or_else(|| vec![c]))
                         .unwrap_or_default(),
+                    workdir: test_workdir,
                     ..Default::default()
                 },
                 dry_run,

@@ -35,6 +35,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     cluster: Option<Cluster>,
     secrets: Arc<SecretStore>,
+    http: reqwest::Client,
 }
 
 /// What one run needs, moved into its task.
@@ -47,6 +48,7 @@ struct RunTask {
     metrics: Arc<Metrics>,
     cluster: Option<Cluster>,
     secrets: Arc<SecretStore>,
+    http: reqwest::Client,
 }
 
 impl Pipeline {
@@ -75,7 +77,14 @@ impl Pipeline {
             metrics,
             cluster,
             secrets: Arc::default(),
+            http: runner::http_client(&[]).expect("a client without extra CA bundles builds"),
         }
+    }
+
+    /// The HTTP runner uses `client` ([`runner::http_client`], with the configured CA bundles).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Pipeline {
+        self.http = client;
+        self
     }
 
     /// The run history, for the Runs service.
@@ -121,6 +130,7 @@ impl Pipeline {
                     metrics: self.metrics.clone(),
                     cluster: self.cluster.clone(),
                     secrets: self.secrets.clone(),
+                    http: self.http.clone(),
                 };
                 task.history.start(task.record());
                 task.metrics.in_flight(1);
@@ -305,6 +315,7 @@ impl RunTask {
         ];
         TestContext {
             log,
+            http: self.http.clone(),
             cluster: self.cluster.clone(),
             job_name: runner::job_name(&self.key),
             labels: labels

@@ -73,9 +73,12 @@ impl Policy {
             TestPlan::Job(job) => allow(&self.images, &job.image, || {
                 format!("test image {}", job.image)
             }),
-            TestPlan::Command(cmd) => allow(&self.commands, &cmd.argv[0], || {
-                format!("test command {}", cmd.argv[0])
-            }),
+            TestPlan::Command(cmd) => {
+                let program = cmd.program().display().to_string();
+                allow(&self.commands, &program, || {
+                    format!("test command {program}")
+                })
+            }
             TestPlan::Http(_) | TestPlan::None => Ok(()),
         }
     }

@@ -481,7 +481,7 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
         &bare,
         &[
             ("test", "command"),
-            ("testCommand", "sleep 0.3"),
+            ("testCommand", "sh -c 'sleep 0.3'"),
             ("mode", "async"),
         ],
     );

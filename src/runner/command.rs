@@ -29,7 +29,16 @@ const INHERITED: &[&str] = &[
 /// Returns (passed, attempts made, log).
 pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
     let (program, args) = test.argv.split_first().expect("the plan has a program");
-    let mut child = Command::new(program)
+    let mut command = Command::new(test.program());
+    if let Some(dir) = &test.workdir {
+        if !dir.is_dir() {
+            return Err(RunnerError::Workdir(dir.display().to_string()));
+        }
+        command.current_dir(dir);
+    }
+    let mut child = command
+        // The program's own name as the spec wrote it (`$0`), whatever path it was found by.
+        .arg0(program)
         .args(args)
         // The test sees a clean environment: never phasegate's own credentials (GIT_PASSWORD).
         .env_clear()
@@ -121,6 +130,7 @@ mod tests {
     fn test(script: &str, timeout: Duration) -> CommandTest {
         CommandTest {
             argv: vec!["sh".into(), "-c".into(), script.into()],
+            workdir: None,
             target: "http://app.test".into(),
             env: [("GREETING".to_string(), "hi".to_string())].into(),
             timeout,

@@ -2,30 +2,54 @@
 //! `attempts` times `interval` apart. Enough for the classic campaign ("GET /pet answers 200
 //! with Dog, Cat or Bird; 3 tries, 0.5 s apart").
 
-use std::{fmt::Write, sync::LazyLock, time::Duration};
+use std::{fmt::Write, path::Path, time::Duration};
 
-use super::LogSink;
+use super::{LogSink, RunnerError};
 use crate::spec::HttpTest;
 
 /// One request may not hang a run: the app under test is on the cluster network, close by.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
-    reqwest::Client::builder()
+/// The HTTP runner's client: the public roots plus the CA bundles in `ca_files` (an internal
+/// CA signs the test deployments' certificates as it signs the git server's). Verification is
+/// never turned off.
+pub fn client(ca_files: &[&Path]) -> Result<reqwest::Client, RunnerError> {
+    let mut builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client without custom TLS roots always builds")
-});
+        .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")));
+    for file in ca_files {
+        let bad = |reason: String| RunnerError::CaFile {
+            file: file.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(bad("no PEM certificate in it".into()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(|e| RunnerError::CaFile {
+        file: ca_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: error_chain(&e),
+    })
+}
 
 /// Returns (passed, attempts made, log).
-pub async fn run(test: &HttpTest, sink: &LogSink) -> (bool, u32, String) {
+pub async fn run(client: &reqwest::Client, test: &HttpTest, sink: &LogSink) -> (bool, u32, String) {
     let mut log = String::new();
     for attempt in 1..=test.attempts {
         if attempt > 1 {
             tokio::time::sleep(test.interval).await;
         }
-        let verdict = check(test).await;
+        let verdict = check(client, test).await;
         let line = match &verdict {
             Ok(ok) => format!("attempt {attempt}: GET {}: {ok}", test.url),
             Err(e) => format!("attempt {attempt}: GET {}: {e}", test.url),
@@ -39,8 +63,8 @@ pub async fn run(test: &HttpTest, sink: &LogSink) -> (bool, u32, String) {
     (false, test.attempts, log)
 }
 
-async fn check(test: &HttpTest) -> Result<String, String> {
-    let response = CLIENT
+async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, String> {
+    let response = client
         .get(&test.url)
         .send()
         .await

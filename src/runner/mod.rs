@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use http::client as http_client;
 pub use job::job_name;
 
 use crate::{
@@ -36,6 +37,12 @@ pub struct TestReport {
 /// A test that could not be run (as opposed to one that failed).
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
+    /// An extra CA bundle for the HTTP runner cannot be used.
+    #[error("CA bundle {file} for test targets: {reason}")]
+    CaFile { file: String, reason: String },
+    /// `testWorkdir` names no directory on this server.
+    #[error("testWorkdir {0:?} is not a directory on this server")]
+    Workdir(String),
     /// The job runner was asked for, but this server has no Kubernetes client.
     #[error("the job runner needs Kubernetes, which is not configured on this server")]
     KubernetesNotConfigured,
@@ -51,9 +58,10 @@ impl RunnerError {
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RunnerError::KubernetesNotConfigured | RunnerError::Spawn { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            RunnerError::KubernetesNotConfigured
+            | RunnerError::Spawn { .. }
+            | RunnerError::Workdir(_) => ErrorKind::FailedPrecondition,
+            RunnerError::CaFile { .. } => ErrorKind::Internal,
             RunnerError::Cluster(e) => e.kind(),
         }
     }
@@ -65,6 +73,8 @@ pub type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 /// What a runner needs besides its test: where output goes, and for Jobs the cluster.
 pub struct TestContext {
     pub log: LogSink,
+    /// The HTTP runner's client, trusting the configured CA bundles ([`http_client`]).
+    pub http: reqwest::Client,
     pub cluster: Option<Cluster>,
     /// The Job's name, derived from the run's idempotency key ([`job_name`]).
     pub job_name: String,
@@ -86,7 +96,7 @@ pub async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, Runne
             ctx.sink("tests skipped (test: none)");
             (true, 0, "tests skipped (test: none)\n".to_string())
         }
-        TestPlan::Http(test) => http::run(test, &ctx.log).await,
+        TestPlan::Http(test) => http::run(&ctx.http, test, &ctx.log).await,
         TestPlan::Command(test) => command::run(test, &ctx.log).await?,
         TestPlan::Job(test) => job::run(test, ctx).await?,
     };

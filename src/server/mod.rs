@@ -60,6 +60,8 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
         warn!("no policy configured: any Sensor may promote any repository, transition and image");
     }
     let history = Arc::new(History::open(Some(&config.cache_dir)));
+    let http = crate::runner::http_client(&config.test_ca_files())
+        .map_err(|e| ConfigError(e.to_string()))?;
     Ok(Pipeline::new(
         policy,
         config.git_settings()?,
@@ -67,7 +69,8 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
         history,
         metrics,
         config.cluster().await?,
-    ))
+    )
+    .with_http_client(http))
 }
 
 /// The sockets the server answers on.

@@ -41,6 +41,7 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("testImage", "test.image", Shape::Str),
     ("testCommand", "test.command", Shape::Argv),
     ("testArgs", "test.args", Shape::JsonArray),
+    ("testWorkdir", "test.workdir", Shape::Str),
     ("testNamespace", "test.namespace", Shape::Str),
     ("testServiceAccount", "test.serviceAccount", Shape::Str),
     ("testResources", "test.resources", Shape::JsonObject),
@@ -124,6 +125,9 @@ pub struct TestSpec {
     pub command: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
+    /// Command runner: the directory the command starts in (absolute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,11 +154,9 @@ impl TestSpec {
     /// Fills the defaults of the chosen runner (docs/contract.md §2), so the resource shows them.
     fn fill_defaults(&mut self) {
         match self.runner {
-            Some(RunnerKind::Job) => {
-                self.args.get_or_insert_with(|| vec!["{target}".into()]);
-                self.timeout.get_or_insert_with(|| "10m".into());
-            }
-            Some(RunnerKind::Command) => {
+            // Both run `<command> <test target>`, as the classic test step did.
+            Some(RunnerKind::Job | RunnerKind::Command) => {
+                self.args.get_or_insert_with(default_args);
                 self.timeout.get_or_insert_with(|| "10m".into());
             }
             Some(RunnerKind::Http) => {
@@ -166,6 +168,12 @@ impl TestSpec {
             Some(RunnerKind::None) | None => {}
         }
     }
+}
+
+/// The arguments of the Job and command runners when the spec gives none: the classic test step
+/// ran `<testCommand> <test_target>`, so `./launchTests.sh` gets the target as `$1`.
+pub(super) fn default_args() -> Vec<String> {
+    vec!["{target}".into()]
 }
 
 /// The Argo CD gate as the resource carries it.
@@ -472,6 +480,88 @@ mod tests {
         .expect("valid");
         assert_eq!(r.test.command, vec!["sh", "-c", "exit 0"]);
         assert_eq!(r.test.env.expect("env")["A"], "b: c");
+    }
+
+    const COMMAND_SPEC: &str = "repo: file:///r\npath: a/{phase}.yaml\ntest: command\n\
+        sourcePhase: test\ntargetPhase: prod\nsourceCommit: abcdef1\n\
+        testTarget: http://petstore.test:8080\ntestCommand: ./launchTests.sh\n";
+
+    /// The command runner's plan of `COMMAND_SPEC` with `extra` keys (a `testCommand` in them
+    /// replaces the spec's).
+    fn command_plan(extra: &str) -> Result<crate::spec::CommandTest, SpecError> {
+        let base = if extra.contains("testCommand:") {
+            COMMAND_SPEC.replace("testCommand: ./launchTests.sh\n", "")
+        } else {
+            COMMAND_SPEC.to_string()
+        };
+        let r = spec(&format!("{base}{extra}"))?;
+        let r = Resource::from_execute(&r.to_json(), b"")?;
+        match Plan::from_resource(&r)?.test {
+            crate::spec::TestPlan::Command(c) => Ok(c),
+            other => panic!("not the command runner: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_runner_gets_the_target_as_its_argument_like_the_job_runner() {
+        let json: Value =
+            serde_json::from_slice(&spec(COMMAND_SPEC).expect("valid").to_json()).expect("json");
+        assert_eq!(json["test"]["args"], serde_json::json!(["{target}"]));
+        let c = command_plan("").expect("valid");
+        assert_eq!(c.argv, ["./launchTests.sh", "http://petstore.test:8080"]);
+        let c = command_plan("testArgs: '[\"--suite\", \"smoke\"]'\n").expect("valid");
+        assert_eq!(c.argv, ["./launchTests.sh", "--suite", "smoke"]);
+    }
+
+    #[test]
+    fn a_relative_command_belongs_to_the_working_directory() {
+        let c = command_plan("testWorkdir: /opt/tests/petstore\n").expect("valid");
+        assert_eq!(
+            c.workdir.as_deref(),
+            Some(std::path::Path::new("/opt/tests/petstore"))
+        );
+        assert_eq!(
+            c.program(),
+            std::path::Path::new("/opt/tests/petstore/launchTests.sh")
+        );
+        let c = command_plan("testWorkdir: /opt/tests/petstore\ntestCommand: ../../../bin/sh\n")
+            .expect("valid");
+        assert_eq!(
+            c.program(),
+            std::path::Path::new("/bin/sh"),
+            "what the policy sees"
+        );
+        let c = command_plan("testWorkdir: /opt/tests\ntestCommand: robot\n").expect("valid");
+        assert_eq!(
+            c.program(),
+            std::path::Path::new("robot"),
+            "a bare name is found on PATH"
+        );
+    }
+
+    #[test]
+    fn refuses_a_working_directory_that_is_relative_escapes_or_has_no_runner() {
+        for (workdir, problem) in [
+            ("tests/petstore", "absolute"),
+            ("/opt/tests/../../etc", "'..'"),
+            ("/opt/./tests", "'..'"),
+        ] {
+            let err = command_plan(&format!("testWorkdir: {workdir}\n"))
+                .expect_err(workdir)
+                .to_string();
+            assert!(
+                err.contains("testWorkdir") && err.contains(problem),
+                "{workdir}: {err}"
+            );
+        }
+        let err =
+            spec("repo: file:///r\npath: a/{phase}.yaml\ntestImage: tests:1\ntestWorkdir: /t\n")
+                .expect_err("job runner")
+                .to_string();
+        assert!(
+            err.contains("testWorkdir") && err.contains("WORKDIR"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! How the source phase is tested: [`TestPlan`], one variant per runner, built from the
 //! resource's `test` settings with the runner's defaults.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Component, Path, PathBuf},
+    time::Duration,
+};
 
 use regex::Regex;
 use serde_json::Value;
 
-use super::{Resource, RunnerKind, SpecError, plan::duration};
+use super::{Resource, RunnerKind, SpecError, plan::duration, resource::default_args};
 
 /// The built-in HTTP check: GET `url`, expect a status and a body pattern, retried.
 #[derive(Debug, Clone)]
@@ -22,6 +26,9 @@ pub struct HttpTest {
 #[derive(Debug, Clone)]
 pub struct CommandTest {
     pub argv: Vec<String>,
+    /// The directory the command starts in (`testWorkdir`): absolute, without `.` or `..`.
+    /// The server's own working directory otherwise.
+    pub workdir: Option<PathBuf>,
     pub target: String,
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
@@ -54,6 +61,31 @@ pub enum TestPlan {
     Job(JobTest),
 }
 
+impl CommandTest {
+    /// The program as it will be started: a relative path with a `/` (`./launchTests.sh`)
+    /// belongs to the working directory, so it is joined to it (what the policy matches is
+    /// what runs); a bare name is looked up on `PATH`.
+    pub fn program(&self) -> PathBuf {
+        let program = Path::new(&self.argv[0]);
+        match &self.workdir {
+            Some(dir) if program.is_relative() && self.argv[0].contains('/') => {
+                let mut joined = dir.clone();
+                for part in program.components() {
+                    match part {
+                        Component::ParentDir => {
+                            joined.pop();
+                        }
+                        Component::Normal(p) => joined.push(p),
+                        Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                    }
+                }
+                joined
+            }
+            _ => program.to_path_buf(),
+        }
+    }
+}
+
 impl TestPlan {
     /// The runner's name as it appears in the outcome JSON.
     pub fn runner(&self) -> &'static str {
@@ -64,6 +96,26 @@ impl TestPlan {
             TestPlan::Job(_) => "job",
         }
     }
+}
+
+/// `testWorkdir`: an absolute directory without `.` or `..`, so what it names is what it looks
+/// like (no relative base the server would have to choose, no escape by `..`).
+fn workdir(dir: &str) -> Result<PathBuf, SpecError> {
+    const FIELD: &str = "test.workdir";
+    let path = Path::new(dir);
+    if !path.is_absolute() {
+        return Err(SpecError::invalid(FIELD, "must be an absolute path"));
+    }
+    let plain = path
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !plain || dir.contains('\0') || dir.split('/').skip(1).any(|s| s == ".") {
+        return Err(SpecError::invalid(
+            FIELD,
+            "must not contain '.' or '..' segments",
+        ));
+    }
+    Ok(path.to_path_buf())
 }
 
 fn expand(args: &[String], target: &str) -> Vec<String> {
@@ -79,6 +131,12 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
         if let Some(v) = value {
             duration(field, v)?;
         }
+    }
+    if t.workdir.is_some() && t.runner != Some(RunnerKind::Command) {
+        return Err(SpecError::invalid(
+            "test.workdir",
+            "is for the command runner only (a Job starts in its image's WORKDIR)",
+        ));
     }
     Ok(match t.runner {
         Some(RunnerKind::None) => TestPlan::None,
@@ -130,9 +188,10 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
                 ));
             }
             let mut argv = t.command.clone();
-            argv.extend(t.args.clone().unwrap_or_default());
+            argv.extend(t.args.clone().unwrap_or_else(default_args));
             TestPlan::Command(CommandTest {
                 argv: expand(&argv, &t.target),
+                workdir: t.workdir.as_deref().map(workdir).transpose()?,
                 target: t.target.clone(),
                 env,
                 timeout: timeout()?,
@@ -149,7 +208,7 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             TestPlan::Job(JobTest {
                 image,
                 command: expand(&t.command, &t.target),
-                args: expand(t.args.as_deref().unwrap_or(&["{target}".into()]), &t.target),
+                args: expand(&t.args.clone().unwrap_or_else(default_args), &t.target),
                 target: t.target.clone(),
                 namespace: t.namespace.clone(),
                 service_account: t.service_account.clone(),

@@ -1,0 +1,310 @@
+//! The classic test container's shapes, unchanged: a campaign script in its own folder that
+//! takes the test target as `$1` and names its suite by a relative path, and an HTTP check of
+//! an internal `https` deployment whose certificate a private CA signed (made with the openssl
+//! command line, served with rustls).
+
+mod support;
+
+use std::{path::Path, process::Command, sync::Arc};
+
+use phasegate::config::{Config, TestConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use support::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+use tonic::Code;
+
+const TARGET: &str = "http://petstore.petstore-test.svc:8080";
+
+/// The campaign folder of the classic test image: `launchTests.sh` runs `suites/petstore.robot`
+/// from where it stands, against the target it gets as `$1`.
+fn campaign(dir: &Path) {
+    std::fs::create_dir_all(dir.join("suites")).expect("campaign folder");
+    std::fs::write(dir.join("suites/petstore.robot"), "*** Test Cases ***\n").expect("suite");
+    let script = dir.join("launchTests.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsuite=suites/petstore.robot\n\
+         [ -f \"$suite\" ] || { echo \"no $suite in $(pwd)\"; exit 3; }\n\
+         echo \"running $suite against $1\"\n[ \"$1\" = \"$TEST_TARGET\" ]\n",
+    )
+    .expect("script");
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+}
+
+fn event(commit: &str, target: &str) -> Vec<phasegate::sensor::Parameter> {
+    let mut params = sync_event(commit);
+    params.push(phasegate::sensor::Parameter {
+        dest: "test.target".into(),
+        value: serde_json::json!(target),
+    });
+    params
+}
+
+#[tokio::test]
+async fn the_classic_campaign_runs_from_its_folder_with_the_target_as_first_argument() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let folder = root.join("tests/petstore");
+    campaign(&folder);
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "command"),
+            ("testCommand", "./launchTests.sh"),
+            ("testWorkdir", folder.to_str().expect("utf-8")),
+        ],
+    );
+
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, TARGET), FROM_TEST)
+        .await
+        .expect("fires");
+
+    let log = fired.response["test"]["log"].as_str().unwrap_or_default();
+    assert_eq!(fired.response["outcome"], "promoted", "{log}");
+    assert!(
+        log.contains(&format!("running suites/petstore.robot against {TARGET}")),
+        "{log}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+#[tokio::test]
+async fn a_working_directory_missing_on_the_server_is_a_failed_precondition() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let missing = root.join("tests/not-deployed");
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "command"),
+            ("testCommand", "./launchTests.sh"),
+            ("testWorkdir", missing.to_str().expect("utf-8")),
+        ],
+    );
+
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, TARGET), FROM_TEST)
+        .await
+        .expect_err("no such directory");
+
+    assert_eq!(failed.status.code(), Code::FailedPrecondition);
+    assert!(
+        failed.status.message().contains("testWorkdir")
+            && failed.status.message().contains("not-deployed"),
+        "{}",
+        failed.status.message()
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a certificate it signed for `localhost` (`app.pem`, `app.key`).
+fn internal_ca(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=Internal test CA"],
+        ]
+        .concat()
+        .into_iter()
+        .chain(["-keyout", "ca.key", "-out", "ca.pem"])
+        .collect::<Vec<_>>(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "app.key",
+                "-out",
+                "app.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "app.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "app.pem",
+        ],
+    );
+}
+
+/// The petstore app over TLS with `app.pem`: every request gets `200` and `Dog`. Returns
+/// `https://localhost:PORT`.
+async fn https_app(dir: &Path) -> String {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("app.pem"))
+        .expect("app.pem")
+        .collect::<Result<_, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("app.key")).expect("app.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the CA ends the handshake: nothing to answer.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nDog";
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+/// Execute's answer to the petstore HTTP check of `target` on a server configured with
+/// `config` (a failed test fails the trigger at ApplyPolicy).
+async fn http_check(config: Config, bare: &Path, synced: &str, target: &str) -> serde_json::Value {
+    let server = TestServer::start(config).await;
+    let spec = petstore(
+        &file_url(bare),
+        &[
+            ("test", "http"),
+            ("testPath", "/pet"),
+            ("testExpectBody", "Dog"),
+            ("testAttempts", "1"),
+        ],
+    );
+    server
+        .sensor()
+        .await
+        .fire(&spec, &event(synced, target), FROM_TEST)
+        .await
+        .map_or_else(
+            |failed| failed.response.expect("Execute answered"),
+            |fired| fired.response,
+        )
+}
+
+#[tokio::test]
+async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
+    let (_dir, root) = tempdir();
+    internal_ca(&root);
+    let target = https_app(&root).await;
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+
+    let untrusted = http_check(Config::default(), &bare, &synced, &target).await;
+    assert_eq!(untrusted["outcome"], "tests-failed", "{untrusted}");
+    let log = untrusted["test"]["log"].as_str().unwrap_or_default();
+    assert!(log.contains("certificate"), "says why: {log}");
+
+    let config = Config {
+        test: TestConfig {
+            ca_file: Some(root.join("ca.pem")),
+        },
+        ..Config::default()
+    };
+    let trusted = http_check(config, &bare, &synced, &target).await;
+    assert_eq!(trusted["outcome"], "promoted", "{trusted}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+
+    // The CA bundle already given for the git server is trusted for test targets too.
+    let other = root.join("other-gitops.git");
+    let synced = gitops_repo(&other, &["petstore"]);
+    let mut config = Config::default();
+    config.git.ca_file = Some(root.join("ca.pem"));
+    let trusted = http_check(config, &other, &synced, &target).await;
+    assert_eq!(trusted["outcome"], "promoted", "{trusted}");
+}
+
+#[test]
+fn a_ca_file_that_holds_no_certificate_stops_the_server_with_its_name() {
+    let (_dir, root) = tempdir();
+    let bad = root.join("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-kubernetes",
+            "--test-ca-file",
+        ])
+        .arg(&bad)
+        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+        .output()
+        .expect("run phasegate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
+}
