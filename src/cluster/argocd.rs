@@ -1,15 +1,20 @@
-//! The Argo CD gate (`argocdApp`): before testing, wait until the Application's applied revision
-//! is the source commit and it is Healthy. A notification can arrive before the health that
-//! matters (e.g. on sync, while pods still roll).
+//! The Argo CD gate (`argocdApp`): before testing, wait until Argo CD itself calls the source
+//! commit deployed ([`app_status::decide`](super::app_status::decide)). A notification can
+//! arrive before the state that matters (on sync, while pods still roll), and a failed sync can
+//! leave the old pods Healthy: neither may be tested as the new version.
+//!
+//! The Application is followed with kube-runtime's watcher: a server-side timeout on every
+//! watch, re-established when it ends or the connection drops, a fresh list on 410 Gone,
+//! bookmarks understood.
 
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use kube::{
     Api,
-    api::{ApiResource, DynamicObject, WatchEvent, WatchParams},
+    api::{ApiResource, DynamicObject},
+    runtime::{WatchStreamExt, watcher},
 };
-use serde_json::Value;
 
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, app_status::Gate, watch};
 use crate::spec::ArgoGate;
 
 fn application() -> ApiResource {
@@ -22,22 +27,8 @@ fn application() -> ApiResource {
     }
 }
 
-/// (applied revision, health) of an Application object.
-fn state(app: &DynamicObject) -> (String, String) {
-    let at = |path: &[&str]| {
-        path.iter()
-            .try_fold(&app.data, |v, k| v.get(*k))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    (
-        at(&["status", "operationState", "syncResult", "revision"]),
-        at(&["status", "health", "status"]),
-    )
-}
-
-/// Waits (bounded by the gate's timeout) until the Application runs `commit` and is Healthy.
+/// Waits (bounded by the gate's timeout) until the Application is deployed at `commit`; a
+/// failed sync or an unhealthy new state ends the wait early with Argo CD's reason.
 pub async fn wait_synced(
     cluster: &Cluster,
     gate: &ArgoGate,
@@ -46,50 +37,51 @@ pub async fn wait_synced(
     let api: Api<DynamicObject> =
         Api::namespaced_with(cluster.client.clone(), &gate.namespace, &application());
     let what = format!("Argo CD Application `{}/{}`", gate.namespace, gate.name);
-    let ready =
-        |(revision, health): &(String, String)| revision.starts_with(commit) && health == "Healthy";
-    let mut last = (String::new(), String::new());
+    let mut last = "it was not seen yet".to_string();
+    let config = watch::config().fields(&format!("metadata.name={}", gate.name));
+    let events = watcher(api, config).default_backoff();
     let waited = tokio::time::timeout(gate.timeout, async {
-        loop {
-            let app = api
-                .get(&gate.name)
-                .await
-                .map_err(|e| ClusterError::from_kube(e, &what))?;
-            last = state(&app);
-            if ready(&last) {
-                return Ok(());
-            }
-            let version = app
-                .metadata
-                .resource_version
-                .clone()
-                .unwrap_or_else(|| "0".into());
-            let params = WatchParams::default().fields(&format!("metadata.name={}", gate.name));
-            let mut events = api
-                .watch(&params, &version)
-                .await
-                .map_err(|e| ClusterError::from_kube(e, &what))?
-                .boxed();
-            while let Some(event) = events.next().await {
-                if let Ok(WatchEvent::Added(app) | WatchEvent::Modified(app)) = event {
-                    last = state(&app);
-                    if ready(&last) {
-                        return Ok(());
-                    }
+        let mut events = std::pin::pin!(watch::tolerant(events, &what));
+        let mut seen = false;
+        while let Some(event) = events.try_next().await? {
+            let app = match event {
+                watcher::Event::Init => {
+                    seen = false;
+                    continue;
                 }
+                watcher::Event::InitDone if !seen => {
+                    return Err(ClusterError::NotFound(format!("{what} not found")));
+                }
+                watcher::Event::InitDone => continue,
+                watcher::Event::Delete(_) => {
+                    return Err(ClusterError::NotFound(format!("{what} was deleted")));
+                }
+                watcher::Event::Apply(app) | watcher::Event::InitApply(app) => app,
+            };
+            seen = true;
+            let object = serde_json::to_value(&app)
+                .map_err(|e| ClusterError::Other(format!("{what} cannot be read: {e}")))?;
+            match super::app_status::decide(&object, commit) {
+                Gate::Passed(why) => return Ok(why),
+                Gate::Refused(why) => {
+                    return Err(ClusterError::Precondition(format!(
+                        "{what} is not deployed at {commit}: {why}"
+                    )));
+                }
+                Gate::Waiting(why) => last = why,
             }
-            // The API server ends watches after a while: look again and watch again.
         }
+        Err(ClusterError::Unavailable(format!(
+            "the watch of {what} ended"
+        )))
     })
     .await;
     match waited {
-        Ok(Ok(())) => Ok(format!("{what} runs {commit} and is Healthy")),
+        Ok(Ok(why)) => Ok(format!("{what}: {why}")),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(ClusterError::Precondition(format!(
-            "{what} did not reach revision {commit} and Healthy within {} (revision {:?}, health {:?})",
+            "{what} was not deployed at {commit} within {}: {last}",
             humantime::format_duration(gate.timeout),
-            last.0,
-            last.1
         ))),
     }
 }

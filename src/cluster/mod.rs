@@ -2,8 +2,10 @@
 //! ([`secrets`]) and the Argo CD gate ([`argocd`]). With the Job runner, the only code that
 //! knows kube.
 
+mod app_status;
 pub mod argocd;
 pub mod secrets;
+pub(crate) mod watch;
 
 use kube::Client;
 use tracing::{info, warn};

@@ -71,6 +71,12 @@ struct Shared {
     events: broadcast::Sender<Event>,
     forbidden: AtomicBool,
     jobs_created: AtomicUsize,
+    /// The API server ends every watch after this long (its own timeout; `timeoutSeconds`
+    /// ends it sooner).
+    watch_limit: Mutex<Option<Duration>>,
+    /// Events at or below this resourceVersion are compacted: a watch from there is 410 Gone.
+    compacted: std::sync::atomic::AtomicU64,
+    watches_started: AtomicUsize,
 }
 
 /// The fake API server.
@@ -88,6 +94,9 @@ impl FakeKube {
             events: broadcast::channel(4096).0,
             forbidden: AtomicBool::new(false),
             jobs_created: AtomicUsize::new(0),
+            watch_limit: Mutex::new(None),
+            compacted: std::sync::atomic::AtomicU64::new(0),
+            watches_started: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -128,6 +137,24 @@ impl FakeKube {
     /// Answers every request with 403 Forbidden, as for a service account without rights.
     pub fn forbid(&self, forbidden: bool) {
         self.shared.forbidden.store(forbidden, Ordering::SeqCst);
+    }
+
+    /// Ends every watch after `limit`, as the API server does with its own timeout, so
+    /// clients must re-establish their watches.
+    pub fn close_watches_after(&self, limit: Duration) {
+        *self.shared.watch_limit.lock().expect("watch limit") = Some(limit);
+    }
+
+    /// Compacts the event history: a watch from any resourceVersion seen so far is answered
+    /// with an `ERROR` event carrying `410 Gone`, as etcd compaction makes the API server do.
+    pub fn compact(&self) {
+        let version = self.shared.store.lock().expect("store").version;
+        self.shared.compacted.store(version, Ordering::SeqCst);
+    }
+
+    /// Watch requests served so far (a client that re-establishes its watches makes several).
+    pub fn watches_started(&self) -> usize {
+        self.shared.watches_started.load(Ordering::SeqCst)
     }
 
     /// Jobs created so far (AlreadyExists does not count).
@@ -379,12 +406,35 @@ fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, Str
         .expect("response")
 }
 
+/// `GET …?watch=true`: events after `resourceVersion` (all current objects as `ADDED` from 0 or
+/// none), then live ones. Ends after `timeoutSeconds` or the server's own limit; a compacted
+/// `resourceVersion` is an `ERROR` event with a `410 Gone` Status; `allowWatchBookmarks=true`
+/// gets a `BOOKMARK` with the current resourceVersion once the backlog is sent.
 fn watch(shared: &Shared, collection: &str, q: &BTreeMap<String, String>) -> Response {
+    shared.watches_started.fetch_add(1, Ordering::SeqCst);
     let from: u64 = q
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let limit = [
+        q.get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .map(Duration::from_secs),
+        *shared.watch_limit.lock().expect("watch limit"),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let line = |kind: &str, object: &Value| {
+        Bytes::from(json!({"type": kind, "object": object}).to_string() + "\n")
+    };
+    if from != 0 && from <= shared.compacted.load(Ordering::SeqCst) {
+        let gone = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from}"), "reason": "Expired", "code": 410});
+        let _ = tx.try_send(Ok(line("ERROR", &gone)));
+        return stream_response(rx);
+    }
     let store = shared.store.lock().expect("store");
     let mut live = shared.events.subscribe();
     let mut backlog: Vec<Event> = if from == 0 {
@@ -407,31 +457,73 @@ fn watch(shared: &Shared, collection: &str, q: &BTreeMap<String, String>) -> Res
     };
     let last = store.version;
     drop(store);
+    let bookmark = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true")
+        .then(|| {
+            json!({"kind": kind_of(collection), "apiVersion": api_version_of(collection),
+                        "metadata": {"resourceVersion": last.to_string()}})
+        });
     let (collection, q) = (collection.to_string(), q.clone());
     tokio::spawn(async move {
-        let line =
-            |e: &Event| Bytes::from(json!({"type": e.kind, "object": e.object}).to_string() + "\n");
-        for e in backlog.drain(..) {
-            if selected(&e.object, &q) && tx.send(Ok(line(&e))).await.is_err() {
-                return;
+        let events = async {
+            for e in backlog.drain(..) {
+                if selected(&e.object, &q) && tx.send(Ok(line(e.kind, &e.object))).await.is_err() {
+                    return;
+                }
             }
-        }
-        while let Ok(e) = live.recv().await {
-            if e.version > last
-                && e.collection == collection
-                && selected(&e.object, &q)
-                && tx.send(Ok(line(&e))).await.is_err()
+            if let Some(b) = &bookmark
+                && tx.send(Ok(line("BOOKMARK", b))).await.is_err()
             {
                 return;
             }
+            while let Ok(e) = live.recv().await {
+                if e.version > last
+                    && e.collection == collection
+                    && selected(&e.object, &q)
+                    && tx.send(Ok(line(e.kind, &e.object))).await.is_err()
+                {
+                    return;
+                }
+            }
+        };
+        match limit {
+            Some(limit) => drop(tokio::time::timeout(limit, events).await),
+            None => events.await,
         }
     });
+    stream_response(rx)
+}
+
+fn stream_response(rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         ))
         .expect("response")
+}
+
+/// The kind of the objects of a collection (`…/jobs` → `Job`), for bookmarks.
+fn kind_of(collection: &str) -> &'static str {
+    match collection.rsplit('/').next() {
+        Some("jobs") => "Job",
+        Some("pods") => "Pod",
+        Some("events") => "Event",
+        Some("secrets") => "Secret",
+        Some("applications") => "Application",
+        _ => "Unknown",
+    }
+}
+
+/// `/apis/batch/v1/namespaces/…` → `batch/v1`; `/api/v1/…` → `v1`.
+fn api_version_of(collection: &str) -> String {
+    let parts: Vec<&str> = collection.split('/').skip(1).collect();
+    if parts.first() == Some(&"api") {
+        parts.get(1).copied().unwrap_or("v1").to_string()
+    } else {
+        parts.get(1..3).map(|p| p.join("/")).unwrap_or_default()
+    }
 }
 
 fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {

@@ -2,6 +2,7 @@
 //! client, an app under test, and captured logs (to prove no credential is ever logged).
 #![allow(dead_code)]
 
+pub mod argo_cd;
 pub mod engine;
 pub mod fake_kube;
 pub mod git_server;

@@ -1,0 +1,133 @@
+//! The gate's decision on Application objects shaped as Argo CD writes them
+//! (`tests/fixtures/argocd/`, each saying where it came from), and on the states a sync passes
+//! through on its way there, as kube-runtime's `wait.rs` tests its conditions.
+
+use serde_json::{Value, json};
+
+use super::{Gate, decide};
+
+const SYNCED: &str = include_str!("../../../tests/fixtures/argocd/application-synced.yaml");
+const MULTI: &str = include_str!("../../../tests/fixtures/argocd/application-multi-source.yaml");
+const COMMIT: &str = "ea8759964626a583667a2bfd08f334ec2070040a";
+const NEXT: &str = "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c";
+
+fn app(yaml: &str) -> Value {
+    serde_yaml_ng::from_str(yaml).expect("fixture is YAML")
+}
+
+fn with(mut app: Value, change: impl FnOnce(&mut Value)) -> Value {
+    change(&mut app["status"]);
+    app
+}
+
+fn refused(gate: Gate) -> String {
+    match gate {
+        Gate::Refused(reason) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_succeeded_sync_of_the_commit_reconciled_synced_and_healthy_passes() {
+    assert!(matches!(decide(&app(SYNCED), COMMIT), Gate::Passed(_)));
+    assert!(matches!(
+        decide(&app(SYNCED), &COMMIT[..12]),
+        Gate::Passed(_)
+    ));
+}
+
+#[test]
+fn a_failed_sync_that_leaves_the_old_pods_healthy_is_refused_at_once() {
+    // Argo CD after `kubectl apply` failed: the old pods still run and are Healthy, the app is
+    // OutOfSync at the new commit, the operation Failed for it.
+    let failed = with(app(SYNCED), |s| {
+        s["operationState"]["phase"] = json!("Failed");
+        s["operationState"]["message"] =
+            json!("one or more objects failed to apply, reason: Deployment.apps is invalid");
+        s["sync"]["status"] = json!("OutOfSync");
+    });
+    let reason = refused(decide(&failed, COMMIT));
+    assert!(reason.contains("ended Failed"), "{reason}");
+    assert!(reason.contains("Deployment.apps is invalid"), "{reason}");
+    let errored = with(app(SYNCED), |s| {
+        s["operationState"]["phase"] = json!("Error")
+    });
+    assert!(refused(decide(&errored, COMMIT)).contains("ended Error"));
+}
+
+#[test]
+fn a_running_or_requested_sync_never_passes() {
+    let running = with(app(SYNCED), |s| {
+        s["operationState"]["phase"] = json!("Running");
+        s["operationState"]["finishedAt"] = Value::Null;
+    });
+    assert!(matches!(decide(&running, COMMIT), Gate::Waiting(w) if w.contains("Running")));
+    let terminating = with(app(SYNCED), |s| {
+        s["operationState"]["phase"] = json!("Terminating")
+    });
+    assert!(matches!(decide(&terminating, COMMIT), Gate::Waiting(_)));
+    let mut requested = app(SYNCED);
+    requested["operation"] = json!({"sync": {"revision": COMMIT}});
+    assert!(matches!(decide(&requested, COMMIT), Gate::Waiting(_)));
+}
+
+#[test]
+fn health_counts_only_once_reconciled_after_the_sync_finished() {
+    // The Healthy still shown is the previous state's until the controller looks again.
+    let stale = with(app(SYNCED), |s| {
+        s["reconciledAt"] = json!("2024-03-05T07:33:03Z")
+    });
+    assert!(matches!(decide(&stale, COMMIT), Gate::Waiting(w) if w.contains("reconciled")));
+    let never = with(app(SYNCED), |s| s["reconciledAt"] = Value::Null);
+    assert!(matches!(decide(&never, COMMIT), Gate::Waiting(_)));
+}
+
+#[test]
+fn an_older_revision_waits_and_a_progressing_rollout_waits() {
+    assert!(matches!(decide(&app(SYNCED), NEXT), Gate::Waiting(w) if w.contains(COMMIT)));
+    let progressing = with(app(SYNCED), |s| {
+        s["health"]["status"] = json!("Progressing")
+    });
+    assert!(matches!(decide(&progressing, COMMIT), Gate::Waiting(w) if w.contains("Progressing")));
+}
+
+#[test]
+fn degraded_or_missing_at_the_commit_is_refused_at_once() {
+    for health in ["Degraded", "Missing"] {
+        let bad = with(app(SYNCED), |s| s["health"]["status"] = json!(health));
+        assert!(refused(decide(&bad, COMMIT)).contains(health));
+    }
+    // Degraded at an older revision: the sync of the commit may still heal it.
+    let old = with(app(SYNCED), |s| s["health"]["status"] = json!("Degraded"));
+    assert!(matches!(decide(&old, NEXT), Gate::Waiting(_)));
+}
+
+#[test]
+fn a_commit_that_changes_nothing_passes_when_synced_at_it_and_healthy() {
+    // No sync happens: the last operation is the previous commit's, the comparison is at NEXT.
+    let no_op = with(app(SYNCED), |s| {
+        s["sync"]["revision"] = json!(NEXT);
+        s["reconciledAt"] = json!("2024-03-05T07:40:00Z");
+    });
+    assert!(matches!(decide(&no_op, NEXT), Gate::Passed(p) if p.contains("nothing to sync")));
+    let out_of_sync = with(no_op.clone(), |s| s["sync"]["status"] = json!("OutOfSync"));
+    assert!(matches!(decide(&out_of_sync, NEXT), Gate::Waiting(_)));
+}
+
+#[test]
+fn a_multi_source_app_is_read_from_its_revisions() {
+    let commit = "9f1c2d3e4b5a69788796a5b4c3d2e1f009182736";
+    assert!(matches!(decide(&app(MULTI), commit), Gate::Passed(_)));
+    let failed = with(app(MULTI), |s| {
+        s["operationState"]["phase"] = json!("Failed")
+    });
+    assert!(refused(decide(&failed, commit)).contains("Failed"));
+    assert!(matches!(decide(&app(MULTI), NEXT), Gate::Waiting(_)));
+}
+
+#[test]
+fn an_application_without_status_waits() {
+    let bare = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                      "metadata": {"name": "petstore-test"}});
+    assert!(matches!(decide(&bare, COMMIT), Gate::Waiting(_)));
+}

@@ -1,0 +1,221 @@
+//! The Argo CD gate (`argocdApp`) against Application objects as Argo CD's controller writes
+//! them (`support::argo_cd` on the fake API server): a commit is tested only once Argo CD
+//! itself calls it deployed, and a sync that failed ends the run with Argo CD's reason.
+
+mod support;
+
+use std::{path::Path, time::Duration};
+
+use phasegate::{
+    config::{Config, KubernetesConfig},
+    sensor::{Failed, Firing},
+};
+use support::{argo_cd::ArgoApp, fake_kube::FakeKube, *};
+use tonic::Code;
+
+const OLD: &str = "1111111111111111111111111111111111111111";
+
+fn config(kube: &FakeKube) -> Config {
+    Config {
+        kubernetes: KubernetesConfig {
+            disabled: false,
+            namespace: Some("argo-events".into()),
+            api_url: Some(kube.url()),
+        },
+        ..Config::default()
+    }
+}
+
+fn gated(bare: &Path, timeout: &str) -> std::collections::BTreeMap<String, String> {
+    petstore(
+        &file_url(bare),
+        &[
+            ("test", "none"),
+            ("argocdApp", "argocd/petstore-test"),
+            ("argocdTimeout", timeout),
+        ],
+    )
+}
+
+async fn fire(
+    server: &TestServer,
+    bare: &Path,
+    timeout: &str,
+    sha: &str,
+) -> Result<Firing, Failed> {
+    let spec = gated(bare, timeout);
+    server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(sha), FROM_TEST)
+        .await
+}
+
+fn refused(result: Result<Firing, Failed>) -> String {
+    let failed = result.expect_err("the gate refuses");
+    assert_eq!(
+        failed.status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        failed.status.message()
+    );
+    failed.status.message().to_string()
+}
+
+#[tokio::test]
+async fn waits_through_the_sync_and_the_rollout_then_promotes() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    let server = TestServer::start(config(&kube)).await;
+
+    let run = fire_in_background(server.sensor().await, &gated(&bare, "1m"), &synced);
+    app.start_sync(&synced);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Progressing");
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        "1.0",
+        "not while Progressing"
+    );
+    app.reconcile("Synced", "Healthy");
+
+    let fired = run.await.expect("task").expect("promotes once deployed");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_sync_that_leaves_the_old_pods_healthy_is_refused_at_once() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(
+        &synced,
+        "Failed",
+        "one or more objects failed to apply: Deployment.apps \"petstore\" is invalid",
+    );
+    app.reconcile("OutOfSync", "Healthy");
+    let server = TestServer::start(config(&kube)).await;
+
+    // The timeout is long: the refusal must come from the failed sync, not from waiting.
+    let message = refused(fire(&server, &bare, "10m", &synced).await);
+
+    assert!(message.contains("argocd/petstore-test"), "{message}");
+    assert!(message.contains("ended Failed"), "{message}");
+    assert!(message.contains("is invalid"), "{message}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_from_before_the_sync_finished_does_not_count() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    // Synced and Healthy, but computed before the operation ended: the old pods' health.
+    app.reconcile("Synced", "Healthy");
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    let server = TestServer::start(config(&kube)).await;
+
+    let message = refused(fire(&server, &bare, "500ms", &synced).await);
+
+    assert!(message.contains("not yet reconciled"), "{message}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn degraded_after_the_sync_ends_the_wait_with_the_health() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Degraded");
+    let server = TestServer::start(config(&kube)).await;
+
+    let message = refused(fire(&server, &bare, "10m", &synced).await);
+
+    assert!(message.contains("Degraded"), "{message}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_multi_source_app_and_a_commit_with_nothing_to_sync_pass() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let first = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD).multi_source();
+    app.sync(&first, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Healthy");
+    let server = TestServer::start(config(&kube)).await;
+
+    let fired = fire(&server, &bare, "1m", &first)
+        .await
+        .expect("multi-source");
+    assert_eq!(fired.response["outcome"], "promoted");
+
+    // A commit that renders the same manifests: Argo CD compares at it and does not sync.
+    let second = bump(&bare, &["petstore"], "test", "3.0");
+    app.compare_at(&second);
+    let fired = fire(&server, &bare, "1m", &second)
+        .await
+        .expect("no-op commit");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_gate_outlives_closed_watches_and_a_410() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    kube.close_watches_after(Duration::from_millis(200));
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    let server = TestServer::start(config(&kube)).await;
+
+    let run = fire_in_background(server.sensor().await, &gated(&bare, "1m"), &synced);
+    eventually(|| kube.watches_started() >= 3).await;
+    kube.compact();
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Healthy");
+
+    let fired = run
+        .await
+        .expect("task")
+        .expect("promotes after re-watching");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_application_is_not_found() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube)).await;
+
+    let failed = fire(&server, &bare, "1m", &synced)
+        .await
+        .expect_err("no app");
+
+    assert_eq!(
+        failed.status.code(),
+        Code::NotFound,
+        "{}",
+        failed.status.message()
+    );
+    assert!(failed.status.message().contains("argocd/petstore-test"));
+    server.stop().await;
+}
