@@ -228,3 +228,65 @@ async fn the_rollback_spec_key_rolls_back_through_the_trigger() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_cache_left_by_a_killed_process_heals_on_the_next_run() {
+    let (_d, bare, server, synced_2) = served(&["petstore"]).await;
+    let cache = tempdir();
+    let url = server.url("gitops");
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    promoter
+        .promote(promotion(&url, "petstore", &synced_2))
+        .await
+        .expect("warm");
+    let clone = std::fs::read_dir(&cache.1)
+        .expect("cache")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("the clone");
+    // What a process killed in the middle of a fetch or a push leaves behind.
+    for debris in [
+        "packed-refs.lock",
+        "shallow.lock",
+        "index.lock",
+        "refs/remotes/origin/main.lock",
+        "objects/pack/tmp_pack_a1b2c3",
+    ] {
+        std::fs::write(clone.join(debris), "half-written").expect("debris");
+    }
+
+    // A new process (a new promoter) promotes again with that cache.
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let result = promoter
+        .promote(promotion(&url, "petstore", &synced_3))
+        .await
+        .expect("heals the locks");
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    assert!(!clone.join("refs/remotes/origin/main.lock").exists());
+
+    // A pack cut short (the process died while writing it): the clone is cloned again.
+    for pack in std::fs::read_dir(clone.join("objects/pack"))
+        .expect("packs")
+        .flatten()
+    {
+        let path = pack.path();
+        if path.extension().is_some_and(|e| e == "pack") {
+            let len = std::fs::metadata(&path).expect("pack").len();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(len / 2))
+                .expect("truncate");
+        }
+    }
+    let synced_4 = bump(&bare, &["petstore"], "test", "4.0");
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+    let result = promoter
+        .promote(promotion(&url, "petstore", &synced_4))
+        .await
+        .expect("clones again");
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "4.0");
+}

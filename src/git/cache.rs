@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, Repository};
 use tracing::{info, warn};
 
-use super::{GitError, GitSettings, auth};
+use super::{GitError, GitSettings, auth, heal};
 
 /// The clones (the promoter serialises work on each one).
 #[derive(Debug)]
@@ -21,9 +21,26 @@ impl RepoCache {
         RepoCache { dir }
     }
 
+    /// Takes the clone of `url` for one batch: waits while another process uses it, removes
+    /// what a killed process left in it (lock files, half-written packs), and discards it when
+    /// a pack is damaged. The clone is this batch's until the lock is dropped.
+    pub fn take(&self, url: &str) -> Result<(heal::CloneLock, Repository), GitError> {
+        let path = self.path_of(url);
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
+        let held = heal::lock(&path)?;
+        if path.exists()
+            && let heal::Healed::Damaged(why) = heal::heal(&path)?
+        {
+            warn!(cache = %path.display(), %why, "cached clone is damaged; cloning again");
+            self.discard(&path)?;
+        }
+        Ok((held, self.open(url)?))
+    }
+
     /// The clone of `url` (only one promotion batch may use it at a time). A clone that
     /// cannot be opened is removed and started afresh.
-    pub fn open(&self, url: &str) -> Result<Repository, GitError> {
+    fn open(&self, url: &str) -> Result<Repository, GitError> {
         let path = self.path_of(url);
         if path.exists() {
             match Repository::open_bare(&path) {

@@ -12,6 +12,7 @@
 
 mod auth;
 mod cache;
+mod heal;
 mod index;
 mod known_hosts;
 pub mod local;

@@ -86,7 +86,7 @@ fn run_batch(
         first.branch,
         tracking_ref(&first.branch)
     );
-    let mut repo = cache.open(url)?;
+    let (_held, mut repo) = cache.take(url)?;
     if let Err(e) = cache::fetch(&repo, url, &[&branch_spec], settings, creds) {
         if !cache::is_corruption(&e) {
             return Err(e);
