@@ -31,6 +31,15 @@ fi
 test -x /usr/sbin/sshd || { echo "sshd not found (needed by tests/ssh.rs)" >&2; exit 1; }
 command -v ssh-keygen ssh-agent ssh-add >/dev/null || { echo "ssh client tools not found" >&2; exit 1; }
 
+# gpg (and gpgconf), for OpenPGP-signed commits in tests/signing.rs: phasegate signs in pure Rust,
+# the tests verify with the real gpg as users do (`git verify-commit`).
+if ! command -v gpg >/dev/null 2>&1 || ! command -v gpgconf >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq gnupg >/dev/null
+fi
+command -v gpg gpgconf >/dev/null || { echo "gpg not found (needed by tests/signing.rs)" >&2; exit 1; }
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 

@@ -12,7 +12,10 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
-    git::{Credentials, DEFAULT_PUSH_ATTEMPTS, GitSettings, Secret},
+    git::{
+        Credentials, DEFAULT_PUSH_ATTEMPTS, GitSettings, IdentityCheck, Secret, Signer,
+        SigningFormat, SigningKeySource,
+    },
     policy::{Policy, PolicyConfig},
 };
 
@@ -95,6 +98,18 @@ pub struct GitConfig {
     /// Extra CA bundle for HTTPS remotes.
     pub ca_file: Option<PathBuf>,
     pub push_attempts: u32,
+    /// Private key (OpenSSH or armored OpenPGP) every promotion commit is signed with.
+    pub signing_key: Option<PathBuf>,
+    /// File holding the signing key's passphrase, when it is encrypted.
+    pub signing_key_passphrase_file: Option<PathBuf>,
+    /// `ssh` or `openpgp`: checked against the key, which tells its format itself.
+    pub signing_format: Option<SigningFormat>,
+    /// The email the key is registered for, used as author and committer email of signed
+    /// commits; `GIT_EMAIL`, then `authorEmail` otherwise.
+    pub signing_email: Option<String>,
+    /// Allowed signers file (git's `gpg.ssh.allowedSignersFile`) that must list SSH signing
+    /// keys for their email.
+    pub signing_allowed_signers: Option<PathBuf>,
 }
 
 /// The listeners of `serve`, over the configuration file's.
@@ -187,6 +202,21 @@ pub struct Overrides {
     /// Push attempts before ABORTED.
     #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
     pub push_attempts: Option<u32>,
+    /// Private key (OpenSSH or armored OpenPGP) to sign every promotion commit with.
+    #[arg(long, env = "PHASEGATE_GIT_SIGNING_KEY")]
+    pub git_signing_key: Option<PathBuf>,
+    /// File holding the signing key's passphrase.
+    #[arg(long, env = "PHASEGATE_GIT_SIGNING_KEY_PASSPHRASE_FILE")]
+    pub git_signing_key_passphrase_file: Option<PathBuf>,
+    /// Signing format, checked against the key: ssh or openpgp.
+    #[arg(long, env = "PHASEGATE_GIT_SIGNING_FORMAT")]
+    pub git_signing_format: Option<SigningFormat>,
+    /// Email the signing key is registered for (author and committer of signed commits).
+    #[arg(long, env = "PHASEGATE_GIT_SIGNING_EMAIL")]
+    pub git_signing_email: Option<String>,
+    /// Allowed signers file that must list SSH signing keys for their email.
+    #[arg(long, env = "PHASEGATE_GIT_SIGNING_ALLOWED_SIGNERS")]
+    pub git_signing_allowed_signers: Option<PathBuf>,
     /// Namespace of Secrets and test Jobs.
     #[arg(long, env = "PHASEGATE_KUBERNETES_NAMESPACE")]
     pub kubernetes_namespace: Option<String>,
@@ -232,6 +262,15 @@ impl Overrides {
         g.ssh_known_hosts = self.git_ssh_known_hosts.or(g.ssh_known_hosts.take());
         g.ca_file = self.git_ca_file.or(g.ca_file.take());
         set(&mut g.push_attempts, self.push_attempts);
+        g.signing_key = self.git_signing_key.or(g.signing_key.take());
+        g.signing_key_passphrase_file = self
+            .git_signing_key_passphrase_file
+            .or(g.signing_key_passphrase_file.take());
+        g.signing_format = self.git_signing_format.or(g.signing_format);
+        g.signing_email = self.git_signing_email.or(g.signing_email.take());
+        g.signing_allowed_signers = self
+            .git_signing_allowed_signers
+            .or(g.signing_allowed_signers.take());
         c.test.ca_file = self.test_ca_file.or(c.test.ca_file.take());
         let k = &mut c.kubernetes;
         k.namespace = self.kubernetes_namespace.or(k.namespace.take());
@@ -269,6 +308,11 @@ impl Default for GitConfig {
             ssh_known_hosts: None,
             ca_file: None,
             push_attempts: DEFAULT_PUSH_ATTEMPTS,
+            signing_key: None,
+            signing_key_passphrase_file: None,
+            signing_format: None,
+            signing_email: None,
+            signing_allowed_signers: None,
         }
     }
 }
@@ -359,7 +403,45 @@ impl Config {
             credentials,
             ssh_key: g.ssh_key.clone(),
             ssh_known_hosts: g.ssh_known_hosts.clone(),
+            signer: self.signer()?.map(std::sync::Arc::new),
+            signing_allowed_signers: g.signing_allowed_signers.clone(),
         })
+    }
+
+    /// The server's signing key, loaded and checked: a key that cannot sign as the configured
+    /// email stops the server at start-up rather than letting it push unsigned commits.
+    fn signer(&self) -> Result<Option<Signer>, ConfigError> {
+        let g = &self.git;
+        let Some(file) = &g.signing_key else {
+            if g.signing_key_passphrase_file.is_some() || g.signing_format.is_some() {
+                return Err(ConfigError(
+                    "git.signingKeyPassphraseFile and git.signingFormat need git.signingKey".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let read = |f: &PathBuf| {
+            std::fs::read_to_string(f)
+                .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display())))
+        };
+        let source = SigningKeySource {
+            key: read(file)?,
+            passphrase: g
+                .signing_key_passphrase_file
+                .as_ref()
+                .map(read)
+                .transpose()?,
+        };
+        let git_email = std::env::var("GIT_EMAIL").ok().filter(|v| !v.is_empty());
+        let email = g.signing_email.clone().or(git_email);
+        let identity = IdentityCheck {
+            email: email.as_deref().unwrap_or(&g.author_email),
+            allowed_signers: g.signing_allowed_signers.as_deref(),
+        };
+        Signer::load(&source, g.signing_format, &identity)
+            .map(Some)
+            .map_err(|e| ConfigError(format!("git.signingKey {}: {e}", file.display())))
     }
 }
 

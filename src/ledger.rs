@@ -154,6 +154,7 @@ mod tests {
             version: None,
             previous: None,
             commit: None,
+            signature: None,
             source: Default::default(),
             target: Default::default(),
             test: None,

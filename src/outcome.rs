@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    git::SignatureInfo,
     runner::TestReport,
     spec::{SourceRef, TargetRef},
 };
@@ -45,6 +46,9 @@ pub struct RunReport {
     pub previous: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// The key that signed the commit, when signing is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureInfo>,
     #[serde(default)]
     pub source: SourceRef,
     #[serde(default)]
@@ -73,8 +77,12 @@ impl RunReport {
         let previous = self.previous.as_deref().unwrap_or("?");
         match self.outcome {
             Outcome::Promoted => format!(
-                "promoted {version} from {source} to {target} (was {previous}) in commit {}",
-                self.commit.as_deref().unwrap_or("?")
+                "promoted {version} from {source} to {target} (was {previous}) in commit {}{}",
+                self.commit.as_deref().unwrap_or("?"),
+                self.signature
+                    .as_ref()
+                    .map(|s| format!(", signed with {} key {}", s.format, s.fingerprint))
+                    .unwrap_or_default()
             ),
             Outcome::AlreadyPromoted => format!("{target} already at {version}: nothing to do"),
             Outcome::Superseded => format!(

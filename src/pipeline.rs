@@ -14,7 +14,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd, secrets::SecretStore},
-    git::{GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult},
+    git::{
+        Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,
+        Signer, SigningKeySource,
+    },
     history::{History, RunRecord, Stage, now_unix_ms},
     ledger::{self, Claim, RunLedger, Shared},
     metrics::Metrics,
@@ -220,16 +223,21 @@ impl RunTask {
 
     async fn test_and_promote(&self) -> Result<RunReport> {
         let (plan, started) = (&self.plan, Instant::now());
-        let credentials = match &plan.credentials_secret {
-            Some(name) => Some(
-                self.secrets
+        let (credentials, signing_key) = match &plan.credentials_secret {
+            Some(name) => {
+                let (creds, key) = self
+                    .secrets
                     .credentials(self.cluster("credentialsSecret")?, name)
-                    .await?,
-            ),
-            None => None,
+                    .await?;
+                (Some(creds), key)
+            }
+            None => (None, None),
         };
+        // Checked before testing: a key that cannot sign must not cost a test run.
+        let signer = self.signer(signing_key, credentials.as_ref()).await?;
         let mut promotion = promotion(plan, &self.id);
         promotion.credentials = credentials;
+        promotion.signer = signer;
         if let Some(report) = self.decided_before_testing(&promotion).await? {
             return Ok(report);
         }
@@ -282,6 +290,25 @@ impl RunTask {
         fill(&mut report, decided);
         report.duration_ms = millis(started.elapsed());
         Ok(Some(report))
+    }
+
+    /// The `credentialsSecret`'s signing key, loaded to sign as the Secret's email.
+    async fn signer(
+        &self,
+        key: Option<SigningKeySource>,
+        credentials: Option<&Credentials>,
+    ) -> Result<Option<Arc<Signer>>> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let promoter = self.promoter.clone();
+        let email = credentials.and_then(|c| c.email.clone());
+        // Decrypting a key is deliberately slow work: keep it off the async threads.
+        let load = move || promoter.signer_for(&key, email.as_deref());
+        let loaded = tokio::task::spawn_blocking(load)
+            .await
+            .map_err(|e| Error::Internal(format!("loading the signing key: {e}")))?;
+        Ok(Some(loaded?))
     }
 
     fn cluster(&self, needed_by: &'static str) -> Result<&Cluster> {
@@ -340,6 +367,7 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
         rollback: plan.rollback,
         run_id: id.to_string(),
         credentials: None,
+        signer: None,
     }
 }
 
@@ -354,6 +382,7 @@ fn fill(report: &mut RunReport, promoted: PromotionResult) {
     report.version = Some(promoted.version);
     report.previous = Some(promoted.previous);
     report.commit = promoted.commit;
+    report.signature = promoted.signature;
     report.source.commit = promoted.source_commit;
 }
 
@@ -364,6 +393,7 @@ fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
         version: None,
         previous: None,
         commit: None,
+        signature: None,
         source: SourceRef {
             phase: plan.source.to_string(),
             commit: plan.commit.to_string(),

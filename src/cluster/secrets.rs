@@ -1,5 +1,6 @@
 //! `credentialsSecret`: git credentials from a Secret in the server's namespace (keys
-//! `username`, `password`, `email`, as in the classic setup), cached briefly, never logged.
+//! `username`, `password`, `email`, as in the classic setup; optionally `signingKey` and
+//! `signingKeyPassphrase` to sign the commits), cached briefly, never logged.
 
 use std::{
     collections::HashMap,
@@ -11,7 +12,10 @@ use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use kube::Api;
 
 use super::{Cluster, ClusterError};
-use crate::git::{Credentials, Secret};
+use crate::git::{Credentials, Secret, SigningKeySource};
+
+/// A Secret's git credentials and, when it has one, its signing key.
+type FromSecret = (Credentials, Option<SigningKeySource>);
 
 /// A rotated Secret is picked up within this long; meanwhile runs do not hammer the API.
 const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -19,16 +23,16 @@ const CACHE_FOR: Duration = Duration::from_secs(30);
 /// Reads and caches credentials Secrets.
 #[derive(Default)]
 pub struct SecretStore {
-    cache: Mutex<HashMap<String, (Instant, Credentials)>>,
+    cache: Mutex<HashMap<String, (Instant, FromSecret)>>,
 }
 
 impl SecretStore {
-    /// The credentials in Secret `name` of the cluster's namespace.
+    /// The credentials (and signing key, if any) in Secret `name` of the cluster's namespace.
     pub async fn credentials(
         &self,
         cluster: &Cluster,
         name: &str,
-    ) -> Result<Credentials, ClusterError> {
+    ) -> Result<FromSecret, ClusterError> {
         if let Some((at, creds)) = self.lock().get(name)
             && at.elapsed() < CACHE_FOR
         {
@@ -58,12 +62,20 @@ impl SecretStore {
             password: Secret::new(field("password")?.ok_or_else(|| missing("password"))?),
             email: field("email")?,
         };
+        let signing = match field("signingKey")? {
+            Some(key) => Some(SigningKeySource {
+                key: Secret::new(key),
+                passphrase: field("signingKeyPassphrase")?.map(Secret::new),
+            }),
+            None => None,
+        };
+        let creds = (creds, signing);
         self.lock()
             .insert(name.to_string(), (Instant::now(), creds.clone()));
         Ok(creds)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Credentials)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, FromSecret)>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -8,7 +8,8 @@
 //! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`promote`] is the
 //! read-edit-commit algorithm, [`index`] remembers what the last promotion of each file
 //! recorded (for `superseded`), and [`push`] puts the commits on the remote without ever losing
-//! someone else's.
+//! someone else's. [`signing`] writes every commit, signed with an SSH or OpenPGP key when
+//! signing is configured.
 
 mod auth;
 mod cache;
@@ -18,6 +19,7 @@ mod known_hosts;
 pub mod local;
 mod promote;
 mod push;
+mod signing;
 mod trailers;
 
 use std::{
@@ -30,6 +32,9 @@ pub use auth::{Credentials, Secret};
 use cache::RepoCache;
 use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
+pub use signing::{
+    IdentityCheck, SignatureInfo, Signer, SigningError, SigningFormat, SigningKeySource,
+};
 
 use crate::{
     error::ErrorKind,
@@ -65,6 +70,9 @@ pub enum GitError {
     /// Every push attempt was rejected because others kept moving the branch.
     #[error("push to branch `{branch}` still rejected after {attempts} attempts")]
     PushRejected { branch: String, attempts: u32 },
+    /// The signing key cannot sign (a per-spec key from the `credentialsSecret`).
+    #[error(transparent)]
+    Signing(#[from] SigningError),
     /// Anything else libgit2 or the file system reported.
     #[error("git: {0}")]
     Other(String),
@@ -83,6 +91,7 @@ impl GitError {
             GitError::AuthRejected(_) | GitError::PushRefused(_) => ErrorKind::PermissionDenied,
             GitError::Unreachable(_) => ErrorKind::Unavailable,
             GitError::PushRejected { .. } => ErrorKind::Aborted,
+            GitError::Signing(_) => ErrorKind::FailedPrecondition,
             GitError::Other(_) => ErrorKind::Internal,
         }
     }
@@ -105,6 +114,10 @@ pub struct GitSettings {
     pub ssh_key: Option<PathBuf>,
     /// Known hosts file trusted for SSH remotes; libgit2's `~/.ssh/known_hosts` otherwise.
     pub ssh_known_hosts: Option<PathBuf>,
+    /// The server's signing key: every commit is signed with it unless the spec brings its own.
+    pub signer: Option<Arc<Signer>>,
+    /// The allowed signers file per-spec SSH signing keys are checked against.
+    pub signing_allowed_signers: Option<PathBuf>,
 }
 
 /// One promotion to perform.
@@ -127,6 +140,8 @@ pub struct Promotion {
     pub run_id: String,
     /// Per-request credentials (a Secret); the server's own otherwise.
     pub credentials: Option<Credentials>,
+    /// Per-request signing key (the Secret's `signingKey`); the server's own otherwise.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// What the promotion did.
@@ -157,6 +172,8 @@ pub struct PromotionResult {
     /// Pushes made for it: 1 when nobody raced it; 0 when none was needed, or when it went
     /// out in the push of another promotion of its batch (pushes are counted once).
     pub push_attempts: u32,
+    /// The key that signed the pushed commit, when signing is configured.
+    pub signature: Option<SignatureInfo>,
 }
 
 /// A remote that accepts the connection and then hangs must not hang a run forever.
@@ -214,6 +231,23 @@ impl GitPromoter {
             settings: Arc::new(settings),
             remotes: Arc::default(),
         }
+    }
+
+    /// Loads a per-spec signing key (from the `credentialsSecret`), signing as `email` (the
+    /// Secret's), or the server's author email when it has none. A key that cannot sign is
+    /// `FAILED_PRECONDITION`: the run never falls back to an unsigned commit.
+    pub fn signer_for(
+        &self,
+        source: &SigningKeySource,
+        email: Option<&str>,
+    ) -> Result<Arc<Signer>, GitError> {
+        let s = &self.settings;
+        let email = email.unwrap_or(&s.author_email);
+        let identity = IdentityCheck {
+            email,
+            allowed_signers: s.signing_allowed_signers.as_deref(),
+        };
+        Ok(Arc::new(Signer::load(source, None, &identity)?))
     }
 
     fn remote(&self, url: &str) -> Arc<Remote> {
@@ -281,7 +315,11 @@ fn run_batches(
         let p = &queued.0;
         let fits = |g: &Vec<Queued>| {
             let q = &g[0].0;
-            !p.dry_run && !q.dry_run && q.branch == p.branch && q.credentials == p.credentials
+            !p.dry_run
+                && !q.dry_run
+                && q.branch == p.branch
+                && q.credentials == p.credentials
+                && q.signer == p.signer
         };
         match groups.iter_mut().find(|g| fits(g)) {
             Some(group) => group.push(queued),

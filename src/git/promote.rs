@@ -12,7 +12,7 @@ use super::{
     cache::{self, RepoCache, git, tracking_ref},
     index::PromotionIndex,
     push::{backoff, push},
-    trailers,
+    signing, trailers,
 };
 use crate::values;
 
@@ -168,6 +168,8 @@ fn run_batch(
                 "phasegate promotion",
             ))?;
             let commits = tentative.iter().filter(|(_, r, _)| promoted(r)).count();
+            // Promotions share a push only when they share a signer (see run_batches).
+            let signer = first.signer.as_ref().or(settings.signer.as_ref());
             let total_ms = started.elapsed().as_millis() as u64;
             info!(head = %tip.id(), commits, attempt, fetched_ms, push_ms, total_ms, "pushed promotion");
             // The pushes are counted once, on the first promotion that made them.
@@ -178,6 +180,7 @@ fn run_batch(
                     counted = true;
                 }
                 result.commit = commit.map(|c| c.to_string());
+                result.signature = commit.and(signer.map(|s| s.info().clone()));
                 answers[i] = Some(Ok(result));
             }
             return Ok(());
@@ -247,6 +250,7 @@ fn edit(
         commit: None,
         source_commit: source.id().to_string(),
         push_attempts: 0,
+        signature: None,
     };
     if current == versions {
         return Ok((result(PromotionOutcome::AlreadyPromoted), None));
@@ -282,14 +286,9 @@ fn edit(
         .create_updated(repo, &tip_tree))?;
     let message = trailers::message(p, versions, &current, source.id());
     let sig = signature(settings, creds)?;
-    let commit = git(repo.commit(
-        None,
-        &sig,
-        &sig,
-        &message,
-        &git(repo.find_tree(tree))?,
-        &[tip],
-    ))?;
+    let signer = p.signer.as_ref().or(settings.signer.as_ref());
+    let tree = git(repo.find_tree(tree))?;
+    let commit = signing::write_commit(repo, signer, &sig, &message, &tree, tip)?;
     for key in &p.keys {
         noted.insert(
             (target_path.clone(), target.to_string(), key.clone()),

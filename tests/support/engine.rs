@@ -26,6 +26,8 @@ pub fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
         }),
         ssh_key: None,
         ssh_known_hosts: None,
+        signer: None,
+        signing_allowed_signers: None,
     }
 }
 
@@ -43,6 +45,7 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
         rollback: false,
         run_id: format!("test-{app}"),
         credentials: None,
+        signer: None,
     }
 }
 
