@@ -3,16 +3,118 @@
 
 use std::{io::Write, time::Instant};
 
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto::runs::{
     ListRunsRequest, Run, WatchRunRequest, run_event::Event, runs_client::RunsClient,
 };
 
-type ConsoleResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+/// Why `phasegate runs` could not show what was asked; each says it in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// `--server` is not an address phasegate can dial.
+    #[error(
+        "--server {server:?}: {problem} (expected HOST:PORT, http://HOST:PORT or https://HOST:PORT)"
+    )]
+    BadAddress { server: String, problem: String },
+    /// The server could not be reached (refused, unknown host, TLS).
+    #[error("cannot reach the phasegate server at {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    /// The server answered with an error status.
+    #[error("the phasegate server at {server} answered {code}: {message}")]
+    Refused {
+        server: String,
+        code: String,
+        message: String,
+    },
+    /// The watch stream ended before the run did (the server is shutting down).
+    #[error(
+        "the phasegate server at {0} ended the watch before the run finished (it may be shutting down)"
+    )]
+    WatchEnded(String),
+    /// Writing to the terminal failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
 
-async fn client(server: &str) -> ConsoleResult<RunsClient<Channel>> {
-    Ok(RunsClient::connect(server.to_string()).await?)
+type ConsoleResult<T> = Result<T, ConsoleError>;
+
+/// The server's address as people type it, like grpcurl and the Sensor's `serverURL`:
+/// `HOST:PORT` or `http://HOST:PORT` for plaintext, `https://HOST:PORT` for TLS (verified
+/// against the system's roots; `SSL_CERT_FILE` adds a bundle).
+fn endpoint(server: &str) -> ConsoleResult<(String, Endpoint)> {
+    let bad = |problem: &str| ConsoleError::BadAddress {
+        server: server.to_string(),
+        problem: problem.to_string(),
+    };
+    let trimmed = server.trim();
+    let (scheme, rest) = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some((scheme, _)) => return Err(bad(&format!("scheme {scheme:?} is not http or https"))),
+        None => ("http", trimmed),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(bad("no host"));
+    }
+    let url = format!("{scheme}://{rest}");
+    let parsed = url::Url::parse(&url).map_err(|e| bad(&e.to_string()))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() {
+        return Err(bad("a server address has no path"));
+    }
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(&chain(&e)))?;
+    if parsed.scheme() == "https" {
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .map_err(|e| bad(&chain(&e)))?;
+    }
+    Ok((url, endpoint))
+}
+
+async fn client(server: &str) -> ConsoleResult<(String, RunsClient<Channel>)> {
+    let (url, endpoint) = endpoint(server)?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| ConsoleError::Unreachable {
+            server: url.clone(),
+            reason: chain(&e),
+        })?;
+    Ok((url, RunsClient::new(channel)))
+}
+
+/// An error status as one line naming the server.
+fn refused(server: &str, status: &tonic::Status) -> ConsoleError {
+    let message = status.message().lines().next().unwrap_or_default();
+    ConsoleError::Refused {
+        server: server.to_string(),
+        code: format!("{:?}", status.code()),
+        message: if message.is_empty() {
+            std::error::Error::source(status)
+                .map(chain)
+                .unwrap_or_default()
+        } else {
+            message.to_string()
+        },
+    }
+}
+
+/// An error with its causes on one line (`transport error` alone says nothing), each cause
+/// once.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) && text != "transport error" {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 /// Prints recent runs as a table, newest first.
@@ -21,7 +123,13 @@ pub async fn list(
     filter: ListRunsRequest,
     out: &mut (dyn Write + Send),
 ) -> ConsoleResult<()> {
-    let runs = client(server).await?.list(filter).await?.into_inner().runs;
+    let (url, mut client) = client(server).await?;
+    let runs = client
+        .list(filter)
+        .await
+        .map_err(|s| refused(&url, &s))?
+        .into_inner()
+        .runs;
     row(
         out,
         [
@@ -82,13 +190,14 @@ fn row(out: &mut (dyn Write + Send), c: [&str; 7]) -> std::io::Result<()> {
 
 /// Follows run `id` live, printing its stages and test output; returns the finished run.
 pub async fn watch(server: &str, id: &str, out: &mut (dyn Write + Send)) -> ConsoleResult<Run> {
-    let mut events = client(server)
-        .await?
+    let (url, mut client) = client(server).await?;
+    let mut events = client
         .watch(WatchRunRequest { id: id.to_string() })
-        .await?
+        .await
+        .map_err(|s| refused(&url, &s))?
         .into_inner();
     let started = Instant::now();
-    while let Some(event) = events.message().await? {
+    while let Some(event) = events.message().await.map_err(|s| refused(&url, &s))? {
         let at = started.elapsed().as_secs_f64();
         match event.event {
             Some(Event::Stage(stage)) => writeln!(out, "[{at:6.1}s] ▶ {stage}")?,
@@ -112,5 +221,5 @@ pub async fn watch(server: &str, id: &str, out: &mut (dyn Write + Send)) -> Cons
             None => {}
         }
     }
-    Err("the server ended the watch before the run finished".into())
+    Err(ConsoleError::WatchEnded(url))
 }

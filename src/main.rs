@@ -1,6 +1,6 @@
 //! The `phasegate` binary: parses the command line and calls into the library.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use phasegate::{
@@ -77,7 +77,8 @@ enum Command {
     Demo,
     /// Recent runs as a table; `runs watch ID` follows one live and exits with its result.
     Runs {
-        /// The phasegate server.
+        /// The phasegate server: HOST:PORT or http://HOST:PORT (plaintext), https://HOST:PORT
+        /// (TLS, verified against the system roots; SSL_CERT_FILE adds a bundle).
         #[arg(
             long,
             global = true,
@@ -125,7 +126,7 @@ async fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = %e, "phasegate serve failed");
+                    eprintln!("phasegate serve: {e}");
                     ExitCode::from(2)
                 }
             }
@@ -214,7 +215,7 @@ async fn main() -> ExitCode {
         Command::Demo => match phasegate::demo::run(&mut std::io::stdout()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("demo failed: {e}");
+                eprintln!("phasegate demo: {e}");
                 ExitCode::from(2)
             }
         },
@@ -254,12 +255,19 @@ fn init_logs(format: &str, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Colour codes only for a person at a terminal: never into pipes, container logs or a
+/// Workflow's log, and never when `NO_COLOR` is set to anything (https://no-color.org).
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

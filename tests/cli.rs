@@ -180,3 +180,161 @@ fn demo_ends_with_a_commit_changing_only_prods_version_line() {
         "{text}"
     );
 }
+
+/// `phasegate runs ARGS…`, its stdout, and its stderr, which must be one line when it fails.
+fn runs(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .arg("runs")
+        .args(args)
+        .env_remove("PHASEGATE_SERVER")
+        .output()
+        .expect("run phasegate");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_takes_the_server_address_as_grpcurl_and_the_sensor_do() {
+    let server = TestServer::start(phasegate::config::Config::default()).await;
+    for address in [
+        server.addr.to_string(),
+        server.url(),
+        format!("{}/", server.url()),
+    ] {
+        let (code, stdout, stderr) =
+            tokio::task::spawn_blocking(move || runs(&["--server", &address]))
+                .await
+                .expect("runs");
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains("(no runs)"), "{stdout}");
+    }
+}
+
+#[test]
+fn runs_says_in_one_line_why_the_server_cannot_be_reached() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let (code, _, stderr) = runs(&["--server", &closed]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the phasegate server at http://{closed}"
+        )) && stderr.contains("refused"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = runs(&["--server", "phasegate.nosuchhost.invalid:9000"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("phasegate.nosuchhost.invalid") && stderr.contains("dns error"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("transport error"), "{stderr}");
+
+    for (address, problem) in [
+        ("ftp://phasegate:9000", "not http or https"),
+        ("http://phasegate:9000/runs", "no path"),
+        ("http://", "--server"),
+    ] {
+        let (code, _, stderr) = runs(&["--server", address]);
+        assert_eq!(code, Some(2), "{address}");
+        assert!(
+            stderr.contains(problem) && stderr.contains("HOST:PORT"),
+            "{address}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_watch_of_an_unknown_run_says_so_in_one_line() {
+    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let address = server.addr.to_string();
+    let (code, _, stderr) =
+        tokio::task::spawn_blocking(move || runs(&["--server", &address, "watch", "no-such-run"]))
+            .await
+            .expect("runs");
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("no-such-run"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_says_in_one_line_why_it_cannot_start() {
+    let (_dir, root) = tempdir();
+    let missing = root.join("missing.yaml");
+    let out = phasegate(
+        &["serve", "--config", missing.to_str().expect("utf-8")],
+        &root,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("missing.yaml"), "{stderr}");
+}
+
+/// The stderr of a promotion that fails (its log lines, then the error), with stderr on a
+/// terminal (through `script`, which gives the command a pseudo-terminal) or on a pipe.
+fn promote_logs(terminal: bool, env: &[(&str, &str)]) -> String {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    gitops_repo(&bare, &["petstore"]);
+    let mut args = promote_args(&bare);
+    args.extend(["--source-commit".into(), "abcdef1".into()]);
+    let exe = env!("CARGO_BIN_EXE_phasegate");
+    let mut command = if terminal {
+        let line = std::iter::once(exe.to_string())
+            .chain(args.iter().map(|a| format!("'{a}'")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut c = Command::new("script");
+        c.args(["-qec", &line, "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        c.args(&args);
+        c
+    };
+    let out = command
+        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run phasegate");
+    // `script` puts the terminal's output on its stdout.
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("run failed"),
+        "the run logged its failure: {text}"
+    );
+    text
+}
+
+#[test]
+fn logs_carry_colour_codes_only_on_a_terminal_and_never_with_no_color() {
+    const ESC: char = '\u{1b}';
+    assert!(
+        !promote_logs(false, &[]).contains(ESC),
+        "piped logs are plain text"
+    );
+    assert!(
+        promote_logs(true, &[]).contains(ESC),
+        "a terminal gets colour"
+    );
+    assert!(
+        !promote_logs(true, &[("NO_COLOR", "1")]).contains(ESC),
+        "NO_COLOR turns it off"
+    );
+}

@@ -11,7 +11,7 @@ use support::*;
 
 const NAME: &str = "phasegate.argo-events.svc";
 
-/// A self-signed certificate for `dns` into `dir/cert.pem` and `dir/key.pem`.
+/// A self-signed server certificate for `dns` into `dir/cert.pem` and `dir/key.pem`.
 fn certificate(dir: &Path, dns: &str) {
     let status = Command::new("openssl")
         .args([
@@ -30,6 +30,9 @@ fn certificate(dir: &Path, dns: &str) {
             &format!("/CN={dns}"),
             "-addext",
             &format!("subjectAltName=DNS:{dns}"),
+            // A server certificate, not a CA (rustls refuses a CA as the end entity).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .arg("-keyout")
         .arg(dir.join("key.pem.new"))
@@ -134,4 +137,45 @@ async fn a_missing_certificate_stops_start_up_with_a_clear_error() {
         .await
         .expect_err("no certificate");
     assert!(err.to_string().contains("nope.pem"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_reaches_a_tls_server_by_https_url_verifying_its_certificate() {
+    let (_d, dir) = tempdir();
+    certificate(&dir, "localhost");
+    let server = TestServer::start(Config {
+        tls: Some(TlsConfig {
+            cert_file: dir.join("cert.pem"),
+            key_file: dir.join("key.pem"),
+        }),
+        ..Config::default()
+    })
+    .await;
+    let url = format!("https://localhost:{}", server.addr.port());
+    let runs = move |trusted: Option<std::path::PathBuf>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_phasegate"));
+            command.args(["runs", "--server", &url]);
+            match trusted {
+                Some(ca) => command.env("SSL_CERT_FILE", ca),
+                None => command.env("SSL_CERT_FILE", "/nonexistent/no-extra-roots.pem"),
+            };
+            command.output().expect("run phasegate")
+        })
+    };
+
+    let trusted = runs(Some(dir.join("cert.pem"))).await.expect("runs");
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(String::from_utf8_lossy(&trusted.stdout).contains("(no runs)"));
+
+    let untrusted = runs(None).await.expect("runs");
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("certificate"), "says why: {stderr}");
 }
