@@ -122,7 +122,7 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
             value: json!(app_url),
         },
     ];
-    let payload = json!({"source_phase": "test", "app": "petstore-test"}).to_string();
+    let payload = json!({"source_phase": "test"}).to_string();
     let client = SensorClient::connect(server_url).await?;
     let result = client.fire(&spec, &parameters, payload.as_bytes()).await;
     let _ = stop.send(());

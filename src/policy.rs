@@ -135,6 +135,7 @@ mod tests {
             test: TestSpec {
                 runner: Some(RunnerKind::Job),
                 image: Some("evil.io/miner:1".into()),
+                target: "http://app.test".into(),
                 ..Default::default()
             },
             ..Default::default()

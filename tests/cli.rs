@@ -51,6 +51,8 @@ fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
                 "command",
                 "--test-command",
                 "sh -c 'echo campaign failed; exit 1'",
+                "--test-target",
+                "http://petstore.test:8080",
             ],
         ]
         .concat(),
@@ -74,6 +76,23 @@ fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
 
     let bad = phasegate(&[&base[..], &["--source-commit", "xyz"]].concat(), &cache);
     assert_eq!(bad.status.code(), Some(2));
+    let untargeted = phasegate(
+        &[
+            &base[..],
+            &[
+                "--source-commit",
+                &synced,
+                "--test",
+                "command",
+                "--test-command",
+                "true",
+            ],
+        ]
+        .concat(),
+        &cache,
+    );
+    assert_eq!(untargeted.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&untargeted.stderr).contains("test.target"));
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("source.commit"),
         "{}",

@@ -55,6 +55,45 @@ const KEYS: &[&str] = &[
     "bogus",
 ];
 
+/// Payload names: the twelve event spellings and some that must be refused.
+const EVENT_NAMES: &[&str] = &[
+    "source_commit",
+    "sourceCommit",
+    "source.commit",
+    "source_phase",
+    "sourcePhase",
+    "source.phase",
+    "target_phase",
+    "targetPhase",
+    "target.phase",
+    "test_target",
+    "testTarget",
+    "test.target",
+];
+const PAYLOAD_NAMES: &[&str] = &[
+    "source_commit",
+    "sourceCommit",
+    "source.commit",
+    "source_phase",
+    "sourcePhase",
+    "source.phase",
+    "target_phase",
+    "targetPhase",
+    "target.phase",
+    "test_target",
+    "testTarget",
+    "test.target",
+    "repo",
+    "test.image",
+    "testCommand",
+    "dryRun",
+    "app",
+    "test.runner",
+    "source.branch",
+    "branch",
+    "Source_commit",
+];
+
 fn spec_value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("file:///tmp/gitops.git".to_string()),
@@ -123,6 +162,42 @@ proptest! {
         let payload = if flat { format!(r#"{{"source_commit":{payload:?},"source_phase":"test"}}"#) } else { payload };
         if let Ok(r) = Resource::from_execute(base, payload.as_bytes()) {
             let _ = Plan::from_resource(&r);
+        }
+    }
+
+    #[test]
+    fn payloads_set_only_event_fields(fields in btree_map(select(PAYLOAD_NAMES.to_vec()), "\\PC{0,16}", 1..4)) {
+        let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"none"},"phases":["test","prod"]}"#;
+        let payload = serde_json::to_vec(&fields).expect("json");
+        let event = fields.keys().all(|k| EVENT_NAMES.contains(k));
+        match Resource::from_execute(base, &payload) {
+            Ok(r) => {
+                prop_assert!(event, "accepted a non-event field: {:?}", fields);
+                // Nothing but the event fields moved.
+                prop_assert_eq!(&r.repo, "file:///r");
+                prop_assert_eq!(&r.path, "a/{phase}.yaml");
+                prop_assert!(!r.dry_run);
+            }
+            Err(e) if !event => {
+                let named = fields.keys().filter(|k| !EVENT_NAMES.contains(k)).any(|k| e.to_string().contains(&format!("`{k}`")));
+                // A conflict met before the forbidden field is an error of its own.
+                let named = named || e.to_string().contains("twice");
+                prop_assert!(named, "{} does not name the field of {:?}", e, fields);
+            }
+            Err(e) => prop_assert!(e.to_string().contains("twice"), "{}", e),
+        }
+    }
+
+    #[test]
+    fn event_targets_are_plain_http_urls_or_refused(target in "(https?://|file://|)[a-z.]{0,8}(:[0-9]{1,5})?(/\\PC{0,12})?") {
+        let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"command","command":["./t","{target}"]},"phases":["test","prod"]}"#;
+        let payload = serde_json::to_vec(&serde_json::json!({"source_commit": "abcdef1", "source_phase": "test", "test_target": target})).expect("json");
+        let r = Resource::from_execute(base, &payload).expect("event fields");
+        if let Ok(plan) = Plan::from_resource(&r) {
+            prop_assert!(target.starts_with("http"), "{}", target);
+            prop_assert!(target.chars().all(|c| c.is_ascii_graphic()), "{:?}", target);
+            let phasegate::spec::TestPlan::Command(cmd) = plan.test else { unreachable!("command runner") };
+            prop_assert_eq!(cmd.argv, vec!["./t".to_string(), target]);
         }
     }
 

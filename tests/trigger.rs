@@ -326,7 +326,7 @@ async fn each_error_kind_has_its_status_code() {
         ),
         (
             petstore_spec(&bare, &[("test", "none"), ("key", "image.tag")]),
-            event(&synced, ""),
+            event(&synced, PETSTORE_TEST),
             FROM_TEST,
             Code::NotFound,
             "image.tag",
@@ -339,21 +339,21 @@ async fn each_error_kind_has_its_status_code() {
                     ("path", "apps/missing/{phase}/values.yaml"),
                 ],
             ),
-            event(&synced, ""),
+            event(&synced, PETSTORE_TEST),
             FROM_TEST,
             Code::NotFound,
             "apps/missing/test/values.yaml",
         ),
         (
             petstore_spec(&bare, &[("test", "none"), ("key", "image")]),
-            event(&synced, ""),
+            event(&synced, PETSTORE_TEST),
             FROM_TEST,
             Code::InvalidArgument,
             "not a scalar",
         ),
         (
             petstore_spec(&bare, &[("test", "none"), ("phases", "dev,test,prod")]),
-            event(&synced, ""),
+            event(&synced, PETSTORE_TEST),
             br#"{"source_phase":"dev"}"#,
             Code::PermissionDenied,
             "dev->test",
@@ -367,7 +367,7 @@ async fn each_error_kind_has_its_status_code() {
         ),
         (
             none.clone(),
-            event(&synced, ""),
+            event(&synced, PETSTORE_TEST),
             br#"{"source_phase":"prod"}"#,
             Code::InvalidArgument,
             "last phase",
@@ -404,7 +404,7 @@ async fn each_error_kind_has_its_status_code() {
     let failed = server
         .sensor()
         .await
-        .fire(&none, &event(&synced, ""), FROM_TEST)
+        .fire(&none, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect_err("no cache");
     assert_eq!(
@@ -427,7 +427,7 @@ async fn outcomes_after_the_first_promotion() {
 
     let dry = petstore_spec(&bare, &[("test", "none"), ("dryRun", "true")]);
     let fired = sensor
-        .fire(&dry, &event(&synced, ""), FROM_TEST)
+        .fire(&dry, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect("dry run");
     assert_eq!(fired.response["outcome"], "dry-run");
@@ -438,13 +438,13 @@ async fn outcomes_after_the_first_promotion() {
     );
 
     let first = sensor
-        .fire(&spec, &event(&synced, ""), FROM_TEST)
+        .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect("promotes")
         .response;
     assert_eq!(first["outcome"], "promoted");
     let again = sensor
-        .fire(&spec, &event(&synced, ""), FROM_TEST)
+        .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect("duplicate")
         .response;
@@ -459,7 +459,7 @@ async fn outcomes_after_the_first_promotion() {
     let fired = server
         .sensor()
         .await
-        .fire(&spec, &event(&synced, ""), FROM_TEST)
+        .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect("again");
     assert_eq!(fired.response["outcome"], "already-promoted");
@@ -489,7 +489,7 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
     let fired = server
         .sensor()
         .await
-        .fire(&spec, &event(&synced, ""), FROM_TEST)
+        .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
         .await
         .expect("accepted");
 
@@ -524,7 +524,7 @@ async fn git_remote_failures_have_their_status_codes() {
     spec.insert("repo".into(), git.url("gitops"));
     let fire = |server: &TestServer| {
         let (spec, server_url) = (spec.clone(), server.url());
-        let params = event(&synced, "");
+        let params = event(&synced, PETSTORE_TEST);
         async move {
             let sensor = phasegate::sensor::SensorClient::connect(server_url)
                 .await
@@ -593,7 +593,7 @@ async fn runs_beyond_max_runs_queue_instead_of_overlapping() {
         .map(|app| {
             let mut spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", &command)]);
             spec.insert("path".into(), PATH.replace("{app}", app));
-            let (sensor, params) = (sensor.clone(), event(&synced, ""));
+            let (sensor, params) = (sensor.clone(), event(&synced, PETSTORE_TEST));
             tokio::spawn(async move {
                 sensor
                     .fire(&spec, &params, FROM_TEST)
@@ -626,7 +626,7 @@ async fn a_caller_that_goes_away_does_not_cancel_the_run() {
 
     let caller = tokio::spawn(async move {
         sensor
-            .fire(&spec, &event(&synced, ""), FROM_TEST)
+            .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
             .await
             .is_ok()
     });

@@ -5,8 +5,10 @@
 //! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths
 //! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
 
+mod payload;
 mod plan;
 mod resource;
+mod target;
 mod testing;
 
 pub use plan::{
@@ -34,6 +36,13 @@ pub enum SpecError {
     /// The payload is not a JSON object (or a JSON string holding one).
     #[error("payload is not a JSON object: {0}")]
     BadPayload(String),
+    /// A payload field that is not event data (CONTRACT: the payload sets only the source
+    /// commit, the phases and the test target).
+    #[error(
+        "payload field `{0}` is not accepted: an event may set only source.commit, source.phase, \
+         target.phase and test.target (spelled nested, sourceCommit-style or source_commit-style)"
+    )]
+    ForbiddenPayloadField(String),
     /// A field has a value phasegate cannot use.
     #[error("invalid `{field}`: {problem}")]
     Invalid {

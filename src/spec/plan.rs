@@ -177,7 +177,7 @@ impl Plan {
             source,
             target,
             commit,
-            test: test_plan(r)?,
+            test: event_tested(test_plan(r)?)?,
             argocd: argo_gate(r)?,
             commit_message: r.commit_message.clone(),
             dry_run: r.dry_run,
@@ -221,6 +221,29 @@ impl Plan {
     pub fn check_test(r: &Resource) -> Result<(), SpecError> {
         test_plan(r).map(drop)
     }
+}
+
+/// A runner that tests a deployment needs to know where it answers: without a target it could
+/// only fail, after every pointless attempt. The target may come late (from the event), so
+/// only a complete request is refused.
+fn event_tested(test: TestPlan) -> Result<TestPlan, SpecError> {
+    let target = match &test {
+        TestPlan::Http(h) => Some(h.target.as_str()),
+        TestPlan::Command(c) => Some(c.target.as_str()),
+        TestPlan::Job(j) => Some(j.target.as_str()),
+        TestPlan::None => None,
+    };
+    if target.is_some_and(str::is_empty) {
+        return Err(SpecError::invalid(
+            "test.target",
+            format!(
+                "is required for the {} runner: set testTarget in the spec, or test_target \
+                 (testTarget, test.target) in the event",
+                test.runner()
+            ),
+        ));
+    }
+    Ok(test)
 }
 
 fn parse_phases(phases: &[String]) -> Result<Vec<Phase>, SpecError> {
@@ -335,9 +358,36 @@ fn argo_gate(r: &Resource) -> Result<Option<ArgoGate>, SpecError> {
     }))
 }
 
+/// The longest each duration a spec, parameter or payload may set: a run must not wait for
+/// ever (`500000000000y` parses, and would hold a run and its permit in `testing` for ever, or
+/// overflow a deadline). Any other duration field is bounded by [`MAX_DURATION`].
+const DURATION_BOUNDS: &[(&str, Duration)] = &[
+    ("test.timeout", MAX_DURATION),
+    ("test.interval", Duration::from_secs(600)),
+    ("argocd.timeout", MAX_DURATION),
+];
+
+/// A day: longer than any test campaign or sync, short enough that a stuck run ends.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration like `10m` within its field's bounds.
 pub(super) fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {
-    humantime::parse_duration(s)
-        .map_err(|e| SpecError::invalid(field, format!("{s:?} is not a duration like 10m: {e}")))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| SpecError::invalid(field, format!("{s:?} is not a duration like 10m: {e}")))?;
+    let most = DURATION_BOUNDS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map_or(MAX_DURATION, |&(_, most)| most);
+    if d > most {
+        return Err(SpecError::invalid(
+            field,
+            format!(
+                "{s:?} is out of range: at most {}",
+                humantime::format_duration(most)
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -421,6 +471,27 @@ mod tests {
             r.source.commit = commit.into();
             assert!(Plan::from_resource(&r).is_err(), "{phase} {commit}");
         }
+    }
+
+    #[test]
+    fn bounds_every_duration() {
+        for (field, bad) in [
+            ("test.timeout", "500000000000y"),
+            ("test.timeout", "25h"),
+            ("test.interval", "11m"),
+            ("argocd.timeout", "2days"),
+        ] {
+            let err = duration(field, bad).expect_err(bad).to_string();
+            assert!(err.contains(field) && err.contains("out of range"), "{err}");
+        }
+        assert_eq!(
+            duration("test.timeout", "24h").expect("max"),
+            Duration::from_secs(86400)
+        );
+        assert_eq!(
+            duration("test.interval", "0s").expect("min"),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Plan, SpecError};
+use super::{Plan, SpecError, payload::EventData};
 
 /// The default subject of a promotion commit (docs/contract.md §5).
 pub const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
@@ -60,13 +60,8 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("mode", "mode", Shape::Str),
 ];
 
-/// Flat field names of the classic Argo CD notification body, accepted in the payload.
-const FLAT_PAYLOAD_NAMES: &[(&str, &str)] = &[
-    ("test_target", "test.target"),
-    ("source_commit", "source.commit"),
-    ("source_phase", "source.phase"),
-    ("target_phase", "target.phase"),
-];
+/// Largest resource read: a filled-in spec is a few KiB; Sensor parameters add little.
+const MAX_RESOURCE_BYTES: usize = 1024 * 1024;
 
 /// Which test runner a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +90,7 @@ pub enum Mode {
 
 /// The phase whose deployment is tested, and the commit that deployed it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SourceRef {
     /// Source phase name (`test`).
     pub phase: String,
@@ -105,7 +100,7 @@ pub struct SourceRef {
 
 /// The phase that receives the tested version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TargetRef {
     /// Target phase name (`prod`); empty means "the phase after the source".
     pub phase: String,
@@ -113,7 +108,7 @@ pub struct TargetRef {
 
 /// How the source phase is tested. Runner-specific fields are absent for other runners.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestSpec {
     /// The runner; `None` only before inference.
     pub runner: Option<RunnerKind>,
@@ -178,7 +173,7 @@ pub(super) fn default_args() -> Vec<String> {
 
 /// The Argo CD gate as the resource carries it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ArgoSpec {
     /// `name` or `namespace/name` of the Application (namespace `argocd` by default).
     pub app: String,
@@ -189,7 +184,7 @@ pub struct ArgoSpec {
 /// The resource of docs/contract.md §3: the spec with every default filled in, nested so Sensor
 /// parameters have stable `dest` paths (`source.commit`, `test.target`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resource {
     pub repo: String,
     pub branch: String,
@@ -264,22 +259,28 @@ impl Resource {
         Ok(resource)
     }
 
-    /// Parses the resource JSON handed to Execute and applies the payload over it
-    /// (docs/contract.md §4).
+    /// Parses the resource JSON handed to Execute and applies the payload's event data over it.
+    ///
+    /// The resource is the operator's configuration: FetchResource's answer, changed by the
+    /// Sensor's parameters, which whoever writes the Sensor chose. Since a parameter may have
+    /// changed any field, nothing of FetchResource's checks is assumed: an unknown field is
+    /// refused, and [`Plan::from_resource`] and the policy check every field again. The payload
+    /// is the event's and may set only the four event fields ([`EventData`]); see
+    /// docs/contract.md §4 and docs/events.md.
     pub fn from_execute(resource: &[u8], payload: &[u8]) -> Result<Resource, SpecError> {
+        if resource.len() > MAX_RESOURCE_BYTES {
+            return Err(SpecError::BadResource(format!(
+                "it is {} bytes, more than {MAX_RESOURCE_BYTES}",
+                resource.len()
+            )));
+        }
         let mut json: Value =
             serde_json::from_slice(resource).map_err(|e| SpecError::BadResource(e.to_string()))?;
         if !json.is_object() {
             return Err(SpecError::BadResource("not a JSON object".into()));
         }
-        if let Some(overrides) = parse_payload(payload)? {
-            for (name, value) in overrides {
-                let dest = FLAT_PAYLOAD_NAMES
-                    .iter()
-                    .find(|(flat, _)| *flat == name)
-                    .map_or(name.as_str(), |(_, dest)| dest);
-                merge_path(&mut json, dest, value);
-            }
+        for (path, value) in EventData::parse(payload)?.fields() {
+            set_path(&mut json, path, Value::String(value.into()));
         }
         let mut resource = deserialize(json)?;
         resource.infer_runner()?;
@@ -401,35 +402,6 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) {
             return;
         }
         node = obj.entry(part).or_insert_with(|| Value::Object(Map::new()));
-    }
-}
-
-/// Like [`set_path`], but an object value is merged field by field into an existing object,
-/// so a payload `{"source":{"commit":"…"}}` keeps `source.phase`.
-fn merge_path(root: &mut Value, path: &str, value: Value) {
-    match value {
-        Value::Object(fields) => {
-            for (k, v) in fields {
-                merge_path(root, &format!("{path}.{k}"), v);
-            }
-        }
-        other => set_path(root, path, other),
-    }
-}
-
-fn parse_payload(payload: &[u8]) -> Result<Option<Map<String, Value>>, SpecError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let bad = |e: &dyn std::fmt::Display| SpecError::BadPayload(e.to_string());
-    let value: Value = serde_json::from_slice(payload).map_err(|e| bad(&e))?;
-    let value = match value {
-        Value::String(inner) => serde_json::from_str(&inner).map_err(|e| bad(&e))?,
-        other => other,
-    };
-    match value {
-        Value::Object(map) => Ok(Some(map)),
-        _ => Err(bad(&"expected an object")),
     }
 }
 
@@ -624,12 +596,27 @@ mod tests {
     fn applies_flat_and_nested_payload_fields() {
         let r = spec(GO_YAML).expect("valid");
         let payload = br#"{"test_target":"http://petstore.test:8080","source_commit":"abcdef1",
-                          "source":{"phase":"test"},"extra":"ignored-by-serde"}"#;
+                          "source":{"phase":"test"}}"#;
         let r = Resource::from_execute(&r.to_json(), payload).expect("payload applies");
         assert_eq!(r.test.target, "http://petstore.test:8080");
         assert_eq!(r.source.commit, "abcdef1");
         assert_eq!(r.source.phase, "test");
         assert_eq!(r.test.runner, Some(RunnerKind::Job));
+    }
+
+    #[test]
+    fn refuses_unknown_fields_in_the_resource_by_path() {
+        let r = spec(GO_YAML).expect("valid");
+        let mut json: Value = serde_json::from_slice(&r.to_json()).expect("json");
+        json["test"]["privileged"] = Value::Bool(true);
+        let err = Resource::from_execute(&serde_json::to_vec(&json).expect("json"), b"")
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("privileged"), "{err}");
+        let huge = vec![b' '; MAX_RESOURCE_BYTES + 1];
+        assert!(matches!(
+            Resource::from_execute(&huge, b""),
+            Err(SpecError::BadResource(_))
+        ));
     }
 
     #[test]

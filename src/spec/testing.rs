@@ -10,12 +10,19 @@ use std::{
 use regex::Regex;
 use serde_json::Value;
 
-use super::{Resource, RunnerKind, SpecError, plan::duration, resource::default_args};
+use super::{
+    Resource, RunnerKind, SpecError,
+    plan::duration,
+    resource::default_args,
+    target::{check_no_target_in_script, check_target},
+};
 
 /// The built-in HTTP check: GET `url`, expect a status and a body pattern, retried.
 #[derive(Debug, Clone)]
 pub struct HttpTest {
     pub url: String,
+    /// The deployment's URL as given (`url` is it joined with the path).
+    pub target: String,
     pub expect_status: u16,
     pub expect_body: Option<Regex>,
     pub attempts: u32,
@@ -138,6 +145,9 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             "is for the command runner only (a Job starts in its image's WORKDIR)",
         ));
     }
+    if !t.target.is_empty() {
+        check_target(&t.target)?;
+    }
     Ok(match t.runner {
         Some(RunnerKind::None) => TestPlan::None,
         Some(RunnerKind::Http) => {
@@ -162,18 +172,9 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             if !(1..=100).contains(&attempts) {
                 return Err(SpecError::invalid("test.attempts", "must be 1 to 100"));
             }
-            if !t.target.is_empty() {
-                let url = url::Url::parse(&t.target)
-                    .map_err(|e| SpecError::invalid("test.target", format!("is not a URL: {e}")))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(SpecError::invalid(
-                        "test.target",
-                        "must be http:// or https://",
-                    ));
-                }
-            }
             TestPlan::Http(HttpTest {
                 url: format!("{}{path}", t.target.trim_end_matches('/')),
+                target: t.target.clone(),
                 expect_status: status,
                 expect_body,
                 attempts,
@@ -189,6 +190,7 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             }
             let mut argv = t.command.clone();
             argv.extend(t.args.clone().unwrap_or_else(default_args));
+            check_no_target_in_script(&argv)?;
             TestPlan::Command(CommandTest {
                 argv: expand(&argv, &t.target),
                 workdir: t.workdir.as_deref().map(workdir).transpose()?,
@@ -205,10 +207,12 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
                 .ok_or_else(|| {
                     SpecError::invalid("test.image", "is required for the job runner")
                 })?;
+            let args = t.args.clone().unwrap_or_else(default_args);
+            check_no_target_in_script(&[&t.command[..], &args[..]].concat())?;
             TestPlan::Job(JobTest {
                 image,
                 command: expand(&t.command, &t.target),
-                args: expand(&t.args.clone().unwrap_or_else(default_args), &t.target),
+                args: expand(&args, &t.target),
                 target: t.target.clone(),
                 namespace: t.namespace.clone(),
                 service_account: t.service_account.clone(),

@@ -166,12 +166,22 @@ pub fn petstore(repo: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> 
     s
 }
 
-/// The parameters of an event that synced `sha` to the source phase.
+/// Where the fixtures' synced petstore answers (the classic notification's `test_target`).
+pub const PETSTORE_TEST: &str = "http://petstore.test.svc:8080";
+
+/// The parameters of an event that synced `sha` to the source phase, deployed at
+/// [`PETSTORE_TEST`].
 pub fn sync_event(sha: &str) -> Vec<Parameter> {
-    vec![Parameter {
-        dest: "source.commit".into(),
-        value: serde_json::json!(sha),
-    }]
+    vec![
+        Parameter {
+            dest: "source.commit".into(),
+            value: serde_json::json!(sha),
+        },
+        Parameter {
+            dest: "test.target".into(),
+            value: serde_json::json!(PETSTORE_TEST),
+        },
+    ]
 }
 
 /// Fires the trigger for the test phase's event of `sha`, in a task of its own.
