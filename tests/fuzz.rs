@@ -190,7 +190,7 @@ proptest! {
 
     #[test]
     fn event_targets_are_plain_http_urls_or_refused(target in "(https?://|file://|)[a-z.]{0,8}(:[0-9]{1,5})?(/\\PC{0,12})?") {
-        let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"command","command":["./t","{target}"]},"phases":["test","prod"]}"#;
+        let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"command","command":["./t"],"args":["{target}"]},"phases":["test","prod"]}"#;
         let payload = serde_json::to_vec(&serde_json::json!({"source_commit": "abcdef1", "source_phase": "test", "test_target": target})).expect("json");
         let r = Resource::from_execute(base, &payload).expect("event fields");
         if let Ok(plan) = Plan::from_resource(&r) {
