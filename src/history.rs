@@ -1,11 +1,14 @@
 //! Run history: every run's stages, test output and result, kept bounded in memory and
 //! appended to `history.jsonl` in the cache directory, so a restarted server still lists past
-//! runs and answers duplicates of past successes. Watchers follow a run as it happens.
+//! runs and answers duplicates of past successes. Watchers follow a run as it happens, starting
+//! with the output so far ([`live`]); whoever wants every ending (notifications) subscribes with
+//! [`History::ended`].
+
+mod live;
+mod store;
 
 use std::{
     collections::{HashMap, VecDeque},
-    fs::OpenOptions,
-    io::Write,
     path::{Path, PathBuf},
     sync::Mutex,
     time::{SystemTime, UNIX_EPOCH},
@@ -15,12 +18,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::warn;
 
-use crate::{ledger::Shared, outcome::RunReport};
+use crate::{diff::Edit, ledger::Shared, outcome::RunReport};
+use live::LiveLog;
 
 /// Runs kept in memory and on disk; older ones are forgotten first.
 const KEPT_RUNS: usize = 1000;
 /// Events buffered per watcher: a watcher slower than this skips log lines, never the end.
 const WATCH_BUFFER: usize = 1024;
+/// Endings buffered for the subscribers of [`History::ended`] (notifications).
+const ENDED_BUFFER: usize = 256;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +60,9 @@ pub struct RunRecord {
     pub repo: String,
     pub branch: String,
     pub path: String,
+    /// The values keys promoted (the console reads the phases' versions with the first).
+    #[serde(default)]
+    pub keys: Vec<String>,
     pub source_phase: String,
     pub target_phase: String,
     pub source_commit: String,
@@ -63,6 +72,9 @@ pub struct RunRecord {
     /// The error of a failed run.
     pub error: Option<String>,
     pub started_unix_ms: i64,
+    /// The changed lines of the promotion (or dry run) commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<Edit>,
 }
 
 impl RunRecord {
@@ -90,7 +102,18 @@ pub struct RunFilter {
     pub repo: String,
     pub phase: String,
     pub outcome: String,
+    /// Matching runs to skip (paging).
+    pub offset: usize,
     pub limit: usize,
+}
+
+/// A run as a watcher first sees it: its record, the output so far (numbered from `first`), and
+/// while it is not finished, a receiver of what follows.
+pub struct Watch {
+    pub run: RunRecord,
+    pub first: usize,
+    pub lines: Vec<String>,
+    pub events: Option<broadcast::Receiver<RunEvent>>,
 }
 
 #[derive(Default)]
@@ -98,13 +121,24 @@ struct Inner {
     order: VecDeque<String>,
     runs: HashMap<String, RunRecord>,
     watchers: HashMap<String, broadcast::Sender<RunEvent>>,
+    live: HashMap<String, LiveLog>,
 }
 
 /// The run history.
-#[derive(Default)]
 pub struct History {
     inner: Mutex<Inner>,
     file: Option<PathBuf>,
+    ended: broadcast::Sender<RunRecord>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            inner: Mutex::default(),
+            file: None,
+            ended: broadcast::channel(ENDED_BUFFER).0,
+        }
+    }
 }
 
 impl History {
@@ -113,8 +147,8 @@ impl History {
     pub fn open(dir: Option<&Path>) -> History {
         let file = dir.map(|d| d.join("history.jsonl"));
         let history = History {
-            inner: Mutex::default(),
             file: file.clone(),
+            ..History::default()
         };
         if let Some(file) = &file {
             history.load(file);
@@ -144,7 +178,7 @@ impl History {
             .iter()
             .filter_map(|id| inner.runs.get(id))
             .collect();
-        if let Err(e) = rewrite(file, &kept) {
+        if let Err(e) = store::rewrite(file, &kept) {
             warn!(file = %file.display(), error = %e, "cannot rewrite the run history");
         }
     }
@@ -154,6 +188,7 @@ impl History {
         let mut inner = self.lock();
         let (tx, _) = broadcast::channel(WATCH_BUFFER);
         inner.watchers.insert(record.id.clone(), tx);
+        inner.live.insert(record.id.clone(), LiveLog::default());
         insert(&mut inner, record);
     }
 
@@ -170,9 +205,27 @@ impl History {
 
     /// A line of a run's test output.
     pub fn log(&self, id: &str, line: &str) {
-        if let Some(tx) = self.lock().watchers.get(id) {
+        let mut inner = self.lock();
+        // Kept and sent under one lock: a watcher attaching now sees each line exactly once.
+        if let Some(live) = inner.live.get_mut(id) {
+            live.push(line);
+        }
+        if let Some(tx) = inner.watchers.get(id) {
             let _ = tx.send(RunEvent::Log(line.to_string()));
         }
+    }
+
+    /// The changed lines of a run's promotion commit.
+    pub fn edited(&self, id: &str, edit: Edit) {
+        if let Some(run) = self.lock().runs.get_mut(id) {
+            run.edit = Some(edit);
+        }
+    }
+
+    /// Every run that ends from now on (a slow subscriber misses the oldest, with a gap
+    /// reported as `Lagged`).
+    pub fn ended(&self) -> broadcast::Receiver<RunRecord> {
+        self.ended.subscribe()
     }
 
     /// A run ended: record, persist, and tell the watchers.
@@ -190,9 +243,11 @@ impl History {
         if let Some(tx) = inner.watchers.remove(id) {
             let _ = tx.send(RunEvent::Finished(Box::new(record.clone())));
         }
+        inner.live.remove(id);
         drop(inner);
+        let _ = self.ended.send(record.clone());
         if let Some(file) = &self.file
-            && let Err(e) = append(file, &record)
+            && let Err(e) = store::append(file, &record)
         {
             warn!(file = %file.display(), error = %e, "cannot persist the run history");
         }
@@ -214,6 +269,7 @@ impl History {
                     || r.target_phase == filter.phase
             })
             .filter(|r| filter.outcome.is_empty() || r.outcome() == filter.outcome)
+            .skip(filter.offset)
             .take(limit)
             .cloned()
             .collect()
@@ -224,12 +280,34 @@ impl History {
         self.lock().runs.get(id).cloned()
     }
 
-    /// A run and, while it is not finished, a receiver of its next events.
-    pub fn watch(&self, id: &str) -> Option<(RunRecord, Option<broadcast::Receiver<RunEvent>>)> {
+    /// A run with its output from line `from` on and, while it is not finished, a receiver of
+    /// its next events (taken under the same lock: no line is missed or seen twice).
+    pub fn watch(&self, id: &str, from: usize) -> Option<Watch> {
         let inner = self.lock();
         let run = inner.runs.get(id)?.clone();
-        let rx = inner.watchers.get(id).map(broadcast::Sender::subscribe);
-        Some((run, rx))
+        let events = inner.watchers.get(id).map(broadcast::Sender::subscribe);
+        let (first, lines) = inner
+            .live
+            .get(id)
+            .map_or((from, Vec::new()), |l| l.since(from));
+        Some(Watch {
+            run,
+            first,
+            lines,
+            events,
+        })
+    }
+
+    /// Every run kept, newest first, for the console's board (cheap: a clone of 1,000 records).
+    pub fn all(&self) -> Vec<RunRecord> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| inner.runs.get(id))
+            .cloned()
+            .collect()
     }
 
     /// Past successes with their idempotency keys, oldest first (to seed the run ledger).
@@ -266,31 +344,6 @@ fn insert(inner: &mut Inner, record: RunRecord) {
             inner.runs.remove(&old);
         }
     }
-}
-
-fn append(file: &Path, record: &RunRecord) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    // One write of one line: a crash leaves at most a truncated last line, which load skips.
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?
-        .write_all(&line)
-}
-
-fn rewrite(file: &Path, records: &[&RunRecord]) -> std::io::Result<()> {
-    let tmp = file.with_extension("jsonl.tmp");
-    let mut out = Vec::new();
-    for r in records {
-        out.extend(serde_json::to_vec(r).map_err(std::io::Error::other)?);
-        out.push(b'\n');
-    }
-    std::fs::write(&tmp, out)?;
-    std::fs::rename(tmp, file)
 }
 
 /// Milliseconds since the Unix epoch, for records.

@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod diff;
 pub mod error;
 pub mod git;
 pub mod history;

@@ -181,6 +181,7 @@ impl RunTask {
             repo: p.repo.to_string(),
             branch: p.branch.clone(),
             path: p.path.clone(),
+            keys: p.keys.clone(),
             source_phase: p.source.to_string(),
             target_phase: p.target.to_string(),
             source_commit: p.commit.to_string(),
@@ -188,6 +189,7 @@ impl RunTask {
             report: None,
             error: None,
             started_unix_ms: now_unix_ms(),
+            edit: None,
         }
     }
 
@@ -261,7 +263,10 @@ impl RunTask {
         if test.passed {
             self.history.stage(&self.id, Stage::Promoting);
             let promoting = Instant::now();
-            let promoted = self.promoter.promote(promotion).await?;
+            let mut promoted = self.promoter.promote(promotion).await?;
+            if let Some(edit) = promoted.edit.take() {
+                self.history.edited(&self.id, edit);
+            }
             self.metrics
                 .stage("promote", promoting.elapsed().as_secs_f64());
             if promoted.outcome == PromotionOutcome::Promoted {

@@ -156,6 +156,54 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
 }
 
 #[tokio::test]
+async fn runs_watch_attaching_mid_run_first_shows_the_output_so_far() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let gate = root.join("gate");
+    let script = format!(
+        "echo early line; while [ ! -e {} ]; do sleep 0.05; done; echo late line",
+        gate.display()
+    );
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "command"),
+            ("testCommand", &command),
+            ("mode", "async"),
+        ],
+    );
+    let accepted = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("accepted");
+    let id = accepted.response["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    // A first watcher sees the line live: from then on it is output "so far".
+    let (first, first_watcher) = watch_in_background(&server, &id);
+    eventually(|| first.text().contains("early line")).await;
+
+    let (late, late_watcher) = watch_in_background(&server, &id);
+    eventually(|| late.text().contains("early line")).await;
+    std::fs::write(&gate, "").expect("open the gate");
+    late_watcher.await.expect("watcher");
+    first_watcher.await.expect("watcher");
+    let shown = late.text();
+
+    assert_eq!(shown.matches("early line").count(), 1, "once:\n{shown}");
+    let early = shown.find("early line").expect("early");
+    assert!(shown[early..].contains("late line"), "{shown}");
+    assert!(shown.contains("■ promoted"), "{shown}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
     capture_logs();
     let (_dir, root) = tempdir();

@@ -174,6 +174,8 @@ pub struct PromotionResult {
     pub push_attempts: u32,
     /// The key that signed the pushed commit, when signing is configured.
     pub signature: Option<SignatureInfo>,
+    /// The changed lines of the target values file, when a commit was made (also for a dry run).
+    pub edit: Option<crate::diff::Edit>,
 }
 
 /// A remote that accepts the connection and then hangs must not hang a run forever.

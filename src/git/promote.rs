@@ -14,7 +14,10 @@ use super::{
     push::{backoff, push},
     signing, trailers,
 };
-use crate::values;
+use crate::{
+    diff::{Edit, changed_lines},
+    values,
+};
 
 /// Values files are small; a huge one is a mistake or an attack, refused before parsing.
 const MAX_VALUES_BYTES: usize = 1 << 20;
@@ -251,6 +254,7 @@ fn edit(
         source_commit: source.id().to_string(),
         push_attempts: 0,
         signature: None,
+        edit: None,
     };
     if current == versions {
         return Ok((result(PromotionOutcome::AlreadyPromoted), None));
@@ -271,7 +275,7 @@ fn edit(
             return Ok((result(PromotionOutcome::Superseded), None));
         }
     }
-    let mut edited = text;
+    let mut edited = text.clone();
     for (key, value) in p.keys.iter().zip(versions) {
         edited = values::set_scalar(&edited, key, value).map_err(values_error(&target_path))?;
     }
@@ -295,7 +299,13 @@ fn edit(
             source.id(),
         );
     }
-    Ok((result(PromotionOutcome::Promoted), Some(commit)))
+    let mut promoted = result(PromotionOutcome::Promoted);
+    promoted.edit = Some(Edit {
+        lines: changed_lines(&text, &edited),
+        path: target_path,
+        message,
+    });
+    Ok((promoted, Some(commit)))
 }
 
 fn values_error(path: &str) -> impl Fn(values::ValuesError) -> GitError + '_ {

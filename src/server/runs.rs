@@ -45,6 +45,7 @@ impl Runs for RunsService {
             repo: r.repo,
             phase: r.phase,
             outcome: r.outcome,
+            offset: 0,
             limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
         };
         let runs = self.history.list(&filter).iter().map(to_proto).collect();
@@ -64,23 +65,27 @@ impl Runs for RunsService {
         request: Request<WatchRunRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let id = request.into_inner().id;
-        let (run, events) = self
+        let watch = self
             .history
-            .watch(&id)
+            .watch(&id, 0)
             .ok_or_else(|| Status::not_found(format!("no run {id:?} in the history")))?;
         let (tx, rx) = mpsc::channel(64);
         let send = |event| crate::proto::runs::RunEvent { event: Some(event) };
-        let Some(mut events) = events else {
-            let _ = tx.send(Ok(send(Event::Finished(to_proto(&run))))).await;
+        let Some(mut events) = watch.events else {
+            let _ = tx
+                .send(Ok(send(Event::Finished(to_proto(&watch.run)))))
+                .await;
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         };
+        let (run, lines) = (watch.run, watch.lines);
         tokio::spawn(async move {
-            if tx
-                .send(Ok(send(Event::Stage(run.stage.as_str().into()))))
-                .await
-                .is_err()
-            {
-                return;
+            // Attaching mid-run: the current stage and the output so far, then what follows.
+            let so_far = std::iter::once(Event::Stage(run.stage.as_str().into()))
+                .chain(lines.into_iter().map(Event::LogLine));
+            for event in so_far {
+                if tx.send(Ok(send(event))).await.is_err() {
+                    return;
+                }
             }
             loop {
                 let event = match events.recv().await {
