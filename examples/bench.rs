@@ -1,11 +1,13 @@
 //! phasegate's benchmark against the classic method: run with `bash bench/run.sh`.
 //!
-//! Generates a GitOps repository (10,000 commits, 2,000 files), serves it with git's
-//! `http-backend` behind basic auth, runs the release `phasegate serve` as a child process, and
-//! measures side by side: warm promotions (phasegate, the classic fresh-clone + YAML re-dump
-//! script, the git CLI floor on a warm clone), the cold first promotion against
-//! `git clone --bare`, 1,000 concurrent duplicates, a fan-in of 100 apps, and the server's
-//! memory. Prints a Markdown table.
+//! Generates a GitOps repository (10,000 commits, 2,000 files; `BENCH_COMMITS` and
+//! `BENCH_FILES` change that), serves it with git's `http-backend` behind basic auth, runs the
+//! release `phasegate serve` as a child process, and measures side by side: warm promotions
+//! (phasegate, the classic fresh-clone + YAML re-dump script, the git CLI floor on a warm
+//! clone), the cold first promotion against `git clone --bare`, the one-shot
+//! `phasegate promote` (a fresh process per promotion, as in the classic container step) cold
+//! and warm, 1,000 concurrent duplicates, a fan-in of 100 apps, and the server's memory.
+//! Prints a Markdown table.
 
 #[path = "../tests/support/git_server.rs"]
 #[allow(dead_code)]
@@ -25,8 +27,13 @@ use phasegate::{
 };
 use serde_json::json;
 
-const COMMITS: usize = 10_000;
-const FILES: usize = 2_000;
+/// The repository's size: `BENCH_COMMITS` commits over `BENCH_FILES` files.
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 const APPS: usize = 200;
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
@@ -44,8 +51,8 @@ fn path(app: &str, phase: &str) -> String {
     PATH.replace("{app}", app).replace("{phase}", phase)
 }
 
-/// 10,000 commits over 2,000 files with git fast-import (seconds, not minutes).
-fn generate(bare: &Path) -> BenchResult<()> {
+/// `commits` commits over `files` files with git fast-import (seconds, not minutes).
+fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult<()> {
     let run = |args: &[&str]| Command::new("git").args(args).status();
     run(&[
         "init",
@@ -85,15 +92,15 @@ fn generate(bare: &Path) -> BenchResult<()> {
         initial.push((path(&app, "test"), values(&app, "1.0")));
         initial.push((path(&app, "prod"), values(&app, "1.0")));
     }
-    for f in initial.len()..FILES {
+    for f in initial.len()..files {
         initial.push((
             format!("docs/section{}/page{f}.md", f % 40),
             format!("# Page {f}\n\nSome text.\n"),
         ));
     }
     commit(&mut out, "initial", &initial)?;
-    for c in 1..COMMITS {
-        let f = (c * 7919) % FILES;
+    for c in 1..commits {
+        let f = (c * 7919) % files;
         let (p, _) = &initial[f];
         let content = if p.ends_with(".yaml") {
             values(p.split('/').nth(1).unwrap_or("app"), &format!("1.{c}"))
@@ -254,8 +261,9 @@ async fn main() -> BenchResult<()> {
             .nth(1)
             .ok_or("usage: bench PATH_TO_RELEASE_PHASEGATE")?,
     );
-    eprintln!("generating {COMMITS} commits over {FILES} files…");
-    generate(&bare)?;
+    let (commits, files) = (size("BENCH_COMMITS", 10_000), size("BENCH_FILES", 2_000));
+    eprintln!("generating {commits} commits over {files} files…");
+    generate(&bare, commits, files)?;
     let git = git_server::GitServer::start(root.path(), USER, PASSWORD).await;
     let url = git.url("gitops");
     let auth = format!(
@@ -387,6 +395,51 @@ async fn main() -> BenchResult<()> {
         })?);
     }
     let (floor_p50, floor_p95) = summary(floor);
+    // The one-shot CLI: a fresh process per promotion, as the classic container step runs it;
+    // cold (an empty cache each time) and warm (the cache of the previous run).
+    let one_shot = |cache: &Path, app: &str, commit: &str| {
+        sh(Command::new(&bin)
+            .args(["promote", "--git-repo", &url, "--source-commit", commit])
+            .args([
+                "--source-phase",
+                "test",
+                "--target-phase",
+                "prod",
+                "--test",
+                "none",
+            ])
+            .args(["--path", &PATH.replace("{app}", app), "--cache-dir"])
+            .arg(cache)
+            .env("GIT_USER", USER)
+            .env("GIT_PASSWORD", PASSWORD)
+            .env("RUST_LOG", "warn"))
+    };
+    let mut shot_cold = Vec::new();
+    for i in 0..5 {
+        let (commit, _) = bump("app005")?;
+        let cache = root.path().join(format!("one-shot-cold-{i}"));
+        shot_cold.push(timed(|| one_shot(&cache, "app005", &commit))?);
+    }
+    let shot_cache = root.path().join("one-shot-warm");
+    let (commit, _) = bump("app006")?;
+    one_shot(&shot_cache, "app006", &commit)?;
+    let mut shot_warm = Vec::new();
+    for _ in 0..runs {
+        let (commit, _) = bump("app006")?;
+        shot_warm.push(timed(|| one_shot(&shot_cache, "app006", &commit))?);
+    }
+    let (shot_cold_p50, _) = summary(shot_cold);
+    let (shot_warm_p50, shot_warm_p95) = summary(shot_warm);
+    rows.push((
+        "One-shot `phasegate promote`, cold (p50 of 5)".into(),
+        format!("{shot_cold_p50:.0} ms vs git clone --bare {clone_p50:.0} ms"),
+        format!("{:.2}× (goal ≤ 1.3×)", shot_cold_p50 / clone_p50),
+    ));
+    rows.push((
+        format!("One-shot `phasegate promote`, warm cache (p50 / p95 of {runs})"),
+        format!("{shot_warm_p50:.0} / {shot_warm_p95:.0} ms"),
+        format!("{:.2}× the floor (goal ≤ 1.2×)", shot_warm_p50 / floor_p50),
+    ));
     rows.push((
         format!("Warm promotion, phasegate (p50 / p95 of {runs})"),
         format!("{warm_p50:.0} / {warm_p95:.0} ms"),
@@ -419,7 +472,7 @@ async fn main() -> BenchResult<()> {
         "testCommand".into(),
         serde_json::to_string(&["sh", "-c", &script])?,
     );
-    let before = local::log(&bare, "main", COMMITS * 2)?.len();
+    let before = local::log(&bare, "main", commits * 2)?.len();
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
             let (sensor, spec, p) = (sensor.clone(), dup_spec.clone(), params(&commit));
@@ -442,7 +495,7 @@ async fn main() -> BenchResult<()> {
         .unwrap_or_default()
         .lines()
         .count();
-    let commits = local::log(&bare, "main", COMMITS * 2)?.len() - before;
+    let commits = local::log(&bare, "main", commits * 2)?.len() - before;
     rows.push((
         "1,000 concurrent identical Executes".into(),
         format!("{test_runs} test run, {commits} commit, {failures} failed answers"),
@@ -460,7 +513,7 @@ async fn main() -> BenchResult<()> {
         let app = format!("app{a:03}");
         fan.push((app.clone(), bump(&app)?.0));
     }
-    let before = local::log(&bare, "main", COMMITS * 3)?.len();
+    let before = local::log(&bare, "main", commits * 3)?.len();
     let started = Instant::now();
     let tasks: Vec<_> = fan
         .into_iter()
@@ -479,7 +532,7 @@ async fn main() -> BenchResult<()> {
         ok += usize::from(t.await?);
     }
     let wall = started.elapsed().as_secs_f64();
-    let landed = local::log(&bare, "main", COMMITS * 3)?.len() - before;
+    let landed = local::log(&bare, "main", commits * 3)?.len() - before;
     let retries = server.metric("phasegate_push_rejections_total").await - rejections_before;
     let (_, peak) = server.memory();
     rows.push((

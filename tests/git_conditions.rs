@@ -190,6 +190,22 @@ async fn a_rollback_promotes_an_older_version_and_becomes_the_baseline() {
         promote(&initial, false).await.outcome,
         PromotionOutcome::Superseded
     );
+    // ...the rolled-back version stays out when the source phase re-syncs with it (a newer
+    // commit, the same 3.0), also for a fresh process reading it from history...
+    let resynced = local::commit_files(&bare, "main", &[("README.md", "hi\n")], "docs")
+        .expect("unrelated commit");
+    assert_eq!(
+        promote(&resynced, false).await.outcome,
+        PromotionOutcome::Superseded
+    );
+    let fresh_cache = tempdir();
+    let fresh = GitPromoter::new(settings(&fresh_cache.1, Some(PASSWORD)));
+    let again = fresh.promote(promotion(&url, "petstore", &resynced)).await;
+    assert_eq!(
+        again.expect("answers").outcome,
+        PromotionOutcome::Superseded
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
     // ...and a newer version is promoted normally.
     let synced_4 = bump(&bare, &["petstore"], "test", "4.0");
     assert_eq!(

@@ -33,11 +33,21 @@ const CLOCK_SKEW_SECS: i64 = 24 * 3600;
 /// (values file path, target phase).
 type Target = (String, String);
 
+/// What the newest promotion of a key recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latest {
+    /// Its source commit.
+    pub source: Oid,
+    /// On a deliberate rollback, the version it replaced (rolled back): kept out until another
+    /// version is promoted.
+    pub rolled_back: Option<String>,
+}
+
 /// What the promotions of one file into one phase recorded, newest first.
 #[derive(Debug, Default, Clone)]
 struct Record {
-    /// Key → source commit of the newest promotion that changed it (`Promoted-Keys`).
-    keys: HashMap<String, Oid>,
+    /// Key → the newest promotion that changed it (`Promoted-Keys`).
+    keys: HashMap<String, Latest>,
     /// The newest promotion that names no keys (made before `Promoted-Keys` existed): it
     /// stands for every key not in `keys`.
     all: Option<Oid>,
@@ -45,22 +55,28 @@ struct Record {
 
 impl Record {
     /// Adds what an older promotion recorded: it never overrides a newer one.
-    fn add_older(&mut self, keys: Option<&[String]>, source: Oid) {
+    fn add_older(&mut self, keys: Option<Vec<(String, Latest)>>, source: Oid) {
         if self.all.is_some() {
             return;
         }
         match keys {
             Some(keys) => {
-                for key in keys {
-                    self.keys.entry(key.clone()).or_insert(source);
+                for (key, latest) in keys {
+                    self.keys.entry(key).or_insert(latest);
                 }
             }
             None => self.all = Some(source),
         }
     }
 
-    fn get(&self, key: &str) -> Option<Oid> {
-        self.keys.get(key).copied().or(self.all)
+    fn get(&self, key: &str) -> Option<Latest> {
+        self.keys
+            .get(key)
+            .cloned()
+            .or(self.all.map(|source| Latest {
+                source,
+                rolled_back: None,
+            }))
     }
 }
 
@@ -122,7 +138,7 @@ impl PromotionIndex {
         repo: &Repository,
         (path, target, key): (&str, &str, &str),
         since: i64,
-    ) -> Result<Option<Oid>, GitError> {
+    ) -> Result<Option<Latest>, GitError> {
         let wanted = (path.to_string(), target.to_string());
         loop {
             if let Some(found) = self.records.get(&wanted).and_then(|r| r.get(key)) {
@@ -180,6 +196,7 @@ fn record(
         target,
         source,
         keys,
+        rollback,
     }) = trailers::recorded(commit)
     else {
         return Ok(());
@@ -190,11 +207,35 @@ fn record(
     };
     let diff = git(repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&git(commit.tree())?), None))?;
     for delta in diff.deltas() {
-        if let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) {
-            into.entry((path.to_string(), target.clone()))
-                .or_default()
-                .add_older(keys.as_deref(), source);
-        }
+        let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        let latest = keys.as_ref().map(|keys| {
+            // What a rollback replaced is what the file held before it.
+            let before = parent_tree
+                .as_ref()
+                .filter(|_| rollback)
+                .and_then(|tree| tree.get_path(std::path::Path::new(path)).ok())
+                .and_then(|entry| repo.find_blob(entry.id()).ok())
+                .and_then(|blob| String::from_utf8(blob.content().to_vec()).ok());
+            keys.iter()
+                .map(|key| {
+                    let rolled_back = before
+                        .as_deref()
+                        .and_then(|text| crate::values::read_scalar(text, key).ok());
+                    (
+                        key.clone(),
+                        Latest {
+                            source,
+                            rolled_back,
+                        },
+                    )
+                })
+                .collect()
+        });
+        into.entry((path.to_string(), target.clone()))
+            .or_default()
+            .add_older(latest, source);
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use git2::{Oid, Repository, Signature, Time, build::TreeUpdateBuilder};
 
-use super::PromotionIndex;
+use super::{Latest, PromotionIndex};
 
 const FILE: &str = "apps/shop/prod/values-prod.yaml";
 const NOW: i64 = 1_800_000_000;
@@ -74,6 +74,10 @@ impl History {
     }
 
     fn latest(&self, index: &mut PromotionIndex, key: &str, since: i64) -> Option<Oid> {
+        self.lookup(index, key, since).map(|l| l.source)
+    }
+
+    fn lookup(&self, index: &mut PromotionIndex, key: &str, since: i64) -> Option<Latest> {
         index
             .latest(&self.repo, (FILE, "prod", key), since)
             .expect("lookup")

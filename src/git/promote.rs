@@ -10,7 +10,7 @@ use tracing::{Span, info, warn};
 use super::{
     Credentials, GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
     cache::{self, RepoCache, git, tracking_ref},
-    index::PromotionIndex,
+    index::{Latest, PromotionIndex},
     push::{backoff, push},
     signing, trailers,
 };
@@ -220,7 +220,7 @@ fn read_source<'r>(
 
 /// The source commit each (values file, target phase, key) promoted by the commits of this
 /// batch attempt records: they are not pushed yet, so not in the index.
-type Notes = HashMap<(String, String, String), Oid>;
+type Notes = HashMap<(String, String, String), Latest>;
 
 /// Decides one promotion on top of `tip`: already there, superseded (a newer source commit
 /// was promoted for one of its keys: in `noted` for this batch, else in the branch's index),
@@ -261,17 +261,25 @@ fn edit(
     }
     let target = p.target.as_str();
     // A deliberate rollback promotes an older version on purpose.
-    for key in p.keys.iter().filter(|_| !p.rollback) {
+    for (key, version) in p.keys.iter().zip(versions).filter(|_| !p.rollback) {
         let noted = noted.get(&(target_path.clone(), target.to_string(), key.clone()));
         let recorded = match noted {
-            Some(&oid) => Some(oid),
+            Some(latest) => Some(latest.clone()),
             None => index.latest(repo, (&target_path, target, key), source.time().seconds())?,
         };
-        let newer = recorded.filter(|&r| {
-            r != source.id() && repo.graph_descendant_of(r, source.id()).unwrap_or(false)
-        });
-        if let Some(newer) = newer {
-            info!(run = %p.run_id, key = %key, newer = %newer, "a newer source commit was already promoted");
+        let Some(recorded) = recorded else {
+            continue;
+        };
+        if recorded.rolled_back.as_ref() == Some(version) {
+            info!(run = %p.run_id, key = %key, version = %version, "this version was rolled back; only a rollback promotes it again");
+            return Ok((result(PromotionOutcome::Superseded), None));
+        }
+        let newer = recorded.source != source.id()
+            && repo
+                .graph_descendant_of(recorded.source, source.id())
+                .unwrap_or(false);
+        if newer {
+            info!(run = %p.run_id, key = %key, newer = %recorded.source, "a newer source commit was already promoted");
             return Ok((result(PromotionOutcome::Superseded), None));
         }
     }
@@ -293,10 +301,14 @@ fn edit(
     let signer = p.signer.as_ref().or(settings.signer.as_ref());
     let tree = git(repo.find_tree(tree))?;
     let commit = signing::write_commit(repo, signer, &sig, &message, &tree, tip)?;
-    for key in &p.keys {
+    for (key, before) in p.keys.iter().zip(&current) {
+        let latest = Latest {
+            source: source.id(),
+            rolled_back: p.rollback.then(|| before.clone()),
+        };
         noted.insert(
             (target_path.clone(), target.to_string(), key.clone()),
-            source.id(),
+            latest,
         );
     }
     let mut promoted = result(PromotionOutcome::Promoted);

@@ -23,6 +23,8 @@ pub struct Recorded {
     /// The keys it changed; `None` for commits made before `Promoted-Keys` existed, which
     /// stand for every key of the files they changed.
     pub keys: Option<Vec<String>>,
+    /// A deliberate rollback (`Promotion-Rollback: true`).
+    pub rollback: bool,
 }
 
 /// What `commit` records, if it is a promotion commit (it has `Target-Phase` and a valid
@@ -44,10 +46,12 @@ pub fn recorded(commit: &Commit) -> Option<Recorded> {
             .map(str::to_string)
             .collect()
     });
+    let rollback = trailer(ROLLBACK).is_some_and(|v| v.eq_ignore_ascii_case("true"));
     Some(Recorded {
         target,
         source,
         keys,
+        rollback,
     })
 }
 
@@ -110,11 +114,13 @@ mod tests {
             Some(vec!["a.tag".to_string(), "b.tag".to_string()])
         );
         assert_eq!(new.target, "prod");
+        assert!(new.rollback);
         let old = read(&format!(
             "Promote\n\nSource-Commit: {source}\nTarget-Phase: prod\n"
         ))
         .expect("a promotion");
         assert_eq!(old.keys, None);
+        assert!(!old.rollback);
         assert_eq!(read("Target-Phase: in the subject only"), None);
         assert_eq!(
             read("Fix\n\nTarget-Phase: prod\nSource-Commit: nope\n"),
