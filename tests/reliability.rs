@@ -130,12 +130,29 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let mut git = GitServer::start(&root, "bot", "the-real-password").await;
+    // The signing key's passphrase must not leak either (the key is decrypted at start-up).
+    let key = root.join("signing_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-a", "2", "-t", "ed25519", "-C", "bot", "-N"])
+        .arg("SENTINEL-passphrase-0c4e")
+        .arg("-f")
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let passphrase = root.join("signing_passphrase");
+    std::fs::write(&passphrase, "SENTINEL-passphrase-0c4e\n").expect("passphrase file");
     let server = Server::spawn(
         &root,
         &[
             ("GIT_USER", "bot"),
             ("GIT_PASSWORD", "SENTINEL-env-5e1f"),
             ("GIT_EMAIL", "bot@example.com"),
+            ("PHASEGATE_GIT_SIGNING_KEY", key.to_str().expect("utf-8")),
+            (
+                "PHASEGATE_GIT_SIGNING_KEY_PASSPHRASE_FILE",
+                passphrase.to_str().expect("utf-8"),
+            ),
         ],
     );
     let sensor = SensorClient::connect(server.url.clone())

@@ -9,6 +9,8 @@ mod support;
 
 #[path = "signing/keys.rs"]
 mod keys;
+#[path = "signing/server.rs"]
+mod server;
 
 use std::{
     path::{Path, PathBuf},

@@ -56,8 +56,11 @@ pub fn git_stdin(bare: &Path, args: &[&str], input: &str) -> String {
 pub fn ssh_key(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
     let file = dir.join(format!("id_{kind}_{}", fastrand::u32(..)));
     let mut cmd = Command::new("ssh-keygen");
+    // Two bcrypt rounds instead of 16: the same decryption code, fast in a debug build.
     cmd.args([
         "-q",
+        "-a",
+        "2",
         "-t",
         kind,
         "-N",
@@ -126,6 +129,9 @@ impl Gpg {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         }
+        // The fewest S2K iterations gpg-agent allows for the keys it exports: the same
+        // decryption code, fast in a debug build.
+        std::fs::write(home.join("gpg-agent.conf"), "s2k-count 65536\n").expect("agent conf");
         Gpg { home }
     }
 

@@ -3,8 +3,8 @@
 //! configured, in pure Rust (no `gpg` or `ssh-keygen` at run time).
 //!
 //! A [`Signer`] is loaded once (server key at start-up, per-spec key from the
-//! `credentialsSecret`): the key is parsed, decrypted with its passphrase, checked against the
-//! identity it signs as, and tried once, so a key that cannot sign fails before any commit is
+//! `credentialsSecret`): the key is parsed, checked against the identity it signs as,
+//! decrypted with its passphrase and tried once, so a key that cannot sign fails before any commit is
 //! made, never by falling back to an unsigned commit.
 
 mod allowed_signers;
@@ -122,7 +122,7 @@ impl PartialEq for Signer {
 
 impl Signer {
     /// Loads a key: the format is the key's own (`expected`, when configured, must agree),
-    /// it is decrypted with the passphrase, checked against `identity` and tried once.
+    /// it is checked against `identity`, decrypted with the passphrase and tried once.
     pub fn load(
         source: &SigningKeySource,
         expected: Option<SigningFormat>,
@@ -148,16 +148,19 @@ impl Signer {
             });
         }
         let passphrase = source.passphrase.as_ref();
+        // The identity is checked first: it needs no passphrase, and decrypting is slow.
         let (key, fingerprint) = match found {
             SigningFormat::Ssh => {
-                let key = ssh::SshKey::load(text, passphrase)?;
+                let key = ssh::SshKey::parse(text)?;
                 key.check_identity(identity)?;
+                let key = key.unlock(passphrase)?;
                 let fingerprint = key.fingerprint();
                 (Key::Ssh(Box::new(key)), fingerprint)
             }
             SigningFormat::Openpgp => {
-                let key = openpgp::PgpKey::load(text, passphrase)?;
+                let mut key = openpgp::PgpKey::parse(text)?;
                 key.check_identity(identity.email)?;
+                key.unlock(passphrase)?;
                 let fingerprint = key.fingerprint();
                 (Key::Openpgp(Box::new(key)), fingerprint)
             }

@@ -30,8 +30,8 @@ pub(super) fn is_openpgp_key(text: &str) -> bool {
 }
 
 impl PgpKey {
-    /// Parses an armored secret key, picks its signing key and decrypts it.
-    pub(super) fn load(text: &str, passphrase: Option<&Secret>) -> Result<PgpKey, SigningError> {
+    /// Parses an armored secret key and picks its signing key (still encrypted, if it is).
+    pub(super) fn parse(text: &str) -> Result<PgpKey, SigningError> {
         let (key, _) = SignedSecretKey::from_string(text.trim()).map_err(|e| {
             SigningError::Unreadable(format!(
                 "signing key is not a valid armored OpenPGP secret key: {e}"
@@ -52,24 +52,28 @@ impl PgpKey {
             Some(s) => Signing::Subkey(s.key.clone()),
             None => Signing::Primary(key.primary_key.clone()),
         };
-        let mut pgp = PgpKey { signing, emails };
-        let fingerprint = pgp.fingerprint();
-        let encrypted = match &pgp.signing {
+        Ok(PgpKey { signing, emails })
+    }
+
+    /// Decrypts the signing key with its passphrase (nothing to do when it is not encrypted).
+    pub(super) fn unlock(&mut self, passphrase: Option<&Secret>) -> Result<(), SigningError> {
+        let encrypted = match &self.signing {
             Signing::Primary(k) => k.secret_params().is_encrypted(),
             Signing::Subkey(k) => k.secret_params().is_encrypted(),
         };
-        if encrypted {
-            let Some(passphrase) = passphrase else {
-                return Err(SigningError::Encrypted(fingerprint));
-            };
-            let password = Password::from(passphrase.expose());
-            let decrypted = match &mut pgp.signing {
-                Signing::Primary(k) => k.remove_password(&password),
-                Signing::Subkey(k) => k.remove_password(&password),
-            };
-            decrypted.map_err(|_| SigningError::WrongPassphrase(fingerprint))?;
+        if !encrypted {
+            return Ok(());
         }
-        Ok(pgp)
+        let fingerprint = self.fingerprint();
+        let Some(passphrase) = passphrase else {
+            return Err(SigningError::Encrypted(fingerprint));
+        };
+        let password = Password::from(passphrase.expose());
+        let decrypted = match &mut self.signing {
+            Signing::Primary(k) => k.remove_password(&password),
+            Signing::Subkey(k) => k.remove_password(&password),
+        };
+        decrypted.map_err(|_| SigningError::WrongPassphrase(fingerprint))
     }
 
     /// The signing key's fingerprint, upper-case hex as gpg prints it.
