@@ -175,6 +175,9 @@ pub struct Overrides {
     /// Allowed test command globs.
     #[arg(long, env = "PHASEGATE_POLICY_COMMANDS", value_delimiter = ',')]
     pub policy_commands: Option<Vec<String>>,
+    /// Let specs set allowUnmergedSource (promote commits that are not on their branch).
+    #[arg(long, env = "PHASEGATE_POLICY_ALLOW_UNMERGED_SOURCE")]
+    pub policy_allow_unmerged_source: Option<bool>,
     /// Commit author name.
     #[arg(long, env = "PHASEGATE_GIT_AUTHOR_NAME")]
     pub git_author_name: Option<String>,
@@ -253,6 +256,10 @@ impl Overrides {
         set_list(&mut c.policy.transitions, self.policy_transitions);
         set_list(&mut c.policy.images, self.policy_images);
         set_list(&mut c.policy.commands, self.policy_commands);
+        set(
+            &mut c.policy.allow_unmerged_source,
+            self.policy_allow_unmerged_source,
+        );
         let g = &mut c.git;
         set(&mut g.author_name, self.git_author_name);
         set(&mut g.author_email, self.git_author_email);

@@ -370,6 +370,7 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
         message: plan.commit_message.clone(),
         dry_run: plan.dry_run,
         rollback: plan.rollback,
+        allow_unmerged_source: plan.allow_unmerged_source,
         run_id: id.to_string(),
         credentials: None,
         signer: None,

@@ -33,6 +33,9 @@ pub struct PolicyConfig {
     pub images: Vec<String>,
     /// Globs of programs the command runner may start.
     pub commands: Vec<String>,
+    /// Whether a spec may set `allowUnmergedSource` (promote a commit that is not on its
+    /// branch). Off by default: only merged versions are promoted.
+    pub allow_unmerged_source: bool,
 }
 
 /// The compiled policy.
@@ -42,6 +45,7 @@ pub struct Policy {
     transitions: Option<GlobSet>,
     images: Option<GlobSet>,
     commands: Option<GlobSet>,
+    allow_unmerged_source: bool,
 }
 
 impl Policy {
@@ -52,6 +56,7 @@ impl Policy {
             transitions: globs("transitions", &cfg.transitions)?,
             images: globs("images", &cfg.images)?,
             commands: globs("commands", &cfg.commands)?,
+            allow_unmerged_source: cfg.allow_unmerged_source,
         })
     }
 
@@ -65,6 +70,13 @@ impl Policy {
         allow(&self.repos, plan.repo.as_str(), || {
             format!("repository {}", plan.repo)
         })?;
+        if plan.allow_unmerged_source && !self.allow_unmerged_source {
+            return Err(PolicyError::Denied {
+                what: "allowUnmergedSource (a source commit off the branch); the operator can \
+                       allow it with policy.allowUnmergedSource"
+                    .into(),
+            });
+        }
         let transition = format!("{}->{}", plan.source, plan.target);
         allow(&self.transitions, &transition, || {
             format!("transition {transition}")
@@ -158,6 +170,7 @@ mod tests {
             transitions: vec!["dev->test".into(), "test->prod".into()],
             images: vec!["registry.example.com/*".into()],
             commands: vec![],
+            allow_unmerged_source: false,
         })
         .expect("compiles");
         let err = p
@@ -172,5 +185,20 @@ mod tests {
             .check(&plan("https://git.example.com/org/a.git", "test", "prod"))
             .expect_err("image");
         assert!(err.to_string().contains("evil.io"), "{err}");
+    }
+
+    #[test]
+    fn refuses_an_unmerged_source_unless_the_operator_allows_it() {
+        let mut plan = plan("https://x/y.git", "test", "prod");
+        plan.allow_unmerged_source = true;
+        let closed = Policy::new(&PolicyConfig::default()).expect("compiles");
+        let err = closed.check(&plan).expect_err("not allowed");
+        assert!(err.to_string().contains("allowUnmergedSource"), "{err}");
+        let open = Policy::new(&PolicyConfig {
+            allow_unmerged_source: true,
+            ..Default::default()
+        })
+        .expect("compiles");
+        open.check(&plan).expect("allowed by the operator");
     }
 }

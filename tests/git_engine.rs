@@ -351,7 +351,7 @@ async fn an_older_version_waiting_beside_a_newer_one_does_not_win() {
 }
 
 #[tokio::test]
-async fn fetches_a_tested_commit_that_is_on_no_branch_head_of_main() {
+async fn refuses_a_commit_only_on_another_branch_unless_the_spec_opts_out() {
     let (_d, bare, server, _) = served(&["petstore"]).await;
     let file = values_path("petstore", "test");
     let hotfix = local::commit_files(
@@ -364,7 +364,8 @@ async fn fetches_a_tested_commit_that_is_on_no_branch_head_of_main() {
     let cache = tempdir();
     let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
     let url = server.url("gitops");
-    // Warm the cache with main only, then promote a commit that lives on another branch.
+    // Warm the cache with main only, then promote a commit that lives only on another branch
+    // of the served repository (a feature branch, a pull request head).
     promoter
         .promote(promotion(
             &url,
@@ -374,10 +375,28 @@ async fn fetches_a_tested_commit_that_is_on_no_branch_head_of_main() {
         .await
         .expect("warm");
 
-    let result = promoter
+    let prod = version_of(&bare, "petstore", "prod");
+    let refused = promoter
         .promote(promotion(&url, "petstore", &hotfix[..10]))
         .await
-        .expect("found");
+        .expect_err("not on main");
+    assert_eq!(refused.kind(), ErrorKind::FailedPrecondition, "{refused}");
+    let message = refused.to_string();
+    assert!(
+        message.contains(&hotfix)
+            && message.contains("`main`")
+            && message.contains("allowUnmergedSource"),
+        "{message}"
+    );
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        prod,
+        "nothing pushed"
+    );
+
+    let mut opted_out = promotion(&url, "petstore", &hotfix[..10]);
+    opted_out.allow_unmerged_source = true;
+    let result = promoter.promote(opted_out).await.expect("found");
 
     assert_eq!(result.version, "2.1");
     assert_eq!(result.source_commit, hotfix);

@@ -51,6 +51,13 @@ pub enum GitError {
     /// A commit, branch or file is missing.
     #[error("{0}")]
     NotFound(String),
+    /// The source commit exists, but not on the branch promotions go to (and the spec did not
+    /// opt out): only committed, merged versions are promoted.
+    #[error(
+        "source commit {commit} is not on branch `{branch}` (not its head nor an ancestor of it); \
+         merge it first, or set allowUnmergedSource where the server policy allows it"
+    )]
+    NotOnBranch { commit: String, branch: String },
     /// The values file could not be read or edited.
     #[error("{path}: {source}")]
     Values { path: String, source: ValuesError },
@@ -83,6 +90,7 @@ impl GitError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GitError::NotFound(_) => ErrorKind::NotFound,
+            GitError::NotOnBranch { .. } => ErrorKind::FailedPrecondition,
             GitError::Values { source, .. } => match source {
                 ValuesError::KeyMissing(_) => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
@@ -137,6 +145,8 @@ pub struct Promotion {
     /// A deliberate rollback: never `superseded`, marked `Promotion-Rollback: true`, and the
     /// baseline later promotions are decided against.
     pub rollback: bool,
+    /// The source commit need not be on `branch`; by default it must be its head or an ancestor.
+    pub allow_unmerged_source: bool,
     pub run_id: String,
     /// Per-request credentials (a Secret); the server's own otherwise.
     pub credentials: Option<Credentials>,

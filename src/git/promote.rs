@@ -207,6 +207,9 @@ fn read_source<'r>(
     creds: Option<&Credentials>,
 ) -> Result<(Commit<'r>, Vec<String>), GitError> {
     let source = find_source(repo, p, settings, creds)?;
+    if !p.allow_unmerged_source {
+        check_on_branch(repo, p, source.id())?;
+    }
     let source_path = p.path.replace("{phase}", p.source.as_str());
     let at = format!("at source commit {}", p.commit);
     let (_, text) = read_values(repo, &git(source.tree())?, &source_path, &at)?;
@@ -356,6 +359,24 @@ fn find_source<'r>(
             "source commit {} not found in the repository",
             p.commit
         ))
+    })
+}
+
+/// Only committed versions that reached the branch are promoted: the source commit must be the
+/// branch's head (as just fetched) or one of its ancestors. A commit pushed to another ref —
+/// a feature branch, a pull request head — is refused, whoever names it in an event.
+fn check_on_branch(repo: &Repository, p: &Promotion, source: Oid) -> Result<(), GitError> {
+    let head = repo
+        .find_reference(&tracking_ref(&p.branch))
+        .and_then(|r| r.peel_to_commit())
+        .map_err(|_| GitError::NotFound(format!("branch `{}` not found", p.branch)))?
+        .id();
+    if head == source || git(repo.graph_descendant_of(head, source))? {
+        return Ok(());
+    }
+    Err(GitError::NotOnBranch {
+        commit: source.to_string(),
+        branch: p.branch.clone(),
     })
 }
 

@@ -150,6 +150,8 @@ pub struct Plan {
     pub dry_run: bool,
     /// Promote an older version on purpose: never `superseded`, and the new baseline.
     pub rollback: bool,
+    /// The source commit need not be on `branch` (else it must be the head or an ancestor).
+    pub allow_unmerged_source: bool,
     pub mode: Mode,
 }
 
@@ -182,6 +184,7 @@ impl Plan {
             commit_message: r.commit_message.clone(),
             dry_run: r.dry_run,
             rollback: r.rollback,
+            allow_unmerged_source: r.allow_unmerged_source,
             mode: r.mode,
         })
     }

@@ -57,6 +57,7 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("commitMessage", "commitMessage", Shape::Str),
     ("dryRun", "dryRun", Shape::Bool),
     ("rollback", "rollback", Shape::Bool),
+    ("allowUnmergedSource", "allowUnmergedSource", Shape::Bool),
     ("mode", "mode", Shape::Str),
 ];
 
@@ -202,6 +203,9 @@ pub struct Resource {
     pub dry_run: bool,
     /// A deliberate rollback: promote an older version on purpose (see docs/git.md).
     pub rollback: bool,
+    /// Promote a source commit that is not on `branch` (teams promoting from other branches);
+    /// only honoured where the server policy allows it (see docs/events.md).
+    pub allow_unmerged_source: bool,
     pub mode: Mode,
 }
 
@@ -221,6 +225,7 @@ impl Default for Resource {
             commit_message: DEFAULT_COMMIT_MESSAGE.into(),
             dry_run: false,
             rollback: false,
+            allow_unmerged_source: false,
             mode: Mode::Sync,
         }
     }

@@ -43,6 +43,7 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
         message: "Promote {key} {version} from {source} to {target}".into(),
         dry_run: false,
         rollback: false,
+        allow_unmerged_source: false,
         run_id: format!("test-{app}"),
         credentials: None,
         signer: None,
