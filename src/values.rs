@@ -11,6 +11,8 @@ use std::borrow::Cow;
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
+mod scalar;
+
 /// Errors of reading or editing a values file. Messages name the key.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ValuesError {
@@ -23,6 +25,9 @@ pub enum ValuesError {
     /// The node at the key is not a single-line scalar.
     #[error("key `{key}` is not a scalar ({found})")]
     NotScalar { key: String, found: &'static str },
+    /// A key on the path appears twice in one mapping: parsers disagree on which one wins.
+    #[error("key `{0}` appears twice on the path; parsers disagree on which one counts")]
+    DuplicateKey(String),
     /// The new value cannot be written (versions are one line).
     #[error("value for key `{key}` is not allowed: {reason}")]
     BadValue { key: String, reason: &'static str },
@@ -51,14 +56,16 @@ pub fn set_scalar(text: &str, key: &str, value: &str) -> Result<String, ValuesEr
     if value.is_empty() {
         return Err(bad("it is empty"));
     }
-    if value.chars().any(char::is_control) {
-        return Err(bad("it contains a line break or control character"));
+    if value.chars().any(scalar::breaks_or_hides) {
+        return Err(bad(
+            "it contains a line break, control or invisible format character",
+        ));
     }
     let found = find(text, key)?;
     let token = match found.style {
         ScalarStyle::SingleQuoted => single_quoted(value),
         ScalarStyle::DoubleQuoted => double_quoted(value),
-        _ if plain_is_safe(value) => value.to_string(),
+        _ if plain_is_safe(value) && scalar::keeps_type(&found.value, value) => value.to_string(),
         _ => single_quoted(value),
     };
     // `version:` with nothing after the colon: the empty scalar sits right after it.
@@ -81,6 +88,8 @@ struct Frame {
     name: Option<String>,
     /// For a mapping: whether the next node is a key, and the last key seen.
     map: Option<(bool, Option<String>)>,
+    /// The keys of this mapping seen so far that lie on the path to the target key.
+    keys: Vec<String>,
 }
 
 fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
@@ -91,6 +100,10 @@ fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
     let mut found: Option<Result<Found, ValuesError>> = None;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| ValuesError::Invalid(e.to_string()))?;
+        // Helm reads the first document only: a key in a later one is not in the values.
+        if matches!(event, Event::DocumentEnd) {
+            break;
+        }
         let opens = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
         let node = opens || matches!(event, Event::Scalar(..) | Event::Alias(_));
         if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
@@ -111,6 +124,15 @@ fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
                 Event::Scalar(v, ..) => Some(v.to_string()),
                 _ => None,
             };
+            if let Some(n) = name.as_deref()
+                && on_path(&stack, n, &target)
+            {
+                let frame = stack.last_mut().expect("a key is inside a mapping");
+                if frame.keys.iter().any(|k| k == n) {
+                    return Err(ValuesError::DuplicateKey(key.to_string()));
+                }
+                frame.keys.push(n.to_string());
+            }
             if let Some(Frame {
                 map: Some((_, k)), ..
             }) = stack.last_mut()
@@ -127,7 +149,11 @@ fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
         if opens {
             let name = if is_key { None } else { key_here };
             let map = matches!(event, Event::MappingStart(..)).then_some((true, None));
-            stack.push(Frame { name, map });
+            stack.push(Frame {
+                name,
+                map,
+                keys: Vec::new(),
+            });
         } else {
             toggle(&mut stack);
         }
@@ -144,6 +170,14 @@ fn toggle(stack: &mut [Frame]) {
     {
         *expect_key = !*expect_key;
     }
+}
+
+/// True when `key` in the innermost mapping is the next segment of the dotted `target`.
+fn on_path(stack: &[Frame], key: &str, target: &[&str]) -> bool {
+    let names: Vec<Option<&str>> = stack.iter().skip(1).map(|f| f.name.as_deref()).collect();
+    names.len() < target.len()
+        && names.iter().zip(target).all(|(n, t)| *n == Some(*t))
+        && target[names.len()] == key
 }
 
 /// True when the value under `key_here` in the innermost mapping sits at the dotted `target`.
@@ -293,14 +327,14 @@ mod tests {
             "image:\n  version: 1.0",
             "image.version",
             "2.0",
-            "image:\n  version: 2.0",
+            "image:\n  version: '2.0'",
         ),
         (
             "anchors and aliases elsewhere",
             "base: &base\n  pull: Always\nimage:\n  <<: *base\n  version: 1.0\n",
             "image.version",
-            "2.0",
-            "base: &base\n  pull: Always\nimage:\n  <<: *base\n  version: 2.0\n",
+            "2.0.1",
+            "base: &base\n  pull: Always\nimage:\n  <<: *base\n  version: 2.0.1\n",
         ),
         (
             "anchored scalar keeps its anchor",
@@ -310,11 +344,11 @@ mod tests {
             "image:\n  version: &v '2.0' # c\nother: *v\n",
         ),
         (
-            "document markers, first document holding the key",
-            "---\nfoo: 1\n---\nimage:\n  version: 1.0\n...\n",
+            "document markers: only the first document is edited (the one Helm reads)",
+            "---\nimage:\n  version: v1\n---\nimage:\n  version: v1\n...\n",
             "image.version",
-            "2.0",
-            "---\nfoo: 1\n---\nimage:\n  version: 2.0\n...\n",
+            "v2",
+            "---\nimage:\n  version: v2\n---\nimage:\n  version: v1\n...\n",
         ),
         (
             "flow mapping",
@@ -328,21 +362,21 @@ mod tests {
             "# café ☕\nnaïve: ü\nimage:\n  version: 1.0\n",
             "image.version",
             "2.0",
-            "# café ☕\nnaïve: ü\nimage:\n  version: 2.0\n",
+            "# café ☕\nnaïve: ü\nimage:\n  version: '2.0'\n",
         ),
         (
             "same key name at another depth",
-            "version: 0.1\nimage:\n  version: 1.0\n",
+            "version: 0.1\nimage:\n  version: v1\n",
             "image.version",
-            "2.0",
-            "version: 0.1\nimage:\n  version: 2.0\n",
+            "v2",
+            "version: 0.1\nimage:\n  version: v2\n",
         ),
         (
             "empty value",
             "image:\n  version:\n  tag: x\n",
             "image.version",
             "2.0",
-            "image:\n  version: 2.0\n  tag: x\n",
+            "image:\n  version: '2.0'\n  tag: x\n",
         ),
         (
             "plain value that needs quotes",
@@ -363,7 +397,7 @@ mod tests {
             "\"image\":\n  'version': 1.0\n",
             "image.version",
             "2.0",
-            "\"image\":\n  'version': 2.0\n",
+            "\"image\":\n  'version': '2.0'\n",
         ),
         (
             "escapes in double quotes",
@@ -373,6 +407,84 @@ mod tests {
             "v: \"x\\\"y\" # c\n",
         ),
     ];
+
+    /// (plain value, how it is written where a plain `v1` or `41` was): whatever a YAML 1.1 or
+    /// 1.2 reader would take for another type than the value's is quoted.
+    const TYPED: &[(&str, &str, &str)] = &[
+        ("v1", "1.10", "'1.10'"),
+        ("v1", "yes", "'yes'"),
+        ("v1", "on", "'on'"),
+        ("v1", "n", "'n'"),
+        ("v1", "0x1F", "'0x1F'"),
+        ("v1", "0o17", "'0o17'"),
+        ("41", "017", "'017'"),
+        ("v1", "1_000", "'1_000'"),
+        ("v1", "12:30", "'12:30'"),
+        ("v1", "~", "'~'"),
+        ("v1", "null", "'null'"),
+        ("v1", ".inf", "'.inf'"),
+        ("v1", ".nan", "'.nan'"),
+        ("v1", "2001-12-14", "'2001-12-14'"),
+        ("v1", "1e3", "'1e3'"),
+        ("v1", "42", "'42'"),
+        ("41", "42", "42"),
+        ("v1", "1.2.3", "1.2.3"),
+        ("v1", "sha-4f2a9c", "sha-4f2a9c"),
+    ];
+
+    #[test]
+    fn quotes_a_value_a_plain_scalar_would_change_the_type_of() {
+        for (old, value, token) in TYPED {
+            let input = format!("image:\n  version: {old}  # c\n");
+            let out = set_scalar(&input, "image.version", value).expect(value);
+            assert_eq!(out, format!("image:\n  version: {token}  # c\n"), "{value}");
+        }
+    }
+
+    #[test]
+    fn refuses_line_breaks_controls_and_invisible_characters_in_values() {
+        for value in [
+            "1.0\u{85}x: y",
+            "1.0\u{2028}x",
+            "1.0\u{2029}",
+            "\u{FEFF}1.0",
+            "1.0\u{200B}",
+            "1.\u{202E}0",
+            "1.0\u{1B}[31m",
+            "1.0\u{9B}",
+            "1.0\tx",
+        ] {
+            let err = set_scalar("v: '1'\n", "v", value).expect_err(value);
+            assert!(
+                matches!(err, ValuesError::BadValue { .. }),
+                "{value:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_key_that_appears_twice_on_the_path() {
+        for text in [
+            "image:\n  version: 1\n  version: 2\n",
+            "image:\n  version: 1\nimage:\n  version: 2\n",
+            "image: {version: 1, version: 2}\n",
+        ] {
+            let err = read_scalar(text, "image.version").expect_err(text);
+            assert!(matches!(err, ValuesError::DuplicateKey(_)), "{text}: {err}");
+            assert!(set_scalar(text, "image.version", "3").is_err(), "{text}");
+        }
+        // Duplicates off the path are not phasegate's business.
+        read_scalar("a: 1\na: 2\nimage:\n  version: 1\n", "image.version").expect("off path");
+    }
+
+    #[test]
+    fn reads_and_edits_only_the_first_document() {
+        let text = "a: 1\n---\nimage:\n  version: 1\n";
+        assert!(matches!(
+            read_scalar(text, "image.version"),
+            Err(ValuesError::KeyMissing(_))
+        ));
+    }
 
     #[test]
     fn edits_only_the_scalar_in_every_corpus_file() {
