@@ -78,6 +78,10 @@ pub struct KubernetesConfig {
     /// An API server URL reached without authentication (e.g. `kubectl proxy`); the
     /// in-cluster service account or the kubeconfig otherwise.
     pub api_url: Option<String>,
+    /// How long a test pod may stay unschedulable or fail to pull its image or create its
+    /// container before the run gives up (the cluster retries these: a node being added, a
+    /// registry hiccup); default 5m.
+    pub pod_problem_tolerance: Option<String>,
 }
 
 /// Git settings of the configuration file.
@@ -226,6 +230,9 @@ pub struct Overrides {
     /// Kubernetes API server URL reached without authentication (`kubectl proxy`).
     #[arg(long, env = "PHASEGATE_KUBERNETES_API_URL")]
     pub kubernetes_api_url: Option<String>,
+    /// How long an unschedulable test pod or an image pull error is waited out (e.g. 5m).
+    #[arg(long, env = "PHASEGATE_KUBERNETES_POD_PROBLEM_TOLERANCE")]
+    pub kubernetes_pod_problem_tolerance: Option<String>,
     /// No Kubernetes: the job runner and `credentialsSecret` are off.
     #[arg(
         long,
@@ -282,6 +289,9 @@ impl Overrides {
         let k = &mut c.kubernetes;
         k.namespace = self.kubernetes_namespace.or(k.namespace.take());
         k.api_url = self.kubernetes_api_url.or(k.api_url.take());
+        k.pod_problem_tolerance = self
+            .kubernetes_pod_problem_tolerance
+            .or(k.pod_problem_tolerance.take());
         k.disabled |= self.no_kubernetes;
         Ok(c)
     }
@@ -346,14 +356,26 @@ impl Config {
         if k.disabled {
             return Ok(None);
         }
-        match &k.api_url {
+        let tolerance = match &k.pod_problem_tolerance {
+            Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+                ConfigError(format!(
+                    "kubernetes.podProblemTolerance {t:?} is not a duration like 5m: {e}"
+                ))
+            })?),
+            None => None,
+        };
+        let cluster = match &k.api_url {
             Some(url) => {
                 crate::cluster::Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
                     .map(Some)
-                    .map_err(|e| ConfigError(e.to_string()))
+                    .map_err(|e| ConfigError(e.to_string()))?
             }
-            None => Ok(crate::cluster::Cluster::infer(k.namespace.as_deref()).await),
-        }
+            None => crate::cluster::Cluster::infer(k.namespace.as_deref()).await,
+        };
+        Ok(cluster.map(|c| match tolerance {
+            Some(t) => c.with_pod_problem_tolerance(t),
+            None => c,
+        }))
     }
 
     /// The CA bundles the HTTP runner trusts besides the public roots: git's, then the tests'.

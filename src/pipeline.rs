@@ -350,6 +350,7 @@ impl RunTask {
             http: self.http.clone(),
             cluster: self.cluster.clone(),
             job_name: runner::job_name(&self.key),
+            run_key: runner::run_key(&self.key),
             labels: labels
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))

@@ -21,6 +21,7 @@ fn config(kube: &FakeKube) -> Config {
             disabled: false,
             namespace: Some("argo-events".into()),
             api_url: Some(kube.url()),
+            ..KubernetesConfig::default()
         },
         ..Config::default()
     }

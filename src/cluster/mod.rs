@@ -7,6 +7,8 @@ pub mod argocd;
 pub mod secrets;
 pub(crate) mod watch;
 
+use std::time::Duration;
+
 use kube::Client;
 use tracing::{info, warn};
 
@@ -65,7 +67,14 @@ pub struct Cluster {
     pub client: Client,
     /// The server's namespace: Secrets are read here, and test Jobs run here by default.
     pub namespace: String,
+    /// How long a test pod's transient problem (unschedulable, image pull, container
+    /// creation) is waited out before the run gives up.
+    pub pod_problem_tolerance: Duration,
 }
+
+/// Long enough for a cluster autoscaler to add a node and for the kubelet's image pull
+/// back-off to retry a few times; short against the default 10m test timeout.
+const POD_PROBLEM_TOLERANCE: Duration = Duration::from_secs(300);
 
 impl Cluster {
     /// Connects to `api_url` without authentication (a local proxy or a test API server).
@@ -79,7 +88,16 @@ impl Cluster {
         Ok(Cluster {
             client,
             namespace: namespace.to_string(),
+            pod_problem_tolerance: POD_PROBLEM_TOLERANCE,
         })
+    }
+
+    /// The same cluster, with transient pod problems waited out for `tolerance`.
+    pub fn with_pod_problem_tolerance(self, tolerance: Duration) -> Cluster {
+        Cluster {
+            pod_problem_tolerance: tolerance,
+            ..self
+        }
     }
 
     /// The in-cluster service account (or the local kubeconfig), if there is one: without it
@@ -90,7 +108,11 @@ impl Cluster {
                 let namespace = namespace
                     .map_or_else(|| client.default_namespace().to_string(), str::to_string);
                 info!(namespace, "Kubernetes configured");
-                Some(Cluster { client, namespace })
+                Some(Cluster {
+                    client,
+                    namespace,
+                    pod_problem_tolerance: POD_PROBLEM_TOLERANCE,
+                })
             }
             Err(e) => {
                 warn!(error = %e, "no Kubernetes configuration: the job runner and credentialsSecret are off");

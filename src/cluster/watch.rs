@@ -23,10 +23,13 @@ pub fn config() -> watcher::Config {
 /// Passes the watcher's events on; recoverable errors (410 Gone, a dropped connection, an
 /// `ERROR` event) are waited out, those that waiting cannot fix (403, a missing resource type)
 /// and [`ERRORS_IN_A_ROW`] failures end the stream with a [`ClusterError`].
-pub fn tolerant<K>(
-    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+pub fn tolerant<K, S>(
+    events: S,
     what: &str,
-) -> impl Stream<Item = Result<watcher::Event<K>, ClusterError>> {
+) -> impl Stream<Item = Result<watcher::Event<K>, ClusterError>> + use<K, S>
+where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
     let what = what.to_string();
     let mut in_a_row = 0;
     events.filter_map(move |event| {

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, time::Instant};
 use serde::{Deserialize, Serialize};
 
 pub use http::client as http_client;
-pub use job::job_name;
+pub use job::{job_name, run_key};
 
 use crate::{
     cluster::{Cluster, ClusterError},
@@ -43,6 +43,10 @@ pub enum RunnerError {
     /// `testWorkdir` names no directory on this server.
     #[error("testWorkdir {0:?} is not a directory on this server")]
     Workdir(String),
+    /// The Job built from the spec is not what Kubernetes accepts (a malformed
+    /// `testResources`, `testSecurityContext` or `testPodSecurityContext`).
+    #[error("{0}")]
+    InvalidJob(String),
     /// The job runner was asked for, but this server has no Kubernetes client.
     #[error("the job runner needs Kubernetes, which is not configured on this server")]
     KubernetesNotConfigured,
@@ -63,6 +67,7 @@ impl RunnerError {
             | RunnerError::Workdir(_) => ErrorKind::FailedPrecondition,
             RunnerError::CaFile { .. } => ErrorKind::Internal,
             RunnerError::Cluster(e) => e.kind(),
+            RunnerError::InvalidJob(_) => ErrorKind::InvalidArgument,
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct TestContext {
     pub cluster: Option<Cluster>,
     /// The Job's name, derived from the run's idempotency key ([`job_name`]).
     pub job_name: String,
+    /// The digest of the run's idempotency key ([`run_key`]): proves a Job is this run's.
+    pub run_key: String,
     /// Labels of the Job and its pod.
     pub labels: BTreeMap<String, String>,
 }

@@ -45,6 +45,16 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("testNamespace", "test.namespace", Shape::Str),
     ("testServiceAccount", "test.serviceAccount", Shape::Str),
     ("testResources", "test.resources", Shape::JsonObject),
+    (
+        "testSecurityContext",
+        "test.securityContext",
+        Shape::JsonObject,
+    ),
+    (
+        "testPodSecurityContext",
+        "test.podSecurityContext",
+        Shape::JsonObject,
+    ),
     ("testEnv", "test.env", Shape::JsonObject),
     ("testTimeout", "test.timeout", Shape::Str),
     ("testPath", "test.path", Shape::Str),
@@ -130,6 +140,12 @@ pub struct TestSpec {
     pub service_account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Value>,
+    /// Job runner: the test container's securityContext (default: Pod Security "restricted").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<Value>,
+    /// Job runner: the pod's securityContext (default: Pod Security "restricted").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -53,10 +53,18 @@ pub struct JobTest {
     pub resources: Option<Value>,
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The container's securityContext; `None`: Pod Security "restricted".
+    pub security_context: Option<Value>,
+    /// The pod's securityContext; `None`: Pod Security "restricted".
+    pub pod_security_context: Option<Value>,
 }
 
 /// How the source phase is tested.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one plan per run, never in a collection: boxing the Job variant would buy nothing"
+)]
 pub enum TestPlan {
     /// Skip tests (asked for explicitly).
     None,
@@ -219,6 +227,8 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
                 resources: t.resources.clone(),
                 env,
                 timeout: timeout()?,
+                security_context: t.security_context.clone(),
+                pod_security_context: t.pod_security_context.clone(),
             })
         }
         None => return Err(SpecError::invalid("test.runner", "is not set")),

@@ -1,20 +1,23 @@
 //! A fake Kubernetes API server for the tests: the real REST paths and object JSON for Jobs,
-//! Pods, pod logs, Secrets and Argo CD Applications, with list, get, create, delete and watch
-//! (newline-delimited `{"type","object"}` events from a resourceVersion). A created Job really
-//! runs: its container's `command` + `args` run as a local process, so logs and exit codes are
-//! real (and `follow=true` streams the log as it is written), `activeDeadlineSeconds` kills it,
-//! and Job and Pod status move as a cluster's would.
+//! Pods, pod logs, Events, Secrets, ServiceAccounts and Argo CD Applications, with list, get,
+//! create, delete and watch. Watches stream newline-delimited `{"type","object"}` events from a
+//! resourceVersion, end after `timeoutSeconds` (or the server's own limit,
+//! [`FakeKube::close_watches_after`]), answer a compacted resourceVersion with an `ERROR` event
+//! carrying `410 Gone` ([`FakeKube::compact`]) and send a `BOOKMARK` when asked. Delete honours
+//! `propagationPolicy` with the REST API's orphaning default for Jobs. Logs take the
+//! `container` parameter as the API server does (a 400 for a pod of several containers without
+//! one). A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
+//! intermediate conditions, grace periods, evictions, transient pod problems, `FailedCreate`).
 //!
-//! Does not model: authentication and RBAC (only a switch answering 403 to everything),
-//! admission, optimistic-concurrency conflicts, watch bookmarks and timeouts, images (the image
-//! name only triggers simulations: one containing `no-such-image` fails to pull, one containing
-//! `unschedulable` finds no node), `ttlSecondsAfterFinished`, more than one container, and
-//! garbage collection beyond a Job's pods on deletion.
+//! Does not model: authentication and RBAC (only a switch answering 403 to everything), Pod
+//! Security and other admission (a missing service account is the one `FailedCreate`),
+//! optimistic-concurrency conflicts, set-based label selectors, pagination,
+//! `ttlSecondsAfterFinished`, images (names only trigger simulations, see `fake_kubelet.rs`),
+//! and garbage collection beyond a Job's pods.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -35,12 +38,13 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    net::TcpListener,
-    sync::broadcast,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+
+#[path = "fake_kubelet.rs"]
+mod kubelet;
+
+/// How long a deleted pod lingers with its `deletionTimestamp` (its containers stopping).
+const POD_TERMINATION: Duration = Duration::from_millis(300);
 
 #[derive(Clone, Debug)]
 struct Event {
@@ -50,7 +54,7 @@ struct Event {
     object: Value,
 }
 
-/// A container's output so far; `done` once the container has ended.
+/// A container's output so far (keyed `pod/container`); `done` once the container has ended.
 #[derive(Default)]
 struct PodLog {
     text: String,
@@ -77,6 +81,10 @@ struct Shared {
     /// Events at or below this resourceVersion are compacted: a watch from there is 410 Gone.
     compacted: std::sync::atomic::AtomicU64,
     watches_started: AtomicUsize,
+    /// A mesh injects a sidecar container into every pod.
+    sidecar: AtomicBool,
+    /// Pods the tests asked to evict.
+    evictions: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The fake API server.
@@ -97,6 +105,8 @@ impl FakeKube {
             watch_limit: Mutex::new(None),
             compacted: std::sync::atomic::AtomicU64::new(0),
             watches_started: AtomicUsize::new(0),
+            sidecar: AtomicBool::new(false),
+            evictions: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -155,6 +165,21 @@ impl FakeKube {
     /// Watch requests served so far (a client that re-establishes its watches makes several).
     pub fn watches_started(&self) -> usize {
         self.shared.watches_started.load(Ordering::SeqCst)
+    }
+
+    /// Injects an `istio-proxy` sidecar container into every pod from now on, as a service
+    /// mesh's admission webhook does.
+    pub fn inject_sidecar(&self) {
+        self.shared.sidecar.store(true, Ordering::SeqCst);
+    }
+
+    /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
+    pub fn evict(&self, pod: &str) {
+        self.shared
+            .evictions
+            .lock()
+            .expect("evictions")
+            .insert(pod.to_string());
     }
 
     /// Jobs created so far (AlreadyExists does not count).
@@ -282,12 +307,13 @@ fn query(request: &Request) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// True when `object` passes the `fieldSelector` (metadata.name only) and `labelSelector`.
+/// True when `object` passes the `fieldSelector` (`a.b=v` equalities on any field path) and the
+/// `labelSelector` (`k=v` equalities).
 fn selected(object: &Value, q: &BTreeMap<String, String>) -> bool {
     let field_ok = q.get("fieldSelector").is_none_or(|f| {
-        f.split(',').all(|c| {
-            c.strip_prefix("metadata.name=")
-                .is_none_or(|n| object["metadata"]["name"] == n)
+        f.split(',').filter(|c| !c.is_empty()).all(|c| {
+            let (path, v) = c.split_once('=').unwrap_or((c, ""));
+            path.split('.').try_fold(object, |o, k| o.get(k)) == Some(&json!(v))
         })
     });
     let label_ok = q.get("labelSelector").is_none_or(|l| {
@@ -346,39 +372,70 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             )
         }
         (Method::POST, None, None) => create(&shared, &collection, &body),
-        (Method::DELETE, Some(name), None) => delete(&shared, &collection, &name),
+        (Method::DELETE, Some(name), None) => delete(&shared, &collection, &name, &body, &q),
         _ => status(405, "MethodNotAllowed", "not modelled by the fake"),
     }
 }
 
-/// `GET …/pods/NAME/log`: the whole log or its `tailLines`; with `follow=true`, a stream that
-/// grows as the container writes and ends when it ends. A container that has not started yet
-/// is a 400, as the kubelet answers.
+/// `GET …/pods/NAME/log`: the container's whole log or its `tailLines`; with `follow=true`, a
+/// stream that grows as the container writes and ends when it ends. As the API server: a pod
+/// with several containers and no `container` parameter is a 400 naming them, an unknown
+/// container is a 400, a container that has not started yet is a 400.
 fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {
     let store = shared.store.lock().expect("store");
     let Some(object) = store.objects.get(&(pods.to_string(), pod.to_string())) else {
         return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
     };
+    let containers: Vec<&str> = object["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let container = match q.get("container") {
+        Some(c) if containers.contains(&c.as_str()) => c.clone(),
+        Some(c) => {
+            return status(
+                400,
+                "BadRequest",
+                &format!("container {c} is not valid for pod {pod}"),
+            );
+        }
+        None if containers.len() == 1 => containers[0].to_string(),
+        None => {
+            return status(
+                400,
+                "BadRequest",
+                &format!(
+                    "a container name must be specified for pod {pod}, choose one of: [{}]",
+                    containers.join(" ")
+                ),
+            );
+        }
+    };
     if object["status"]["phase"] == "Pending" {
         return status(
             400,
             "BadRequest",
-            &format!("container \"tests\" in pod \"{pod}\" is waiting to start: ContainerCreating"),
+            &format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
         );
     }
+    let key = format!("{pod}/{container}");
     let text = store
         .pod_logs
-        .get(pod)
+        .get(&key)
         .map(|l| l.text.clone())
         .unwrap_or_default();
     drop(store);
     if q.get("follow").is_some_and(|f| f == "true") {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-        let (shared, pod) = (shared.clone(), pod.to_string());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let mut sent = 0;
             while !tx.is_closed() {
-                let (text, done) = match shared.store.lock().expect("store").pod_logs.get(&pod) {
+                let (text, done) = match shared.store.lock().expect("store").pod_logs.get(&key) {
                     Some(log) => (log.text[sent..].to_string(), log.done),
                     None => (String::new(), true),
                 };
@@ -553,7 +610,7 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
     }
     object["metadata"]["namespace"] = json!(namespace);
     object["metadata"]["uid"] = json!(format!("uid-{}", store.version + 1));
-    object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    object["metadata"]["creationTimestamp"] = json!(kubelet::now());
     save(
         shared,
         &mut store,
@@ -565,7 +622,7 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
     let created = store.objects[&(collection.to_string(), name.clone())].clone();
     if collection.ends_with("/jobs") {
         shared.jobs_created.fetch_add(1, Ordering::SeqCst);
-        let process = tokio::spawn(run_job(
+        let process = tokio::spawn(kubelet::run_job(
             shared.clone(),
             collection.to_string(),
             namespace,
@@ -581,7 +638,23 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
         .expect("response")
 }
 
-fn delete(shared: &Shared, collection: &str, name: &str) -> Response {
+/// `DELETE`: honours `propagationPolicy` (in the DeleteOptions body or the query). Without one,
+/// a `batch/v1` Job orphans its pods, as the REST API does (only kubectl asks for background):
+/// they keep running, without their owner reference. `Background` and `Foreground` delete them
+/// too: each first gets a `deletionTimestamp`, then goes once its grace period is over.
+fn delete(
+    shared: &Arc<Shared>,
+    collection: &str,
+    name: &str,
+    body: &[u8],
+    q: &BTreeMap<String, String>,
+) -> Response {
+    let options: Value = serde_json::from_slice(body).unwrap_or_default();
+    let policy = options["propagationPolicy"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| q.get("propagationPolicy").cloned())
+        .unwrap_or_else(|| "Orphan".into());
     let mut store = shared.store.lock().expect("store");
     let Some(object) = store
         .objects
@@ -590,9 +663,6 @@ fn delete(shared: &Shared, collection: &str, name: &str) -> Response {
     else {
         return status(404, "NotFound", &format!("{name} not found"));
     };
-    if let Some(process) = store.processes.remove(name) {
-        process.abort();
-    }
     save(
         shared,
         &mut store,
@@ -601,187 +671,43 @@ fn delete(shared: &Shared, collection: &str, name: &str) -> Response {
         object.clone(),
         "DELETED",
     );
-    if collection.ends_with("/jobs") {
-        // Background propagation: the Job's pods go too.
-        let pods = collection
-            .replace("/apis/batch/v1/", "/api/v1/")
-            .replace("/jobs", "/pods");
-        let owned: Vec<(String, Value)> = store
-            .objects
-            .iter()
-            .filter(|((c, _), o)| *c == pods && o["metadata"]["labels"]["job-name"] == name)
-            .map(|((_, n), o)| (n.clone(), o.clone()))
-            .collect();
-        for (pod, o) in owned {
-            save(shared, &mut store, &pods, &pod, o, "DELETED");
+    if !collection.ends_with("/jobs") {
+        return ok(
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}),
+        );
+    }
+    let pods = collection
+        .replace("/apis/batch/v1/", "/api/v1/")
+        .replace("/jobs", "/pods");
+    let uid = object["metadata"]["uid"].clone();
+    let owned: Vec<(String, Value)> = store
+        .objects
+        .iter()
+        .filter(|((c, _), o)| *c == pods && o["metadata"]["ownerReferences"][0]["uid"] == uid)
+        .map(|((_, n), o)| (n.clone(), o.clone()))
+        .collect();
+    if policy == "Orphan" {
+        for (pod, mut o) in owned {
+            o["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .remove("ownerReferences");
+            save(shared, &mut store, &pods, &pod, o, "MODIFIED");
+        }
+    } else {
+        if let Some(process) = store.processes.remove(name) {
+            process.abort();
+        }
+        for (pod, mut o) in owned {
+            o["metadata"]["deletionTimestamp"] = json!(kubelet::now());
+            save(shared, &mut store, &pods, &pod, o.clone(), "MODIFIED");
+            let (shared, pods) = (shared.clone(), pods.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(POD_TERMINATION).await;
+                let mut store = shared.store.lock().expect("store");
+                save(&shared, &mut store, &pods, &pod, o, "DELETED");
+            });
         }
     }
     ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))
-}
-
-/// Plays the kubelet and the Job controller for one Job.
-async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Value) {
-    let name = job["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let pods = format!("/api/v1/namespaces/{namespace}/pods");
-    let pod_name = format!("{name}-x7k2p");
-    let template = &job["spec"]["template"];
-    let container = &template["spec"]["containers"][0];
-    let mut labels = template["metadata"]["labels"].clone();
-    labels["job-name"] = json!(name);
-    let pod = json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
-        "spec": template["spec"], "status": {"phase": "Pending"}});
-    {
-        let mut store = shared.store.lock().expect("store");
-        save(&shared, &mut store, &pods, &pod_name, pod, "ADDED");
-    }
-    let image = container["image"].as_str().unwrap_or_default();
-    if image.contains("no-such-image") {
-        update(&shared, &pods, &pod_name, |p| {
-            p["status"]["containerStatuses"] = json!([{"name": "tests", "ready": false, "restartCount": 0, "image": image, "imageID": "",
-                "state": {"waiting": {"reason": "ErrImagePull", "message": format!("pull access denied for {image}")}}}]);
-        });
-        return;
-    }
-    if image.contains("unschedulable") {
-        update(&shared, &pods, &pod_name, |p| {
-            p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": "0/3 nodes are available: 3 Insufficient cpu."}]);
-        });
-        return;
-    }
-    let argv: Vec<String> = container["command"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(container["args"].as_array().into_iter().flatten())
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let env: Vec<(String, String)> = container["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["name"].as_str().unwrap_or_default().to_string(),
-                e["value"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    shared
-        .store
-        .lock()
-        .expect("store")
-        .pod_logs
-        .insert(pod_name.clone(), PodLog::default());
-    update(&shared, &pods, &pod_name, |p| {
-        p["status"]["phase"] = json!("Running")
-    });
-    update(&shared, &jobs, &name, |j| {
-        j["status"] = json!({"active": 1})
-    });
-    let deadline = Duration::from_secs(
-        job["spec"]["activeDeadlineSeconds"]
-            .as_u64()
-            .unwrap_or(3600),
-    );
-    let failed = |reason: &str, message: &str| json!({"type": "Failed", "status": "True", "reason": reason, "message": message});
-    let backoff = failed(
-        "BackoffLimitExceeded",
-        "Job has reached the specified backoff limit",
-    );
-    let spawned =
-        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()))
-            .args(argv.iter().skip(1))
-            .envs(env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-    let (succeeded, condition) = match spawned {
-        Ok(mut child) => {
-            let readers = [
-                child
-                    .stdout
-                    .take()
-                    .map(|o| append_lines(&shared, &pod_name, o)),
-                child
-                    .stderr
-                    .take()
-                    .map(|e| append_lines(&shared, &pod_name, e)),
-            ];
-            let exit = tokio::time::timeout(deadline, child.wait()).await;
-            if exit.is_err() {
-                let _ = child.kill().await;
-            }
-            for reader in readers.into_iter().flatten() {
-                // A grandchild may hold the pipe open after a kill: do not wait for it forever.
-                let abort = reader.abort_handle();
-                if tokio::time::timeout(Duration::from_secs(1), reader)
-                    .await
-                    .is_err()
-                {
-                    abort.abort();
-                }
-            }
-            match exit {
-                Ok(Ok(status)) if status.success() => {
-                    (true, json!({"type": "Complete", "status": "True"}))
-                }
-                Ok(_) => (false, backoff),
-                Err(_) => (
-                    false,
-                    failed(
-                        "DeadlineExceeded",
-                        "Job was active longer than specified deadline",
-                    ),
-                ),
-            }
-        }
-        Err(e) => {
-            append(&shared, &pod_name, &format!("exec: {e}"));
-            (false, backoff)
-        }
-    };
-    if let Some(log) = shared
-        .store
-        .lock()
-        .expect("store")
-        .pod_logs
-        .get_mut(&pod_name)
-    {
-        log.done = true;
-    }
-    update(&shared, &pods, &pod_name, |p| {
-        p["status"]["phase"] = json!(if succeeded { "Succeeded" } else { "Failed" })
-    });
-    update(&shared, &jobs, &name, |j| {
-        let counter = if succeeded { "succeeded" } else { "failed" };
-        j["status"] = json!({counter: 1, "conditions": [condition]});
-    });
-}
-
-/// Copies a container's output into its pod log line by line, as a kubelet would.
-fn append_lines(
-    shared: &Arc<Shared>,
-    pod: &str,
-    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-) -> JoinHandle<()> {
-    let (shared, pod) = (shared.clone(), pod.to_string());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            append(&shared, &pod, &line);
-        }
-    })
-}
-
-fn append(shared: &Shared, pod: &str, line: &str) {
-    let mut store = shared.store.lock().expect("store");
-    let log = store.pod_logs.entry(pod.to_string()).or_default();
-    log.text.push_str(line);
-    log.text.push('\n');
 }

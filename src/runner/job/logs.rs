@@ -1,0 +1,138 @@
+//! The test container's log: followed while it runs, so `runs watch` and the server log show its
+//! lines as they happen, and read back from the pod when following did not see it end. Only the
+//! test container ([`CONTAINER`]) of this run's pods is read: an injected sidecar has its own log.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, api::LogParams};
+use tokio::task::JoinHandle;
+
+use super::manifest::CONTAINER;
+use crate::runner::LogSink;
+
+/// Lines of the pod's log kept (the answer keeps the last 4 KiB of them).
+const LOG_LINES: usize = 200;
+/// Once the Job has ended, how long its log stream may take to deliver its last lines.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+
+fn params() -> LogParams {
+    LogParams {
+        container: Some(CONTAINER.into()),
+        ..LogParams::default()
+    }
+}
+
+/// Follows the test container of the newest started pod of the run.
+#[derive(Default)]
+pub struct LogFollower {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    /// The pod followed, and the task following it: `true` when the stream ended with the
+    /// container, `false` when it broke.
+    task: Option<(String, JoinHandle<bool>)>,
+}
+
+impl LogFollower {
+    /// Follows `pod` once its container has started (the kubelet refuses before). A pod that
+    /// replaces a disrupted one takes over.
+    pub fn follow(&mut self, pods: &Api<Pod>, pod: &Pod, sink: &LogSink) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
+        let Some(name) = pod.metadata.name.clone() else {
+            return;
+        };
+        let followed = self.task.as_ref().map(|(p, _)| p.as_str());
+        if !started || pod.metadata.deletion_timestamp.is_some() || followed == Some(&name) {
+            return;
+        }
+        if let Some((old, task)) = self.task.take() {
+            task.abort();
+            sink(&format!(
+                "(pod {old} was replaced by {name}; its log follows)"
+            ));
+        }
+        let (pods, lines, sink) = (pods.clone(), self.lines.clone(), sink.clone());
+        let pod_name = name.clone();
+        let task = tokio::spawn(async move {
+            let params = LogParams {
+                follow: true,
+                ..params()
+            };
+            let Ok(stream) = pods.log_stream(&pod_name, &params).await else {
+                return false;
+            };
+            let mut stream = stream.lines();
+            while let Some(line) = stream.next().await {
+                let Ok(line) = line else {
+                    return false;
+                };
+                sink(&line);
+                let mut kept = lines.lock().expect("log lines");
+                if kept.len() == LOG_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+            true
+        });
+        self.task = Some((name, task));
+    }
+
+    /// The log: as followed when the stream saw the container end, otherwise (never started,
+    /// broken, or still open after the Job ended) the log tail read from the pod. When the Job
+    /// did not end (`ended` false: phasegate's own timeout) its stream is not waited for.
+    pub async fn finish(
+        self,
+        pods: &Api<Pod>,
+        selector: &str,
+        sink: &LogSink,
+        ended: bool,
+    ) -> String {
+        if let Some((_, task)) = self.task {
+            let abort = task.abort_handle();
+            let drain = if ended { LOG_DRAIN } else { Duration::ZERO };
+            if let Ok(Ok(true)) = tokio::time::timeout(drain, task).await {
+                let lines = self.lines.lock().expect("log lines");
+                return lines.iter().map(|l| format!("{l}\n")).collect();
+            }
+            abort.abort();
+            if !self.lines.lock().expect("log lines").is_empty() {
+                sink("(the log stream broke; the pod's log tail follows)");
+            }
+        }
+        let log = pod_log(pods, selector).await;
+        for line in log.lines() {
+            sink(line);
+        }
+        log
+    }
+}
+
+/// The log tail of the test container of the run's newest pod ("" when there is none yet, or
+/// it cannot be read). `selector` selects the run's pods by their Job's uid.
+async fn pod_log(pods: &Api<Pod>, selector: &str) -> String {
+    let Ok(list) = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+    else {
+        return String::new();
+    };
+    let newest = list
+        .items
+        .iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())
+        .and_then(|p| p.metadata.name.clone());
+    let Some(pod) = newest else {
+        return String::new();
+    };
+    let params = LogParams {
+        tail_lines: Some(LOG_LINES as i64),
+        ..params()
+    };
+    pods.logs(&pod, &params).await.unwrap_or_default()
+}

@@ -1,0 +1,162 @@
+//! The test Job as phasegate creates it: one container named [`CONTAINER`], no retries, the
+//! run's deadline, Pod Security "restricted" by default, evictions not counted as failures, and
+//! an annotation proving which run it belongs to.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use serde_json::{Value, json};
+
+use crate::spec::JobTest;
+
+/// The test container's name: logs are read from it by name, since a mesh (Istio, Linkerd)
+/// may inject a sidecar and a pod with two containers answers a log request without one 400.
+pub const CONTAINER: &str = "tests";
+/// Annotation holding the digest of the run's idempotency key: phasegate attaches to an
+/// existing Job of the same name only when it carries the same digest.
+pub const RUN_KEY: &str = "phasegate.dev/run-key";
+/// Failed Jobs stay this long for `kubectl logs`, then the cluster removes them.
+const FAILED_JOB_TTL_SECONDS: u64 = 24 * 3600;
+
+/// The pod-level securityContext that passes Pod Security "restricted" (the test image must
+/// then run as a non-root user; `testPodSecurityContext` replaces it).
+fn restricted_pod() -> Value {
+    json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+}
+
+/// The container-level securityContext "restricted" asks for (`testSecurityContext` replaces it).
+fn restricted_container() -> Value {
+    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+}
+
+/// Builds the Job; `Err` names the spec key whose JSON is not what Kubernetes accepts there.
+pub fn manifest(
+    test: &JobTest,
+    name: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    run_key: &str,
+) -> Result<Job, String> {
+    let mut env: Vec<_> = test
+        .env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    env.push(json!({"name": "TEST_TARGET", "value": test.target}));
+    let mut container = json!({
+        "name": CONTAINER,
+        "image": test.image,
+        "args": test.args,
+        "env": env,
+        "securityContext": test.security_context.clone().unwrap_or_else(restricted_container),
+    });
+    if !test.command.is_empty() {
+        container["command"] = json!(test.command);
+    }
+    if let Some(resources) = &test.resources {
+        container["resources"] = resources.clone();
+    }
+    let mut pod_spec = json!({
+        "restartPolicy": "Never",
+        "containers": [container],
+        "securityContext": test.pod_security_context.clone().unwrap_or_else(restricted_pod),
+    });
+    match &test.service_account {
+        Some(sa) => pod_spec["serviceAccountName"] = json!(sa),
+        // A test that names no service account has no use for an API token.
+        None => pod_spec["automountServiceAccountToken"] = json!(false),
+    }
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": {RUN_KEY: run_key}},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": test.timeout.as_secs().max(1),
+            "ttlSecondsAfterFinished": FAILED_JOB_TTL_SECONDS,
+            // An eviction, preemption or node drain is not the test's failure: the Job
+            // controller starts the pod again instead of failing the Job (Kubernetes ≥ 1.26).
+            "podFailurePolicy": {"rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+            ]},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    });
+    serde_json::from_value(job).map_err(|e| {
+        format!("testResources, testSecurityContext or testPodSecurityContext is not valid for a Job: {e}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn test() -> JobTest {
+        JobTest {
+            image: "registry.example.com/petstore-tests:1.2".into(),
+            command: vec!["./launchTests.sh".into()],
+            args: vec!["http://petstore.test.svc:8080".into()],
+            target: "http://petstore.test.svc:8080".into(),
+            namespace: None,
+            service_account: None,
+            resources: None,
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(600),
+            security_context: None,
+            pod_security_context: None,
+        }
+    }
+
+    fn as_json(test: &JobTest) -> Value {
+        let job = manifest(test, "phasegate-1", "argo-events", &BTreeMap::new(), "k").expect("job");
+        serde_json::to_value(job).expect("json")
+    }
+
+    #[test]
+    fn the_default_template_passes_pod_security_restricted() {
+        let job = as_json(&test());
+        let pod = &job["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        // The checks of the "restricted" profile (Kubernetes Pod Security Standards).
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(c["name"], CONTAINER);
+        assert_eq!(pod["automountServiceAccountToken"], false);
+    }
+
+    #[test]
+    fn the_spec_replaces_the_security_contexts() {
+        let mut t = test();
+        t.security_context = Some(json!({"runAsUser": 0, "allowPrivilegeEscalation": false}));
+        t.pod_security_context = Some(json!({"fsGroup": 1000}));
+        let job = as_json(&t);
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"], json!({"fsGroup": 1000}));
+        assert_eq!(pod["containers"][0]["securityContext"]["runAsUser"], 0);
+    }
+
+    #[test]
+    fn a_malformed_security_context_is_an_error_naming_the_keys() {
+        let mut t = test();
+        t.security_context = Some(json!({"runAsUser": "root"}));
+        let e = manifest(&t, "n", "ns", &BTreeMap::new(), "k").expect_err("invalid");
+        assert!(e.contains("testSecurityContext"), "{e}");
+    }
+
+    #[test]
+    fn evictions_are_not_counted_as_failures() {
+        let job = as_json(&test());
+        let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
+        assert_eq!(rule["action"], "Ignore");
+        assert_eq!(rule["onPodConditions"][0]["type"], "DisruptionTarget");
+        assert_eq!(job["metadata"]["annotations"][RUN_KEY], "k");
+    }
+}

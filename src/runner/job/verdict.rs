@@ -1,0 +1,121 @@
+//! What the cluster says about a test Job, decided as the Job controller and the kubelet mean
+//! it (Kubernetes `pkg/controller/job`, the pod status API), as pure functions of the objects.
+//!
+//! - The Job's verdict comes from its conditions only. Since Kubernetes 1.31 the controller
+//!   first sets `FailureTarget` (reason `DeadlineExceeded`, `BackoffLimitExceeded`,
+//!   `PodFailurePolicy`…) or `SuccessCriteriaMet`, and the terminal `Failed`/`Complete` only
+//!   once the pods are gone (after their grace period): the first one is the verdict. Counters
+//!   (`failed`, `succeeded`) are not: a disrupted pod is replaced, not a failure.
+//! - A pod problem is permanent (`ErrImageNeverPull`, `InvalidImageName`: no retry fixes
+//!   them) or transient (`Unschedulable` makes a cluster autoscaler add a node, the kubelet
+//!   retries `ErrImagePull`/`ImagePullBackOff`/`CreateContainerError`/
+//!   `CreateContainerConfigError`): those end a run only once they have lasted a while.
+//! - A pod the Job controller cannot create leaves a `FailedCreate` Warning event on the Job.
+
+use k8s_openapi::api::{batch::v1::Job, core::v1::Event, core::v1::Pod};
+
+/// How the Job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    /// The test failed (`reason: message` of the controller).
+    Failed(String),
+    /// The Job ran past `activeDeadlineSeconds` (the controller's message).
+    TimedOut(String),
+}
+
+/// The Job's verdict, once the controller has given one.
+pub fn job_verdict(job: &Job) -> Option<Verdict> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let holds = |types: [&str; 2]| {
+        conditions
+            .iter()
+            .find(|c| types.contains(&c.type_.as_str()) && c.status == "True")
+    };
+    if let Some(c) = holds(["FailureTarget", "Failed"]) {
+        let reason = c.reason.as_deref().unwrap_or("Failed");
+        let message = c.message.as_deref().unwrap_or("");
+        return Some(if reason == "DeadlineExceeded" {
+            Verdict::TimedOut(format!("{reason}: {message}"))
+        } else {
+            Verdict::Failed(format!("{reason}: {message}"))
+        });
+    }
+    holds(["SuccessCriteriaMet", "Complete"]).map(|_| Verdict::Passed)
+}
+
+/// Something keeping a pod from running its tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodProblem {
+    /// No retry will fix it.
+    Permanent(String),
+    /// The cluster retries it; `reason` names it so its duration can be measured.
+    Transient { reason: String, detail: String },
+}
+
+/// Waiting reasons no retry fixes.
+const PERMANENT: [&str; 2] = ["ErrImageNeverPull", "InvalidImageName"];
+/// Waiting reasons the kubelet retries.
+const TRANSIENT: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+];
+
+/// What keeps `pod` from running, if anything. A disrupted pod (evicted, preempted, drained:
+/// condition `DisruptionTarget`) is the cluster's business, not a problem of the test.
+pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    let conditions = status.conditions.iter().flatten();
+    if conditions
+        .clone()
+        .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+    {
+        return None;
+    }
+    let waiting = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref());
+    for w in waiting {
+        let Some(reason) = w.reason.as_deref() else {
+            continue;
+        };
+        let detail = format!("{reason}: {}", w.message.as_deref().unwrap_or(""));
+        if PERMANENT.contains(&reason) {
+            return Some(PodProblem::Permanent(detail));
+        }
+        if TRANSIENT.contains(&reason) {
+            // Pull errors alternate with their back-off: one clock for both.
+            let reason = if reason == "ImagePullBackOff" {
+                "ErrImagePull"
+            } else {
+                reason
+            };
+            return Some(PodProblem::Transient {
+                reason: reason.into(),
+                detail,
+            });
+        }
+    }
+    conditions
+        .filter(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .find(|c| c.reason.as_deref() == Some("Unschedulable"))
+        .map(|c| PodProblem::Transient {
+            reason: "Unschedulable".into(),
+            detail: format!("Unschedulable: {}", c.message.as_deref().unwrap_or("")),
+        })
+}
+
+/// The message of a `FailedCreate` Warning on the Job: its pod cannot be created at all
+/// (Pod Security admission, quota, a missing service account, an admission webhook).
+pub fn failed_create(event: &Event) -> Option<String> {
+    (event.reason.as_deref() == Some("FailedCreate") && event.type_.as_deref() == Some("Warning"))
+        .then(|| format!("FailedCreate: {}", event.message.as_deref().unwrap_or("")))
+}
+
+#[cfg(test)]
+mod tests;

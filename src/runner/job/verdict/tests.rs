@@ -1,0 +1,85 @@
+//! The decisions on objects shaped as a real cluster returns them (`tests/fixtures/kubernetes/`,
+//! whose README says where they come from), as kube-runtime's `wait.rs` tests its conditions.
+
+use k8s_openapi::api::{batch::v1::Job, core::v1::Event, core::v1::Pod};
+use serde::de::DeserializeOwned;
+
+use super::*;
+
+fn fixture<T: DeserializeOwned>(yaml: &str) -> T {
+    serde_yaml_ng::from_str(yaml).expect("fixture parses as the Kubernetes type")
+}
+
+macro_rules! load {
+    ($file:literal) => {
+        fixture(include_str!(concat!(
+            "../../../../tests/fixtures/kubernetes/",
+            $file
+        )))
+    };
+}
+
+#[test]
+fn failure_target_deadline_exceeded_is_a_timeout_before_the_terminal_failed() {
+    let job: Job = load!("job-deadline-exceeded.yaml");
+    assert_eq!(
+        job_verdict(&job),
+        Some(Verdict::TimedOut(
+            "DeadlineExceeded: Job was active longer than specified deadline".into()
+        ))
+    );
+}
+
+#[test]
+fn a_failed_pod_is_a_failed_test_with_the_controllers_reason() {
+    let job: Job = load!("job-backoff-limit-failed.yaml");
+    assert!(
+        matches!(job_verdict(&job), Some(Verdict::Failed(r)) if r.starts_with("BackoffLimitExceeded"))
+    );
+}
+
+#[test]
+fn success_criteria_met_passes_before_complete() {
+    let job: Job = load!("job-success-criteria-met.yaml");
+    assert_eq!(job_verdict(&job), Some(Verdict::Passed));
+}
+
+#[test]
+fn a_disrupted_pod_being_replaced_is_no_verdict() {
+    let job: Job = load!("job-disrupted-pod-replaced.yaml");
+    assert_eq!(job_verdict(&job), None);
+}
+
+#[test]
+fn unschedulable_and_image_pull_errors_are_transient() {
+    let pod: Pod = load!("pod-unschedulable.yaml");
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Transient { reason, detail })
+        if reason == "Unschedulable" && detail.contains("Insufficient cpu"))
+    );
+    let pod: Pod = load!("pod-err-image-pull.yaml");
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Transient { reason, .. }) if reason == "ErrImagePull")
+    );
+}
+
+#[test]
+fn an_invalid_image_name_is_permanent() {
+    let pod: Pod = load!("pod-invalid-image-name.yaml");
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Permanent(d)) if d.starts_with("InvalidImageName"))
+    );
+}
+
+#[test]
+fn an_evicted_pod_is_not_the_tests_problem() {
+    let pod: Pod = load!("pod-evicted.yaml");
+    assert_eq!(pod_problem(&pod), None);
+}
+
+#[test]
+fn a_failed_create_warning_carries_the_admission_message() {
+    let event: Event = load!("event-failed-create.yaml");
+    let message = failed_create(&event).expect("FailedCreate");
+    assert!(message.contains("violates PodSecurity"), "{message}");
+}

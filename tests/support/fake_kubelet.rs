@@ -1,0 +1,424 @@
+//! The Job controller and the kubelet behind the fake API server (`super`), for one Job.
+//!
+//! As Kubernetes 1.31+ does: pods carry `batch.kubernetes.io/controller-uid`, `controller-uid`,
+//! `batch.kubernetes.io/job-name` and `job-name` labels and a controller owner reference; the
+//! Job gets `FailureTarget` (or `SuccessCriteriaMet`) first and the terminal `Failed` (or
+//! `Complete`) only once its pod has terminated; at `activeDeadlineSeconds` the container gets
+//! SIGTERM and, if it ignores it, SIGKILL after `terminationGracePeriodSeconds` (default 30);
+//! an evicted pod gets `DisruptionTarget` and, under a `podFailurePolicy` rule `Ignore` on it,
+//! is replaced instead of failing the Job; a pod naming a service account that does not exist
+//! is never created (a `FailedCreate` Warning on the Job, with the API server's message).
+//!
+//! Image names trigger simulations: `no-such-image` never pulls, `flaky-pull` fails to pull for
+//! a moment, `invalid-image` is an `InvalidImageName`, `unschedulable` finds no node,
+//! `autoscaled` finds one after a moment (a node being added).
+
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use super::{PodLog, Shared, save, update};
+
+/// How long the transient simulations (`flaky-pull`, `autoscaled`) last.
+const TRANSIENT: Duration = Duration::from_millis(600);
+
+/// How a pod ended.
+enum PodEnd {
+    Succeeded,
+    Failed,
+    Deadline,
+    Disrupted,
+}
+
+/// Now, as the API server writes times.
+pub(super) fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Plays the Job controller (and the kubelet) for one Job.
+pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String, job: Value) {
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let uid = job["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let template = &job["spec"]["template"];
+    if let Some(sa) = template["spec"]["serviceAccountName"].as_str() {
+        let accounts = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
+        let known = shared
+            .store
+            .lock()
+            .expect("store")
+            .objects
+            .contains_key(&(accounts, sa.to_string()));
+        if !known {
+            let message = format!(
+                "Error creating: pods \"{name}-x7k2p\" is forbidden: error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
+            );
+            warn_on_job(&shared, &namespace, &name, &uid, "FailedCreate", &message);
+            return;
+        }
+    }
+    let deadline = Instant::now()
+        + Duration::from_secs(
+            job["spec"]["activeDeadlineSeconds"]
+                .as_u64()
+                .unwrap_or(3600),
+        );
+    let ignores_disruption = job["spec"]["podFailurePolicy"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["action"] == "Ignore" && r["onPodConditions"][0]["type"] == "DisruptionTarget");
+    let condition = |kind: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": "True", "reason": reason, "message": message,
+               "lastProbeTime": now(), "lastTransitionTime": now()})
+    };
+    loop {
+        let suffix: String = (0..5).map(|_| fastrand::lowercase()).collect();
+        let pod = format!("{name}-{suffix}");
+        let end = run_pod(&shared, &jobs, &namespace, &job, &pod, deadline).await;
+        let (first, last) = match end {
+            None => return, // never runs: the pod stays as it is
+            Some(PodEnd::Disrupted) if ignores_disruption => continue,
+            Some(PodEnd::Succeeded) => ("SuccessCriteriaMet", "Complete"),
+            Some(_) => ("FailureTarget", "Failed"),
+        };
+        let (reason, message) = match end {
+            Some(PodEnd::Succeeded) => (
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ),
+            Some(PodEnd::Deadline) => (
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ),
+            _ => (
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ),
+        };
+        let counter = if first == "SuccessCriteriaMet" {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        let target = condition(first, reason, message);
+        update_job(&shared, &jobs, &name, &uid, |j| {
+            j["status"]["conditions"] = json!([target]);
+            j["status"]["active"] = json!(0);
+        });
+        // The terminal condition once the pod's termination is accounted for.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let terminal = condition(last, reason, message);
+        update_job(&shared, &jobs, &name, &uid, |j| {
+            j["status"][counter] = json!(1);
+            j["status"]["conditions"]
+                .as_array_mut()
+                .expect("conditions")
+                .push(terminal);
+        });
+        return;
+    }
+}
+
+/// Runs one pod to its end; `None` when it never gets to run.
+async fn run_pod(
+    shared: &Arc<Shared>,
+    jobs: &str,
+    namespace: &str,
+    job: &Value,
+    pod_name: &str,
+    deadline: Instant,
+) -> Option<PodEnd> {
+    let pods = format!("/api/v1/namespaces/{namespace}/pods");
+    let (name, uid) = (
+        job["metadata"]["name"].clone(),
+        job["metadata"]["uid"].clone(),
+    );
+    let template = &job["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].clone();
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("job-name", &name),
+    ] {
+        labels[k] = v.clone();
+    }
+    let mut spec = template["spec"].clone();
+    if shared.sidecar.load(std::sync::atomic::Ordering::SeqCst) {
+        let sidecar = json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"});
+        spec["containers"]
+            .as_array_mut()
+            .expect("containers")
+            .push(sidecar);
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": namespace, "labels": labels, "uid": format!("{pod_name}-uid"),
+                     "creationTimestamp": now(),
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                                          "controller": true, "blockOwnerDeletion": true}]},
+        "spec": spec, "status": {"phase": "Pending", "qosClass": "BestEffort"}});
+    {
+        let mut store = shared.store.lock().expect("store");
+        store.pod_logs.insert(
+            format!("{pod_name}/istio-proxy"),
+            PodLog {
+                text: "envoy: proxy ready\n".into(),
+                done: false,
+            },
+        );
+        save(shared, &mut store, &pods, pod_name, pod, "ADDED");
+    }
+    let name = name.as_str().unwrap_or_default().to_string();
+    update_job(shared, jobs, &name, uid.as_str().unwrap_or_default(), |j| {
+        j["status"]["active"] = json!(1);
+        j["status"]["startTime"] = json!(now());
+    });
+    let container = &template["spec"]["containers"][0];
+    let image = container["image"].as_str().unwrap_or_default();
+    let waiting = |reason: &str, message: &str| {
+        json!([{"name": "tests", "ready": false, "restartCount": 0, "started": false, "image": image, "imageID": "",
+                "state": {"waiting": {"reason": reason, "message": message}}}])
+    };
+    let unschedulable = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient cpu.", "lastTransitionTime": now()}]);
+    let pull = format!(
+        "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"
+    );
+    let problem = if image.contains("no-such-image") || image.contains("flaky-pull") {
+        Some(("containerStatuses", waiting("ErrImagePull", &pull)))
+    } else if image.contains("invalid-image") {
+        Some((
+            "containerStatuses",
+            waiting(
+                "InvalidImageName",
+                &format!("couldn't parse image name \"{image}\""),
+            ),
+        ))
+    } else if image.contains("unschedulable") || image.contains("autoscaled") {
+        Some(("conditions", unschedulable))
+    } else {
+        None
+    };
+    if let Some((field, value)) = problem {
+        update(shared, &pods, pod_name, |p| p["status"][field] = value);
+        if !(image.contains("flaky-pull") || image.contains("autoscaled")) {
+            return None;
+        }
+        tokio::time::sleep(TRANSIENT).await;
+        update(shared, &pods, pod_name, |p| {
+            p["status"].as_object_mut().expect("status").remove(field);
+        });
+    }
+    // At the deadline the controller marks the Job before the kubelet stops the container.
+    let jobs = jobs.to_string();
+    let uid = uid.as_str().unwrap_or_default().to_string();
+    let shared_for_deadline = shared.clone();
+    let on_deadline = move || {
+        let target = json!({"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded",
+            "message": "Job was active longer than specified deadline",
+            "lastProbeTime": now(), "lastTransitionTime": now()});
+        update_job(&shared_for_deadline, &jobs, &name, &uid, |j| {
+            j["status"]["conditions"] = json!([target]);
+            j["status"]["terminating"] = json!(1);
+        });
+    };
+    Some(
+        run_container(
+            shared,
+            &pods,
+            pod_name,
+            container,
+            template,
+            deadline,
+            on_deadline,
+        )
+        .await,
+    )
+}
+
+/// The kubelet: runs the container's `command` + `args` as a local process.
+async fn run_container(
+    shared: &Arc<Shared>,
+    pods: &str,
+    pod_name: &str,
+    container: &Value,
+    template: &Value,
+    deadline: Instant,
+    on_deadline: impl FnOnce(),
+) -> PodEnd {
+    let argv: Vec<String> = container["command"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(container["args"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let env = container["env"].as_array().into_iter().flatten().map(|e| {
+        (
+            e["name"].as_str().unwrap_or_default().to_string(),
+            e["value"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    let log = format!("{pod_name}/tests");
+    shared
+        .store
+        .lock()
+        .expect("store")
+        .pod_logs
+        .insert(log.clone(), PodLog::default());
+    update(shared, pods, pod_name, |p| {
+        p["status"]["phase"] = json!("Running")
+    });
+    let grace = Duration::from_secs(
+        template["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30),
+    );
+    let spawned =
+        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()))
+            .args(argv.iter().skip(1))
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+    let end = match spawned {
+        Ok(mut child) => {
+            let readers = [
+                child.stdout.take().map(|o| append_lines(shared, &log, o)),
+                child.stderr.take().map(|e| append_lines(shared, &log, e)),
+            ];
+            let end = tokio::select! {
+                exit = child.wait() => match exit {
+                    Ok(status) if status.success() => PodEnd::Succeeded,
+                    _ => PodEnd::Failed,
+                },
+                () = tokio::time::sleep_until(deadline) => PodEnd::Deadline,
+                () = evicted(shared, pod_name) => PodEnd::Disrupted,
+            };
+            if matches!(end, PodEnd::Deadline) {
+                on_deadline();
+                terminate(&mut child, grace).await;
+            } else if matches!(end, PodEnd::Disrupted) {
+                let _ = child.kill().await;
+            }
+            for reader in readers.into_iter().flatten() {
+                // A grandchild may hold the pipe open after a kill: do not wait for it forever.
+                let abort = reader.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(1), reader)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
+            }
+            end
+        }
+        Err(e) => {
+            append(shared, &log, &format!("exec: {e}"));
+            PodEnd::Failed
+        }
+    };
+    if let Some(l) = shared.store.lock().expect("store").pod_logs.get_mut(&log) {
+        l.done = true;
+    }
+    update(shared, pods, pod_name, |p| {
+        p["status"]["phase"] = json!(if matches!(end, PodEnd::Succeeded) {
+            "Succeeded"
+        } else {
+            "Failed"
+        });
+        if matches!(end, PodEnd::Disrupted) {
+            p["status"]["conditions"] = json!([{"type": "DisruptionTarget", "status": "True",
+                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting", "lastTransitionTime": now()}]);
+        }
+    });
+    end
+}
+
+/// SIGTERM, then SIGKILL once the grace period is over, as the kubelet stops a container.
+async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+/// Resolves once the test asked the fake to evict `pod`.
+async fn evicted(shared: &Shared, pod: &str) {
+    while !shared.evictions.lock().expect("evictions").contains(pod) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Changes the Job `name` if it is still the one with `uid` (not a successor of that name).
+fn update_job(shared: &Shared, jobs: &str, name: &str, uid: &str, change: impl FnOnce(&mut Value)) {
+    update(shared, jobs, name, |j| {
+        if j["metadata"]["uid"] == uid {
+            change(j);
+        }
+    });
+}
+
+/// Records a Warning event on the Job, as the Job controller's event recorder does.
+fn warn_on_job(
+    shared: &Shared,
+    namespace: &str,
+    job: &str,
+    uid: &str,
+    reason: &str,
+    message: &str,
+) {
+    let events = format!("/api/v1/namespaces/{namespace}/events");
+    let name = format!("{job}.{uid}");
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
+        "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": job, "namespace": namespace, "uid": uid},
+        "reason": reason, "type": "Warning", "message": message, "count": 1,
+        "source": {"component": "job-controller"}, "reportingComponent": "job-controller",
+        "firstTimestamp": now(), "lastTimestamp": now()});
+    let mut store = shared.store.lock().expect("store");
+    save(shared, &mut store, &events, &name, event, "ADDED");
+}
+
+/// Copies a container's output into its log line by line, as a kubelet would.
+fn append_lines(
+    shared: &Arc<Shared>,
+    log: &str,
+    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> JoinHandle<()> {
+    let (shared, log) = (shared.clone(), log.to_string());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            append(&shared, &log, &line);
+        }
+    })
+}
+
+fn append(shared: &Shared, log: &str, line: &str) {
+    let mut store = shared.store.lock().expect("store");
+    let log = store.pod_logs.entry(log.to_string()).or_default();
+    log.text.push_str(line);
+    log.text.push('\n');
+}
