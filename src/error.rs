@@ -65,6 +65,12 @@ pub enum Error {
     /// The request needs a part of the server that is not configured.
     #[error("{0}")]
     Unconfigured(&'static str),
+    /// The server shut down before the run ended: its grace period was over.
+    #[error(
+        "the server shut down before the run ended (shutdownGrace was over); a redelivered \
+         event runs it again"
+    )]
+    Interrupted,
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,6 +87,7 @@ impl Error {
             Error::Cluster(e) => e.kind(),
             Error::Config(_) => ErrorKind::InvalidArgument,
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
+            Error::Interrupted => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use tokio::sync::Semaphore;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
@@ -39,7 +39,12 @@ pub struct Pipeline {
     cluster: Option<Cluster>,
     secrets: Arc<SecretStore>,
     http: reqwest::Client,
+    /// Ends the runs still in flight when the shutdown grace period is over.
+    interrupt: CancellationToken,
 }
+
+/// After the grace period, how long the interrupted runs get to record themselves.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// What one run needs, moved into its task.
 struct RunTask {
@@ -52,6 +57,7 @@ struct RunTask {
     cluster: Option<Cluster>,
     secrets: Arc<SecretStore>,
     http: reqwest::Client,
+    interrupt: CancellationToken,
 }
 
 impl Pipeline {
@@ -81,6 +87,7 @@ impl Pipeline {
             cluster,
             secrets: Arc::default(),
             http: runner::http_client(&[]).expect("a client without extra CA bundles builds"),
+            interrupt: CancellationToken::new(),
         }
     }
 
@@ -134,6 +141,7 @@ impl Pipeline {
                     cluster: self.cluster.clone(),
                     secrets: self.secrets.clone(),
                     http: self.http.clone(),
+                    interrupt: self.interrupt.clone(),
                 };
                 task.history.start(task.record());
                 task.metrics.in_flight(1);
@@ -157,16 +165,26 @@ impl Pipeline {
         ledger::wait(waiter).await
     }
 
-    /// Stops taking runs and waits up to `grace` for the runs in flight.
+    /// Stops taking runs and waits up to `grace` for the runs in flight; then ends those still
+    /// running (their test processes are killed), so each is recorded as interrupted and its
+    /// caller gets an answer (`UNAVAILABLE`) instead of a cut connection.
     pub async fn drain(&self, grace: Duration) {
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait())
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        warn!(
+            runs = self.tasks.len(),
+            "shutdown grace period over: interrupting the runs in flight"
+        );
+        self.interrupt.cancel();
+        if tokio::time::timeout(INTERRUPT_GRACE, self.tasks.wait())
             .await
             .is_err()
         {
             warn!(
                 runs = self.tasks.len(),
-                "shutdown grace period over with runs in flight"
+                "runs still busy after the interruption"
             );
         }
     }
@@ -199,10 +217,12 @@ impl RunTask {
         let result = match permits.acquire_owned().await {
             Ok(_permit) => {
                 self.metrics.stage("queue", started.elapsed().as_secs_f64());
-                self.test_and_promote()
-                    .await
-                    .map(Arc::new)
-                    .map_err(Arc::new)
+                tokio::select! {
+                    result = self.test_and_promote() => result.map(Arc::new).map_err(Arc::new),
+                    // Dropping the run's future kills its test process group and stops
+                    // waiting for a Job; a push already handed to git finishes on its own.
+                    () = self.interrupt.cancelled() => Err(Arc::new(Error::Interrupted)),
+                }
             }
             Err(_) => Err(Arc::new(Error::Internal("server is shutting down".into()))),
         };

@@ -60,6 +60,7 @@ pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, Strin
             program: program.clone(),
             reason: e.to_string(),
         })?;
+    let mut group = ProcessGroup(child.id().and_then(|id| i32::try_from(id).ok()));
     let log = Arc::new(Mutex::new(String::new()));
     let readers = [
         child
@@ -75,9 +76,7 @@ pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, Strin
         Ok(Ok(status)) => (status.success(), format!("{program} exited: {status}")),
         Ok(Err(e)) => (false, format!("waiting for {program} failed: {e}")),
         Err(_) => {
-            if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            group.kill();
             let _ = child.wait().await;
             let timeout = humantime::format_duration(test.timeout);
             (
@@ -86,6 +85,7 @@ pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, Strin
             )
         }
     };
+    group.0 = None;
     for reader in readers.into_iter().flatten() {
         // A child that escaped the group (setsid) may hold the pipe open: do not wait for it.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
@@ -95,6 +95,24 @@ pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, Strin
     log.push_str(&ending);
     log.push('\n');
     Ok((passed, 1, log))
+}
+
+/// The test's process group, killed when the run is dropped before the test ended (the
+/// server's shutdown grace period is over): the script's children must not outlive it.
+struct ProcessGroup(Option<i32>);
+
+impl ProcessGroup {
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Appends lines of `out` to `log`, keeping only a bounded tail in memory.

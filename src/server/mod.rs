@@ -8,11 +8,13 @@ mod runs;
 mod tls;
 mod trigger;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
+use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
@@ -105,8 +107,14 @@ pub async fn run(
     .await
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets runs in flight finish
-/// within the grace period, so no promotion is left half done.
+/// Once the runs are over, how long answers still being written may keep their connections.
+const ANSWER_FLUSH: Duration = Duration::from_secs(1);
+
+/// Serves until `shutdown` resolves. Then, at once: readiness (`/readyz` and gRPC health)
+/// turns false, no new call is accepted, and `runs watch` streams end. Runs in flight get the
+/// grace period; those still running after it are interrupted (recorded, and answered with
+/// `UNAVAILABLE`). Connections still open a moment later are closed: tonic alone would wait
+/// for every one of them, so one open stream could hold the pod past its grace period.
 pub async fn serve(
     listeners: Listeners,
     config: Config,
@@ -140,6 +148,22 @@ pub async fn serve(
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     info!(addr = ?listeners.grpc.local_addr().ok(), tls = tls.is_some(), "serving the Argo Events custom trigger");
     metrics.set_ready(true);
+    let stopping = CancellationToken::new();
+    let on_signal = {
+        let (stopping, metrics, health) = (stopping.clone(), metrics.clone(), health.clone());
+        async move {
+            shutdown.await;
+            metrics.set_ready(false);
+            health
+                .set_not_serving::<TriggerServer<trigger::TriggerService>>()
+                .await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            info!(grace = %humantime::format_duration(grace), "shutting down: not ready, watch streams end, runs in flight get the grace period");
+            stopping.cancel();
+        }
+    };
     let router = tonic::transport::Server::builder()
         .add_service(
             TriggerServer::new(trigger::TriggerService::new(pipeline.clone()))
@@ -147,28 +171,52 @@ pub async fn serve(
         )
         .add_service(RunsServer::new(runs::RunsService::new(
             pipeline.history().clone(),
+            stopping.clone(),
         )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let served = match tls {
-        Some(acceptor) => {
-            router
-                .serve_with_incoming_shutdown(tls::incoming(listeners.grpc, acceptor), shutdown)
-                .await
-        }
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listeners.grpc).map(no_delay),
-                    shutdown,
-                )
-                .await
+    let serving = async {
+        match tls {
+            Some(acceptor) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        tls::incoming(listeners.grpc, acceptor),
+                        on_signal,
+                    )
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(listeners.grpc).map(no_delay),
+                        on_signal,
+                    )
+                    .await
+            }
         }
     };
+    let drained = async {
+        stopping.cancelled().await;
+        pipeline.drain(grace).await;
+    };
+    tokio::pin!(serving, drained);
+    let served = tokio::select! {
+        served = &mut serving => {
+            // Every connection closed (or the listener failed): the runs may still be going.
+            stopping.cancel();
+            drained.await;
+            served
+        }
+        () = &mut drained => match tokio::time::timeout(ANSWER_FLUSH, &mut serving).await {
+            Ok(served) => served,
+            Err(_) => {
+                warn!("closing the connections still open after the grace period");
+                Ok(())
+            }
+        },
+    };
     metrics.set_ready(false);
-    info!("stopped accepting; waiting for runs in flight");
-    pipeline.drain(grace).await;
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = task.await;

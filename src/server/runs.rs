@@ -4,6 +4,7 @@ use std::{pin::Pin, sync::Arc};
 
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -17,12 +18,14 @@ use crate::{
 /// The run history service.
 pub struct RunsService {
     history: Arc<History>,
+    /// Cancelled on SIGTERM: watch streams end then, so they do not hold the server open.
+    stopping: CancellationToken,
 }
 
 impl RunsService {
-    /// The service over `history`.
-    pub fn new(history: Arc<History>) -> RunsService {
-        RunsService { history }
+    /// The service over `history`; its watch streams end when `stopping` is cancelled.
+    pub fn new(history: Arc<History>, stopping: CancellationToken) -> RunsService {
+        RunsService { history, stopping }
     }
 
     fn find(&self, id: &str) -> Result<RunRecord, Status> {
@@ -78,6 +81,7 @@ impl Runs for RunsService {
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         };
         let (run, lines) = (watch.run, watch.lines);
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
             // Attaching mid-run: the current stage and the output so far, then what follows.
             let so_far = std::iter::once(Event::Stage(run.stage.as_str().into()))
@@ -88,7 +92,17 @@ impl Runs for RunsService {
                 }
             }
             loop {
-                let event = match events.recv().await {
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    () = stopping.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable(
+                            "phasegate is shutting down; the run goes on within its grace period: \
+                             watch it again after the restart",
+                        ))).await;
+                        break;
+                    }
+                };
+                let event = match received {
                     Ok(RunEvent::Stage(stage)) => Event::Stage(stage.as_str().into()),
                     Ok(RunEvent::Log(line)) => Event::LogLine(line),
                     Ok(RunEvent::Finished(run)) => Event::Finished(to_proto(&run)),
