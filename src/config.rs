@@ -32,6 +32,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Metrics and probes listen address.
     pub metrics_listen: Option<SocketAddr>,
+    /// The read-only web console's listen address; no console unless set.
+    pub console_listen: Option<SocketAddr>,
+    /// Link to a commit on the forge, with `{repo}` (the repository path, e.g. `org/gitops`)
+    /// and `{commit}`, e.g. `https://github.com/{repo}/commit/{commit}`.
+    pub console_commit_link: Option<String>,
+    /// Webhooks posted when a run ends.
+    pub notifications: Vec<crate::notify::NotificationConfig>,
     /// Allowlists.
     pub policy: PolicyConfig,
     /// Git author, credentials and push behaviour.
@@ -125,6 +132,12 @@ pub struct ServeOverrides {
     /// Metrics and probes listen address.
     #[arg(long, env = "PHASEGATE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// The read-only web console's listen address (off unless set).
+    #[arg(long, env = "PHASEGATE_CONSOLE_LISTEN")]
+    pub console_listen: Option<SocketAddr>,
+    /// The console's link to a commit on the forge (`{repo}`, `{commit}`).
+    #[arg(long, env = "PHASEGATE_CONSOLE_COMMIT_LINK")]
+    pub console_commit_link: Option<String>,
     /// TLS certificate (PEM) for the gRPC listener; needs --tls-key.
     #[arg(long, env = "PHASEGATE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -141,6 +154,8 @@ impl ServeOverrides {
         let mut c = self.rest.load()?;
         c.listen = self.listen.unwrap_or(c.listen);
         c.metrics_listen = self.metrics_listen.or(c.metrics_listen);
+        c.console_listen = self.console_listen.or(c.console_listen);
+        c.console_commit_link = self.console_commit_link.or(c.console_commit_link);
         if let (Some(cert_file), Some(key_file)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(TlsConfig {
                 cert_file,
@@ -302,6 +317,9 @@ impl Default for Config {
         Config {
             listen: ([0, 0, 0, 0], 9000).into(),
             metrics_listen: None,
+            console_listen: None,
+            console_commit_link: None,
+            notifications: Vec::new(),
             policy: PolicyConfig::default(),
             git: GitConfig::default(),
             cache_dir: std::env::temp_dir().join("phasegate-cache"),

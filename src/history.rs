@@ -75,6 +75,17 @@ pub struct RunRecord {
     /// The changed lines of the promotion (or dry run) commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edit: Option<Edit>,
+    /// When each stage was entered, in order (the console's timeline).
+    #[serde(default)]
+    pub timeline: Vec<StageMark>,
+}
+
+/// A stage a run entered, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageMark {
+    pub stage: Stage,
+    pub at_unix_ms: i64,
 }
 
 impl RunRecord {
@@ -197,6 +208,10 @@ impl History {
         let mut inner = self.lock();
         if let Some(run) = inner.runs.get_mut(id) {
             run.stage = stage;
+            run.timeline.push(StageMark {
+                stage,
+                at_unix_ms: now_unix_ms(),
+            });
         }
         if let Some(tx) = inner.watchers.get(id) {
             let _ = tx.send(RunEvent::Stage(stage));
@@ -235,6 +250,10 @@ impl History {
             return;
         };
         run.stage = Stage::Done;
+        run.timeline.push(StageMark {
+            stage: Stage::Done,
+            at_unix_ms: now_unix_ms(),
+        });
         match result {
             Ok(report) => run.report = Some((**report).clone()),
             Err(e) => run.error = Some(e.to_string()),

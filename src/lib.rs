@@ -38,6 +38,7 @@ pub mod git;
 pub mod history;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
@@ -47,5 +48,6 @@ pub mod sensor;
 pub mod server;
 pub mod spec;
 pub mod values;
+pub mod web;
 
 pub use error::{Error, ErrorKind, Result};

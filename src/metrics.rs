@@ -37,6 +37,12 @@ struct TestLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabels {
+    /// `delivered` or `failed` (after every retry).
+    result: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +53,8 @@ pub struct Metrics {
     push_rejections: Counter,
     duplicate_joins: Family<JoinLabels, Counter>,
     tests: Family<TestLabels, Counter>,
+    notifications: Family<NotifyLabels, Counter>,
+    notification_retries: Counter,
     ready: AtomicBool,
 }
 
@@ -103,6 +111,18 @@ impl Metrics {
             duplicate_joins.clone(),
         );
         registry.register("tests", "Test runs by runner and result", tests.clone());
+        let notifications = Family::<NotifyLabels, Counter>::default();
+        let notification_retries = Counter::default();
+        registry.register(
+            "notifications",
+            "Run-end webhooks delivered, or failed after every retry",
+            notifications.clone(),
+        );
+        registry.register(
+            "notification_retries",
+            "Run-end webhook posts tried again after a failure",
+            notification_retries.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -112,6 +132,8 @@ impl Metrics {
             push_rejections,
             duplicate_joins,
             tests,
+            notifications,
+            notification_retries,
             ready: AtomicBool::new(false),
         }
     }
@@ -156,6 +178,19 @@ impl Metrics {
         self.tests
             .get_or_create(&TestLabels { runner, result })
             .inc();
+    }
+
+    /// A run-end webhook was delivered, or failed after every retry.
+    pub fn notified(&self, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.notifications
+            .get_or_create(&NotifyLabels { result })
+            .inc();
+    }
+
+    /// A run-end webhook post is tried again.
+    pub fn notification_retried(&self) {
+        self.notification_retries.inc();
     }
 
     /// Marks the server ready (serving gRPC) or not.

@@ -208,6 +208,7 @@ impl RunTask {
             error: None,
             started_unix_ms: now_unix_ms(),
             edit: None,
+            timeline: Vec::new(),
         }
     }
 

@@ -68,7 +68,7 @@ impl RepoCache {
     }
 
     /// Directory of a remote's clone: named by a hash of the URL, so any URL is a safe name.
-    fn path_of(&self, url: &str) -> PathBuf {
+    pub(super) fn path_of(&self, url: &str) -> PathBuf {
         let id = Oid::hash_object(git2::ObjectType::Blob, url.as_bytes())
             .expect("hashing bytes in memory cannot fail");
         self.dir.join(format!("{id}.git"))

@@ -19,6 +19,7 @@ mod known_hosts;
 pub mod local;
 mod promote;
 mod push;
+mod read;
 mod signing;
 mod trailers;
 
@@ -32,6 +33,7 @@ pub use auth::{Credentials, Secret};
 use cache::RepoCache;
 use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
+pub use read::value_at_branch;
 pub use signing::{
     IdentityCheck, SignatureInfo, Signer, SigningError, SigningFormat, SigningKeySource,
 };

@@ -61,6 +61,14 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
     if policy.is_open() {
         warn!("no policy configured: any Sensor may promote any repository, transition and image");
     }
+    crate::notify::validate(&config.notifications).map_err(|e| ConfigError(e.to_string()))?;
+    if let Some(link) = &config.console_commit_link
+        && !crate::web::valid_commit_link(link)
+    {
+        return Err(ConfigError(
+            "consoleCommitLink must be an http:// or https:// URL template".into(),
+        ));
+    }
     let history = Arc::new(History::open(Some(&config.cache_dir)));
     let http = crate::runner::http_client(&config.test_ca_files())
         .map_err(|e| ConfigError(e.to_string()))?;
@@ -81,9 +89,11 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// `/metrics`, `/healthz`, `/readyz`, if wanted.
     pub metrics: Option<TcpListener>,
+    /// The read-only web console, if wanted.
+    pub console: Option<TcpListener>,
 }
 
-/// Serves on `listener` (and on `config.metricsListen` when set) until `shutdown` resolves.
+/// Serves on `listener` (and on `config.metricsListen` and `config.consoleListen` when set) until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -96,10 +106,17 @@ pub async fn run(
             })?),
             None => None,
         };
+    let console = match config.console_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            Error::Internal(format!("cannot listen on {addr} for the console: {e}"))
+        })?),
+        None => None,
+    };
     serve(
         Listeners {
             grpc: listener,
             metrics,
+            console,
         },
         config,
         shutdown,
@@ -129,6 +146,24 @@ pub async fn serve(
         tokio::spawn(metrics::serve(l, metrics.clone(), async {
             let _ = metrics_stopped.await;
         }))
+    });
+    let stop_console = CancellationToken::new();
+    let console_task = listeners.console.map(|l| {
+        info!(addr = ?l.local_addr().ok(), "serving the web console");
+        let console = crate::web::Console::new(
+            pipeline.history().clone(),
+            config.cache_dir.clone(),
+            config.console_commit_link.clone(),
+            stop_console.clone(),
+        );
+        tokio::spawn(crate::web::serve(l, Arc::new(console)))
+    });
+    let notify_task = (!config.notifications.is_empty()).then(|| {
+        tokio::spawn(crate::notify::deliver_all(
+            Arc::new(config.notifications.clone()),
+            pipeline.history().ended(),
+            metrics.clone(),
+        ))
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -220,6 +255,16 @@ pub async fn serve(
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = task.await;
+    }
+    // The console is read-only: it stops with the server, its live streams with it.
+    stop_console.cancel();
+    if let Some(task) = console_task {
+        let _ = task.await;
+    }
+    // Runs that ended during the drain are handed on; posts already started go on detached.
+    tokio::task::yield_now().await;
+    if let Some(task) = notify_task {
+        task.abort();
     }
     served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
 }

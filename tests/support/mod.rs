@@ -85,6 +85,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics`, `/healthz` and `/readyz` answer.
     pub metrics_addr: SocketAddr,
+    /// Where the web console answers.
+    pub console_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<phasegate::Result<()>>,
     _cache: tempfile::TempDir,
@@ -101,12 +103,17 @@ impl TestServer {
         let metrics = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind metrics");
+        let console = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind console");
+        let console_addr = console.local_addr().expect("addr");
         let addr = grpc.local_addr().expect("addr");
         let metrics_addr = metrics.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = server::Listeners {
             grpc,
             metrics: Some(metrics),
+            console: Some(console),
         };
         let handle = tokio::spawn(server::serve(listeners, config, async {
             let _ = stopped.await;
@@ -114,6 +121,7 @@ impl TestServer {
         TestServer {
             addr,
             metrics_addr,
+            console_addr,
             stop: Some(stop),
             handle,
             _cache: cache,
@@ -131,6 +139,11 @@ impl TestServer {
             .await
             .expect("metrics listener answers");
         (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    /// `http://127.0.0.1:PORT` of the web console.
+    pub fn console_url(&self) -> String {
+        format!("http://{}", self.console_addr)
     }
 
     /// A Sensor-like client of this server.

@@ -1,0 +1,156 @@
+//! The read-only web console (`--console-listen`): the phase board, the runs and each run's
+//! page with its live test output. Server-rendered HTML (askama: compile-time-checked
+//! templates that escape everything by default) and two small static files embedded in the
+//! binary; every answer carries a strict Content-Security-Policy (no inline script or style).
+//! Not to be confused with [`crate::console`], the `phasegate runs` command line.
+
+mod board;
+mod runs;
+mod view;
+
+use std::{path::PathBuf, sync::Arc};
+
+use askama::Template;
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use view::{shown_repo, valid_commit_link};
+
+use crate::history::History;
+
+/// Scripts, styles and images only from the console itself; nothing inline, no frames.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const SCRIPT: &str = include_str!("static/console.js");
+const STYLE: &str = include_str!("static/console.css");
+
+/// What the pages are made from.
+pub struct Console {
+    history: Arc<History>,
+    cache_dir: PathBuf,
+    commit_link: Option<String>,
+    versions: board::Versions,
+    /// Cancelled at shutdown: ends the live streams, which would otherwise hold the server.
+    stop: CancellationToken,
+}
+
+impl Console {
+    /// A console over `history`, reading versions from the clones in `cache_dir`, linking
+    /// commits with `commit_link` (`{repo}`, `{commit}`).
+    pub fn new(
+        history: Arc<History>,
+        cache_dir: PathBuf,
+        commit_link: Option<String>,
+        stop: CancellationToken,
+    ) -> Console {
+        Console {
+            history,
+            cache_dir,
+            commit_link,
+            versions: board::Versions::default(),
+            stop,
+        }
+    }
+}
+
+/// The console's routes (GET only: it changes nothing).
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(board_page))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/events", get(runs::events))
+        .route(
+            "/static/console.js",
+            get(|| async { asset("text/javascript", SCRIPT) }),
+        )
+        .route(
+            "/static/console.css",
+            get(|| async { asset("text/css", STYLE) }),
+        )
+        .fallback(|| async { not_found("No such page.") })
+        .layer(axum::middleware::map_response(secure))
+        .with_state(console)
+}
+
+/// Serves the console on `listener` until `console`'s stop token is cancelled.
+pub async fn serve(listener: TcpListener, console: Arc<Console>) -> std::io::Result<()> {
+    let stop = console.stop.clone();
+    axum::serve(listener, router(console))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+async fn secure(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    title: String,
+    rows: Vec<board::Row>,
+}
+
+async fn board_page(State(c): State<Arc<Console>>) -> Response {
+    let console = c.clone();
+    // Reading versions opens git clones (blocking): off the async workers.
+    let rows = tokio::task::spawn_blocking(move || {
+        board::rows(
+            &console.history.all(),
+            &console.cache_dir,
+            &console.versions,
+        )
+    })
+    .await
+    .unwrap_or_default();
+    page(BoardPage {
+        title: "Phases".into(),
+        rows,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "missing.html")]
+struct Missing<'a> {
+    title: String,
+    message: &'a str,
+}
+
+fn not_found(message: &str) -> Response {
+    let mut r = page(Missing {
+        title: "Not found".into(),
+        message,
+    });
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+fn page<T: Template>(t: T) -> Response {
+    runs::html(&t)
+}

@@ -1,0 +1,297 @@
+//! The runs pages: the list with filters and paging, one run's page, and its live test output
+//! as server-sent events (the output so far first, then each line as it comes).
+
+use std::{convert::Infallible, sync::Arc};
+
+use askama::Template;
+use axum::{
+    extract::{Path, Query, State},
+    http::HeaderMap,
+    response::{
+        Html, IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Console, page, view};
+use crate::history::{RunEvent, RunFilter, RunRecord};
+
+/// Runs per page of the list.
+const PAGE_SIZE: usize = 50;
+
+/// The list's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    repo: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+/// A row of the list.
+pub struct RunRow {
+    pub id: String,
+    pub status: String,
+    pub class: &'static str,
+    pub transition: String,
+    pub versions: String,
+    pub started: String,
+    pub took: String,
+    pub repo: String,
+    pub path: String,
+}
+
+impl RunRow {
+    fn of(r: &RunRecord) -> RunRow {
+        RunRow {
+            id: r.id.clone(),
+            status: view::status(r),
+            class: view::class(r),
+            transition: format!("{} → {}", r.source_phase, r.target_phase),
+            versions: view::versions(r),
+            started: view::when(r.started_unix_ms),
+            took: view::duration(r),
+            repo: view::shown_repo(&r.repo),
+            path: r.path.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    title: String,
+    rows: Vec<RunRow>,
+    /// (value, shown, selected) of each filter's choices.
+    repos: Vec<(String, String, bool)>,
+    phases: Vec<(String, bool)>,
+    outcomes: Vec<(String, bool)>,
+    previous: Option<String>,
+    next: Option<String>,
+    page: usize,
+}
+
+const OUTCOMES: [&str; 7] = [
+    "promoted",
+    "already-promoted",
+    "superseded",
+    "dry-run",
+    "tests-failed",
+    "error",
+    "accepted",
+];
+
+/// `GET /runs`.
+pub async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuery>) -> Response {
+    let page_no = q.page.unwrap_or(1).max(1);
+    let filter = RunFilter {
+        repo: q.repo.clone(),
+        phase: q.phase.clone(),
+        outcome: q.outcome.clone(),
+        offset: (page_no - 1).saturating_mul(PAGE_SIZE),
+        limit: PAGE_SIZE + 1,
+    };
+    let mut runs = c.history.list(&filter);
+    let more = runs.len() > PAGE_SIZE;
+    runs.truncate(PAGE_SIZE);
+    let all = c.history.all();
+    let mut repos: Vec<&str> = all.iter().map(|r| r.repo.as_str()).collect();
+    repos.sort_unstable();
+    repos.dedup();
+    let mut phases: Vec<&str> = all
+        .iter()
+        .flat_map(|r| [r.source_phase.as_str(), r.target_phase.as_str()])
+        .collect();
+    phases.sort_unstable();
+    phases.dedup();
+    let link = |page: usize| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("repo", &q.repo),
+            ("phase", &q.phase),
+            ("outcome", &q.outcome),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        s.append_pair("page", &page.to_string());
+        format!("/runs?{}", s.finish())
+    };
+    page(RunsPage {
+        title: "Runs".into(),
+        rows: runs.iter().map(RunRow::of).collect(),
+        repos: repos
+            .iter()
+            .map(|r| (r.to_string(), view::shown_repo(r), *r == q.repo))
+            .collect(),
+        phases: phases
+            .iter()
+            .map(|p| (p.to_string(), *p == q.phase))
+            .collect(),
+        outcomes: OUTCOMES
+            .iter()
+            .map(|o| (o.to_string(), *o == q.outcome))
+            .collect(),
+        previous: (page_no > 1).then(|| link(page_no - 1)),
+        next: more.then(|| link(page_no + 1)),
+        page: page_no,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    title: String,
+    run: RunRow,
+    branch: String,
+    source_commit: String,
+    timeline: Vec<(String, String)>,
+    error: Option<String>,
+    commit: Option<String>,
+    commit_url: Option<String>,
+    edit: Option<crate::diff::Edit>,
+    answer: Option<String>,
+    log: String,
+    /// The live output's events URL while the run goes on.
+    events: Option<String>,
+}
+
+/// `GET /runs/{id}`.
+pub async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+    let Some(watch) = c.history.watch(&id, 0) else {
+        return super::not_found(&format!("No run {id} in the history."));
+    };
+    let r = &watch.run;
+    let report = r.report.as_ref();
+    let commit = report.and_then(|x| x.commit.clone());
+    let log = match (&watch.events, report.and_then(|x| x.test.as_ref())) {
+        (Some(_), _) => watch.lines.iter().map(|l| format!("{l}\n")).collect(),
+        (None, Some(test)) => test.log.clone(),
+        (None, None) => String::new(),
+    };
+    let mut timeline = vec![("queued".to_string(), view::when(r.started_unix_ms))];
+    timeline.extend(r.timeline.iter().map(|m| {
+        let since = u64::try_from(m.at_unix_ms - r.started_unix_ms).unwrap_or(0);
+        (
+            m.stage.as_str().to_string(),
+            format!("+{}", view::took(since)),
+        )
+    }));
+    page(RunPage {
+        title: format!("Run {}", r.id),
+        run: RunRow::of(r),
+        branch: r.branch.clone(),
+        source_commit: r.source_commit.clone(),
+        timeline,
+        error: r.error.clone(),
+        commit_url: commit
+            .as_deref()
+            .and_then(|sha| view::commit_link(c.commit_link.as_deref(), &r.repo, sha)),
+        commit,
+        edit: r.edit.clone(),
+        answer: report.and_then(|x| serde_json::to_string_pretty(x).ok()),
+        log,
+        events: watch.events.as_ref().map(|_| {
+            format!(
+                "/runs/{}/events?from={}",
+                r.id,
+                watch.first + watch.lines.len()
+            )
+        }),
+    })
+}
+
+/// Where the live output resumes.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    from: usize,
+}
+
+/// `GET /runs/{id}/events`: `log` events (numbered, so a reconnecting browser resumes after
+/// `Last-Event-ID`), `stage` events, and one `end` event with the outcome.
+pub async fn events(
+    State(c): State<Arc<Console>>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(0, |last| last + 1);
+    let Some(watch) = c.history.watch(&id, q.from.max(resume)) else {
+        return super::not_found(&format!("No run {id} in the history."));
+    };
+    let (tx, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let mut n = watch.first;
+        for line in watch.lines {
+            if tx.send(log_event(n, &line)).await.is_err() {
+                return;
+            }
+            n += 1;
+        }
+        let Some(mut events) = watch.events else {
+            let _ = tx.send(end_event(&watch.run)).await;
+            return;
+        };
+        loop {
+            let event = match events.recv().await {
+                Ok(RunEvent::Log(line)) => {
+                    n += 1;
+                    log_event(n - 1, &line)
+                }
+                Ok(RunEvent::Stage(stage)) => Event::default().event("stage").data(stage.as_str()),
+                Ok(RunEvent::Finished(run)) => end_event(&run),
+                // A slow browser skips lines; the end still arrives.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    // The stream ends with the server's shutdown too: an open page must not hold the server.
+    let stop = c.stop.clone();
+    let stream = ReceiverStream::new(rx)
+        .map(Ok::<_, Infallible>)
+        .take_until(async move { stop.cancelled().await });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn log_event(n: usize, line: &str) -> Event {
+    Event::default().event("log").id(n.to_string()).data(line)
+}
+
+fn end_event(run: &RunRecord) -> Event {
+    Event::default().event("end").data(view::status(run))
+}
+
+/// The page's HTML.
+pub fn html<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(body) => Html(body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console page failed to render");
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "page failed to render",
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The web console over HTTP, as a browser fetches it: the phase board after a promotion, the
+//! runs list with filters, a run's page (edit, commit link, answer), its live output as
+//! server-sent events, escaping of hostile text, and the security headers of every answer.
+//! (tests/browser.rs drives a real Chromium over the same pages.)
+
+mod support;
+
+use phasegate::config::Config;
+use support::*;
+
+const HOSTILE: &str =
+    r#"<script>window.canary=1</script>"><img src=x onerror="document.title='pwned'">"#;
+
+async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let r = reqwest::get(url).await.expect("console answers");
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    (status, headers, r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn the_board_shows_the_version_in_each_phase_and_the_last_promotion() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(Config {
+        console_commit_link: Some("https://git.example/{repo}/commit/{commit}".into()),
+        ..Config::default()
+    })
+    .await;
+    let (status, _, board) = get(&server.console_url()).await;
+    assert_eq!(status, 200);
+    assert!(board.contains("No promotion has run yet"), "{board}");
+
+    let spec = petstore(&file_url(&bare), &[("test", "none")]);
+    let promoted = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("promotes");
+    let run = promoted.response["run"].as_str().expect("run").to_string();
+    let commit = promoted.response["commit"]
+        .as_str()
+        .expect("commit")
+        .to_string();
+
+    let (_, _, board) = get(&server.console_url()).await;
+    let test = board.find(">test<").expect("test phase");
+    let prod = board.find(">prod<").expect("prod phase");
+    assert!(test < prod, "phases in promotion order:\n{board}");
+    let version_after = |at: usize| {
+        board[at..]
+            .split("class=\"version\">")
+            .nth(1)
+            .map(|v| &v[..3])
+    };
+    assert_eq!(version_after(test), Some("2.0"), "{board}");
+    assert_eq!(version_after(prod), Some("2.0"), "{board}");
+    assert!(board.contains(&format!("href=\"/runs/{run}\"")), "{board}");
+    assert!(board[test..prod].contains("promoted"), "{board}");
+
+    let (status, _, page) = get(&format!("{}/runs/{run}", server.console_url())).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<code>  version: &#34;1.0&#34;  # bumped by CD</code>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<code>  version: &#34;2.0&#34;  # bumped by CD</code>"#),
+        "{page}"
+    );
+    let bare_path = bare.display().to_string();
+    let link = format!(
+        "https://git.example/{}/commit/{commit}",
+        bare_path.trim_matches('/').trim_end_matches(".git")
+    );
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    assert!(
+        page.contains("&#34;outcome&#34;: &#34;promoted&#34;"),
+        "the answer JSON:\n{page}"
+    );
+    assert!(
+        !page.contains("data-events"),
+        "a finished run is not followed live"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_runs_list_filters_and_pages_and_unknown_runs_are_not_found() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(Config::default()).await;
+    let sensor = server.sensor().await;
+    let failing = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", "false")],
+    );
+    sensor
+        .fire(&failing, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("fails");
+    let passing = petstore(&file_url(&bare), &[("test", "none")]);
+    sensor
+        .fire(&passing, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("promotes");
+
+    let list = |q: &str| get_text(format!("{}/runs{q}", server.console_url()));
+    let all = list("").await;
+    assert_eq!(all.matches("<td><a href=\"/runs/").count(), 2, "{all}");
+    let failed = list("?outcome=tests-failed").await;
+    assert_eq!(
+        failed.matches("<td><a href=\"/runs/").count(),
+        1,
+        "{failed}"
+    );
+    assert!(failed.contains(">tests-failed</span>"), "{failed}");
+    assert!(
+        failed.contains("<option selected>tests-failed</option>"),
+        "{failed}"
+    );
+    let none = list("?phase=staging").await;
+    assert!(none.contains("No runs match."), "{none}");
+    let page_two = list("?page=2").await;
+    assert!(
+        page_two.contains("No runs match.") && page_two.contains("← newer"),
+        "{page_two}"
+    );
+
+    let (status, _, missing) = get(&format!("{}/runs/nope", server.console_url())).await;
+    assert_eq!(status, 404);
+    assert!(missing.contains("No run nope"), "{missing}");
+    server.stop().await;
+}
+
+async fn get_text(url: String) -> String {
+    get(&url).await.2
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_strict_content_security_policy_and_no_inline_script() {
+    let server = TestServer::start(Config::default()).await;
+    for path in [
+        "/",
+        "/runs",
+        "/runs/nope",
+        "/static/console.js",
+        "/static/console.css",
+    ] {
+        let (_, headers, body) = get(&format!("{}{path}", server.console_url())).await;
+        let csp = headers["content-security-policy"].to_str().expect("ascii");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        if path.ends_with(".js") || path.ends_with(".css") {
+            continue;
+        }
+        assert!(
+            !body.contains("<script>") && !body.contains("style="),
+            "{path}: {body}"
+        );
+        assert!(
+            body.contains(r#"<meta name="viewport""#),
+            "usable on a phone"
+        );
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{}/runs", server.console_url()))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status().as_u16(), 405, "read-only");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_output_and_commit_messages_are_escaped_and_the_live_output_starts_with_the_lines_so_far()
+ {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let gate = root.join("gate");
+    let script = format!(
+        "echo '{}'; while [ ! -e {} ]; do sleep 0.05; done; echo after the gate",
+        HOSTILE.replace('\'', r"'\''"),
+        gate.display()
+    );
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config::default()).await;
+    let message = format!("Promote {{version}} {HOSTILE}");
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "command"),
+            ("testCommand", &command),
+            ("mode", "async"),
+            ("commitMessage", &message),
+        ],
+    );
+    let accepted = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("accepted");
+    let id = accepted.response["run"].as_str().expect("run").to_string();
+    let page_url = format!("{}/runs/{id}", server.console_url());
+    // The page of the running run shows the output so far and where to follow it.
+    let mut page = String::new();
+    for _ in 0..500 {
+        page = get_text(page_url.clone()).await;
+        if page.contains("canary") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        page.contains("&#60;script&#62;window.canary=1&#60;/script&#62;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>window"), "{page}");
+    assert!(!page.contains("<img"), "{page}");
+    let events = page
+        .split("data-events=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("live")
+        .to_string();
+    assert_eq!(events, format!("/runs/{id}/events?from=1"));
+
+    // The events from line 0: the line so far, then the rest and the end, as a browser gets them.
+    let stream = reqwest::get(format!("{}/runs/{id}/events?from=0", server.console_url()))
+        .await
+        .expect("sse");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    std::fs::write(&gate, "").expect("open the gate");
+    let body = stream.text().await.expect("the stream ends with the run");
+    let first = body.find("canary").expect("the line so far");
+    let later = body.find("after the gate").expect("the live line");
+    let end = body.find("event: end\ndata: promoted").expect("the end");
+    assert!(first < later && later < end, "{body}");
+
+    let page = get_text(page_url).await;
+    assert!(
+        page.contains("Promote 2.0 &#60;script&#62;"),
+        "the commit message, escaped:\n{page}"
+    );
+    assert!(
+        !page.contains("<script>window") && !page.contains("<img"),
+        "{page}"
+    );
+    server.stop().await;
+}
