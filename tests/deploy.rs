@@ -99,7 +99,15 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
         .iter()
         .filter_map(|p| p["port"].as_i64())
         .collect();
-    assert_eq!(ports, [9000, 9090]);
+    assert_eq!(ports, [9000, 9090, 8080]);
+    assert!(
+        service["spec"]["type"].is_null() || service["spec"]["type"] == "ClusterIP",
+        "the console stays inside the cluster"
+    );
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "Ingress"),
+        "nothing publishes the console outside the cluster"
+    );
     assert!(
         !docs.iter().any(|d| d["kind"] == "ClusterRole"),
         "no cluster-wide rights"
@@ -115,6 +123,7 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
         Config::load(Some(&dir.path().join("config.yaml"))).expect("phasegate reads its ConfigMap");
     assert_eq!(loaded.listen.port(), 9000);
     assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
+    assert_eq!(loaded.console_listen.map(|a| a.port()), Some(8080));
     assert!(!loaded.policy().expect("policy").is_open());
 }
 
