@@ -40,6 +40,16 @@ if ! command -v gpg >/dev/null 2>&1 || ! command -v gpgconf >/dev/null 2>&1; the
 fi
 command -v gpg gpgconf >/dev/null || { echo "gpg not found (needed by tests/signing.rs)" >&2; exit 1; }
 
+# A real headless browser for the web console's tests (tests/browser.rs): Debian's chromium and
+# its WebDriver, chromium-driver.
+if ! test -x /usr/bin/chromium || ! test -x /usr/bin/chromedriver; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+test -x /usr/bin/chromium || { echo "chromium not found (needed by tests/browser.rs)" >&2; exit 1; }
+test -x /usr/bin/chromedriver || { echo "chromedriver not found (needed by tests/browser.rs)" >&2; exit 1; }
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 
