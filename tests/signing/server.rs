@@ -262,6 +262,7 @@ async fn a_credentials_secret_key_signs_its_runs_or_fails_the_precondition() {
             disabled: false,
             namespace: Some("argo-events".into()),
             api_url: Some(kube.url()),
+            ..KubernetesConfig::default()
         },
         ..Config::default()
     })
