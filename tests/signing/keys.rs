@@ -152,13 +152,7 @@ impl Gpg {
         let mut cmd = self.gpg(passphrase);
         cmd.args(["--quick-gen-key", user_id, "ed25519", "sign,cert", "never"]);
         checked(cmd, "gpg --quick-gen-key");
-        let mut list = self.gpg("");
-        list.args(["--with-colons", "--list-keys", user_id]);
-        let out = String::from_utf8_lossy(&checked(list, "gpg --list-keys").stdout).into_owned();
-        fingerprints(&out)
-            .into_iter()
-            .last()
-            .expect("a fingerprint")
+        self.last_fingerprint(user_id)
     }
 
     /// Adds an ed25519 signing subkey to `primary`; returns the subkey's fingerprint.
@@ -166,10 +160,20 @@ impl Gpg {
         let mut cmd = self.gpg(passphrase);
         cmd.args(["--quick-add-key", primary, "ed25519", "sign", "never"]);
         checked(cmd, "gpg --quick-add-key");
+        self.last_fingerprint(primary)
+    }
+
+    /// The fingerprint gpg lists last for `key` (its newest subkey, or the primary key).
+    fn last_fingerprint(&self, key: &str) -> String {
         let mut list = self.gpg("");
-        list.args(["--with-colons", "--list-keys", primary]);
+        list.args(["--with-colons", "--list-keys", key]);
         let out = String::from_utf8_lossy(&checked(list, "gpg --list-keys").stdout).into_owned();
-        fingerprints(&out).into_iter().last().expect("the subkey")
+        out.lines()
+            .filter_map(|l| l.strip_prefix("fpr:"))
+            .filter_map(|rest| rest.split(':').find(|f| !f.is_empty()))
+            .next_back()
+            .expect("a fingerprint")
+            .to_string()
     }
 
     /// The armored secret key, as a user exports it for phasegate.
@@ -189,15 +193,6 @@ impl Gpg {
             .output()
             .expect("git verify-commit")
     }
-}
-
-/// The `fpr` records of `gpg --with-colons` output, in order.
-fn fingerprints(colons: &str) -> Vec<String> {
-    colons
-        .lines()
-        .filter_map(|l| l.strip_prefix("fpr:"))
-        .filter_map(|rest| rest.split(':').find(|f| !f.is_empty()).map(String::from))
-        .collect()
 }
 
 impl Drop for Gpg {
