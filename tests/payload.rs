@@ -235,3 +235,38 @@ async fn a_runner_that_tests_a_deployment_refuses_a_missing_target_at_once() {
     assert!(metrics.contains("phasegate_runs_in_flight 0"), "{metrics}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_runner_reads_at_most_one_mebibyte_of_a_response() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    // 4 MiB of padding, then what the test looks for: beyond the cap, so never seen.
+    let body: &'static str = Box::leak(format!("{}Dog", "x".repeat(4 << 20)).into_boxed_str());
+    let app = app(200, body).await;
+    let server = TestServer::start(Config::default()).await;
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "http"),
+            ("testPath", "/pet"),
+            ("testExpectBody", "Dog"),
+            ("testAttempts", "1"),
+        ],
+    );
+    let mut params = sync_event(&synced);
+    params.push(param("test.target", json!(app)));
+
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &params, FROM_TEST)
+        .await
+        .expect_err("the tail is not read");
+
+    let response = failed.response.expect("tests-failed answer");
+    assert_eq!(response["outcome"], "tests-failed");
+    let log = response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("(only the first 1048576 read)"), "{log}");
+    server.stop().await;
+}

@@ -7,6 +7,10 @@ use std::{fmt::Write, path::Path, time::Duration};
 use super::{LogSink, RunnerError};
 use crate::spec::HttpTest;
 
+/// The most of a response body the check reads: enough for any health or API answer, and a
+/// deployment under test (or whatever its URL points to) cannot fill the server's memory.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// One request may not hang a run: the app under test is on the cluster network, close by.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,11 +74,14 @@ async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, Stri
         .await
         .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
     let status = response.status().as_u16();
-    let body = response
-        .text()
+    let (body, truncated) = read_capped(response)
         .await
         .map_err(|e| format!("reading the body failed: {e}"))?;
-    let summary = format!("{status}, {} bytes", body.len());
+    let summary = if truncated {
+        format!("{status}, more than {MAX_BODY_BYTES} bytes (only the first {MAX_BODY_BYTES} read)")
+    } else {
+        format!("{status}, {} bytes", body.len())
+    };
     if status != test.expect_status {
         return Err(format!("{summary}: expected status {}", test.expect_status));
     }
@@ -82,6 +89,20 @@ async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, Stri
         Some(re) if !re.is_match(&body) => Err(format!("{summary}: body does not match /{re}/")),
         _ => Ok(format!("{summary}: ok")),
     }
+}
+
+/// The body up to [`MAX_BODY_BYTES`] (as text, invalid UTF-8 replaced), and whether more came.
+async fn read_capped(mut response: reqwest::Response) -> Result<(String, bool), reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((String::from_utf8_lossy(&bytes).into_owned(), true));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), false))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
