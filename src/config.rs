@@ -48,7 +48,8 @@ pub struct Config {
     /// Runs at once; the rest queue.
     pub max_runs: usize,
     /// How long SIGTERM waits for runs in flight, e.g. `60s`.
-    pub shutdown_grace: String,
+    #[serde(deserialize_with = "grace")]
+    pub shutdown_grace: Duration,
     /// TLS for the gRPC listener (certificate and key files, reloaded when they change).
     pub tls: Option<TlsConfig>,
     /// Kubernetes: the job runner, `credentialsSecret`, the Argo CD gate.
@@ -180,8 +181,8 @@ pub struct Overrides {
     #[arg(long, env = "PHASEGATE_MAX_RUNS")]
     pub max_runs: Option<usize>,
     /// How long SIGTERM waits for runs in flight (`60s`).
-    #[arg(long, env = "PHASEGATE_SHUTDOWN_GRACE")]
-    pub shutdown_grace: Option<String>,
+    #[arg(long, env = "PHASEGATE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
     /// Allowed repository URL globs.
     #[arg(long, env = "PHASEGATE_POLICY_REPOS", value_delimiter = ',')]
     pub policy_repos: Option<Vec<String>>,
@@ -312,6 +313,16 @@ impl Overrides {
     }
 }
 
+/// `shutdownGrace` as people write it (`60s`, `2m 30s`), parsed once, where the file is read.
+fn grace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "shutdownGrace {text:?} is not a duration like 60s: {e}"
+        ))
+    })
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -324,7 +335,7 @@ impl Default for Config {
             git: GitConfig::default(),
             cache_dir: std::env::temp_dir().join("phasegate-cache"),
             max_runs: 8,
-            shutdown_grace: "60s".into(),
+            shutdown_grace: Duration::from_secs(60),
             tls: None,
             kubernetes: KubernetesConfig::default(),
             test: TestConfig::default(),
@@ -402,12 +413,6 @@ impl Config {
             .into_iter()
             .filter_map(|f| f.as_deref())
             .collect()
-    }
-
-    /// The shutdown grace period.
-    pub fn shutdown_grace(&self) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(&self.shutdown_grace)
-            .map_err(|e| ConfigError(format!("shutdownGrace {:?}: {e}", self.shutdown_grace)))
     }
 
     /// Git settings, with the server's own credentials from files or the environment.
@@ -509,6 +514,14 @@ mod tests {
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.max_runs, 2);
         assert!(!c.policy().expect("policy").is_open());
+        std::fs::write(&file, "shutdownGrace: 2m 30s\n").expect("write");
+        let c = Config::load(Some(&file)).expect("loads");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(150));
+        std::fs::write(&file, "shutdownGrace: forever\n").expect("write");
+        let err = Config::load(Some(&file))
+            .expect_err("not a duration")
+            .to_string();
+        assert!(err.contains("shutdownGrace \"forever\""), "{err}");
         std::fs::write(&file, "lisen: 1\n").expect("write");
         let err = Config::load(Some(&file)).expect_err("typo").to_string();
         assert!(err.contains("lisen"), "{err}");

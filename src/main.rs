@@ -14,16 +14,44 @@ use tokio::net::TcpListener;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Log format: `text` or `json` (level from RUST_LOG, default info).
+    /// Log format (level from RUST_LOG, default info).
     #[arg(
         long,
         global = true,
         env = "PHASEGATE_LOG_FORMAT",
-        default_value = "text"
+        value_enum,
+        default_value_t = LogFormat::Text
     )]
-    log_format: String,
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people: one line per event.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
+}
+
+/// The runners `promote` offers (a Job needs a cluster, so it is the server's).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PromoteTest {
+    Http,
+    Command,
+    None,
+}
+
+impl From<PromoteTest> for RunnerKind {
+    fn from(t: PromoteTest) -> RunnerKind {
+        match t {
+            PromoteTest::Http => RunnerKind::Http,
+            PromoteTest::Command => RunnerKind::Command,
+            PromoteTest::None => RunnerKind::None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -53,8 +81,8 @@ enum Command {
         key: String,
         #[arg(long, default_value = "main")]
         branch: String,
-        #[arg(long, value_parser = ["http", "command", "none"], default_value = "none")]
-        test: String,
+        #[arg(long, value_enum, default_value_t = PromoteTest::None)]
+        test: PromoteTest,
         #[arg(long)]
         test_target: Option<String>,
         /// Test command for `--test command` (split like a shell would); it gets the test
@@ -112,7 +140,7 @@ enum RunsAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format, matches!(cli.command, Command::Demo));
+    init_logs(cli.log_format, matches!(cli.command, Command::Demo));
     match cli.command {
         Command::Serve { config } => {
             let result = async {
@@ -160,11 +188,7 @@ async fn main() -> ExitCode {
                     phase: target_phase,
                 },
                 test: phasegate::spec::TestSpec {
-                    runner: Some(match test.as_str() {
-                        "http" => RunnerKind::Http,
-                        "command" => RunnerKind::Command,
-                        _ => RunnerKind::None,
-                    }),
+                    runner: Some(test.into()),
                     target: test_target.unwrap_or_default(),
                     command: test_command
                         .map(|c| shlex::split(&c).unwrap_or_else(|| vec![c]))
@@ -249,7 +273,7 @@ async fn promote(resource: Resource, config: Overrides) -> ExitCode {
     }
 }
 
-fn init_logs(format: &str, quiet: bool) {
+fn init_logs(format: LogFormat, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -257,7 +281,7 @@ fn init_logs(format: &str, quiet: bool) {
         .with_env_filter(filter)
         .with_ansi(colour(std::io::stderr().is_terminal()))
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

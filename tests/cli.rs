@@ -357,3 +357,24 @@ fn logs_carry_colour_codes_only_on_a_terminal_and_never_with_no_color() {
         "NO_COLOR turns it off"
     );
 }
+
+#[test]
+fn flags_are_parsed_where_they_are_given() {
+    let (_dir, root) = tempdir();
+    for (args, flag) in [
+        (&["--log-format", "xml", "runs"][..], "--log-format"),
+        (
+            &["serve", "--shutdown-grace", "forever"][..],
+            "--shutdown-grace",
+        ),
+        (&["promote", "--test", "job"][..], "--test"),
+    ] {
+        let out = phasegate(args, &root);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.lines().next().is_some_and(|l| l.contains(flag)),
+            "{args:?}: {stderr}"
+        );
+    }
+}

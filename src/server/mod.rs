@@ -137,7 +137,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> crate::Result<()> {
-    let grace = config.shutdown_grace()?;
+    let grace = config.shutdown_grace;
     let metrics = Arc::new(Metrics::new());
     let pipeline = Arc::new(pipeline(&config, metrics.clone()).await?);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
