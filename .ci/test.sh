@@ -50,6 +50,16 @@ fi
 test -x /usr/bin/chromium || { echo "chromium not found (needed by tests/browser.rs)" >&2; exit 1; }
 test -x /usr/bin/chromedriver || { echo "chromedriver not found (needed by tests/browser.rs)" >&2; exit 1; }
 
+# GitHub's official REST API description (npm @octokit/openapi, pinned): tests/pull_requests.rs
+# checks every request phasegate sends to the fake GitHub against it.
+OCTOKIT_OPENAPI_VERSION=23.0.2
+if ! test -f target/npm/node_modules/@octokit/openapi/generated/api.github.com.json \
+   || ! grep -q "\"version\": \"$OCTOKIT_OPENAPI_VERSION\"" target/npm/node_modules/@octokit/openapi/package.json; then
+  command -v npm >/dev/null || { echo "npm not found (needed for @octokit/openapi)" >&2; exit 1; }
+  mkdir -p target/npm
+  npm install --prefix target/npm --no-audit --no-fund --silent "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION"
+fi
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 

@@ -56,6 +56,8 @@ pub struct Config {
     pub kubernetes: KubernetesConfig,
     /// The test runners' own settings.
     pub test: TestConfig,
+    /// Forges: commit status links, retries of forge API calls.
+    pub forge: ForgeConfig,
 }
 
 /// Settings of the test runners.
@@ -64,6 +66,29 @@ pub struct Config {
 pub struct TestConfig {
     /// Extra CA bundle the HTTP runner trusts for `https` test targets, besides `git.caFile`.
     pub ca_file: Option<PathBuf>,
+}
+
+/// Forge settings of the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForgeConfig {
+    /// Link of phasegate's commit statuses, with `{run}` for the run id (e.g. a console URL).
+    pub run_url: Option<String>,
+    /// Calls per forge request at most, retries of rate limits and 5xx included.
+    pub retry_attempts: u32,
+    /// The longest wait between two calls (`Retry-After`); a longer one is UNAVAILABLE at once.
+    pub max_retry_wait: String,
+}
+
+impl Default for ForgeConfig {
+    fn default() -> Self {
+        let retry = crate::forge::RetryPolicy::default();
+        ForgeConfig {
+            run_url: None,
+            retry_attempts: retry.attempts,
+            max_retry_wait: humantime::format_duration(retry.max_wait).to_string(),
+        }
+    }
 }
 
 /// TLS files of the gRPC listener.
@@ -256,6 +281,15 @@ pub struct Overrides {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub no_kubernetes: bool,
+    /// Link of commit statuses, with `{run}` for the run id.
+    #[arg(long, env = "PHASEGATE_FORGE_RUN_URL")]
+    pub forge_run_url: Option<String>,
+    /// Calls per forge request at most (rate limits and 5xx are retried).
+    #[arg(long, env = "PHASEGATE_FORGE_RETRY_ATTEMPTS")]
+    pub forge_retry_attempts: Option<u32>,
+    /// The longest wait between two forge calls (`60s`).
+    #[arg(long, env = "PHASEGATE_FORGE_MAX_RETRY_WAIT")]
+    pub forge_max_retry_wait: Option<String>,
 }
 
 impl Overrides {
@@ -309,6 +343,10 @@ impl Overrides {
             .kubernetes_pod_problem_tolerance
             .or(k.pod_problem_tolerance.take());
         k.disabled |= self.no_kubernetes;
+        let f = &mut c.forge;
+        f.run_url = self.forge_run_url.or(f.run_url.take());
+        set(&mut f.retry_attempts, self.forge_retry_attempts);
+        set(&mut f.max_retry_wait, self.forge_max_retry_wait);
         Ok(c)
     }
 }
@@ -339,6 +377,7 @@ impl Default for Config {
             tls: None,
             kubernetes: KubernetesConfig::default(),
             test: TestConfig::default(),
+            forge: ForgeConfig::default(),
         }
     }
 }
@@ -413,6 +452,30 @@ impl Config {
             .into_iter()
             .filter_map(|f| f.as_deref())
             .collect()
+    }
+
+    /// Forge settings: status links, retries, the CA bundle git trusts.
+    pub fn forge_settings(&self) -> Result<crate::forge::ForgeSettings, ConfigError> {
+        let f = &self.forge;
+        if f.retry_attempts == 0 || f.retry_attempts > 20 {
+            return Err(ConfigError("forge.retryAttempts must be 1 to 20".into()));
+        }
+        let max_wait = humantime::parse_duration(&f.max_retry_wait)
+            .map_err(|e| ConfigError(format!("forge.maxRetryWait {:?}: {e}", f.max_retry_wait)))?;
+        if let Some(url) = &f.run_url
+            && url::Url::parse(&url.replace("{run}", "r")).is_err()
+        {
+            return Err(ConfigError("forge.runUrl is not a URL template".into()));
+        }
+        Ok(crate::forge::ForgeSettings {
+            run_url: f.run_url.clone(),
+            retry: crate::forge::RetryPolicy {
+                attempts: f.retry_attempts,
+                max_wait,
+                ..Default::default()
+            },
+            ca_file: self.git.ca_file.clone(),
+        })
     }
 
     /// Git settings, with the server's own credentials from files or the environment.

@@ -2,8 +2,8 @@
 //! gRPC adapter and the CLI turn into status codes and exit codes.
 
 use crate::{
-    cluster::ClusterError, config::ConfigError, git::GitError, policy::PolicyError,
-    runner::RunnerError, spec::SpecError,
+    cluster::ClusterError, config::ConfigError, forge::ForgeError, git::GitError,
+    policy::PolicyError, runner::RunnerError, spec::SpecError,
 };
 
 /// What kind of failure an error is, independent of the transport that reports it.
@@ -20,8 +20,10 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// The push was still rejected after every retry.
     Aborted,
-    /// The git remote or the Kubernetes API could not be reached.
+    /// The git remote, the Kubernetes API or the forge could not be reached.
     Unavailable,
+    /// A wait the request asked for (`waitForMerge`) passed.
+    DeadlineExceeded,
     /// A bug, or an environment failure nobody can fix by changing the request.
     Internal,
 }
@@ -36,6 +38,7 @@ impl ErrorKind {
             ErrorKind::FailedPrecondition => "failed-precondition",
             ErrorKind::Aborted => "aborted",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::DeadlineExceeded => "deadline-exceeded",
             ErrorKind::Internal => "internal",
         }
     }
@@ -59,6 +62,9 @@ pub enum Error {
     /// A Kubernetes call failed (Secret lookup, Argo CD gate).
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// A forge call failed (pull request, commit status).
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
     /// The server configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -85,6 +91,7 @@ impl Error {
             Error::Git(e) => e.kind(),
             Error::Runner(e) => e.kind(),
             Error::Cluster(e) => e.kind(),
+            Error::Forge(e) => e.kind(),
             Error::Config(_) => ErrorKind::InvalidArgument,
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
             Error::Interrupted => ErrorKind::Unavailable,

@@ -158,6 +158,7 @@ mod tests {
             source: Default::default(),
             target: Default::default(),
             test: None,
+            pull_request: None,
             duration_ms: 0,
         }))
     }

@@ -19,6 +19,7 @@
 //! - [`cluster`]: Kubernetes client, `credentialsSecret` lookup, the Argo CD gate.
 //! - [`values`]: the format-preserving edit of a values file (pure).
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
+//! - [`forge`]: pull requests and commit statuses on GitHub (one trait, one module per forge).
 //! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
 //! - [`history`]: every run's stages and result, persisted; watchers follow a run live.
 //! - [`metrics`]: Prometheus metrics and the probes listener.
@@ -34,6 +35,7 @@ pub mod console;
 pub mod demo;
 pub mod diff;
 pub mod error;
+pub mod forge;
 pub mod git;
 pub mod history;
 pub mod ledger;

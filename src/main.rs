@@ -55,6 +55,8 @@ impl From<PromoteTest> for RunnerKind {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the `promote` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the custom trigger (gRPC, with health and reflection).
     Serve {
@@ -98,6 +100,21 @@ enum Command {
         /// commit (`Promotion-Rollback: true`), and the baseline of later promotions.
         #[arg(long)]
         rollback: bool,
+        /// `push`, or `pull-request` (docs/pull-requests.md).
+        #[arg(long, value_parser = ["push", "pull-request"], default_value = "push")]
+        promote_via: String,
+        /// The forge (`github`); inferred for github.com.
+        #[arg(long)]
+        forge: Option<String>,
+        /// The forge's API root, on the repository's host.
+        #[arg(long)]
+        forge_api_url: Option<String>,
+        /// Pull-request mode: merge as soon as the forge allows it.
+        #[arg(long)]
+        auto_merge: bool,
+        /// Pull-request mode: wait this long for the merge (`30m`).
+        #[arg(long)]
+        wait_for_merge: Option<String>,
         #[command(flatten)]
         config: Overrides,
     },
@@ -173,8 +190,26 @@ async fn main() -> ExitCode {
             test_workdir,
             dry_run,
             rollback,
+            promote_via,
+            forge,
+            forge_api_url,
+            auto_merge,
+            wait_for_merge,
             config,
         } => {
+            let forge = (forge.is_some() || forge_api_url.is_some()).then_some(
+                phasegate::spec::ForgeSpec {
+                    kind: forge,
+                    api_url: forge_api_url,
+                },
+            );
+            let pull_request = (auto_merge || wait_for_merge.is_some()).then(|| {
+                phasegate::spec::PullRequestSpec {
+                    auto_merge,
+                    wait_for_merge,
+                    ..Default::default()
+                }
+            });
             let resource = Resource {
                 repo: git_repo,
                 branch,
@@ -198,6 +233,9 @@ async fn main() -> ExitCode {
                 },
                 dry_run,
                 rollback,
+                promote_via,
+                forge,
+                pull_request,
                 ..Default::default()
             };
             promote(resource, config).await

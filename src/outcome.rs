@@ -18,6 +18,10 @@ pub enum Outcome {
     DryRun,
     Accepted,
     TestsFailed,
+    /// Pull-request mode: a pull request with the promotion was opened.
+    PrOpened,
+    /// Pull-request mode: the open pull request now carries this promotion.
+    PrUpdated,
 }
 
 impl Outcome {
@@ -30,8 +34,17 @@ impl Outcome {
             Outcome::DryRun => "dry-run",
             Outcome::Accepted => "accepted",
             Outcome::TestsFailed => "tests-failed",
+            Outcome::PrOpened => "pr-opened",
+            Outcome::PrUpdated => "pr-updated",
         }
     }
+}
+
+/// A pull request, as Execute's answer names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    pub url: String,
+    pub number: u64,
 }
 
 /// Execute's answer JSON.
@@ -55,6 +68,9 @@ pub struct RunReport {
     pub target: TargetRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestReport>,
+    /// Pull-request mode: the pull request that carries (or already carried) the promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestRef>,
     #[serde(default)]
     pub duration_ms: u64,
 }
@@ -84,7 +100,26 @@ impl RunReport {
                     .map(|s| format!(", signed with {} key {}", s.format, s.fingerprint))
                     .unwrap_or_default()
             ),
-            Outcome::AlreadyPromoted => format!("{target} already at {version}: nothing to do"),
+            Outcome::AlreadyPromoted => match &self.pull_request {
+                Some(pr) => format!(
+                    "{version} already proposed to {target} in pull request #{} ({}): nothing to do",
+                    pr.number, pr.url
+                ),
+                None => format!("{target} already at {version}: nothing to do"),
+            },
+            Outcome::PrOpened | Outcome::PrUpdated => {
+                let (number, url) = self
+                    .pull_request
+                    .as_ref()
+                    .map_or((0, "?"), |pr| (pr.number, pr.url.as_str()));
+                let did = match self.outcome {
+                    Outcome::PrOpened => "opened",
+                    _ => "updated",
+                };
+                format!(
+                    "pull request #{number} {did} to promote {version} from {source} to {target} (was {previous}): {url}"
+                )
+            }
             Outcome::Superseded => format!(
                 "{version} from {source} superseded: a newer source commit was already promoted to {target}"
             ),
@@ -135,6 +170,8 @@ mod tests {
             ("dry-run", true),
             ("accepted", true),
             ("tests-failed", false),
+            ("pr-opened", true),
+            ("pr-updated", true),
         ] {
             let json = format!(r#"{{"run":"r1","outcome":"{outcome}"}}"#);
             let v = verdict(json.as_bytes()).expect("parses");

@@ -14,9 +14,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd, secrets::SecretStore},
+    forge::{
+        ForgeSettings, StatusState,
+        flow::{ForgeRun, Proposal, proposal_branch},
+    },
     git::{
         Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,
-        Signer, SigningKeySource,
+        ProposalBranch, Signer, SigningKeySource,
     },
     history::{History, RunRecord, Stage, now_unix_ms},
     ledger::{self, Claim, RunLedger, Shared},
@@ -24,7 +28,7 @@ use crate::{
     outcome::{Outcome, RunReport},
     policy::Policy,
     runner::{self, LogSink, TestContext},
-    spec::{Mode, Plan, Resource, SourceRef, TargetRef, TestPlan},
+    spec::{Mode, Plan, PromoteVia, Resource, SourceRef, TargetRef, TestPlan},
 };
 
 /// The engine behind the gRPC adapter and the `promote` command.
@@ -41,6 +45,16 @@ pub struct Pipeline {
     http: reqwest::Client,
     /// Ends the runs still in flight when the shutdown grace period is over.
     interrupt: CancellationToken,
+    forges: Arc<Forges>,
+}
+
+/// What the forge steps of a run need from the server.
+#[derive(Debug, Default)]
+struct Forges {
+    settings: ForgeSettings,
+    /// The server's own git credentials: their password is the forge token when the spec
+    /// names no `credentialsSecret`.
+    credentials: Option<Credentials>,
 }
 
 /// After the grace period, how long the interrupted runs get to record themselves.
@@ -58,6 +72,7 @@ struct RunTask {
     secrets: Arc<SecretStore>,
     http: reqwest::Client,
     interrupt: CancellationToken,
+    forges: Arc<Forges>,
 }
 
 impl Pipeline {
@@ -72,6 +87,10 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         cluster: Option<Cluster>,
     ) -> Pipeline {
+        let forges = Arc::new(Forges {
+            settings: ForgeSettings::default(),
+            credentials: git.credentials.clone(),
+        });
         let ledger = RunLedger::default();
         for (key, report) in history.successes() {
             ledger.remember(&key, Arc::new(report));
@@ -88,7 +107,17 @@ impl Pipeline {
             secrets: Arc::default(),
             http: runner::http_client(&[]).expect("a client without extra CA bundles builds"),
             interrupt: CancellationToken::new(),
+            forges,
         }
+    }
+
+    /// Forge settings: the commit status link, retries of forge calls.
+    pub fn with_forges(mut self, settings: ForgeSettings) -> Pipeline {
+        self.forges = Arc::new(Forges {
+            settings,
+            credentials: self.forges.credentials.clone(),
+        });
+        self
     }
 
     /// The HTTP runner uses `client` ([`runner::http_client`], with the configured CA bundles).
@@ -142,6 +171,7 @@ impl Pipeline {
                     secrets: self.secrets.clone(),
                     http: self.http.clone(),
                     interrupt: self.interrupt.clone(),
+                    forges: self.forges.clone(),
                 };
                 task.history.start(task.record());
                 task.metrics.in_flight(1);
@@ -245,7 +275,7 @@ impl RunTask {
     }
 
     async fn test_and_promote(&self) -> Result<RunReport> {
-        let (plan, started) = (&self.plan, Instant::now());
+        let plan = &self.plan;
         let (credentials, signing_key) = match &plan.credentials_secret {
             Some(name) => {
                 let (creds, key) = self
@@ -258,9 +288,65 @@ impl RunTask {
         };
         // Checked before testing: a key that cannot sign must not cost a test run.
         let signer = self.signer(signing_key, credentials.as_ref()).await?;
+        let token = credentials
+            .as_ref()
+            .or(self.forges.credentials.as_ref())
+            .map(|c| c.password.clone());
+        let forge = ForgeRun::for_plan(plan, token, &self.id, &self.forges.settings)?;
+        if let Some(f) = &forge {
+            let doing = format!("testing {}, then promoting to {}", plan.source, plan.target);
+            f.status(plan.commit.as_str(), StatusState::Pending, &doing)
+                .await;
+        }
+        let result = self
+            .test_then_promote(credentials, signer, forge.as_ref())
+            .await;
+        if let Some(f) = &forge {
+            let (state, line, sha) = match &result {
+                Ok(report) if report.outcome == Outcome::TestsFailed => (
+                    StatusState::Failure,
+                    report.summary(),
+                    &report.source.commit,
+                ),
+                Ok(report) => (
+                    StatusState::Success,
+                    report.summary(),
+                    &report.source.commit,
+                ),
+                Err(e) => (
+                    StatusState::Error,
+                    format!("promotion failed: {e}"),
+                    &plan.commit.to_string(),
+                ),
+            };
+            f.status(sha, state, &line).await;
+        }
+        result
+    }
+
+    async fn test_then_promote(
+        &self,
+        credentials: Option<Credentials>,
+        signer: Option<Arc<Signer>>,
+        forge: Option<&ForgeRun>,
+    ) -> Result<RunReport> {
+        let (plan, started) = (&self.plan, Instant::now());
         let mut promotion = promotion(plan, &self.id);
         promotion.credentials = credentials;
         promotion.signer = signer;
+        let mut open = None;
+        let pull_request = match (&plan.via, forge) {
+            (PromoteVia::PullRequest(pr), Some(f)) => {
+                let branch = proposal_branch(plan);
+                open = f.find_open(&branch, plan).await?;
+                promotion.proposal = Some(ProposalBranch {
+                    name: branch.clone(),
+                    open: open.is_some(),
+                });
+                Some((pr, f, branch))
+            }
+            _ => None,
+        };
         if let Some(report) = self.decided_before_testing(&promotion).await? {
             return Ok(report);
         }
@@ -293,7 +379,42 @@ impl RunTask {
             if promoted.outcome == PromotionOutcome::Promoted {
                 self.metrics.pushed(promoted.push_attempts);
             }
-            fill(&mut report, promoted);
+            let proposed = matches!(
+                promoted.outcome,
+                PromotionOutcome::Proposed | PromotionOutcome::AlreadyProposed
+            );
+            let already = promoted.outcome == PromotionOutcome::AlreadyProposed;
+            fill(&mut report, promoted.clone());
+            if let (Some((pr, f, branch)), true) = (pull_request, proposed) {
+                let proposal = Proposal {
+                    plan,
+                    run_id: &self.id,
+                    version: &promoted.version,
+                    previous: &promoted.previous,
+                    source_commit: &promoted.source_commit,
+                    tests: format!(
+                        "`{}` runner passed ({} attempt(s), {} ms)",
+                        test.runner, test.attempts, test.duration_ms
+                    ),
+                    run_url: self
+                        .forges
+                        .settings
+                        .run_url
+                        .as_ref()
+                        .map(|t| t.replace("{run}", &self.id)),
+                };
+                let head_sha = promoted.commit.clone().unwrap_or_default();
+                f.conclude(
+                    open,
+                    &proposal,
+                    &branch,
+                    &head_sha,
+                    pr,
+                    already,
+                    &mut report,
+                )
+                .await?;
+            }
         }
         report.duration_ms = millis(started.elapsed());
         Ok(report)
@@ -396,6 +517,7 @@ fn promotion(plan: &Plan, id: &str) -> Promotion {
         run_id: id.to_string(),
         credentials: None,
         signer: None,
+        proposal: None,
     }
 }
 
@@ -406,6 +528,8 @@ fn fill(report: &mut RunReport, promoted: PromotionResult) {
         PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
         PromotionOutcome::Superseded => Outcome::Superseded,
         PromotionOutcome::DryRun => Outcome::DryRun,
+        // Pull-request mode: the forge step says which (ForgeRun::conclude).
+        PromotionOutcome::Proposed | PromotionOutcome::AlreadyProposed => Outcome::PrOpened,
     };
     report.version = Some(promoted.version);
     report.previous = Some(promoted.previous);
@@ -430,16 +554,18 @@ fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
             phase: plan.target.to_string(),
         },
         test: None,
+        pull_request: None,
         duration_ms: 0,
     }
 }
 
 /// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
-/// phase); a dry run or a rollback is a different run, so it never answers for a plain one (a
-/// rollback of a commit once answered `superseded` must not get that answer back).
+/// phase); a dry run, a rollback or a pull request is a different run, so it never answers
+/// for a plain one (a rollback of a commit once answered `superseded` must not get that answer
+/// back).
 fn idempotency_key(plan: &Plan) -> String {
     format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         plan.repo,
         plan.branch,
         plan.path,
@@ -448,7 +574,8 @@ fn idempotency_key(plan: &Plan) -> String {
         plan.source,
         plan.target,
         plan.dry_run,
-        plan.rollback
+        plan.rollback,
+        matches!(plan.via, PromoteVia::PullRequest(_))
     )
 }
 

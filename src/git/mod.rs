@@ -18,6 +18,7 @@ mod index;
 mod known_hosts;
 pub mod local;
 mod promote;
+mod proposal;
 mod push;
 mod read;
 mod signing;
@@ -154,6 +155,18 @@ pub struct Promotion {
     pub credentials: Option<Credentials>,
     /// Per-request signing key (the Secret's `signingKey`); the server's own otherwise.
     pub signer: Option<Arc<Signer>>,
+    /// Pull-request mode: the commit goes to this phasegate-owned branch, not to `branch`.
+    pub proposal: Option<ProposalBranch>,
+}
+
+/// The branch a pull-request promotion is pushed to (force-updated: phasegate owns it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalBranch {
+    /// e.g. `phasegate/prod/3f2a9c1d0b7e`.
+    pub name: String,
+    /// An open pull request comes from this branch: what its tip proposes counts for
+    /// `already-promoted` and `superseded`.
+    pub open: bool,
 }
 
 /// What the promotion did.
@@ -167,6 +180,10 @@ pub enum PromotionOutcome {
     Superseded,
     /// Everything but the push.
     DryRun,
+    /// Pull-request mode: the commit was pushed to the proposal branch.
+    Proposed,
+    /// Pull-request mode: the open pull request already proposes this version.
+    AlreadyProposed,
 }
 
 /// The result of a promotion.
@@ -331,6 +348,8 @@ fn run_batches(
             let q = &g[0].0;
             !p.dry_run
                 && !q.dry_run
+                && p.proposal.is_none()
+                && q.proposal.is_none()
                 && q.branch == p.branch
                 && q.credentials == p.credentials
                 && q.signer == p.signer
@@ -352,6 +371,15 @@ fn run_batches(
             tracing::info!(?runs, "promoting together");
         }
         let index = indexes.entry(promotions[0].branch.clone()).or_default();
+        if promotions[0].proposal.is_some() {
+            // A pull-request promotion goes alone (see `fits`).
+            let result =
+                spans[0].in_scope(|| proposal::run(cache, settings, &promotions[0], index));
+            for answer in answers {
+                let _ = answer.send(result.clone());
+            }
+            continue;
+        }
         let results = promote::run(cache, settings, &promotions, &spans, index);
         for (result, answer) in results.into_iter().zip(answers) {
             let _ = answer.send(result);

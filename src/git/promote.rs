@@ -200,7 +200,7 @@ fn run_batch(
 }
 
 /// The tested commit and the version(s) its source values file holds.
-fn read_source<'r>(
+pub(super) fn read_source<'r>(
     repo: &'r Repository,
     p: &Promotion,
     settings: &GitSettings,
@@ -223,13 +223,13 @@ fn read_source<'r>(
 
 /// The source commit each (values file, target phase, key) promoted by the commits of this
 /// batch attempt records: they are not pushed yet, so not in the index.
-type Notes = HashMap<(String, String, String), Latest>;
+pub(super) type Notes = HashMap<(String, String, String), Latest>;
 
 /// Decides one promotion on top of `tip`: already there, superseded (a newer source commit
 /// was promoted for one of its keys: in `noted` for this batch, else in the branch's index),
 /// or a new commit (not yet pushed) whose id is returned beside the result and noted.
 #[allow(clippy::too_many_arguments)]
-fn edit(
+pub(super) fn edit(
     repo: &Repository,
     settings: &GitSettings,
     creds: Option<&Credentials>,
@@ -381,7 +381,7 @@ fn check_on_branch(repo: &Repository, p: &Promotion, source: Oid) -> Result<(), 
 }
 
 /// Reads a values file from a tree: a regular UTF-8 file of bounded size, nothing else.
-fn read_values(
+pub(super) fn read_values(
     repo: &Repository,
     tree: &Tree,
     path: &str,

@@ -24,6 +24,33 @@ pub(super) fn push(
     settings: &GitSettings,
     creds: Option<&Credentials>,
 ) -> Result<bool, GitError> {
+    let to = Lease {
+        branch: &p.branch,
+        expected: parent,
+        force: false,
+    };
+    push_to(repo, p, commit, to, settings, creds)
+}
+
+/// Where a push goes and what it may replace.
+pub(super) struct Lease<'a> {
+    pub branch: &'a str,
+    /// The id the remote branch must still have (zero: the branch must not exist).
+    pub expected: Oid,
+    /// Replace a commit that is not an ancestor (phasegate's own proposal branches only).
+    pub force: bool,
+}
+
+/// Pushes `commit` to `to.branch` only while the remote branch is at `to.expected`.
+pub(super) fn push_to(
+    repo: &Repository,
+    p: &Promotion,
+    commit: Oid,
+    to: Lease,
+    settings: &GitSettings,
+    creds: Option<&Credentials>,
+) -> Result<bool, GitError> {
+    let parent = to.expected;
     // libgit2 pushes references, not bare commits: stage the commit under a private ref.
     let staging = format!("refs/phasegate/push/{}", p.run_id);
     git(repo.reference(&staging, commit, true, "phasegate push"))?;
@@ -33,7 +60,7 @@ pub(super) fn push(
         .ok()
         .filter(|u| u.scheme() == "file")
         .and_then(|u| u.to_file_path().ok());
-    let branch_ref = format!("refs/heads/{}", p.branch);
+    let branch_ref = format!("refs/heads/{}", to.branch);
     if let Some(path) = local {
         let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
         return push_local(repo, &path, &branch_ref, commit, parent);
@@ -66,7 +93,10 @@ pub(super) fn push(
     }
     let pushed = repo
         .remote_anonymous(p.repo.as_str())
-        .and_then(|mut remote| remote.push(&[format!("{staging}:{branch_ref}")], Some(&mut opts)));
+        .and_then(|mut remote| {
+            let plus = if to.force { "+" } else { "" };
+            remote.push(&[format!("{plus}{staging}:{branch_ref}")], Some(&mut opts))
+        });
     if let Ok(mut r) = repo.find_reference(&staging) {
         let _ = r.delete();
     }

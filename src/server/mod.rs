@@ -47,6 +47,7 @@ pub fn status(e: &Error) -> Status {
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     };
     Status::new(code, e.to_string())
@@ -80,7 +81,8 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
         metrics,
         config.cluster().await?,
     )
-    .with_http_client(http))
+    .with_http_client(http)
+    .with_forges(config.forge_settings()?))
 }
 
 /// The sockets the server answers on.

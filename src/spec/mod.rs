@@ -5,12 +5,16 @@
 //! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths
 //! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
 
+mod forge;
 mod payload;
 mod plan;
 mod resource;
 mod target;
 mod testing;
 
+pub use forge::{
+    ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, PromoteVia, PullRequestPlan, PullRequestSpec,
+};
 pub use plan::{
     ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan,
 };

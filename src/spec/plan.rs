@@ -5,7 +5,11 @@ use std::{fmt, sync::LazyLock, time::Duration};
 use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
-use super::{Mode, Resource, SpecError, testing::test_plan};
+use super::{
+    Mode, Resource, SpecError,
+    forge::{ForgeChoice, PromoteVia, forge_choice, promote_via},
+    testing::test_plan,
+};
 
 static PHASE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
@@ -153,6 +157,10 @@ pub struct Plan {
     /// The source commit need not be on `branch` (else it must be the head or an ancestor).
     pub allow_unmerged_source: bool,
     pub mode: Mode,
+    /// A push to `branch`, or a pull request against it.
+    pub via: PromoteVia,
+    /// The forge the spec names, if any (located against the repository later).
+    pub forge: ForgeChoice,
 }
 
 impl Plan {
@@ -186,6 +194,8 @@ impl Plan {
             rollback: r.rollback,
             allow_unmerged_source: r.allow_unmerged_source,
             mode: r.mode,
+            via: promote_via(r)?,
+            forge: forge_choice(r)?,
         })
     }
 
@@ -217,6 +227,8 @@ impl Plan {
         if r.commit_message.trim().is_empty() {
             return Err(SpecError::invalid("commitMessage", "is empty"));
         }
+        promote_via(r)?;
+        forge_choice(r)?;
         argo_gate(r).map(drop)
     }
 

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Plan, SpecError, payload::EventData};
+use super::{
+    Plan, SpecError,
+    forge::{ForgeSpec, PullRequestSpec},
+    payload::EventData,
+};
 
 /// The default subject of a promotion commit (docs/contract.md §5).
 pub const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
@@ -69,6 +73,14 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("rollback", "rollback", Shape::Bool),
     ("allowUnmergedSource", "allowUnmergedSource", Shape::Bool),
     ("mode", "mode", Shape::Str),
+    ("promoteVia", "promoteVia", Shape::Str),
+    ("forge", "forge.kind", Shape::Str),
+    ("forgeApiUrl", "forge.apiUrl", Shape::Str),
+    ("prLabels", "pullRequest.labels", Shape::List),
+    ("prDraft", "pullRequest.draft", Shape::Bool),
+    ("mergeMethod", "pullRequest.mergeMethod", Shape::Str),
+    ("autoMerge", "pullRequest.autoMerge", Shape::Bool),
+    ("waitForMerge", "pullRequest.waitForMerge", Shape::Str),
 ];
 
 /// Largest resource read: a filled-in spec is a few KiB; Sensor parameters add little.
@@ -223,6 +235,12 @@ pub struct Resource {
     /// only honoured where the server policy allows it (see docs/events.md).
     pub allow_unmerged_source: bool,
     pub mode: Mode,
+    /// `push` or `pull-request`.
+    pub promote_via: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forge: Option<ForgeSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestSpec>,
 }
 
 impl Default for Resource {
@@ -243,6 +261,9 @@ impl Default for Resource {
             rollback: false,
             allow_unmerged_source: false,
             mode: Mode::Sync,
+            promote_via: "push".into(),
+            forge: None,
+            pull_request: None,
         }
     }
 }

@@ -47,6 +47,7 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
         run_id: format!("test-{app}"),
         credentials: None,
         signer: None,
+        proposal: None,
     }
 }
 

@@ -45,11 +45,23 @@ pub struct GitServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
+    /// Routes served beside git on the same host (a forge's API, as forges serve both).
+    api: Option<Router>,
 }
 
 impl GitServer {
     /// Starts serving `root`; every request must carry basic auth `user`/`password`.
     pub async fn start(root: &Path, user: &str, password: &str) -> GitServer {
+        GitServer::start_with_api(root, user, password, None).await
+    }
+
+    /// Starts serving `root`, and `api`'s routes beside it (they do their own auth).
+    pub async fn start_with_api(
+        root: &Path,
+        user: &str,
+        password: &str,
+        api: Option<Router>,
+    ) -> GitServer {
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             authorization: format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))),
@@ -65,9 +77,15 @@ impl GitServer {
             addr,
             shared,
             task: None,
+            api,
         };
         server.serve(listener);
         server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Clone URL of the bare repository `root/<name>.git` (no credentials in it).
@@ -105,7 +123,11 @@ impl GitServer {
     /// Accepts connections itself (rather than `axum::serve`) so that stopping also drops the
     /// connections in flight, as a crashed or unplugged server would.
     fn serve(&mut self, listener: TcpListener) {
-        let router = Router::new().fallback(cgi).with_state(self.shared.clone());
+        let git = Router::new().fallback(cgi).with_state(self.shared.clone());
+        let router = match &self.api {
+            Some(api) => api.clone().merge(git),
+            None => git,
+        };
         self.task = Some(tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {

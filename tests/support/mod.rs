@@ -4,8 +4,10 @@
 
 pub mod argo_cd;
 pub mod engine;
+pub mod fake_github;
 pub mod fake_kube;
 pub mod git_server;
+pub mod openapi;
 pub mod ssh_server;
 
 use std::{

@@ -1,0 +1,323 @@
+//! The REST client every forge module uses: JSON in and out, the token as a bearer header
+//! (marked sensitive, never in a URL or message), and bounded retries of what forges answer when
+//! they are busy (429, 403 with rate-limit headers, 5xx, no connection), honouring `Retry-After`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::{
+    Method, StatusCode,
+    header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT},
+};
+use serde_json::Value;
+use tracing::{debug, warn};
+use url::Url;
+
+use super::{ForgeError, ForgeSettings};
+use crate::git::Secret;
+
+/// How rate-limited and failed calls are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Calls per request at most (the first one included).
+    pub attempts: u32,
+    /// The longest wait phasegate accepts between two calls; a forge that asks for a longer
+    /// one (`Retry-After`, a rate-limit reset) gets `UNAVAILABLE` at once, with its reason.
+    pub max_wait: Duration,
+    /// First backoff when the forge says nothing about when to come back (doubles).
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A forge answer that is not a failure phasegate can do nothing about: the caller decides what
+/// 404, 405, 409 or 422 mean for its request.
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The forge's own message (`message`, GitLab's `error`), cut to one short line.
+    pub fn message(&self) -> String {
+        let text = ["message", "error", "errors"]
+            .iter()
+            .find_map(|k| self.body.get(k))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default();
+        one_line(&text)
+    }
+}
+
+/// One forge API, one token.
+pub(super) struct ApiClient {
+    forge: &'static str,
+    base: String,
+    token: Secret,
+    http: reqwest::Client,
+    headers: HeaderMap,
+    retry: RetryPolicy,
+}
+
+/// No forge call may hang a run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ApiClient {
+    /// A client of the API at `base`; `headers` go with every request (API version, media type).
+    pub fn new(
+        forge: &'static str,
+        base: Url,
+        token: Secret,
+        settings: &ForgeSettings,
+        headers: HeaderMap,
+    ) -> Result<ApiClient, ForgeError> {
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
+        if let Some(file) = &settings.ca_file {
+            let pem = std::fs::read(file)
+                .map_err(|e| ForgeError::Invalid(format!("CA file {}: {e}", file.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ForgeError::Invalid(format!("CA file {}: {e}", file.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ForgeError::Invalid(format!("HTTP client: {e}")))?;
+        Ok(ApiClient {
+            forge,
+            base: base.as_str().trim_end_matches('/').to_string(),
+            token,
+            http,
+            headers,
+            retry: settings.retry.clone(),
+        })
+    }
+
+    /// Calls `method path` (relative to the API root) with an optional JSON body. Retries
+    /// within the policy; refused credentials are `PermissionDenied`; any other answer is the
+    /// caller's to read.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ForgeError> {
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts.max(1) {
+            let wait = match self.send(&method, path, body).await {
+                Err(e) => {
+                    last = format!("{what}: {}", self.redact(&e.without_url().to_string()));
+                    self.backoff(attempt)
+                }
+                Ok((status, headers, body)) => {
+                    let answer = Answer { status, body };
+                    debug!(forge = self.forge, request = %what, status = status.as_u16(), "forge call");
+                    match classify(status, &headers) {
+                        Class::Answer => return Ok(answer),
+                        Class::Refused => {
+                            let hint = if status == StatusCode::UNAUTHORIZED {
+                                "the token is invalid or expired"
+                            } else {
+                                "the token lacks a permission this needs"
+                            };
+                            return Err(ForgeError::PermissionDenied {
+                                forge: self.forge,
+                                reason: format!(
+                                    "{what}: HTTP {}: {hint} ({})",
+                                    status.as_u16(),
+                                    self.redact(&answer.message())
+                                ),
+                            });
+                        }
+                        Class::Later(asked) => {
+                            last = format!(
+                                "{what}: HTTP {}{} ({})",
+                                status.as_u16(),
+                                if asked.is_some() {
+                                    ", rate limited"
+                                } else {
+                                    ""
+                                },
+                                self.redact(&answer.message())
+                            );
+                            match asked {
+                                Some(wait) if wait > self.retry.max_wait => {
+                                    return Err(self.unavailable(format!(
+                                        "{last}; the forge asks to wait {}s, longer than \
+                                         phasegate waits ({}s)",
+                                        wait.as_secs(),
+                                        self.retry.max_wait.as_secs()
+                                    )));
+                                }
+                                Some(wait) => wait,
+                                None => self.backoff(attempt),
+                            }
+                        }
+                    }
+                }
+            };
+            if attempt < self.retry.attempts {
+                warn!(forge = self.forge, attempt, wait_ms = wait.as_millis() as u64, reason = %last, "forge call failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(self.unavailable(format!(
+            "{last} (gave up after {} attempts)",
+            self.retry.attempts
+        )))
+    }
+
+    async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, HeaderMap, Value), reqwest::Error> {
+        let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        auth.set_sensitive(true);
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .headers(self.headers.clone())
+            .header(USER_AGENT, "phasegate")
+            .header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, headers, body))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.retry
+            .backoff
+            .saturating_mul(1 << (attempt - 1).min(6))
+            .min(self.retry.max_wait)
+    }
+
+    fn unavailable(&self, reason: String) -> ForgeError {
+        ForgeError::Unavailable {
+            forge: self.forge,
+            reason,
+        }
+    }
+
+    /// A forge never echoes the token, but if one did, it would not reach a message.
+    fn redact(&self, text: &str) -> String {
+        let token = self.token.expose();
+        if token.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(token, "***")
+        }
+    }
+}
+
+/// What an HTTP answer means for the call.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    /// The caller reads it (success, or a refusal about the request itself).
+    Answer,
+    /// The credentials were refused or lack a permission.
+    Refused,
+    /// Try again later: after the forge's wait if it named one.
+    Later(Option<Duration>),
+}
+
+fn classify(status: StatusCode, headers: &HeaderMap) -> Class {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let retry_after = header(RETRY_AFTER.as_str()).and_then(parse_retry_after);
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    let reset = header("x-ratelimit-reset")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|at| {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Duration::from_secs(at.saturating_sub(now).max(1))
+        });
+    match status.as_u16() {
+        429 => Class::Later(retry_after.or(reset).or(Some(Duration::from_secs(1)))),
+        // GitHub's secondary rate limits are 403 with Retry-After; primary ones 403 with
+        // x-ratelimit-remaining: 0 and the reset time.
+        403 if retry_after.is_some() || exhausted => Class::Later(retry_after.or(reset)),
+        401 | 403 => Class::Refused,
+        500 | 502 | 503 | 504 => Class::Later(retry_after),
+        _ => Class::Answer,
+    }
+}
+
+/// `Retry-After` as delay-seconds (HTTP-date forms are rare on forges: then back off).
+fn parse_retry_after(s: &str) -> Option<Duration> {
+    s.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// One line of at most 200 characters.
+pub(super) fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn tells_rate_limits_from_refused_tokens() {
+        let code = |c| StatusCode::from_u16(c).expect("code");
+        assert_eq!(
+            classify(code(403), &headers(&[("retry-after", "7")])),
+            Class::Later(Some(Duration::from_secs(7)))
+        );
+        assert!(matches!(
+            classify(code(403), &headers(&[("x-ratelimit-remaining", "0")])),
+            Class::Later(_)
+        ));
+        assert_eq!(
+            classify(code(403), &headers(&[("x-ratelimit-remaining", "12")])),
+            Class::Refused
+        );
+        assert_eq!(classify(code(401), &headers(&[])), Class::Refused);
+        assert_eq!(
+            classify(code(429), &headers(&[("retry-after", "2")])),
+            Class::Later(Some(Duration::from_secs(2)))
+        );
+        assert_eq!(classify(code(502), &headers(&[])), Class::Later(None));
+        assert_eq!(classify(code(422), &headers(&[])), Class::Answer);
+        assert_eq!(classify(code(404), &headers(&[])), Class::Answer);
+    }
+
+    #[test]
+    fn cuts_forge_messages_to_one_short_line() {
+        assert_eq!(one_line("a\n b\tc"), "a b c");
+        assert_eq!(one_line(&"x".repeat(300)).chars().count(), 201);
+    }
+}

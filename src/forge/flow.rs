@@ -1,0 +1,316 @@
+//! A run's business with the forge: the commit statuses on the tested source commit, and in
+//! pull-request mode the pull request's life (open or update, auto-merge, wait for the merge).
+//! The pipeline calls this without knowing which forge it talks to.
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::{
+    CommitStatus, Forge, ForgeError, ForgeSettings, MergeAttempt, PrState, PullRequest,
+    PullRequestDraft, StatusState,
+};
+use crate::{
+    Error,
+    git::Secret,
+    outcome::{Outcome, PullRequestRef, RunReport},
+    spec::{Plan, PromoteVia, PullRequestPlan},
+};
+
+/// The forge of one run's repository.
+pub struct ForgeRun {
+    forge: Box<dyn Forge>,
+    context: String,
+    target_url: Option<String>,
+}
+
+impl ForgeRun {
+    /// The forge of the run's repository, if one is configured (always in pull-request mode),
+    /// with `token` (the password of the run's git credentials).
+    pub fn for_plan(
+        plan: &Plan,
+        token: Option<Secret>,
+        run_id: &str,
+        settings: &ForgeSettings,
+    ) -> Result<Option<ForgeRun>, Error> {
+        let pull_request = matches!(plan.via, PromoteVia::PullRequest(_));
+        let explicit = pull_request || plan.forge != Default::default();
+        let located = match super::locate(&plan.repo, &plan.forge) {
+            Ok(Some(located)) => located,
+            Ok(None) if pull_request => {
+                return Err(ForgeError::Invalid(
+                    "promoteVia: pull-request needs a forge: the repository's host is not a \
+                     well-known one, set `forge` (and `forgeApiUrl` if the API is elsewhere \
+                     on that host)"
+                        .into(),
+                )
+                .into());
+            }
+            Ok(None) => return Ok(None),
+            Err(e) if explicit => return Err(e.into()),
+            Err(e) => {
+                debug!(error = %e, "no forge for commit statuses");
+                return Ok(None);
+            }
+        };
+        let Some(token) = token else {
+            if pull_request {
+                return Err(Error::Unconfigured(
+                    "promoteVia: pull-request needs a forge token: a credentialsSecret, or the \
+                     server's git credentials (GIT_PASSWORD)",
+                ));
+            }
+            debug!("no forge token: no commit statuses");
+            return Ok(None);
+        };
+        let client = super::connect(&located, token, settings)?;
+        Ok(Some(ForgeRun::new(client, plan, run_id, settings)))
+    }
+
+    /// The run `run_id` of `plan` on `forge`; statuses link to `settings.run_url`.
+    fn new(forge: Box<dyn Forge>, plan: &Plan, run_id: &str, settings: &ForgeSettings) -> Self {
+        ForgeRun {
+            forge,
+            context: format!("phasegate/{}->{}", plan.source, plan.target),
+            target_url: settings
+                .run_url
+                .as_ref()
+                .map(|t| t.replace("{run}", run_id)),
+        }
+    }
+
+    /// Sets the status of the source commit `sha`. A status is information, not the run:
+    /// a failure is logged and the run goes on. Forges need the full commit id.
+    pub async fn status(&self, sha: &str, state: StatusState, description: &str) {
+        if sha.len() < 40 {
+            info!(
+                commit = sha,
+                "commit status skipped: the forge needs the full commit id"
+            );
+            return;
+        }
+        let status = CommitStatus {
+            sha: sha.to_string(),
+            state,
+            context: self.context.clone(),
+            description: super::api::one_line(description),
+            target_url: self.target_url.clone(),
+        };
+        if let Err(e) = self.forge.set_status(&status).await {
+            warn!(error = %e, context = %self.context, "commit status not set");
+        }
+    }
+
+    /// The open pull request from `head` into the plan's branch.
+    pub async fn find_open(
+        &self,
+        head: &str,
+        plan: &Plan,
+    ) -> Result<Option<PullRequest>, ForgeError> {
+        self.forge.find_open(head, &plan.branch).await
+    }
+
+    /// Opens the pull request, or updates `open`. Answers it and whether it is new.
+    pub async fn publish(
+        &self,
+        open: Option<&PullRequest>,
+        draft: &PullRequestDraft,
+    ) -> Result<(PullRequest, bool), ForgeError> {
+        match open {
+            Some(pr) => Ok((self.forge.update(pr.number, draft).await?, false)),
+            None => Ok((self.forge.open(draft).await?, true)),
+        }
+    }
+
+    /// Auto-merge and the wait for the merge, as the plan asks. Answers the merge commit when
+    /// the pull request was merged, `None` when it stays open.
+    pub async fn settle(
+        &self,
+        pr: &PullRequest,
+        head_sha: &str,
+        plan: &PullRequestPlan,
+    ) -> Result<Option<String>, ForgeError> {
+        if plan.auto_merge
+            && let Some(merged) = self.try_merge(pr, head_sha, plan).await?
+        {
+            return Ok(Some(merged));
+        }
+        let Some(wait) = plan.wait_for_merge else {
+            return Ok(None);
+        };
+        let deadline = Instant::now() + wait;
+        let mut poll = Duration::from_millis(250);
+        loop {
+            let now = self.forge.get(pr.number).await?;
+            match now.state {
+                PrState::Merged => return Ok(Some(now.merge_commit.unwrap_or_default())),
+                PrState::ClosedUnmerged => {
+                    return Err(ForgeError::ClosedUnmerged(format!(
+                        "pull request #{} ({}) was closed without being merged",
+                        pr.number, pr.url
+                    )));
+                }
+                PrState::Open => {}
+            }
+            if plan.auto_merge
+                && let Some(merged) = self.try_merge(pr, head_sha, plan).await?
+            {
+                return Ok(Some(merged));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ForgeError::MergeWaitExpired(format!(
+                    "pull request #{} ({}) still not merged after waitForMerge {}",
+                    pr.number,
+                    pr.url,
+                    humantime::format_duration(wait)
+                )));
+            }
+            tokio::time::sleep(poll.min(left)).await;
+            poll = (poll * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn try_merge(
+        &self,
+        pr: &PullRequest,
+        head_sha: &str,
+        plan: &PullRequestPlan,
+    ) -> Result<Option<String>, ForgeError> {
+        match self
+            .forge
+            .merge(pr.number, head_sha, plan.merge_method)
+            .await?
+        {
+            MergeAttempt::Merged(sha) => {
+                info!(number = pr.number, merge = %sha, "pull request merged");
+                Ok(Some(sha))
+            }
+            MergeAttempt::NotMergeable(reason) => {
+                info!(number = pr.number, %reason, "pull request not mergeable yet");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The phasegate-owned branch of a promotion: one per (repository, base branch, target phase,
+/// values file, keys), so a newer tested version updates the same pull request.
+pub fn proposal_branch(plan: &Plan) -> String {
+    let identity = format!(
+        "{}\n{}\n{}\n{}\n{}",
+        plan.repo,
+        plan.branch,
+        plan.target,
+        plan.path.replace("{phase}", plan.target.as_str()),
+        plan.keys.join(",")
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, identity.as_bytes());
+    let short: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("phasegate/{}/{short}", plan.target)
+}
+
+/// What a pull request says about the promotion it carries.
+pub struct Proposal<'a> {
+    pub plan: &'a Plan,
+    pub run_id: &'a str,
+    pub version: &'a str,
+    pub previous: &'a str,
+    /// The full id of the tested source commit.
+    pub source_commit: &'a str,
+    /// One line about the tests (runner, result, attempts).
+    pub tests: String,
+    pub run_url: Option<String>,
+}
+
+impl Proposal<'_> {
+    /// The pull request's title, body, labels and draft flag, from `head`.
+    pub fn draft(&self, head: &str, pr: &PullRequestPlan) -> PullRequestDraft {
+        let p = self.plan;
+        let short: String = self.source_commit.chars().take(12).collect();
+        let title = p
+            .commit_message
+            .replace("{version}", self.version)
+            .replace("{previous}", self.previous)
+            .replace("{key}", &p.keys.join(","))
+            .replace("{source}", p.source.as_str())
+            .replace("{target}", p.target.as_str())
+            .replace("{commit}", &short);
+        let keys = p
+            .keys
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let run = match &self.run_url {
+            Some(url) => format!("[`{}`]({url})", self.run_id),
+            None => format!("`{}`", self.run_id),
+        };
+        let body = format!(
+            "phasegate promotes {keys} from **{source}** to **{target}**.\n\n\
+             | key | {target} now | proposed |\n|---|---|---|\n| {first} | `{previous}` | `{version}` |\n\n\
+             - Source: phase `{source}`, commit `{commit}` (what was deployed there and tested)\n\
+             - Tests: {tests}\n\
+             - Run: {run}\n\n\
+             The branch `{head}` belongs to phasegate: a newer tested version force-updates it \
+             and this pull request. Merge to promote; close to refuse this version.\n",
+            source = p.source,
+            target = p.target,
+            first = format_args!("`{}`", p.keys[0]),
+            previous = self.previous,
+            version = self.version,
+            commit = self.source_commit,
+            tests = self.tests,
+        );
+        PullRequestDraft {
+            head: head.to_string(),
+            base: p.branch.clone(),
+            title: title.lines().next().unwrap_or_default().to_string(),
+            body,
+            labels: pr.labels.clone(),
+            draft: pr.draft,
+        }
+    }
+}
+
+impl ForgeRun {
+    /// After the promotion commit went to the proposal branch `head` (at `head_sha`), or was
+    /// found there already (`already`): opens or updates the pull request, merges or waits as
+    /// the plan asks, and writes the outcome and the pull request into `report`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn conclude(
+        &self,
+        open: Option<PullRequest>,
+        proposal: &Proposal<'_>,
+        head: &str,
+        head_sha: &str,
+        plan: &PullRequestPlan,
+        already: bool,
+        report: &mut RunReport,
+    ) -> Result<(), ForgeError> {
+        let (pr, outcome) = match open {
+            Some(pr) if already => (pr, Outcome::AlreadyPromoted),
+            open => {
+                let draft = proposal.draft(head, plan);
+                match self.publish(open.as_ref(), &draft).await? {
+                    (pr, true) => (pr, Outcome::PrOpened),
+                    (pr, false) => (pr, Outcome::PrUpdated),
+                }
+            }
+        };
+        info!(number = pr.number, url = %pr.url, outcome = outcome.as_str(), "pull request");
+        report.outcome = outcome;
+        report.pull_request = Some(PullRequestRef {
+            url: pr.url.clone(),
+            number: pr.number,
+        });
+        if let Some(merge) = self.settle(&pr, head_sha, plan).await? {
+            report.outcome = Outcome::Promoted;
+            report.commit = Some(merge);
+        }
+        Ok(())
+    }
+}

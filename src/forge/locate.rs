@@ -1,0 +1,244 @@
+//! Which forge hosts a repository and where its API is: inferred from well-known hosts or set
+//! with `forge` and `forgeApiUrl`, and only ever on the repository's own host (the forge token
+//! is a credential of that repository: a spec must not be able to send it elsewhere).
+
+use url::Url;
+
+use super::ForgeError;
+use crate::spec::{ForgeChoice, ForgeKind, RepoUrl};
+
+/// The forge of one repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub kind: ForgeKind,
+    /// The API root, e.g. `https://api.github.com` or `https://ghe.example.com/api/v3`.
+    pub api: Url,
+    /// The repository on the forge: `owner/name`.
+    pub project: String,
+}
+
+/// Where a repository URL points: scheme, host, port (http(s) only) and path.
+struct RepoLocation {
+    web: bool,
+    secure: bool,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+fn repo_location(repo: &RepoUrl) -> Option<RepoLocation> {
+    let s = repo.as_str();
+    if let Ok(url) = Url::parse(s)
+        && matches!(url.scheme(), "https" | "http" | "ssh")
+    {
+        let web = url.scheme() != "ssh";
+        return Some(RepoLocation {
+            web,
+            secure: url.scheme() != "http",
+            host: url.host_str()?.to_ascii_lowercase(),
+            port: if web {
+                url.port_or_known_default()
+            } else {
+                None
+            },
+            path: url.path().to_string(),
+        });
+    }
+    // scp-like `user@host:path` (validated by RepoUrl).
+    let (user_host, path) = s.split_once(':')?;
+    let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
+    (!s.contains("://")).then(|| RepoLocation {
+        web: false,
+        secure: true,
+        host: host.to_ascii_lowercase(),
+        port: None,
+        path: path.to_string(),
+    })
+}
+
+/// The forge of `repo`: `None` when the spec names none and the host is not a well-known one.
+pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, ForgeError> {
+    let Some(at) = repo_location(repo) else {
+        return match choice.kind.is_some() || choice.api_url.is_some() {
+            true => Err(ForgeError::Invalid(
+                "`forge` needs a repository on a forge (an https://, ssh:// or user@host:path URL)"
+                    .into(),
+            )),
+            false => Ok(None),
+        };
+    };
+    let well_known = match at.host.as_str() {
+        "github.com" => Some(ForgeKind::GitHub),
+        _ => None,
+    };
+    let Some(kind) = choice.kind.or(well_known) else {
+        return match choice.api_url {
+            Some(_) => Err(ForgeError::Invalid(
+                "`forgeApiUrl` is set but the forge is unknown: set `forge` too".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let project = project(&at.path)?;
+    let api = match &choice.api_url {
+        Some(url) => {
+            check_scope(url, &at)?;
+            url.clone()
+        }
+        None => default_api(kind, &at)?,
+    };
+    Ok(Some(Located { kind, api, project }))
+}
+
+/// `owner/name` from a repository path (`/owner/name.git`).
+fn project(path: &str) -> Result<String, ForgeError> {
+    let trimmed = path.trim_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    let ok = parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if !ok {
+        return Err(ForgeError::Invalid(
+            "the repository path is not `owner/name` on the forge".into(),
+        ));
+    }
+    Ok(parts.join("/"))
+}
+
+fn default_api(kind: ForgeKind, at: &RepoLocation) -> Result<Url, ForgeError> {
+    let text = match (kind, at.host.as_str()) {
+        (ForgeKind::GitHub, "github.com") => "https://api.github.com".to_string(),
+        // GitHub Enterprise Server serves its API beside the repositories.
+        (ForgeKind::GitHub, host) => {
+            let scheme = if at.secure { "https" } else { "http" };
+            match at.port.filter(|_| at.web) {
+                Some(port) => format!("{scheme}://{host}:{port}/api/v3"),
+                None => format!("{scheme}://{host}/api/v3"),
+            }
+        }
+    };
+    Url::parse(&text).map_err(|e| ForgeError::Invalid(format!("forge API URL: {e}")))
+}
+
+/// An API URL set in the spec must be on the repository's host (github.com's is
+/// api.github.com), over TLS when the repository is.
+fn check_scope(api: &Url, at: &RepoLocation) -> Result<(), ForgeError> {
+    let host = api.host_str().unwrap_or("").to_ascii_lowercase();
+    let same_host = host == at.host || (at.host == "github.com" && host == "api.github.com");
+    let same_port = !at.web || host != at.host || api.port_or_known_default() == at.port;
+    if at.secure && api.scheme() != "https" {
+        return Err(ForgeError::Invalid(
+            "`forgeApiUrl` must be https:// for an https:// or ssh repository".into(),
+        ));
+    }
+    if !same_host || !same_port {
+        return Err(ForgeError::Invalid(
+            "`forgeApiUrl` is not on the repository's host: the forge token is only sent to \
+             the API of the repository it is for"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locate_str(repo: &str, kind: Option<ForgeKind>, api: Option<&str>) -> String {
+        let choice = ForgeChoice {
+            kind,
+            api_url: api.map(|a| Url::parse(a).expect("url")),
+        };
+        match locate(&RepoUrl::parse(repo).expect("repo"), &choice) {
+            Ok(Some(l)) => format!("{:?} {} {}", l.kind, l.api, l.project),
+            Ok(None) => "none".into(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn infers_github_from_its_host_in_every_url_form() {
+        for repo in [
+            "https://github.com/my-org/gitops.git",
+            "ssh://git@github.com/my-org/gitops.git",
+            "git@github.com:my-org/gitops.git",
+        ] {
+            assert_eq!(
+                locate_str(repo, None, None),
+                "GitHub https://api.github.com/ my-org/gitops",
+                "{repo}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_github_enterprise_apis_beside_the_repositories() {
+        assert_eq!(
+            locate_str(
+                "https://ghe.example.com/org/app.git",
+                Some(ForgeKind::GitHub),
+                None
+            ),
+            "GitHub https://ghe.example.com/api/v3 org/app"
+        );
+        assert_eq!(
+            locate_str(
+                "http://127.0.0.1:8080/org/app.git",
+                Some(ForgeKind::GitHub),
+                None
+            ),
+            "GitHub http://127.0.0.1:8080/api/v3 org/app"
+        );
+    }
+
+    #[test]
+    fn has_no_forge_for_unknown_hosts_and_local_repositories() {
+        assert_eq!(
+            locate_str("https://git.example.com/a/b.git", None, None),
+            "none"
+        );
+        assert_eq!(locate_str("file:///tmp/x.git", None, None), "none");
+        let err = locate_str("file:///tmp/x.git", Some(ForgeKind::GitHub), None);
+        assert!(err.contains("needs a repository on a forge"), "{err}");
+    }
+
+    #[test]
+    fn never_sends_the_token_to_another_host() {
+        for api in [
+            "https://evil.example.com/api/v3",
+            "https://ghe.example.com:8443/api/v3",
+        ] {
+            let err = locate_str(
+                "https://ghe.example.com/org/app.git",
+                Some(ForgeKind::GitHub),
+                Some(api),
+            );
+            assert!(err.contains("not on the repository's host"), "{api}: {err}");
+        }
+        let err = locate_str(
+            "https://ghe.example.com/org/app.git",
+            Some(ForgeKind::GitHub),
+            Some("http://ghe.example.com/api/v3"),
+        );
+        assert!(err.contains("must be https"), "{err}");
+        assert_eq!(
+            locate_str(
+                "https://github.com/o/r.git",
+                None,
+                Some("https://api.github.com")
+            ),
+            "GitHub https://api.github.com/ o/r"
+        );
+    }
+
+    #[test]
+    fn refuses_paths_that_are_not_owner_and_name() {
+        let err = locate_str("https://github.com/only-one.git", None, None);
+        assert!(err.contains("owner/name"), "{err}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Forges (GitHub, …): pull requests and commit statuses behind one trait, so the pipeline
+//! never knows which forge hosts a repository.
+//!
+//! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
+//! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
+//! only to the API of the repository it was given for); [`api`] is the small REST client with
+//! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
+//! lifecycle and the commit statuses of a run.
+
+mod api;
+pub mod flow;
+mod github;
+mod locate;
+
+use futures_util::future::BoxFuture;
+
+pub use api::RetryPolicy;
+pub use locate::{Located, locate};
+
+use crate::{error::ErrorKind, git::Secret, spec::MergeMethod};
+
+/// Why a forge call failed. Messages never contain the token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForgeError {
+    /// The forge could not be reached, or kept answering "later" (5xx, rate limit).
+    #[error("{forge} API unavailable: {reason}")]
+    Unavailable { forge: &'static str, reason: String },
+    /// The token was refused or lacks a permission.
+    #[error("{forge} refused phasegate's token: {reason}")]
+    PermissionDenied { forge: &'static str, reason: String },
+    /// The repository or pull request does not exist (or the token cannot see it).
+    #[error("{0}")]
+    NotFound(String),
+    /// The forge refused the request as it stands (validation failed, not mergeable, …).
+    #[error("{0}")]
+    Refused(String),
+    /// The spec names a forge or API phasegate cannot use for this repository.
+    #[error("{0}")]
+    Invalid(String),
+    /// The pull request was closed without being merged.
+    #[error("{0}")]
+    ClosedUnmerged(String),
+    /// `waitForMerge` passed with the pull request still open.
+    #[error("{0}")]
+    MergeWaitExpired(String),
+}
+
+impl ForgeError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ForgeError::Unavailable { .. } => ErrorKind::Unavailable,
+            ForgeError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            ForgeError::NotFound(_) => ErrorKind::NotFound,
+            ForgeError::Refused(_) | ForgeError::ClosedUnmerged(_) => ErrorKind::FailedPrecondition,
+            ForgeError::Invalid(_) => ErrorKind::InvalidArgument,
+            ForgeError::MergeWaitExpired(_) => ErrorKind::DeadlineExceeded,
+        }
+    }
+}
+
+/// A pull request (GitLab: merge request) as phasegate needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub number: u64,
+    /// Where a reviewer opens it.
+    pub url: String,
+    pub state: PrState,
+    /// The commit the base branch got from merging it, once merged.
+    pub merge_commit: Option<String>,
+}
+
+/// Where a pull request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrState {
+    Open,
+    Merged,
+    ClosedUnmerged,
+}
+
+/// What phasegate asks for when it opens or updates a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestDraft {
+    /// The phasegate-owned branch holding the promotion commit.
+    pub head: String,
+    /// The branch it goes to.
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub draft: bool,
+}
+
+/// What a merge request to the forge came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeAttempt {
+    /// Merged, into this commit.
+    Merged(String),
+    /// Not (yet) mergeable: checks or reviews pending, a conflict; the forge's reason.
+    NotMergeable(String),
+}
+
+/// State of a commit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusState {
+    Pending,
+    Success,
+    Failure,
+    Error,
+}
+
+/// A commit status (GitHub: status, GitLab: commit status) phasegate sets on a source commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub sha: String,
+    pub state: StatusState,
+    /// `phasegate/<source>-><target>`.
+    pub context: String,
+    /// One line, cut to what forges accept.
+    pub description: String,
+    pub target_url: Option<String>,
+}
+
+/// One forge's API for one repository. Every call is retried within bounds on rate limits and
+/// transient failures (see [`RetryPolicy`]).
+pub trait Forge: Send + Sync {
+    /// The forge's name, for messages.
+    fn name(&self) -> &'static str;
+    /// The open pull request from `head` into `base`, if any.
+    fn find_open<'a>(
+        &'a self,
+        head: &'a str,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>>;
+    /// Opens a pull request (with its labels).
+    fn open<'a>(
+        &'a self,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>>;
+    /// Rewrites an open pull request's title and body (and adds its labels).
+    fn update<'a>(
+        &'a self,
+        number: u64,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>>;
+    /// The pull request as it stands now.
+    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>>;
+    /// Merges the pull request if the forge allows it now, only while its head is `head_sha`.
+    fn merge<'a>(
+        &'a self,
+        number: u64,
+        head_sha: &'a str,
+        method: MergeMethod,
+    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>>;
+    /// Sets a commit status.
+    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>>;
+}
+
+/// Server-wide forge settings.
+#[derive(Debug, Clone, Default)]
+pub struct ForgeSettings {
+    /// Link of a commit status, with `{run}` (the run id); none when unset.
+    pub run_url: Option<String>,
+    /// Retries of rate-limited and failed calls.
+    pub retry: RetryPolicy,
+    /// Extra CA bundle for forge APIs (the same one git trusts).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The client of the forge at `located`, authenticated with `token`.
+pub fn connect(
+    located: &Located,
+    token: Secret,
+    settings: &ForgeSettings,
+) -> Result<Box<dyn Forge>, ForgeError> {
+    Ok(match located.kind {
+        crate::spec::ForgeKind::GitHub => Box::new(github::GitHub::new(located, token, settings)?),
+    })
+}

@@ -1,0 +1,136 @@
+//! Pull-request mode, blocking (run it off the async threads): the same promotion commit as a
+//! push (same edit, message and trailers, on the head of the base branch), put on a
+//! phasegate-owned branch instead, which phasegate force-updates (that branch and no other),
+//! only while it is where the last fetch saw it.
+
+use git2::{Commit, Oid, Repository};
+use tracing::info;
+
+use super::{
+    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
+    cache::{self, RepoCache, git, tracking_ref},
+    index::PromotionIndex,
+    promote::{Notes, edit, read_source, read_values},
+    push::{Lease, backoff, push_to},
+};
+use crate::values;
+
+/// Runs one pull-request promotion: decides against the base branch (`already-promoted`,
+/// `superseded`), then against the open pull request's branch when there is one (the same
+/// version is not proposed twice; a newer one proposed there supersedes this one), then pushes.
+pub(super) fn run(
+    cache: &RepoCache,
+    settings: &GitSettings,
+    p: &Promotion,
+    index: &mut PromotionIndex,
+) -> Result<PromotionResult, GitError> {
+    let proposal = p
+        .proposal
+        .as_ref()
+        .ok_or_else(|| GitError::Other("not a pull-request promotion".into()))?;
+    let (url, branch) = (p.repo.as_str(), proposal.name.as_str());
+    let creds = p.credentials.as_ref().or(settings.credentials.as_ref());
+    let base_spec = format!("+refs/heads/{0}:{1}", p.branch, tracking_ref(&p.branch));
+    let proposal_spec = format!("+refs/heads/{branch}:{}", tracking_ref(branch));
+    let (_held, repo) = cache.take(url)?;
+    for attempt in 1..=settings.push_attempts {
+        if attempt > 1 {
+            std::thread::sleep(backoff(attempt));
+        }
+        // A proposal branch deleted on the remote (merged, cleaned up) must not linger here.
+        if let Ok(mut stale) = repo.find_reference(&tracking_ref(branch)) {
+            git(stale.delete())?;
+        }
+        cache::fetch(&repo, url, &[&base_spec, &proposal_spec], settings, creds)?;
+        let (source, versions) = read_source(&repo, p, settings, creds)?;
+        let head = repo
+            .find_reference(&tracking_ref(&p.branch))
+            .and_then(|r| r.peel_to_commit())
+            .map_err(|_| GitError::NotFound(format!("branch `{}` not found", p.branch)))?;
+        index.update(&repo, head.id())?;
+        let mut noted = Notes::new();
+        let (mut result, commit) = edit(
+            &repo,
+            settings,
+            creds,
+            p,
+            &head,
+            &source,
+            &versions,
+            (&mut *index, &mut noted),
+        )?;
+        let Some(commit) = commit else {
+            return Ok(result);
+        };
+        let tip = repo
+            .find_reference(&tracking_ref(branch))
+            .and_then(|r| r.peel_to_commit())
+            .ok();
+        if let Some(tip) = tip.as_ref().filter(|_| proposal.open) {
+            if proposes(&repo, tip, p, &versions)? {
+                result.outcome = PromotionOutcome::AlreadyProposed;
+                result.commit = Some(tip.id().to_string());
+                return Ok(result);
+            }
+            // A deliberate rollback proposes an older version on purpose.
+            if let Some(newer) = newer_source(&repo, tip, source.id()).filter(|_| !p.rollback) {
+                info!(run = %p.run_id, newer = %newer, "the open pull request proposes a newer source commit");
+                result.outcome = PromotionOutcome::Superseded;
+                return Ok(result);
+            }
+        }
+        if p.dry_run {
+            result.outcome = PromotionOutcome::DryRun;
+            return Ok(result);
+        }
+        let lease = Lease {
+            branch,
+            expected: tip.as_ref().map_or_else(Oid::zero, Commit::id),
+            force: true,
+        };
+        if push_to(&repo, p, commit, lease, settings, creds)? {
+            git(repo.reference(&tracking_ref(branch), commit, true, "phasegate proposal"))?;
+            info!(branch, commit = %commit, attempt, "pushed the pull request branch");
+            result.outcome = PromotionOutcome::Proposed;
+            result.commit = Some(commit.to_string());
+            result.push_attempts = attempt;
+            return Ok(result);
+        }
+    }
+    Err(GitError::PushRejected {
+        branch: p
+            .proposal
+            .as_ref()
+            .map_or_else(String::new, |b| b.name.clone()),
+        attempts: settings.push_attempts,
+    })
+}
+
+/// True when the branch tip's target values file already holds `versions`.
+fn proposes(
+    repo: &Repository,
+    tip: &Commit,
+    p: &Promotion,
+    versions: &[String],
+) -> Result<bool, GitError> {
+    let path = p.path.replace("{phase}", p.target.as_str());
+    let Ok((_, text)) = read_values(repo, &git(tip.tree())?, &path, "") else {
+        return Ok(false);
+    };
+    Ok(p.keys
+        .iter()
+        .zip(versions)
+        .all(|(k, v)| values::read_scalar(&text, k).ok().as_deref() == Some(v.as_str())))
+}
+
+/// The source commit the tip's promotion recorded, when it descends from `source`.
+fn newer_source(repo: &Repository, tip: &Commit, source: Oid) -> Option<Oid> {
+    let recorded = tip
+        .message()?
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Source-Commit: "))
+        .and_then(|s| Oid::from_str(s.trim()).ok())?;
+    (recorded != source && repo.graph_descendant_of(recorded, source).unwrap_or(false))
+        .then_some(recorded)
+}

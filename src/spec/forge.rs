@@ -1,0 +1,203 @@
+//! How a promotion reaches the target branch (`promoteVia`), and which forge hosts the
+//! repository (`forge`, `forgeApiUrl`): the resource fields and their validated plan types.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Resource, SpecError, plan::duration};
+
+/// A merge wait longer than a day is a mistake: a run holds its Sensor call while it waits.
+const MAX_WAIT_FOR_MERGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The forge keys as the resource carries them (`forge`, `forgeApiUrl`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ForgeSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+}
+
+/// The pull-request keys as the resource carries them (`prLabels`, `prDraft`, `mergeMethod`,
+/// `autoMerge`, `waitForMerge`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PullRequestSpec {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    pub draft: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_method: Option<String>,
+    pub auto_merge: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for_merge: Option<String>,
+}
+
+/// The forges phasegate speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeKind {
+    /// github.com and GitHub Enterprise Server.
+    GitHub,
+}
+
+impl ForgeKind {
+    /// Parses the `forge` key.
+    pub fn parse(s: &str) -> Result<ForgeKind, SpecError> {
+        match s {
+            "github" => Ok(ForgeKind::GitHub),
+            "gitlab" | "gitea" | "forgejo" | "bitbucket-datacenter" => Err(SpecError::invalid(
+                "forge",
+                format!("`{s}` is not supported yet; supported: github"),
+            )),
+            other => Err(SpecError::invalid(
+                "forge",
+                format!("{other:?} is not a forge (github)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForgeKind::GitHub => "github",
+        })
+    }
+}
+
+/// The forge the spec names (both optional: inferred from the repository's host otherwise).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForgeChoice {
+    pub kind: Option<ForgeKind>,
+    /// An http(s) URL, checked against the repository's host when the forge is located.
+    pub api_url: Option<url::Url>,
+}
+
+/// How a pull request is merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergeMethod {
+    #[default]
+    Merge,
+    Squash,
+    Rebase,
+}
+
+impl MergeMethod {
+    /// The method's name, as forges spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Merge => "merge",
+            MergeMethod::Squash => "squash",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
+/// What a pull-request promotion asks of the forge.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullRequestPlan {
+    pub labels: Vec<String>,
+    pub draft: bool,
+    pub merge_method: MergeMethod,
+    /// Merge as soon as the forge allows it.
+    pub auto_merge: bool,
+    /// Sync mode: answer only once the pull request is merged or closed, or this passed.
+    pub wait_for_merge: Option<Duration>,
+}
+
+/// `promoteVia`: a push to the branch, or a pull request against it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PromoteVia {
+    #[default]
+    Push,
+    PullRequest(PullRequestPlan),
+}
+
+/// Validates the forge keys of a resource.
+pub(super) fn forge_choice(r: &Resource) -> Result<ForgeChoice, SpecError> {
+    let Some(spec) = &r.forge else {
+        return Ok(ForgeChoice::default());
+    };
+    let kind = spec.kind.as_deref().map(ForgeKind::parse).transpose()?;
+    let api_url = match spec.api_url.as_deref() {
+        None => None,
+        Some(s) => {
+            let url = url::Url::parse(s)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
+                .ok_or_else(|| SpecError::invalid("forgeApiUrl", "must be an http(s) URL"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(SpecError::invalid(
+                    "forgeApiUrl",
+                    "must not carry credentials",
+                ));
+            }
+            Some(url)
+        }
+    };
+    Ok(ForgeChoice { kind, api_url })
+}
+
+/// Validates `promoteVia` and the pull-request keys of a resource.
+pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
+    let pr = r.pull_request.clone().unwrap_or_default();
+    match r.promote_via.as_str() {
+        "push" => {
+            if pr != PullRequestSpec::default() {
+                return Err(SpecError::invalid(
+                    "promoteVia",
+                    "is `push`, but pull-request keys (prLabels, prDraft, mergeMethod, \
+                     autoMerge, waitForMerge) are set: set promoteVia: pull-request",
+                ));
+            }
+            Ok(PromoteVia::Push)
+        }
+        "pull-request" => {
+            let merge_method = match pr.merge_method.as_deref() {
+                None | Some("merge") => MergeMethod::Merge,
+                Some("squash") => MergeMethod::Squash,
+                Some("rebase") => MergeMethod::Rebase,
+                Some(other) => {
+                    return Err(SpecError::invalid(
+                        "pullRequest.mergeMethod",
+                        format!("{other:?} is not merge, squash or rebase"),
+                    ));
+                }
+            };
+            for label in &pr.labels {
+                if label.trim().is_empty() || label.len() > 50 {
+                    return Err(SpecError::invalid(
+                        "pullRequest.labels",
+                        "labels must be 1 to 50 characters",
+                    ));
+                }
+            }
+            let wait_for_merge = match pr.wait_for_merge.as_deref() {
+                None => None,
+                Some(s) => {
+                    let d = duration("pullRequest.waitForMerge", s)?;
+                    if d.is_zero() || d > MAX_WAIT_FOR_MERGE {
+                        return Err(SpecError::invalid(
+                            "pullRequest.waitForMerge",
+                            "must be between 1s and 24h",
+                        ));
+                    }
+                    Some(d)
+                }
+            };
+            Ok(PromoteVia::PullRequest(PullRequestPlan {
+                labels: pr.labels,
+                draft: pr.draft,
+                merge_method,
+                auto_merge: pr.auto_merge,
+                wait_for_merge,
+            }))
+        }
+        other => Err(SpecError::invalid(
+            "promoteVia",
+            format!("{other:?} is not push or pull-request"),
+        )),
+    }
+}

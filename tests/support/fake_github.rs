@@ -1,0 +1,444 @@
+//! A stateful fake GitHub Enterprise Server: the REST paths and JSON of pull requests, their
+//! labels and merging, and commit statuses under `/api/v3`, beside the real git smart-HTTP
+//! server (tests/support/git_server.rs) on the same host, as GitHub serves both. Pull request
+//! branches are real branches pushed with git, and a merge really moves the base branch (a
+//! merge or squash commit made with git). Every request is checked against GitHub's official
+//! OpenAPI description (tests/support/openapi.rs): one that does not match is answered 422 and
+//! recorded, and [`FakeGitHub::assert_valid`] fails the test.
+//!
+//! Does not model: reviews and required checks (one "mergeable" switch stands for them),
+//! GraphQL (GitHub's own auto-merge), forks, rebase merges (done as a squash), pagination,
+//! conditional requests, label existence, check runs, GitHub Apps, per-repository tokens
+//! (one token; [`FakeGitHub::restrict_token`] takes its API write permissions away).
+
+use std::{
+    collections::VecDeque,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::header,
+    response::Response,
+    routing::any,
+};
+use serde_json::{Value, json};
+
+use super::{git_server::GitServer, openapi};
+
+/// One request phasegate sent.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Without `/api/v3` and the query.
+    pub path: String,
+    pub body: Option<Value>,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Fake {
+    root: PathBuf,
+    base_url: String,
+    token: String,
+    /// The token may read and push with git, but not write through the API.
+    restricted: bool,
+    prs: Vec<Value>,
+    statuses: Vec<(String, Value)>,
+    requests: Vec<Recorded>,
+    violations: Vec<String>,
+    /// Canned answers for the next requests: (status, headers).
+    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
+    unmergeable: Option<String>,
+}
+
+/// The fake GitHub and its git server.
+pub struct FakeGitHub {
+    pub git: GitServer,
+    fake: Arc<Mutex<Fake>>,
+}
+
+impl FakeGitHub {
+    /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
+    /// API (bearer `token`).
+    pub async fn start(root: &Path, user: &str, token: &str) -> FakeGitHub {
+        let fake = Arc::new(Mutex::new(Fake {
+            root: root.to_path_buf(),
+            token: token.to_string(),
+            ..Fake::default()
+        }));
+        let api = Router::new()
+            .route("/api/v3/{*rest}", any(handle))
+            .with_state(fake.clone());
+        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        fake.lock().expect("fake").base_url = git.base_url();
+        FakeGitHub { git, fake }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.fake.lock().expect("fake github")
+    }
+
+    /// `http://HOST/org/<name>.git`: a repository this fake hosts (bare at `root/org/<name>.git`).
+    pub fn repo_url(&self, name: &str) -> String {
+        self.git.url(&format!("org/{name}"))
+    }
+
+    /// The API root, as GitHub Enterprise Server has it.
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v3", self.git.base_url())
+    }
+
+    /// The token loses the API's write permissions (pull requests, statuses), as a
+    /// fine-grained token with only `contents: write`: API writes get GitHub's 403.
+    pub fn restrict_token(&self, restricted: bool) {
+        self.state().restricted = restricted;
+    }
+
+    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
+    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut s = self.state();
+        for _ in 0..times {
+            s.failures.push_back((status, headers.clone()));
+        }
+    }
+
+    /// Refuses merges with `reason` (pending checks or reviews); `None` allows them.
+    pub fn set_unmergeable(&self, reason: Option<&str>) {
+        self.state().unmergeable = reason.map(str::to_string);
+    }
+
+    /// The pull requests, as GitHub answers them.
+    pub fn pulls(&self) -> Vec<Value> {
+        self.state().prs.clone()
+    }
+
+    /// The statuses set on `sha`, oldest first.
+    pub fn statuses(&self, sha: &str) -> Vec<Value> {
+        let s = self.state();
+        s.statuses
+            .iter()
+            .filter(|(on, _)| on == sha)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// A reviewer merges pull request `number` (a merge commit on the base branch).
+    pub fn merge(&self, number: u64) {
+        let mut s = self.state();
+        let (status, body) = s.merge(number, None, "merge");
+        assert_eq!(status, 200, "merge #{number}: {body}");
+    }
+
+    /// A reviewer closes pull request `number` without merging it.
+    pub fn close(&self, number: u64) {
+        let mut s = self.state();
+        let pr = s.pr_mut(number).expect("pull request");
+        pr["state"] = json!("closed");
+    }
+
+    /// Fails the test if any request did not match GitHub's OpenAPI description.
+    pub fn assert_valid(&self) {
+        let s = self.state();
+        assert!(
+            s.violations.is_empty(),
+            "requests that GitHub's API description refuses:\n{}",
+            s.violations.join("\n")
+        );
+    }
+}
+
+fn answer(status: u16, body: Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header("x-ratelimit-remaining", "4999")
+        .body(Body::from(body.to_string()))
+        .expect("response")
+}
+
+async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Option<Value> = (!bytes.is_empty())
+        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/api/v3")
+        .unwrap_or("")
+        .to_string();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let method = parts.method.as_str().to_string();
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    // Validating needs the description (loaded once); keep it off the async threads.
+    let (m, p, q, b) = (method.clone(), path.clone(), query.clone(), body.clone());
+    let valid = tokio::task::spawn_blocking(move || {
+        openapi::check(openapi::github(), &m, &p, &q, b.as_ref())
+    })
+    .await
+    .expect("validation task");
+    let mut s = fake.lock().expect("fake github");
+    s.requests.push(Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    if let Err(e) = valid {
+        s.violations.push(e.clone());
+        return answer(422, json!({"message": e}));
+    }
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("token "));
+    if token != Some(s.token.as_str()) {
+        return answer(401, json!({"message": "Bad credentials"}));
+    }
+    if let Some((status, headers)) = s.failures.pop_front() {
+        let mut r = answer(status, json!({"message": "injected failure"}));
+        for (k, v) in headers {
+            r.headers_mut().insert(k, v.parse().expect("header value"));
+        }
+        return r;
+    }
+    if s.restricted && method != "GET" {
+        return answer(
+            403,
+            json!({"message": "Resource not accessible by personal access token"}),
+        );
+    }
+    let (status, body) = s.route(&method, &path, &query, body.unwrap_or(Value::Null));
+    answer(status, body)
+}
+
+impl Fake {
+    fn route(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Value,
+    ) -> (u16, Value) {
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [_, owner, repo, rest @ ..] = seg.as_slice() else {
+            return (404, json!({"message": "Not Found"}));
+        };
+        if !self.bare(owner, repo).exists() {
+            return (404, json!({"message": "Not Found"}));
+        }
+        let number = |s: &str| s.parse::<u64>().unwrap_or(0);
+        match (method, rest) {
+            ("GET", ["pulls"]) => {
+                let param = |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+                let head = param("head").map(|h| h.split_once(':').map_or(h, |(_, b)| b));
+                let state = param("state").unwrap_or("open");
+                let list: Vec<Value> = self
+                    .prs
+                    .iter()
+                    .filter(|p| state == "all" || p["state"] == state)
+                    .filter(|p| head.is_none_or(|h| p["head"]["ref"] == h))
+                    .filter(|p| param("base").is_none_or(|b| p["base"]["ref"] == b))
+                    .cloned()
+                    .collect();
+                (200, json!(list))
+            }
+            ("POST", ["pulls"]) => self.open(owner, repo, body),
+            ("GET", ["pulls", n]) => match self.pr_mut(number(n)) {
+                Some(pr) => (200, pr.clone()),
+                None => (404, json!({"message": "Not Found"})),
+            },
+            ("PATCH", ["pulls", n]) => match self.pr_mut(number(n)) {
+                Some(pr) => {
+                    for k in ["title", "body"] {
+                        if let Some(v) = body.get(k) {
+                            pr[k] = v.clone();
+                        }
+                    }
+                    (200, pr.clone())
+                }
+                None => (404, json!({"message": "Not Found"})),
+            },
+            ("PUT", ["pulls", n, "merge"]) => {
+                let sha = body["sha"].as_str().map(str::to_string);
+                let method = body["merge_method"].as_str().unwrap_or("merge").to_string();
+                self.merge(number(n), sha, &method)
+            }
+            ("POST", ["issues", n, "labels"]) => match self.pr_mut(number(n)) {
+                Some(pr) => {
+                    let mut labels = pr["labels"].as_array().cloned().unwrap_or_default();
+                    for l in body["labels"].as_array().into_iter().flatten() {
+                        if !labels.iter().any(|x| x["name"] == *l) {
+                            labels.push(json!({"name": l}));
+                        }
+                    }
+                    pr["labels"] = json!(labels);
+                    (200, json!(labels))
+                }
+                None => (404, json!({"message": "Not Found"})),
+            },
+            ("POST", ["statuses", sha]) => {
+                let status = json!({
+                    "state": body["state"], "context": body["context"],
+                    "description": body["description"], "target_url": body["target_url"],
+                });
+                self.statuses.push((sha.to_string(), status.clone()));
+                (201, status)
+            }
+            _ => (404, json!({"message": "Not Found"})),
+        }
+    }
+
+    fn bare(&self, owner: &str, repo: &str) -> PathBuf {
+        self.root.join(owner).join(format!("{repo}.git"))
+    }
+
+    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(bare)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "GitHub")
+            .env("GIT_AUTHOR_EMAIL", "noreply@github.com")
+            .env("GIT_COMMITTER_NAME", "GitHub")
+            .env("GIT_COMMITTER_EMAIL", "noreply@github.com")
+            .output()
+            .expect("git");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn open(&mut self, owner: &str, repo: &str, body: Value) -> (u16, Value) {
+        let (head, base) = (
+            body["head"].as_str().unwrap_or(""),
+            body["base"].as_str().unwrap_or(""),
+        );
+        let bare = self.bare(owner, repo);
+        let Some(head_sha) = self.git(
+            &bare,
+            &["rev-parse", "--verify", &format!("refs/heads/{head}")],
+        ) else {
+            return (
+                422,
+                json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}]}),
+            );
+        };
+        if self
+            .prs
+            .iter()
+            .any(|p| p["state"] == "open" && p["head"]["ref"] == head && p["base"]["ref"] == base)
+        {
+            return (
+                422,
+                json!({"message": "Validation Failed", "errors": [{"message": format!("A pull request already exists for {owner}:{head}.")}]}),
+            );
+        }
+        let number = self.prs.len() as u64 + 1;
+        let pr = json!({
+            "number": number, "state": "open", "title": body["title"], "body": body["body"],
+            "draft": body["draft"].as_bool().unwrap_or(false), "merged": false,
+            "merged_at": null, "merge_commit_sha": null, "mergeable": true, "labels": [],
+            "html_url": format!("{}/{owner}/{repo}/pull/{number}", self.base_url),
+            "head": {"ref": head, "sha": head_sha}, "base": {"ref": base},
+            "repo": format!("{owner}/{repo}"),
+        });
+        self.prs.push(pr.clone());
+        (201, pr)
+    }
+
+    fn pr_mut(&mut self, number: u64) -> Option<&mut Value> {
+        self.prs.iter_mut().find(|p| p["number"] == number)
+    }
+
+    /// Merges with git into the base branch: a merge commit, or a squash (also for rebase).
+    fn merge(&mut self, number: u64, sha: Option<String>, method: &str) -> (u16, Value) {
+        if let Some(reason) = self.unmergeable.clone() {
+            return (405, json!({"message": reason}));
+        }
+        let Some(pr) = self.pr_mut(number).cloned() else {
+            return (404, json!({"message": "Not Found"}));
+        };
+        if pr["state"] != "open" {
+            return (405, json!({"message": "Pull Request is not mergeable"}));
+        }
+        let (owner, repo) = pr["repo"]
+            .as_str()
+            .unwrap_or("/")
+            .split_once('/')
+            .expect("repo");
+        let bare = self.bare(owner, repo);
+        let (head, base) = (
+            pr["head"]["ref"].as_str().unwrap_or(""),
+            pr["base"]["ref"].as_str().unwrap_or(""),
+        );
+        let head_sha = self
+            .git(&bare, &["rev-parse", &format!("refs/heads/{head}")])
+            .unwrap_or_default();
+        if sha.is_some_and(|s| s != head_sha) {
+            return (
+                409,
+                json!({"message": "Head branch was modified. Review and try the merge again."}),
+            );
+        }
+        let base_sha = self
+            .git(&bare, &["rev-parse", &format!("refs/heads/{base}")])
+            .unwrap_or_default();
+        let Some(tree) = self.git(&bare, &["merge-tree", "--write-tree", &base_sha, &head_sha])
+        else {
+            return (405, json!({"message": "Pull Request is not mergeable"}));
+        };
+        let tree = tree.lines().next().unwrap_or_default().to_string();
+        let title = pr["title"].as_str().unwrap_or_default();
+        let message = match method {
+            "merge" => format!("Merge pull request #{number} from {owner}/{head}\n\n{title}"),
+            _ => format!("{title} (#{number})"),
+        };
+        let mut args = vec!["commit-tree", tree.as_str(), "-p", base_sha.as_str()];
+        if method == "merge" {
+            args.extend(["-p", head_sha.as_str()]);
+        }
+        args.extend(["-m", message.as_str()]);
+        let commit = self.git(&bare, &args).expect("commit-tree");
+        self.git(
+            &bare,
+            &[
+                "update-ref",
+                &format!("refs/heads/{base}"),
+                &commit,
+                &base_sha,
+            ],
+        )
+        .expect("update-ref");
+        let pr = self.pr_mut(number).expect("pull request");
+        pr["state"] = json!("closed");
+        pr["merged"] = json!(true);
+        pr["merged_at"] = json!("2026-11-25T00:00:00Z");
+        pr["merge_commit_sha"] = json!(commit);
+        (
+            200,
+            json!({"sha": commit, "merged": true, "message": "Pull Request successfully merged"}),
+        )
+    }
+}
