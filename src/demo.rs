@@ -31,8 +31,12 @@ fn values(phase: &str, version: &str) -> String {
     )
 }
 
-/// Runs the demo, printing each step to `out`.
-pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
+/// Runs the demo, printing each step to `out`. With `console`, the server also serves the web
+/// console and keeps running after the promotion, until `console` resolves (Ctrl-C).
+pub async fn run(
+    out: &mut (dyn Write + Send),
+    console: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+) -> DemoResult<()> {
     let dir = tempfile::tempdir()?;
     let repo = dir.path().join("gitops.git");
     let path = |phase: &str| VALUES_PATH.replace("{phase}", phase);
@@ -86,8 +90,21 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
         },
         ..Config::default()
     };
+    let console_listener = match console {
+        Some(_) => Some(TcpListener::bind("127.0.0.1:0").await?),
+        None => None,
+    };
+    let console_url = match &console_listener {
+        Some(l) => Some(format!("http://{}/", l.local_addr()?)),
+        None => None,
+    };
+    let listeners = server::Listeners {
+        grpc: listener,
+        metrics: None,
+        console: console_listener,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server::run(listener, config, async {
+    let server_task = tokio::spawn(server::serve(listeners, config, async {
         let _ = stopped.await;
     }));
     writeln!(
@@ -125,7 +142,6 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
     let payload = json!({"source_phase": "test"}).to_string();
     let client = SensorClient::connect(server_url).await?;
     let result = client.fire(&spec, &parameters, payload.as_bytes()).await;
-    let _ = stop.send(());
     let firing = result.map_err(|f| format!("{} failed: {}", f.step, f.status.message()))?;
     writeln!(out, "   FetchResource → {}", firing.resource)?;
     writeln!(
@@ -143,6 +159,15 @@ pub async fn run(out: &mut (dyn Write + Send)) -> DemoResult<()> {
         "5. the promotion commit on main:\n{}",
         indent(&local::show(&repo, commit)?)
     )?;
+    if let (Some(until), Some(url)) = (console, console_url) {
+        writeln!(
+            out,
+            "6. the web console shows the promotion at {url} (Ctrl-C stops the demo)"
+        )?;
+        out.flush()?;
+        until.await;
+    }
+    let _ = stop.send(());
     server_task.await??;
     app_task.abort();
     Ok(())

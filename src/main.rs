@@ -119,7 +119,12 @@ enum Command {
         config: Overrides,
     },
     /// The whole loop on this machine: a throw-away GitOps repo, an app, the server, a Sensor.
-    Demo,
+    Demo {
+        /// Also serve the web console, and keep the server running after the promotion
+        /// (Ctrl-C stops it).
+        #[arg(long)]
+        console: bool,
+    },
     /// Recent runs as a table; `runs watch ID` follows one live and exits with its result.
     Runs {
         /// The phasegate server: HOST:PORT or http://HOST:PORT (plaintext), https://HOST:PORT
@@ -157,7 +162,7 @@ enum RunsAction {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format, matches!(cli.command, Command::Demo));
+    init_logs(cli.log_format, matches!(cli.command, Command::Demo { .. }));
     match cli.command {
         Command::Serve { config } => {
             let result = async {
@@ -274,7 +279,12 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             })
         }
-        Command::Demo => match phasegate::demo::run(&mut std::io::stdout()).await {
+        Command::Demo { console } => match phasegate::demo::run(
+            &mut std::io::stdout(),
+            console.then(|| Box::pin(shutdown_signal()) as _),
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("phasegate demo: {e}");

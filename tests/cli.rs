@@ -378,3 +378,53 @@ fn flags_are_parsed_where_they_are_given() {
         );
     }
 }
+
+#[tokio::test]
+async fn demo_with_the_console_keeps_serving_the_board_of_its_promotion_until_stopped() {
+    use std::io::BufRead;
+    let (_dir, root) = tempdir();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .args(["demo", "--console"])
+        .env("PHASEGATE_CACHE_DIR", &root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let stdout = demo.stdout.take().expect("stdout");
+    let url = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("http://") && l.contains("web console"))
+                    .map(str::to_string)
+            })
+    })
+    .await
+    .expect("reader")
+    .expect("the demo prints the console's URL");
+    let board = reqwest::get(&url)
+        .await
+        .expect("the console answers")
+        .text()
+        .await
+        .expect("board");
+    assert_eq!(
+        board.matches("class=\"version\">2.0<").count(),
+        2,
+        "test and prod at 2.0:\n{board}"
+    );
+    assert!(board.contains(">promoted<"), "{board}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(demo.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("Ctrl-C");
+    let status = tokio::task::spawn_blocking(move || demo.wait())
+        .await
+        .expect("waiter")
+        .expect("the demo ends");
+    assert!(status.success(), "{status}");
+}
