@@ -11,36 +11,16 @@ use phasegate::{
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
-use support::{fake_kube::FakeKube, git_server::GitServer, *};
+use support::{
+    fake_kube::FakeKube,
+    git_server::GitServer,
+    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
+    *,
+};
 use tonic::Code;
 
-const NS: &str = "argo-events";
-const JOBS: (&str, &str) = ("/apis/batch/v1", "jobs");
-
 fn config(kube: &FakeKube) -> Config {
-    Config {
-        kubernetes: KubernetesConfig {
-            disabled: false,
-            namespace: Some(NS.into()),
-            api_url: Some(kube.url()),
-            ..KubernetesConfig::default()
-        },
-        ..Config::default()
-    }
-}
-
-fn job_spec(repo: &str, script: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let command = serde_json::to_string(&["sh", "-c", script]).expect("json");
-    let mut s = spec(&[
-        ("repo", repo),
-        ("path", &PATH.replace("{app}", "petstore")),
-        ("phases", "test,prod"),
-        ("testImage", "registry.example.com/petstore-tests:1.2"),
-        ("testCommand", &command),
-        ("testTarget", "http://petstore.test.svc:8080"),
-    ]);
-    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    s
+    kube_config(kube, None)
 }
 
 async fn fire(
@@ -53,10 +33,6 @@ async fn fire(
         .await
         .fire(spec, &sync_event(sha), FROM_TEST)
         .await
-}
-
-fn jobs(kube: &FakeKube) -> Vec<String> {
-    kube.names(JOBS.0, NS, JOBS.1)
 }
 
 #[tokio::test]

@@ -5,47 +5,26 @@
 
 mod support;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use phasegate::{
-    config::{Config, KubernetesConfig},
+    config::Config,
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
-use support::{fake_kube::FakeKube, *};
+use support::{
+    fake_kube::FakeKube,
+    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
+    *,
+};
 use tonic::Code;
 
-const NS: &str = "argo-events";
-const JOBS: (&str, &str) = ("/apis/batch/v1", "jobs");
-
 fn config(kube: &FakeKube, tolerance: &str) -> Config {
-    Config {
-        kubernetes: KubernetesConfig {
-            namespace: Some(NS.into()),
-            api_url: Some(kube.url()),
-            pod_problem_tolerance: Some(tolerance.into()),
-            ..KubernetesConfig::default()
-        },
-        ..Config::default()
-    }
+    kube_config(kube, Some(tolerance))
 }
 
-fn job_spec(
-    bare: &std::path::Path,
-    script: &str,
-    extra: &[(&str, &str)],
-) -> BTreeMap<String, String> {
-    let command = serde_json::to_string(&["sh", "-c", script]).expect("json");
-    let mut s = petstore(
-        &file_url(bare),
-        &[
-            ("testImage", "registry.example.com/petstore-tests:1.2"),
-            ("testCommand", &command),
-            ("testTarget", "http://petstore.test.svc:8080"),
-        ],
-    );
-    s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    s
+fn spec_of(bare: &Path, script: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    job_spec(&file_url(bare), script, extra)
 }
 
 async fn fire(
@@ -68,10 +47,6 @@ fn log_of(failed: Failed) -> String {
     response["test"]["log"].as_str().expect("log").to_string()
 }
 
-fn jobs(kube: &FakeKube) -> Vec<String> {
-    kube.names(JOBS.0, NS, JOBS.1)
-}
-
 #[tokio::test]
 async fn a_deadline_is_a_timeout_at_failure_target_not_after_the_pods_grace_period() {
     let (_d, root) = tempdir();
@@ -81,7 +56,7 @@ async fn a_deadline_is_a_timeout_at_failure_target_not_after_the_pods_grace_peri
     let server = TestServer::start(config(&kube, "5m")).await;
     // The container ignores SIGTERM: the terminal Failed comes only after the 30 s grace
     // period, with phasegate's own deadline; FailureTarget comes at the deadline.
-    let spec = job_spec(
+    let spec = spec_of(
         &bare,
         "trap '' TERM; echo started; sleep 120",
         &[("testTimeout", "1s")],
@@ -108,13 +83,13 @@ async fn transient_pod_problems_are_waited_out_and_permanent_ones_end_the_run_at
         "registry.example.com/autoscaled:1",
         "registry.example.com/flaky-pull:1",
     ] {
-        let mut spec = job_spec(&bare, "echo 3 tests passed", &[("dryRun", "true")]);
+        let mut spec = spec_of(&bare, "echo 3 tests passed", &[("dryRun", "true")]);
         spec.insert("testImage".into(), image.into());
         let fired = fire(&patient, &spec, &synced).await.expect(image);
         assert_eq!(fired.response["outcome"], "dry-run", "{image}");
     }
     // Permanent: ends at once although the tolerance is 10 minutes.
-    let mut spec = job_spec(&bare, "true", &[]);
+    let mut spec = spec_of(&bare, "true", &[]);
     spec.insert(
         "testImage".into(),
         "registry.example.com/invalid-image:1".into(),
@@ -135,7 +110,7 @@ async fn transient_pod_problems_are_waited_out_and_permanent_ones_end_the_run_at
             "Unschedulable: 0/3 nodes are available",
         ),
     ] {
-        let mut spec = job_spec(&bare, "true", &[]);
+        let mut spec = spec_of(&bare, "true", &[]);
         spec.insert("testImage".into(), image.into());
         let log = log_of(fire(&impatient, &spec, &synced).await.expect_err(image));
         assert!(
@@ -154,7 +129,7 @@ async fn a_pod_that_is_never_created_ends_the_run_with_the_event_message() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube, "10m")).await;
-    let spec = job_spec(&bare, "true", &[("testServiceAccount", "no-such-account")]);
+    let spec = spec_of(&bare, "true", &[("testServiceAccount", "no-such-account")]);
 
     let log = log_of(fire(&server, &spec, &synced).await.expect_err("no pod"));
 
@@ -181,7 +156,7 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
         "if [ -e {g} ]; then echo 3 tests passed; else touch {g}; echo first pod; sleep 60; fi",
         g = gate.display()
     );
-    let spec = job_spec(&bare, &script, &[]);
+    let spec = spec_of(&bare, &script, &[]);
 
     let run = fire_in_background(server.sensor().await, &spec, &synced);
     eventually(|| gate.exists()).await;
@@ -208,7 +183,7 @@ async fn only_this_runs_pod_and_test_container_are_read() {
         "if [ -e {} ]; then echo NEW-RUN 3 tests passed; else echo OLD-RUN failed; exit 1; fi",
         fixed.display()
     );
-    let spec = job_spec(&bare, &script, &[]);
+    let spec = spec_of(&bare, &script, &[]);
     let old = log_of(
         fire(&server, &spec, &synced)
             .await
@@ -256,7 +231,7 @@ async fn a_job_of_the_same_name_that_is_not_this_runs_is_refused() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube, "10m")).await;
-    let spec = job_spec(&bare, "echo failed; exit 1", &[]);
+    let spec = spec_of(&bare, "echo failed; exit 1", &[]);
     log_of(
         fire(&server, &spec, &synced)
             .await
@@ -299,7 +274,7 @@ async fn a_job_deleted_under_the_run_is_an_error_not_a_failed_test() {
     let kube = FakeKube::start().await;
     kube.close_watches_after(Duration::from_millis(300));
     let server = TestServer::start(config(&kube, "10m")).await;
-    let spec = job_spec(&bare, "echo running; sleep 60", &[]);
+    let spec = spec_of(&bare, "echo running; sleep 60", &[]);
 
     let run = fire_in_background(server.sensor().await, &spec, &synced);
     eventually(|| !kube.names("/api/v1", NS, "pods").is_empty()).await;

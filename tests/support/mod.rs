@@ -9,6 +9,7 @@ pub mod fake_kube;
 pub mod git_server;
 pub mod openapi;
 pub mod ssh_server;
+pub mod test_jobs;
 
 use std::{
     collections::BTreeMap,
