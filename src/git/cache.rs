@@ -51,7 +51,7 @@ impl RepoCache {
                 }
             }
         }
-        std::fs::create_dir_all(&self.dir)
+        crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
         Repository::init_bare(&path).map_err(|e| GitError::Other(e.message().to_string()))
     }
