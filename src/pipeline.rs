@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd, secrets::SecretStore},
+    credentials::CredentialScopes,
     git::{
         Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,
         Signer, SigningKeySource,
@@ -30,6 +31,7 @@ use crate::{
 /// The engine behind the gRPC adapter and the `promote` command.
 pub struct Pipeline {
     policy: Policy,
+    scopes: CredentialScopes,
     promoter: GitPromoter,
     ledger: RunLedger,
     permits: Arc<Semaphore>,
@@ -72,6 +74,7 @@ impl Pipeline {
         }
         Pipeline {
             policy,
+            scopes: git.credentials.clone(),
             promoter: GitPromoter::new(git),
             ledger,
             permits: Arc::new(Semaphore::new(max_runs.max(1))),
@@ -110,7 +113,10 @@ impl Pipeline {
 
     /// Runs a validated plan once per idempotency key.
     pub async fn submit(&self, plan: Plan) -> Shared {
-        self.policy.check(&plan).map_err(|e| Arc::new(e.into()))?;
+        let plan = self
+            .policy
+            .admit(plan, &self.scopes)
+            .map_err(|e| Arc::new(e.into()))?;
         let key = idempotency_key(&plan);
         let id = run_id();
         let (run, waiter) = match self.ledger.claim(&key, &id) {

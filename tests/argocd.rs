@@ -22,7 +22,7 @@ fn config(kube: &FakeKube) -> Config {
             namespace: Some("argo-events".into()),
             api_url: Some(kube.url()),
         },
-        ..Config::default()
+        ..test_config()
     }
 }
 

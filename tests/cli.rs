@@ -139,7 +139,7 @@ fn promote_reads_its_configuration_from_phasegate_variables() {
         &args,
         &cache,
         &[
-            ("PHASEGATE_POLICY_REPOS", "file://*"),
+            ("PHASEGATE_POLICY_REPOS", "file:///**"),
             ("PHASEGATE_GIT_AUTHOR_NAME", "release-bot"),
         ],
     );

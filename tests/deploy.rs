@@ -115,7 +115,7 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
         Config::load(Some(&dir.path().join("config.yaml"))).expect("phasegate reads its ConfigMap");
     assert_eq!(loaded.listen.port(), 9000);
     assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
-    assert!(!loaded.policy().expect("policy").is_open());
+    assert!(!loaded.policy().expect("policy").is_permissive());
 }
 
 #[test]

@@ -83,7 +83,12 @@ fn run_batch(
     let started = std::time::Instant::now();
     let first = &batch[0]; // never empty: see run()
     let url = first.repo.as_str();
-    let creds = first.credentials.as_ref().or(settings.credentials.as_ref());
+    // A request's own Secret goes to its repo only, and never in clear text unless allowed;
+    // otherwise the credential scopes decide (none for a remote outside every scope).
+    let creds = match &first.credentials {
+        Some(c) => Some(c).filter(|_| settings.credentials.may_send_to(&first.repo)),
+        None => settings.credentials.credentials_for(&first.repo),
+    };
     let branch_spec = format!(
         "+refs/heads/{0}:{1}",
         first.branch,

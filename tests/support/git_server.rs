@@ -37,6 +37,9 @@ struct Shared {
     user: String,
     pushes: AtomicUsize,
     before_push: Mutex<Option<Hook>>,
+    /// Every request's `Authorization` header ("" when it had none): what a hostile remote
+    /// would have collected.
+    seen: Mutex<Vec<String>>,
 }
 
 /// A git smart-HTTP server (git http-backend as CGI) on 127.0.0.1 with basic auth. Serves bare
@@ -56,6 +59,7 @@ impl GitServer {
             user: user.to_string(),
             pushes: AtomicUsize::new(0),
             before_push: Mutex::new(None),
+            seen: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -97,6 +101,16 @@ impl GitServer {
         self.shared.pushes.load(Ordering::SeqCst)
     }
 
+    /// The `Authorization` header of every request served so far ("" for none).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared.seen.lock().expect("seen").clone()
+    }
+
+    /// Clone URL with `host` (e.g. `localhost`) instead of 127.0.0.1: another host name.
+    pub fn url_as(&self, host: &str, name: &str) -> String {
+        format!("http://{host}:{}/{name}.git", self.addr.port())
+    }
+
     /// Runs `f` once, just before the next push is served (to race a client's fetch and push).
     pub fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
         *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
@@ -132,6 +146,8 @@ impl Drop for GitServer {
 
 async fn cgi(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let presented = header_text(&parts.headers, "authorization");
+    shared.seen.lock().expect("seen").push(presented);
     let authorized = parts
         .headers
         .get(header::AUTHORIZATION)
