@@ -63,7 +63,12 @@ fn every_kustomization_renders_and_validates() {
     for dir in ["base", "overlays/tls", "overlays/argocd-gate"] {
         validate(dir, &render(dir));
     }
-    for core in ["github-credentials.yaml", "argocd-notifications-cm.yaml"] {
+    for core in [
+        "github-credentials.yaml",
+        "argocd-notifications-cm.yaml",
+        "webhook-auth.yaml",
+        "networkpolicy.yaml",
+    ] {
         let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/examples").join(core))
             .expect("example");
         validate(core, &text);
@@ -223,4 +228,90 @@ fn the_notification_webhook_event_source_and_application_point_at_each_other() {
             "{field} in the notification body"
         );
     }
+}
+
+#[test]
+fn the_webhook_demands_the_token_argo_cd_sends() {
+    let events = example("eventsource.yaml");
+    let cm = example("argocd-notifications-cm.yaml");
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/examples/webhook-auth.yaml"))
+        .expect("example");
+    let secrets = documents(&text);
+    let auth = &events["spec"]["webhook"]["app-synced"]["authSecret"];
+    let webhook_secret = secrets
+        .iter()
+        .find(|d| d["metadata"]["name"] == auth["name"])
+        .expect("the EventSource's authSecret is defined");
+    assert_eq!(webhook_secret["metadata"]["namespace"], "argo-events");
+    let key = auth["key"].as_str().expect("key");
+    let token = webhook_secret["stringData"][key].as_str().expect("token");
+
+    let service: Value = serde_yaml_ng::from_str(
+        cm["data"]["service.webhook.argo-events"]
+            .as_str()
+            .expect("service"),
+    )
+    .expect("YAML");
+    let header = service["headers"]
+        .as_sequence()
+        .expect("headers")
+        .iter()
+        .find(|h| h["name"] == "Authorization")
+        .expect("Argo CD sends an Authorization header");
+    let value = header["value"].as_str().expect("value");
+    let reference = value
+        .strip_prefix("Bearer $")
+        .expect("a bearer token read from argocd-notifications-secret");
+    let argocd_secret = secrets
+        .iter()
+        .find(|d| d["metadata"]["name"] == "argocd-notifications-secret")
+        .expect("argocd-notifications-secret");
+    assert_eq!(argocd_secret["metadata"]["namespace"], "argocd");
+    assert_eq!(
+        argocd_secret["stringData"][reference].as_str(),
+        Some(token),
+        "Argo CD sends the token the webhook expects"
+    );
+}
+
+#[test]
+fn only_sensor_pods_reach_the_trigger_port() {
+    let policy = example("networkpolicy.yaml");
+    let deployment = documents(&render("base"))
+        .into_iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["template"]["metadata"]["labels"],
+        "the policy selects phasegate's pods"
+    );
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let rules = policy["spec"]["ingress"].as_sequence().expect("ingress");
+    let trigger: Vec<&Value> = rules
+        .iter()
+        .filter(|r| {
+            r["ports"]
+                .as_sequence()
+                .is_some_and(|ports| ports.iter().any(|p| p["port"] == 9000))
+        })
+        .collect();
+    assert_eq!(trigger.len(), 1, "one rule admits port 9000");
+    let from = trigger[0]["from"]
+        .as_sequence()
+        .expect("port 9000 has sources");
+    assert_eq!(from.len(), 1);
+    let selector = &from[0]["podSelector"]["matchExpressions"][0];
+    assert_eq!(
+        selector["key"], "sensor-name",
+        "the label Argo Events puts on Sensor pods"
+    );
+    assert_eq!(selector["operator"], "Exists");
+    assert!(
+        from[0]["namespaceSelector"].is_null(),
+        "only pods of the policy's own namespace"
+    );
 }
