@@ -106,32 +106,16 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let gate = root.join("gate");
-    let script = format!(
-        "echo campaign started; while [ ! -e {} ]; do sleep 0.05; done; echo campaign passed",
-        gate.display()
-    );
-    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
     let server = TestServer::start(Config::default()).await;
-    let spec = petstore(
-        &file_url(&bare),
-        &[
-            ("test", "command"),
-            ("testCommand", &command),
-            ("mode", "async"),
-        ],
-    );
-
-    let accepted = server
-        .sensor()
-        .await
-        .fire(&spec, &sync_event(&synced), FROM_TEST)
-        .await
-        .expect("accepted");
-    let id = accepted.response["run"]
-        .as_str()
-        .expect("run id")
-        .to_string();
-    assert!(!id.is_empty());
+    let id = gated_run(
+        &server,
+        &bare,
+        &synced,
+        &gate,
+        "campaign started",
+        "campaign passed",
+    )
+    .await;
     let (screen, watcher) = watch_in_background(&server, &id);
     // The test ends only once the watcher is following the run (it shows the current stage).
     eventually(|| screen.text().contains('▶')).await;
@@ -161,30 +145,8 @@ async fn runs_watch_attaching_mid_run_first_shows_the_output_so_far() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let gate = root.join("gate");
-    let script = format!(
-        "echo early line; while [ ! -e {} ]; do sleep 0.05; done; echo late line",
-        gate.display()
-    );
-    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
     let server = TestServer::start(Config::default()).await;
-    let spec = petstore(
-        &file_url(&bare),
-        &[
-            ("test", "command"),
-            ("testCommand", &command),
-            ("mode", "async"),
-        ],
-    );
-    let accepted = server
-        .sensor()
-        .await
-        .fire(&spec, &sync_event(&synced), FROM_TEST)
-        .await
-        .expect("accepted");
-    let id = accepted.response["run"]
-        .as_str()
-        .expect("run id")
-        .to_string();
+    let id = gated_run(&server, &bare, &synced, &gate, "early line", "late line").await;
     // A first watcher sees the line live: from then on it is output "so far".
     let (first, first_watcher) = watch_in_background(&server, &id);
     eventually(|| first.text().contains("early line")).await;
@@ -317,4 +279,41 @@ async fn runs_lists_as_a_table_from_the_command_line() {
         assert!(row.contains(cell), "{cell} missing in {row}");
     }
     server.stop().await;
+}
+
+/// Starts an async command run that prints `before`, waits until `gate` exists, then prints
+/// `after`; answers its run id.
+async fn gated_run(
+    server: &TestServer,
+    bare: &std::path::Path,
+    synced: &str,
+    gate: &std::path::Path,
+    before: &str,
+    after: &str,
+) -> String {
+    let script = format!(
+        "echo {before}; while [ ! -e {} ]; do sleep 0.05; done; echo {after}",
+        gate.display()
+    );
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let spec = petstore(
+        &file_url(bare),
+        &[
+            ("test", "command"),
+            ("testCommand", &command),
+            ("mode", "async"),
+        ],
+    );
+    let accepted = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(synced), FROM_TEST)
+        .await
+        .expect("accepted");
+    let id = accepted.response["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    assert!(!id.is_empty());
+    id
 }
