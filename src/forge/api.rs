@@ -244,8 +244,10 @@ enum Class {
 fn classify(status: StatusCode, headers: &HeaderMap) -> Class {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let retry_after = header(RETRY_AFTER.as_str()).and_then(parse_retry_after);
-    let exhausted = header("x-ratelimit-remaining") == Some("0");
-    let reset = header("x-ratelimit-reset")
+    // GitHub's names, and GitLab's (`RateLimit-Remaining`, `RateLimit-Reset`).
+    let either = |name: &str| header(&format!("x-{name}")).or_else(|| header(name));
+    let exhausted = either("ratelimit-remaining") == Some("0");
+    let reset = either("ratelimit-reset")
         .and_then(|s| s.parse::<u64>().ok())
         .map(|at| {
             let now = SystemTime::now()
@@ -305,6 +307,14 @@ mod tests {
             classify(code(403), &headers(&[("x-ratelimit-remaining", "12")])),
             Class::Refused
         );
+        assert!(matches!(
+            classify(code(429), &headers(&[("ratelimit-reset", "1")])),
+            Class::Later(Some(_))
+        ));
+        assert!(matches!(
+            classify(code(403), &headers(&[("ratelimit-remaining", "0")])),
+            Class::Later(_)
+        ));
         assert_eq!(classify(code(401), &headers(&[])), Class::Refused);
         assert_eq!(
             classify(code(429), &headers(&[("retry-after", "2")])),

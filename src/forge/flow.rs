@@ -53,6 +53,9 @@ impl ForgeRun {
                 return Ok(None);
             }
         };
+        if let PromoteVia::PullRequest(pr) = &plan.via {
+            super::check_plan(located.kind, pr)?;
+        }
         let Some(token) = token else {
             if pull_request {
                 return Err(Error::Unconfigured(

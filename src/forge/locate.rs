@@ -13,7 +13,7 @@ pub struct Located {
     pub kind: ForgeKind,
     /// The API root, e.g. `https://api.github.com` or `https://ghe.example.com/api/v3`.
     pub api: Url,
-    /// The repository on the forge: `owner/name`.
+    /// The repository on the forge: `owner/name` (GitLab: `group/subgroup/…/name`).
     pub project: String,
 }
 
@@ -69,6 +69,7 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
     };
     let well_known = match at.host.as_str() {
         "github.com" => Some(ForgeKind::GitHub),
+        "gitlab.com" => Some(ForgeKind::GitLab),
         _ => None,
     };
     let Some(kind) = choice.kind.or(well_known) else {
@@ -79,7 +80,7 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
             None => Ok(None),
         };
     };
-    let project = project(&at.path)?;
+    let project = project(kind, &at.path)?;
     let api = match &choice.api_url {
         Some(url) => {
             check_scope(url, &at)?;
@@ -90,36 +91,41 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
     Ok(Some(Located { kind, api, project }))
 }
 
-/// `owner/name` from a repository path (`/owner/name.git`).
-fn project(path: &str) -> Result<String, ForgeError> {
+/// `owner/name` from a repository path (`/owner/name.git`); GitLab nests groups
+/// (`group/subgroup/name`).
+fn project(kind: ForgeKind, path: &str) -> Result<String, ForgeError> {
     let trimmed = path.trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     let parts: Vec<&str> = trimmed.split('/').collect();
-    let ok = parts.len() == 2
+    let nested = kind == ForgeKind::GitLab;
+    let ok = (parts.len() == 2 || (nested && parts.len() > 2))
         && parts.iter().all(|p| {
             !p.is_empty()
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         });
     if !ok {
-        return Err(ForgeError::Invalid(
-            "the repository path is not `owner/name` on the forge".into(),
-        ));
+        return Err(ForgeError::Invalid(match nested {
+            true => "the repository path is not `group/…/name` on GitLab".into(),
+            false => "the repository path is not `owner/name` on the forge".into(),
+        }));
     }
     Ok(parts.join("/"))
 }
 
 fn default_api(kind: ForgeKind, at: &RepoLocation) -> Result<Url, ForgeError> {
+    // GitHub Enterprise Server and GitLab serve their API beside the repositories.
+    let beside = |root: &str| {
+        let scheme = if at.secure { "https" } else { "http" };
+        match at.port.filter(|_| at.web) {
+            Some(port) => format!("{scheme}://{}:{port}{root}", at.host),
+            None => format!("{scheme}://{}{root}", at.host),
+        }
+    };
     let text = match (kind, at.host.as_str()) {
         (ForgeKind::GitHub, "github.com") => "https://api.github.com".to_string(),
-        // GitHub Enterprise Server serves its API beside the repositories.
-        (ForgeKind::GitHub, host) => {
-            let scheme = if at.secure { "https" } else { "http" };
-            match at.port.filter(|_| at.web) {
-                Some(port) => format!("{scheme}://{host}:{port}/api/v3"),
-                None => format!("{scheme}://{host}/api/v3"),
-            }
-        }
+        (ForgeKind::GitHub, _) => beside("/api/v3"),
+        (ForgeKind::GitLab, _) => beside("/api/v4"),
     };
     Url::parse(&text).map_err(|e| ForgeError::Invalid(format!("forge API URL: {e}")))
 }
@@ -234,6 +240,46 @@ mod tests {
             ),
             "GitHub https://api.github.com/ o/r"
         );
+    }
+
+    #[test]
+    fn infers_gitlab_and_finds_self_managed_apis_with_nested_groups() {
+        for repo in [
+            "https://gitlab.com/my-group/gitops.git",
+            "git@gitlab.com:my-group/gitops.git",
+        ] {
+            assert_eq!(
+                locate_str(repo, None, None),
+                "GitLab https://gitlab.com/api/v4 my-group/gitops",
+                "{repo}"
+            );
+        }
+        assert_eq!(
+            locate_str(
+                "https://git.example.com:8443/platform/team/gitops.git",
+                Some(ForgeKind::GitLab),
+                None
+            ),
+            "GitLab https://git.example.com:8443/api/v4 platform/team/gitops"
+        );
+        assert_eq!(
+            locate_str(
+                "ssh://git@git.example.com:2222/platform/gitops.git",
+                Some(ForgeKind::GitLab),
+                None
+            ),
+            "GitLab https://git.example.com/api/v4 platform/gitops"
+        );
+        let err = locate_str(
+            "https://gitlab.com/my-group/gitops.git",
+            None,
+            Some("https://gitlab.example.net/api/v4"),
+        );
+        assert!(err.contains("not on the repository's host"), "{err}");
+        let err = locate_str("https://gitlab.com/gitops.git", None, None);
+        assert!(err.contains("`group/…/name` on GitLab"), "{err}");
+        let err = locate_str("https://github.com/a/b/c.git", None, None);
+        assert!(err.contains("owner/name"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Forges (GitHub, …): pull requests and commit statuses behind one trait, so the pipeline
+//! Forges (GitHub, GitLab, …): pull requests and commit statuses behind one trait, so the pipeline
 //! never knows which forge hosts a repository.
 //!
 //! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
@@ -10,6 +10,7 @@
 mod api;
 pub mod flow;
 mod github;
+mod gitlab;
 mod locate;
 
 use futures_util::future::BoxFuture;
@@ -17,7 +18,11 @@ use futures_util::future::BoxFuture;
 pub use api::RetryPolicy;
 pub use locate::{Located, locate};
 
-use crate::{error::ErrorKind, git::Secret, spec::MergeMethod};
+use crate::{
+    error::ErrorKind,
+    git::Secret,
+    spec::{ForgeKind, MergeMethod, PullRequestPlan},
+};
 
 /// Why a forge call failed. Messages never contain the token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -174,6 +179,15 @@ pub fn connect(
     settings: &ForgeSettings,
 ) -> Result<Box<dyn Forge>, ForgeError> {
     Ok(match located.kind {
-        crate::spec::ForgeKind::GitHub => Box::new(github::GitHub::new(located, token, settings)?),
+        ForgeKind::GitHub => Box::new(github::GitHub::new(located, token, settings)?),
+        ForgeKind::GitLab => Box::new(gitlab::GitLab::new(located, token, settings)?),
     })
+}
+
+/// Refuses, before anything is pushed, what the forge `kind` cannot do for a pull-request plan.
+pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
+    match kind {
+        ForgeKind::GitLab => gitlab::check_plan(plan),
+        ForgeKind::GitHub => Ok(()),
+    }
 }

@@ -40,6 +40,8 @@ pub struct PullRequestSpec {
 pub enum ForgeKind {
     /// github.com and GitHub Enterprise Server.
     GitHub,
+    /// gitlab.com and self-managed GitLab (API v4).
+    GitLab,
 }
 
 impl ForgeKind {
@@ -47,13 +49,14 @@ impl ForgeKind {
     pub fn parse(s: &str) -> Result<ForgeKind, SpecError> {
         match s {
             "github" => Ok(ForgeKind::GitHub),
-            "gitlab" | "gitea" | "forgejo" | "bitbucket-datacenter" => Err(SpecError::invalid(
+            "gitlab" => Ok(ForgeKind::GitLab),
+            "gitea" | "forgejo" | "bitbucket-datacenter" => Err(SpecError::invalid(
                 "forge",
-                format!("`{s}` is not supported yet; supported: github"),
+                format!("`{s}` is not supported yet; supported: github, gitlab"),
             )),
             other => Err(SpecError::invalid(
                 "forge",
-                format!("{other:?} is not a forge (github)"),
+                format!("{other:?} is not a forge (github, gitlab)"),
             )),
         }
     }
@@ -63,6 +66,7 @@ impl fmt::Display for ForgeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
         })
     }
 }

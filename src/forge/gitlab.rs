@@ -1,0 +1,331 @@
+//! GitLab (gitlab.com and self-managed) over the REST API v4: merge requests, their labels,
+//! drafts (a `Draft:` title prefix, as GitLab has it), merging with GitLab's own auto-merge, and
+//! commit statuses. The project is addressed by its URL-encoded path (`group%2Fgitops`), which
+//! works on every GitLab version and needs no lookup of the numeric id.
+
+use futures_util::future::BoxFuture;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+
+use super::{
+    CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
+    PullRequestDraft, StatusState,
+    api::{Answer, ApiClient},
+};
+use crate::{
+    git::Secret,
+    spec::{MergeMethod, PullRequestPlan},
+};
+
+/// GitLab keeps a commit status description to 255 characters.
+const MAX_DESCRIPTION: usize = 255;
+
+/// How GitLab marks a draft merge request: a title prefix.
+const DRAFT: &str = "Draft: ";
+
+/// Rebase is not a merge request's merge method on GitLab but the project's.
+const NO_REBASE: &str = "mergeMethod: rebase is not available on GitLab, where rebasing is the \
+     project's merge method setting (fast-forward or semi-linear): use merge or squash, and set \
+     the project's merge method in GitLab";
+
+/// Refuses, before anything is pushed, what GitLab cannot do for `plan`.
+pub(super) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeError> {
+    match plan.merge_method {
+        MergeMethod::Rebase => Err(ForgeError::Invalid(NO_REBASE.into())),
+        MergeMethod::Merge | MergeMethod::Squash => Ok(()),
+    }
+}
+
+/// One GitLab project.
+pub(super) struct GitLab {
+    api: ApiClient,
+    /// `group/…/name`, for messages.
+    project: String,
+    /// `projects/<URL-encoded path>`, the root of every call.
+    root: String,
+}
+
+impl GitLab {
+    pub(super) fn new(
+        located: &Located,
+        token: Secret,
+        settings: &ForgeSettings,
+    ) -> Result<GitLab, ForgeError> {
+        Ok(GitLab {
+            api: ApiClient::new(
+                "GitLab",
+                located.api.clone(),
+                token,
+                settings,
+                HeaderMap::new(),
+            )?,
+            project: located.project.clone(),
+            // Project paths are letters, digits, `-`, `_` and `.` (checked by locate): only
+            // the separators need encoding.
+            root: format!("projects/{}", located.project.replace('/', "%2F")),
+        })
+    }
+
+    /// An answer that should have been a success, as an error naming the request.
+    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
+        let message = answer.message();
+        match answer.status {
+            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
+                "GitLab: {what}: project {} or its merge request not found, or the token \
+                 cannot see it ({message})",
+                self.project
+            )),
+            status => ForgeError::Refused(format!(
+                "GitLab refused to {what}: HTTP {} ({message})",
+                status.as_u16()
+            )),
+        }
+    }
+
+    async fn request(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let answer = self.api.call(method, path, body).await?;
+        match answer.status.is_success() {
+            true => Ok(answer.body),
+            false => Err(self.failed(what, &answer)),
+        }
+    }
+
+    fn merge_request(&self, iid: u64) -> String {
+        format!("{}/merge_requests/{iid}", self.root)
+    }
+}
+
+impl Forge for GitLab {
+    fn name(&self) -> &'static str {
+        "GitLab"
+    }
+
+    fn find_open<'a>(
+        &'a self,
+        head: &'a str,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
+        Box::pin(async move {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("state", "opened")
+                .append_pair("source_branch", head)
+                .append_pair("target_branch", base)
+                .finish();
+            let path = format!("{}/merge_requests?{query}", self.root);
+            let list = self
+                .request("list merge requests", Method::GET, &path, None)
+                .await?;
+            Ok(list
+                .as_array()
+                .and_then(|mrs| mrs.first())
+                .map(merge_request))
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let mut body = json!({
+                "source_branch": draft.head, "target_branch": draft.base,
+                "title": title(&draft.title, draft.draft), "description": draft.body,
+            });
+            if !draft.labels.is_empty() {
+                body["labels"] = json!(draft.labels.join(","));
+            }
+            let path = format!("{}/merge_requests", self.root);
+            let mr = self
+                .request("open a merge request", Method::POST, &path, Some(&body))
+                .await?;
+            Ok(merge_request(&mr))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        number: u64,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            // The title carries the draft mark: keep what the merge request has now (a
+            // reviewer may have marked it ready), as on forges where draft is a flag.
+            let path = self.merge_request(number);
+            let now = self
+                .request("read the merge request", Method::GET, &path, None)
+                .await?;
+            let is_draft = now["draft"].as_bool() == Some(true)
+                || now["work_in_progress"].as_bool() == Some(true);
+            let mut body = json!({
+                "title": title(&draft.title, is_draft), "description": draft.body,
+            });
+            if !draft.labels.is_empty() {
+                body["add_labels"] = json!(draft.labels.join(","));
+            }
+            let mr = self
+                .request("update the merge request", Method::PUT, &path, Some(&body))
+                .await?;
+            Ok(merge_request(&mr))
+        })
+    }
+
+    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let path = self.merge_request(number);
+            let mr = self
+                .request("read the merge request", Method::GET, &path, None)
+                .await?;
+            Ok(merge_request(&mr))
+        })
+    }
+
+    fn merge<'a>(
+        &'a self,
+        number: u64,
+        head_sha: &'a str,
+        method: MergeMethod,
+    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
+        Box::pin(async move {
+            if method == MergeMethod::Rebase {
+                return Err(ForgeError::Invalid(NO_REBASE.into()));
+            }
+            // GitLab's own auto-merge: merged now if nothing is pending, otherwise GitLab
+            // merges when the checks pass. `auto_merge` since GitLab 17.11, before it
+            // `merge_when_pipeline_succeeds` (still accepted): send both.
+            let body = json!({
+                "sha": head_sha, "squash": method == MergeMethod::Squash,
+                "auto_merge": true, "merge_when_pipeline_succeeds": true,
+            });
+            let path = format!("{}/merge", self.merge_request(number));
+            let answer = match self.api.call(Method::PUT, &path, Some(&body)).await {
+                Ok(answer) => answer,
+                // GitLab answers 401 also when the token's user may not merge into the
+                // target branch.
+                Err(ForgeError::PermissionDenied { forge, reason }) => {
+                    return Err(ForgeError::PermissionDenied {
+                        forge,
+                        reason: format!(
+                            "{reason}; GitLab also answers this when the token's user may not \
+                             merge into the target branch"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            match answer.status.as_u16() {
+                200 => {
+                    let mr = merge_request(&answer.body);
+                    Ok(match (mr.state, mr.merge_commit) {
+                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                        _ => MergeAttempt::NotMergeable(
+                            "auto-merge is set: GitLab merges it when its checks pass".into(),
+                        ),
+                    })
+                }
+                // 405: not mergeable yet (draft, checks, approvals, discussions), 406 on older
+                // versions; 409: the head moved; 422: conflicts.
+                405 | 406 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
+                _ => Err(self.failed("merge the merge request", &answer)),
+            }
+        })
+    }
+
+    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let state = match status.state {
+                StatusState::Pending => "pending",
+                StatusState::Success => "success",
+                // GitLab has no "error": a promotion that failed is a failed status.
+                StatusState::Failure | StatusState::Error => "failed",
+            };
+            let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
+            let mut body = json!({
+                "state": state, "name": status.context, "description": description,
+            });
+            if let Some(url) = &status.target_url {
+                body["target_url"] = json!(url);
+            }
+            let path = format!("{}/statuses/{}", self.root, status.sha);
+            self.request("set a commit status", Method::POST, &path, Some(&body))
+                .await
+                .map(drop)
+        })
+    }
+}
+
+/// The title GitLab shows, with the draft mark when `draft`.
+fn title(title: &str, draft: bool) -> String {
+    match draft {
+        true => format!("{DRAFT}{title}"),
+        false => title.to_string(),
+    }
+}
+
+fn merge_request(v: &Value) -> PullRequest {
+    let state = match v["state"].as_str() {
+        Some("merged") => PrState::Merged,
+        Some("opened" | "locked") => PrState::Open,
+        _ => PrState::ClosedUnmerged,
+    };
+    // The commit the target branch got: the merge commit, else the squash commit
+    // (fast-forward with squash), else the head itself (fast-forward).
+    let merge_commit = (state == PrState::Merged)
+        .then(|| {
+            ["merge_commit_sha", "squash_commit_sha", "sha"]
+                .iter()
+                .find_map(|k| v[*k].as_str().filter(|s| !s.is_empty()))
+                .map(str::to_string)
+        })
+        .flatten();
+    PullRequest {
+        number: v["iid"].as_u64().unwrap_or_default(),
+        url: v["web_url"].as_str().unwrap_or_default().to_string(),
+        state,
+        merge_commit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_commit_a_merge_gave_the_target_branch() {
+        let merged = |extra: Value| {
+            let mut v = json!({"iid": 3, "state": "merged", "web_url": "u", "sha": "head"});
+            for (k, x) in extra.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            merge_request(&v).merge_commit
+        };
+        assert_eq!(merged(json!({"merge_commit_sha": "m"})), Some("m".into()));
+        assert_eq!(
+            merged(json!({"merge_commit_sha": null, "squash_commit_sha": "s"})),
+            Some("s".into())
+        );
+        assert_eq!(merged(json!({})), Some("head".into()));
+        let open = merge_request(&json!({"iid": 3, "state": "locked", "sha": "head"}));
+        assert_eq!((open.state, open.merge_commit), (PrState::Open, None));
+        let closed = merge_request(&json!({"iid": 3, "state": "closed"}));
+        assert_eq!(closed.state, PrState::ClosedUnmerged);
+    }
+
+    #[test]
+    fn marks_drafts_in_the_title_and_refuses_rebase() {
+        assert_eq!(title("Promote", true), "Draft: Promote");
+        assert_eq!(title("Promote", false), "Promote");
+        let rebase = PullRequestPlan {
+            merge_method: MergeMethod::Rebase,
+            ..PullRequestPlan::default()
+        };
+        let err = check_plan(&rebase).expect_err("refused");
+        assert!(err.to_string().contains("merge method setting"), "{err}");
+        assert!(check_plan(&PullRequestPlan::default()).is_ok());
+    }
+}
