@@ -13,7 +13,8 @@ pub struct Located {
     pub kind: ForgeKind,
     /// The API root, e.g. `https://api.github.com` or `https://ghe.example.com/api/v3`.
     pub api: Url,
-    /// The repository on the forge: `owner/name` (GitLab: `group/subgroup/…/name`).
+    /// The repository on the forge: `owner/name` (GitLab: `group/subgroup/…/name`; Bitbucket
+    /// Data Center: `PROJECT/slug`).
     pub project: String,
 }
 
@@ -80,13 +81,16 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
             None => Ok(None),
         };
     };
-    let project = project(kind, &at.path)?;
+    let (project, context) = match kind {
+        ForgeKind::BitbucketDataCenter => bitbucket_project(&at)?,
+        _ => (project(kind, &at.path)?, String::new()),
+    };
     let api = match &choice.api_url {
         Some(url) => {
             check_scope(url, &at)?;
             url.clone()
         }
-        None => default_api(kind, &at)?,
+        None => default_api(kind, &at, &context)?,
     };
     Ok(Some(Located { kind, api, project }))
 }
@@ -113,7 +117,50 @@ fn project(kind: ForgeKind, path: &str) -> Result<String, ForgeError> {
     Ok(parts.join("/"))
 }
 
-fn default_api(kind: ForgeKind, at: &RepoLocation) -> Result<Url, ForgeError> {
+/// `PROJECT/slug` and the web context (`/bitbucket`, often empty) from a Bitbucket Data Center
+/// clone URL: `https://host[/context]/scm/PROJECT/slug.git`, or `ssh://git@host:7999/PROJECT/
+/// slug.git`. Project keys are upper case in the API (clone URLs often show them lower case);
+/// personal projects (`~user`) keep theirs.
+fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> {
+    let trimmed = at.path.trim_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    let (context, key, slug) = match (at.web, parts.as_slice()) {
+        (true, [context @ .., "scm", key, slug]) => (context.join("/"), *key, *slug),
+        (false, [key, slug]) => (String::new(), *key, *slug),
+        _ => {
+            return Err(ForgeError::Invalid(
+                "the repository is not a Bitbucket Data Center clone URL \
+                 (https://host[/context]/scm/PROJECT/repo.git or ssh://git@host:port/PROJECT/repo.git)"
+                    .into(),
+            ));
+        }
+    };
+    let fine = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    };
+    if !fine(key) || !fine(slug) || !context.split('/').all(|c| c.is_empty() || fine(c)) {
+        return Err(ForgeError::Invalid(
+            "the Bitbucket project key, repository slug or context path has characters \
+             phasegate does not send to the API"
+                .into(),
+        ));
+    }
+    let key = match key.starts_with('~') {
+        true => key.to_string(),
+        false => key.to_ascii_uppercase(),
+    };
+    let context = match context.is_empty() {
+        true => context,
+        false => format!("/{context}"),
+    };
+    Ok((format!("{key}/{slug}"), context))
+}
+
+/// The API root when the spec sets none; `context` is Bitbucket's web context path.
+fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url, ForgeError> {
     // GitHub Enterprise Server and GitLab serve their API beside the repositories.
     let beside = |root: &str| {
         let scheme = if at.secure { "https" } else { "http" };
@@ -126,6 +173,8 @@ fn default_api(kind: ForgeKind, at: &RepoLocation) -> Result<Url, ForgeError> {
         (ForgeKind::GitHub, "github.com") => "https://api.github.com".to_string(),
         (ForgeKind::GitHub, _) => beside("/api/v3"),
         (ForgeKind::GitLab, _) => beside("/api/v4"),
+        // REST API 1.0 (`latest` is its alias on every Data Center version).
+        (ForgeKind::BitbucketDataCenter, _) => beside(&format!("{context}/rest/api/latest")),
     };
     Url::parse(&text).map_err(|e| ForgeError::Invalid(format!("forge API URL: {e}")))
 }
@@ -280,6 +329,57 @@ mod tests {
         assert!(err.contains("`group/…/name` on GitLab"), "{err}");
         let err = locate_str("https://github.com/a/b/c.git", None, None);
         assert!(err.contains("owner/name"), "{err}");
+    }
+
+    #[test]
+    fn finds_bitbucket_apis_from_clone_urls_with_and_without_a_context_path() {
+        let bitbucket = Some(ForgeKind::BitbucketDataCenter);
+        for (repo, expected) in [
+            (
+                "https://bitbucket.example.com/scm/plat/gitops.git",
+                "https://bitbucket.example.com/rest/api/latest PLAT/gitops",
+            ),
+            (
+                "https://git.example.com:8443/bitbucket/scm/PLAT/gitops.git",
+                "https://git.example.com:8443/bitbucket/rest/api/latest PLAT/gitops",
+            ),
+            (
+                "http://127.0.0.1:7990/scm/~jdoe/gitops.git",
+                "http://127.0.0.1:7990/rest/api/latest ~jdoe/gitops",
+            ),
+            (
+                "ssh://git@bitbucket.example.com:7999/plat/gitops.git",
+                "https://bitbucket.example.com/rest/api/latest PLAT/gitops",
+            ),
+        ] {
+            assert_eq!(
+                locate_str(repo, bitbucket, None),
+                format!("BitbucketDataCenter {expected}"),
+                "{repo}"
+            );
+        }
+        assert_eq!(
+            locate_str(
+                "https://bitbucket.example.com/scm/plat/gitops.git",
+                bitbucket,
+                Some("https://bitbucket.example.com/bb/rest/api/1.0")
+            ),
+            "BitbucketDataCenter https://bitbucket.example.com/bb/rest/api/1.0 PLAT/gitops"
+        );
+        let err = locate_str(
+            "https://bitbucket.example.com/plat/gitops.git",
+            bitbucket,
+            None,
+        );
+        assert!(
+            err.contains("not a Bitbucket Data Center clone URL"),
+            "{err}"
+        );
+        assert_eq!(
+            locate_str("https://bitbucket.example.com/scm/p/r.git", None, None),
+            "none",
+            "Bitbucket Data Center has no well-known host"
+        );
     }
 
     #[test]

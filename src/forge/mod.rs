@@ -181,6 +181,11 @@ pub fn connect(
     Ok(match located.kind {
         ForgeKind::GitHub => Box::new(github::GitHub::new(located, token, settings)?),
         ForgeKind::GitLab => Box::new(gitlab::GitLab::new(located, token, settings)?),
+        ForgeKind::BitbucketDataCenter => {
+            return Err(ForgeError::Invalid(
+                "forge: bitbucket-datacenter is not supported yet".into(),
+            ));
+        }
     })
 }
 
@@ -188,6 +193,6 @@ pub fn connect(
 pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
     match kind {
         ForgeKind::GitLab => gitlab::check_plan(plan),
-        ForgeKind::GitHub => Ok(()),
+        ForgeKind::GitHub | ForgeKind::BitbucketDataCenter => Ok(()),
     }
 }

@@ -42,6 +42,8 @@ pub enum ForgeKind {
     GitHub,
     /// gitlab.com and self-managed GitLab (API v4).
     GitLab,
+    /// Bitbucket Data Center (and Server), REST API 1.0: always self-hosted, so never inferred.
+    BitbucketDataCenter,
 }
 
 impl ForgeKind {
@@ -50,13 +52,16 @@ impl ForgeKind {
         match s {
             "github" => Ok(ForgeKind::GitHub),
             "gitlab" => Ok(ForgeKind::GitLab),
-            "gitea" | "forgejo" | "bitbucket-datacenter" => Err(SpecError::invalid(
+            "bitbucket-datacenter" => Ok(ForgeKind::BitbucketDataCenter),
+            "gitea" | "forgejo" => Err(SpecError::invalid(
                 "forge",
-                format!("`{s}` is not supported yet; supported: github, gitlab"),
+                format!(
+                    "`{s}` is not supported yet; supported: github, gitlab, bitbucket-datacenter"
+                ),
             )),
             other => Err(SpecError::invalid(
                 "forge",
-                format!("{other:?} is not a forge (github, gitlab)"),
+                format!("{other:?} is not a forge (github, gitlab, bitbucket-datacenter)"),
             )),
         }
     }
@@ -67,6 +72,7 @@ impl fmt::Display for ForgeKind {
         f.write_str(match self {
             ForgeKind::GitHub => "github",
             ForgeKind::GitLab => "gitlab",
+            ForgeKind::BitbucketDataCenter => "bitbucket-datacenter",
         })
     }
 }
