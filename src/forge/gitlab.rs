@@ -17,7 +17,8 @@ use crate::{
     spec::{MergeMethod, PullRequestPlan},
 };
 
-/// GitLab keeps a commit status description to 255 characters.
+/// A commit status description is one short line in GitLab's pipeline view: phasegate keeps it
+/// to 255 characters, the size of GitLab's short string columns.
 const MAX_DESCRIPTION: usize = 255;
 
 /// How GitLab marks a draft merge request: a title prefix.

@@ -5,8 +5,10 @@
 pub mod argo_cd;
 pub mod engine;
 pub mod fake_github;
+pub mod fake_gitlab;
 pub mod fake_kube;
 pub mod git_server;
+pub mod gitlab_api;
 pub mod openapi;
 pub mod ssh_server;
 pub mod test_jobs;

@@ -1,0 +1,546 @@
+//! Promotion through GitLab merge requests and GitLab commit statuses, end to end through the
+//! Sensor path, against the fake self-managed GitLab (tests/support/fake_gitlab.rs: real git
+//! underneath, every request checked against GitLab's parameter declarations). The project is
+//! in a nested group, so every call proves the URL-encoded project path.
+
+mod support;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use phasegate::{config::Config, git::local};
+use serde_json::{Value, json};
+use support::{fake_gitlab::FakeGitLab, *};
+use tonic::Code;
+
+const TOKEN: &str = "glpat-SENTINEL-token-41c9";
+const PROJECT: &str = "platform/team/gitops";
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    bare: PathBuf,
+    gitlab: FakeGitLab,
+    server: TestServer,
+    /// The commit that put 2.0 in test.
+    synced: String,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        Lab::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut Config)) -> Lab {
+        let (dir, root) = tempdir();
+        let bare = root.join(format!("{PROJECT}.git"));
+        let synced = gitops_repo(&bare, &["petstore"]);
+        let gitlab = FakeGitLab::start(&root, "bot", TOKEN).await;
+        let (user_file, password_file) = (root.join("username"), root.join("password"));
+        std::fs::write(&user_file, "bot").expect("write");
+        std::fs::write(&password_file, TOKEN).expect("write");
+        let mut config = Config::default();
+        config.git.username_file = Some(user_file);
+        config.git.password_file = Some(password_file);
+        config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
+        configure(&mut config);
+        let server = TestServer::start(config).await;
+        Lab {
+            _dir: dir,
+            bare,
+            gitlab,
+            server,
+            synced,
+        }
+    }
+
+    /// A push-mode spec on the fake GitLab (`forge: gitlab`: its host is not gitlab.com).
+    fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut spec = petstore(
+            &self.gitlab.repo_url(PROJECT),
+            &[("test", "none"), ("forge", "gitlab")],
+        );
+        spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        spec
+    }
+
+    fn mr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut all = vec![("promoteVia", "pull-request")];
+        all.extend_from_slice(extra);
+        self.spec(&all)
+    }
+
+    async fn fire(
+        &self,
+        spec: &BTreeMap<String, String>,
+        sha: &str,
+    ) -> Result<Value, tonic::Status> {
+        let sensor = self.server.sensor().await;
+        sensor
+            .fire(spec, &sync_event(sha), FROM_TEST)
+            .await
+            .map(|f| f.response)
+            .map_err(|f| f.status)
+    }
+
+    fn prod_on(&self, branch: &str) -> String {
+        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
+            .expect("prod values");
+        phasegate::values::read_scalar(&text, "image.version").expect("version")
+    }
+
+    fn only_mr(&self) -> Value {
+        let mrs = self.gitlab.merge_requests();
+        assert_eq!(mrs.len(), 1, "{mrs:#?}");
+        mrs[0].clone()
+    }
+
+    /// (status, description) of the statuses on `sha`, in order.
+    fn statuses(&self, sha: &str) -> Vec<(String, String)> {
+        self.gitlab
+            .statuses(sha)
+            .iter()
+            .map(|s| {
+                assert_eq!(s["name"], "phasegate/test->prod");
+                let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
+                (text("status"), text("description"))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
+    capture_logs();
+    let f = Lab::start().await;
+    let spec = f.mr_spec(&[("prLabels", "promotion,prod"), ("prDraft", "true")]);
+
+    let r = f.fire(&spec, &f.synced).await.expect("fires");
+
+    assert_eq!(r["outcome"], "pr-opened", "{r}");
+    assert_eq!(r["pullRequest"]["number"], 1);
+    let mr = f.only_mr();
+    assert_eq!(r["pullRequest"]["url"], mr["web_url"]);
+    assert!(
+        mr["web_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/platform/team/gitops/-/merge_requests/1")),
+        "{mr}"
+    );
+    assert_eq!(
+        mr["title"],
+        "Draft: Promote image.version 2.0 from test to prod"
+    );
+    assert_eq!(mr["draft"], true);
+    assert_eq!(mr["labels"], json!(["promotion", "prod"]));
+    assert_eq!(mr["target_branch"], "main");
+    let description = mr["description"].as_str().expect("description");
+    for part in [
+        "`1.0`",
+        "`2.0`",
+        f.synced.as_str(),
+        r["run"].as_str().expect("run"),
+    ] {
+        assert!(
+            description.contains(part),
+            "{part} missing in {description}"
+        );
+    }
+    assert_eq!(f.prod_on("main"), "1.0", "nothing pushed to main");
+    let head = mr["source_branch"].as_str().expect("source branch");
+    assert!(head.starts_with("phasegate/prod/"), "{head}");
+    assert_eq!(f.prod_on(head), "2.0");
+    assert_eq!(r["commit"], mr["sha"]);
+    let statuses = f.statuses(&f.synced);
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, "success");
+    assert!(
+        statuses[1].1.contains("pull request #1 opened"),
+        "{statuses:?}"
+    );
+    let run = r["run"].as_str().expect("run");
+    assert_eq!(
+        f.gitlab.statuses(&f.synced)[1]["target_url"],
+        format!("https://phasegate.example.com/runs/{run}")
+    );
+
+    // A reviewer marks it ready and merges it: now main has the version.
+    f.gitlab.mark_ready(1);
+    f.gitlab.merge(1);
+    assert_eq!(f.prod_on("main"), "2.0");
+    f.gitlab.assert_valid();
+    assert!(!logs().contains(TOKEN), "the token was logged");
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
+    let f = Lab::start().await;
+    let spec = f.mr_spec(&[("prDraft", "true"), ("prLabels", "promotion")]);
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+
+    let opened = f.fire(&spec, &v3).await.expect("fires");
+    assert_eq!(opened["outcome"], "pr-opened", "{opened}");
+    let older = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(older["outcome"], "superseded", "{older}");
+    // A reviewer marked it ready: an update does not make it a draft again.
+    f.gitlab.mark_ready(1);
+    let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
+    let updated = f.fire(&spec, &v31).await.expect("fires");
+    assert_eq!(updated["outcome"], "pr-updated", "{updated}");
+    assert_eq!(updated["pullRequest"], opened["pullRequest"]);
+    let mr = f.only_mr();
+    assert_eq!(mr["title"], "Promote image.version 3.1 from test to prod");
+    assert_eq!(mr["labels"], json!(["promotion"]));
+    let head = mr["source_branch"].as_str().expect("head").to_string();
+    assert_eq!(f.prod_on(&head), "3.1");
+    let tip = local::log(&f.bare, &head, 1).expect("log")[0].0.clone();
+    let same =
+        local::commit_files(&f.bare, "main", &[("README.md", "docs\n")], "docs").expect("commit");
+    let again = f.fire(&spec, &same).await.expect("fires");
+    assert_eq!(again["outcome"], "already-promoted", "{again}");
+    assert_eq!(again["pullRequest"], opened["pullRequest"]);
+    assert_eq!(
+        local::log(&f.bare, &head, 1).expect("log")[0].0,
+        tip,
+        "branch untouched"
+    );
+    assert_eq!(f.prod_on("main"), "1.0");
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succeeds() {
+    let f = Lab::start().await;
+    // Nothing pending: GitLab merges right away.
+    let spec = f.mr_spec(&[("autoMerge", "true")]);
+    let r = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert_eq!(f.prod_on("main"), "2.0");
+    let merged = f.only_mr();
+    assert_eq!(merged["state"], "merged");
+    assert_eq!(r["commit"], merged["merge_commit_sha"]);
+
+    // A pipeline runs: GitLab's auto-merge is set, and GitLab merges when it succeeds.
+    f.gitlab.run_pipeline();
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let spec = f.mr_spec(&[
+        ("autoMerge", "true"),
+        ("waitForMerge", "60s"),
+        ("mergeMethod", "squash"),
+    ]);
+    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
+    let gitlab = &f.gitlab;
+    eventually(|| {
+        gitlab
+            .merge_requests()
+            .iter()
+            .any(|m| m["merge_when_pipeline_succeeds"] == true)
+    })
+    .await;
+    assert_eq!(f.prod_on("main"), "2.0");
+    gitlab.finish_pipeline();
+    let r = run.await.expect("task").expect("fires").response;
+
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert_eq!(r["pullRequest"]["number"], 2);
+    assert_eq!(f.prod_on("main"), "3.0");
+    let mr = &gitlab.merge_requests()[1];
+    assert_eq!(r["commit"], mr["merge_commit_sha"]);
+    let squash = mr["squash_commit_sha"].as_str().expect("squashed");
+    assert!(
+        local::show(&f.bare, squash)
+            .expect("show")
+            .contains("Promote image.version 3.0 from test to prod"),
+    );
+    let merge = gitlab
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/merge"))
+        .and_then(|r| r.body)
+        .expect("merge request body");
+    assert_eq!(merge["squash"], true);
+    assert_eq!(merge["auto_merge"], true);
+    assert_eq!(merge["sha"], mr["sha"]);
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
+    let f = Lab::start().await;
+    let gitlab = &f.gitlab;
+    let spec = f.mr_spec(&[("waitForMerge", "60s")]);
+    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
+    eventually(|| gitlab.merge_requests().len() == 1).await;
+    gitlab.merge(1);
+    let r = run.await.expect("task").expect("fires").response;
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert_eq!(f.prod_on("main"), "2.0");
+
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
+    eventually(|| gitlab.merge_requests().len() == 2).await;
+    gitlab.close(2);
+    let failed = run.await.expect("task").expect_err("closed");
+    assert_eq!(failed.status.code(), Code::FailedPrecondition);
+    assert!(
+        failed
+            .status
+            .message()
+            .contains("closed without being merged"),
+        "{:?}",
+        failed.status
+    );
+
+    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
+    let status = f
+        .fire(&f.mr_spec(&[("waitForMerge", "1s")]), &v4)
+        .await
+        .expect_err("deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("still not merged"), "{status:?}");
+    assert_eq!(f.prod_on("main"), "2.0");
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn push_mode_sets_statuses_pending_then_success_or_failed() {
+    let f = Lab::start().await;
+    let api = f.gitlab.api_url();
+
+    let r = f
+        .fire(&f.spec(&[("forgeApiUrl", &api)]), &f.synced)
+        .await
+        .expect("fires");
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
+    let statuses = f.statuses(&f.synced);
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, "success");
+    assert!(
+        statuses[1].1.contains("promoted 2.0 from test to prod"),
+        "{statuses:?}"
+    );
+    assert!(f.gitlab.merge_requests().is_empty());
+
+    let broken = app(500, "down").await;
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let spec = f.spec(&[
+        ("test", "http"),
+        ("testTarget", &broken),
+        ("testInterval", "10ms"),
+    ]);
+    let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
+    assert_eq!(failed.code(), Code::FailedPrecondition);
+    let statuses = f.statuses(&v3);
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, "failed");
+    assert!(
+        statuses[1].1.contains("tests of test failed"),
+        "{statuses:?}"
+    );
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
+    let f = Lab::start().await;
+    let spec = f.mr_spec(&[]);
+    f.gitlab.fail_next(2, 502, &[]);
+    let r = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(r["outcome"], "pr-opened", "{r}");
+    assert_eq!(f.statuses(&f.synced)[0].0, "pending");
+
+    // GitLab's rate limit: 429 with Retry-After and its RateLimit-* headers.
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let before = f.gitlab.requests().len();
+    f.gitlab.fail_next(
+        1,
+        429,
+        &[
+            ("retry-after", "1"),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-name", "throttle_authenticated_api"),
+        ],
+    );
+    let r = f.fire(&spec, &v3).await.expect("fires");
+    assert_eq!(r["outcome"], "pr-updated", "{r}");
+    let requests = f.gitlab.requests();
+    let (limited, retried) = (&requests[before], &requests[before + 1]);
+    assert_eq!(
+        (&limited.method, &limited.path),
+        (&retried.method, &retried.path)
+    );
+    assert!(
+        retried.at.duration_since(limited.at) >= Duration::from_secs(1),
+        "retried before Retry-After"
+    );
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+
+    let f = Lab::start_with(|c| c.forge.retry_attempts = 2).await;
+    f.gitlab.fail_next(20, 503, &[]);
+    let status = f.fire(&f.mr_spec(&[]), &f.synced).await.expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    for part in [
+        "GitLab API unavailable",
+        "HTTP 503",
+        "gave up after 2 attempts",
+    ] {
+        assert!(status.message().contains(part), "{part}: {status:?}");
+    }
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_without_permission_is_permission_denied_without_showing_it() {
+    capture_logs();
+    let f = Lab::start().await;
+    f.gitlab.restrict_token(true);
+
+    let status = f
+        .fire(&f.mr_spec(&[]), &f.synced)
+        .await
+        .expect_err("refused");
+
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let message = status.message();
+    assert!(
+        message.contains("GitLab refused phasegate's token"),
+        "{message}"
+    );
+    assert!(message.contains("lacks a permission"), "{message}");
+    assert!(message.contains("insufficient_scope"), "{message}");
+    assert!(!message.contains(TOKEN) && !logs().contains(TOKEN));
+    assert_eq!(f.prod_on("main"), "1.0");
+
+    // May open merge requests, but not merge into the protected branch.
+    f.gitlab.restrict_token(false);
+    f.gitlab.forbid_merge(true);
+    let status = f
+        .fire(&f.mr_spec(&[("autoMerge", "true")]), &f.synced)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("may not merge into the target branch"),
+        "{status:?}"
+    );
+    assert!(!status.message().contains(TOKEN));
+    assert_eq!(f.prod_on("main"), "1.0");
+    f.gitlab.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn refuses_rebase_and_foreign_api_urls_before_anything_is_sent() {
+    let f = Lab::start().await;
+    let pushes = f.gitlab.git.pushes();
+
+    let status = f
+        .fire(&f.mr_spec(&[("mergeMethod", "rebase")]), &f.synced)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("rebase is not available on GitLab"),
+        "{status:?}"
+    );
+
+    let spec = f.mr_spec(&[("forgeApiUrl", "https://gitlab.example.net/api/v4")]);
+    let status = f.fire(&spec, &f.synced).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("not on the repository's host"),
+        "{status:?}"
+    );
+    assert!(f.gitlab.requests().is_empty(), "no call reached GitLab");
+    assert_eq!(f.gitlab.git.pushes(), pushes, "nothing pushed");
+    f.server.stop().await;
+}
+
+#[test]
+fn the_declarations_refuse_malformed_requests() {
+    let check = |m, route: &[&str], q: &[(&str, &str)], b: Option<Value>| {
+        let q: Vec<(String, String)> = q
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        support::gitlab_api::check(m, route, &q, b.as_ref())
+    };
+    let ok = check(
+        "POST",
+        &["statuses", ":id"],
+        &[],
+        Some(json!({"state": "success", "name": "c"})),
+    );
+    assert_eq!(ok, Ok(()));
+    for (m, route, q, b, why) in [
+        (
+            "POST",
+            vec!["statuses", ":id"],
+            vec![],
+            Some(json!({"state": "failure"})),
+            "state does not have a valid value",
+        ),
+        (
+            "POST",
+            vec!["statuses", ":id"],
+            vec![],
+            None,
+            "state is missing",
+        ),
+        (
+            "POST",
+            vec!["merge_requests"],
+            vec![],
+            Some(json!({"title": "t", "source_branch": "h"})),
+            "target_branch is missing",
+        ),
+        (
+            "POST",
+            vec!["merge_requests"],
+            vec![],
+            Some(json!({"title": "t", "source_branch": "h", "target_branch": "m", "draft": true})),
+            "draft is not a parameter",
+        ),
+        (
+            "GET",
+            vec!["merge_requests"],
+            vec![("state", "open")],
+            None,
+            "state does not have a valid value",
+        ),
+        (
+            "PUT",
+            vec!["merge_requests", ":id"],
+            vec![],
+            Some(json!({})),
+            "at least one parameter",
+        ),
+        (
+            "PUT",
+            vec!["merge_requests", ":id", "merge"],
+            vec![],
+            Some(json!({"merge_method": "rebase"})),
+            "merge_method is not a parameter",
+        ),
+        (
+            "DELETE",
+            vec!["statuses", ":id"],
+            vec![],
+            None,
+            "no such endpoint",
+        ),
+    ] {
+        let err = check(m, &route, &q, b).expect_err(why);
+        assert!(err.contains(why), "{why}: {err}");
+    }
+}
