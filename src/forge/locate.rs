@@ -71,6 +71,8 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
     let well_known = match at.host.as_str() {
         "github.com" => Some(ForgeKind::GitHub),
         "gitlab.com" => Some(ForgeKind::GitLab),
+        "gitea.com" => Some(ForgeKind::Gitea),
+        "codeberg.org" => Some(ForgeKind::Forgejo),
         _ => None,
     };
     let Some(kind) = choice.kind.or(well_known) else {
@@ -161,7 +163,8 @@ fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> 
 
 /// The API root when the spec sets none; `context` is Bitbucket's web context path.
 fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url, ForgeError> {
-    // GitHub Enterprise Server and GitLab serve their API beside the repositories.
+    // GitHub Enterprise Server, GitLab, Gitea and Forgejo serve their API beside the
+    // repositories.
     let beside = |root: &str| {
         let scheme = if at.secure { "https" } else { "http" };
         match at.port.filter(|_| at.web) {
@@ -173,6 +176,7 @@ fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url,
         (ForgeKind::GitHub, "github.com") => "https://api.github.com".to_string(),
         (ForgeKind::GitHub, _) => beside("/api/v3"),
         (ForgeKind::GitLab, _) => beside("/api/v4"),
+        (ForgeKind::Gitea | ForgeKind::Forgejo, _) => beside("/api/v1"),
         // REST API 1.0 (`latest` is its alias on every Data Center version).
         (ForgeKind::BitbucketDataCenter, _) => beside(&format!("{context}/rest/api/latest")),
     };
@@ -329,6 +333,46 @@ mod tests {
         assert!(err.contains("`group/…/name` on GitLab"), "{err}");
         let err = locate_str("https://github.com/a/b/c.git", None, None);
         assert!(err.contains("owner/name"), "{err}");
+    }
+
+    #[test]
+    fn infers_gitea_and_forgejo_and_finds_self_hosted_apis() {
+        assert_eq!(
+            locate_str("https://gitea.com/my-org/gitops.git", None, None),
+            "Gitea https://gitea.com/api/v1 my-org/gitops"
+        );
+        for repo in [
+            "https://codeberg.org/my-org/gitops.git",
+            "git@codeberg.org:my-org/gitops.git",
+        ] {
+            assert_eq!(
+                locate_str(repo, None, None),
+                "Forgejo https://codeberg.org/api/v1 my-org/gitops",
+                "{repo}"
+            );
+        }
+        assert_eq!(
+            locate_str(
+                "http://127.0.0.1:3000/org/app.git",
+                Some(ForgeKind::Gitea),
+                None
+            ),
+            "Gitea http://127.0.0.1:3000/api/v1 org/app"
+        );
+        assert_eq!(
+            locate_str(
+                "ssh://git@git.example.com:2222/org/app.git",
+                Some(ForgeKind::Forgejo),
+                None
+            ),
+            "Forgejo https://git.example.com/api/v1 org/app"
+        );
+        let err = locate_str(
+            "https://codeberg.org/org/app.git",
+            None,
+            Some("https://evil.example.com/api/v1"),
+        );
+        assert!(err.contains("not on the repository's host"), "{err}");
     }
 
     #[test]

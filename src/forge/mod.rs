@@ -186,6 +186,12 @@ pub fn connect(
                 "forge: bitbucket-datacenter is not supported yet".into(),
             ));
         }
+        ForgeKind::Gitea | ForgeKind::Forgejo => {
+            return Err(ForgeError::Invalid(format!(
+                "forge: {} is not supported yet",
+                located.kind
+            )));
+        }
     })
 }
 
@@ -193,6 +199,9 @@ pub fn connect(
 pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
     match kind {
         ForgeKind::GitLab => gitlab::check_plan(plan),
-        ForgeKind::GitHub | ForgeKind::BitbucketDataCenter => Ok(()),
+        ForgeKind::GitHub
+        | ForgeKind::BitbucketDataCenter
+        | ForgeKind::Gitea
+        | ForgeKind::Forgejo => Ok(()),
     }
 }

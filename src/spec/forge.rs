@@ -44,6 +44,10 @@ pub enum ForgeKind {
     GitLab,
     /// Bitbucket Data Center (and Server), REST API 1.0: always self-hosted, so never inferred.
     BitbucketDataCenter,
+    /// Gitea (gitea.com and self-hosted), API v1.
+    Gitea,
+    /// Forgejo (codeberg.org and self-hosted): Gitea's API v1, spoken by the same client.
+    Forgejo,
 }
 
 impl ForgeKind {
@@ -53,15 +57,13 @@ impl ForgeKind {
             "github" => Ok(ForgeKind::GitHub),
             "gitlab" => Ok(ForgeKind::GitLab),
             "bitbucket-datacenter" => Ok(ForgeKind::BitbucketDataCenter),
-            "gitea" | "forgejo" => Err(SpecError::invalid(
-                "forge",
-                format!(
-                    "`{s}` is not supported yet; supported: github, gitlab, bitbucket-datacenter"
-                ),
-            )),
+            "gitea" => Ok(ForgeKind::Gitea),
+            "forgejo" => Ok(ForgeKind::Forgejo),
             other => Err(SpecError::invalid(
                 "forge",
-                format!("{other:?} is not a forge (github, gitlab, bitbucket-datacenter)"),
+                format!(
+                    "{other:?} is not a forge (github, gitlab, bitbucket-datacenter, gitea, forgejo)"
+                ),
             )),
         }
     }
@@ -73,6 +75,8 @@ impl fmt::Display for ForgeKind {
             ForgeKind::GitHub => "github",
             ForgeKind::GitLab => "gitlab",
             ForgeKind::BitbucketDataCenter => "bitbucket-datacenter",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
         })
     }
 }
