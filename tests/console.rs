@@ -135,6 +135,96 @@ async fn the_runs_list_filters_and_pages_and_unknown_runs_are_not_found() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_pull_request_run_page_links_the_pull_request_next_to_its_commit() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("org/gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let github = support::fake_github::FakeGitHub::start(&root, "bot", "ghp-console-token").await;
+    let (user_file, password_file) = (root.join("username"), root.join("password"));
+    std::fs::write(&user_file, "bot").expect("write");
+    std::fs::write(&password_file, "ghp-console-token").expect("write");
+    let mut config = Config::default();
+    config.git.username_file = Some(user_file);
+    config.git.password_file = Some(password_file);
+    let server = TestServer::start(config).await;
+    let spec = petstore(
+        &github.repo_url("gitops"),
+        &[
+            ("test", "none"),
+            ("forge", "github"),
+            ("promoteVia", "pull-request"),
+        ],
+    );
+    let opened = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("opens a pull request");
+    assert_eq!(
+        opened.response["outcome"], "pr-opened",
+        "{}",
+        opened.response
+    );
+    let run = opened.response["run"].as_str().expect("run");
+    let commit = opened.response["commit"].as_str().expect("commit");
+    let url = github.pulls()[0]["html_url"]
+        .as_str()
+        .expect("html_url")
+        .to_string();
+
+    let page = get_text(format!("{}/runs/{run}", server.console_url())).await;
+    let promotion = page.find("<dt>Promotion commit</dt>").expect("commit");
+    let pull = page.find("<dt>Pull request</dt>").expect("pull request");
+    assert!(promotion < pull, "next to the commit:\n{page}");
+    assert!(page[promotion..pull].contains(commit), "{page}");
+    assert!(
+        page[pull..].starts_with(&format!(
+            "<dt>Pull request</dt><dd><a href=\"{url}\">#1</a></dd>"
+        )),
+        "{page}"
+    );
+    let listed = get_text(format!("{}/runs?outcome=pr-opened", server.console_url())).await;
+    assert!(
+        listed.contains(&format!("href=\"/runs/{run}\"")),
+        "{listed}"
+    );
+    assert!(
+        !page.contains("ghp-console-token") && !listed.contains("ghp-console-token"),
+        "no credential in a page"
+    );
+
+    // A forge answering a hostile link: shown as text, escaped, never a link.
+    github.set_html_url(1, &format!("javascript:alert(1)//{HOSTILE}"));
+    let v3 = bump(&bare, &["petstore"], "test", "3.0");
+    let updated = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&v3), FROM_TEST)
+        .await
+        .expect("updates the pull request");
+    assert_eq!(
+        updated.response["outcome"], "pr-updated",
+        "{}",
+        updated.response
+    );
+    let run = updated.response["run"].as_str().expect("run");
+    let page = get_text(format!("{}/runs/{run}", server.console_url())).await;
+    let pull = page.find("<dt>Pull request</dt>").expect("pull request");
+    let cell = &page[pull..pull + page[pull..].find("</dd>").expect("cell")];
+    assert!(
+        cell.contains("#1 javascript:alert(1)//&#60;script&#62;window.canary=1"),
+        "{cell}"
+    );
+    assert!(!cell.contains("<a"), "not a link: {cell}");
+    assert!(
+        !page.contains("<script>window") && !page.contains("<img"),
+        "{page}"
+    );
+    server.stop().await;
+}
+
 async fn get_text(url: String) -> String {
     get(&url).await.2
 }

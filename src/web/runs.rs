@@ -79,8 +79,10 @@ struct RunsPage {
     page: usize,
 }
 
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 9] = [
     "promoted",
+    "pr-opened",
+    "pr-updated",
     "already-promoted",
     "superseded",
     "dry-run",
@@ -158,6 +160,8 @@ struct RunPage {
     error: Option<String>,
     commit: Option<String>,
     commit_url: Option<String>,
+    /// Pull-request mode: the pull request's number, and its URL when it is an http(s) link.
+    pull_request: Option<(u64, String, Option<String>)>,
     edit: Option<crate::diff::Edit>,
     answer: Option<String>,
     log: String,
@@ -197,6 +201,13 @@ pub async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
             .as_deref()
             .and_then(|sha| view::commit_link(c.commit_link.as_deref(), &r.repo, sha)),
         commit,
+        pull_request: report.and_then(|x| x.pull_request.as_ref()).map(|pr| {
+            (
+                pr.number,
+                pr.url.clone(),
+                view::valid_link(&pr.url).then(|| pr.url.clone()),
+            )
+        }),
         edit: r.edit.clone(),
         answer: report.and_then(|x| serde_json::to_string_pretty(x).ok()),
         log,

@@ -39,6 +39,12 @@ pub fn valid_commit_link(template: &str) -> bool {
     template.starts_with("https://") || template.starts_with("http://")
 }
 
+/// True for an absolute http(s) URL: the only kind of link a page makes from run data (a
+/// forge's answer could carry `javascript:…`, which escaping alone does not defuse).
+pub fn valid_link(link: &str) -> bool {
+    url::Url::parse(link).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
 /// A moment as `2026-11-25 21:40:03Z`.
 pub fn when(unix_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH
@@ -126,6 +132,15 @@ mod tests {
             Some("https://github.com/org/gitops/commit/abc")
         );
         assert!(!valid_commit_link("javascript:alert(1)//{commit}"));
+    }
+
+    #[test]
+    fn only_http_urls_become_pull_request_links() {
+        assert!(valid_link("https://github.com/org/gitops/pull/7"));
+        assert!(valid_link("HTTP://git.example/pr/7"));
+        assert!(!valid_link("javascript:alert(1)"));
+        assert!(!valid_link(" javascript://github.com/%0aalert(1)"));
+        assert!(!valid_link("/org/gitops/pull/7"));
     }
 
     #[test]

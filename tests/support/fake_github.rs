@@ -148,6 +148,14 @@ impl FakeGitHub {
         pr["state"] = json!("closed");
     }
 
+    /// Pull request `number`'s `html_url` becomes `url` (a forge answering an odd or hostile
+    /// link: whoever shows it must escape it).
+    pub fn set_html_url(&self, number: u64, url: &str) {
+        let mut s = self.state();
+        let pr = s.pr_mut(number).expect("pull request");
+        pr["html_url"] = json!(url);
+    }
+
     /// Fails the test if any request did not match GitHub's OpenAPI description.
     pub fn assert_valid(&self) {
         let s = self.state();
