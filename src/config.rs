@@ -78,6 +78,29 @@ pub struct ForgeConfig {
     pub retry_attempts: u32,
     /// The longest wait between two calls (`Retry-After`); a longer one is UNAVAILABLE at once.
     pub max_retry_wait: String,
+    /// The server's own GitHub App, for the repositories on its API that name no
+    /// `credentialsSecret`.
+    pub github_app: Option<GitHubAppConfig>,
+}
+
+/// A GitHub App of the configuration file (`forge.githubApp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitHubAppConfig {
+    /// The App's id (or client id).
+    pub app_id: String,
+    /// The installation on the organisation that owns the repositories.
+    pub installation_id: String,
+    /// File holding the App's private key, PEM (a mounted Secret).
+    pub private_key_file: PathBuf,
+    /// The API the App is for, and the only one its JWT and tokens go to: github.com's by
+    /// default, `https://HOST/api/v3` for GitHub Enterprise Server.
+    #[serde(default = "github_api")]
+    pub api_url: String,
+}
+
+fn github_api() -> String {
+    "https://api.github.com".into()
 }
 
 impl Default for ForgeConfig {
@@ -87,7 +110,43 @@ impl Default for ForgeConfig {
             run_url: None,
             retry_attempts: retry.attempts,
             max_retry_wait: humantime::format_duration(retry.max_wait).to_string(),
+            github_app: None,
         }
+    }
+}
+
+impl GitHubAppConfig {
+    /// Reads and checks the key: an App that cannot sign stops the server at start-up.
+    fn load(&self) -> Result<crate::forge::access::ServerApp, ConfigError> {
+        use crate::forge::github_app::{BadAppField, GitHubApp};
+        let file = self.private_key_file.display();
+        let pem = std::fs::read_to_string(&self.private_key_file)
+            .map_err(|e| ConfigError(format!("forge.githubApp.privateKeyFile {file}: {e}")))?;
+        let app = GitHubApp::new(&self.app_id, &self.installation_id, &pem).map_err(|bad| {
+            let field = match bad {
+                BadAppField::AppId => "appId".to_string(),
+                BadAppField::InstallationId => "installationId".to_string(),
+                BadAppField::PrivateKey => format!("privateKeyFile {file}"),
+            };
+            ConfigError(format!("forge.githubApp.{field} {}", bad.problem()))
+        })?;
+        // The JWT is a credential: over TLS, or to this machine (a local proxy).
+        let api = url::Url::parse(&self.api_url)
+            .ok()
+            .filter(|u| match (u.scheme(), u.host()) {
+                ("https", Some(_)) => true,
+                ("http", Some(url::Host::Domain(d))) => d == "localhost",
+                ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+                ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+                _ => false,
+            })
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "forge.githubApp.apiUrl {:?} is not an https:// URL",
+                    self.api_url
+                ))
+            })?;
+        Ok(crate::forge::access::ServerApp { app, api })
     }
 }
 
@@ -290,6 +349,18 @@ pub struct Overrides {
     /// The longest wait between two forge calls (`60s`).
     #[arg(long, env = "PHASEGATE_FORGE_MAX_RETRY_WAIT")]
     pub forge_max_retry_wait: Option<String>,
+    /// The server's GitHub App: its id (with the installation id and the private key file).
+    #[arg(long, env = "PHASEGATE_FORGE_GITHUB_APP_ID")]
+    pub forge_github_app_id: Option<String>,
+    /// The server's GitHub App: the installation id.
+    #[arg(long, env = "PHASEGATE_FORGE_GITHUB_APP_INSTALLATION_ID")]
+    pub forge_github_app_installation_id: Option<String>,
+    /// The server's GitHub App: the file holding its private key (PEM).
+    #[arg(long, env = "PHASEGATE_FORGE_GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub forge_github_app_private_key_file: Option<PathBuf>,
+    /// The server's GitHub App: the API it is for (`https://api.github.com`).
+    #[arg(long, env = "PHASEGATE_FORGE_GITHUB_APP_API_URL")]
+    pub forge_github_app_api_url: Option<String>,
 }
 
 impl Overrides {
@@ -347,8 +418,56 @@ impl Overrides {
         f.run_url = self.forge_run_url.or(f.run_url.take());
         set(&mut f.retry_attempts, self.forge_retry_attempts);
         set(&mut f.max_retry_wait, self.forge_max_retry_wait);
+        f.github_app = github_app_overrides(
+            f.github_app.take(),
+            self.forge_github_app_id,
+            self.forge_github_app_installation_id,
+            self.forge_github_app_private_key_file,
+            self.forge_github_app_api_url,
+        )?;
         Ok(c)
     }
+}
+
+/// `forge.githubApp` with the flags over it; flags alone must name the id, the installation
+/// and the key file.
+fn github_app_overrides(
+    file: Option<GitHubAppConfig>,
+    app_id: Option<String>,
+    installation_id: Option<String>,
+    private_key_file: Option<PathBuf>,
+    api_url: Option<String>,
+) -> Result<Option<GitHubAppConfig>, ConfigError> {
+    let any = app_id.is_some()
+        || installation_id.is_some()
+        || private_key_file.is_some()
+        || api_url.is_some();
+    let app = match (file, app_id, installation_id, private_key_file) {
+        (Some(f), id, installation, key) => GitHubAppConfig {
+            app_id: id.unwrap_or(f.app_id),
+            installation_id: installation.unwrap_or(f.installation_id),
+            private_key_file: key.unwrap_or(f.private_key_file),
+            api_url: f.api_url,
+        },
+        (None, Some(app_id), Some(installation_id), Some(private_key_file)) => GitHubAppConfig {
+            app_id,
+            installation_id,
+            private_key_file,
+            api_url: github_api(),
+        },
+        (None, ..) if any => {
+            return Err(ConfigError(
+                "the server's GitHub App needs --forge-github-app-id, \
+                 --forge-github-app-installation-id and --forge-github-app-private-key-file"
+                    .into(),
+            ));
+        }
+        (None, ..) => return Ok(None),
+    };
+    Ok(Some(GitHubAppConfig {
+        api_url: api_url.unwrap_or(app.api_url),
+        ..app
+    }))
 }
 
 /// `shutdownGrace` as people write it (`60s`, `2m 30s`), parsed once, where the file is read.
@@ -475,6 +594,11 @@ impl Config {
                 ..Default::default()
             },
             ca_file: self.git.ca_file.clone(),
+            github_app: f
+                .github_app
+                .as_ref()
+                .map(GitHubAppConfig::load)
+                .transpose()?,
         })
     }
 

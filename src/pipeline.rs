@@ -16,7 +16,9 @@ use crate::{
     cluster::{Cluster, argocd, secrets::SecretStore},
     forge::{
         ForgeSettings, StatusState,
+        access::RunAccess,
         flow::{ForgeRun, Proposal, proposal_branch},
+        github_app::AppTokens,
     },
     git::{
         Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,
@@ -55,6 +57,8 @@ struct Forges {
     /// The server's own git credentials: their password is the forge token when the spec
     /// names no `credentialsSecret`.
     credentials: Option<Credentials>,
+    /// GitHub App installation tokens, shared by the runs.
+    app_tokens: Arc<AppTokens>,
 }
 
 /// After the grace period, how long the interrupted runs get to record themselves.
@@ -90,6 +94,7 @@ impl Pipeline {
         let forges = Arc::new(Forges {
             settings: ForgeSettings::default(),
             credentials: git.credentials.clone(),
+            app_tokens: Arc::default(),
         });
         let ledger = RunLedger::default();
         for (key, report) in history.successes() {
@@ -116,6 +121,7 @@ impl Pipeline {
         self.forges = Arc::new(Forges {
             settings,
             credentials: self.forges.credentials.clone(),
+            app_tokens: self.forges.app_tokens.clone(),
         });
         self
     }
@@ -276,30 +282,39 @@ impl RunTask {
 
     async fn test_and_promote(&self) -> Result<RunReport> {
         let plan = &self.plan;
-        let (credentials, signing_key) = match &plan.credentials_secret {
+        let (from_secret, signing_key) = match &plan.credentials_secret {
             Some(name) => {
-                let (creds, key) = self
+                let (auth, key) = self
                     .secrets
                     .credentials(self.cluster("credentialsSecret")?, name)
                     .await?;
-                (Some(creds), key)
+                (Some(auth), key)
             }
             None => (None, None),
         };
         // Checked before testing: a key that cannot sign must not cost a test run.
-        let signer = self.signer(signing_key, credentials.as_ref()).await?;
-        let token = credentials
+        let email = from_secret
             .as_ref()
-            .or(self.forges.credentials.as_ref())
-            .map(|c| c.password.clone());
-        let forge = ForgeRun::for_plan(plan, token, &self.id, &self.forges.settings)?;
+            .and_then(|a| a.email().map(str::to_string));
+        let signer = self.signer(signing_key, email).await?;
+        let access = RunAccess::choose(
+            plan,
+            from_secret,
+            self.forges.credentials.as_ref(),
+            &self.forges.app_tokens,
+            &self.forges.settings,
+        )?;
+        // A GitHub App's token is minted here: bad App credentials fail before any test.
+        let credentials = access.git().await?;
+        let forge =
+            ForgeRun::for_plan(plan, access.forge_token(), &self.id, &self.forges.settings)?;
         if let Some(f) = &forge {
             let doing = format!("testing {}, then promoting to {}", plan.source, plan.target);
             f.status(plan.commit.as_str(), StatusState::Pending, &doing)
                 .await;
         }
         let result = self
-            .test_then_promote(credentials, signer, forge.as_ref())
+            .test_then_promote(&access, credentials, signer, forge.as_ref())
             .await;
         if let Some(f) = &forge {
             let (state, line, sha) = match &result {
@@ -326,6 +341,7 @@ impl RunTask {
 
     async fn test_then_promote(
         &self,
+        access: &RunAccess,
         credentials: Option<Credentials>,
         signer: Option<Arc<Signer>>,
         forge: Option<&ForgeRun>,
@@ -370,6 +386,8 @@ impl RunTask {
         if test.passed {
             self.history.stage(&self.id, Stage::Promoting);
             let promoting = Instant::now();
+            // Tests may have taken long enough for a GitHub App token to near its expiry.
+            promotion.credentials = access.git().await?;
             let mut promoted = self.promoter.promote(promotion).await?;
             if let Some(edit) = promoted.edit.take() {
                 self.history.edited(&self.id, edit);
@@ -443,13 +461,12 @@ impl RunTask {
     async fn signer(
         &self,
         key: Option<SigningKeySource>,
-        credentials: Option<&Credentials>,
+        email: Option<String>,
     ) -> Result<Option<Arc<Signer>>> {
         let Some(key) = key else {
             return Ok(None);
         };
         let promoter = self.promoter.clone();
-        let email = credentials.and_then(|c| c.email.clone());
         // Decrypting a key is deliberately slow work: keep it off the async threads.
         let load = move || promoter.signer_for(&key, email.as_deref());
         let loaded = tokio::task::spawn_blocking(load)

@@ -1,6 +1,7 @@
 //! `credentialsSecret`: git credentials from a Secret in the server's namespace (keys
-//! `username`, `password`, `email`, as in the classic setup; optionally `signingKey` and
-//! `signingKeyPassphrase` to sign the commits), cached briefly, never logged.
+//! `username`, `password`, `email`, as in the classic setup; or a GitHub App with Argo CD's
+//! keys `githubAppID`, `githubAppInstallationID`, `githubAppPrivateKey`; optionally
+//! `signingKey` and `signingKeyPassphrase` to sign the commits), cached briefly, never logged.
 
 use std::{
     collections::HashMap,
@@ -12,10 +13,23 @@ use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use kube::Api;
 
 use super::{Cluster, ClusterError};
-use crate::git::{Credentials, Secret, SigningKeySource};
+use crate::{
+    forge::{
+        access::RepoAuth,
+        github_app::{BadAppField, GitHubApp},
+    },
+    git::{Credentials, Secret, SigningKeySource},
+};
 
-/// A Secret's git credentials and, when it has one, its signing key.
-type FromSecret = (Credentials, Option<SigningKeySource>);
+/// A Secret's credentials and, when it has one, its signing key.
+type FromSecret = (RepoAuth, Option<SigningKeySource>);
+
+/// Argo CD's names of a GitHub App's keys in a repository Secret.
+const GITHUB_APP_KEYS: [&str; 3] = [
+    "githubAppID",
+    "githubAppInstallationID",
+    "githubAppPrivateKey",
+];
 
 /// A rotated Secret is picked up within this long; meanwhile runs do not hammer the API.
 const CACHE_FOR: Duration = Duration::from_secs(30);
@@ -27,7 +41,8 @@ pub struct SecretStore {
 }
 
 impl SecretStore {
-    /// The credentials (and signing key, if any) in Secret `name` of the cluster's namespace.
+    /// The credentials (and signing key, if any) in Secret `name` of the cluster's namespace:
+    /// a GitHub App when it has the App's keys, a username and password otherwise.
     pub async fn credentials(
         &self,
         cluster: &Cluster,
@@ -57,10 +72,26 @@ impl SecretStore {
                 .transpose()
         };
         let missing = |key: &str| ClusterError::NotFound(format!("{what} has no key `{key}`"));
-        let creds = Credentials {
-            username: field("username")?.ok_or_else(|| missing("username"))?,
-            password: Secret::new(field("password")?.ok_or_else(|| missing("password"))?),
-            email: field("email")?,
+        let creds = if GITHUB_APP_KEYS.iter().any(|k| data.contains_key(*k)) {
+            let [id, installation, key] = GITHUB_APP_KEYS;
+            let value = |k: &str| field(k)?.ok_or_else(|| missing(k));
+            let app = GitHubApp::new(&value(id)?, &value(installation)?, &value(key)?).map_err(
+                |bad| {
+                    let k = match bad {
+                        BadAppField::AppId => id,
+                        BadAppField::InstallationId => installation,
+                        BadAppField::PrivateKey => key,
+                    };
+                    ClusterError::Precondition(format!("{what}: key `{k}` {}", bad.problem()))
+                },
+            )?;
+            RepoAuth::GitHubApp(app)
+        } else {
+            RepoAuth::Password(Credentials {
+                username: field("username")?.ok_or_else(|| missing("username"))?,
+                password: Secret::new(field("password")?.ok_or_else(|| missing("password"))?),
+                email: field("email")?,
+            })
         };
         let signing = match field("signingKey")? {
             Some(key) => Some(SigningKeySource {

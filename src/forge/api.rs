@@ -2,8 +2,12 @@
 //! (marked sensitive, never in a URL or message), and bounded retries of what forges answer when
 //! they are busy (429, 403 with rate-limit headers, 5xx, no connection), honouring `Retry-After`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
+use futures_util::future::BoxFuture;
 use reqwest::{
     Method, StatusCode,
     header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT},
@@ -57,11 +61,30 @@ impl Answer {
     }
 }
 
+/// Where a client's token comes from: a fixed token (a personal or project access token), or
+/// one minted and renewed before it expires (a GitHub App's installation token).
+pub(super) trait TokenSource: Send + Sync {
+    /// The token to send now.
+    fn token(&self) -> BoxFuture<'_, Result<Secret, ForgeError>>;
+}
+
+impl TokenSource for Secret {
+    fn token(&self) -> BoxFuture<'_, Result<Secret, ForgeError>> {
+        Box::pin(async move { Ok(self.clone()) })
+    }
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn token(&self) -> BoxFuture<'_, Result<Secret, ForgeError>> {
+        (**self).token()
+    }
+}
+
 /// One forge API, one token.
 pub(super) struct ApiClient {
     forge: &'static str,
     base: String,
-    token: Secret,
+    token: Box<dyn TokenSource>,
     http: reqwest::Client,
     headers: HeaderMap,
     retry: RetryPolicy,
@@ -75,7 +98,7 @@ impl ApiClient {
     pub fn new(
         forge: &'static str,
         base: Url,
-        token: Secret,
+        token: impl TokenSource + 'static,
         settings: &ForgeSettings,
         headers: HeaderMap,
     ) -> Result<ApiClient, ForgeError> {
@@ -95,7 +118,7 @@ impl ApiClient {
         Ok(ApiClient {
             forge,
             base: base.as_str().trim_end_matches('/').to_string(),
-            token,
+            token: Box::new(token),
             http,
             headers,
             retry: settings.retry.clone(),
@@ -114,9 +137,11 @@ impl ApiClient {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let mut last = String::new();
         for attempt in 1..=self.retry.attempts.max(1) {
-            let wait = match self.send(&method, path, body).await {
+            // Asked on every attempt: a minted token is renewed when it nears its expiry.
+            let token = self.token.token().await?;
+            let wait = match self.send(&token, &method, path, body).await {
                 Err(e) => {
-                    last = format!("{what}: {}", self.redact(&e.without_url().to_string()));
+                    last = format!("{what}: {}", redact(&token, &e.without_url().to_string()));
                     self.backoff(attempt)
                 }
                 Ok((status, headers, body)) => {
@@ -135,7 +160,7 @@ impl ApiClient {
                                 reason: format!(
                                     "{what}: HTTP {}: {hint} ({})",
                                     status.as_u16(),
-                                    self.redact(&answer.message())
+                                    redact(&token, &answer.message())
                                 ),
                             });
                         }
@@ -148,7 +173,7 @@ impl ApiClient {
                                 } else {
                                     ""
                                 },
-                                self.redact(&answer.message())
+                                redact(&token, &answer.message())
                             );
                             match asked {
                                 Some(wait) if wait > self.retry.max_wait => {
@@ -179,12 +204,13 @@ impl ApiClient {
 
     async fn send(
         &self,
+        token: &Secret,
         method: &Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, HeaderMap, Value), reqwest::Error> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", self.token.expose()))
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         auth.set_sensitive(true);
         let mut request = self
@@ -218,15 +244,13 @@ impl ApiClient {
             reason,
         }
     }
+}
 
-    /// A forge never echoes the token, but if one did, it would not reach a message.
-    fn redact(&self, text: &str) -> String {
-        let token = self.token.expose();
-        if token.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(token, "***")
-        }
+/// A forge never echoes the token, but if one did, it would not reach a message.
+fn redact(token: &Secret, text: &str) -> String {
+    match token.expose() {
+        "" => text.to_string(),
+        token => text.replace(token, "***"),
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     Error,
-    git::Secret,
+    forge::access::ForgeToken,
     outcome::{Outcome, PullRequestRef, RunReport},
     spec::{Plan, PromoteVia, PullRequestPlan},
 };
@@ -26,10 +26,10 @@ pub struct ForgeRun {
 
 impl ForgeRun {
     /// The forge of the run's repository, if one is configured (always in pull-request mode),
-    /// with `token` (the password of the run's git credentials).
+    /// with `token` (the password of the run's git credentials, or a GitHub App's tokens).
     pub fn for_plan(
         plan: &Plan,
-        token: Option<Secret>,
+        token: Option<ForgeToken>,
         run_id: &str,
         settings: &ForgeSettings,
     ) -> Result<Option<ForgeRun>, Error> {
@@ -59,14 +59,17 @@ impl ForgeRun {
         let Some(token) = token else {
             if pull_request {
                 return Err(Error::Unconfigured(
-                    "promoteVia: pull-request needs a forge token: a credentialsSecret, or the \
-                     server's git credentials (GIT_PASSWORD)",
+                    "promoteVia: pull-request needs a forge token: a credentialsSecret, the \
+                     server's GitHub App (forge.githubApp) or its git credentials (GIT_PASSWORD)",
                 ));
             }
             debug!("no forge token: no commit statuses");
             return Ok(None);
         };
-        let client = super::connect(&located, token, settings)?;
+        let client = match token {
+            ForgeToken::Token(token) => super::connect(&located, token, settings)?,
+            ForgeToken::App(app) => super::github_app::connect(&located, app, settings)?,
+        };
         Ok(Some(ForgeRun::new(client, plan, run_id, settings)))
     }
 

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
     PullRequestDraft, StatusState,
-    api::{Answer, ApiClient},
+    api::{Answer, ApiClient, TokenSource},
 };
-use crate::{git::Secret, spec::MergeMethod};
+use crate::spec::MergeMethod;
 
 /// GitHub caps a status description at 140 characters.
 const MAX_DESCRIPTION: usize = 140;
@@ -28,22 +28,14 @@ pub(super) struct GitHub {
 }
 
 impl GitHub {
+    /// The repository at `located`, with a fixed token or a GitHub App's installation tokens.
     pub(super) fn new(
         located: &Located,
-        token: Secret,
+        token: impl TokenSource + 'static,
         settings: &ForgeSettings,
     ) -> Result<GitHub, ForgeError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
-        headers.insert(
-            "x-github-api-version",
-            HeaderValue::from_static("2022-11-28"),
-        );
         Ok(GitHub {
-            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers)?,
+            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?,
             repo: located.project.clone(),
         })
     }
@@ -206,6 +198,20 @@ impl Forge for GitHub {
             }
         })
     }
+}
+
+/// The media type and API version every GitHub request names.
+pub(super) fn headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/vnd.github+json"),
+    );
+    headers.insert(
+        "x-github-api-version",
+        HeaderValue::from_static("2022-11-28"),
+    );
+    headers
 }
 
 fn pull_request(v: &Value) -> PullRequest {

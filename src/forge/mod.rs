@@ -5,11 +5,14 @@
 //! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
 //! only to the API of the repository it was given for); [`api`] is the small REST client with
 //! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
-//! lifecycle and the commit statuses of a run.
+//! lifecycle and the commit statuses of a run; [`github_app`] authenticates as a GitHub App;
+//! [`access`] chooses a run's credentials for git and its forge.
 
+pub mod access;
 mod api;
 pub mod flow;
 mod github;
+pub mod github_app;
 mod gitlab;
 mod locate;
 
@@ -42,6 +45,10 @@ pub enum ForgeError {
     /// The spec names a forge or API phasegate cannot use for this repository.
     #[error("{0}")]
     Invalid(String),
+    /// The forge credentials cannot be used as configured (a GitHub App key that is not one,
+    /// an installation that does not exist or does not cover the repository).
+    #[error("{0}")]
+    Credentials(String),
     /// The pull request was closed without being merged.
     #[error("{0}")]
     ClosedUnmerged(String),
@@ -57,7 +64,9 @@ impl ForgeError {
             ForgeError::Unavailable { .. } => ErrorKind::Unavailable,
             ForgeError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             ForgeError::NotFound(_) => ErrorKind::NotFound,
-            ForgeError::Refused(_) | ForgeError::ClosedUnmerged(_) => ErrorKind::FailedPrecondition,
+            ForgeError::Refused(_) | ForgeError::ClosedUnmerged(_) | ForgeError::Credentials(_) => {
+                ErrorKind::FailedPrecondition
+            }
             ForgeError::Invalid(_) => ErrorKind::InvalidArgument,
             ForgeError::MergeWaitExpired(_) => ErrorKind::DeadlineExceeded,
         }
@@ -170,6 +179,8 @@ pub struct ForgeSettings {
     pub retry: RetryPolicy,
     /// Extra CA bundle for forge APIs (the same one git trusts).
     pub ca_file: Option<std::path::PathBuf>,
+    /// The server's own GitHub App (`forge.githubApp`), for repositories on its API only.
+    pub github_app: Option<access::ServerApp>,
 }
 
 /// The client of the forge at `located`, authenticated with `token`.

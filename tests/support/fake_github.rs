@@ -6,9 +6,12 @@
 //! OpenAPI description (tests/support/openapi.rs): one that does not match is answered 422 and
 //! recorded, and [`FakeGitHub::assert_valid`] fails the test.
 //!
+//! A GitHub App can be installed ([`FakeGitHub::install_app`], tests/support/github_app.rs):
+//! its JWT is checked and exchanged for installation tokens that the API and git accept.
+//!
 //! Does not model: reviews and required checks (one "mergeable" switch stands for them),
 //! GraphQL (GitHub's own auto-merge), forks, rebase merges (done as a squash), pagination,
-//! conditional requests, label existence, check runs, GitHub Apps, per-repository tokens
+//! conditional requests, label existence, check runs, per-repository personal tokens
 //! (one token; [`FakeGitHub::restrict_token`] takes its API write permissions away).
 
 use std::{
@@ -29,7 +32,11 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{git_server::GitServer, openapi};
+use super::{
+    git_server::GitServer,
+    github_app::{AppAuthority, AppKey},
+    openapi,
+};
 
 /// One request phasegate sent.
 #[derive(Debug, Clone)]
@@ -55,6 +62,7 @@ struct Fake {
     /// Canned answers for the next requests: (status, headers).
     failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
     unmergeable: Option<String>,
+    app: Option<AppAuthority>,
 }
 
 /// The fake GitHub and its git server.
@@ -92,6 +100,32 @@ impl FakeGitHub {
     /// The API root, as GitHub Enterprise Server has it.
     pub fn api_url(&self) -> String {
         format!("{}/api/v3", self.git.base_url())
+    }
+
+    /// Installs GitHub App `app_id` (public key of `key`) as installation `installation_id` on
+    /// the `org` account: its installation tokens then work for the API and for git.
+    pub fn install_app(&self, app_id: &str, installation_id: u64, key: &AppKey) {
+        self.state().app = Some(AppAuthority::new(app_id, installation_id, key));
+        let fake = self.fake.clone();
+        self.git.also_accept(move |authorization| {
+            let decoded = authorization
+                .strip_prefix("Basic ")
+                .and_then(|b| {
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            let s = fake.lock().expect("fake github");
+            match (decoded.split_once(':'), &s.app) {
+                (Some(("x-access-token", token)), Some(app)) => app.accepts(token, None),
+                _ => false,
+            }
+        });
+    }
+
+    /// The installed App's authority: the JWTs it accepted and the tokens it issued.
+    pub fn app<T>(&self, f: impl FnOnce(&mut AppAuthority) -> T) -> T {
+        f(self.state().app.as_mut().expect("an App is installed"))
     }
 
     /// The token loses the API's write permissions (pull requests, statuses), as a
@@ -218,10 +252,24 @@ async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Respo
         s.violations.push(e.clone());
         return answer(422, json!({"message": e}));
     }
+    if let ("POST", ["", "app", "installations", installation, "access_tokens"]) = (
+        method.as_str(),
+        path.split('/').collect::<Vec<_>>().as_slice(),
+    ) {
+        let root = s.root.join("org");
+        let exists = |name: &str| root.join(format!("{name}.git")).exists();
+        let (status, body) = match s.app.as_mut() {
+            Some(app) => app.exchange(&auth, installation, &body.unwrap_or(Value::Null), exists),
+            None => (404, json!({"message": "Not Found"})),
+        };
+        return answer(status, body);
+    }
     let token = auth
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("token "));
-    if token != Some(s.token.as_str()) {
+    let repo = path.split('/').nth(3);
+    let app_token = token.is_some_and(|t| s.app.as_ref().is_some_and(|a| a.accepts(t, repo)));
+    if token != Some(s.token.as_str()) && !app_token {
         return answer(401, json!({"message": "Bad credentials"}));
     }
     if let Some((status, headers)) = s.failures.pop_front() {

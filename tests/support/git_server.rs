@@ -30,10 +30,14 @@ use hyper_util::{
 use tokio::{io::AsyncWriteExt, net::TcpListener, process::Command, task::JoinHandle};
 
 type Hook = Box<dyn FnOnce() + Send>;
+/// Decides on an `Authorization` header the fixed user and password do not match.
+type Authorizer = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Shared {
     root: PathBuf,
     authorization: String,
+    /// Other credentials accepted (a forge's short-lived tokens).
+    also: Mutex<Option<Authorizer>>,
     user: String,
     pushes: AtomicUsize,
     before_push: Mutex<Option<Hook>>,
@@ -65,6 +69,7 @@ impl GitServer {
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             authorization: format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))),
+            also: Mutex::new(None),
             user: user.to_string(),
             pushes: AtomicUsize::new(0),
             before_push: Mutex::new(None),
@@ -115,6 +120,11 @@ impl GitServer {
         self.shared.pushes.load(Ordering::SeqCst)
     }
 
+    /// Also accepts the `Authorization` headers `accept` approves (a forge's minted tokens).
+    pub fn also_accept(&self, accept: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        *self.shared.also.lock().expect("authorizer") = Some(Arc::new(accept));
+    }
+
     /// Runs `f` once, just before the next push is served (to race a client's fetch and push).
     pub fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
         *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
@@ -154,11 +164,13 @@ impl Drop for GitServer {
 
 async fn cgi(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let authorized = parts
+    let given = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        == Some(shared.authorization.as_str());
+        .unwrap_or("");
+    let also = shared.also.lock().expect("authorizer").clone();
+    let authorized = given == shared.authorization || also.is_some_and(|accept| accept(given));
     if !authorized {
         return Response::builder()
             .status(StatusCode::UNAUTHORIZED)

@@ -8,6 +8,7 @@ pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fake_kube;
 pub mod git_server;
+pub mod github_app;
 pub mod gitlab_api;
 pub mod openapi;
 pub mod ssh_server;

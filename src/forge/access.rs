@@ -1,0 +1,135 @@
+//! Which credentials a run uses for git and for its forge, chosen in this one place: the
+//! `credentialsSecret`'s (a username and a password or token, or a GitHub App), else the
+//! server's GitHub App for repositories on the API it is configured for, else the server's own
+//! git credentials. A GitHub App's installation token serves both git (user `x-access-token`)
+//! and the forge API; a password is also the forge token.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use super::{
+    ForgeError, ForgeSettings,
+    github_app::{AppTokens, GitHubApp, Installation},
+    locate,
+};
+use crate::{
+    git::{Credentials, Secret},
+    spec::{ForgeKind, Plan},
+};
+
+/// Credentials as a `credentialsSecret` holds them.
+#[derive(Debug, Clone)]
+pub enum RepoAuth {
+    /// A username and a password or token (the token also authenticates the forge API).
+    Password(Credentials),
+    /// A GitHub App installation. Its commits are authored as the server's configured author
+    /// (`git.authorName`, `git.authorEmail`): an App has no user of its own to sign in as.
+    GitHubApp(GitHubApp),
+}
+
+impl RepoAuth {
+    /// The commit author's email these credentials carry.
+    pub fn email(&self) -> Option<&str> {
+        match self {
+            RepoAuth::Password(c) => c.email.as_deref(),
+            RepoAuth::GitHubApp(_) => None,
+        }
+    }
+}
+
+/// The server's own GitHub App (`forge.githubApp`) and the one API it is for: its JWT and
+/// tokens never go to another host, whatever a spec names.
+#[derive(Debug, Clone)]
+pub struct ServerApp {
+    pub app: GitHubApp,
+    pub api: Url,
+}
+
+/// How the forge client authenticates.
+pub enum ForgeToken {
+    /// A fixed token (the git credentials' password).
+    Token(Secret),
+    /// A GitHub App installation's tokens, renewed as they near expiry.
+    App(Arc<Installation>),
+}
+
+/// The credentials of one run.
+pub struct RunAccess {
+    password: Option<Credentials>,
+    app: Option<Arc<Installation>>,
+}
+
+impl RunAccess {
+    /// Chooses the run's credentials: `from_secret` (its `credentialsSecret`), else the
+    /// server's GitHub App when the repository's API is the App's, else `server` (the server's
+    /// own git credentials).
+    pub fn choose(
+        plan: &Plan,
+        from_secret: Option<RepoAuth>,
+        server: Option<&Credentials>,
+        tokens: &Arc<AppTokens>,
+        settings: &ForgeSettings,
+    ) -> Result<RunAccess, ForgeError> {
+        let app = |app, located| {
+            let installation = Installation::new(app, located, tokens.clone(), settings)?;
+            Ok(RunAccess {
+                password: None,
+                app: Some(Arc::new(installation)),
+            })
+        };
+        match from_secret {
+            Some(RepoAuth::Password(c)) => Ok(RunAccess {
+                password: Some(c),
+                app: None,
+            }),
+            Some(RepoAuth::GitHubApp(github_app)) => {
+                let Some(located) = locate(&plan.repo, &plan.forge)? else {
+                    return Err(ForgeError::Invalid(
+                        "the credentialsSecret holds a GitHub App: the repository must be on \
+                         GitHub (github.com, or set `forge: github`)"
+                            .into(),
+                    ));
+                };
+                app(github_app, &located)
+            }
+            None => {
+                if let Some(server_app) = &settings.github_app
+                    && let Ok(Some(located)) = locate(&plan.repo, &plan.forge)
+                    && located.kind == ForgeKind::GitHub
+                    && same_api(&located.api, &server_app.api)
+                {
+                    return app(server_app.app.clone(), &located);
+                }
+                Ok(RunAccess {
+                    password: server.cloned(),
+                    app: None,
+                })
+            }
+        }
+    }
+
+    /// The git credentials to use now: for a GitHub App, a token with minutes left (ask again
+    /// after a long test rather than keeping the first answer).
+    pub async fn git(&self) -> Result<Option<Credentials>, ForgeError> {
+        match &self.app {
+            Some(installation) => Ok(Some(installation.git_credentials().await?)),
+            None => Ok(self.password.clone()),
+        }
+    }
+
+    /// The forge client's authentication, if the run has credentials.
+    pub fn forge_token(&self) -> Option<ForgeToken> {
+        match &self.app {
+            Some(installation) => Some(ForgeToken::App(installation.clone())),
+            None => self
+                .password
+                .as_ref()
+                .map(|c| ForgeToken::Token(c.password.clone())),
+        }
+    }
+}
+
+fn same_api(a: &Url, b: &Url) -> bool {
+    a.as_str().trim_end_matches('/') == b.as_str().trim_end_matches('/')
+}
