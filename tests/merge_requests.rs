@@ -5,24 +5,16 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
-use support::{fake_gitlab::FakeGitLab, *};
+use support::{fake_gitlab::FakeGitLab, forge_bed::ForgeBed, *};
 use tonic::Code;
 
 const TOKEN: &str = "glpat-SENTINEL-token-41c9";
-const PROJECT: &str = "platform/team/gitops";
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    bare: PathBuf,
-    gitlab: FakeGitLab,
-    server: TestServer,
-    /// The commit that put 2.0 in test.
-    synced: String,
-}
+type Lab = ForgeBed<FakeGitLab>;
 
 impl Lab {
     async fn start() -> Lab {
@@ -30,72 +22,18 @@ impl Lab {
     }
 
     async fn start_with(configure: impl FnOnce(&mut Config)) -> Lab {
-        let (dir, root) = tempdir();
-        let bare = root.join(format!("{PROJECT}.git"));
-        let synced = gitops_repo(&bare, &["petstore"]);
-        let gitlab = FakeGitLab::start(&root, "bot", TOKEN).await;
-        let (user_file, password_file) = (root.join("username"), root.join("password"));
-        std::fs::write(&user_file, "bot").expect("write");
-        std::fs::write(&password_file, TOKEN).expect("write");
-        let mut config = Config::default();
-        config.git.username_file = Some(user_file);
-        config.git.password_file = Some(password_file);
-        config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
-        configure(&mut config);
-        let server = TestServer::start(config).await;
-        Lab {
-            _dir: dir,
-            bare,
-            gitlab,
-            server,
-            synced,
-        }
-    }
-
-    /// A push-mode spec on the fake GitLab (`forge: gitlab`: its host is not gitlab.com).
-    fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut spec = petstore(
-            &self.gitlab.repo_url(PROJECT),
-            &[("test", "none"), ("forge", "gitlab")],
-        );
-        spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        spec
-    }
-
-    fn mr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut all = vec![("promoteVia", "pull-request")];
-        all.extend_from_slice(extra);
-        self.spec(&all)
-    }
-
-    async fn fire(
-        &self,
-        spec: &BTreeMap<String, String>,
-        sha: &str,
-    ) -> Result<Value, tonic::Status> {
-        let sensor = self.server.sensor().await;
-        sensor
-            .fire(spec, &sync_event(sha), FROM_TEST)
-            .await
-            .map(|f| f.response)
-            .map_err(|f| f.status)
-    }
-
-    fn prod_on(&self, branch: &str) -> String {
-        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
-            .expect("prod values");
-        phasegate::values::read_scalar(&text, "image.version").expect("version")
+        Lab::open(TOKEN, configure).await
     }
 
     fn only_mr(&self) -> Value {
-        let mrs = self.gitlab.merge_requests();
+        let mrs = self.forge.merge_requests();
         assert_eq!(mrs.len(), 1, "{mrs:#?}");
         mrs[0].clone()
     }
 
     /// (status, description) of the statuses on `sha`, in order.
     fn statuses(&self, sha: &str) -> Vec<(String, String)> {
-        self.gitlab
+        self.forge
             .statuses(sha)
             .iter()
             .map(|s| {
@@ -111,7 +49,7 @@ impl Lab {
 async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
     capture_logs();
     let f = Lab::start().await;
-    let spec = f.mr_spec(&[("prLabels", "promotion,prod"), ("prDraft", "true")]);
+    let spec = f.pr_spec(&[("prLabels", "promotion,prod"), ("prDraft", "true")]);
 
     let r = f.fire(&spec, &f.synced).await.expect("fires");
 
@@ -158,15 +96,15 @@ async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
     );
     let run = r["run"].as_str().expect("run");
     assert_eq!(
-        f.gitlab.statuses(&f.synced)[1]["target_url"],
+        f.forge.statuses(&f.synced)[1]["target_url"],
         format!("https://phasegate.example.com/runs/{run}")
     );
 
     // A reviewer marks it ready and merges it: now main has the version.
-    f.gitlab.mark_ready(1);
-    f.gitlab.merge(1);
+    f.forge.mark_ready(1);
+    f.forge.merge(1);
     assert_eq!(f.prod_on("main"), "2.0");
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     assert!(!logs().contains(TOKEN), "the token was logged");
     f.server.stop().await;
 }
@@ -174,7 +112,7 @@ async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
 #[tokio::test]
 async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
     let f = Lab::start().await;
-    let spec = f.mr_spec(&[("prDraft", "true"), ("prLabels", "promotion")]);
+    let spec = f.pr_spec(&[("prDraft", "true"), ("prLabels", "promotion")]);
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
 
     let opened = f.fire(&spec, &v3).await.expect("fires");
@@ -182,7 +120,7 @@ async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
     let older = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(older["outcome"], "superseded", "{older}");
     // A reviewer marked it ready: an update does not make it a draft again.
-    f.gitlab.mark_ready(1);
+    f.forge.mark_ready(1);
     let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
     let updated = f.fire(&spec, &v31).await.expect("fires");
     assert_eq!(updated["outcome"], "pr-updated", "{updated}");
@@ -204,7 +142,7 @@ async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
         "branch untouched"
     );
     assert_eq!(f.prod_on("main"), "1.0");
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -212,7 +150,7 @@ async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
 async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succeeds() {
     let f = Lab::start().await;
     // Nothing pending: GitLab merges right away.
-    let spec = f.mr_spec(&[("autoMerge", "true")]);
+    let spec = f.pr_spec(&[("autoMerge", "true")]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "2.0");
@@ -221,15 +159,15 @@ async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succee
     assert_eq!(r["commit"], merged["merge_commit_sha"]);
 
     // A pipeline runs: GitLab's auto-merge is set, and GitLab merges when it succeeds.
-    f.gitlab.run_pipeline();
+    f.forge.run_pipeline();
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let spec = f.mr_spec(&[
+    let spec = f.pr_spec(&[
         ("autoMerge", "true"),
         ("waitForMerge", "60s"),
         ("mergeMethod", "squash"),
     ]);
     let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    let gitlab = &f.gitlab;
+    let gitlab = &f.forge;
     eventually(|| {
         gitlab
             .merge_requests()
@@ -261,15 +199,15 @@ async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succee
     assert_eq!(merge["squash"], true);
     assert_eq!(merge["auto_merge"], true);
     assert_eq!(merge["sha"], mr["sha"]);
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
     let f = Lab::start().await;
-    let gitlab = &f.gitlab;
-    let spec = f.mr_spec(&[("waitForMerge", "60s")]);
+    let gitlab = &f.forge;
+    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
     let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
     eventually(|| gitlab.merge_requests().len() == 1).await;
     gitlab.merge(1);
@@ -294,20 +232,20 @@ async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline(
 
     let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
     let status = f
-        .fire(&f.mr_spec(&[("waitForMerge", "1s")]), &v4)
+        .fire(&f.pr_spec(&[("waitForMerge", "1s")]), &v4)
         .await
         .expect_err("deadline");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("still not merged"), "{status:?}");
     assert_eq!(f.prod_on("main"), "2.0");
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_statuses_pending_then_success_or_failed() {
     let f = Lab::start().await;
-    let api = f.gitlab.api_url();
+    let api = f.forge.api_url();
 
     let r = f
         .fire(&f.spec(&[("forgeApiUrl", &api)]), &f.synced)
@@ -323,7 +261,7 @@ async fn push_mode_sets_statuses_pending_then_success_or_failed() {
         statuses[1].1.contains("promoted 2.0 from test to prod"),
         "{statuses:?}"
     );
-    assert!(f.gitlab.merge_requests().is_empty());
+    assert!(f.forge.merge_requests().is_empty());
 
     let broken = app(500, "down").await;
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
@@ -341,23 +279,23 @@ async fn push_mode_sets_statuses_pending_then_success_or_failed() {
         statuses[1].1.contains("tests of test failed"),
         "{statuses:?}"
     );
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
     let f = Lab::start().await;
-    let spec = f.mr_spec(&[]);
-    f.gitlab.fail_next(2, 502, &[]);
+    let spec = f.pr_spec(&[]);
+    f.forge.fail_next(2, 502, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
     assert_eq!(f.statuses(&f.synced)[0].0, "pending");
 
     // GitLab's rate limit: 429 with Retry-After and its RateLimit-* headers.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let before = f.gitlab.requests().len();
-    f.gitlab.fail_next(
+    let before = f.forge.requests().len();
+    f.forge.fail_next(
         1,
         429,
         &[
@@ -368,7 +306,7 @@ async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
     );
     let r = f.fire(&spec, &v3).await.expect("fires");
     assert_eq!(r["outcome"], "pr-updated", "{r}");
-    let requests = f.gitlab.requests();
+    let requests = f.forge.requests();
     let (limited, retried) = (&requests[before], &requests[before + 1]);
     assert_eq!(
         (&limited.method, &limited.path),
@@ -378,12 +316,12 @@ async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
         retried.at.duration_since(limited.at) >= Duration::from_secs(1),
         "retried before Retry-After"
     );
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 
     let f = Lab::start_with(|c| c.forge.retry_attempts = 2).await;
-    f.gitlab.fail_next(20, 503, &[]);
-    let status = f.fire(&f.mr_spec(&[]), &f.synced).await.expect_err("down");
+    f.forge.fail_next(20, 503, &[]);
+    let status = f.fire(&f.pr_spec(&[]), &f.synced).await.expect_err("down");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     for part in [
         "GitLab API unavailable",
@@ -399,10 +337,10 @@ async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
 async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     capture_logs();
     let f = Lab::start().await;
-    f.gitlab.restrict_token(true);
+    f.forge.restrict_token(true);
 
     let status = f
-        .fire(&f.mr_spec(&[]), &f.synced)
+        .fire(&f.pr_spec(&[]), &f.synced)
         .await
         .expect_err("refused");
 
@@ -418,10 +356,10 @@ async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     assert_eq!(f.prod_on("main"), "1.0");
 
     // May open merge requests, but not merge into the protected branch.
-    f.gitlab.restrict_token(false);
-    f.gitlab.forbid_merge(true);
+    f.forge.restrict_token(false);
+    f.forge.forbid_merge(true);
     let status = f
-        .fire(&f.mr_spec(&[("autoMerge", "true")]), &f.synced)
+        .fire(&f.pr_spec(&[("autoMerge", "true")]), &f.synced)
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -433,17 +371,17 @@ async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     );
     assert!(!status.message().contains(TOKEN));
     assert_eq!(f.prod_on("main"), "1.0");
-    f.gitlab.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn refuses_rebase_and_foreign_api_urls_before_anything_is_sent() {
     let f = Lab::start().await;
-    let pushes = f.gitlab.git.pushes();
+    let pushes = f.forge.git.pushes();
 
     let status = f
-        .fire(&f.mr_spec(&[("mergeMethod", "rebase")]), &f.synced)
+        .fire(&f.pr_spec(&[("mergeMethod", "rebase")]), &f.synced)
         .await
         .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -454,15 +392,15 @@ async fn refuses_rebase_and_foreign_api_urls_before_anything_is_sent() {
         "{status:?}"
     );
 
-    let spec = f.mr_spec(&[("forgeApiUrl", "https://gitlab.example.net/api/v4")]);
+    let spec = f.pr_spec(&[("forgeApiUrl", "https://gitlab.example.net/api/v4")]);
     let status = f.fire(&spec, &f.synced).await.expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().contains("not on the repository's host"),
         "{status:?}"
     );
-    assert!(f.gitlab.requests().is_empty(), "no call reached GitLab");
-    assert_eq!(f.gitlab.git.pushes(), pushes, "nothing pushed");
+    assert!(f.forge.requests().is_empty(), "no call reached GitLab");
+    assert_eq!(f.forge.git.pushes(), pushes, "nothing pushed");
     f.server.stop().await;
 }
 

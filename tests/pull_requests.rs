@@ -4,23 +4,16 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
-use support::{fake_github::FakeGitHub, *};
+use support::{fake_github::FakeGitHub, forge_bed::ForgeBed, *};
 use tonic::Code;
 
 const TOKEN: &str = "ghp_SENTINEL-token-7f3e";
 
-struct Forge {
-    _dir: tempfile::TempDir,
-    bare: PathBuf,
-    github: FakeGitHub,
-    server: TestServer,
-    /// The commit that put 2.0 in test.
-    synced: String,
-}
+type Forge = ForgeBed<FakeGitHub>;
 
 impl Forge {
     async fn start() -> Forge {
@@ -28,71 +21,18 @@ impl Forge {
     }
 
     async fn start_with(configure: impl FnOnce(&mut Config)) -> Forge {
-        let (dir, root) = tempdir();
-        let bare = root.join("org/gitops.git");
-        let synced = gitops_repo(&bare, &["petstore"]);
-        let github = FakeGitHub::start(&root, "bot", TOKEN).await;
-        let (user_file, password_file) = (root.join("username"), root.join("password"));
-        std::fs::write(&user_file, "bot").expect("write");
-        std::fs::write(&password_file, TOKEN).expect("write");
-        let mut config = Config::default();
-        config.git.username_file = Some(user_file);
-        config.git.password_file = Some(password_file);
-        config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
-        configure(&mut config);
-        let server = TestServer::start(config).await;
-        Forge {
-            _dir: dir,
-            bare,
-            github,
-            server,
-            synced,
-        }
-    }
-
-    fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut spec = petstore(
-            &self.github.repo_url("gitops"),
-            &[("test", "none"), ("forge", "github")],
-        );
-        spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        spec
-    }
-
-    fn pr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut all = vec![("promoteVia", "pull-request")];
-        all.extend_from_slice(extra);
-        self.spec(&all)
-    }
-
-    async fn fire(
-        &self,
-        spec: &BTreeMap<String, String>,
-        sha: &str,
-    ) -> Result<Value, tonic::Status> {
-        let sensor = self.server.sensor().await;
-        sensor
-            .fire(spec, &sync_event(sha), FROM_TEST)
-            .await
-            .map(|f| f.response)
-            .map_err(|f| f.status)
-    }
-
-    fn prod_on(&self, branch: &str) -> String {
-        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
-            .expect("prod values");
-        phasegate::values::read_scalar(&text, "image.version").expect("version")
+        Forge::open(TOKEN, configure).await
     }
 
     fn only_pull(&self) -> Value {
-        let pulls = self.github.pulls();
+        let pulls = self.forge.pulls();
         assert_eq!(pulls.len(), 1, "{pulls:#?}");
         pulls[0].clone()
     }
 
     /// (state, description) of the statuses on `sha`, in order.
     fn statuses(&self, sha: &str) -> Vec<(String, String)> {
-        self.github
+        self.forge
             .statuses(sha)
             .iter()
             .map(|s| {
@@ -152,14 +92,14 @@ async fn opens_a_pull_request_with_the_tested_version_and_leaves_the_branch_alon
     );
     let run = r["run"].as_str().expect("run");
     assert_eq!(
-        f.github.statuses(&f.synced)[1]["target_url"],
+        f.forge.statuses(&f.synced)[1]["target_url"],
         format!("https://phasegate.example.com/runs/{run}")
     );
 
     // A reviewer merges it: now main has the version.
-    f.github.merge(1);
+    f.forge.merge(1);
     assert_eq!(f.prod_on("main"), "2.0");
-    f.github.assert_valid();
+    f.forge.assert_valid();
     assert!(!logs().contains(TOKEN), "the token was logged");
     f.server.stop().await;
 }
@@ -196,7 +136,7 @@ async fn newer_versions_update_the_pull_request_older_ones_are_superseded_the_sa
         "branch untouched"
     );
     assert_eq!(f.prod_on("main"), "1.0");
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -218,19 +158,19 @@ async fn auto_merge_with_a_wait_answers_promoted_once_merged() {
     assert_eq!(r["commit"], head.0.as_str());
     assert_eq!(head.1, "Promote image.version 2.0 from test to prod (#1)");
     assert_eq!(f.only_pull()["merged"], true);
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn auto_merge_waits_until_the_forge_allows_the_merge() {
     let f = Forge::start().await;
-    f.github
+    f.forge
         .set_unmergeable(Some("Required status check \"ci\" is expected."));
     let spec = f.pr_spec(&[("autoMerge", "true"), ("waitForMerge", "60s")]);
     let sensor = f.server.sensor().await;
     let run = fire_in_background(sensor, &spec, &f.synced);
-    let github = &f.github;
+    let github = &f.forge;
     eventually(|| github.requests().iter().any(|r| r.path.ends_with("/merge"))).await;
     assert_eq!(f.prod_on("main"), "1.0");
 
@@ -239,14 +179,14 @@ async fn auto_merge_waits_until_the_forge_allows_the_merge() {
 
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "2.0");
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
     let f = Forge::start().await;
-    let github = &f.github;
+    let github = &f.forge;
     // A reviewer merges.
     let spec = f.pr_spec(&[("waitForMerge", "60s")]);
     let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
@@ -284,7 +224,7 @@ async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline(
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("still not merged"), "{status:?}");
     assert_eq!(f.prod_on("main"), "2.0");
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -304,7 +244,7 @@ async fn push_mode_sets_statuses_pending_then_success_or_failure() {
         statuses[1].1.contains("promoted 2.0 from test to prod"),
         "{statuses:?}"
     );
-    assert!(f.github.pulls().is_empty());
+    assert!(f.forge.pulls().is_empty());
 
     let broken = app(500, "down").await;
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
@@ -322,7 +262,7 @@ async fn push_mode_sets_statuses_pending_then_success_or_failure() {
         statuses[1].1.contains("tests of test failed"),
         "{statuses:?}"
     );
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -331,18 +271,18 @@ async fn rides_out_a_forge_outage_and_honours_retry_after() {
     let f = Forge::start().await;
     let spec = f.pr_spec(&[]);
     // The pending status meets two 502s, then GitHub is back.
-    f.github.fail_next(2, 502, &[]);
+    f.forge.fail_next(2, 502, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
     assert_eq!(f.statuses(&f.synced)[0].0, "pending");
 
     // A secondary rate limit: 403 with Retry-After.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let before = f.github.requests().len();
-    f.github.fail_next(1, 403, &[("retry-after", "1")]);
+    let before = f.forge.requests().len();
+    f.forge.fail_next(1, 403, &[("retry-after", "1")]);
     let r = f.fire(&spec, &v3).await.expect("fires");
     assert_eq!(r["outcome"], "pr-updated", "{r}");
-    let requests = f.github.requests();
+    let requests = f.forge.requests();
     let (limited, retried) = (&requests[before], &requests[before + 1]);
     assert_eq!(
         (&limited.method, &limited.path),
@@ -352,7 +292,7 @@ async fn rides_out_a_forge_outage_and_honours_retry_after() {
         retried.at.duration_since(limited.at) >= Duration::from_secs(1),
         "retried before Retry-After"
     );
-    f.github.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -360,7 +300,7 @@ async fn rides_out_a_forge_outage_and_honours_retry_after() {
 async fn a_forge_that_stays_down_is_unavailable_with_the_reason() {
     let f = Forge::start_with(|c| c.forge.retry_attempts = 2).await;
     // Statuses are information: failing them does not fail the run; the pull request does.
-    f.github.fail_next(20, 503, &[]);
+    f.forge.fail_next(20, 503, &[]);
     let status = f.fire(&f.pr_spec(&[]), &f.synced).await.expect_err("down");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
@@ -375,7 +315,7 @@ async fn a_forge_that_stays_down_is_unavailable_with_the_reason() {
 
     // A rate limit longer than phasegate waits is not waited out.
     let f = Forge::start().await;
-    f.github.fail_next(20, 429, &[("retry-after", "3600")]);
+    f.forge.fail_next(20, 429, &[("retry-after", "3600")]);
     let status = f
         .fire(&f.pr_spec(&[]), &f.synced)
         .await
@@ -392,7 +332,7 @@ async fn a_forge_that_stays_down_is_unavailable_with_the_reason() {
 async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     capture_logs();
     let f = Forge::start().await;
-    f.github.restrict_token(true);
+    f.forge.restrict_token(true);
 
     let status = f
         .fire(&f.pr_spec(&[]), &f.synced)
@@ -434,7 +374,7 @@ async fn refuses_forge_settings_that_would_send_the_token_elsewhere() {
         .expect_err("bad");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().contains("promoteVia"), "{status:?}");
-    assert!(f.github.requests().is_empty(), "no call reached GitHub");
+    assert!(f.forge.requests().is_empty(), "no call reached GitHub");
     f.server.stop().await;
 }
 

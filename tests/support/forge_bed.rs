@@ -1,0 +1,121 @@
+//! The bench of the forge tests (tests/pull_requests.rs, tests/merge_requests.rs): a fake forge
+//! hosting a GitOps repository with 2.0 synced to test, the real server with git credentials
+//! `bot` / the token (the forge token too) and a run link, and a Sensor's firing.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use phasegate::{config::Config, git::local};
+use serde_json::Value;
+
+use super::{
+    FROM_TEST, TestServer, fake_github::FakeGitHub, fake_gitlab::FakeGitLab, gitops_repo, petstore,
+    sync_event, tempdir, values_path,
+};
+
+/// A fake forge the bench can start.
+pub trait FakeForge: Sized {
+    /// The spec's `forge` for it.
+    const KIND: &'static str;
+    /// Serves the bare repositories under `root`, git and API with `user` / `token`.
+    fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self>;
+    /// The bench's repository: where its bare repository lies under `root`, and its clone URL.
+    fn repository(&self, root: &Path) -> (PathBuf, String);
+}
+
+impl FakeForge for FakeGitHub {
+    const KIND: &'static str = "github";
+    fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
+        FakeGitHub::start(root, user, token)
+    }
+    fn repository(&self, root: &Path) -> (PathBuf, String) {
+        (root.join("org/gitops.git"), self.repo_url("gitops"))
+    }
+}
+
+impl FakeForge for FakeGitLab {
+    const KIND: &'static str = "gitlab";
+    fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
+        FakeGitLab::start(root, user, token)
+    }
+    /// In a nested group, so that every call proves the URL-encoded project path.
+    fn repository(&self, root: &Path) -> (PathBuf, String) {
+        let project = "platform/team/gitops";
+        (root.join(format!("{project}.git")), self.repo_url(project))
+    }
+}
+
+/// A fake forge `F`, its repository and the server.
+pub struct ForgeBed<F> {
+    _dir: tempfile::TempDir,
+    pub bare: PathBuf,
+    pub forge: F,
+    pub server: TestServer,
+    /// The commit that put 2.0 in test.
+    pub synced: String,
+    repo: String,
+}
+
+impl<F: FakeForge> ForgeBed<F> {
+    /// Starts the fake forge and the server (configured by `configure`) with `token`.
+    pub async fn open(token: &str, configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
+        let (dir, root) = tempdir();
+        let forge = F::start(&root, "bot", token).await;
+        let (bare, repo) = forge.repository(&root);
+        let synced = gitops_repo(&bare, &["petstore"]);
+        let (user_file, password_file) = (root.join("username"), root.join("password"));
+        std::fs::write(&user_file, "bot").expect("write");
+        std::fs::write(&password_file, token).expect("write");
+        let mut config = Config::default();
+        config.git.username_file = Some(user_file);
+        config.git.password_file = Some(password_file);
+        config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
+        configure(&mut config);
+        let server = TestServer::start(config).await;
+        ForgeBed {
+            _dir: dir,
+            bare,
+            forge,
+            server,
+            synced,
+            repo,
+        }
+    }
+
+    /// A push-mode spec of the repository, with `forge` set (the fake is on 127.0.0.1).
+    pub fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut spec = petstore(&self.repo, &[("test", "none"), ("forge", F::KIND)]);
+        spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        spec
+    }
+
+    /// A pull-request-mode spec, with `extra`.
+    pub fn pr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut all = vec![("promoteVia", "pull-request")];
+        all.extend_from_slice(extra);
+        self.spec(&all)
+    }
+
+    /// Fires the trigger for `sha` synced to test, as a Sensor does; the answer or the status.
+    pub async fn fire(
+        &self,
+        spec: &BTreeMap<String, String>,
+        sha: &str,
+    ) -> Result<Value, tonic::Status> {
+        let sensor = self.server.sensor().await;
+        sensor
+            .fire(spec, &sync_event(sha), FROM_TEST)
+            .await
+            .map(|f| f.response)
+            .map_err(|f| f.status)
+    }
+
+    /// The version in prod on `branch`.
+    pub fn prod_on(&self, branch: &str) -> String {
+        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
+            .expect("prod values");
+        phasegate::values::read_scalar(&text, "image.version").expect("version")
+    }
+}
