@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use phasegate::{
     sensor::go_yaml,
     spec::{Plan, Resource},
-    values::{read_scalar, set_scalar},
+    values::{Scalar, read_scalar, read_value, set_scalar},
 };
 use proptest::{collection::btree_map, prelude::*, sample::select};
 
@@ -123,6 +123,60 @@ fn values_file() -> impl Strategy<Value = (String, String)> {
         })
 }
 
+/// Values of every class a plain scalar can be typed as under YAML 1.1 or 1.2, and strings.
+const TYPED_VALUES: &[&str] = &[
+    "1.10",
+    "yes",
+    "on",
+    "no",
+    "N",
+    "0x1F",
+    "0o17",
+    "017",
+    "1_000",
+    "12:30",
+    "~",
+    "null",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2001-12-14",
+    "1e3",
+    "42",
+    "-1",
+    "+12",
+    "1.2.3",
+    "v1.10",
+    "sha-4f2a9c",
+    "latest",
+    "true",
+];
+
+/// A source scalar token: a typed or arbitrary value, plain, single- or double-quoted.
+fn source_token() -> impl Strategy<Value = String> {
+    (
+        select(vec!["", "'", "\""]),
+        prop_oneof![
+            select(TYPED_VALUES.to_vec()).prop_map(String::from),
+            "[ -~]{0,16}"
+        ],
+    )
+        .prop_map(|(quote, value)| match quote {
+            "'" => format!("'{}'", value.replace('\'', "''")),
+            "\"" => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+            _ => value,
+        })
+}
+
+/// The value at `path` as serde_yaml_ng (a YAML 1.2 loader of its own) reads it, type included.
+fn loaded(text: &str, path: &[&str]) -> String {
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
+    for key in path {
+        value = value.get(key).cloned().expect("key");
+    }
+    format!("{value:?}")
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -191,36 +245,46 @@ proptest! {
     }
 
     #[test]
-    fn values_edits_change_only_the_scalar((doc, token) in values_file(), value in "[ -~]{1,16}") {
+    fn values_edits_write_the_source_type_and_change_only_the_scalar((doc, token) in values_file(), from in source_token()) {
         prop_assert_eq!(read_scalar(&doc, "image.version").is_ok(), true);
+        let source = format!("v: {from}\n");
+        let Ok(value) = read_value(&source, "v") else { return Ok(()) };
         let at = doc.rfind("version: ").expect("key") + "version: ".len();
         match set_scalar(&doc, "image.version", &value) {
             Ok(out) => {
-                prop_assert_eq!(read_scalar(&out, "image.version").expect("reads back"), value.clone());
+                // Same text, same type: by phasegate's reading and by another YAML loader's.
+                prop_assert_eq!(read_value(&out, "image.version").expect("reads back"), value.clone());
+                prop_assert_eq!(loaded(&out, &["image", "version"]), loaded(&source, &["v"]), "{:?}", out);
                 prop_assert_eq!(&out[..at], &doc[..at]);
                 let rest = &doc[at + token.len()..];
                 prop_assert!(out.ends_with(rest), "suffix changed:\n{:?}\n{:?}", doc, out);
             }
-            Err(e) => prop_assert!(e.to_string().contains("image.version")),
+            Err(e) => {
+                // Only an empty value is refused: printable text always has a way to be written.
+                prop_assert!(value.text().is_empty(), "{} refused: {}", from, e);
+                prop_assert!(e.to_string().contains("image.version"));
+            }
         }
     }
 
     #[test]
     fn values_edits_of_any_text_never_panic(text in "\\PC{0,200}", key in "[a-z]{1,3}(\\.[a-z]{1,3}){0,2}", value in "\\PC{0,12}") {
         let _ = read_scalar(&text, &key);
+        let value = Scalar::string(value);
         if let Ok(out) = set_scalar(&text, &key, &value) {
-            prop_assert_eq!(read_scalar(&out, &key).expect("reads back"), value);
+            prop_assert_eq!(read_value(&out, &key).expect("reads back"), value);
         }
     }
 
     #[test]
     fn yaml_shaped_values_files_never_panic(lines in proptest::collection::vec(select(vec![
         "a:", "  b: 1", "  c: 'x'", "- d", "  - e: \"y\"", "k: &a v", "m: *a", "n: [1, {o: p}]", "q: |", "  text", "---", "# c", "", "r: {s: t}",
-    ]), 0..12), value in "[a-z0-9.]{1,6}") {
+    ]), 0..12), from in source_token()) {
         let text = lines.join("\n");
+        let Ok(value) = read_value(&format!("v: {from}\n"), "v") else { return Ok(()) };
         for key in ["a.b", "a.c", "k", "m", "n", "q", "r.s", "a"] {
             if let Ok(out) = set_scalar(&text, key, &value) {
-                prop_assert_eq!(read_scalar(&out, key).expect("reads back"), value.clone());
+                prop_assert_eq!(read_value(&out, key).expect("reads back"), value.clone());
             }
         }
     }

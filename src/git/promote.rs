@@ -205,7 +205,7 @@ pub(super) fn read_source<'r>(
     p: &Promotion,
     settings: &GitSettings,
     creds: Option<&Credentials>,
-) -> Result<(Commit<'r>, Vec<String>), GitError> {
+) -> Result<(Commit<'r>, Vec<values::Scalar>), GitError> {
     let source = find_source(repo, p, settings, creds)?;
     if !p.allow_unmerged_source {
         check_on_branch(repo, p, source.id())?;
@@ -216,7 +216,7 @@ pub(super) fn read_source<'r>(
     let versions = p
         .keys
         .iter()
-        .map(|k| values::read_scalar(&text, k).map_err(values_error(&source_path)))
+        .map(|k| values::read_value(&text, k).map_err(values_error(&source_path)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((source, versions))
 }
@@ -236,7 +236,7 @@ pub(super) fn edit(
     p: &Promotion,
     tip: &Commit,
     source: &Commit,
-    versions: &[String],
+    versions: &[values::Scalar],
     (index, noted): (&mut PromotionIndex, &mut Notes),
 ) -> Result<(PromotionResult, Option<Oid>), GitError> {
     let target_path = p.path.replace("{phase}", p.target.as_str());
@@ -246,19 +246,21 @@ pub(super) fn edit(
     let current = p
         .keys
         .iter()
-        .map(|k| values::read_scalar(&text, k).map_err(values_error(&target_path)))
+        .map(|k| values::read_value(&text, k).map_err(values_error(&target_path)))
         .collect::<Result<Vec<_>, _>>()?;
     // The commit is named in the answer once it is pushed.
     let result = |outcome| PromotionResult {
         outcome,
-        version: versions[0].clone(),
-        previous: current[0].clone(),
+        version: versions[0].to_string(),
+        previous: current[0].to_string(),
         commit: None,
         source_commit: source.id().to_string(),
         push_attempts: 0,
         signature: None,
         edit: None,
     };
+    // Same text and same type: a type-only difference (`"3"` where the source has `3`) is
+    // promoted, so the target reads as the source does.
     if current == versions {
         return Ok((result(PromotionOutcome::AlreadyPromoted), None));
     }
@@ -273,7 +275,7 @@ pub(super) fn edit(
         let Some(recorded) = recorded else {
             continue;
         };
-        if recorded.rolled_back.as_ref() == Some(version) {
+        if recorded.rolled_back.as_deref() == Some(version.text()) {
             info!(run = %p.run_id, key = %key, version = %version, "this version was rolled back; only a rollback promotes it again");
             return Ok((result(PromotionOutcome::Superseded), None));
         }
@@ -299,7 +301,9 @@ pub(super) fn edit(
     let tree = git(git2::build::TreeUpdateBuilder::new()
         .upsert(&target_path, blob, mode)
         .create_updated(repo, &tip_tree))?;
-    let message = trailers::message(p, versions, &current, source.id());
+    let text_of = |scalars: &[values::Scalar]| scalars.iter().map(|s| s.to_string()).collect();
+    let (new, old): (Vec<String>, Vec<String>) = (text_of(versions), text_of(&current));
+    let message = trailers::message(p, &new, &old, source.id());
     let sig = signature(settings, creds)?;
     let signer = p.signer.as_ref().or(settings.signer.as_ref());
     let tree = git(repo.find_tree(tree))?;
@@ -307,7 +311,7 @@ pub(super) fn edit(
     for (key, before) in p.keys.iter().zip(&current) {
         let latest = Latest {
             source: source.id(),
-            rolled_back: p.rollback.then(|| before.clone()),
+            rolled_back: p.rollback.then(|| before.to_string()),
         };
         noted.insert(
             (target_path.clone(), target.to_string(), key.clone()),

@@ -111,7 +111,7 @@ fn proposes(
     repo: &Repository,
     tip: &Commit,
     p: &Promotion,
-    versions: &[String],
+    versions: &[values::Scalar],
 ) -> Result<bool, GitError> {
     let path = p.path.replace("{phase}", p.target.as_str());
     let Ok((_, text)) = read_values(repo, &git(tip.tree())?, &path, "") else {
@@ -120,7 +120,7 @@ fn proposes(
     Ok(p.keys
         .iter()
         .zip(versions)
-        .all(|(k, v)| values::read_scalar(&text, k).ok().as_deref() == Some(v.as_str())))
+        .all(|(k, v)| values::read_value(&text, k).ok().as_ref() == Some(v)))
 }
 
 /// The source commit the tip's promotion recorded, when it descends from `source`.

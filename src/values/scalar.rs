@@ -65,19 +65,40 @@ fn resolve(plain: &str) -> Resolved {
     }
 }
 
-/// True when `new`, written plain where the plain scalar `old` was, has the type `old` had
-/// (a string stays a string, `41` → `42` stays an integer) under YAML 1.1 and 1.2. Otherwise
-/// the caller quotes it, which makes it a string.
-pub(super) fn keeps_type(old: &str, new: &str) -> bool {
-    let new_type = resolve(new);
-    // Both readers agree on plain integers and strings of this shape only when the value is
-    // a decimal integer; other numbers (`1.10`, `0o17`, `1_000`) differ between them.
-    let same_in_both = |v: &str| v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with('0');
-    match new_type {
-        Resolved::Str => true,
-        Resolved::Int => resolve(old) == Resolved::Int && same_in_both(new) && same_in_both(old),
-        _ => false,
+/// The YAML core schema's tag for strings, as the parser resolves `!!str`.
+const STR_TAG: &str = "tag:yaml.org,2002:str";
+
+/// What gives a scalar its type besides its text. Two scalars with the same text and kind read
+/// as the same value of the same type under YAML 1.1 and 1.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A string to every reader: quoted, tagged `!!str` or `!`, or plain text no schema types.
+    Str,
+    /// A plain scalar that YAML 1.1 or 1.2 takes for a number, boolean, null or timestamp:
+    /// its type lives in its plain text, so it is only ever written plain and verbatim.
+    Plain,
+    /// Any other explicit tag (`!!int`, `!custom`): the tag gives the type.
+    Tagged(String),
+}
+
+/// The kind of a scalar with this decoded value, style and resolved tag.
+pub(super) fn kind(value: &str, quoted: bool, tag: Option<&str>) -> Kind {
+    match tag {
+        Some(tag) if is_string_tag(tag) => Kind::Str,
+        Some(tag) => Kind::Tagged(tag.to_string()),
+        None if quoted || is_string(value) => Kind::Str,
+        None => Kind::Plain,
     }
+}
+
+/// True for the tags that make any scalar a string: `!!str` and the non-specific `!`.
+pub(super) fn is_string_tag(tag: &str) -> bool {
+    tag == STR_TAG || tag == "!"
+}
+
+/// True when `plain`, written as a plain scalar, is a string to YAML 1.1 and 1.2 readers alike.
+pub(super) fn is_string(plain: &str) -> bool {
+    resolve(plain) == Resolved::Str
 }
 
 /// Characters a YAML parser may treat as a line break, that are control characters, or that
@@ -158,13 +179,17 @@ mod tests {
     }
 
     #[test]
-    fn keeps_plain_only_when_the_type_holds() {
-        assert!(keeps_type("1.2.2", "1.2.3"));
-        assert!(keeps_type("41", "42"));
-        assert!(!keeps_type("1.0", "1.10"));
-        assert!(!keeps_type("v1", "yes"));
-        assert!(!keeps_type("41", "017"));
-        assert!(!keeps_type("v1", "42"));
+    fn a_plain_scalar_is_typed_unless_every_reader_takes_it_for_a_string() {
+        assert_eq!(kind("1.2.3", false, None), Kind::Str);
+        assert_eq!(kind("1.10", true, None), Kind::Str);
+        assert_eq!(kind("1.10", false, None), Kind::Plain);
+        assert_eq!(kind("yes", false, None), Kind::Plain);
+        assert_eq!(kind("42", false, Some(STR_TAG)), Kind::Str);
+        assert_eq!(kind("42", false, Some("!")), Kind::Str);
+        assert_eq!(
+            kind("42", true, Some("tag:yaml.org,2002:int")),
+            Kind::Tagged("tag:yaml.org,2002:int".into())
+        );
     }
 
     #[test]
