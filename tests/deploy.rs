@@ -5,7 +5,12 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use phasegate::{config::Config, sensor::go_yaml, spec::Resource};
+use phasegate::{
+    config::Config,
+    forge::github_app::{BadAppField, GitHubApp},
+    sensor::go_yaml,
+    spec::Resource,
+};
 use serde_yaml_ng::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -65,6 +70,7 @@ fn every_kustomization_renders_and_validates() {
     }
     for core in [
         "github-credentials.yaml",
+        "github-app-credentials.yaml",
         "argocd-notifications-cm.yaml",
         "webhook-auth.yaml",
         "networkpolicy.yaml",
@@ -178,6 +184,46 @@ fn the_example_sensor_fires_a_trigger_phasegate_accepts() {
     assert_eq!(
         sensor["spec"]["dependencies"][0]["eventSourceName"],
         "argocd"
+    );
+}
+
+#[test]
+fn the_pull_request_sensor_opens_pull_requests_as_the_example_github_app() {
+    let sensor = example("sensor-pull-request.yaml");
+    let trigger = &sensor["spec"]["triggers"][0];
+    let custom = &trigger["template"]["custom"];
+    assert_eq!(custom["serverURL"], "phasegate.argo-events.svc:9000");
+    let spec: BTreeMap<String, String> =
+        serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
+    let resource = Resource::from_spec_yaml(go_yaml(&spec).as_bytes())
+        .expect("phasegate accepts the example spec");
+    assert_eq!(resource.promote_via, "pull-request");
+    assert_eq!(
+        custom["parameters"],
+        example("sensor.yaml")["spec"]["triggers"][0]["template"]["custom"]["parameters"],
+        "the same event parameters as the push-mode Sensor"
+    );
+    assert_eq!(trigger["atLeastOnce"], true);
+    assert!(trigger["dlqTrigger"]["template"].is_mapping());
+
+    let secret = example("github-app-credentials.yaml");
+    assert_eq!(
+        resource.credentials_secret.as_deref(),
+        secret["metadata"]["name"].as_str(),
+        "the Sensor names the App's Secret"
+    );
+    assert_eq!(
+        secret["metadata"]["namespace"],
+        sensor["metadata"]["namespace"]
+    );
+    let data = &secret["stringData"];
+    let value = |k: &str| data[k].as_str().unwrap_or_else(|| panic!("key {k}"));
+    let key = value("githubAppPrivateKey");
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{key}");
+    // The ids are ones phasegate reads: only the key is left to replace.
+    assert_eq!(
+        GitHubApp::new(value("githubAppID"), value("githubAppInstallationID"), key).err(),
+        Some(BadAppField::PrivateKey)
     );
 }
 

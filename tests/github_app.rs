@@ -269,19 +269,33 @@ async fn a_credentials_secret_with_argo_cds_github_app_keys_promotes_through_a_p
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
                "type": "Opaque", "data": data})
     };
+    // The Secret of deploy/examples, with this test's App in it.
+    let example: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/examples/github-app-credentials.yaml"
+        ))
+        .expect("example Secret"),
+    )
+    .expect("YAML");
     let installation = INSTALLATION.to_string();
+    let ours: Vec<(&str, &str)> = example["stringData"]
+        .as_object()
+        .expect("stringData")
+        .keys()
+        .map(|k| match k.as_str() {
+            "githubAppID" => ("githubAppID", APP_ID),
+            "githubAppInstallationID" => ("githubAppInstallationID", installation.as_str()),
+            "githubAppPrivateKey" => ("githubAppPrivateKey", site.key.pkcs1_pem.as_str()),
+            other => panic!("the example Secret has an unexpected key {other}"),
+        })
+        .collect();
+    assert_eq!(ours.len(), 3);
     kube.put(
         "/api/v1",
         NS,
         "secrets",
-        secret(
-            "github-app",
-            &[
-                ("githubAppID", APP_ID),
-                ("githubAppInstallationID", &installation),
-                ("githubAppPrivateKey", &site.key.pkcs1_pem),
-            ],
-        ),
+        secret(example["metadata"]["name"].as_str().expect("name"), &ours),
     );
     kube.put(
         "/api/v1",
