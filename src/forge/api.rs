@@ -50,12 +50,21 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    /// The forge's own message (`message`, GitLab's `error`), cut to one short line.
+    /// The forge's own message (`message`, GitLab's `error`, Bitbucket's `errors[].message`),
+    /// cut to one short line.
     pub fn message(&self) -> String {
         let text = ["message", "error", "errors"]
             .iter()
             .find_map(|k| self.body.get(k))
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .map(|v| match (v.as_str(), v.as_array()) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(list)) if list.iter().all(|e| e["message"].is_string()) => list
+                    .iter()
+                    .filter_map(|e| e["message"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => v.to_string(),
+            })
             .unwrap_or_default();
         one_line(&text)
     }
@@ -347,6 +356,29 @@ mod tests {
         assert_eq!(classify(code(502), &headers(&[])), Class::Later(None));
         assert_eq!(classify(code(422), &headers(&[])), Class::Answer);
         assert_eq!(classify(code(404), &headers(&[])), Class::Answer);
+    }
+
+    #[test]
+    fn reads_each_forges_own_error_message() {
+        let message = |body: Value| {
+            Answer {
+                status: StatusCode::CONFLICT,
+                body,
+            }
+            .message()
+        };
+        assert_eq!(
+            message(serde_json::json!({"message": "Not Found"})),
+            "Not Found"
+        );
+        assert_eq!(
+            message(serde_json::json!({"errors": [
+                {"context": null, "message": "a", "exceptionName": "X"},
+                {"context": "title", "message": "b"}
+            ]})),
+            "a; b"
+        );
+        assert_eq!(message(serde_json::json!({})), "");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Forges (GitHub, GitLab, …): pull requests and commit statuses behind one trait, so the pipeline
-//! never knows which forge hosts a repository.
+//! Forges (GitHub, GitLab, Bitbucket Data Center, …): pull requests and commit statuses behind
+//! one trait, so the pipeline never knows which forge hosts a repository.
 //!
 //! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
 //! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
@@ -10,6 +10,7 @@
 
 pub mod access;
 mod api;
+mod bitbucket;
 pub mod flow;
 mod github;
 pub mod github_app;
@@ -192,11 +193,9 @@ pub fn connect(
     Ok(match located.kind {
         ForgeKind::GitHub => Box::new(github::GitHub::new(located, token, settings)?),
         ForgeKind::GitLab => Box::new(gitlab::GitLab::new(located, token, settings)?),
-        ForgeKind::BitbucketDataCenter => {
-            return Err(ForgeError::Invalid(
-                "forge: bitbucket-datacenter is not supported yet".into(),
-            ));
-        }
+        ForgeKind::BitbucketDataCenter => Box::new(bitbucket::BitbucketDataCenter::new(
+            located, token, settings,
+        )?),
         ForgeKind::Gitea | ForgeKind::Forgejo => {
             return Err(ForgeError::Invalid(format!(
                 "forge: {} is not supported yet",
@@ -210,9 +209,7 @@ pub fn connect(
 pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
     match kind {
         ForgeKind::GitLab => gitlab::check_plan(plan),
-        ForgeKind::GitHub
-        | ForgeKind::BitbucketDataCenter
-        | ForgeKind::Gitea
-        | ForgeKind::Forgejo => Ok(()),
+        ForgeKind::BitbucketDataCenter => bitbucket::check_plan(plan),
+        ForgeKind::GitHub | ForgeKind::Gitea | ForgeKind::Forgejo => Ok(()),
     }
 }

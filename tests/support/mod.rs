@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod argo_cd;
+pub mod bitbucket_api;
 pub mod engine;
+pub mod fake_bitbucket;
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fake_kube;

@@ -1,0 +1,310 @@
+//! Bitbucket Data Center (and Server) over REST API 1.0 (`/rest/api/latest`, 8.x and 9.x):
+//! pull requests (every write carries the pull request's `version`: a stale one is re-read),
+//! drafts (8.18+), merging with Bitbucket's own auto-merge (8.15+, when the repository allows
+//! it), and build statuses on commits. Bitbucket has no pull-request labels (refused before
+//! anything is pushed). Every request carries `X-Atlassian-Token: no-check`, which Bitbucket's
+//! XSRF protection asks of API clients that write.
+
+mod answers;
+mod features;
+
+use std::sync::atomic::AtomicBool;
+
+use futures_util::future::BoxFuture;
+use reqwest::{
+    Method, StatusCode,
+    header::{ACCEPT, HeaderMap, HeaderValue},
+};
+use serde_json::{Value, json};
+
+use self::answers::{out_of_date, pull_request, strategy};
+pub(super) use self::features::check_plan;
+use super::{
+    CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
+    PullRequestDraft, StatusState,
+    api::{Answer, ApiClient},
+};
+use crate::{git::Secret, spec::MergeMethod};
+
+const FORGE: &str = "Bitbucket Data Center";
+
+/// Bitbucket keeps a build's key and description to 255 characters.
+const MAX_TEXT: usize = 255;
+
+/// A pull request's `version` can move between our read and our write (a reviewer, a build
+/// plugin): re-read and write again, a few times.
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// One Bitbucket Data Center repository.
+pub(super) struct BitbucketDataCenter {
+    api: ApiClient,
+    /// `PROJECT/slug`, for messages.
+    project: String,
+    /// `projects/PROJECT/repos/slug`, the root of every repository call.
+    root: String,
+    /// The web root (the API root without `/rest/api/…`): a status links to the commit there
+    /// when no run URL is configured, since Bitbucket requires a link.
+    web: String,
+    /// The repository's auto-merge setting was found enabled (read once per run).
+    auto_merge_ok: AtomicBool,
+}
+
+impl BitbucketDataCenter {
+    pub(super) fn new(
+        located: &Located,
+        token: Secret,
+        settings: &ForgeSettings,
+    ) -> Result<BitbucketDataCenter, ForgeError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert("x-atlassian-token", HeaderValue::from_static("no-check"));
+        let (key, slug) = located.project.split_once('/').ok_or_else(|| {
+            ForgeError::Invalid("Bitbucket repository is not PROJECT/slug".into())
+        })?;
+        let api = located.api.as_str().trim_end_matches('/');
+        let web = ["/rest/api/latest", "/rest/api/1.0"]
+            .iter()
+            .find_map(|suffix| api.strip_suffix(suffix))
+            .unwrap_or(api)
+            .to_string();
+        Ok(BitbucketDataCenter {
+            api: ApiClient::new(FORGE, located.api.clone(), token, settings, headers)?,
+            project: located.project.clone(),
+            root: format!("projects/{key}/repos/{slug}"),
+            web,
+            auto_merge_ok: AtomicBool::new(false),
+        })
+    }
+
+    /// One call; an answer that is not a success is an error naming the request. Bitbucket
+    /// answers 401 both for a bad token and for one that lacks a permission: say so.
+    async fn request(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ForgeError> {
+        match self.api.call(method, path, body).await {
+            Err(ForgeError::PermissionDenied { forge, reason }) => {
+                Err(ForgeError::PermissionDenied {
+                    forge,
+                    reason: format!(
+                        "{reason}; Bitbucket also answers this when the token lacks a permission \
+                         this needs: to {what}, REPO_WRITE on {} (REPO_READ to read)",
+                        self.project
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// An answer that should have been a success, as an error naming the request.
+    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
+        let message = answer.message();
+        match answer.status {
+            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
+                "{FORGE}: {what}: repository {} or its pull request not found, or the token \
+                 cannot see it ({message})",
+                self.project
+            )),
+            status => ForgeError::Refused(format!(
+                "{FORGE} refused to {what}: HTTP {} ({message})",
+                status.as_u16()
+            )),
+        }
+    }
+
+    async fn read(&self, what: &str, path: &str) -> Result<Value, ForgeError> {
+        let answer = self.request(what, Method::GET, path, None).await?;
+        match answer.status.is_success() {
+            true => Ok(answer.body),
+            false => Err(self.failed(what, &answer)),
+        }
+    }
+
+    fn pull_request_path(&self, id: u64) -> String {
+        format!("{}/pull-requests/{id}", self.root)
+    }
+}
+
+impl Forge for BitbucketDataCenter {
+    fn name(&self) -> &'static str {
+        FORGE
+    }
+
+    fn find_open<'a>(
+        &'a self,
+        head: &'a str,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
+        Box::pin(async move {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("at", &format!("refs/heads/{head}"))
+                .append_pair("direction", "OUTGOING")
+                .append_pair("state", "OPEN")
+                .finish();
+            let path = format!("{}/pull-requests?{query}", self.root);
+            let page = self.read("list pull requests", &path).await?;
+            let base = format!("refs/heads/{base}");
+            Ok(page["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|pr| pr["toRef"]["id"] == base.as_str())
+                .map(pull_request))
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            if draft.draft {
+                self.check_drafts().await?;
+            }
+            let (key, slug) = self.project.split_once('/').unwrap_or_default();
+            let repository = json!({ "slug": slug, "project": { "key": key } });
+            let mut body = json!({
+                "title": draft.title, "description": draft.body,
+                "fromRef": { "id": format!("refs/heads/{}", draft.head), "repository": repository },
+                "toRef": { "id": format!("refs/heads/{}", draft.base), "repository": repository },
+            });
+            if draft.draft {
+                body["draft"] = json!(true);
+            }
+            let path = format!("{}/pull-requests", self.root);
+            let what = "open a pull request";
+            let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
+            match answer.status {
+                StatusCode::CREATED => Ok(pull_request(&answer.body)),
+                _ => Err(self.failed(what, &answer)),
+            }
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        number: u64,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let path = self.pull_request_path(number);
+            let what = "update the pull request";
+            let mut last = None;
+            for _ in 0..WRITE_ATTEMPTS {
+                let now = self.read("read the pull request", &path).await?;
+                // A PUT sets the reviewers it is given: hand back the ones the pull request has.
+                let reviewers: Vec<Value> = now["reviewers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| json!({ "user": { "name": r["user"]["name"] } }))
+                    .collect();
+                let body = json!({
+                    "version": now["version"], "title": draft.title, "description": draft.body,
+                    "reviewers": reviewers,
+                });
+                let answer = self.request(what, Method::PUT, &path, Some(&body)).await?;
+                match answer.status {
+                    StatusCode::OK => return Ok(pull_request(&answer.body)),
+                    StatusCode::CONFLICT if out_of_date(&answer) => last = Some(answer),
+                    _ => return Err(self.failed(what, &answer)),
+                }
+            }
+            Err(last.map_or_else(
+                || ForgeError::Refused(format!("{FORGE} refused to {what}")),
+                |answer| self.failed(what, &answer),
+            ))
+        })
+    }
+
+    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let now = self
+                .read("read the pull request", &self.pull_request_path(number))
+                .await?;
+            Ok(pull_request(&now))
+        })
+    }
+
+    fn merge<'a>(
+        &'a self,
+        number: u64,
+        head_sha: &'a str,
+        method: MergeMethod,
+    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
+        Box::pin(async move {
+            self.check_auto_merge().await?;
+            let path = self.pull_request_path(number);
+            let now = self.read("read the pull request", &path).await?;
+            let pr = pull_request(&now);
+            if pr.state != PrState::Open {
+                return Ok(match (pr.state, pr.merge_commit) {
+                    (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                    _ => MergeAttempt::NotMergeable("the pull request is not open".into()),
+                });
+            }
+            // The version pins what we merge; the head check pins which commit.
+            if now["fromRef"]["latestCommit"] != head_sha {
+                return Ok(MergeAttempt::NotMergeable(
+                    "its branch moved since phasegate pushed it".into(),
+                ));
+            }
+            let version = now["version"].as_u64().unwrap_or_default();
+            let body = json!({ "autoMerge": true, "strategyId": strategy(method) });
+            let merge = format!("{path}/merge?version={version}");
+            let what = "merge the pull request";
+            let answer = self
+                .request(what, Method::POST, &merge, Some(&body))
+                .await?;
+            match answer.status.as_u16() {
+                200 => {
+                    let pr = pull_request(&answer.body);
+                    Ok(match (pr.state, pr.merge_commit) {
+                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                        _ => MergeAttempt::NotMergeable(
+                            "auto-merge is requested: Bitbucket merges it when its merge \
+                             checks pass"
+                                .into(),
+                        ),
+                    })
+                }
+                // Conflicts, a vetoing merge check, a stale version (read again next time).
+                409 => Ok(MergeAttempt::NotMergeable(answer.message())),
+                _ => Err(self.failed(what, &answer)),
+            }
+        })
+    }
+
+    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let state = match status.state {
+                StatusState::Pending => "INPROGRESS",
+                StatusState::Success => "SUCCESSFUL",
+                StatusState::Failure | StatusState::Error => "FAILED",
+            };
+            let (key, slug) = self.project.split_once('/').unwrap_or_default();
+            let url = status.target_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/projects/{key}/repos/{slug}/commits/{}",
+                    self.web, status.sha
+                )
+            });
+            let cut = |s: &str| s.chars().take(MAX_TEXT).collect::<String>();
+            let body = json!({
+                "key": cut(&status.context), "name": cut(&status.context), "state": state,
+                "description": cut(&status.description), "url": url,
+            });
+            let path = format!("{}/commits/{}/builds", self.root, status.sha);
+            let what = "set a build status";
+            let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
+            match answer.status.is_success() {
+                true => Ok(()),
+                false => Err(self.failed(what, &answer)),
+            }
+        })
+    }
+}

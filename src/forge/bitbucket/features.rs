@@ -1,0 +1,104 @@
+//! What only some Bitbucket Data Center versions or settings allow, checked before phasegate
+//! relies on it: labels (none), drafts (8.18+), Bitbucket's own auto-merge (8.15+, and allowed
+//! by the repository or its project).
+
+use std::sync::atomic::Ordering;
+
+use reqwest::Method;
+
+use super::BitbucketDataCenter;
+use crate::{forge::ForgeError, spec::PullRequestPlan};
+
+/// Drafts exist since Bitbucket Data Center 8.18; older versions ignore the field.
+const DRAFTS_SINCE: (u64, u64) = (8, 18);
+
+/// Refuses, before anything is pushed, what Bitbucket Data Center cannot do for `plan`.
+pub(in crate::forge) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeError> {
+    match plan.labels.is_empty() {
+        true => Ok(()),
+        false => Err(ForgeError::Invalid(
+            "prLabels: Bitbucket Data Center pull requests have no labels: remove prLabels \
+             (the title and description say what the pull request promotes)"
+                .into(),
+        )),
+    }
+}
+
+impl BitbucketDataCenter {
+    /// Drafts need 8.18+: older versions would open a pull request that is ready for review.
+    pub(super) async fn check_drafts(&self) -> Result<(), ForgeError> {
+        let props = self
+            .read("read the server version", "application-properties")
+            .await?;
+        let version = props["version"].as_str().unwrap_or_default();
+        match major_minor(version) >= DRAFTS_SINCE {
+            true => Ok(()),
+            false => Err(ForgeError::Refused(format!(
+                "prDraft: draft pull requests need Bitbucket Data Center {}.{} or later; this \
+                 server is {version}: remove prDraft",
+                DRAFTS_SINCE.0, DRAFTS_SINCE.1
+            ))),
+        }
+    }
+
+    /// Bitbucket's own auto-merge (8.15+) must be allowed by the repository (or its project).
+    pub(super) async fn check_auto_merge(&self) -> Result<(), ForgeError> {
+        if self.auto_merge_ok.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let path = format!("{}/settings/auto-merge", self.root);
+        let what = "read the auto-merge setting";
+        let answer = self.request(what, Method::GET, &path, None).await?;
+        let enabled = match answer.status.as_u16() {
+            200 => answer.body["enabled"].as_bool() == Some(true),
+            // No such resource (no message about a missing repository): before 8.15.
+            404 | 405 if answer.message().is_empty() => {
+                return Err(ForgeError::Refused(
+                    "autoMerge needs Bitbucket Data Center 8.15 or later (its own auto-merge); \
+                     remove autoMerge, and merge the pull request in Bitbucket"
+                        .into(),
+                ));
+            }
+            _ => return Err(self.failed(what, &answer)),
+        };
+        if !enabled {
+            return Err(ForgeError::Refused(format!(
+                "autoMerge: auto-merge is not enabled for {} (Repository or project settings › \
+                 Auto-merge in Bitbucket): enable it, or remove autoMerge",
+                self.project
+            )));
+        }
+        self.auto_merge_ok.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `(major, minor)` of a version string such as `8.19.1`; unreadable parts count as 0.
+fn major_minor(version: &str) -> (u64, u64) {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_versions_by_number_not_text() {
+        assert!(major_minor("8.9.0") < DRAFTS_SINCE);
+        assert!(major_minor("8.18.0") >= DRAFTS_SINCE);
+        assert!(major_minor("9.4.2") >= DRAFTS_SINCE);
+        assert_eq!(major_minor("garbage"), (0, 0));
+    }
+
+    #[test]
+    fn refuses_labels_which_bitbucket_does_not_have() {
+        let labelled = PullRequestPlan {
+            labels: vec!["prod".into()],
+            ..PullRequestPlan::default()
+        };
+        let err = check_plan(&labelled).expect_err("refused");
+        assert!(err.to_string().contains("have no labels"), "{err}");
+        assert!(check_plan(&PullRequestPlan::default()).is_ok());
+    }
+}

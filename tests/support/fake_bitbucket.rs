@@ -1,0 +1,567 @@
+//! A stateful fake Bitbucket Data Center under a context path (`/bitbucket`): REST API 1.0 at
+//! `/bitbucket/rest/api/latest` (pull requests with their `version`, merging with merge
+//! strategies and Bitbucket's own auto-merge, the auto-merge setting, build statuses, the
+//! server version), answering Bitbucket's JSON and its `errors` array, beside the real git
+//! smart-HTTP server (tests/support/git_server.rs) serving `/bitbucket/scm/PROJECT/slug.git`.
+//! Branches are pushed with git for real, and a merge really moves the target branch (a merge
+//! commit, or one squashed commit). Every request is checked against the operations in
+//! tests/support/bitbucket_api.rs and needs `X-Atlassian-Token: no-check` to write; a bad one
+//! is answered 400 and recorded, and [`FakeBitbucket::assert_valid`] fails the test.
+//!
+//! Does not model: reviewers, approvals and merge checks other than one veto switch (which also
+//! stands for builds), the auto-merge answer of a real server (assumed: the pull request,
+//! still open, when checks are pending), pagination, forks, conflicts, branch permissions,
+//! personal projects, rate-limit headers other than `Retry-After`, and per-repository tokens
+//! (one token; [`FakeBitbucket::restrict_token`] takes its write permissions away).
+
+use std::{
+    collections::VecDeque,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::header,
+    response::Response,
+    routing::any,
+};
+use serde_json::{Value, json};
+
+use super::{bitbucket_api, git_server::GitServer};
+
+/// The web context Bitbucket is served under, as many installations are.
+const CONTEXT: &str = "/bitbucket";
+
+/// One request phasegate sent.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Relative to `/rest/api/latest`, without the query.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+    pub at: Instant,
+}
+
+struct Fake {
+    root: PathBuf,
+    base_url: String,
+    token: String,
+    version: String,
+    auto_merge_enabled: bool,
+    restricted: bool,
+    prs: Vec<Value>,
+    builds: Vec<(String, Value)>,
+    requests: Vec<Recorded>,
+    violations: Vec<String>,
+    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
+    veto: Option<String>,
+    /// The next update meets a pull request someone edited meanwhile.
+    race_update: bool,
+    /// Pull requests Bitbucket merges by itself once nothing vetoes: (id, strategy).
+    auto_merge: Vec<(u64, String)>,
+}
+
+/// The fake Bitbucket Data Center and its git server.
+pub struct FakeBitbucket {
+    pub git: GitServer,
+    fake: Arc<Mutex<Fake>>,
+}
+
+fn errors(status: u16, message: &str, exception: &str) -> (u16, Value) {
+    let exception = format!("com.atlassian.bitbucket.{exception}");
+    (
+        status,
+        json!({"errors": [{"context": null, "message": message, "exceptionName": exception}]}),
+    )
+}
+
+impl FakeBitbucket {
+    /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
+    /// API (bearer `token`), as Bitbucket Data Center 9.4 with auto-merge enabled.
+    pub async fn start(root: &Path, user: &str, token: &str) -> FakeBitbucket {
+        let fake = Arc::new(Mutex::new(Fake {
+            root: root.join(CONTEXT.trim_start_matches('/')).join("scm"),
+            base_url: String::new(),
+            token: token.to_string(),
+            version: "9.4.2".into(),
+            auto_merge_enabled: true,
+            restricted: false,
+            prs: Vec::new(),
+            builds: Vec::new(),
+            requests: Vec::new(),
+            violations: Vec::new(),
+            failures: VecDeque::new(),
+            veto: None,
+            race_update: false,
+            auto_merge: Vec::new(),
+        }));
+        let api = Router::new()
+            .route(&format!("{CONTEXT}/rest/api/latest/{{*rest}}"), any(handle))
+            .with_state(fake.clone());
+        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        fake.lock().expect("fake").base_url = format!("{}{CONTEXT}", git.base_url());
+        FakeBitbucket { git, fake }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.fake.lock().expect("fake bitbucket")
+    }
+
+    /// Where the bare repository of `project`/`slug` lives under the served root.
+    pub fn bare_path(root: &Path, project: &str, slug: &str) -> PathBuf {
+        root.join(CONTEXT.trim_start_matches('/'))
+            .join("scm")
+            .join(project.to_ascii_lowercase())
+            .join(format!("{slug}.git"))
+    }
+
+    /// The clone URL, as Bitbucket shows it (project key in lower case).
+    pub fn repo_url(&self, project: &str, slug: &str) -> String {
+        let path = format!("{CONTEXT}/scm/{}/{slug}", project.to_ascii_lowercase());
+        self.git.url(path.trim_start_matches('/'))
+    }
+
+    /// Pretends to be another Bitbucket version (drafts since 8.18, auto-merge since 8.15).
+    pub fn set_version(&self, version: &str) {
+        self.state().version = version.to_string();
+    }
+
+    /// The repository's auto-merge setting.
+    pub fn set_auto_merge_enabled(&self, enabled: bool) {
+        self.state().auto_merge_enabled = enabled;
+    }
+
+    /// The token may read (and push with git) but not write through the API.
+    pub fn restrict_token(&self, restricted: bool) {
+        self.state().restricted = restricted;
+    }
+
+    /// The next `times` requests are answered `status` with `headers`.
+    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut s = self.state();
+        for _ in 0..times {
+            s.failures.push_back((status, headers.clone()));
+        }
+    }
+
+    /// A merge check vetoes merges with `reason`; `None` lifts it, and Bitbucket then merges
+    /// the pull requests whose auto-merge was requested.
+    pub fn set_veto(&self, reason: Option<&str>) {
+        let mut s = self.state();
+        s.veto = reason.map(str::to_string);
+        if s.veto.is_none() {
+            for (id, strategy) in std::mem::take(&mut s.auto_merge) {
+                let (status, body) = s.merge(id, &strategy);
+                assert_eq!(status, 200, "auto-merge of #{id}: {body}");
+            }
+        }
+    }
+
+    /// Someone edits the pull request between phasegate's next read and its write: that
+    /// write carries a stale version.
+    pub fn race_next_update(&self) {
+        self.state().race_update = true;
+    }
+
+    /// The pull requests, as Bitbucket answers them.
+    pub fn pull_requests(&self) -> Vec<Value> {
+        let s = self.state();
+        s.prs.iter().map(|p| s.fresh(p)).collect()
+    }
+
+    /// The build statuses posted for `sha`, oldest first.
+    pub fn builds(&self, sha: &str) -> Vec<Value> {
+        let s = self.state();
+        s.builds
+            .iter()
+            .filter(|(on, _)| on == sha)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// A reviewer merges pull request `id` (a merge commit).
+    pub fn merge(&self, id: u64) {
+        let (status, body) = self.state().merge(id, "no-ff");
+        assert_eq!(status, 200, "merge #{id}: {body}");
+    }
+
+    /// A reviewer declines pull request `id`.
+    pub fn decline(&self, id: u64) {
+        let mut s = self.state();
+        let pr = s.pr_mut(id).expect("pull request");
+        pr["state"] = json!("DECLINED");
+        pr["open"] = json!(false);
+        pr["closed"] = json!(true);
+    }
+
+    /// Fails the test if any request was not one Bitbucket accepts.
+    pub fn assert_valid(&self) {
+        let s = self.state();
+        assert!(
+            s.violations.is_empty(),
+            "requests Bitbucket Data Center refuses:\n{}",
+            s.violations.join("\n")
+        );
+    }
+}
+
+fn answer(status: u16, body: &Value) -> Response {
+    let body = match status {
+        204 => Body::empty(),
+        _ => Body::from(body.to_string()),
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
+        .body(body)
+        .expect("response")
+}
+
+async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Option<Value> = (!bytes.is_empty())
+        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
+    let prefix = format!("{CONTEXT}/rest/api/latest");
+    let path = parts.uri.path().strip_prefix(&prefix).unwrap_or("");
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let method = parts.method.as_str();
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (auth, xsrf) = (header("authorization"), header("x-atlassian-token"));
+    let mut s = fake.lock().expect("fake bitbucket");
+    s.requests.push(Recorded {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.clone(),
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    let mut valid = bitbucket_api::check(method, path, &query, body.as_ref());
+    if method != "GET" && xsrf != Some("no-check") {
+        valid = Err(format!(
+            "{method} {path}: XSRF check failed (no X-Atlassian-Token)"
+        ));
+    }
+    if let Err(e) = valid {
+        s.violations.push(e.clone());
+        let (status, body) = errors(400, &e, "rest.BadRequestException");
+        return answer(status, &body);
+    }
+    if auth.and_then(|a| a.strip_prefix("Bearer ")) != Some(s.token.as_str()) {
+        let (status, body) = errors(
+            401,
+            "Authentication failed. Please check your credentials and try again.",
+            "auth.IncorrectPasswordAuthenticationException",
+        );
+        return answer(status, &body);
+    }
+    if let Some((status, headers)) = s.failures.pop_front() {
+        let (status, body) = errors(status, "injected failure", "ServiceException");
+        let mut r = answer(status, &body);
+        for (k, v) in headers {
+            r.headers_mut().insert(k, v.parse().expect("header value"));
+        }
+        return r;
+    }
+    if s.restricted && method != "GET" {
+        let (status, body) = errors(
+            401,
+            "You are not permitted to access this resource",
+            "AuthorisationException",
+        );
+        return answer(status, &body);
+    }
+    let (status, body) = s.route(method, path, &query, body.unwrap_or(Value::Null));
+    answer(status, &body)
+}
+
+impl Fake {
+    fn route(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Value,
+    ) -> (u16, Value) {
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let param = |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let id = |s: &str| s.parse::<u64>().unwrap_or(0);
+        let (key, slug, rest) = match seg.as_slice() {
+            ["application-properties"] => {
+                let v = json!({"version": self.version, "buildNumber": "9004002",
+                    "buildDate": "1730000000000", "displayName": "Bitbucket"});
+                return (200, v);
+            }
+            ["projects", key, "repos", slug, rest @ ..] => (*key, *slug, rest),
+            _ => return errors(404, "Not found", "rest.NotFoundException"),
+        };
+        if !self.bare(key, slug).exists() {
+            let message = format!("Repository {key}/{slug} does not exist.");
+            return errors(404, &message, "repository.NoSuchRepositoryException");
+        }
+        let pr_index = |fake: &Fake, n: &str| fake.prs.iter().position(|p| p["id"] == id(n));
+        match (method, rest) {
+            ("GET", ["pull-requests"]) => {
+                let values: Vec<Value> = self
+                    .prs
+                    .iter()
+                    .filter(|p| param("state").is_none_or(|s| s == "ALL" || p["state"] == s))
+                    .filter(|p| param("at").is_none_or(|at| p["fromRef"]["id"] == at))
+                    .map(|p| self.fresh(p))
+                    .collect();
+                let page = json!({"size": values.len(), "limit": 25, "start": 0,
+                    "isLastPage": true, "values": values});
+                (200, page)
+            }
+            ("POST", ["pull-requests"]) => self.open(key, slug, &body),
+            ("GET", ["pull-requests", n]) => match pr_index(self, n) {
+                Some(i) => (200, self.fresh(&self.prs[i])),
+                None => errors(
+                    404,
+                    "No such pull request",
+                    "pull.NoSuchPullRequestException",
+                ),
+            },
+            ("PUT", ["pull-requests", n]) => {
+                let Some(i) = pr_index(self, n) else {
+                    return errors(
+                        404,
+                        "No such pull request",
+                        "pull.NoSuchPullRequestException",
+                    );
+                };
+                if std::mem::take(&mut self.race_update) {
+                    let pr = &mut self.prs[i];
+                    pr["version"] = json!(pr["version"].as_u64().unwrap_or(0) + 1);
+                }
+                if body["version"] != self.prs[i]["version"] {
+                    return out_of_date(&self.prs[i]);
+                }
+                let pr = &mut self.prs[i];
+                for k in ["title", "description", "reviewers"] {
+                    if let Some(v) = body.get(k) {
+                        pr[k] = v.clone();
+                    }
+                }
+                pr["version"] = json!(pr["version"].as_u64().unwrap_or(0) + 1);
+                (200, self.fresh(&self.prs[i]))
+            }
+            ("POST", ["pull-requests", n, "merge"]) => {
+                let Some(i) = pr_index(self, n) else {
+                    return errors(
+                        404,
+                        "No such pull request",
+                        "pull.NoSuchPullRequestException",
+                    );
+                };
+                if param("version") != Some(&self.prs[i]["version"].to_string()) {
+                    return out_of_date(&self.prs[i]);
+                }
+                let strategy = body["strategyId"].as_str().unwrap_or("no-ff").to_string();
+                if let Some(reason) = self.veto.clone() {
+                    if body["autoMerge"] == true && self.auto_merge_enabled {
+                        self.auto_merge.retain(|(pr, _)| *pr != id(n));
+                        self.auto_merge.push((id(n), strategy));
+                        return (200, self.fresh(&self.prs[i]));
+                    }
+                    return errors(409, &reason, "pull.PullRequestMergeVetoedException");
+                }
+                self.merge(id(n), &strategy)
+            }
+            ("GET", ["settings", "auto-merge"]) if self.at_least(8, 15) => {
+                let v = json!({"enabled": self.auto_merge_enabled, "restrictionState": "NONE",
+                    "scope": {"type": "REPOSITORY", "resourceId": 1}});
+                (200, v)
+            }
+            ("GET", ["settings", "auto-merge"]) => (404, Value::Null),
+            ("POST", ["commits", sha, "builds"]) => {
+                self.builds.push((sha.to_string(), body));
+                (204, Value::Null)
+            }
+            _ => errors(404, "Not found", "rest.NotFoundException"),
+        }
+    }
+
+    fn at_least(&self, major: u64, minor: u64) -> bool {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    }
+
+    fn bare(&self, key: &str, slug: &str) -> PathBuf {
+        self.root
+            .join(key.to_ascii_lowercase())
+            .join(format!("{slug}.git"))
+    }
+
+    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(bare)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Bitbucket")
+            .env("GIT_AUTHOR_EMAIL", "noreply@bitbucket.example.com")
+            .env("GIT_COMMITTER_NAME", "Bitbucket")
+            .env("GIT_COMMITTER_EMAIL", "noreply@bitbucket.example.com")
+            .output()
+            .expect("git");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn pr_mut(&mut self, id: u64) -> Option<&mut Value> {
+        self.prs.iter_mut().find(|p| p["id"] == id)
+    }
+
+    /// The pull request with its refs' latest commits as git has them now.
+    fn fresh(&self, pr: &Value) -> Value {
+        let mut pr = pr.clone();
+        let bare = self.bare(
+            pr["toRef"]["repository"]["project"]["key"]
+                .as_str()
+                .unwrap_or(""),
+            pr["toRef"]["repository"]["slug"].as_str().unwrap_or(""),
+        );
+        for r in ["fromRef", "toRef"] {
+            let id = pr[r]["id"].as_str().unwrap_or("").to_string();
+            if let Some(sha) = self.git(&bare, &["rev-parse", "--verify", &id]) {
+                pr[r]["latestCommit"] = json!(sha);
+            }
+        }
+        pr
+    }
+
+    fn open(&mut self, key: &str, slug: &str, body: &Value) -> (u16, Value) {
+        let (from, to) = (
+            body["fromRef"]["id"].as_str().unwrap_or(""),
+            body["toRef"]["id"].as_str().unwrap_or(""),
+        );
+        let bare = self.bare(key, slug);
+        for r in [from, to] {
+            if self.git(&bare, &["rev-parse", "--verify", r]).is_none() {
+                let message = format!("Repository \"{slug}\" of project {key} has no branch {r}");
+                return errors(404, &message, "repository.NoSuchBranchException");
+            }
+        }
+        if let Some(open) = self
+            .prs
+            .iter()
+            .find(|p| p["state"] == "OPEN" && p["fromRef"]["id"] == from && p["toRef"]["id"] == to)
+        {
+            let message = format!(
+                "Only one pull request may be open for a given source and target branch ({})",
+                open["id"]
+            );
+            return errors(409, &message, "pull.DuplicatePullRequestException");
+        }
+        let id = self.prs.len() as u64 + 1;
+        // Before 8.18 there are no drafts: the field is ignored.
+        let draft = body["draft"] == true && self.at_least(8, 18);
+        let repository = json!({"slug": slug, "project": {"key": key}});
+        let reference = |r: &str| {
+            json!({"id": r, "displayId": r.trim_start_matches("refs/heads/"),
+                "repository": repository})
+        };
+        let pr = json!({
+            "id": id, "version": 0, "title": body["title"], "description": body["description"],
+            "state": "OPEN", "open": true, "closed": false, "draft": draft, "locked": false,
+            "fromRef": reference(from), "toRef": reference(to), "reviewers": [],
+            "author": {"user": {"name": "bot"}, "role": "AUTHOR", "approved": false},
+            "links": {"self": [{"href": format!(
+                "{}/projects/{key}/repos/{slug}/pull-requests/{id}", self.base_url
+            )}]},
+        });
+        self.prs.push(pr);
+        (201, self.fresh(&self.prs[id as usize - 1]))
+    }
+
+    /// Merges with git: a merge commit (`no-ff`), else one commit on the target (`squash`,
+    /// `rebase-ff-only`: the fake's promotion branches hold one commit).
+    fn merge(&mut self, id: u64, strategy: &str) -> (u16, Value) {
+        let Some(pr) = self
+            .prs
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| self.fresh(p))
+        else {
+            return errors(
+                404,
+                "No such pull request",
+                "pull.NoSuchPullRequestException",
+            );
+        };
+        if pr["state"] != "OPEN" {
+            return errors(
+                409,
+                "The pull request is not open",
+                "pull.PullRequestClosedException",
+            );
+        }
+        let bare = self.bare(
+            pr["toRef"]["repository"]["project"]["key"]
+                .as_str()
+                .unwrap_or(""),
+            pr["toRef"]["repository"]["slug"].as_str().unwrap_or(""),
+        );
+        let head = pr["fromRef"]["latestCommit"].as_str().unwrap_or("");
+        let base = pr["toRef"]["latestCommit"].as_str().unwrap_or("");
+        let tree = self
+            .git(&bare, &["merge-tree", "--write-tree", base, head])
+            .expect("merge-tree");
+        let tree = tree.lines().next().unwrap_or_default().to_string();
+        let title = pr["title"].as_str().unwrap_or_default();
+        let message = match strategy {
+            "no-ff" => format!(
+                "Pull request #{id}: {title}\n\nMerge in {}",
+                pr["fromRef"]["id"]
+            ),
+            _ => format!("Pull request #{id}: {title}"),
+        };
+        let mut args = vec!["commit-tree", tree.as_str(), "-p", base];
+        if strategy == "no-ff" {
+            args.extend(["-p", head]);
+        }
+        args.extend(["-m", message.as_str()]);
+        let commit = self.git(&bare, &args).expect("commit-tree");
+        let to = pr["toRef"]["id"].as_str().unwrap_or("");
+        self.git(&bare, &["update-ref", to, &commit, base])
+            .expect("update-ref");
+        let pr = self.pr_mut(id).expect("pull request");
+        pr["state"] = json!("MERGED");
+        pr["open"] = json!(false);
+        pr["closed"] = json!(true);
+        pr["version"] = json!(pr["version"].as_u64().unwrap_or(0) + 1);
+        pr["properties"] = json!({"mergeCommit": {"id": commit, "displayId": &commit[..11]}});
+        (200, pr.clone())
+    }
+}
+
+fn out_of_date(pr: &Value) -> (u16, Value) {
+    let (status, mut body) = errors(
+        409,
+        "You are attempting to modify a pull request based on out-of-date information.",
+        "pull.PullRequestOutOfDateException",
+    );
+    body["errors"][0]["currentVersion"] = pr["version"].clone();
+    (status, body)
+}
