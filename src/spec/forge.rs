@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Resource, SpecError, plan::duration};
+use super::{Resource, SpecError, bounds, plan::duration};
 
 /// A merge wait longer than a day is a mistake: a run holds its Sensor call while it waits.
 const MAX_WAIT_FOR_MERGE: Duration = Duration::from_secs(24 * 3600);
@@ -180,6 +180,12 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
                     ));
                 }
             };
+            bounds::count(
+                "pullRequest.labels",
+                "labels",
+                pr.labels.len(),
+                bounds::MAX_LABELS,
+            )?;
             for label in &pr.labels {
                 if label.trim().is_empty() || label.len() > 50 {
                     return Err(SpecError::invalid(

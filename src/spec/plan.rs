@@ -6,7 +6,7 @@ use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
 use super::{
-    Mode, Resource, SpecError,
+    Mode, Resource, SpecError, bounds,
     forge::{ForgeChoice, PromoteVia, forge_choice, promote_via},
     testing::test_plan,
 };
@@ -262,6 +262,7 @@ fn event_tested(test: TestPlan) -> Result<TestPlan, SpecError> {
 }
 
 fn parse_phases(phases: &[String]) -> Result<Vec<Phase>, SpecError> {
+    bounds::count("phases", "phases", phases.len(), bounds::MAX_PHASES)?;
     let parsed = phases
         .iter()
         .map(|p| Phase::parse("phases", p))
@@ -342,7 +343,9 @@ fn check_keys(keys: &[String]) -> Result<(), SpecError> {
     if keys.is_empty() {
         return Err(SpecError::invalid("key", "is empty"));
     }
-    for k in keys {
+    bounds::count("keys", "keys", keys.len(), bounds::MAX_KEYS)?;
+    for (i, k) in keys.iter().enumerate() {
+        bounds::length("keys", &format!("key {}", i + 1), k, bounds::MAX_KEY_LEN)?;
         if k.split('.').any(|seg| seg.trim().is_empty()) {
             return Err(SpecError::invalid(
                 "key",

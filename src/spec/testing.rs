@@ -11,7 +11,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    Resource, RunnerKind, SpecError,
+    Resource, RunnerKind, SpecError, bounds,
     plan::duration,
     resource::default_args,
     target::{check_no_target_in_script, check_target},
@@ -141,6 +141,9 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
     let t = &r.test;
     let timeout = || duration("test.timeout", t.timeout.as_deref().unwrap_or("10m"));
     let env = t.env.clone().unwrap_or_default();
+    bounds::env(&env)?;
+    bounds::words("test.command", &t.command)?;
+    bounds::words("test.args", t.args.as_deref().unwrap_or_default())?;
     // A bad duration is a mistake whatever the runner: say so rather than ignore it.
     for (field, value) in [("test.timeout", &t.timeout), ("test.interval", &t.interval)] {
         if let Some(v) = value {

@@ -1,0 +1,126 @@
+//! Bounded inputs over real gRPC: a spec key or a Sensor parameter beyond its bound is
+//! `INVALID_ARGUMENT` naming the key and the limit before any run starts, and a run that fails
+//! after it started still ends its history record and the in-flight gauge.
+
+mod support;
+
+use phasegate::{
+    config::Config,
+    proto::runs::{ListRunsRequest, runs_client::RunsClient},
+    sensor::Parameter,
+};
+use serde_json::json;
+use support::*;
+use tonic::Code;
+
+/// The value of a metric line `name{labels} value` in a scrape, 0 when absent.
+fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Every run the server's history lists.
+async fn runs(server: &TestServer) -> Vec<phasegate::proto::runs::Run> {
+    let mut client = RunsClient::connect(server.url()).await.expect("connect");
+    let request = ListRunsRequest::default();
+    client.list(request).await.expect("list").into_inner().runs
+}
+
+#[tokio::test]
+async fn a_spec_or_parameter_beyond_a_bound_is_refused_before_any_run_starts() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let commits = commit_count(&bare);
+    let server = TestServer::start(Config::default()).await;
+    let keys: Vec<String> = (0..33).map(|i| format!("image.k{i}")).collect();
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "none"), ("key", &keys.join(","))],
+    );
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("33 keys");
+    assert_eq!(failed.step, "FetchResource");
+    assert_eq!(failed.status.code(), Code::InvalidArgument);
+    let message = failed.status.message();
+    assert!(
+        message.contains("`key`") && message.contains("at most 32"),
+        "{message}"
+    );
+
+    // A Sensor parameter may rewrite any resource field: Execute checks the bounds again.
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", "true")],
+    );
+    let env: serde_json::Map<_, _> = (0..129).map(|i| (format!("V{i}"), json!("x"))).collect();
+    let mut params = sync_event(&synced);
+    params.push(Parameter {
+        dest: "test.target".into(),
+        value: json!("http://app.test"),
+    });
+    params.push(Parameter {
+        dest: "test.env".into(),
+        value: env.into(),
+    });
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &params, FROM_TEST)
+        .await
+        .expect_err("129 env entries");
+    assert_eq!(failed.step, "Execute");
+    assert_eq!(failed.status.code(), Code::InvalidArgument);
+    let message = failed.status.message();
+    assert!(
+        message.contains("`test.env`") && message.contains("at most 128"),
+        "{message}"
+    );
+
+    assert!(
+        runs(&server).await.is_empty(),
+        "a refused request is no run"
+    );
+    let (_, scrape) = server.probe("/metrics").await;
+    assert_eq!(metric(&scrape, "phasegate_runs_in_flight"), 0.0, "{scrape}");
+    assert_eq!(commit_count(&bare), commits, "nothing pushed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_that_fails_after_it_started_ends_its_record_and_the_in_flight_gauge() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(Config::default()).await;
+    // Valid as a spec; the key is missing from the values files, which only the run finds.
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "none"), ("key", "image.missing")],
+    );
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("key missing");
+    assert_eq!(failed.step, "Execute");
+    assert_eq!(failed.status.code(), Code::NotFound);
+
+    let listed = runs(&server).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].stage, "done");
+    assert_eq!(listed[0].outcome, "error");
+    assert!(listed[0].error.contains("image.missing"), "{:?}", listed[0]);
+    let (_, scrape) = server.probe("/metrics").await;
+    assert_eq!(metric(&scrape, "phasegate_runs_in_flight"), 0.0, "{scrape}");
+    let ended = r#"phasegate_runs_total{outcome="error-not-found",runner="none"}"#;
+    assert_eq!(metric(&scrape, ended), 1.0, "{scrape}");
+    server.stop().await;
+}
