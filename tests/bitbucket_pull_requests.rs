@@ -5,121 +5,53 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use phasegate::{config::Config, git::local};
+use phasegate::git::local;
 use serde_json::{Value, json};
-use support::{fake_bitbucket::FakeBitbucket, *};
+use support::{fake_bitbucket::FakeBitbucket, forge_bed::ForgeBed, *};
 use tonic::Code;
 
 const TOKEN: &str = "BBDC-SENTINEL-token-41c9";
 
-struct Forge {
-    _dir: tempfile::TempDir,
-    bare: PathBuf,
-    bitbucket: FakeBitbucket,
-    server: TestServer,
-    /// The commit that put 2.0 in test.
-    synced: String,
+type Bed = ForgeBed<FakeBitbucket>;
+
+async fn start() -> Bed {
+    Bed::open(TOKEN, |_| {}).await
 }
 
-impl Forge {
-    async fn start() -> Forge {
-        Forge::start_with(|c| {
-            c.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
+fn only_pr(f: &Bed) -> Value {
+    let prs = f.forge.pull_requests();
+    assert_eq!(prs.len(), 1, "{prs:#?}");
+    prs[0].clone()
+}
+
+/// (state, description) of the build statuses on `sha`, in order.
+fn build_states(f: &Bed, sha: &str) -> Vec<(String, String)> {
+    f.forge
+        .builds(sha)
+        .iter()
+        .map(|b| {
+            assert_eq!(b["key"], "phasegate/test->prod");
+            (
+                b["state"].as_str().unwrap_or("").to_string(),
+                b["description"].as_str().unwrap_or("").to_string(),
+            )
         })
-        .await
-    }
-
-    async fn start_with(configure: impl FnOnce(&mut Config)) -> Forge {
-        let (dir, root) = tempdir();
-        let bare = FakeBitbucket::bare_path(&root, "PLAT", "gitops");
-        let synced = gitops_repo(&bare, &["petstore"]);
-        let bitbucket = FakeBitbucket::start(&root, "bot", TOKEN).await;
-        let (user_file, password_file) = (root.join("username"), root.join("password"));
-        std::fs::write(&user_file, "bot").expect("write");
-        std::fs::write(&password_file, TOKEN).expect("write");
-        let mut config = Config::default();
-        config.git.username_file = Some(user_file);
-        config.git.password_file = Some(password_file);
-        configure(&mut config);
-        let server = TestServer::start(config).await;
-        Forge {
-            _dir: dir,
-            bare,
-            bitbucket,
-            server,
-            synced,
-        }
-    }
-
-    fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut spec = petstore(
-            &self.bitbucket.repo_url("PLAT", "gitops"),
-            &[("test", "none"), ("forge", "bitbucket-datacenter")],
-        );
-        spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        spec
-    }
-
-    fn pr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-        let mut all = vec![("promoteVia", "pull-request")];
-        all.extend_from_slice(extra);
-        self.spec(&all)
-    }
-
-    async fn fire(
-        &self,
-        spec: &BTreeMap<String, String>,
-        sha: &str,
-    ) -> Result<Value, tonic::Status> {
-        let sensor = self.server.sensor().await;
-        sensor
-            .fire(spec, &sync_event(sha), FROM_TEST)
-            .await
-            .map(|f| f.response)
-            .map_err(|f| f.status)
-    }
-
-    fn prod_on(&self, branch: &str) -> String {
-        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
-            .expect("prod values");
-        phasegate::values::read_scalar(&text, "image.version").expect("version")
-    }
-
-    fn only_pr(&self) -> Value {
-        let prs = self.bitbucket.pull_requests();
-        assert_eq!(prs.len(), 1, "{prs:#?}");
-        prs[0].clone()
-    }
-
-    /// (state, description) of the build statuses on `sha`, in order.
-    fn builds(&self, sha: &str) -> Vec<(String, String)> {
-        self.bitbucket
-            .builds(sha)
-            .iter()
-            .map(|b| {
-                assert_eq!(b["key"], "phasegate/test->prod");
-                (
-                    b["state"].as_str().unwrap_or("").to_string(),
-                    b["description"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
+        .collect()
 }
 
 #[tokio::test]
 async fn opens_a_draft_pull_request_with_the_tested_version_and_leaves_the_branch_alone() {
     capture_logs();
-    let f = Forge::start().await;
+    let f = start().await;
     let spec = f.pr_spec(&[("prDraft", "true")]);
 
     let r = f.fire(&spec, &f.synced).await.expect("fires");
 
     assert_eq!(r["outcome"], "pr-opened", "{r}");
     assert_eq!(r["pullRequest"]["number"], 1);
-    let pr = f.only_pr();
+    let pr = only_pr(&f);
     assert_eq!(r["pullRequest"]["url"], pr["links"]["self"][0]["href"]);
     assert!(
         r["pullRequest"]["url"]
@@ -147,16 +79,16 @@ async fn opens_a_draft_pull_request_with_the_tested_version_and_leaves_the_branc
     assert!(head.starts_with("phasegate/prod/"), "{head}");
     assert_eq!(f.prod_on(head), "2.0");
     assert_eq!(r["commit"], pr["fromRef"]["latestCommit"]);
-    let builds = f.builds(&f.synced);
+    let builds = build_states(&f, &f.synced);
     assert_eq!(builds[0].0, "INPROGRESS");
     assert_eq!(builds[1].0, "SUCCESSFUL");
     assert!(builds[1].1.contains("pull request #1 opened"), "{builds:?}");
     let run = r["run"].as_str().expect("run");
     assert_eq!(
-        f.bitbucket.builds(&f.synced)[1]["url"],
+        f.forge.builds(&f.synced)[1]["url"],
         format!("https://phasegate.example.com/runs/{run}")
     );
-    let requests = f.bitbucket.requests();
+    let requests = f.forge.requests();
     assert!(
         requests
             .iter()
@@ -166,9 +98,9 @@ async fn opens_a_draft_pull_request_with_the_tested_version_and_leaves_the_branc
         requests.iter().map(|q| &q.path).collect::<Vec<_>>()
     );
 
-    f.bitbucket.merge(1);
+    f.forge.merge(1);
     assert_eq!(f.prod_on("main"), "2.0");
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     assert!(!logs().contains(TOKEN), "the token was logged");
     f.server.stop().await;
 }
@@ -176,7 +108,7 @@ async fn opens_a_draft_pull_request_with_the_tested_version_and_leaves_the_branc
 #[tokio::test]
 async fn newer_versions_update_the_pull_request_through_a_stale_version_older_ones_are_superseded()
 {
-    let f = Forge::start().await;
+    let f = start().await;
     let spec = f.pr_spec(&[]);
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
 
@@ -186,19 +118,19 @@ async fn newer_versions_update_the_pull_request_through_a_stale_version_older_on
     assert_eq!(older["outcome"], "superseded", "{older}");
 
     // A reviewer edits the pull request between phasegate's read and its write.
-    f.bitbucket.race_next_update();
+    f.forge.race_next_update();
     let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
     let updated = f.fire(&spec, &v31).await.expect("fires");
     assert_eq!(updated["outcome"], "pr-updated", "{updated}");
     assert_eq!(updated["pullRequest"], opened["pullRequest"]);
-    let puts = f.bitbucket.requests();
+    let puts = f.forge.requests();
     let puts: Vec<_> = puts.iter().filter(|q| q.method == "PUT").collect();
     assert_eq!(puts.len(), 2, "the stale write was read again and retried");
     assert_ne!(
         puts[0].body.as_ref().map(|b| &b["version"]),
         puts[1].body.as_ref().map(|b| &b["version"])
     );
-    let pr = f.only_pr();
+    let pr = only_pr(&f);
     assert_eq!(pr["title"], "Promote image.version 3.1 from test to prod");
     let head = pr["fromRef"]["displayId"]
         .as_str()
@@ -214,13 +146,13 @@ async fn newer_versions_update_the_pull_request_through_a_stale_version_older_on
     assert_eq!(again["pullRequest"], opened["pullRequest"]);
     assert_eq!(local::log(&f.bare, &head, 1).expect("log")[0].0, tip);
     assert_eq!(f.prod_on("main"), "1.0");
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn auto_merge_with_a_wait_merges_with_the_chosen_strategy() {
-    let f = Forge::start().await;
+    let f = start().await;
     let spec = f.pr_spec(&[
         ("autoMerge", "true"),
         ("waitForMerge", "30s"),
@@ -237,8 +169,8 @@ async fn auto_merge_with_a_wait_merges_with_the_chosen_strategy() {
         head.1,
         "Pull request #1: Promote image.version 2.0 from test to prod"
     );
-    assert_eq!(f.only_pr()["state"], "MERGED");
-    let merge = f.bitbucket.requests();
+    assert_eq!(only_pr(&f)["state"], "MERGED");
+    let merge = f.forge.requests();
     let merge = merge
         .iter()
         .find(|q| q.path.ends_with("/merge"))
@@ -247,14 +179,14 @@ async fn auto_merge_with_a_wait_merges_with_the_chosen_strategy() {
         merge.body.as_ref().map(|b| b["strategyId"].clone()),
         Some(json!("squash"))
     );
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn bitbucket_merges_by_itself_once_its_merge_checks_pass() {
-    let f = Forge::start().await;
-    f.bitbucket
+    let f = start().await;
+    f.forge
         .set_veto(Some("You need 1 successful build before merging"));
     // Without a wait: the answer comes at once, Bitbucket's auto-merge does the rest.
     let r = f
@@ -263,7 +195,7 @@ async fn bitbucket_merges_by_itself_once_its_merge_checks_pass() {
         .expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
     assert_eq!(f.prod_on("main"), "1.0");
-    f.bitbucket.set_veto(None);
+    f.forge.set_veto(None);
     assert_eq!(
         f.prod_on("main"),
         "2.0",
@@ -271,12 +203,12 @@ async fn bitbucket_merges_by_itself_once_its_merge_checks_pass() {
     );
 
     // With a wait: answered `promoted` once Bitbucket merged it.
-    f.bitbucket
+    f.forge
         .set_veto(Some("You need 1 successful build before merging"));
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
     let spec = f.pr_spec(&[("autoMerge", "true"), ("waitForMerge", "60s")]);
     let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    let bitbucket = &f.bitbucket;
+    let bitbucket = &f.forge;
     eventually(|| {
         bitbucket
             .requests()
@@ -289,13 +221,13 @@ async fn bitbucket_merges_by_itself_once_its_merge_checks_pass() {
     let r = run.await.expect("task").expect("fires").response;
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "3.0");
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn refuses_what_this_bitbucket_cannot_do_clearly() {
-    let f = Forge::start().await;
+    let f = start().await;
     // Labels do not exist on Bitbucket: refused before anything is pushed or asked.
     let status = f
         .fire(&f.pr_spec(&[("prLabels", "prod")]), &f.synced)
@@ -303,10 +235,10 @@ async fn refuses_what_this_bitbucket_cannot_do_clearly() {
         .expect_err("labels");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("have no labels"), "{status:?}");
-    assert!(f.bitbucket.requests().is_empty());
-    assert_eq!(f.bitbucket.git.pushes(), 0);
+    assert!(f.forge.requests().is_empty());
+    assert_eq!(f.forge.git.pushes(), 0);
 
-    f.bitbucket.set_auto_merge_enabled(false);
+    f.forge.set_auto_merge_enabled(false);
     let status = f
         .fire(&f.pr_spec(&[("autoMerge", "true")]), &f.synced)
         .await
@@ -319,7 +251,7 @@ async fn refuses_what_this_bitbucket_cannot_do_clearly() {
         "{status:?}"
     );
 
-    f.bitbucket.set_version("8.14.3");
+    f.forge.set_version("8.14.3");
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
     let status = f
         .fire(&f.pr_spec(&[("autoMerge", "true")]), &v3)
@@ -328,8 +260,8 @@ async fn refuses_what_this_bitbucket_cannot_do_clearly() {
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("8.15 or later"), "{status:?}");
 
-    let g = Forge::start().await;
-    g.bitbucket.set_version("8.9.0");
+    let g = start().await;
+    g.forge.set_version("8.9.0");
     let status = g
         .fire(&g.pr_spec(&[("prDraft", "true")]), &g.synced)
         .await
@@ -338,26 +270,26 @@ async fn refuses_what_this_bitbucket_cannot_do_clearly() {
     assert!(status.message().contains("8.18 or later"), "{status:?}");
     assert!(status.message().contains("8.9.0"), "{status:?}");
     assert!(
-        g.bitbucket.pull_requests().is_empty(),
+        g.forge.pull_requests().is_empty(),
         "no ready pull request instead"
     );
-    f.bitbucket.assert_valid();
-    g.bitbucket.assert_valid();
+    f.forge.assert_valid();
+    g.forge.assert_valid();
     f.server.stop().await;
     g.server.stop().await;
 }
 
 #[tokio::test]
 async fn waits_for_a_reviewer_declined_fails_and_the_wait_has_a_deadline() {
-    let f = Forge::start().await;
-    let bitbucket = &f.bitbucket;
+    let f = start().await;
+    let bitbucket = &f.forge;
     let spec = f.pr_spec(&[("waitForMerge", "60s")]);
     let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
     eventually(|| bitbucket.pull_requests().len() == 1).await;
     bitbucket.merge(1);
     let r = run.await.expect("task").expect("fires").response;
     assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(r["commit"], f.only_pr()["properties"]["mergeCommit"]["id"]);
+    assert_eq!(r["commit"], only_pr(&f)["properties"]["mergeCommit"]["id"]);
     assert_eq!(f.prod_on("main"), "2.0");
 
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
@@ -387,18 +319,18 @@ async fn waits_for_a_reviewer_declined_fails_and_the_wait_has_a_deadline() {
         .expect_err("deadline");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert_eq!(f.prod_on("main"), "2.0");
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_build_statuses_linking_the_commit_without_a_run_url() {
-    let f = Forge::start_with(|_| {}).await;
+    let f = Bed::open(TOKEN, |c| c.forge.run_url = None).await;
 
     let r = f.fire(&f.spec(&[]), &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "2.0");
-    let builds = f.builds(&f.synced);
+    let builds = build_states(&f, &f.synced);
     assert_eq!(builds.len(), 2, "{builds:?}");
     assert_eq!(builds[0].0, "INPROGRESS");
     assert_eq!(builds[1].0, "SUCCESSFUL");
@@ -408,10 +340,10 @@ async fn push_mode_sets_build_statuses_linking_the_commit_without_a_run_url() {
     );
     // Bitbucket requires a link: without a run URL, the commit's page in Bitbucket.
     assert_eq!(
-        f.bitbucket.builds(&f.synced)[0]["url"],
+        f.forge.builds(&f.synced)[0]["url"],
         format!(
             "{}/bitbucket/projects/PLAT/repos/gitops/commits/{}",
-            f.bitbucket.git.base_url(),
+            f.forge.git.base_url(),
             f.synced
         )
     );
@@ -425,29 +357,29 @@ async fn push_mode_sets_build_statuses_linking_the_commit_without_a_run_url() {
     ]);
     let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
     assert_eq!(failed.code(), Code::FailedPrecondition);
-    let builds = f.builds(&v3);
+    let builds = build_states(&f, &v3);
     assert_eq!(builds[0].0, "INPROGRESS");
     assert_eq!(builds[1].0, "FAILED");
     assert!(builds[1].1.contains("tests of test failed"), "{builds:?}");
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn rides_out_an_outage_honours_retry_after_and_gives_up_with_the_reason() {
-    let f = Forge::start().await;
+    let f = start().await;
     let spec = f.pr_spec(&[]);
-    f.bitbucket.fail_next(2, 503, &[]);
+    f.forge.fail_next(2, 503, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
 
     // Bitbucket's rate limiting: 429 with Retry-After.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let before = f.bitbucket.requests().len();
-    f.bitbucket.fail_next(1, 429, &[("retry-after", "1")]);
+    let before = f.forge.requests().len();
+    f.forge.fail_next(1, 429, &[("retry-after", "1")]);
     let r = f.fire(&spec, &v3).await.expect("fires");
     assert_eq!(r["outcome"], "pr-updated", "{r}");
-    let requests = f.bitbucket.requests();
+    let requests = f.forge.requests();
     let (limited, retried) = (&requests[before], &requests[before + 1]);
     assert_eq!(
         (&limited.method, &limited.path),
@@ -457,11 +389,11 @@ async fn rides_out_an_outage_honours_retry_after_and_gives_up_with_the_reason() 
         retried.at.duration_since(limited.at) >= Duration::from_secs(1),
         "retried before Retry-After"
     );
-    f.bitbucket.assert_valid();
+    f.forge.assert_valid();
     f.server.stop().await;
 
-    let f = Forge::start_with(|c| c.forge.retry_attempts = 2).await;
-    f.bitbucket.fail_next(20, 502, &[]);
+    let f = Bed::open(TOKEN, |c| c.forge.retry_attempts = 2).await;
+    f.forge.fail_next(20, 502, &[]);
     let status = f.fire(&f.pr_spec(&[]), &f.synced).await.expect_err("down");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let message = status.message();
@@ -477,8 +409,8 @@ async fn rides_out_an_outage_honours_retry_after_and_gives_up_with_the_reason() 
 #[tokio::test]
 async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     capture_logs();
-    let f = Forge::start().await;
-    f.bitbucket.restrict_token(true);
+    let f = start().await;
+    f.forge.restrict_token(true);
 
     let status = f
         .fire(&f.pr_spec(&[]), &f.synced)

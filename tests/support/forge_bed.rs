@@ -1,4 +1,5 @@
-//! The bench of the forge tests (tests/pull_requests.rs, tests/merge_requests.rs): a fake forge
+//! The bench of the forge tests (tests/pull_requests.rs, tests/merge_requests.rs,
+//! tests/bitbucket_pull_requests.rs): a fake forge
 //! hosting a GitOps repository with 2.0 synced to test, the real server with git credentials
 //! `bot` / the token (the forge token too) and a run link, and a Sensor's firing.
 
@@ -11,8 +12,8 @@ use phasegate::{config::Config, git::local};
 use serde_json::Value;
 
 use super::{
-    FROM_TEST, TestServer, fake_github::FakeGitHub, fake_gitlab::FakeGitLab, gitops_repo, petstore,
-    sync_event, tempdir, values_path,
+    FROM_TEST, TestServer, fake_bitbucket::FakeBitbucket, fake_github::FakeGitHub,
+    fake_gitlab::FakeGitLab, gitops_repo, petstore, sync_event, tempdir, values_path,
 };
 
 /// A fake forge the bench can start.
@@ -44,6 +45,20 @@ impl FakeForge for FakeGitLab {
     fn repository(&self, root: &Path) -> (PathBuf, String) {
         let project = "platform/team/gitops";
         (root.join(format!("{project}.git")), self.repo_url(project))
+    }
+}
+
+impl FakeForge for FakeBitbucket {
+    const KIND: &'static str = "bitbucket-datacenter";
+    fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
+        FakeBitbucket::start(root, user, token)
+    }
+    /// Project `PLAT` under the `/bitbucket` context, its key lower case in the clone URL.
+    fn repository(&self, root: &Path) -> (PathBuf, String) {
+        (
+            FakeBitbucket::bare_path(root, "PLAT", "gitops"),
+            self.repo_url("PLAT", "gitops"),
+        )
     }
 }
 
