@@ -1,108 +1,82 @@
 //! GitHub App authentication end to end through the Sensor path: phasegate signs the App's
 //! JWT, the fake GitHub verifies it with the App's public key and issues short-lived
 //! installation tokens (tests/support/github_app.rs), and phasegate opens the pull request
-//! with them through the API and pushes its branch with them over git. Every request,
-//! `access_tokens` included, is checked against GitHub's OpenAPI description.
+//! with them through the API and pushes its branch with them over git. The servers here have
+//! no git password: only the App's tokens can push. Every request, `access_tokens` included,
+//! is checked against GitHub's OpenAPI description.
 
 mod support;
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use phasegate::{
-    config::{Config, GitHubAppConfig},
-    git::local,
-};
+use phasegate::config::{Config, GitHubAppConfig};
 use serde_json::{Value, json};
-use support::{fake_github::FakeGitHub, fake_kube::FakeKube, github_app::AppKey, test_jobs::NS, *};
+use support::{
+    fake_github::FakeGitHub, fake_kube::FakeKube, forge_bed::ForgeBed, github_app::AppKey,
+    test_jobs::NS, *,
+};
 use tonic::Code;
 
 const APP_ID: &str = "4242";
 const INSTALLATION: u64 = 77;
-/// The personal token of the fake's git user: a server with an App must not need it.
+/// The personal token of the fake's git user: the servers here are not given it.
 const TOKEN: &str = "ghp_SENTINEL-unused-9c1d";
 
-struct Site {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    bare: PathBuf,
-    github: FakeGitHub,
-    key: AppKey,
-    synced: String,
+type Bed = ForgeBed<FakeGitHub>;
+
+/// The App's key pair, made with openssl (in a directory that lives as long as the guard).
+fn app_key(name: &str) -> (tempfile::TempDir, AppKey) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = AppKey::generate(dir.path(), name);
+    (dir, key)
 }
 
-impl Site {
-    /// The fake GitHub with the App installed (key pair made now).
-    async fn start() -> Site {
-        let (dir, root) = tempdir();
-        let bare = root.join("org/gitops.git");
-        let synced = gitops_repo(&bare, &["petstore"]);
-        let github = FakeGitHub::start(&root, "bot", TOKEN).await;
-        let key = AppKey::generate(dir.path(), "app");
-        github.install_app(APP_ID, INSTALLATION, &key);
-        Site {
-            dir,
-            root,
-            bare,
-            github,
-            key,
-            synced,
-        }
-    }
+/// The server has no git credentials of its own.
+fn without_password(config: &mut Config) {
+    config.git.username_file = None;
+    config.git.password_file = None;
+}
 
-    /// A server whose own credentials are GitHub App `app_id`'s installation with key `pem`.
-    async fn server_with_app(&self, app_id: &str, installation: u64, pem: &str) -> TestServer {
-        let file = self
-            .dir
-            .path()
-            .join(format!("server-key-{app_id}-{installation}.pem"));
-        std::fs::write(&file, pem).expect("write key");
-        let mut config = Config::default();
+/// A bench whose server authenticates as GitHub App `app_id`'s installation `installation`
+/// with the key `pem` (`forge.githubApp`, its file in `dir`, read as the server starts); the
+/// fake has the App `key` installed.
+async fn with_server_app(
+    dir: &tempfile::TempDir,
+    key: &AppKey,
+    app_id: &str,
+    installation: u64,
+    pem: &str,
+) -> Bed {
+    let file = dir
+        .path()
+        .join(format!("server-key-{}.pem", fastrand::u32(..)));
+    std::fs::write(&file, pem).expect("write key");
+    let bed = Bed::open_with(TOKEN, |config, github| {
+        without_password(config);
         config.forge.github_app = Some(GitHubAppConfig {
             app_id: app_id.into(),
             installation_id: installation.to_string(),
             private_key_file: file,
-            api_url: self.github.api_url(),
+            api_url: github.api_url(),
         });
-        TestServer::start(config).await
-    }
-
-    fn pr_spec(&self) -> BTreeMap<String, String> {
-        petstore(
-            &self.github.repo_url("gitops"),
-            &[
-                ("test", "none"),
-                ("forge", "github"),
-                ("promoteVia", "pull-request"),
-            ],
-        )
-    }
-
-    fn prod_on(&self, branch: &str) -> String {
-        let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
-            .expect("prod values");
-        phasegate::values::read_scalar(&text, "image.version").expect("version")
-    }
-
-    fn issued(&self) -> Vec<String> {
-        self.github
-            .app(|a| a.issued.iter().map(|i| i.token.clone()).collect())
-    }
+    })
+    .await;
+    bed.forge.install_app(APP_ID, INSTALLATION, key);
+    bed
 }
 
-async fn fire(
-    server: &TestServer,
-    spec: &BTreeMap<String, String>,
-    sha: &str,
-) -> Result<Value, tonic::Status> {
-    let sensor = server.sensor().await;
-    sensor
-        .fire(spec, &sync_event(sha), FROM_TEST)
-        .await
-        .map(|f| f.response)
-        .map_err(|f| f.status)
+fn issued(bed: &Bed) -> Vec<String> {
+    bed.forge
+        .app(|a| a.issued.iter().map(|i| i.token.clone()).collect())
 }
 
-/// The base64 body of a PEM key, a piece of which must never show up anywhere.
+fn pr_head(bed: &Bed) -> String {
+    let pulls = bed.forge.pulls();
+    assert_eq!(pulls.len(), 1, "{pulls:#?}");
+    pulls[0]["head"]["ref"].as_str().expect("head").to_string()
+}
+
+/// A line of a PEM key's body, which must never show up anywhere.
 fn key_body(pem: &str) -> String {
     pem.lines().nth(3).expect("key line").to_string()
 }
@@ -110,102 +84,89 @@ fn key_body(pem: &str) -> String {
 #[tokio::test]
 async fn a_server_github_app_opens_the_pull_request_and_pushes_with_installation_tokens() {
     capture_logs();
-    let site = Site::start().await;
-    let server = site
-        .server_with_app(APP_ID, INSTALLATION, &site.key.pkcs8_pem)
-        .await;
+    let (k, key) = app_key("app");
+    let bed = with_server_app(&k, &key, APP_ID, INSTALLATION, &key.pkcs8_pem).await;
 
-    let r = fire(&server, &site.pr_spec(), &site.synced)
+    let r = bed
+        .fire(&bed.pr_spec(&[]), &bed.synced)
         .await
         .expect("fires");
 
     assert_eq!(r["outcome"], "pr-opened", "{r}");
-    let pulls = site.github.pulls();
-    assert_eq!(pulls.len(), 1);
-    let head = pulls[0]["head"]["ref"].as_str().expect("head");
-    assert_eq!(site.prod_on(head), "2.0", "the branch was pushed over git");
-    assert_eq!(site.prod_on("main"), "1.0");
-    let statuses = site.github.statuses(&site.synced);
+    assert_eq!(bed.prod_on(&pr_head(&bed)), "2.0", "pushed over git");
+    assert_eq!(bed.prod_on("main"), "1.0");
+    let statuses = bed.forge.statuses(&bed.synced);
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     // The JWT was issued a minute back and lives at most 10 minutes, as GitHub demands.
-    let jwts = site.github.app(|a| a.jwts.clone());
-    assert_eq!(
-        jwts.len(),
-        1,
-        "one token minted for the whole run: {jwts:?}"
-    );
+    let jwts = bed.forge.app(|a| a.jwts.clone());
+    assert_eq!(jwts.len(), 1, "one token for the whole run: {jwts:?}");
     assert!(jwts[0].received - jwts[0].iat >= 59, "{jwts:?}");
     assert!(jwts[0].exp - jwts[0].iat <= 600, "{jwts:?}");
-    let limited = site.github.app(|a| a.issued[0].repositories.clone());
+    let limited = bed.forge.app(|a| a.issued[0].repositories.clone());
     assert_eq!(
         limited,
         ["gitops"],
         "the token covers the run's repository only"
     );
-    site.github.assert_valid();
+    bed.forge.assert_valid();
 
-    let token = &site.issued()[0];
     let logs = logs();
-    for secret in [token.as_str(), &key_body(&site.key.pkcs8_pem)] {
-        assert!(!logs.contains(secret), "a credential was logged");
-        assert!(!r.to_string().contains(secret), "a credential was answered");
+    for secret in [issued(&bed)[0].clone(), key_body(&key.pkcs8_pem)] {
+        assert!(!logs.contains(&secret), "a credential was logged");
+        assert!(
+            !r.to_string().contains(&secret),
+            "a credential was answered"
+        );
     }
-    server.stop().await;
+    bed.server.stop().await;
 }
 
 #[tokio::test]
 async fn installation_tokens_are_reused_then_renewed_when_they_near_expiry() {
-    let site = Site::start().await;
-    let server = site
-        .server_with_app(APP_ID, INSTALLATION, &site.key.pkcs8_pem)
-        .await;
-    let spec = site.pr_spec();
+    let (k, key) = app_key("app");
+    let bed = with_server_app(&k, &key, APP_ID, INSTALLATION, &key.pkcs8_pem).await;
+    let spec = bed.pr_spec(&[]);
 
     // An hour-long token serves two runs.
-    let opened = fire(&server, &spec, &site.synced).await.expect("fires");
+    let opened = bed.fire(&spec, &bed.synced).await.expect("fires");
     assert_eq!(opened["outcome"], "pr-opened", "{opened}");
-    let v3 = bump(&site.bare, &["petstore"], "test", "3.0");
-    let updated = fire(&server, &spec, &v3).await.expect("fires");
+    let v3 = bump(&bed.bare, &["petstore"], "test", "3.0");
+    let updated = bed.fire(&spec, &v3).await.expect("fires");
     assert_eq!(updated["outcome"], "pr-updated", "{updated}");
-    assert_eq!(site.issued().len(), 1, "the token was reused");
+    assert_eq!(issued(&bed).len(), 1, "the token was reused");
+    bed.server.stop().await;
 
     // Tokens that live 4 minutes have less than the 5 phasegate keeps in reserve: each use
-    // gets a new one, and the run still goes through with them.
-    server.stop().await;
-    let server = site
-        .server_with_app(APP_ID, INSTALLATION, &site.key.pkcs1_pem)
-        .await;
-    site.github
-        .app(|a| a.lifetime = Duration::from_secs(4 * 60));
-    let v4 = bump(&site.bare, &["petstore"], "test", "4.0");
-    let renewed = fire(&server, &spec, &v4).await.expect("fires");
-    assert_eq!(renewed["outcome"], "pr-updated", "{renewed}");
-    let issued = site.issued();
+    // gets a new one, and the run goes through with them (the PKCS#1 form of the key).
+    let bed = with_server_app(&k, &key, APP_ID, INSTALLATION, &key.pkcs1_pem).await;
+    bed.forge.app(|a| a.lifetime = Duration::from_secs(4 * 60));
+    let renewed = bed
+        .fire(&bed.pr_spec(&[]), &bed.synced)
+        .await
+        .expect("fires");
+    assert_eq!(renewed["outcome"], "pr-opened", "{renewed}");
+    let tokens = issued(&bed);
     assert!(
-        issued.len() >= 3,
-        "expiring tokens were renewed: {issued:?}"
+        tokens.len() >= 3,
+        "expiring tokens were renewed: {}",
+        tokens.len()
     );
-    let distinct: std::collections::BTreeSet<_> = issued.iter().collect();
-    assert_eq!(distinct.len(), issued.len());
-    let head = site.github.pulls()[0]["head"]["ref"]
-        .as_str()
-        .expect("head")
-        .to_string();
-    assert_eq!(site.prod_on(&head), "4.0");
-    site.github.assert_valid();
-    server.stop().await;
+    let distinct: std::collections::BTreeSet<_> = tokens.iter().collect();
+    assert_eq!(distinct.len(), tokens.len());
+    assert_eq!(bed.prod_on(&pr_head(&bed)), "2.0");
+    bed.forge.assert_valid();
+    bed.server.stop().await;
 }
 
 #[tokio::test]
 async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong() {
     capture_logs();
-    let site = Site::start().await;
-    let other = AppKey::generate(site.dir.path(), "other");
+    let (k, key) = app_key("app");
+    let (_o, other) = app_key("other");
 
-    let server = site
-        .server_with_app(APP_ID, INSTALLATION, &other.pkcs8_pem)
-        .await;
-    let status = fire(&server, &site.pr_spec(), &site.synced)
+    let bed = with_server_app(&k, &key, APP_ID, INSTALLATION, &other.pkcs8_pem).await;
+    let status = bed
+        .fire(&bed.pr_spec(&[]), &bed.synced)
         .await
         .expect_err("wrong key");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -215,10 +176,13 @@ async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong(
         message.contains("private key is not this App's"),
         "{message}"
     );
-    server.stop().await;
+    assert!(bed.forge.pulls().is_empty());
+    bed.forge.assert_valid();
+    bed.server.stop().await;
 
-    let server = site.server_with_app(APP_ID, 78, &site.key.pkcs8_pem).await;
-    let status = fire(&server, &site.pr_spec(), &site.synced)
+    let bed = with_server_app(&k, &key, APP_ID, 78, &key.pkcs8_pem).await;
+    let status = bed
+        .fire(&bed.pr_spec(&[]), &bed.synced)
         .await
         .expect_err("unknown installation");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
@@ -228,17 +192,15 @@ async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong(
             .contains("GitHub App 4242 has no installation 78"),
         "{status:?}"
     );
-    server.stop().await;
-
-    assert!(site.github.pulls().is_empty());
-    assert_eq!(site.prod_on("main"), "1.0");
-    site.github.assert_valid();
-    for pem in [&other.pkcs8_pem, &site.key.pkcs8_pem] {
+    assert_eq!(bed.prod_on("main"), "1.0");
+    bed.server.stop().await;
+    for pem in [&other.pkcs8_pem, &key.pkcs8_pem] {
         assert!(!message.contains(&key_body(pem)) && !logs().contains(&key_body(pem)));
     }
 
     // A key file that holds no key stops the server at start-up, naming the setting.
-    let file = site.root.join("not-a-key.pem");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-key.pem");
     std::fs::write(&file, "ghp_not-a-key").expect("write");
     let mut config = Config::default();
     config.forge.github_app = Some(GitHubAppConfig {
@@ -255,20 +217,28 @@ async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong(
     assert!(!err.contains("ghp_not-a-key"), "{err}");
 }
 
-#[tokio::test]
-async fn a_credentials_secret_with_argo_cds_github_app_keys_promotes_through_a_pull_request() {
-    capture_logs();
-    let site = Site::start().await;
-    let kube = FakeKube::start().await;
+/// A Secret of the fake cluster with `keys` (base64 in `data`, as the API answers).
+fn secret(name: &str, keys: &[(&str, &str)]) -> Value {
     let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let secret = |name: &str, keys: &[(&str, &str)]| {
-        let data: serde_json::Map<String, Value> = keys
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(b64(v))))
-            .collect();
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-               "type": "Opaque", "data": data})
-    };
+    let data: serde_json::Map<String, Value> = keys
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(b64(v))))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+           "type": "Opaque", "data": data})
+}
+
+#[tokio::test]
+async fn the_example_github_app_secret_promotes_through_a_pull_request() {
+    capture_logs();
+    let (_k, key) = app_key("app");
+    let kube = FakeKube::start().await;
+    let bed = Bed::open(TOKEN, |config| {
+        without_password(config);
+        config.kubernetes = test_jobs::kube_config(&kube, None).kubernetes;
+    })
+    .await;
+    bed.forge.install_app(APP_ID, INSTALLATION, &key);
     // The Secret of deploy/examples, with this test's App in it.
     let example: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(concat!(
@@ -286,66 +256,49 @@ async fn a_credentials_secret_with_argo_cds_github_app_keys_promotes_through_a_p
         .map(|k| match k.as_str() {
             "githubAppID" => ("githubAppID", APP_ID),
             "githubAppInstallationID" => ("githubAppInstallationID", installation.as_str()),
-            "githubAppPrivateKey" => ("githubAppPrivateKey", site.key.pkcs1_pem.as_str()),
+            "githubAppPrivateKey" => ("githubAppPrivateKey", key.pkcs1_pem.as_str()),
             other => panic!("the example Secret has an unexpected key {other}"),
         })
         .collect();
     assert_eq!(ours.len(), 3);
-    kube.put(
-        "/api/v1",
-        NS,
-        "secrets",
-        secret(example["metadata"]["name"].as_str().expect("name"), &ours),
-    );
-    kube.put(
-        "/api/v1",
-        NS,
-        "secrets",
-        secret(
-            "broken-app",
-            &[
-                ("githubAppID", APP_ID),
-                ("githubAppInstallationID", &installation),
-                (
-                    "githubAppPrivateKey",
-                    "-----BEGIN RSA PRIVATE KEY-----\nSENTINEL\n-----END RSA PRIVATE KEY-----",
-                ),
-            ],
-        ),
-    );
-    let server = TestServer::start(test_jobs::kube_config(&kube, None)).await;
-    let with_secret = |name: &str| {
-        let mut spec = site.pr_spec();
-        spec.insert("credentialsSecret".into(), name.into());
-        spec
-    };
+    let name = example["metadata"]["name"].as_str().expect("name");
+    kube.put("/api/v1", NS, "secrets", secret(name, &ours));
+    let broken_key = "-----BEGIN RSA PRIVATE KEY-----\nSENTINEL\n-----END RSA PRIVATE KEY-----";
+    let mut broken = ours.clone();
+    broken[ours
+        .iter()
+        .position(|(k, _)| *k == "githubAppPrivateKey")
+        .expect("key")]
+    .1 = broken_key;
+    kube.put("/api/v1", NS, "secrets", secret("broken-app", &broken));
 
-    let broken = fire(&server, &with_secret("broken-app"), &site.synced)
+    let status = bed
+        .fire(
+            &bed.pr_spec(&[("credentialsSecret", "broken-app")]),
+            &bed.synced,
+        )
         .await
         .expect_err("broken key");
-    assert_eq!(broken.code(), Code::FailedPrecondition, "{broken:?}");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(
-        broken
+        status
             .message()
             .contains("key `githubAppPrivateKey` is not an RSA private key"),
-        "{broken:?}"
+        "{status:?}"
     );
-    assert!(!broken.message().contains("SENTINEL"));
+    assert!(!status.message().contains("SENTINEL"));
 
-    let r = fire(&server, &with_secret("github-app"), &site.synced)
+    let r = bed
+        .fire(&bed.pr_spec(&[("credentialsSecret", name)]), &bed.synced)
         .await
         .expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
-    let head = site.github.pulls()[0]["head"]["ref"]
-        .as_str()
-        .expect("head")
-        .to_string();
-    assert_eq!(site.prod_on(&head), "2.0");
-    site.github.merge(1);
-    assert_eq!(site.prod_on("main"), "2.0", "a reviewer merged it");
-    site.github.assert_valid();
+    assert_eq!(bed.prod_on(&pr_head(&bed)), "2.0");
+    bed.forge.merge(1);
+    assert_eq!(bed.prod_on("main"), "2.0", "a reviewer merged it");
+    bed.forge.assert_valid();
     let logs = logs();
-    assert!(!logs.contains("SENTINEL") && !logs.contains(&key_body(&site.key.pkcs1_pem)));
-    assert!(!logs.contains(&site.issued()[0]));
-    server.stop().await;
+    assert!(!logs.contains("SENTINEL") && !logs.contains(&key_body(&key.pkcs1_pem)));
+    assert!(!logs.contains(&issued(&bed)[0]));
+    bed.server.stop().await;
 }

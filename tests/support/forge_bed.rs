@@ -76,6 +76,11 @@ pub struct ForgeBed<F> {
 impl<F: FakeForge> ForgeBed<F> {
     /// Starts the fake forge and the server (configured by `configure`) with `token`.
     pub async fn open(token: &str, configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
+        ForgeBed::open_with(token, |config, _| configure(config)).await
+    }
+
+    /// [`ForgeBed::open`], with a `configure` that sees the started fake forge (its URLs).
+    pub async fn open_with(token: &str, configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
         let (dir, root) = tempdir();
         let forge = F::start(&root, "bot", token).await;
         let (bare, repo) = forge.repository(&root);
@@ -87,7 +92,7 @@ impl<F: FakeForge> ForgeBed<F> {
         config.git.username_file = Some(user_file);
         config.git.password_file = Some(password_file);
         config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());
-        configure(&mut config);
+        configure(&mut config, &forge);
         let server = TestServer::start(config).await;
         ForgeBed {
             _dir: dir,
