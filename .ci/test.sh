@@ -18,6 +18,12 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
 fi
 kubernetes-validate --version
 
+# PyYAML, a YAML 1.1 reader, for tests/yaml_readers.rs (kubernetes-validate usually brings it).
+if ! python3 -c "import yaml" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check PyYAML
+fi
+python3 -c "import yaml; print('PyYAML', yaml.__version__)"
+
 # kubectl renders kustomizations without a cluster; openssl makes the TLS tests' certificates.
 command -v kubectl >/dev/null || { echo "kubectl not found (needed by tests/deploy.rs)" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "openssl not found (needed by tests/tls.rs)" >&2; exit 1; }

@@ -1,0 +1,120 @@
+//! The written value as other YAML readers see it: PyYAML, a YAML 1.1 reader (booleans `yes`
+//! and `on`, octal `017`, `1_000`, sexagesimal `12:30`, timestamps, the resolution Helm's Go YAML
+//! follows), and serde_yaml_ng (YAML 1.2). For every source scalar of every type class, written
+//! over targets of other types, each reader must see in the target exactly the value and type
+//! it sees in the source.
+
+use std::process::Command;
+
+use phasegate::values::{read_value, set_scalar};
+use serde_json::json;
+
+/// Values of every class a plain scalar may be typed as, and strings.
+const VALUES: &[&str] = &[
+    "1.10",
+    "yes",
+    "on",
+    "no",
+    "off",
+    "y",
+    "N",
+    "True",
+    "0x1F",
+    "0o17",
+    "017",
+    "0b101",
+    "1_000",
+    "12:30",
+    "190:20:30.15",
+    "~",
+    "null",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "1e3",
+    ".5",
+    "42",
+    "-1",
+    "+12",
+    "1.2.3",
+    "v1.10",
+    "sha-4f2a9c",
+    "latest",
+    "it's",
+];
+/// Targets holding a string, an integer, a float, quoted strings, a boolean.
+const TARGETS: &[&str] = &["v1", "41", "1.9", "'v1'", "\"41\"", "no"];
+
+fn token(value: &str, quote: &str) -> String {
+    match quote {
+        "'" => format!("'{}'", value.replace('\'', "''")),
+        "\"" => format!("\"{}\"", value.replace('"', "\\\"")),
+        _ => value.to_string(),
+    }
+}
+
+/// (source file, written target file) for every source value, quoting and target.
+fn written() -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for value in VALUES {
+        for quote in ["", "'", "\""] {
+            let source = format!("image:\n  version: {}\n", token(value, quote));
+            let scalar = read_value(&source, "image.version").expect(&source);
+            for old in TARGETS {
+                let target = format!("image:\n  version: {old}  # c\n");
+                let out = set_scalar(&target, "image.version", &scalar)
+                    .unwrap_or_else(|e| panic!("{source} over {old}: {e}"));
+                pairs.push((source.clone(), out));
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn yaml_1_1_reads_the_written_value_as_it_reads_the_source() {
+    const SCRIPT: &str = r#"
+import json, sys, yaml
+bad = []
+for source, written in json.load(open(sys.argv[1])):
+    a = yaml.safe_load(source)["image"]["version"]
+    b = yaml.safe_load(written)["image"]["version"]
+    if (type(a), repr(a)) != (type(b), repr(b)):
+        bad.append([source, written, repr(a), repr(b)])
+print(json.dumps(bad))
+"#;
+    let pairs = written();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), json!(pairs).to_string()).expect("write cases");
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(file.path())
+        .output()
+        .expect("python3 with PyYAML (installed by .ci/test.sh)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ: {bad:#?}",
+        bad.len(),
+        pairs.len()
+    );
+    assert_eq!(pairs.len(), VALUES.len() * 3 * TARGETS.len());
+}
+
+#[test]
+fn yaml_1_2_reads_the_written_value_as_it_reads_the_source() {
+    let read = |text: &str| {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
+        format!("{:?}", doc["image"]["version"])
+    };
+    for (source, written) in written() {
+        assert_eq!(read(&written), read(&source), "{source} -> {written}");
+    }
+}
