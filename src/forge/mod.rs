@@ -1,5 +1,5 @@
-//! Forges (GitHub, GitLab, Bitbucket Data Center, …): pull requests and commit statuses behind
-//! one trait, so the pipeline never knows which forge hosts a repository.
+//! Forges (GitHub, GitLab, Bitbucket Data Center, Gitea, Forgejo): pull requests and commit
+//! statuses behind one trait, so the pipeline never knows which forge hosts a repository.
 //!
 //! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
 //! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
@@ -12,6 +12,7 @@ pub mod access;
 mod api;
 mod bitbucket;
 pub mod flow;
+mod gitea;
 mod github;
 pub mod github_app;
 mod gitlab;
@@ -197,10 +198,7 @@ pub fn connect(
             located, token, settings,
         )?),
         ForgeKind::Gitea | ForgeKind::Forgejo => {
-            return Err(ForgeError::Invalid(format!(
-                "forge: {} is not supported yet",
-                located.kind
-            )));
+            Box::new(gitea::Gitea::new(located, token, settings)?)
         }
     })
 }

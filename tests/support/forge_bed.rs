@@ -1,5 +1,5 @@
 //! The bench of the forge tests (tests/pull_requests.rs, tests/merge_requests.rs,
-//! tests/bitbucket_pull_requests.rs): a fake forge
+//! tests/bitbucket_pull_requests.rs, tests/gitea_pull_requests.rs): a fake forge
 //! hosting a GitOps repository with 2.0 synced to test, the real server with git credentials
 //! `bot` / the token (the forge token too) and a run link, and a Sensor's firing.
 
@@ -12,8 +12,9 @@ use phasegate::{config::Config, git::local};
 use serde_json::Value;
 
 use super::{
-    FROM_TEST, TestServer, fake_bitbucket::FakeBitbucket, fake_github::FakeGitHub,
-    fake_gitlab::FakeGitLab, gitops_repo, petstore, sync_event, tempdir, values_path,
+    FROM_TEST, TestServer, fake_bitbucket::FakeBitbucket, fake_gitea::FakeGitea,
+    fake_github::FakeGitHub, fake_gitlab::FakeGitLab, gitops_repo, petstore, sync_event, tempdir,
+    values_path,
 };
 
 /// A fake forge the bench can start.
@@ -59,6 +60,16 @@ impl FakeForge for FakeBitbucket {
             FakeBitbucket::bare_path(root, "PLAT", "gitops"),
             self.repo_url("PLAT", "gitops"),
         )
+    }
+}
+
+impl FakeForge for FakeGitea {
+    const KIND: &'static str = "gitea";
+    fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
+        FakeGitea::start(root, user, token)
+    }
+    fn repository(&self, root: &Path) -> (PathBuf, String) {
+        (root.join("org/gitops.git"), self.repo_url("gitops"))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod argo_cd;
 pub mod bitbucket_api;
 pub mod engine;
 pub mod fake_bitbucket;
+pub mod fake_gitea;
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fake_kube;
@@ -15,6 +16,7 @@ pub mod github_app;
 pub mod gitlab_api;
 pub mod openapi;
 pub mod ssh_server;
+pub mod swagger;
 pub mod test_jobs;
 
 use std::{

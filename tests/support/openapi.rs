@@ -121,11 +121,11 @@ pub fn check(
 }
 
 /// Path parameters by name.
-type Params = Vec<(String, String)>;
+pub type Params = Vec<(String, String)>;
 
 /// The path template matching `path`, with the path parameters' values; literal segments win
 /// over parameters (`/pulls/comments` over `/pulls/{pull_number}`).
-fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
+pub fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let mut best: Option<(usize, String, Params)> = None;
     for template in doc["paths"].as_object()?.keys() {
@@ -152,7 +152,7 @@ fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
 }
 
 /// Follows a `$ref` to `#/components/...` (parameters, request bodies).
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+pub fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
         Some(pointer) => doc.pointer(pointer).unwrap_or(&Value::Null),
         None => v,
@@ -160,7 +160,7 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 }
 
 /// A path or query value as the JSON its schema expects (numbers, booleans).
-fn typed(value: &str, schema: &Value) -> Value {
+pub fn typed(value: &str, schema: &Value) -> Value {
     match schema["type"].as_str() {
         Some("integer") | Some("number") => value
             .parse::<f64>()
@@ -176,7 +176,7 @@ fn typed(value: &str, schema: &Value) -> Value {
     }
 }
 
-fn validate(doc: &Value, schema: &Value, instance: &Value) -> Result<(), String> {
+pub fn validate(doc: &Value, schema: &Value, instance: &Value) -> Result<(), String> {
     let schema = inline(doc, schema, 0);
     let validator =
         jsonschema::draft4::new(&schema).map_err(|e| format!("schema does not compile: {e}"))?;

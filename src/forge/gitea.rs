@@ -1,0 +1,372 @@
+//! Gitea and Forgejo (Forgejo is Gitea's API, v1, under another name: one client, two names):
+//! pull requests, their labels (by id: looked up by name), drafts (a `WIP:` title prefix, as
+//! Gitea marks them), merging with Gitea's own auto-merge (`merge_when_checks_succeed`), and
+//! commit statuses. The token goes as `Authorization: token …`, as both document it.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::BoxFuture;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+
+use super::{
+    CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
+    PullRequestDraft, StatusState,
+    api::{Answer, ApiClient},
+};
+use crate::{
+    git::Secret,
+    spec::{ForgeKind, MergeMethod},
+};
+
+/// How phasegate marks a draft: Gitea's first default work-in-progress prefix.
+const DRAFT: &str = "WIP: ";
+
+/// Gitea's default work-in-progress prefixes (`WORK_IN_PROGRESS_PREFIXES`), matched as it
+/// does, ignoring case.
+const WIP_PREFIXES: [&str; 2] = ["wip:", "[wip]"];
+
+/// Gitea's largest page (`MAX_RESPONSE_ITEMS`).
+const PAGE: usize = 50;
+
+/// Pages of open pull requests or labels read at most: a repository with more than this many
+/// open pull requests is past what a promotion bot should search through.
+const MAX_PAGES: usize = 20;
+
+/// One Gitea or Forgejo repository.
+pub(super) struct Gitea {
+    api: ApiClient,
+    /// `Gitea` or `Forgejo`, for messages.
+    name: &'static str,
+    /// `owner/name`.
+    repo: String,
+}
+
+impl Gitea {
+    pub(super) fn new(
+        located: &Located,
+        token: Secret,
+        settings: &ForgeSettings,
+    ) -> Result<Gitea, ForgeError> {
+        let name = match located.kind {
+            ForgeKind::Forgejo => "Forgejo",
+            _ => "Gitea",
+        };
+        let api = ApiClient::new(name, located.api.clone(), token, settings, HeaderMap::new())?
+            .with_auth_scheme("token");
+        Ok(Gitea {
+            api,
+            name,
+            repo: located.project.clone(),
+        })
+    }
+
+    /// An answer that should have been a success, as an error naming the request.
+    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
+        let message = answer.message();
+        match answer.status {
+            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
+                "{}: {what}: repository {} or its pull request not found, or the token cannot \
+                 see it ({message})",
+                self.name, self.repo
+            )),
+            status => ForgeError::Refused(format!(
+                "{} refused to {what}: HTTP {} ({message})",
+                self.name,
+                status.as_u16()
+            )),
+        }
+    }
+
+    async fn request(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let answer = self.api.call(method, path, body).await?;
+        match answer.status.is_success() {
+            true => Ok(answer.body),
+            false => Err(self.failed(what, &answer)),
+        }
+    }
+
+    /// Every item of a paged list (`?page=N&limit=50`), up to [`MAX_PAGES`] pages.
+    async fn pages(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Value>, ForgeError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .append_pair("page", &page.to_string())
+                .append_pair("limit", &PAGE.to_string())
+                .finish();
+            let list = self
+                .request(what, Method::GET, &format!("{path}?{query}"), None)
+                .await?;
+            let items = list.as_array().cloned().unwrap_or_default();
+            let last = items.len() < PAGE;
+            all.extend(items);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The ids of the repository's labels named `names`; a missing one is an error naming it
+    /// (Gitea takes label ids, and phasegate does not create labels).
+    async fn label_ids(&self, names: &[String]) -> Result<Vec<u64>, ForgeError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("repos/{}/labels", self.repo);
+        let known: BTreeMap<String, u64> = self
+            .pages("list labels", &path, &[])
+            .await?
+            .iter()
+            .filter_map(|l| Some((l["name"].as_str()?.to_string(), l["id"].as_u64()?)))
+            .collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| !known.contains_key(*n))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ForgeError::Refused(format!(
+                "{}: label(s) {} do not exist in {}: create them in the repository (phasegate \
+                 adds labels, it does not create them)",
+                self.name,
+                missing.join(", "),
+                self.repo
+            )));
+        }
+        Ok(names.iter().filter_map(|n| known.get(n).copied()).collect())
+    }
+
+    fn pull(&self, number: u64) -> String {
+        format!("repos/{}/pulls/{number}", self.repo)
+    }
+}
+
+impl Forge for Gitea {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn find_open<'a>(
+        &'a self,
+        head: &'a str,
+        base: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
+        Box::pin(async move {
+            // Gitea's list has no head or base filter: read the open ones.
+            let path = format!("repos/{}/pulls", self.repo);
+            let open = self
+                .pages("list pull requests", &path, &[("state", "open")])
+                .await?;
+            Ok(open
+                .iter()
+                .find(|p| p["head"]["ref"] == head && p["base"]["ref"] == base)
+                .map(pull_request))
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let labels = self.label_ids(&draft.labels).await?;
+            let mut body = json!({
+                "head": draft.head, "base": draft.base,
+                "title": title(&draft.title, draft.draft), "body": draft.body,
+            });
+            if !labels.is_empty() {
+                body["labels"] = json!(labels);
+            }
+            let path = format!("repos/{}/pulls", self.repo);
+            let pr = self
+                .request("open a pull request", Method::POST, &path, Some(&body))
+                .await?;
+            Ok(pull_request(&pr))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        number: u64,
+        draft: &'a PullRequestDraft,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let labels = self.label_ids(&draft.labels).await?;
+            // The title carries the draft mark: keep what the pull request has now (a reviewer
+            // may have marked it ready), as on forges where draft is a flag.
+            let path = self.pull(number);
+            let now = self
+                .request("read the pull request", Method::GET, &path, None)
+                .await?;
+            let body = json!({
+                "title": title(&draft.title, is_draft(&now)), "body": draft.body,
+            });
+            let pr = self
+                .request("update the pull request", Method::PATCH, &path, Some(&body))
+                .await?;
+            if !labels.is_empty() {
+                let path = format!("repos/{}/issues/{number}/labels", self.repo);
+                self.request(
+                    "label the pull request",
+                    Method::POST,
+                    &path,
+                    Some(&json!({ "labels": labels })),
+                )
+                .await?;
+            }
+            Ok(pull_request(&pr))
+        })
+    }
+
+    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let pr = self
+                .request(
+                    "read the pull request",
+                    Method::GET,
+                    &self.pull(number),
+                    None,
+                )
+                .await?;
+            Ok(pull_request(&pr))
+        })
+    }
+
+    fn merge<'a>(
+        &'a self,
+        number: u64,
+        head_sha: &'a str,
+        method: MergeMethod,
+    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
+        Box::pin(async move {
+            // Gitea's own auto-merge: merged now when the checks allow it, otherwise scheduled
+            // (201) and merged by Gitea when they succeed.
+            let body = json!({
+                "Do": method.as_str(), "head_commit_id": head_sha,
+                "merge_when_checks_succeed": true,
+            });
+            let path = format!("{}/merge", self.pull(number));
+            let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
+            match answer.status.as_u16() {
+                // Merged; the answer has no body: the merge commit is on the pull request.
+                200 => {
+                    let pr = self.get(number).await?;
+                    Ok(match (pr.state, pr.merge_commit) {
+                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                        _ => MergeAttempt::NotMergeable(format!(
+                            "{} accepted the merge but the pull request is not merged yet",
+                            self.name
+                        )),
+                    })
+                }
+                201 => Ok(MergeAttempt::NotMergeable(format!(
+                    "auto-merge is scheduled: {} merges it when its checks succeed",
+                    self.name
+                ))),
+                // 405: not mergeable (checks, approvals, work in progress, conflicts); 409: the
+                // head moved, or auto-merge is already scheduled; 423: the repository is busy.
+                405 | 409 | 423 => Ok(MergeAttempt::NotMergeable(answer.message())),
+                _ => Err(self.failed("merge the pull request", &answer)),
+            }
+        })
+    }
+
+    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let state = match status.state {
+                StatusState::Pending => "pending",
+                StatusState::Success => "success",
+                StatusState::Failure => "failure",
+                StatusState::Error => "error",
+            };
+            let mut body = json!({
+                "state": state, "context": status.context, "description": status.description,
+            });
+            if let Some(url) = &status.target_url {
+                body["target_url"] = json!(url);
+            }
+            let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
+            self.request("set a commit status", Method::POST, &path, Some(&body))
+                .await
+                .map(drop)
+        })
+    }
+}
+
+/// The title Gitea shows, with the draft mark when `draft`.
+fn title(title: &str, draft: bool) -> String {
+    match draft {
+        true => format!("{DRAFT}{title}"),
+        false => title.to_string(),
+    }
+}
+
+/// Whether a pull request is a draft: Gitea 1.22+ says so, older ones only show the prefix.
+fn is_draft(pr: &Value) -> bool {
+    let title = pr["title"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    pr["draft"].as_bool() == Some(true) || WIP_PREFIXES.iter().any(|p| title.starts_with(p))
+}
+
+fn pull_request(v: &Value) -> PullRequest {
+    let merged = v["merged"].as_bool() == Some(true);
+    PullRequest {
+        number: v["number"].as_u64().unwrap_or_default(),
+        url: v["html_url"].as_str().unwrap_or_default().to_string(),
+        state: match (v["state"].as_str(), merged) {
+            (_, true) => PrState::Merged,
+            (Some("open"), _) => PrState::Open,
+            _ => PrState::ClosedUnmerged,
+        },
+        merge_commit: merged
+            .then(|| v["merge_commit_sha"].as_str().map(str::to_string))
+            .flatten(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_drafts_with_the_wip_prefix_and_reads_them_back() {
+        assert_eq!(title("Promote", true), "WIP: Promote");
+        assert_eq!(title("Promote", false), "Promote");
+        assert!(is_draft(&json!({"title": "WIP: Promote"})));
+        assert!(is_draft(&json!({"title": "[wip] Promote"})));
+        assert!(is_draft(&json!({"title": "Promote", "draft": true})));
+        assert!(!is_draft(&json!({"title": "Promote", "draft": false})));
+    }
+
+    #[test]
+    fn reads_merged_open_and_closed_pull_requests() {
+        let merged = pull_request(&json!({
+            "number": 4, "state": "closed", "merged": true, "merge_commit_sha": "m",
+            "html_url": "https://codeberg.org/o/r/pulls/4",
+        }));
+        assert_eq!(
+            (merged.state, merged.merge_commit.as_deref(), merged.number),
+            (PrState::Merged, Some("m"), 4)
+        );
+        assert_eq!(merged.url, "https://codeberg.org/o/r/pulls/4");
+        let open = pull_request(&json!({"number": 4, "state": "open", "merged": false}));
+        assert_eq!((open.state, open.merge_commit), (PrState::Open, None));
+        let closed = pull_request(&json!({"number": 4, "state": "closed", "merged": false}));
+        assert_eq!(closed.state, PrState::ClosedUnmerged);
+    }
+}

@@ -1,0 +1,539 @@
+//! A stateful fake Gitea / Forgejo (one API, v1): the REST paths and JSON of pull requests
+//! (their label ids, `WIP:` drafts, merging with `Do` and Gitea's own auto-merge,
+//! `merge_when_checks_succeed`), repository labels and commit statuses under `/api/v1`, beside
+//! the real git smart-HTTP server (tests/support/git_server.rs) on the same host, as Gitea
+//! serves both. Pull request branches are real branches pushed with git, and a merge really
+//! moves the base branch (a merge, squash or rebased commit made with git). Every request is
+//! checked against Forgejo's API description (tests/support/swagger.rs); one that does not
+//! match is answered 422 and recorded, and [`FakeGitea::assert_valid`] fails the test. The API
+//! takes only `Authorization: token …`, the scheme Gitea and Forgejo document.
+//!
+//! Does not model: reviews and approvals, branch protection other than required checks (one
+//! switch, [`FakeGitea::require_checks`], and [`FakeGitea::pass_checks`] runs the scheduled
+//! auto-merges as Gitea does when the checks succeed), organisation labels, forks and AGit,
+//! configurable work-in-progress prefixes (the defaults `WIP:` and `[WIP]`), the paging
+//! headers (`X-Total-Count`, `Link`), token scopes beyond one switch
+//! ([`FakeGitea::restrict_token`] leaves the token `read:repository`), differences between
+//! Gitea and Forgejo (none in what phasegate calls).
+
+use std::{
+    collections::VecDeque,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::header,
+    response::Response,
+    routing::any,
+};
+use serde_json::{Value, json};
+
+use super::{fake_github::Recorded, git_server::GitServer, swagger};
+
+#[derive(Default)]
+struct Fake {
+    root: PathBuf,
+    base_url: String,
+    token: String,
+    restricted: bool,
+    prs: Vec<Value>,
+    labels: Vec<Value>,
+    statuses: Vec<(String, Value)>,
+    requests: Vec<Recorded>,
+    violations: Vec<String>,
+    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
+    /// Required checks are pending: a merge waits for them (scheduled when asked).
+    checks_pending: bool,
+    /// Pull requests scheduled to merge when the checks succeed, with their `Do`.
+    scheduled: Vec<(u64, String)>,
+}
+
+/// The fake Gitea and its git server.
+pub struct FakeGitea {
+    pub git: GitServer,
+    fake: Arc<Mutex<Fake>>,
+}
+
+impl FakeGitea {
+    /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
+    /// API (`Authorization: token <token>`).
+    pub async fn start(root: &Path, user: &str, token: &str) -> FakeGitea {
+        let fake = Arc::new(Mutex::new(Fake {
+            root: root.to_path_buf(),
+            token: token.to_string(),
+            ..Fake::default()
+        }));
+        let api = Router::new()
+            .route("/api/v1/{*rest}", any(handle))
+            .with_state(fake.clone());
+        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        fake.lock().expect("fake").base_url = git.base_url();
+        FakeGitea { git, fake }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.fake.lock().expect("fake gitea")
+    }
+
+    /// `http://HOST/org/<name>.git`: a repository this fake hosts (bare at `root/org/<name>.git`).
+    pub fn repo_url(&self, name: &str) -> String {
+        self.git.url(&format!("org/{name}"))
+    }
+
+    /// Creates a repository label; answers its id.
+    pub fn add_label(&self, name: &str) -> u64 {
+        let mut s = self.state();
+        let id = s.labels.len() as u64 + 11;
+        s.labels
+            .push(json!({"id": id, "name": name, "color": "00aabb"}));
+        id
+    }
+
+    /// The token keeps only `read:repository`: API writes get Gitea's 403.
+    pub fn restrict_token(&self, restricted: bool) {
+        self.state().restricted = restricted;
+    }
+
+    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
+    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let mut s = self.state();
+        for _ in 0..times {
+            s.failures.push_back((status, headers.clone()));
+        }
+    }
+
+    /// Required checks become pending: merges wait for them.
+    pub fn require_checks(&self) {
+        self.state().checks_pending = true;
+    }
+
+    /// The checks succeed: Gitea merges the pull requests scheduled for auto-merge.
+    pub fn pass_checks(&self) {
+        let mut s = self.state();
+        s.checks_pending = false;
+        for (number, method) in std::mem::take(&mut s.scheduled) {
+            let (status, body) = s.merge(number, None, &method);
+            assert_eq!(status, 200, "auto-merge of #{number}: {body:?}");
+        }
+    }
+
+    /// The pull requests, as Gitea answers them.
+    pub fn pulls(&self) -> Vec<Value> {
+        self.state().prs.clone()
+    }
+
+    /// The statuses set on `sha`, oldest first.
+    pub fn statuses(&self, sha: &str) -> Vec<Value> {
+        let s = self.state();
+        s.statuses
+            .iter()
+            .filter(|(on, _)| on == sha)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// A reviewer merges pull request `number` (a merge commit on the base branch).
+    pub fn merge(&self, number: u64) {
+        let (status, body) = self.state().merge(number, None, "merge");
+        assert_eq!(status, 200, "merge #{number}: {body:?}");
+    }
+
+    /// A reviewer closes pull request `number` without merging it.
+    pub fn close(&self, number: u64) {
+        let mut s = self.state();
+        s.pr_mut(number).expect("pull request")["state"] = json!("closed");
+    }
+
+    /// Fails the test if any request did not match Forgejo's API description.
+    pub fn assert_valid(&self) {
+        let s = self.state();
+        assert!(
+            s.violations.is_empty(),
+            "requests that Forgejo's API description refuses:\n{}",
+            s.violations.join("\n")
+        );
+    }
+}
+
+fn answer(status: u16, body: Option<Value>) -> Response {
+    let builder = Response::builder().status(status);
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json;charset=utf-8")
+            .body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("response")
+}
+
+fn message(status: u16, text: &str) -> (u16, Option<Value>) {
+    (
+        status,
+        Some(json!({"message": text, "url": "https://gitea.example.com/api/swagger"})),
+    )
+}
+
+async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Option<Value> = (!bytes.is_empty())
+        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
+    let path = parts
+        .uri
+        .path()
+        .strip_prefix("/api/v1")
+        .unwrap_or("")
+        .to_string();
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let method = parts.method.as_str().to_string();
+    let auth = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (m, p, q, b) = (method.clone(), path.clone(), query.clone(), body.clone());
+    let valid = tokio::task::spawn_blocking(move || {
+        swagger::check(swagger::forgejo(), &m, &p, &q, b.as_ref())
+    })
+    .await
+    .expect("validation task");
+    let mut s = fake.lock().expect("fake gitea");
+    s.requests.push(Recorded {
+        method: method.clone(),
+        path: path.clone(),
+        body: body.clone(),
+        at: Instant::now(),
+    });
+    if let Err(e) = valid {
+        s.violations.push(e.clone());
+        let (status, body) = message(422, &e);
+        return answer(status, body);
+    }
+    if auth.strip_prefix("token ") != Some(s.token.as_str()) {
+        let (status, body) = message(401, "user does not exist [uid: 0, name: ]");
+        return answer(status, body);
+    }
+    if let Some((status, headers)) = s.failures.pop_front() {
+        let (_, body) = message(status, "injected failure");
+        let mut r = answer(status, body);
+        for (k, v) in headers {
+            r.headers_mut().insert(k, v.parse().expect("header value"));
+        }
+        return r;
+    }
+    if s.restricted && method != "GET" {
+        let (status, body) = message(
+            403,
+            "token does not have at least one of required scope(s): [write:repository]",
+        );
+        return answer(status, body);
+    }
+    let (status, body) = s.route(&method, &path, &query, body.unwrap_or(Value::Null));
+    answer(status, body)
+}
+
+impl Fake {
+    fn route(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        body: Value,
+    ) -> (u16, Option<Value>) {
+        let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let [_, owner, repo, rest @ ..] = seg.as_slice() else {
+            return message(404, "Not Found");
+        };
+        if !self.bare(owner, repo).exists() {
+            return message(404, "The target couldn't be found.");
+        }
+        let number = |s: &str| s.parse::<u64>().unwrap_or(0);
+        let param = |n: &str| query.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let page = |items: Vec<Value>| {
+            let limit = param("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(30usize)
+                .min(50);
+            let page = param("page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1usize)
+                .max(1);
+            let items: Vec<Value> = items
+                .into_iter()
+                .skip((page - 1) * limit)
+                .take(limit)
+                .collect();
+            (200, Some(json!(items)))
+        };
+        match (method, rest) {
+            ("GET", ["pulls"]) => {
+                let state = param("state").unwrap_or("open");
+                let list = self
+                    .prs
+                    .iter()
+                    .filter(|p| state == "all" || p["state"] == state)
+                    .cloned()
+                    .collect();
+                page(list)
+            }
+            ("POST", ["pulls"]) => self.open(owner, repo, body),
+            ("GET", ["pulls", n]) => match self.pr_mut(number(n)) {
+                Some(pr) => (200, Some(pr.clone())),
+                None => message(404, "The target couldn't be found."),
+            },
+            ("PATCH", ["pulls", n]) => match self.pr_mut(number(n)) {
+                Some(pr) => {
+                    for k in ["title", "body"] {
+                        if let Some(v) = body.get(k) {
+                            pr[k] = v.clone();
+                        }
+                    }
+                    pr["draft"] = json!(is_wip(&pr["title"]));
+                    (201, Some(pr.clone()))
+                }
+                None => message(404, "The target couldn't be found."),
+            },
+            ("POST", ["pulls", n, "merge"]) => self.merge_request(number(n), &body),
+            ("GET", ["labels"]) => page(self.labels.clone()),
+            ("POST", ["issues", n, "labels"]) => {
+                let labels = match self.labels_by_id(&body["labels"]) {
+                    Ok(labels) => labels,
+                    Err(e) => return e,
+                };
+                match self.pr_mut(number(n)) {
+                    Some(pr) => {
+                        let mut now = pr["labels"].as_array().cloned().unwrap_or_default();
+                        for l in labels {
+                            if !now.iter().any(|x| x["id"] == l["id"]) {
+                                now.push(l);
+                            }
+                        }
+                        pr["labels"] = json!(now);
+                        (200, Some(json!(now)))
+                    }
+                    None => message(404, "The target couldn't be found."),
+                }
+            }
+            ("POST", ["statuses", sha]) => {
+                let state = body["state"].as_str().unwrap_or("");
+                if !["pending", "success", "error", "failure", "warning"].contains(&state) {
+                    return message(422, &format!("invalid state {state:?}"));
+                }
+                let status = json!({
+                    "state": state, "context": body["context"],
+                    "description": body["description"], "target_url": body["target_url"],
+                });
+                self.statuses.push((sha.to_string(), status.clone()));
+                (201, Some(status))
+            }
+            _ => message(404, "Not Found"),
+        }
+    }
+
+    fn bare(&self, owner: &str, repo: &str) -> PathBuf {
+        self.root.join(owner).join(format!("{repo}.git"))
+    }
+
+    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(bare)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Gitea")
+            .env("GIT_AUTHOR_EMAIL", "gitea@example.com")
+            .env("GIT_COMMITTER_NAME", "Gitea")
+            .env("GIT_COMMITTER_EMAIL", "gitea@example.com")
+            .output()
+            .expect("git");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The labels with these ids; an unknown id is Gitea's 422.
+    fn labels_by_id(&self, ids: &Value) -> Result<Vec<Value>, (u16, Option<Value>)> {
+        ids.as_array()
+            .into_iter()
+            .flatten()
+            .map(|id| {
+                self.labels
+                    .iter()
+                    .find(|l| l["id"] == *id)
+                    .cloned()
+                    .ok_or_else(|| message(422, &format!("label does not exist [id: {id}]")))
+            })
+            .collect()
+    }
+
+    fn open(&mut self, owner: &str, repo: &str, body: Value) -> (u16, Option<Value>) {
+        let (head, base) = (
+            body["head"].as_str().unwrap_or(""),
+            body["base"].as_str().unwrap_or(""),
+        );
+        let bare = self.bare(owner, repo);
+        let Some(head_sha) = self.git(
+            &bare,
+            &["rev-parse", "--verify", &format!("refs/heads/{head}")],
+        ) else {
+            return message(404, "The target couldn't be found.");
+        };
+        if let Some(p) = self
+            .prs
+            .iter()
+            .find(|p| p["state"] == "open" && p["head"]["ref"] == head && p["base"]["ref"] == base)
+        {
+            return message(
+                409,
+                &format!(
+                    "pull request already exists for these targets [id: {0}, issue_id: {0}, \
+                     head_repo_id: 1, base_repo_id: 1, head_branch: {head}, base_branch: {base}]",
+                    p["number"]
+                ),
+            );
+        }
+        let labels = match self.labels_by_id(&body["labels"]) {
+            Ok(labels) => labels,
+            Err(e) => return e,
+        };
+        let number = self.prs.len() as u64 + 1;
+        let pr = json!({
+            "id": number + 100, "number": number, "state": "open", "title": body["title"],
+            "body": body["body"], "draft": is_wip(&body["title"]), "merged": false,
+            "merged_at": null, "merge_commit_sha": null, "mergeable": true, "labels": labels,
+            "html_url": format!("{}/{owner}/{repo}/pulls/{number}", self.base_url),
+            "head": {"ref": head, "sha": head_sha, "label": head},
+            "base": {"ref": base, "label": base},
+        });
+        self.prs.push(pr.clone());
+        (201, Some(pr))
+    }
+
+    fn pr_mut(&mut self, number: u64) -> Option<&mut Value> {
+        self.prs.iter_mut().find(|p| p["number"] == number)
+    }
+
+    /// `POST …/merge`: 200 with no body when merged; 201 when scheduled to merge once the
+    /// checks succeed; 405 when not mergeable; 409 when the head moved or already scheduled.
+    fn merge_request(&mut self, number: u64, body: &Value) -> (u16, Option<Value>) {
+        let method = body["Do"].as_str().unwrap_or("").to_string();
+        if !["merge", "rebase", "squash"].contains(&method.as_str()) {
+            return message(422, &format!("unsupported merge style {method:?}"));
+        }
+        let Some(pr) = self.pr_mut(number).cloned() else {
+            return message(404, "The target couldn't be found.");
+        };
+        if is_wip(&pr["title"]) {
+            return message(
+                405,
+                "The pull request is a work in progress and cannot be merged",
+            );
+        }
+        if self.checks_pending {
+            if body["merge_when_checks_succeed"] != true {
+                return message(405, "Not all required status checks successful");
+            }
+            if self.scheduled.iter().any(|(n, _)| *n == number) {
+                return message(
+                    409,
+                    "pull request is already scheduled to auto merge when checks succeed",
+                );
+            }
+            self.scheduled.push((number, method));
+            return (201, None);
+        }
+        let sha = body["head_commit_id"].as_str().map(str::to_string);
+        self.merge(number, sha, &method)
+    }
+
+    /// Merges with git into the base branch: a merge commit, a squash, or the head's commit
+    /// rebased (one commit on the base, with its message).
+    fn merge(&mut self, number: u64, sha: Option<String>, method: &str) -> (u16, Option<Value>) {
+        let Some(pr) = self.pr_mut(number).cloned() else {
+            return message(404, "The target couldn't be found.");
+        };
+        if pr["state"] != "open" {
+            return message(405, "The pull request is closed and cannot be merged");
+        }
+        let (owner, repo) = pr["html_url"]
+            .as_str()
+            .and_then(|u| u.strip_prefix(&format!("{}/", self.base_url)))
+            .and_then(|rest| {
+                let mut parts = rest.split('/');
+                Some((parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .expect("repository of the pull request");
+        let bare = self.bare(&owner, &repo);
+        let (head, base) = (
+            pr["head"]["ref"].as_str().unwrap_or(""),
+            pr["base"]["ref"].as_str().unwrap_or(""),
+        );
+        let head_sha = self
+            .git(&bare, &["rev-parse", &format!("refs/heads/{head}")])
+            .unwrap_or_default();
+        if sha.is_some_and(|s| s != head_sha) {
+            return message(409, "head out of date");
+        }
+        let base_sha = self
+            .git(&bare, &["rev-parse", &format!("refs/heads/{base}")])
+            .unwrap_or_default();
+        let Some(tree) = self.git(&bare, &["merge-tree", "--write-tree", &base_sha, &head_sha])
+        else {
+            return message(405, "Please try again later: merge conflict");
+        };
+        let tree = tree.lines().next().unwrap_or_default().to_string();
+        let title = pr["title"].as_str().unwrap_or_default();
+        let message_text = match method {
+            "merge" => format!("Merge pull request '{title}' (#{number}) from {head} into {base}"),
+            "squash" => format!("{title} (#{number})"),
+            _ => self
+                .git(&bare, &["log", "-1", "--format=%B", &head_sha])
+                .unwrap_or_default(),
+        };
+        let mut args = vec!["commit-tree", tree.as_str(), "-p", base_sha.as_str()];
+        if method == "merge" {
+            args.extend(["-p", head_sha.as_str()]);
+        }
+        args.extend(["-m", message_text.as_str()]);
+        let commit = self.git(&bare, &args).expect("commit-tree");
+        self.git(
+            &bare,
+            &[
+                "update-ref",
+                &format!("refs/heads/{base}"),
+                &commit,
+                &base_sha,
+            ],
+        )
+        .expect("update-ref");
+        let pr = self.pr_mut(number).expect("pull request");
+        pr["state"] = json!("closed");
+        pr["merged"] = json!(true);
+        pr["merged_at"] = json!("2026-11-25T00:00:00Z");
+        pr["merge_commit_sha"] = json!(commit);
+        (200, None)
+    }
+}
+
+/// Whether a title has one of Gitea's default work-in-progress prefixes.
+fn is_wip(title: &Value) -> bool {
+    let title = title.as_str().unwrap_or_default().to_ascii_lowercase();
+    title.starts_with("wip:") || title.starts_with("[wip]")
+}
