@@ -34,7 +34,7 @@ pub use auth::{Credentials, Secret};
 use cache::RepoCache;
 use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
-pub use read::value_at_branch;
+pub use read::values_at_branch;
 pub use signing::{
     IdentityCheck, SignatureInfo, Signer, SigningError, SigningFormat, SigningKeySource,
 };

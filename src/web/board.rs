@@ -52,27 +52,38 @@ pub struct Versions {
 }
 
 impl Versions {
-    /// The values of `places` at their cached branch heads (blocking: git2).
+    /// The values of `places` at their cached branch heads (blocking: git2): those read less
+    /// than [`VERSION_TTL`] ago from memory, the others with one opening of each clone.
     fn get(&self, cache_dir: &Path, places: Vec<Place>) -> HashMap<Place, Option<String>> {
         let mut found = HashMap::new();
-        for place in places {
-            let fresh = self
-                .lock()
-                .get(&place)
-                .filter(|(at, _)| at.elapsed() < VERSION_TTL)
-                .map(|(_, v)| v.clone());
-            let value = fresh.unwrap_or_else(|| {
-                let (repo, branch, file, key) = &place;
-                let v = crate::git::value_at_branch(cache_dir, repo, branch, file, key)
-                    .unwrap_or_else(|e| {
-                        tracing::debug!(error = %e, "cannot read a version for the console");
-                        None
-                    });
-                self.lock()
-                    .insert(place.clone(), (Instant::now(), v.clone()));
-                v
-            });
-            found.insert(place, value);
+        let mut stale: HashMap<(&str, &str), Vec<&Place>> = HashMap::new();
+        {
+            let read = self.lock();
+            for place in &places {
+                match read.get(place).filter(|(at, _)| at.elapsed() < VERSION_TTL) {
+                    Some((_, v)) => {
+                        found.insert(place.clone(), v.clone());
+                    }
+                    None => stale.entry((&place.0, &place.1)).or_default().push(place),
+                }
+            }
+        }
+        for ((repo, branch), places) in stale {
+            let wanted: Vec<(&str, &str)> = places
+                .iter()
+                .map(|(_, _, file, key)| (file.as_str(), key.as_str()))
+                .collect();
+            let values = crate::git::values_at_branch(cache_dir, repo, branch, &wanted)
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "cannot read versions for the console");
+                    vec![None; wanted.len()]
+                });
+            let now = Instant::now();
+            let mut read = self.lock();
+            for (place, value) in places.into_iter().zip(values) {
+                read.insert(place.clone(), (now, value.clone()));
+                found.insert(place.clone(), value);
+            }
         }
         found
     }
