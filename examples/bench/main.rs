@@ -6,18 +6,21 @@
 //! (phasegate, the classic fresh-clone + YAML re-dump script, the git CLI floor on a warm
 //! clone), the cold first promotion against `git clone --bare`, the one-shot
 //! `phasegate promote` (a fresh process per promotion, as in the classic container step) cold
-//! and warm, 1,000 concurrent duplicates, a fan-in of 100 apps, and the server's memory.
+//! and warm, 1,000 concurrent duplicates, a fan-in of 100 apps, the server's memory, and the
+//! web console's pages with 1,000 runs in the history (`BENCH_CONSOLE_ONLY=1`: only those).
 //! Prints a Markdown table.
 
-#[path = "../tests/support/git_server.rs"]
+mod console;
+#[path = "../../tests/support/git_server.rs"]
 #[allow(dead_code)]
 mod git_server;
+mod repo;
+mod server;
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -25,7 +28,9 @@ use phasegate::{
     git::local,
     sensor::{Parameter, SensorClient},
 };
+use repo::{generate, path, values};
 use serde_json::json;
+use server::Server;
 
 /// The repository's size: `BENCH_COMMITS` commits over `BENCH_FILES` files.
 fn size(var: &str, default: usize) -> usize {
@@ -40,162 +45,6 @@ const PASSWORD: &str = "bench-password";
 const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn values(app: &str, version: &str) -> String {
-    format!(
-        "# {app}\nreplicaCount: 2\nimage:\n  repository: registry.example.com/{app}\n  version: \"{version}\"  # bumped by CD\n"
-    )
-}
-
-fn path(app: &str, phase: &str) -> String {
-    PATH.replace("{app}", app).replace("{phase}", phase)
-}
-
-/// `commits` commits over `files` files with git fast-import (seconds, not minutes).
-fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult<()> {
-    let run = |args: &[&str]| Command::new("git").args(args).status();
-    run(&[
-        "init",
-        "-q",
-        "--bare",
-        "-b",
-        "main",
-        &bare.display().to_string(),
-    ])?;
-    let mut child = Command::new("git")
-        .args(["fast-import", "--quiet"])
-        .current_dir(bare)
-        .stdin(Stdio::piped())
-        .spawn()?;
-    let mut out = std::io::BufWriter::new(child.stdin.take().ok_or("stdin")?);
-    let data = |out: &mut dyn Write, text: &str| writeln!(out, "data {}\n{text}", text.len());
-    let mut ts = 1_700_000_000u64;
-    let mut commit = |out: &mut std::io::BufWriter<_>,
-                      msg: &str,
-                      files: &[(String, String)]|
-     -> std::io::Result<()> {
-        ts += 60;
-        writeln!(
-            out,
-            "commit refs/heads/main\ncommitter GitOps <gitops@example.com> {ts} +0000"
-        )?;
-        data(out, msg)?;
-        for (p, content) in files {
-            writeln!(out, "M 100644 inline {p}")?;
-            data(out, content)?;
-        }
-        Ok(())
-    };
-    let mut initial = Vec::new();
-    for a in 0..APPS {
-        let app = format!("app{a:03}");
-        initial.push((path(&app, "test"), values(&app, "1.0")));
-        initial.push((path(&app, "prod"), values(&app, "1.0")));
-    }
-    for f in initial.len()..files {
-        initial.push((
-            format!("docs/section{}/page{f}.md", f % 40),
-            format!("# Page {f}\n\nSome text.\n"),
-        ));
-    }
-    commit(&mut out, "initial", &initial)?;
-    for c in 1..commits {
-        let f = (c * 7919) % files;
-        let (p, _) = &initial[f];
-        let content = if p.ends_with(".yaml") {
-            values(p.split('/').nth(1).unwrap_or("app"), &format!("1.{c}"))
-        } else {
-            format!("# Page {f}\n\nRevision {c}.\n")
-        };
-        commit(&mut out, &format!("change {c}"), &[(p.clone(), content)])?;
-    }
-    drop(out);
-    child.wait()?;
-    Ok(())
-}
-
-struct Server {
-    child: std::process::Child,
-    url: String,
-    metrics: String,
-}
-
-impl Server {
-    fn spawn(bin: &Path, cache: &Path) -> BenchResult<Server> {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-        };
-        let (port, metrics) = (free()?, free()?);
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--metrics-listen",
-                &format!("127.0.0.1:{metrics}"),
-                "--max-runs",
-                "16",
-            ])
-            .arg("--cache-dir")
-            .arg(cache)
-            .env("GIT_USER", USER)
-            .env("GIT_PASSWORD", PASSWORD)
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stderr(match std::env::var_os("BENCH_SERVER_LOG") {
-                Some(file) => Stdio::from(std::fs::File::create(file)?),
-                None => Stdio::null(),
-            })
-            .spawn()?;
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Ok(Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
-        })
-    }
-
-    /// (current RSS, peak RSS) in MiB, from /proc.
-    fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let kib = |field: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        let text = match reqwest::get(&self.metrics).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn spec(repo: &str) -> std::collections::BTreeMap<String, String> {
     [
@@ -283,6 +132,12 @@ async fn main() -> BenchResult<()> {
         Ok((id, v))
     };
     let mut rows: Vec<(String, String, String)> = Vec::new();
+    if std::env::var_os("BENCH_CONSOLE_ONLY").is_some() {
+        let head = local::log(&bare, "main", 1)?.remove(0).0;
+        rows.extend(console::measure(&bin, root.path(), &url, &head).await?);
+        print(rows);
+        return Ok(());
+    }
 
     // Cold: the first promotion of an empty cache against `git clone --bare`.
     let mut cold = Vec::new();
@@ -545,11 +400,17 @@ async fn main() -> BenchResult<()> {
         format!("{idle:.1} MiB idle, {peak:.1} MiB peak"),
         "goal < 30 MiB idle, < 150 MiB peak".into(),
     ));
+    drop(server);
+    let head = local::log(&bare, "main", 1)?.remove(0).0;
+    rows.extend(console::measure(&bin, root.path(), &url, &head).await?);
+    print(rows);
+    drop(git);
+    Ok(())
+}
 
+fn print(rows: Vec<(String, String, String)>) {
     println!("| measure | result | ratio / goal |\n|---|---|---|");
     for (m, r, g) in rows {
         println!("| {m} | {r} | {g} |");
     }
-    drop(git);
-    Ok(())
 }
