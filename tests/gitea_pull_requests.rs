@@ -196,6 +196,27 @@ async fn newer_versions_update_the_pull_request_older_ones_are_superseded() {
 }
 
 #[tokio::test]
+async fn finds_its_pull_request_among_more_than_a_page_of_others() {
+    let f = Tea::start().await;
+    f.forge.open_others(60);
+    let spec = f.pr_spec(&[]);
+
+    let opened = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(opened["outcome"], "pr-opened", "{opened}");
+    assert_eq!(opened["pullRequest"]["number"], 61);
+    f.forge.open_others(5);
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let updated = f.fire(&spec, &v3).await.expect("fires");
+
+    assert_eq!(updated["outcome"], "pr-updated", "{updated}");
+    assert_eq!(updated["pullRequest"], opened["pullRequest"]);
+    // On page 2 of the open ones: read, so not opened twice (Gitea would refuse that, 409).
+    assert_eq!(f.forge.pulls().len(), 66, "no second pull request");
+    f.forge.assert_valid();
+    f.server.stop().await;
+}
+
+#[tokio::test]
 async fn auto_merge_merges_at_once_or_lets_gitea_merge_when_the_checks_succeed() {
     let f = Tea::start().await;
     // Nothing pending: Gitea merges right away, as asked (rebase).

@@ -95,6 +95,21 @@ impl FakeGitea {
         id
     }
 
+    /// Opens `count` pull requests from other branches (people's work), before phasegate's.
+    pub fn open_others(&self, count: usize) {
+        let mut s = self.state();
+        for i in 0..count {
+            let number = s.prs.len() as u64 + 1;
+            let url = format!("{}/org/gitops/pulls/{number}", s.base_url);
+            s.prs.push(json!({
+                "id": number + 100, "number": number, "state": "open", "title": format!("Feature {i}"),
+                "body": "", "draft": false, "merged": false, "labels": [], "html_url": url,
+                "head": {"ref": format!("feature-{i}"), "sha": "0".repeat(40)},
+                "base": {"ref": "main"},
+            }));
+        }
+    }
+
     /// The token keeps only `read:repository`: API writes get Gitea's 403.
     pub fn restrict_token(&self, restricted: bool) {
         self.state().restricted = restricted;
