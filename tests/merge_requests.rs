@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
-use support::{fake_gitlab::FakeGitLab, forge_bed::ForgeBed, *};
+use support::{
+    fake_gitlab::FakeGitLab,
+    forge_bed::ForgeBed,
+    forge_scenarios::{self, Reviewed},
+    *,
+};
 use tonic::Code;
 
 const TOKEN: &str = "glpat-SENTINEL-token-41c9";
@@ -29,19 +34,6 @@ impl Lab {
         let mrs = self.forge.merge_requests();
         assert_eq!(mrs.len(), 1, "{mrs:#?}");
         mrs[0].clone()
-    }
-
-    /// (status, description) of the statuses on `sha`, in order.
-    fn statuses(&self, sha: &str) -> Vec<(String, String)> {
-        self.forge
-            .statuses(sha)
-            .iter()
-            .map(|s| {
-                assert_eq!(s["name"], "phasegate/test->prod");
-                let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
-                (text("status"), text("description"))
-            })
-            .collect()
     }
 }
 
@@ -87,7 +79,7 @@ async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
     assert!(head.starts_with("phasegate/prod/"), "{head}");
     assert_eq!(f.prod_on(head), "2.0");
     assert_eq!(r["commit"], mr["sha"]);
-    let statuses = f.statuses(&f.synced);
+    let statuses = f.forge.statuses_on(&f.synced);
     assert_eq!(statuses[0].0, "pending");
     assert_eq!(statuses[1].0, "success");
     assert!(
@@ -206,80 +198,16 @@ async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succee
 #[tokio::test]
 async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
     let f = Lab::start().await;
-    let gitlab = &f.forge;
-    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
-    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
-    eventually(|| gitlab.merge_requests().len() == 1).await;
-    gitlab.merge(1);
-    let r = run.await.expect("task").expect("fires").response;
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(f.prod_on("main"), "2.0");
-
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    eventually(|| gitlab.merge_requests().len() == 2).await;
-    gitlab.close(2);
-    let failed = run.await.expect("task").expect_err("closed");
-    assert_eq!(failed.status.code(), Code::FailedPrecondition);
-    assert!(
-        failed
-            .status
-            .message()
-            .contains("closed without being merged"),
-        "{:?}",
-        failed.status
-    );
-
-    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
-    let status = f
-        .fire(&f.pr_spec(&[("waitForMerge", "1s")]), &v4)
-        .await
-        .expect_err("deadline");
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("still not merged"), "{status:?}");
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
+    forge_scenarios::waits_for_a_reviewer(&f).await;
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_statuses_pending_then_success_or_failed() {
     let f = Lab::start().await;
+    // Self-managed GitLab with its API named explicitly.
     let api = f.forge.api_url();
-
-    let r = f
-        .fire(&f.spec(&[("forgeApiUrl", &api)]), &f.synced)
-        .await
-        .expect("fires");
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
-    let statuses = f.statuses(&f.synced);
-    assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
-    assert!(
-        statuses[1].1.contains("promoted 2.0 from test to prod"),
-        "{statuses:?}"
-    );
-    assert!(f.forge.merge_requests().is_empty());
-
-    let broken = app(500, "down").await;
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let spec = f.spec(&[
-        ("test", "http"),
-        ("testTarget", &broken),
-        ("testInterval", "10ms"),
-    ]);
-    let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
-    assert_eq!(failed.code(), Code::FailedPrecondition);
-    let statuses = f.statuses(&v3);
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "failed");
-    assert!(
-        statuses[1].1.contains("tests of test failed"),
-        "{statuses:?}"
-    );
-    f.forge.assert_valid();
+    forge_scenarios::push_mode_statuses(&f, &[("forgeApiUrl", &api)]).await;
     f.server.stop().await;
 }
 
@@ -290,7 +218,7 @@ async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
     f.forge.fail_next(2, 502, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(f.statuses(&f.synced)[0].0, "pending");
+    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
 
     // GitLab's rate limit: 429 with Retry-After and its RateLimit-* headers.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");

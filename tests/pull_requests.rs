@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
-use support::{fake_github::FakeGitHub, forge_bed::ForgeBed, *};
+use support::{
+    fake_github::FakeGitHub,
+    forge_bed::ForgeBed,
+    forge_scenarios::{self, Reviewed},
+    *,
+};
 use tonic::Code;
 
 const TOKEN: &str = "ghp_SENTINEL-token-7f3e";
@@ -28,21 +33,6 @@ impl Forge {
         let pulls = self.forge.pulls();
         assert_eq!(pulls.len(), 1, "{pulls:#?}");
         pulls[0].clone()
-    }
-
-    /// (state, description) of the statuses on `sha`, in order.
-    fn statuses(&self, sha: &str) -> Vec<(String, String)> {
-        self.forge
-            .statuses(sha)
-            .iter()
-            .map(|s| {
-                assert_eq!(s["context"], "phasegate/test->prod");
-                (
-                    s["state"].as_str().unwrap_or("").to_string(),
-                    s["description"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
     }
 }
 
@@ -83,7 +73,7 @@ async fn opens_a_pull_request_with_the_tested_version_and_leaves_the_branch_alon
         "{shown}"
     );
     assert_eq!(r["commit"], pr["head"]["sha"]);
-    let statuses = f.statuses(&f.synced);
+    let statuses = f.forge.statuses_on(&f.synced);
     assert_eq!(statuses[0].0, "pending");
     assert_eq!(statuses[1].0, "success");
     assert!(
@@ -186,83 +176,14 @@ async fn auto_merge_waits_until_the_forge_allows_the_merge() {
 #[tokio::test]
 async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
     let f = Forge::start().await;
-    let github = &f.forge;
-    // A reviewer merges.
-    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
-    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
-    eventually(|| github.pulls().len() == 1).await;
-    github.merge(1);
-    let r = run.await.expect("task").expect("fires").response;
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(f.prod_on("main"), "2.0");
-
-    // A reviewer closes the next one.
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    eventually(|| github.pulls().len() == 2).await;
-    github.close(2);
-    let failed = run.await.expect("task").expect_err("closed");
-    assert_eq!(
-        failed.status.code(),
-        Code::FailedPrecondition,
-        "{:?}",
-        failed.status
-    );
-    assert!(
-        failed
-            .status
-            .message()
-            .contains("closed without being merged"),
-        "{:?}",
-        failed.status
-    );
-
-    // Nobody reviews the one after.
-    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
-    let short = f.pr_spec(&[("waitForMerge", "1s")]);
-    let status = f.fire(&short, &v4).await.expect_err("deadline");
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("still not merged"), "{status:?}");
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
+    forge_scenarios::waits_for_a_reviewer(&f).await;
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_statuses_pending_then_success_or_failure() {
     let f = Forge::start().await;
-
-    let r = f.fire(&f.spec(&[]), &f.synced).await.expect("fires");
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert!(r.get("pullRequest").is_none(), "{r}");
-    assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
-    let statuses = f.statuses(&f.synced);
-    assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
-    assert!(
-        statuses[1].1.contains("promoted 2.0 from test to prod"),
-        "{statuses:?}"
-    );
-    assert!(f.forge.pulls().is_empty());
-
-    let broken = app(500, "down").await;
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let spec = f.spec(&[
-        ("test", "http"),
-        ("testTarget", &broken),
-        ("testInterval", "10ms"),
-    ]);
-    let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
-    assert_eq!(failed.code(), Code::FailedPrecondition);
-    let statuses = f.statuses(&v3);
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "failure");
-    assert!(
-        statuses[1].1.contains("tests of test failed"),
-        "{statuses:?}"
-    );
-    f.forge.assert_valid();
+    forge_scenarios::push_mode_statuses(&f, &[]).await;
     f.server.stop().await;
 }
 
@@ -274,7 +195,7 @@ async fn rides_out_a_forge_outage_and_honours_retry_after() {
     f.forge.fail_next(2, 502, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(f.statuses(&f.synced)[0].0, "pending");
+    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
 
     // A secondary rate limit: 403 with Retry-After.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");

@@ -11,6 +11,7 @@ pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fake_kube;
 pub mod forge_bed;
+pub mod forge_scenarios;
 pub mod git_server;
 pub mod github_app;
 pub mod gitlab_api;

@@ -1,0 +1,154 @@
+//! Scenarios that every forge passes the same way, end to end through the Sensor path: each
+//! forge's test file runs them on its bench ([`ForgeBed`]); what differs between forges (how
+//! a reviewer merges or closes, how statuses read) is in [`Reviewed`].
+
+use tonic::Code;
+
+use super::{
+    app, bump, eventually,
+    fake_github::FakeGitHub,
+    fake_gitlab::FakeGitLab,
+    fire_in_background,
+    forge_bed::{FakeForge, ForgeBed},
+};
+
+/// A fake forge with reviewers, and statuses to read.
+pub trait Reviewed: FakeForge {
+    /// The state of a status after failed tests, as the forge names it.
+    const FAILED: &'static str;
+    /// How many pull requests were opened.
+    fn opened(&self) -> usize;
+    /// A reviewer merges pull request `number`.
+    fn review_merge(&self, number: u64);
+    /// A reviewer closes pull request `number` unmerged.
+    fn review_close(&self, number: u64);
+    /// (state, description) of the statuses on `sha`, oldest first; each is checked to have
+    /// the context `phasegate/test->prod`.
+    fn statuses_on(&self, sha: &str) -> Vec<(String, String)>;
+    /// Fails the test if a request did not match the forge's API description.
+    fn check_requests(&self);
+}
+
+fn text(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+impl Reviewed for FakeGitHub {
+    const FAILED: &'static str = "failure";
+    fn opened(&self) -> usize {
+        self.pulls().len()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
+        let statuses = self.statuses(sha);
+        statuses
+            .iter()
+            .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
+            .map(|s| (text(s, "state"), text(s, "description")))
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+}
+
+impl Reviewed for FakeGitLab {
+    const FAILED: &'static str = "failed";
+    fn opened(&self) -> usize {
+        self.merge_requests().len()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
+        let statuses = self.statuses(sha);
+        statuses
+            .iter()
+            .inspect(|s| assert_eq!(s["name"], "phasegate/test->prod"))
+            .map(|s| (text(s, "status"), text(s, "description")))
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+}
+
+/// `waitForMerge`: a reviewer merges (`promoted`), closes (`FAILED_PRECONDITION`), or nobody
+/// reviews (`DEADLINE_EXCEEDED`).
+pub async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
+    let forge = &f.forge;
+    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
+    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
+    eventually(|| forge.opened() == 1).await;
+    forge.review_merge(1);
+    let r = run.await.expect("task").expect("fires").response;
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert_eq!(f.prod_on("main"), "2.0");
+
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
+    eventually(|| forge.opened() == 2).await;
+    forge.review_close(2);
+    let failed = run.await.expect("task").expect_err("closed").status;
+    assert_eq!(failed.code(), Code::FailedPrecondition, "{failed:?}");
+    assert!(
+        failed.message().contains("closed without being merged"),
+        "{failed:?}"
+    );
+
+    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
+    let short = f.pr_spec(&[("waitForMerge", "1s")]);
+    let status = f.fire(&short, &v4).await.expect_err("deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("still not merged"), "{status:?}");
+    assert_eq!(f.prod_on("main"), "2.0");
+    forge.check_requests();
+}
+
+/// Push mode with `extra` keys: pushed as before, with a status pending then success; failed
+/// tests end in the forge's failed state.
+pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &str)]) {
+    let r = f.fire(&f.spec(extra), &f.synced).await.expect("fires");
+    assert_eq!(r["outcome"], "promoted", "{r}");
+    assert!(r.get("pullRequest").is_none(), "{r}");
+    assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
+    let statuses = f.forge.statuses_on(&f.synced);
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, "success");
+    assert!(
+        statuses[1].1.contains("promoted 2.0 from test to prod"),
+        "{statuses:?}"
+    );
+    assert_eq!(f.forge.opened(), 0);
+
+    let broken = app(500, "down").await;
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let mut failing = extra.to_vec();
+    failing.extend([
+        ("test", "http"),
+        ("testTarget", &broken),
+        ("testInterval", "10ms"),
+    ]);
+    let failed = f
+        .fire(&f.spec(&failing), &v3)
+        .await
+        .expect_err("tests fail");
+    assert_eq!(failed.code(), Code::FailedPrecondition);
+    let statuses = f.forge.statuses_on(&v3);
+    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[1].0, F::FAILED);
+    assert!(
+        statuses[1].1.contains("tests of test failed"),
+        "{statuses:?}"
+    );
+    f.forge.check_requests();
+}
