@@ -9,7 +9,8 @@
 //! JSON Schema validator ignores, so a `null` where 3.0 allows one would be refused (phasegate
 //! sends no nulls); `example`, `x-*` and `discriminator` are annotations and ignored; `$ref`s
 //! to `#/components/...` resolve against the components, attached to each schema. Not
-//! checked: headers, response bodies, `format`s.
+//! checked: headers, response bodies, `format`s. The matching of operations and parameters is
+//! shared with the Swagger 2.0 checker of Gitea's API (tests/support/swagger.rs).
 
 use std::{path::PathBuf, sync::OnceLock};
 
@@ -62,51 +63,10 @@ pub fn check(
     query: &[(String, String)],
     body: Option<&Value>,
 ) -> Result<(), String> {
-    let (template, params) = find_path(doc, path)
-        .ok_or_else(|| format!("{method} {path}: no such path in GitHub's API"))?;
-    let item = &doc["paths"][&template];
-    let op = item
-        .get(method.to_ascii_lowercase())
-        .ok_or_else(|| format!("{method} {template}: no such operation in GitHub's API"))?;
-    let declared: Vec<Value> = item["parameters"]
-        .as_array()
-        .into_iter()
-        .chain(op["parameters"].as_array())
-        .flatten()
-        .map(|p| resolve(doc, p).clone())
-        .collect();
-    for p in &declared {
-        let name = p["name"].as_str().unwrap_or_default();
-        let given = match p["in"].as_str() {
-            Some("path") => params.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-            Some("query") => query.iter().find(|(n, _)| n == name).map(|(_, v)| v),
-            _ => continue,
-        };
-        match given {
-            None if p["required"] == true => {
-                return Err(format!(
-                    "{method} {template}: required parameter `{name}` missing"
-                ));
-            }
-            None => {}
-            Some(value) => {
-                let instance = typed(value, &p["schema"]);
-                validate(doc, &p["schema"], &instance)
-                    .map_err(|e| format!("{method} {template}: parameter `{name}`: {e}"))?;
-            }
-        }
-    }
-    for (name, _) in query {
-        let known = declared
-            .iter()
-            .any(|p| p["in"] == "query" && p["name"] == name.as_str());
-        if !known {
-            return Err(format!(
-                "{method} {template}: unknown query parameter `{name}`"
-            ));
-        }
-    }
-    let request_body = resolve(doc, &op["requestBody"]);
+    let matched = operation(doc, "GitHub's API", method, path)?;
+    check_parameters(doc, &matched, method, query, |p| p["schema"].clone())?;
+    let template = &matched.template;
+    let request_body = resolve(doc, &matched.op["requestBody"]);
     match (body, request_body.is_null()) {
         (Some(_), true) => Err(format!("{method} {template}: takes no request body")),
         (None, false) if request_body["required"] == true => {
@@ -120,12 +80,104 @@ pub fn check(
     }
 }
 
+/// The operation of a description that a request calls.
+pub struct Matched<'a> {
+    /// The path template, e.g. `/repos/{owner}/{repo}/pulls`.
+    pub template: String,
+    /// The path parameters' values.
+    pub params: Params,
+    pub op: &'a Value,
+    /// Every parameter of the path and the operation, `$ref`s resolved.
+    pub declared: Vec<Value>,
+}
+
+/// The operation `method path` of `doc` (named `api` in messages), or what is missing.
+pub fn operation<'a>(
+    doc: &'a Value,
+    api: &str,
+    method: &str,
+    path: &str,
+) -> Result<Matched<'a>, String> {
+    let (template, params) =
+        find_path(doc, path).ok_or_else(|| format!("{method} {path}: no such path in {api}"))?;
+    let item = &doc["paths"][&template];
+    let op = item
+        .get(method.to_ascii_lowercase())
+        .ok_or_else(|| format!("{method} {template}: no such operation in {api}"))?;
+    let declared = item["parameters"]
+        .as_array()
+        .into_iter()
+        .chain(op["parameters"].as_array())
+        .flatten()
+        .map(|p| resolve(doc, p).clone())
+        .collect();
+    Ok(Matched {
+        template,
+        params,
+        op,
+        declared,
+    })
+}
+
+/// Checks the path and query parameters of a request to `matched`: the required ones are
+/// there, each value matches its schema (`schema_of` a declaration: OpenAPI 3 has it under
+/// `schema`, Swagger 2 on the declaration itself), and no query parameter is unknown.
+pub fn check_parameters(
+    doc: &Value,
+    matched: &Matched,
+    method: &str,
+    query: &[(String, String)],
+    schema_of: impl Fn(&Value) -> Value,
+) -> Result<(), String> {
+    let template = &matched.template;
+    for p in &matched.declared {
+        let name = p["name"].as_str().unwrap_or_default();
+        let given: Vec<&String> = match p["in"].as_str() {
+            Some("path") => matched
+                .params
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .collect(),
+            Some("query") => query
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .collect(),
+            _ => continue,
+        };
+        if given.is_empty() && p["required"] == true {
+            return Err(format!(
+                "{method} {template}: required parameter `{name}` missing"
+            ));
+        }
+        let schema = schema_of(p);
+        for value in given {
+            let instance = typed(value, &schema);
+            validate(doc, &schema, &instance)
+                .map_err(|e| format!("{method} {template}: parameter `{name}`: {e}"))?;
+        }
+    }
+    for (name, _) in query {
+        let known = matched
+            .declared
+            .iter()
+            .any(|p| p["in"] == "query" && p["name"] == name.as_str());
+        if !known {
+            return Err(format!(
+                "{method} {template}: unknown query parameter `{name}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Path parameters by name.
 pub type Params = Vec<(String, String)>;
 
 /// The path template matching `path`, with the path parameters' values; literal segments win
 /// over parameters (`/pulls/comments` over `/pulls/{pull_number}`).
-pub fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
+fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let mut best: Option<(usize, String, Params)> = None;
     for template in doc["paths"].as_object()?.keys() {
@@ -160,7 +212,7 @@ pub fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 }
 
 /// A path or query value as the JSON its schema expects (numbers, booleans).
-pub fn typed(value: &str, schema: &Value) -> Value {
+fn typed(value: &str, schema: &Value) -> Value {
     match schema["type"].as_str() {
         Some("integer") | Some("number") => value
             .parse::<f64>()

@@ -12,7 +12,7 @@ use std::{path::PathBuf, sync::OnceLock};
 
 use serde_json::{Map, Value};
 
-use super::openapi::{find_path, resolve, typed, validate};
+use super::openapi::{check_parameters, operation, validate};
 
 /// The SHA-256 of the pinned `swagger.v1.json` (the same as `.ci/test.sh` checks).
 pub const FORGEJO_SWAGGER_SHA256: &str =
@@ -61,61 +61,10 @@ pub fn check(
     query: &[(String, String)],
     body: Option<&Value>,
 ) -> Result<(), String> {
-    let (template, params) = find_path(doc, path)
-        .ok_or_else(|| format!("{method} {path}: no such path in Forgejo's API"))?;
-    let item = &doc["paths"][&template];
-    let op = item
-        .get(method.to_ascii_lowercase())
-        .ok_or_else(|| format!("{method} {template}: no such operation in Forgejo's API"))?;
-    let declared: Vec<Value> = item["parameters"]
-        .as_array()
-        .into_iter()
-        .chain(op["parameters"].as_array())
-        .flatten()
-        .map(|p| resolve(doc, p).clone())
-        .collect();
-    let mut body_param = None;
-    for p in &declared {
-        let name = p["name"].as_str().unwrap_or_default();
-        let given: Vec<&String> = match p["in"].as_str() {
-            Some("path") => params
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v)
-                .collect(),
-            Some("query") => query
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v)
-                .collect(),
-            Some("body") => {
-                body_param = Some(p);
-                continue;
-            }
-            _ => continue,
-        };
-        if given.is_empty() && p["required"] == true {
-            return Err(format!(
-                "{method} {template}: required parameter `{name}` missing"
-            ));
-        }
-        let schema = parameter_schema(p);
-        for value in given {
-            let instance = typed(value, &schema);
-            validate(doc, &schema, &instance)
-                .map_err(|e| format!("{method} {template}: parameter `{name}`: {e}"))?;
-        }
-    }
-    for (name, _) in query {
-        let known = declared
-            .iter()
-            .any(|p| p["in"] == "query" && p["name"] == name.as_str());
-        if !known {
-            return Err(format!(
-                "{method} {template}: unknown query parameter `{name}`"
-            ));
-        }
-    }
+    let matched = operation(doc, "Forgejo's API", method, path)?;
+    check_parameters(doc, &matched, method, query, parameter_schema)?;
+    let template = &matched.template;
+    let body_param = matched.declared.iter().find(|p| p["in"] == "body");
     match (body, body_param) {
         (Some(_), None) => Err(format!("{method} {template}: takes no request body")),
         (None, Some(p)) if p["required"] == true => {
