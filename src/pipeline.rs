@@ -18,7 +18,7 @@ use crate::{
         ForgeSettings, StatusState,
         access::RunAccess,
         flow::{ForgeRun, Proposal, proposal_branch},
-        github_app::AppTokens,
+        installation::AppTokens,
     },
     git::{
         Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,

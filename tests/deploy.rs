@@ -63,6 +63,14 @@ fn example(name: &str) -> Value {
     serde_yaml_ng::from_str(&text).expect("YAML")
 }
 
+/// The resource phasegate makes of a Sensor trigger's `custom` section, sent to its Service.
+fn accepted(custom: &Value) -> Resource {
+    assert_eq!(custom["serverURL"], "phasegate.argo-events.svc:9000");
+    let spec: BTreeMap<String, String> =
+        serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
+    Resource::from_spec_yaml(go_yaml(&spec).as_bytes()).expect("phasegate accepts the spec")
+}
+
 #[test]
 fn every_kustomization_renders_and_validates() {
     for dir in ["base", "overlays/tls", "overlays/argocd-gate"] {
@@ -143,11 +151,7 @@ fn the_example_sensor_fires_a_trigger_phasegate_accepts() {
     let sensor = example("sensor.yaml");
     let trigger = &sensor["spec"]["triggers"][0];
     let custom = &trigger["template"]["custom"];
-    assert_eq!(custom["serverURL"], "phasegate.argo-events.svc:9000");
-    let spec: BTreeMap<String, String> =
-        serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
-    let resource = Resource::from_spec_yaml(go_yaml(&spec).as_bytes())
-        .expect("phasegate accepts the example spec");
+    let resource = accepted(custom);
     assert_eq!(
         resource.credentials_secret.as_deref(),
         Some("github-credentials")
@@ -192,11 +196,7 @@ fn the_pull_request_sensor_opens_pull_requests_as_the_example_github_app() {
     let sensor = example("sensor-pull-request.yaml");
     let trigger = &sensor["spec"]["triggers"][0];
     let custom = &trigger["template"]["custom"];
-    assert_eq!(custom["serverURL"], "phasegate.argo-events.svc:9000");
-    let spec: BTreeMap<String, String> =
-        serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
-    let resource = Resource::from_spec_yaml(go_yaml(&spec).as_bytes())
-        .expect("phasegate accepts the example spec");
+    let resource = accepted(custom);
     assert_eq!(resource.promote_via, "pull-request");
     assert_eq!(
         custom["parameters"],

@@ -114,19 +114,6 @@ async fn a_working_directory_missing_on_the_server_is_a_failed_precondition() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A private CA (`ca.pem`) and a certificate it signed for `localhost` (`app.pem`, `app.key`).
 fn internal_ca(dir: &Path) {
     let ec = [

@@ -10,7 +10,8 @@ use url::Url;
 
 use super::{
     ForgeError, ForgeSettings,
-    github_app::{AppTokens, GitHubApp, Installation},
+    github_app::GitHubApp,
+    installation::{AppTokens, Installation},
     locate,
 };
 use crate::{

@@ -68,7 +68,7 @@ impl ForgeRun {
         };
         let client = match token {
             ForgeToken::Token(token) => super::connect(&located, token, settings)?,
-            ForgeToken::App(app) => super::github_app::connect(&located, app, settings)?,
+            ForgeToken::App(app) => super::installation::connect(&located, app, settings)?,
         };
         Ok(Some(ForgeRun::new(client, plan, run_id, settings)))
     }

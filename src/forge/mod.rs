@@ -5,7 +5,7 @@
 //! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
 //! only to the API of the repository it was given for); [`api`] is the small REST client with
 //! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
-//! lifecycle and the commit statuses of a run; [`github_app`] authenticates as a GitHub App;
+//! lifecycle and the commit statuses of a run; [`github_app`] and [`installation`] authenticate as a GitHub App;
 //! [`access`] chooses a run's credentials for git and its forge.
 
 pub mod access;
@@ -16,6 +16,7 @@ mod gitea;
 mod github;
 pub mod github_app;
 mod gitlab;
+pub mod installation;
 mod locate;
 
 use futures_util::future::BoxFuture;

@@ -10,12 +10,13 @@
 
 use std::{
     path::Path,
-    process::Command,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
+
+use super::openssl;
 
 /// An App's RSA key pair, in the forms GitHub hands out and verifies.
 pub struct AppKey {
@@ -30,49 +31,42 @@ pub struct AppKey {
 impl AppKey {
     /// A fresh 2048-bit key made with openssl in `dir`.
     pub fn generate(dir: &Path, name: &str) -> AppKey {
-        let key = dir.join(format!("{name}.pem"));
-        let (pkcs1, public) = (
-            dir.join(format!("{name}.rsa.pem")),
-            dir.join(format!("{name}.pub.der")),
+        let (key, pkcs1, public) = (
+            format!("{name}.pem"),
+            format!("{name}.rsa.pem"),
+            format!("{name}.pub.der"),
         );
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl must be installed");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
-        let (key_s, pkcs1_s, public_s) = (path(&key), path(&pkcs1), path(&public));
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            &key_s,
-        ]);
-        openssl(&["rsa", "-in", &key_s, "-traditional", "-out", &pkcs1_s]);
-        openssl(&[
-            "rsa",
-            "-in",
-            &key_s,
-            "-RSAPublicKey_out",
-            "-outform",
-            "DER",
-            "-out",
-            &public_s,
-        ]);
-        let read = |p: &Path| std::fs::read_to_string(p).expect("key file");
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &key,
+            ],
+        );
+        openssl(dir, &["rsa", "-in", &key, "-traditional", "-out", &pkcs1]);
+        openssl(
+            dir,
+            &[
+                "rsa",
+                "-in",
+                &key,
+                "-RSAPublicKey_out",
+                "-outform",
+                "DER",
+                "-out",
+                &public,
+            ],
+        );
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("key file");
         let key = AppKey {
             pkcs8_pem: read(&key),
             pkcs1_pem: read(&pkcs1),
-            public_der: std::fs::read(&public).expect("public key"),
+            public_der: std::fs::read(dir.join(&public)).expect("public key"),
         };
         assert!(key.pkcs8_pem.contains("BEGIN PRIVATE KEY"));
         assert!(key.pkcs1_pem.contains("BEGIN RSA PRIVATE KEY"));
