@@ -2,12 +2,18 @@
 //! and `on`, octal `017`, `1_000`, sexagesimal `12:30`, timestamps, the resolution Helm's Go YAML
 //! follows), and serde_yaml_ng (YAML 1.2). For every source scalar of every type class, written
 //! over targets of other types, each reader must see in the target exactly the value and type
-//! it sees in the source.
+//! it sees in the source. And through a real promotion: each key takes its source's type.
+
+mod support;
 
 use std::process::Command;
 
-use phasegate::values::{read_value, set_scalar};
+use phasegate::{
+    git::{GitPromoter, PromotionOutcome, local},
+    values::{read_value, set_scalar},
+};
 use serde_json::json;
+use support::engine::{promotion, settings};
 
 /// Values of every class a plain scalar may be typed as, and strings.
 const VALUES: &[&str] = &[
@@ -117,4 +123,42 @@ fn yaml_1_2_reads_the_written_value_as_it_reads_the_source() {
     for (source, written) in written() {
         assert_eq!(read(&written), read(&source), "{source} -> {written}");
     }
+}
+
+#[tokio::test]
+async fn a_promotion_writes_each_key_with_its_source_type() {
+    let (_d, root) = support::tempdir();
+    let bare = root.join("gitops.git");
+    let path = |phase: &str| format!("apps/{phase}/values.yaml");
+    let synced = local::commit_files(
+        &bare,
+        "main",
+        &[
+            (
+                &path("test"),
+                "replicas: 3\nimage:\n  tag: \"1.10\"\n  pull: yes\n",
+            ),
+            (
+                &path("prod"),
+                "replicas: \"3\" # pinned\nimage:\n  tag: 1.9\n  pull: 'no'\n",
+            ),
+        ],
+        "Deploy 1.10 to test",
+    )
+    .expect("commit");
+    let cache = support::tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, None));
+    let mut p = promotion(&format!("file://{}", bare.display()), "x", &synced);
+    p.path = "apps/{phase}/values.yaml".into();
+    p.keys = vec!["replicas".into(), "image.tag".into(), "image.pull".into()];
+
+    let result = promoter.promote(p).await.expect("promotes");
+
+    // `replicas` differed only in type: that is a change too.
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    let prod = local::read_file(&bare, "main", &path("prod")).expect("prod values");
+    assert_eq!(
+        prod,
+        "replicas: 3 # pinned\nimage:\n  tag: '1.10'\n  pull: yes\n"
+    );
 }
