@@ -13,14 +13,6 @@ use serde_json::json;
 use support::*;
 use tonic::Code;
 
-/// The value of a metric line `name{labels} value` in a scrape, 0 when absent.
-fn metric(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 /// Every run the server's history lists.
 async fn runs(server: &TestServer) -> Vec<phasegate::proto::runs::Run> {
     let mut client = RunsClient::connect(server.url()).await.expect("connect");

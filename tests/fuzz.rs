@@ -3,6 +3,8 @@
 //! edit changes nothing but the scalar. CI runs 2,000 cases per property (12,000 in all); for
 //! a longer run by hand: `PROPTEST_CASES=1000000 cargo test --release --test fuzz`.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use phasegate::{
@@ -161,11 +163,7 @@ fn source_token() -> impl Strategy<Value = String> {
             "[ -~]{0,16}"
         ],
     )
-        .prop_map(|(quote, value)| match quote {
-            "'" => format!("'{}'", value.replace('\'', "''")),
-            "\"" => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
-            _ => value,
-        })
+        .prop_map(|(quote, value)| support::yaml_token(&value, quote))
 }
 
 /// The value at `path` as serde_yaml_ng (a YAML 1.2 loader of its own) reads it, type included.

@@ -9,17 +9,6 @@ use phasegate::{
 };
 use support::*;
 
-/// The value of a metric line `name{labels} value` in a scrape, 0 when absent.
-fn metric(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_promotions_failed_tests_and_duplicates() {
     let (_dir, root) = tempdir();

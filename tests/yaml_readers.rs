@@ -53,20 +53,12 @@ const VALUES: &[&str] = &[
 /// Targets holding a string, an integer, a float, quoted strings, a boolean.
 const TARGETS: &[&str] = &["v1", "41", "1.9", "'v1'", "\"41\"", "no"];
 
-fn token(value: &str, quote: &str) -> String {
-    match quote {
-        "'" => format!("'{}'", value.replace('\'', "''")),
-        "\"" => format!("\"{}\"", value.replace('"', "\\\"")),
-        _ => value.to_string(),
-    }
-}
-
 /// (source file, written target file) for every source value, quoting and target.
 fn written() -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     for value in VALUES {
         for quote in ["", "'", "\""] {
-            let source = format!("image:\n  version: {}\n", token(value, quote));
+            let source = format!("image:\n  version: {}\n", support::yaml_token(value, quote));
             let scalar = read_value(&source, "image.version").expect(&source);
             for old in TARGETS {
                 let target = format!("image:\n  version: {old}  # c\n");

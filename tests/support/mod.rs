@@ -347,3 +347,20 @@ impl std::io::Write for Screen {
         Ok(())
     }
 }
+
+/// The value of a metric line `name{labels} value` in a Prometheus scrape, 0 when absent.
+pub fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// `value` as a YAML scalar token: plain (`quote` empty), single- or double-quoted.
+pub fn yaml_token(value: &str, quote: &str) -> String {
+    match quote {
+        "'" => format!("'{}'", value.replace('\'', "''")),
+        "\"" => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),
+        _ => value.to_string(),
+    }
+}
