@@ -9,7 +9,12 @@ use std::time::Duration;
 
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
-use support::{fake_gitea::FakeGitea, forge_bed::ForgeBed, *};
+use support::{
+    fake_gitea::FakeGitea,
+    forge_bed::ForgeBed,
+    forge_scenarios::{self, Reviewed},
+    *,
+};
 use tonic::Code;
 
 const TOKEN: &str = "gtea-SENTINEL-token-5d21";
@@ -29,19 +34,6 @@ impl Tea {
         let pulls = self.forge.pulls();
         assert_eq!(pulls.len(), 1, "{pulls:#?}");
         pulls[0].clone()
-    }
-
-    /// (state, description) of the statuses on `sha`, in order.
-    fn statuses(&self, sha: &str) -> Vec<(String, String)> {
-        self.forge
-            .statuses(sha)
-            .iter()
-            .map(|s| {
-                assert_eq!(s["context"], "phasegate/test->prod");
-                let text = |k: &str| s[k].as_str().unwrap_or("").to_string();
-                (text("state"), text("description"))
-            })
-            .collect()
     }
 
     /// The body of the last merge request phasegate sent.
@@ -111,7 +103,7 @@ async fn opens_a_wip_pull_request_with_label_ids_and_sets_statuses() {
     assert!(head.starts_with("phasegate/prod/"), "{head}");
     assert_eq!(f.prod_on(head), "2.0");
     assert_eq!(r["commit"], pr["head"]["sha"]);
-    let statuses = f.statuses(&f.synced);
+    let statuses = f.forge.statuses_on(&f.synced);
     assert_eq!(statuses[0].0, "pending");
     assert_eq!(statuses[1].0, "success");
     assert!(
@@ -273,77 +265,14 @@ async fn auto_merge_merges_at_once_or_lets_gitea_merge_when_the_checks_succeed()
 #[tokio::test]
 async fn waits_for_a_reviewer_closed_unmerged_fails_and_the_wait_has_a_deadline() {
     let f = Tea::start().await;
-    let gitea = &f.forge;
-    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
-    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
-    eventually(|| gitea.pulls().len() == 1).await;
-    gitea.merge(1);
-    let r = run.await.expect("task").expect("fires").response;
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(f.prod_on("main"), "2.0");
-
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    eventually(|| gitea.pulls().len() == 2).await;
-    gitea.close(2);
-    let failed = run.await.expect("task").expect_err("closed");
-    assert_eq!(failed.status.code(), Code::FailedPrecondition);
-    assert!(
-        failed
-            .status
-            .message()
-            .contains("closed without being merged"),
-        "{:?}",
-        failed.status
-    );
-
-    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
-    let status = f
-        .fire(&f.pr_spec(&[("waitForMerge", "1s")]), &v4)
-        .await
-        .expect_err("deadline");
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("still not merged"), "{status:?}");
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
+    forge_scenarios::waits_for_a_reviewer(&f).await;
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_statuses_pending_then_success_or_failure() {
     let f = Tea::start().await;
-
-    let r = f.fire(&f.spec(&[]), &f.synced).await.expect("fires");
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert!(r.get("pullRequest").is_none(), "{r}");
-    assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
-    let statuses = f.statuses(&f.synced);
-    assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
-    assert!(
-        statuses[1].1.contains("promoted 2.0 from test to prod"),
-        "{statuses:?}"
-    );
-    assert!(f.forge.pulls().is_empty());
-
-    let broken = app(500, "down").await;
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let spec = f.spec(&[
-        ("test", "http"),
-        ("testTarget", &broken),
-        ("testInterval", "10ms"),
-    ]);
-    let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
-    assert_eq!(failed.code(), Code::FailedPrecondition);
-    let statuses = f.statuses(&v3);
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "failure");
-    assert!(
-        statuses[1].1.contains("tests of test failed"),
-        "{statuses:?}"
-    );
-    f.forge.assert_valid();
+    forge_scenarios::push_mode_statuses(&f, &[]).await;
     f.server.stop().await;
 }
 
@@ -354,7 +283,7 @@ async fn rides_out_an_outage_and_a_rate_limit_then_gives_up_with_the_reason() {
     f.forge.fail_next(2, 502, &[]);
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(f.statuses(&f.synced)[0].0, "pending");
+    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
 
     // A rate limit (a proxy in front of Codeberg or Gitea): 429 with Retry-After.
     let v3 = bump(&f.bare, &["petstore"], "test", "3.0");

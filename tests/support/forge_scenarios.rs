@@ -6,6 +6,7 @@ use tonic::Code;
 
 use super::{
     app, bump, eventually,
+    fake_gitea::FakeGitea,
     fake_github::FakeGitHub,
     fake_gitlab::FakeGitLab,
     fire_in_background,
@@ -74,6 +75,30 @@ impl Reviewed for FakeGitLab {
             .iter()
             .inspect(|s| assert_eq!(s["name"], "phasegate/test->prod"))
             .map(|s| (text(s, "status"), text(s, "description")))
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+}
+
+impl Reviewed for FakeGitea {
+    const FAILED: &'static str = "failure";
+    fn opened(&self) -> usize {
+        self.pulls().len()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
+        let statuses = self.statuses(sha);
+        statuses
+            .iter()
+            .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
+            .map(|s| (text(s, "state"), text(s, "description")))
             .collect()
     }
     fn check_requests(&self) {
