@@ -2,7 +2,8 @@
 # The benchmark (not part of the tests): `bash bench/run.sh` prints a Markdown table.
 # BENCH_RUNS=N sets the warm-promotion sample size (default 50); BENCH_COMMITS and BENCH_FILES
 # the generated repository's size (default 10,000 commits over 2,000 files); BENCH_CONSOLE_ONLY=1
-# runs only the web console's rows (its pages with 1,000 runs in the history).
+# runs only the web console's rows (its pages with 1,000 runs in the history), BENCH_ONE_SHOT_ONLY=1
+# only the one-shot `phasegate promote` rows (cold against a bare clone, warm against the floor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml

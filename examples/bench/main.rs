@@ -7,18 +7,20 @@
 //! clone), the cold first promotion against `git clone --bare`, the one-shot
 //! `phasegate promote` (a fresh process per promotion, as in the classic container step) cold
 //! and warm, 1,000 concurrent duplicates, a fan-in of 100 apps, the server's memory, and the
-//! web console's pages with 1,000 runs in the history (`BENCH_CONSOLE_ONLY=1`: only those).
+//! web console's pages with 1,000 runs in the history (`BENCH_CONSOLE_ONLY=1`: only those;
+//! `BENCH_ONE_SHOT_ONLY=1`: only the one-shot rows).
 //! Prints a Markdown table.
 
 mod console;
 #[path = "../../tests/support/git_server.rs"]
 #[allow(dead_code)]
 mod git_server;
+mod one_shot;
 mod repo;
 mod server;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::Instant,
 };
@@ -138,6 +140,18 @@ async fn main() -> BenchResult<()> {
         print(rows);
         return Ok(());
     }
+    if std::env::var_os("BENCH_ONE_SHOT_ONLY").is_some() {
+        let one_shot = one_shot::OneShot {
+            bin: &bin,
+            root: root.path(),
+            url: &url,
+            auth: &auth,
+        };
+        rows.push(one_shot.cold(&mut bump)?);
+        rows.push(one_shot.warm(&mut bump, runs)?);
+        print(rows);
+        return Ok(());
+    }
 
     // Cold: the first promotion of an empty cache against `git clone --bare`.
     let mut cold = Vec::new();
@@ -250,51 +264,14 @@ async fn main() -> BenchResult<()> {
         })?);
     }
     let (floor_p50, floor_p95) = summary(floor);
-    // The one-shot CLI: a fresh process per promotion, as the classic container step runs it;
-    // cold (an empty cache each time) and warm (the cache of the previous run).
-    let one_shot = |cache: &Path, app: &str, commit: &str| {
-        sh(Command::new(&bin)
-            .args(["promote", "--git-repo", &url, "--source-commit", commit])
-            .args([
-                "--source-phase",
-                "test",
-                "--target-phase",
-                "prod",
-                "--test",
-                "none",
-            ])
-            .args(["--path", &PATH.replace("{app}", app), "--cache-dir"])
-            .arg(cache)
-            .env("GIT_USER", USER)
-            .env("GIT_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn"))
+    let one_shot = one_shot::OneShot {
+        bin: &bin,
+        root: root.path(),
+        url: &url,
+        auth: &auth,
     };
-    let mut shot_cold = Vec::new();
-    for i in 0..5 {
-        let (commit, _) = bump("app005")?;
-        let cache = root.path().join(format!("one-shot-cold-{i}"));
-        shot_cold.push(timed(|| one_shot(&cache, "app005", &commit))?);
-    }
-    let shot_cache = root.path().join("one-shot-warm");
-    let (commit, _) = bump("app006")?;
-    one_shot(&shot_cache, "app006", &commit)?;
-    let mut shot_warm = Vec::new();
-    for _ in 0..runs {
-        let (commit, _) = bump("app006")?;
-        shot_warm.push(timed(|| one_shot(&shot_cache, "app006", &commit))?);
-    }
-    let (shot_cold_p50, _) = summary(shot_cold);
-    let (shot_warm_p50, shot_warm_p95) = summary(shot_warm);
-    rows.push((
-        "One-shot `phasegate promote`, cold (p50 of 5)".into(),
-        format!("{shot_cold_p50:.0} ms vs git clone --bare {clone_p50:.0} ms"),
-        format!("{:.2}× (goal ≤ 1.3×)", shot_cold_p50 / clone_p50),
-    ));
-    rows.push((
-        format!("One-shot `phasegate promote`, warm cache (p50 / p95 of {runs})"),
-        format!("{shot_warm_p50:.0} / {shot_warm_p95:.0} ms"),
-        format!("{:.2}× the floor (goal ≤ 1.2×)", shot_warm_p50 / floor_p50),
-    ));
+    rows.push(one_shot.cold(&mut bump)?);
+    rows.push(one_shot.warm(&mut bump, runs)?);
     rows.push((
         format!("Warm promotion, phasegate (p50 / p95 of {runs})"),
         format!("{warm_p50:.0} / {warm_p95:.0} ms"),
@@ -350,10 +327,10 @@ async fn main() -> BenchResult<()> {
         .unwrap_or_default()
         .lines()
         .count();
-    let commits = local::log(&bare, "main", commits * 2)?.len() - before;
+    let dup_commits = local::log(&bare, "main", commits * 2)?.len() - before;
     rows.push((
         "1,000 concurrent identical Executes".into(),
-        format!("{test_runs} test run, {commits} commit, {failures} failed answers"),
+        format!("{test_runs} test run, {dup_commits} commit, {failures} failed answers"),
         format!(
             "answer p50 {:.0} ms, p99 {:.0} ms (goal: 1 run, 1 commit)",
             percentile(&answers, 0.5),
