@@ -1,7 +1,8 @@
 //! Server configuration: a YAML file, every field also settable by flag or `PHASEGATE_*`
 //! environment variable ([`Overrides`]; a flag wins over its variable, both over the file).
-//! Git credentials come from the classic container's variables (`GIT_USER`, `GIT_PASSWORD`,
-//! `GIT_EMAIL`) or from files.
+//! Git credentials come from credential scopes (`credentials:`, bound to URL prefixes), and
+//! the classic container's variables (`GIT_USER`, `GIT_PASSWORD`, `GIT_EMAIL`) or files, which
+//! go only to the repositories `policy.repos` names.
 
 use std::{
     net::SocketAddr,
@@ -12,9 +13,9 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
+    credentials::{CredentialScopes, Credentials, ScopeConfig, Secret},
     git::{
-        Credentials, DEFAULT_PUSH_ATTEMPTS, GitSettings, IdentityCheck, Secret, Signer,
-        SigningFormat, SigningKeySource,
+        DEFAULT_PUSH_ATTEMPTS, GitSettings, IdentityCheck, Signer, SigningFormat, SigningKeySource,
     },
     policy::{Policy, PolicyConfig},
 };
@@ -39,8 +40,10 @@ pub struct Config {
     pub console_commit_link: Option<String>,
     /// Webhooks posted when a run ends.
     pub notifications: Vec<crate::notify::NotificationConfig>,
-    /// Allowlists.
+    /// Allowlists (closed by default).
     pub policy: PolicyConfig,
+    /// Credential scopes: which credentials go to which remotes (URL prefixes).
+    pub credentials: Vec<ScopeConfig>,
     /// Git author, credentials and push behaviour.
     pub git: GitConfig,
     /// Where the repository clones live (a volume, so restarts stay warm).
@@ -206,6 +209,8 @@ pub struct GitConfig {
     /// Allowed signers file (git's `gpg.ssh.allowedSignersFile`) that must list SSH signing
     /// keys for their email.
     pub signing_allowed_signers: Option<PathBuf>,
+    /// The server's own credentials may go to `http://` remotes of `policy.repos` (clear text).
+    pub allow_insecure_http: bool,
 }
 
 /// The listeners of `serve`, over the configuration file's.
@@ -276,12 +281,36 @@ pub struct Overrides {
     /// Allowed test image globs.
     #[arg(long, env = "PHASEGATE_POLICY_IMAGES", value_delimiter = ',')]
     pub policy_images: Option<Vec<String>>,
-    /// Allowed test command globs.
+    /// Allowed test command globs (canonical paths).
     #[arg(long, env = "PHASEGATE_POLICY_COMMANDS", value_delimiter = ',')]
     pub policy_commands: Option<Vec<String>>,
     /// Let specs set allowUnmergedSource (promote commits that are not on their branch).
     #[arg(long, env = "PHASEGATE_POLICY_ALLOW_UNMERGED_SOURCE")]
     pub policy_allow_unmerged_source: Option<bool>,
+    /// Namespaces a test Job may run in besides the server's.
+    #[arg(long, env = "PHASEGATE_POLICY_TEST_NAMESPACES", value_delimiter = ',')]
+    pub policy_test_namespaces: Option<Vec<String>>,
+    /// Service accounts a test Job may run as.
+    #[arg(
+        long,
+        env = "PHASEGATE_POLICY_TEST_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    pub policy_test_service_accounts: Option<Vec<String>>,
+    /// Allow `test: none`.
+    #[arg(
+        long,
+        env = "PHASEGATE_POLICY_ALLOW_NO_TESTS",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub policy_allow_no_tests: bool,
+    /// Permissive mode: an empty policy list allows everything (warned about loudly).
+    #[arg(
+        long,
+        env = "PHASEGATE_POLICY_PERMISSIVE",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub policy_permissive: bool,
     /// Commit author name.
     #[arg(long, env = "PHASEGATE_GIT_AUTHOR_NAME")]
     pub git_author_name: Option<String>,
@@ -306,6 +335,13 @@ pub struct Overrides {
     /// Extra CA bundle for https test targets (the HTTP runner also trusts --git-ca-file).
     #[arg(long, env = "PHASEGATE_TEST_CA_FILE")]
     pub test_ca_file: Option<PathBuf>,
+    /// The server's own credentials may go to http:// remotes of policy.repos (clear text).
+    #[arg(
+        long,
+        env = "PHASEGATE_GIT_ALLOW_INSECURE_HTTP",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub git_allow_insecure_http: bool,
     /// Push attempts before ABORTED.
     #[arg(long, env = "PHASEGATE_PUSH_ATTEMPTS")]
     pub push_attempts: Option<u32>,
@@ -388,6 +424,13 @@ impl Overrides {
             &mut c.policy.allow_unmerged_source,
             self.policy_allow_unmerged_source,
         );
+        set_list(&mut c.policy.test_namespaces, self.policy_test_namespaces);
+        set_list(
+            &mut c.policy.test_service_accounts,
+            self.policy_test_service_accounts,
+        );
+        c.policy.allow_no_tests |= self.policy_allow_no_tests;
+        c.policy.permissive |= self.policy_permissive;
         let g = &mut c.git;
         set(&mut g.author_name, self.git_author_name);
         set(&mut g.author_email, self.git_author_email);
@@ -407,6 +450,7 @@ impl Overrides {
             .git_signing_allowed_signers
             .or(g.signing_allowed_signers.take());
         c.test.ca_file = self.test_ca_file.or(c.test.ca_file.take());
+        g.allow_insecure_http |= self.git_allow_insecure_http;
         let k = &mut c.kubernetes;
         k.namespace = self.kubernetes_namespace.or(k.namespace.take());
         k.api_url = self.kubernetes_api_url.or(k.api_url.take());
@@ -489,6 +533,7 @@ impl Default for Config {
             console_commit_link: None,
             notifications: Vec::new(),
             policy: PolicyConfig::default(),
+            credentials: Vec::new(),
             git: GitConfig::default(),
             cache_dir: std::env::temp_dir().join("phasegate-cache"),
             max_runs: 8,
@@ -517,6 +562,7 @@ impl Default for GitConfig {
             signing_format: None,
             signing_email: None,
             signing_allowed_signers: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -615,7 +661,7 @@ impl Config {
         };
         let username = read(&g.username_file, "GIT_USER")?;
         let password = read(&g.password_file, "GIT_PASSWORD")?;
-        let credentials = match (username, password) {
+        let legacy = match (username, password) {
             (Some(username), Some(password)) => Some(Credentials {
                 username,
                 password: Secret::new(password),
@@ -628,6 +674,13 @@ impl Config {
                 ));
             }
         };
+        let credentials = CredentialScopes::load(&self.credentials)
+            .map_err(|e| ConfigError(e.to_string()))?
+            .with_legacy(
+                legacy,
+                self.policy()?.repos().clone(),
+                g.allow_insecure_http,
+            );
         if g.push_attempts == 0 {
             return Err(ConfigError("git.pushAttempts must be at least 1".into()));
         }
@@ -700,7 +753,7 @@ mod tests {
         let c = Config::load(Some(&file)).expect("loads");
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.max_runs, 2);
-        assert!(!c.policy().expect("policy").is_open());
+        assert!(!c.policy().expect("policy").is_permissive());
         std::fs::write(&file, "shutdownGrace: 2m 30s\n").expect("write");
         let c = Config::load(Some(&file)).expect("loads");
         assert_eq!(c.shutdown_grace, Duration::from_secs(150));

@@ -87,7 +87,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Spec(_) => ErrorKind::InvalidArgument,
-            Error::Policy(_) => ErrorKind::PermissionDenied,
+            Error::Policy(e) => e.kind(),
             Error::Git(e) => e.kind(),
             Error::Runner(e) => e.kind(),
             Error::Cluster(e) => e.kind(),

@@ -14,7 +14,10 @@
 //! ```
 //!
 //! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`].
-//! - [`policy`]: allowlists of repositories, transitions, test images and commands.
+//! - [`policy`]: allowlists of repositories, transitions, test images, commands, Job
+//!   namespaces and service accounts; closed by default when serving.
+//! - [`credentials`]: credential scopes — which credentials go to which remote;
+//!   [`hardening`]: the process is non-dumpable, its cache private.
 //! - [`runner`]: the test runners, one file each.
 //! - [`cluster`]: Kubernetes client, `credentialsSecret` lookup, the Argo CD gate.
 //! - [`values`]: the format-preserving edit of a values file (pure).
@@ -32,11 +35,13 @@
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod credentials;
 pub mod demo;
 pub mod diff;
 pub mod error;
 pub mod forge;
 pub mod git;
+pub mod hardening;
 pub mod history;
 pub mod ledger;
 pub mod metrics;

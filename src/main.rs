@@ -163,6 +163,12 @@ enum RunsAction {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format, matches!(cli.command, Command::Demo { .. }));
+    if matches!(cli.command, Command::Serve { .. } | Command::Promote { .. })
+        && let Err(e) = phasegate::hardening::protect_process()
+    {
+        // Still safe to serve; a test command of the same user could read /proc/<pid>/environ.
+        tracing::warn!(error = %e, "cannot mark the process non-dumpable");
+    }
     match cli.command {
         Command::Serve { config } => {
             let result = async {
@@ -297,7 +303,8 @@ async fn main() -> ExitCode {
 async fn promote(resource: Resource, config: Overrides) -> ExitCode {
     let result = async {
         let prepared = async {
-            let config = config.load()?;
+            let mut config = config.load()?;
+            config.policy.trust_command_line(&resource.repo);
             let pipeline = server::pipeline(&config, Default::default()).await?;
             Ok::<_, phasegate::Error>((pipeline, Plan::from_resource(&resource)?))
         };

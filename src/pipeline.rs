@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd, secrets::SecretStore},
+    credentials::CredentialScopes,
     forge::{
         ForgeSettings, StatusState,
         access::RunAccess,
@@ -36,6 +37,7 @@ use crate::{
 /// The engine behind the gRPC adapter and the `promote` command.
 pub struct Pipeline {
     policy: Policy,
+    scopes: CredentialScopes,
     promoter: GitPromoter,
     ledger: RunLedger,
     permits: Arc<Semaphore>,
@@ -54,9 +56,10 @@ pub struct Pipeline {
 #[derive(Debug, Default)]
 struct Forges {
     settings: ForgeSettings,
-    /// The server's own git credentials: their password is the forge token when the spec
-    /// names no `credentialsSecret`.
-    credentials: Option<Credentials>,
+    /// The credential scopes: the password of the repository's credentials (its
+    /// `credentialsSecret`'s, else `credentials_for` the repo) is the token for the forge API on
+    /// the repository's host; a repo no scope covers gets no token.
+    credentials: CredentialScopes,
     /// GitHub App installation tokens, shared by the runs.
     app_tokens: Arc<AppTokens>,
 }
@@ -102,6 +105,7 @@ impl Pipeline {
         }
         Pipeline {
             policy,
+            scopes: git.credentials.clone(),
             promoter: GitPromoter::new(git),
             ledger,
             permits: Arc::new(Semaphore::new(max_runs.max(1))),
@@ -152,7 +156,10 @@ impl Pipeline {
 
     /// Runs a validated plan once per idempotency key.
     pub async fn submit(&self, plan: Plan) -> Shared {
-        self.policy.check(&plan).map_err(|e| Arc::new(e.into()))?;
+        let plan = self
+            .policy
+            .admit(plan, &self.scopes)
+            .map_err(|e| Arc::new(e.into()))?;
         let key = idempotency_key(&plan);
         let id = run_id();
         let (run, waiter) = match self.ledger.claim(&key, &id) {
@@ -300,7 +307,7 @@ impl RunTask {
         let access = RunAccess::choose(
             plan,
             from_secret,
-            self.forges.credentials.as_ref(),
+            self.forges.credentials.credentials_for(&plan.repo),
             &self.forges.app_tokens,
             &self.forges.settings,
         )?;

@@ -1,99 +1,237 @@
-//! The server policy: which repositories, phase transitions, test images and local commands a
-//! Sensor may ask for. An empty list allows everything (the server warns at startup).
+//! The server policy: which repositories, phase transitions, test images, local commands, Job
+//! namespaces and service accounts a Sensor may ask for.
+//!
+//! Closed by default: with no configuration, `serve` refuses every repository that neither
+//! `policy.repos` nor a credential scope names, the command runner (no `policy.commands`), the
+//! Job runner (no `policy.images`), `test: none` (no `policy.allowNoTests`), and any
+//! `testNamespace` or `testServiceAccount` not listed. Transitions are free unless listed (the
+//! spec's `phases` chain them). `policy.permissive: true` brings back the old behaviour (an
+//! empty list allows everything), loudly. Globs' `*` never crosses `/` (`**` does).
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
-use crate::spec::{Plan, TestPlan};
+use crate::{
+    credentials::CredentialScopes,
+    spec::{Plan, RepoGlobs, TestPlan, strict_glob},
+};
 
 /// Why the policy refused a run.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// A glob in the configuration does not parse.
-    #[error("policy {list} has an invalid glob {glob:?}: {reason}")]
-    BadGlob {
-        list: &'static str,
-        glob: String,
-        reason: String,
-    },
+    #[error("policy {list} has an invalid glob {reason}")]
+    BadGlob { list: &'static str, reason: String },
     /// The request is outside the allowlists.
     #[error("server policy does not allow {what}")]
     Denied { what: String },
+    /// The command cannot be checked: its `testWorkdir` is missing on this server.
+    #[error("testWorkdir {0:?} is not a directory on this server")]
+    NoWorkdir(String),
+}
+
+impl PolicyError {
+    /// The kind of this error: a missing working directory is the server's state, not a refusal.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            PolicyError::NoWorkdir(_) => crate::ErrorKind::FailedPrecondition,
+            PolicyError::BadGlob { .. } | PolicyError::Denied { .. } => {
+                crate::ErrorKind::PermissionDenied
+            }
+        }
+    }
 }
 
 /// Allowlists as written in the server configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Globs of repository URLs (`https://github.com/my-org/*`).
+    /// Globs of repository URLs (`https://github.com/my-org/*`), matched on the normalised URL.
     pub repos: Vec<String>,
     /// Allowed transitions, `source->target` (`test->prod`); `*` matches any phase.
     pub transitions: Vec<String>,
     /// Globs of test images (`registry.example.com/tests/*`).
     pub images: Vec<String>,
-    /// Globs of programs the command runner may start.
+    /// Globs of the canonical paths of programs the command runner may start.
     pub commands: Vec<String>,
     /// Whether a spec may set `allowUnmergedSource` (promote a commit that is not on its
     /// branch). Off by default: only merged versions are promoted.
     pub allow_unmerged_source: bool,
+    /// Namespaces a test Job may run in besides the server's own (`testNamespace`).
+    pub test_namespaces: Vec<String>,
+    /// Service accounts a test Job may run as (`testServiceAccount`); without one the Job runs
+    /// as its namespace's `default`.
+    pub test_service_accounts: Vec<String>,
+    /// `test: none` (promote without testing) is allowed.
+    pub allow_no_tests: bool,
+    /// An empty list allows everything, as before phasegate was closed by default (loud).
+    pub permissive: bool,
+}
+
+impl PolicyConfig {
+    /// The operator's own command line (`phasegate promote`) is trusted where the operator
+    /// configured no list: the repository it names (which then gets the server's own
+    /// credentials), its command, and `--test none`. Lists that are configured still apply.
+    pub fn trust_command_line(&mut self, repo: &str) {
+        if self.repos.is_empty() {
+            self.repos.push(globset::escape(repo));
+        }
+        if self.commands.is_empty() {
+            self.commands.push("/**".into());
+        }
+        self.allow_no_tests = true;
+    }
 }
 
 /// The compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    repos: Option<GlobSet>,
+    repos: RepoGlobs,
     transitions: Option<GlobSet>,
     images: Option<GlobSet>,
     commands: Option<GlobSet>,
     allow_unmerged_source: bool,
+    namespaces: Vec<String>,
+    service_accounts: Vec<String>,
+    allow_no_tests: bool,
+    permissive: bool,
 }
 
 impl Policy {
     /// Compiles the allowlists.
     pub fn new(cfg: &PolicyConfig) -> Result<Policy, PolicyError> {
         Ok(Policy {
-            repos: globs("repos", &cfg.repos)?,
+            repos: RepoGlobs::new(&cfg.repos).map_err(|reason| PolicyError::BadGlob {
+                list: "repos",
+                reason,
+            })?,
             transitions: globs("transitions", &cfg.transitions)?,
             images: globs("images", &cfg.images)?,
             commands: globs("commands", &cfg.commands)?,
             allow_unmerged_source: cfg.allow_unmerged_source,
+            namespaces: cfg.test_namespaces.clone(),
+            service_accounts: cfg.test_service_accounts.clone(),
+            allow_no_tests: cfg.allow_no_tests,
+            permissive: cfg.permissive,
         })
     }
 
-    /// True when no allowlist is set: any Sensor may push anywhere the credentials reach.
-    pub fn is_open(&self) -> bool {
-        self.repos.is_none() && self.transitions.is_none() && self.images.is_none()
+    /// True in permissive mode: any Sensor may push anywhere the credentials reach.
+    pub fn is_permissive(&self) -> bool {
+        self.permissive
     }
 
-    /// Refuses a plan outside the allowlists.
-    pub fn check(&self, plan: &Plan) -> Result<(), PolicyError> {
-        allow(&self.repos, plan.repo.as_str(), || {
-            format!("repository {}", plan.repo)
-        })?;
+    /// The repository globs (the server's own credentials go to these repos only).
+    pub fn repos(&self) -> &RepoGlobs {
+        &self.repos
+    }
+
+    /// Refuses a plan outside the allowlists; a command's program is resolved to its
+    /// canonical path, which is what is matched and what the runner starts.
+    pub fn admit(&self, mut plan: Plan, scopes: &CredentialScopes) -> Result<Plan, PolicyError> {
+        let repo_ok = self.repos.is_match(&plan.repo)
+            || scopes.covers(&plan.repo)
+            || (self.permissive && self.repos.is_empty());
+        if !repo_ok {
+            return denied(format!(
+                "repository {} (neither policy.repos nor a credential scope names it)",
+                plan.repo
+            ));
+        }
+        if plan.credentials_secret.is_some() && !scopes.may_send_to(&plan.repo) {
+            return denied(format!(
+                "credentialsSecret for {}: credentials never go over plain http:// unless a \
+                 credential scope (or git.allowInsecureHttp) allows it",
+                plan.repo
+            ));
+        }
         if plan.allow_unmerged_source && !self.allow_unmerged_source {
-            return Err(PolicyError::Denied {
-                what: "allowUnmergedSource (a source commit off the branch); the operator can \
-                       allow it with policy.allowUnmergedSource"
+            return denied(
+                "allowUnmergedSource (a source commit off the branch); the operator can allow \
+                 it with policy.allowUnmergedSource"
                     .into(),
-            });
+            );
         }
         let transition = format!("{}->{}", plan.source, plan.target);
-        allow(&self.transitions, &transition, || {
-            format!("transition {transition}")
-        })?;
-        match &plan.test {
-            TestPlan::Job(job) => allow(&self.images, &job.image, || {
-                format!("test image {}", job.image)
-            }),
-            TestPlan::Command(cmd) => {
-                let program = cmd.program().display().to_string();
-                allow(&self.commands, &program, || {
-                    format!("test command {program}")
-                })
+        if let Some(set) = &self.transitions
+            && !set.is_match(&transition)
+        {
+            return denied(format!("transition {transition} (policy.transitions)"));
+        }
+        match &mut plan.test {
+            TestPlan::Job(job) => {
+                self.listed(&self.images, &job.image, "test image", "policy.images")?;
+                if let Some(ns) = &job.namespace
+                    && !self.names(&self.namespaces, ns)
+                {
+                    return denied(format!("test namespace {ns} (policy.testNamespaces)"));
+                }
+                if let Some(sa) = &job.service_account
+                    && !self.names(&self.service_accounts, sa)
+                {
+                    return denied(format!(
+                        "test service account {sa} (policy.testServiceAccounts)"
+                    ));
+                }
             }
-            TestPlan::Http(_) | TestPlan::None => Ok(()),
+            TestPlan::Command(cmd) => {
+                if let Some(dir) = cmd.workdir.as_ref().filter(|d| !d.is_dir()) {
+                    return Err(PolicyError::NoWorkdir(dir.display().to_string()));
+                }
+                // `program()` joins a relative path to `testWorkdir`; a bare name is on PATH.
+                match canonical_program(&cmd.program()) {
+                    Some(path) => {
+                        let canonical = path.display().to_string();
+                        let what = if canonical == cmd.argv[0] {
+                            "test command".to_string()
+                        } else {
+                            format!("test command {} resolved to", cmd.argv[0])
+                        };
+                        self.listed(&self.commands, &canonical, &what, "policy.commands")?;
+                        cmd.resolved = Some(path);
+                    }
+                    // Permissive and unlisted: the runner reports a missing program itself.
+                    None if self.permissive && self.commands.is_none() => {}
+                    None => {
+                        return denied(format!(
+                            "test command {} (not an executable file on PATH)",
+                            cmd.argv[0]
+                        ));
+                    }
+                }
+            }
+            TestPlan::None if !(self.allow_no_tests || self.permissive) => {
+                return denied("test: none (policy.allowNoTests is off)".into());
+            }
+            TestPlan::Http(_) | TestPlan::None => {}
+        }
+        Ok(plan)
+    }
+
+    fn listed(
+        &self,
+        set: &Option<GlobSet>,
+        value: &str,
+        what: &str,
+        key: &str,
+    ) -> Result<(), PolicyError> {
+        match set {
+            Some(set) if set.is_match(value) => Ok(()),
+            None if self.permissive => Ok(()),
+            Some(_) => denied(format!("{what} {value} ({key})")),
+            None => denied(format!("{what} {value} ({key} lists none)")),
         }
     }
+
+    fn names(&self, list: &[String], value: &str) -> bool {
+        list.iter().any(|v| v == value) || (self.permissive && list.is_empty())
+    }
+}
+
+fn denied<T>(what: String) -> Result<T, PolicyError> {
+    Err(PolicyError::Denied { what })
 }
 
 fn globs(list: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PolicyError> {
@@ -102,103 +240,36 @@ fn globs(list: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, Pol
     }
     let mut set = GlobSetBuilder::new();
     for p in patterns {
-        // globset's `*` also matches `/`, so `https://github.com/org/*` matches any repo of org.
-        let glob = Glob::new(p).map_err(|e| PolicyError::BadGlob {
-            list,
-            glob: p.clone(),
-            reason: e.to_string(),
-        })?;
-        set.add(glob);
+        set.add(strict_glob(p).map_err(|reason| PolicyError::BadGlob { list, reason })?);
     }
     set.build().map(Some).map_err(|e| PolicyError::BadGlob {
         list,
-        glob: patterns.join(","),
         reason: e.to_string(),
     })
 }
 
-fn allow(
-    set: &Option<GlobSet>,
-    value: &str,
-    what: impl FnOnce() -> String,
-) -> Result<(), PolicyError> {
-    match set {
-        Some(set) if !set.is_match(value) => Err(PolicyError::Denied { what: what() }),
-        _ => Ok(()),
-    }
+/// The canonical path of `program`: looked up on the server's `PATH` when it has no `/`, then
+/// with every symlink, `.` and `..` resolved; `None` unless it is an executable file.
+fn canonical_program(program: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.components().count() > 1 {
+        Some(program.to_path_buf())
+    } else if program.as_os_str().is_empty() {
+        None
+    } else {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(program))
+            .find(|p| executable(p))
+    }?;
+    std::fs::canonicalize(found).ok().filter(|p| executable(p))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::{Resource, RunnerKind, SourceRef, TestSpec};
-
-    fn plan(repo: &str, source: &str, target: &str) -> Plan {
-        let r = Resource {
-            repo: repo.into(),
-            path: "a/{phase}.yaml".into(),
-            source: SourceRef {
-                phase: source.into(),
-                commit: "abcdef1".into(),
-            },
-            target: crate::spec::TargetRef {
-                phase: target.into(),
-            },
-            test: TestSpec {
-                runner: Some(RunnerKind::Job),
-                image: Some("evil.io/miner:1".into()),
-                target: "http://app.test".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Plan::from_resource(&r).expect("valid plan")
-    }
-
-    #[test]
-    fn allows_everything_without_lists() {
-        let p = Policy::new(&PolicyConfig::default()).expect("compiles");
-        assert!(p.is_open());
-        p.check(&plan("https://x/y.git", "test", "prod"))
-            .expect("open");
-    }
-
-    #[test]
-    fn refuses_repos_transitions_and_images_outside_the_lists() {
-        let p = Policy::new(&PolicyConfig {
-            repos: vec!["https://git.example.com/org/*".into()],
-            transitions: vec!["dev->test".into(), "test->prod".into()],
-            images: vec!["registry.example.com/*".into()],
-            commands: vec![],
-            allow_unmerged_source: false,
-        })
-        .expect("compiles");
-        let err = p
-            .check(&plan("https://other.com/x.git", "test", "prod"))
-            .expect_err("repo");
-        assert!(err.to_string().contains("repository"), "{err}");
-        let err = p
-            .check(&plan("https://git.example.com/org/a.git", "dev", "prod"))
-            .expect_err("transition");
-        assert!(err.to_string().contains("dev->prod"), "{err}");
-        let err = p
-            .check(&plan("https://git.example.com/org/a.git", "test", "prod"))
-            .expect_err("image");
-        assert!(err.to_string().contains("evil.io"), "{err}");
-    }
-
-    #[test]
-    fn refuses_an_unmerged_source_unless_the_operator_allows_it() {
-        let mut plan = plan("https://x/y.git", "test", "prod");
-        plan.allow_unmerged_source = true;
-        let closed = Policy::new(&PolicyConfig::default()).expect("compiles");
-        let err = closed.check(&plan).expect_err("not allowed");
-        assert!(err.to_string().contains("allowUnmergedSource"), "{err}");
-        let open = Policy::new(&PolicyConfig {
-            allow_unmerged_source: true,
-            ..Default::default()
-        })
-        .expect("compiles");
-        open.check(&plan).expect("allowed by the operator");
-    }
-}
+#[path = "policy_tests.rs"]
+mod tests;

@@ -23,7 +23,7 @@ fn config(kube: &FakeKube) -> Config {
             api_url: Some(kube.url()),
             ..KubernetesConfig::default()
         },
-        ..Config::default()
+        ..test_config()
     }
 }
 

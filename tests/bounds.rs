@@ -5,7 +5,6 @@
 mod support;
 
 use phasegate::{
-    config::Config,
     proto::runs::{ListRunsRequest, runs_client::RunsClient},
     sensor::Parameter,
 };
@@ -26,7 +25,7 @@ async fn a_spec_or_parameter_beyond_a_bound_is_refused_before_any_run_starts() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let commits = commit_count(&bare);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let keys: Vec<String> = (0..33).map(|i| format!("image.k{i}")).collect();
     let spec = petstore(
         &file_url(&bare),
@@ -90,7 +89,7 @@ async fn a_run_that_fails_after_it_started_ends_its_record_and_the_in_flight_gau
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     // Valid as a spec; the key is missing from the values files, which only the run finds.
     let spec = petstore(
         &file_url(&bare),

@@ -12,7 +12,6 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use phasegate::config::Config;
 use serde_json::{Value, json};
 use support::*;
 
@@ -162,7 +161,7 @@ async fn the_board_in_a_browser_shows_the_versions_in_each_phase_after_a_promoti
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
     server
         .sensor()
@@ -212,7 +211,7 @@ async fn a_run_page_follows_the_test_output_live_and_runs_nothing_hostile() {
             ("commitMessage", &message),
         ],
     );
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let accepted = server
         .sensor()
         .await

@@ -139,7 +139,7 @@ fn promote_reads_its_configuration_from_phasegate_variables() {
         &args,
         &cache,
         &[
-            ("PHASEGATE_POLICY_REPOS", "file://*"),
+            ("PHASEGATE_POLICY_REPOS", "file:///**"),
             ("PHASEGATE_GIT_AUTHOR_NAME", "release-bot"),
         ],
     );
@@ -221,7 +221,7 @@ fn runs(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_takes_the_server_address_as_grpcurl_and_the_sensor_do() {
-    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     for address in [
         server.addr.to_string(),
         server.url(),
@@ -275,7 +275,7 @@ fn runs_says_in_one_line_why_the_server_cannot_be_reached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_watch_of_an_unknown_run_says_so_in_one_line() {
-    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let address = server.addr.to_string();
     let (code, _, stderr) =
         tokio::task::spawn_blocking(move || runs(&["--server", &address, "watch", "no-such-run"]))

@@ -7,7 +7,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use phasegate::{
-    config::{Config, KubernetesConfig},
+    config::{Config, GitConfig, KubernetesConfig},
+    policy::PolicyConfig,
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
@@ -20,7 +21,13 @@ use support::{
 use tonic::Code;
 
 fn config(kube: &FakeKube) -> Config {
-    kube_config(kube, None)
+    Config {
+        policy: PolicyConfig {
+            test_service_accounts: vec!["petstore-tests".into()],
+            ..test_policy()
+        },
+        ..kube_config(kube, None)
+    }
 }
 
 async fn fire(
@@ -267,7 +274,7 @@ async fn an_unreachable_or_refusing_api_server_has_its_status_code() {
             disabled: true,
             ..Default::default()
         },
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let off = fire(&no_kube, &spec, &synced)
@@ -317,7 +324,15 @@ async fn credentials_come_from_the_secret_and_never_reach_a_log() {
         "secrets",
         secret("half-secret", &[("username", "ci-bot")]),
     );
-    let server = TestServer::start(config(&kube)).await;
+    // The local git server speaks plain http: allowed here, explicitly.
+    let server = TestServer::start(Config {
+        git: GitConfig {
+            allow_insecure_http: true,
+            ..GitConfig::default()
+        },
+        ..config(&kube)
+    })
+    .await;
     let base = |secret: &str| {
         spec(&[
             ("repo", &git.url("gitops")),

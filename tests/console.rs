@@ -24,7 +24,7 @@ async fn the_board_shows_the_version_in_each_phase_and_the_last_promotion() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let server = TestServer::start(Config {
         console_commit_link: Some("https://git.example/{repo}/commit/{commit}".into()),
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let (status, _, board) = get(&server.console_url()).await;
@@ -91,7 +91,7 @@ async fn the_runs_list_filters_and_pages_and_unknown_runs_are_not_found() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let sensor = server.sensor().await;
     let failing = petstore(
         &file_url(&bare),
@@ -144,7 +144,9 @@ async fn a_pull_request_run_page_links_the_pull_request_next_to_its_commit() {
     let (user_file, password_file) = (root.join("username"), root.join("password"));
     std::fs::write(&user_file, "bot").expect("write");
     std::fs::write(&password_file, "ghp-console-token").expect("write");
-    let mut config = Config::default();
+    let mut config = test_config();
+    // The fake forge serves plain http on 127.0.0.1: the operator allows clear text.
+    config.git.allow_insecure_http = true;
     config.git.username_file = Some(user_file);
     config.git.password_file = Some(password_file);
     let server = TestServer::start(config).await;
@@ -231,7 +233,7 @@ async fn get_text(url: String) -> String {
 
 #[tokio::test]
 async fn every_answer_carries_a_strict_content_security_policy_and_no_inline_script() {
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     for path in [
         "/",
         "/runs",
@@ -281,7 +283,7 @@ async fn hostile_output_and_commit_messages_are_escaped_and_the_live_output_star
         gate.display()
     );
     let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let message = format!("Promote {{version}} {HOSTILE}");
     let spec = petstore(
         &file_url(&bare),

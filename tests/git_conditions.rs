@@ -73,7 +73,7 @@ async fn an_answer_known_from_the_target_starts_no_test() {
         &file_url(&bare),
         &[("test", "command"), ("testCommand", &command)],
     );
-    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let sensor = server.sensor().await;
     let fire = |commit: String| {
         let (sensor, spec) = (sensor.clone(), spec.clone());
@@ -223,7 +223,7 @@ async fn the_rollback_spec_key_rolls_back_through_the_trigger() {
     let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
     let plain = petstore(&file_url(&bare), &[("test", "none")]);
     let rollback = petstore(&file_url(&bare), &[("test", "none"), ("rollback", "true")]);
-    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let sensor = server.sensor().await;
     let fire = |spec: &std::collections::BTreeMap<String, String>, commit: &str| {
         let (sensor, spec, event) = (sensor.clone(), spec.clone(), sync_event(commit));

@@ -6,7 +6,6 @@ mod support;
 use std::process::Command;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use phasegate::config::Config;
 use serde_json::Value;
 use support::*;
 
@@ -37,7 +36,7 @@ async fn grpcurl_lists_describes_checks_health_and_calls_the_trigger() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let addr = server.addr.to_string();
 
     let (ok, list, err) = tokio::task::block_in_place(|| grpcurl(&["-plaintext", &addr, "list"]));

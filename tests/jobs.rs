@@ -128,7 +128,10 @@ async fn a_pod_that_is_never_created_ends_the_run_with_the_event_message() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
-    let server = TestServer::start(config(&kube, "10m")).await;
+    // The policy lets Jobs run as the account, which the cluster does not have.
+    let mut config = config(&kube, "10m");
+    config.policy.test_service_accounts = vec!["no-such-account".into()];
+    let server = TestServer::start(config).await;
     let spec = spec_of(&bare, "true", &[("testServiceAccount", "no-such-account")]);
 
     let log = log_of(fire(&server, &spec, &synced).await.expect_err("no pod"));

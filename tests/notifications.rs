@@ -70,7 +70,7 @@ async fn a_promotion_is_posted_as_json_and_as_slack_text_and_outcomes_filter() {
             hook(&slack_url, Format::Slack, &["promoted"]),
             hook(&failures_url, Format::Json, &["tests-failed", "error"]),
         ],
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
@@ -126,7 +126,7 @@ async fn a_failed_post_is_retried_and_counted() {
             hook(&flaky_url, Format::Json, &[]),
             hook(&down_url, Format::Json, &[]),
         ],
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
@@ -176,7 +176,7 @@ async fn a_receiver_that_hangs_never_holds_a_run() {
     .await;
     let server = TestServer::start(Config {
         notifications: vec![hook(&url, Format::Json, &[])],
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
@@ -209,7 +209,7 @@ async fn a_webhook_that_is_not_an_http_url_is_refused_at_start() {
     let config = Config {
         cache_dir: root.join("cache"),
         notifications: vec![hook("ftp://hooks.example/x", Format::Json, &[])],
-        ..Config::default()
+        ..test_config()
     };
     let err = phasegate::server::pipeline(&config, Default::default())
         .await

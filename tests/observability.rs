@@ -14,7 +14,7 @@ async fn metrics_count_promotions_failed_tests_and_duplicates() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     assert_eq!(server.probe("/healthz").await.0, 200);
     assert_eq!(server.probe("/readyz").await.0, 200);
     let sensor = server.sensor().await;
@@ -95,7 +95,7 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let gate = root.join("gate");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let id = gated_run(
         &server,
         &bare,
@@ -134,7 +134,7 @@ async fn runs_watch_attaching_mid_run_first_shows_the_output_so_far() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let gate = root.join("gate");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let id = gated_run(&server, &bare, &synced, &gate, "early line", "late line").await;
     // A first watcher sees the line live: from then on it is output "so far".
     let (first, first_watcher) = watch_in_background(&server, &id);
@@ -163,7 +163,7 @@ async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
     let cache = root.join("cache");
     let config = || Config {
         cache_dir: cache.clone(),
-        ..Config::default()
+        ..test_config()
     };
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
 
@@ -236,7 +236,7 @@ async fn runs_lists_as_a_table_from_the_command_line() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     server
         .sensor()
         .await

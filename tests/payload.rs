@@ -41,7 +41,7 @@ async fn a_payload_sets_only_event_data_and_names_any_other_field() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let commits = commit_count(&bare);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let app = app(200, "Dog").await;
     let base = json!({"source_commit": synced, "source_phase": "test", "test_target": app});
     for (extra, named) in [
@@ -108,9 +108,9 @@ async fn parameters_cannot_add_fields_or_escape_validation_and_policy() {
     let config = Config {
         policy: PolicyConfig {
             commands: vec!["/bin/true".into()],
-            ..Default::default()
+            ..test_policy()
         },
-        ..Config::default()
+        ..test_config()
     };
     let server = TestServer::start(config).await;
     let event = |extra: Vec<Parameter>| {
@@ -172,7 +172,7 @@ async fn a_hostile_target_reaches_the_test_command_as_one_argument_never_as_code
     let synced = gitops_repo(&bare, &["petstore"]);
     let seen = root.join("seen");
     let pwned = root.join("pwned");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let script = format!("printf %s \"$1\" > {}", seen.display());
     let spec = petstore(
         &file_url(&bare),
@@ -208,7 +208,7 @@ async fn a_runner_that_tests_a_deployment_refuses_a_missing_target_at_once() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let ran = root.join("ran");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let touch = json!(["touch", ran.display().to_string()]).to_string();
     for runner in [
         &[("test", "http")][..],
@@ -244,7 +244,7 @@ async fn the_http_runner_reads_at_most_one_mebibyte_of_a_response() {
     // 4 MiB of padding, then what the test looks for: beyond the cap, so never seen.
     let body: &'static str = Box::leak(format!("{}Dog", "x".repeat(4 << 20)).into_boxed_str());
     let app = app(200, body).await;
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore(
         &file_url(&bare),
         &[

@@ -26,6 +26,12 @@ struct Server {
 
 impl Server {
     fn spawn(dir: &Path, env: &[(&str, &str)]) -> Server {
+        // Closed by default: name what these tests use, as an operator would.
+        let policy = ["--policy-repos", "file:///**,http://127.0.0.1:*/**"];
+        Server::spawn_with(dir, env, &policy)
+    }
+
+    fn spawn_with(dir: &Path, env: &[(&str, &str)], policy: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
@@ -36,6 +42,8 @@ impl Server {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--cache-dir")
             .arg(dir.join("cache"))
+            .args(policy)
+            .args(["--policy-commands", "/**", "--policy-allow-no-tests"])
             .env("RUST_LOG", "debug")
             .env_remove("GIT_USER")
             .env_remove("GIT_PASSWORD")
@@ -142,19 +150,20 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
     assert!(keygen.success());
     let passphrase = root.join("signing_passphrase");
     std::fs::write(&passphrase, "SENTINEL-passphrase-0c4e\n").expect("passphrase file");
-    let server = Server::spawn(
-        &root,
-        &[
-            ("GIT_USER", "bot"),
-            ("GIT_PASSWORD", "SENTINEL-env-5e1f"),
-            ("GIT_EMAIL", "bot@example.com"),
-            ("PHASEGATE_GIT_SIGNING_KEY", key.to_str().expect("utf-8")),
-            (
-                "PHASEGATE_GIT_SIGNING_KEY_PASSPHRASE_FILE",
-                passphrase.to_str().expect("utf-8"),
-            ),
-        ],
-    );
+    let hostile = GitServer::start(&root, "attacker", "anything").await;
+    let env = [
+        ("GIT_USER", "bot"),
+        ("GIT_PASSWORD", "SENTINEL-env-5e1f"),
+        ("GIT_EMAIL", "bot@example.com"),
+        ("PHASEGATE_GIT_SIGNING_KEY", key.to_str().expect("utf-8")),
+        (
+            "PHASEGATE_GIT_SIGNING_KEY_PASSPHRASE_FILE",
+            passphrase.to_str().expect("utf-8"),
+        ),
+        // The local git server speaks plain http: allowed, for policy.repos only.
+        ("PHASEGATE_GIT_ALLOW_INSECURE_HTTP", "1"),
+    ];
+    let server = Server::spawn(&root, &env);
     let sensor = SensorClient::connect(server.url.clone())
         .await
         .expect("connect");
@@ -215,6 +224,45 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
         .expect_err("credentials in the URL");
     assert_eq!(in_url.status.code(), Code::InvalidArgument);
     messages.push(in_url.status.message().to_string());
+
+    // A hostile remote on another host name, which policy.repos does not name: refused
+    // before a byte is sent.
+    let elsewhere = sensor
+        .fire(
+            &petstore(&hostile.url_as("localhost", "gitops"), &[("test", "none")]),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("hostile remote");
+    assert_eq!(elsewhere.status.code(), Code::PermissionDenied);
+    messages.push(elsewhere.status.message().to_string());
+    assert!(hostile.authorizations().is_empty(), "never contacted");
+    // A permissive server lets any remote through, but the server's own credentials go only
+    // to what policy.repos names (here: nothing): the hostile remote asks and gets nothing.
+    let permissive = Server::spawn_with(&root, &env, &["--policy-permissive"]);
+    let open = SensorClient::connect(permissive.url.clone())
+        .await
+        .expect("connect");
+    let asked = open
+        .fire(
+            &petstore(&hostile.url_as("localhost", "gitops"), &[("test", "none")]),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("no credentials for the hostile remote");
+    assert_eq!(asked.status.code(), Code::PermissionDenied);
+    messages.push(asked.status.message().to_string());
+    let seen = hostile.authorizations();
+    assert!(!seen.is_empty(), "the hostile remote asked for credentials");
+    assert!(seen.iter().all(String::is_empty), "and got none: {seen:?}");
+    let permissive_log = permissive.log();
+    assert!(
+        permissive_log.contains("PERMISSIVE POLICY"),
+        "{permissive_log}"
+    );
+    assert!(!permissive_log.contains("SENTINEL"), "leaked in the log");
 
     for m in &messages {
         assert!(!m.contains("SENTINEL"), "leaked in an answer: {m}");
@@ -288,7 +336,7 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
         "a huge values file",
     )
     .expect("commit");
-    let server = TestServer::start(phasegate::config::Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let sensor = server.sensor().await;
     let repo = format!("file://{}", bare.display());
 
@@ -339,4 +387,85 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
     );
     assert_eq!(version_of(&bare, "huge", "prod"), "1.0");
     server.stop().await;
+}
+
+/// What a listed test command sees of the server (its parent).
+const PROBE: &str = r#"
+echo "fds: $(ls /proc/self/fd | tr '\n' ' ')"
+cat /proc/$PPID/environ >/dev/null 2>&1 && echo "environ: READ" || echo "environ: refused"
+(exec 3</proc/$PPID/mem) 2>/dev/null && echo "mem: OPENED" || echo "mem: refused"
+readlink /proc/$PPID/fd/0 >/dev/null 2>&1 && echo "parent fds: READ" || echo "parent fds: refused"
+tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null
+[ -r "$PASSWORD_FILE" ] && echo "password file: readable" || echo "password file: unreadable"
+env
+exit 1
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_command_cannot_read_the_servers_credentials() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let password_file = root.join("scope-password");
+    std::fs::write(&password_file, "SENTINEL-file-0c4d\n").expect("write");
+    let config = root.join("config.yaml");
+    let scope = format!(
+        "credentials:\n  - url: https://git.example.com/org\n    username: bot\n    passwordFile: {}\n",
+        password_file.display()
+    );
+    std::fs::write(&config, scope).expect("write");
+    let server = Server::spawn_with(
+        &root,
+        &[
+            ("GIT_USER", "bot"),
+            ("GIT_PASSWORD", "SENTINEL-env-9a7e"),
+            ("PHASEGATE_CONFIG", config.to_str().expect("utf-8")),
+        ],
+        &["--policy-repos", "file:///**"],
+    );
+    let sensor = SensorClient::connect(server.url.clone())
+        .await
+        .expect("connect");
+    // The probe runs as the server's user without privileges, as in the Deployment (non-root,
+    // every capability dropped): as root here, setpriv first drops every capability (and
+    // execs, so the server stays the probe's parent).
+    let mut argv = vec!["sh", "-c", PROBE];
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("proc"));
+    if uid == 0 {
+        argv.splice(0..0, ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]);
+    }
+    let command = serde_json::to_string(&argv).expect("json");
+    let env = serde_json::json!({ "PASSWORD_FILE": password_file }).to_string();
+    let failed = sensor
+        .fire(
+            &petstore(
+                &file_url(&bare),
+                &[
+                    ("test", "command"),
+                    ("testCommand", &command),
+                    ("testEnv", &env),
+                ],
+            ),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("the probe fails on purpose");
+    let answer = failed.response.map(|r| r.to_string()).unwrap_or_default();
+    for line in [
+        "fds: 0 1 2 3 ",
+        "environ: refused",
+        "mem: refused",
+        "parent fds: refused",
+        // As SECURITY.md says: files of the server's user stay readable to a command running
+        // as that user; untrusted tests belong in the Job runner.
+        "password file: readable",
+    ] {
+        assert!(
+            answer.contains(line),
+            "{line:?} not in the answer: {answer}"
+        );
+    }
+    assert!(!answer.contains("SENTINEL"), "leaked to the test: {answer}");
+    assert!(!server.log().contains("SENTINEL"), "leaked in the log");
 }

@@ -57,6 +57,8 @@ fn alive(pid: &str) -> bool {
 fn serve(root: &Path, grpc: u16, metrics: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_phasegate"))
         .args(["serve", "--no-kubernetes"])
+        // Closed by default: the operator names the repositories and programs it allows.
+        .args(["--policy-repos", "file:///**", "--policy-commands", "/**"])
         .args(["--listen", &format!("127.0.0.1:{grpc}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
         .arg("--cache-dir")

@@ -69,7 +69,7 @@ fn config(key: &Path, known_hosts: Option<&Path>) -> Config {
             ssh_known_hosts: known_hosts.map(Path::to_path_buf),
             ..GitConfig::default()
         },
-        ..Config::default()
+        ..test_config()
     }
 }
 

@@ -55,7 +55,7 @@ async fn the_classic_campaign_runs_from_its_folder_with_the_target_as_first_argu
     let synced = gitops_repo(&bare, &["petstore"]);
     let folder = root.join("tests/petstore");
     campaign(&folder);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore(
         &file_url(&bare),
         &[
@@ -87,7 +87,7 @@ async fn a_working_directory_missing_on_the_server_is_a_failed_precondition() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let missing = root.join("tests/not-deployed");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore(
         &file_url(&bare),
         &[
@@ -250,7 +250,7 @@ async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
 
-    let untrusted = http_check(Config::default(), &bare, &synced, &target).await;
+    let untrusted = http_check(test_config(), &bare, &synced, &target).await;
     assert_eq!(untrusted["outcome"], "tests-failed", "{untrusted}");
     let log = untrusted["test"]["log"].as_str().unwrap_or_default();
     assert!(log.contains("certificate"), "says why: {log}");
@@ -259,7 +259,7 @@ async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
         test: TestConfig {
             ca_file: Some(root.join("ca.pem")),
         },
-        ..Config::default()
+        ..test_config()
     };
     let trusted = http_check(config, &bare, &synced, &target).await;
     assert_eq!(trusted["outcome"], "promoted", "{trusted}");
@@ -268,7 +268,7 @@ async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
     // The CA bundle already given for the git server is trusted for test targets too.
     let other = root.join("other-gitops.git");
     let synced = gitops_repo(&other, &["petstore"]);
-    let mut config = Config::default();
+    let mut config = test_config();
     config.git.ca_file = Some(root.join("ca.pem"));
     let trusted = http_check(config, &other, &synced, &target).await;
     assert_eq!(trusted["outcome"], "promoted", "{trusted}");

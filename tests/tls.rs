@@ -77,7 +77,7 @@ async fn serves_tls_to_a_client_trusting_the_certificate_and_reloads_it() {
     };
     let server = TestServer::start(Config {
         tls: Some(tls),
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let addr = server.addr.to_string();
@@ -131,7 +131,7 @@ async fn a_missing_certificate_stops_start_up_with_a_clear_error() {
     let config = Config {
         tls: Some(tls),
         cache_dir: dir.join("cache"),
-        ..Config::default()
+        ..test_config()
     };
     let err = phasegate::server::run(listener, config, std::future::pending())
         .await
@@ -148,7 +148,7 @@ async fn runs_reaches_a_tls_server_by_https_url_verifying_its_certificate() {
             cert_file: dir.join("cert.pem"),
             key_file: dir.join("key.pem"),
         }),
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let url = format!("https://localhost:{}", server.addr.port());

@@ -42,7 +42,7 @@ async fn sensor_sequence_promotes_exactly_the_tested_version() {
     // A later commit moves test on to 3.0: the tested commit (2.0) must be what is promoted.
     bump(&bare, &["petstore"], "test", "3.0");
     let app = app(200, r#"{"name":"Cat"}"#).await;
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(
         &bare,
         &[
@@ -102,7 +102,7 @@ async fn accepts_the_classic_notification_body_as_payload() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let app = app(200, "Dog").await;
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(&bare, &[("test", "http"), ("testPath", "/pet")]);
     let body = json!({"test_target": app, "source_commit": synced, "source_phase": "test", "target_phase": "prod"});
     // Argo Events may hand the body over as a JSON string holding the object.
@@ -126,7 +126,7 @@ async fn a_broken_app_fails_the_trigger_and_pushes_nothing() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let commits = commit_count(&bare);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(
         &bare,
         &[
@@ -163,7 +163,7 @@ async fn a_broken_app_fails_the_trigger_and_pushes_nothing() {
 
 #[tokio::test]
 async fn bad_input_is_invalid_argument_naming_the_field() {
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let mut client = TriggerClient::connect(server.url()).await.expect("connect");
     let base = "repo: file:///tmp/x\npath: a/{phase}.yaml\ntest: none\n";
     for (yaml, field) in [
@@ -245,7 +245,7 @@ async fn two_hundred_identical_executes_share_one_run_and_one_commit() {
     let counter = root.join("runs");
     let script = format!("echo run >> {}; sleep 1", counter.display());
     let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", &command)]);
     let sensor = server.sensor().await;
 
@@ -300,11 +300,11 @@ async fn each_error_kind_has_its_status_code() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let policy = PolicyConfig {
         transitions: vec!["test->prod".into()],
-        ..Default::default()
+        ..test_policy()
     };
     let server = TestServer::start(Config {
         policy,
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let sensor = server.sensor().await;
@@ -398,7 +398,7 @@ async fn each_error_kind_has_its_status_code() {
     std::fs::write(&not_a_dir, "x").expect("write");
     let server = TestServer::start(Config {
         cache_dir: not_a_dir.join("cache"),
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let failed = server
@@ -422,7 +422,7 @@ async fn outcomes_after_the_first_promotion() {
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let spec = petstore_spec(&bare, &[("test", "none")]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let sensor = server.sensor().await;
 
     let dry = petstore_spec(&bare, &[("test", "none"), ("dryRun", "true")]);
@@ -455,7 +455,7 @@ async fn outcomes_after_the_first_promotion() {
     server.stop().await;
 
     // A restarted server has no record, but the repository says it is done.
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let fired = server
         .sensor()
         .await
@@ -476,7 +476,7 @@ async fn async_mode_answers_accepted_and_the_run_goes_on() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(
         &bare,
         &[
@@ -514,10 +514,12 @@ async fn git_remote_failures_have_their_status_codes() {
     std::fs::write(&user_file, "bot\n").expect("write");
     let config = |password: &str, push_attempts: u32| {
         std::fs::write(&password_file, password).expect("write");
-        let mut c = Config::default();
+        let mut c = test_config();
         c.git.username_file = Some(user_file.clone());
         c.git.password_file = Some(password_file.clone());
         c.git.push_attempts = push_attempts;
+        // The local git server speaks plain http: the operator allows it explicitly.
+        c.git.allow_insecure_http = true;
         c
     };
     let mut spec = petstore_spec(&bare, &[("test", "none")]);
@@ -583,7 +585,7 @@ async fn runs_beyond_max_runs_queue_instead_of_overlapping() {
     let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
     let server = TestServer::start(Config {
         max_runs: 1,
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let sensor = server.sensor().await;
@@ -620,7 +622,7 @@ async fn a_caller_that_goes_away_does_not_cancel_the_run() {
     let started = root.join("started");
     let script = format!("touch {}; sleep 0.5", started.display());
     let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(test_config()).await;
     let spec = petstore_spec(&bare, &[("test", "command"), ("testCommand", &command)]);
     let sensor = server.sensor().await;
 
@@ -639,9 +641,16 @@ async fn a_caller_that_goes_away_does_not_cancel_the_run() {
 }
 
 #[tokio::test]
-async fn warns_at_startup_when_no_policy_is_set() {
+async fn warns_loudly_at_startup_in_permissive_mode() {
     capture_logs();
-    let server = TestServer::start(Config::default()).await;
+    let server = TestServer::start(Config {
+        policy: PolicyConfig {
+            permissive: true,
+            ..PolicyConfig::default()
+        },
+        ..Config::default()
+    })
+    .await;
     server.stop().await;
-    assert!(logs().contains("no policy configured"), "{}", logs());
+    assert!(logs().contains("PERMISSIVE POLICY"), "{}", logs());
 }

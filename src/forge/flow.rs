@@ -59,8 +59,10 @@ impl ForgeRun {
         let Some(token) = token else {
             if pull_request {
                 return Err(Error::Unconfigured(
-                    "promoteVia: pull-request needs a forge token: a credentialsSecret, the \
-                     server's GitHub App (forge.githubApp) or its git credentials (GIT_PASSWORD)",
+                    "promoteVia: pull-request needs a forge token for this repository: a \
+                     credentialsSecret, the server's GitHub App (forge.githubApp), a credential \
+                     scope covering it, or the server's git credentials (GIT_PASSWORD) with \
+                     policy.repos naming it",
                 ));
             }
             debug!("no forge token: no commit statuses");

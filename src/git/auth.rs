@@ -3,7 +3,6 @@
 
 use std::{
     cell::{Cell, RefCell},
-    fmt,
     path::PathBuf,
     rc::Rc,
 };
@@ -11,37 +10,7 @@ use std::{
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
 use super::{GitError, GitSettings, known_hosts};
-
-/// A secret string whose `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that hands it to libgit2.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// HTTPS credentials (`username`, `password` or token) and the author email, as in the classic
-/// setup's Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: Secret,
-    pub email: Option<String>,
-}
+use crate::credentials::Credentials;
 
 /// The `Authorization` header for an HTTP(S) remote, sent with the first request: without it
 /// every fetch and push first collects a 401 and asks again, a round trip (and, behind a CGI
@@ -74,7 +43,7 @@ impl AuthTrace {
             Some(GitError::Unreachable(why))
         } else if self.missing.get() {
             Some(GitError::AuthRejected(
-                "the remote asks for credentials, but none are configured".into(),
+                "the remote asks for credentials, but no credential scope gives this repository any".into(),
             ))
         } else if self.asks.get() > CREDENTIAL_ASKS {
             Some(GitError::AuthRejected(
@@ -178,7 +147,7 @@ mod tests {
     fn never_prints_the_password() {
         let c = Credentials {
             username: "bot".into(),
-            password: Secret::new("SENTINEL-PASSWORD"),
+            password: crate::credentials::Secret::new("SENTINEL-PASSWORD"),
             email: None,
         };
         assert!(!format!("{c:?}").contains("SENTINEL"));

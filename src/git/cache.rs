@@ -26,7 +26,7 @@ impl RepoCache {
     /// a pack is damaged. The clone is this batch's until the lock is dropped.
     pub fn take(&self, url: &str) -> Result<(heal::CloneLock, Repository), GitError> {
         let path = self.path_of(url);
-        std::fs::create_dir_all(&self.dir)
+        crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
         let held = heal::lock(&path)?;
         if path.exists()
@@ -51,7 +51,7 @@ impl RepoCache {
                 }
             }
         }
-        std::fs::create_dir_all(&self.dir)
+        crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
         Repository::init_bare(&path).map_err(|e| GitError::Other(e.message().to_string()))
     }

@@ -30,7 +30,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-pub use auth::{Credentials, Secret};
+pub use crate::credentials::{CredentialScopes, Credentials, Secret};
 use cache::RepoCache;
 use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
@@ -119,8 +119,9 @@ pub struct GitSettings {
     pub author_name: String,
     /// Commit author email when the credentials carry none.
     pub author_email: String,
-    /// The server's own credentials (`GIT_USER`/`GIT_PASSWORD`/`GIT_EMAIL` or files).
-    pub credentials: Option<Credentials>,
+    /// Which credentials go to which remote: the credential scopes and the server's own
+    /// (`GIT_USER`/`GIT_PASSWORD`/`GIT_EMAIL` or files, for the repos `policy.repos` names).
+    pub credentials: CredentialScopes,
     /// SSH private key for `ssh://` and `user@host:path` remotes; the agent otherwise.
     pub ssh_key: Option<PathBuf>,
     /// Known hosts file trusted for SSH remotes; libgit2's `~/.ssh/known_hosts` otherwise.
@@ -151,7 +152,8 @@ pub struct Promotion {
     /// The source commit need not be on `branch`; by default it must be its head or an ancestor.
     pub allow_unmerged_source: bool,
     pub run_id: String,
-    /// Per-request credentials (a Secret); the server's own otherwise.
+    /// Per-request credentials (a `credentialsSecret`, for this repo only); the scopes'
+    /// otherwise.
     pub credentials: Option<Credentials>,
     /// Per-request signing key (the Secret's `signingKey`); the server's own otherwise.
     pub signer: Option<Arc<Signer>>,

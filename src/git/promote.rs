@@ -83,7 +83,11 @@ fn run_batch(
     let started = std::time::Instant::now();
     let first = &batch[0]; // never empty: see run()
     let url = first.repo.as_str();
-    let creds = first.credentials.as_ref().or(settings.credentials.as_ref());
+    // A request's own Secret goes to its repo only, and never in clear text unless allowed;
+    // otherwise the credential scopes decide (none for a remote outside every scope).
+    let creds = settings
+        .credentials
+        .for_run(&first.repo, first.credentials.as_ref());
     let branch_spec = format!(
         "+refs/heads/{0}:{1}",
         first.branch,

@@ -29,7 +29,10 @@ pub(super) fn run(
         .as_ref()
         .ok_or_else(|| GitError::Other("not a pull-request promotion".into()))?;
     let (url, branch) = (p.repo.as_str(), proposal.name.as_str());
-    let creds = p.credentials.as_ref().or(settings.credentials.as_ref());
+    // A request's own Secret goes to its repo only; otherwise the credential scopes decide.
+    let creds = settings
+        .credentials
+        .for_run(&p.repo, p.credentials.as_ref());
     let base_spec = format!("+refs/heads/{0}:{1}", p.branch, tracking_ref(&p.branch));
     let proposal_spec = format!("+refs/heads/{branch}:{}", tracking_ref(branch));
     let (_held, repo) = cache.take(url)?;

@@ -6,7 +6,7 @@ use super::RunRecord;
 
 pub(super) fn append(file: &Path, record: &RunRecord) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::hardening::private_dir(dir)?;
     }
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
     line.push(b'\n');

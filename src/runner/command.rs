@@ -29,7 +29,7 @@ const INHERITED: &[&str] = &[
 /// Returns (passed, attempts made, log).
 pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
     let (program, args) = test.argv.split_first().expect("the plan has a program");
-    let mut command = Command::new(test.program());
+    let mut command = Command::new(test.resolved.clone().unwrap_or_else(|| test.program()));
     if let Some(dir) = &test.workdir {
         if !dir.is_dir() {
             return Err(RunnerError::Workdir(dir.display().to_string()));
@@ -149,6 +149,7 @@ mod tests {
         CommandTest {
             argv: vec!["sh".into(), "-c".into(), script.into()],
             workdir: None,
+            resolved: None,
             target: "http://app.test".into(),
             env: [("GREETING".to_string(), "hi".to_string())].into(),
             timeout,

@@ -59,8 +59,18 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
     crate::git::configure_process(config.git.ca_file.as_deref())
         .map_err(|e| ConfigError(e.to_string()))?;
     let policy = config.policy()?;
-    if policy.is_open() {
-        warn!("no policy configured: any Sensor may promote any repository, transition and image");
+    if policy.is_permissive() {
+        warn!(
+            "PERMISSIVE POLICY: an empty policy list allows everything; any caller of port 9000 \
+             may run listed-or-not commands and images and promote untested versions"
+        );
+    }
+    let git = config.git_settings()?;
+    if git.credentials.legacy_unused() {
+        warn!(
+            "GIT_USER/GIT_PASSWORD (or git.usernameFile/passwordFile) are set but policy.repos \
+             is empty: they go to no remote; name the repos in policy.repos or use credentials:"
+        );
     }
     crate::notify::validate(&config.notifications).map_err(|e| ConfigError(e.to_string()))?;
     if let Some(link) = &config.console_commit_link
@@ -75,7 +85,7 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
         .map_err(|e| ConfigError(e.to_string()))?;
     Ok(Pipeline::new(
         policy,
-        config.git_settings()?,
+        git,
         config.max_runs,
         history,
         metrics,

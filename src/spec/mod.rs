@@ -9,6 +9,7 @@ mod bounds;
 mod forge;
 mod payload;
 mod plan;
+mod repo_url;
 mod resource;
 mod target;
 mod testing;
@@ -16,9 +17,8 @@ mod testing;
 pub use forge::{
     ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, PromoteVia, PullRequestPlan, PullRequestSpec,
 };
-pub use plan::{
-    ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, RepoUrl, TestPlan,
-};
+pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
+pub use repo_url::{RepoGlobs, RepoUrl, strict_glob};
 pub use resource::{
     Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
 };

@@ -6,7 +6,7 @@ use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
 use super::{
-    Mode, Resource, SpecError, bounds,
+    Mode, RepoUrl, Resource, SpecError, bounds,
     forge::{ForgeChoice, PromoteVia, forge_choice, promote_via},
     testing::test_plan,
 };
@@ -15,8 +15,6 @@ static PHASE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("valid regex"));
 static COMMIT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[0-9a-fA-F]{7,64}$").expect("valid regex"));
-static SCP_LIKE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^:\\]+$").expect("valid regex"));
 static DNS_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$").expect("valid regex"));
 
@@ -77,52 +75,6 @@ impl CommitId {
 }
 
 impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A GitOps repository URL without credentials in it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RepoUrl(String);
-
-impl RepoUrl {
-    /// Accepts `https://`, `http://`, `ssh://`, `file://` and `user@host:path`. Never echoes
-    /// the URL in an error: a user may have pasted a token into it.
-    pub fn parse(s: &str) -> Result<RepoUrl, SpecError> {
-        const FIELD: &str = "repo";
-        if s.is_empty() {
-            return Err(SpecError::invalid(FIELD, "is required"));
-        }
-        if SCP_LIKE.is_match(s) {
-            return Ok(RepoUrl(s.to_string()));
-        }
-        let url = url::Url::parse(s).map_err(|_| {
-            SpecError::invalid(FIELD, "must be https://, ssh://, user@host:path or file://")
-        })?;
-        match url.scheme() {
-            "https" | "http" if !url.username().is_empty() || url.password().is_some() => Err(
-                SpecError::invalid(FIELD, "must not carry credentials; use credentialsSecret"),
-            ),
-            "ssh" if url.password().is_some() => Err(SpecError::invalid(
-                FIELD,
-                "must not carry a password; use credentialsSecret",
-            )),
-            "https" | "http" | "ssh" | "file" => Ok(RepoUrl(s.to_string())),
-            other => Err(SpecError::invalid(
-                FIELD,
-                format!("scheme {other:?} is not supported (https, ssh, file)"),
-            )),
-        }
-    }
-
-    /// The URL.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -36,6 +36,9 @@ pub struct CommandTest {
     /// The directory the command starts in (`testWorkdir`): absolute, without `.` or `..`.
     /// The server's own working directory otherwise.
     pub workdir: Option<PathBuf>,
+    /// The canonical path of `argv[0]`, set when the policy admits the plan: what was matched
+    /// is what runs (`argv[0]` stays the process name, for multi-call binaries).
+    pub resolved: Option<PathBuf>,
     pub target: String,
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
@@ -205,6 +208,7 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             TestPlan::Command(CommandTest {
                 argv: expand(&argv, &t.target),
                 workdir: t.workdir.as_deref().map(workdir).transpose()?,
+                resolved: None,
                 target: t.target.clone(),
                 env,
                 timeout: timeout()?,

@@ -29,7 +29,7 @@ fn signing_config(key: &Path, passphrase: Option<&Path>) -> Config {
             signing_email: Some(EMAIL.into()),
             ..GitConfig::default()
         },
-        ..Config::default()
+        ..test_config()
     }
 }
 
@@ -93,7 +93,7 @@ fn a_server_key_that_cannot_sign_as_configured_stops_start_up() {
                     )),
                     ..signing_config(&plain, None).git
                 },
-                ..Config::default()
+                ..test_config()
             },
             "is not listed for `bot@example.com` in the allowed signers file",
         ),
@@ -103,7 +103,7 @@ fn a_server_key_that_cannot_sign_as_configured_stops_start_up() {
                     signing_format: Some(SigningFormat::Openpgp),
                     ..signing_config(&plain, None).git
                 },
-                ..Config::default()
+                ..test_config()
             },
             "signing format is `openpgp` but the key is an SSH key",
         ),
@@ -113,7 +113,7 @@ fn a_server_key_that_cannot_sign_as_configured_stops_start_up() {
                     signing_key_passphrase_file: Some(pass.clone()),
                     ..GitConfig::default()
                 },
-                ..Config::default()
+                ..test_config()
             },
             "need git.signingKey",
         ),
@@ -132,7 +132,7 @@ fn a_server_key_that_cannot_sign_as_configured_stops_start_up() {
                 signing_allowed_signers: Some(allowed_signers(&root, EMAIL, &[&plain])),
                 ..signing_config(&plain, None).git
             },
-            ..Config::default()
+            ..test_config()
         },
     ] {
         let settings = config.git_settings().expect("loads");
@@ -264,7 +264,7 @@ async fn a_credentials_secret_key_signs_its_runs_or_fails_the_precondition() {
             api_url: Some(kube.url()),
             ..KubernetesConfig::default()
         },
-        ..Config::default()
+        ..test_config()
     })
     .await;
     let sensor = server.sensor().await;

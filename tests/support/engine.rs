@@ -4,8 +4,11 @@
 use std::path::Path;
 
 use phasegate::{
-    git::{Credentials, GitError, GitPromoter, GitSettings, Promotion, PromotionResult, Secret},
-    spec::{CommitId, Phase, RepoUrl},
+    git::{
+        CredentialScopes, Credentials, GitError, GitPromoter, GitSettings, Promotion,
+        PromotionResult, Secret,
+    },
+    spec::{CommitId, Phase, RepoGlobs, RepoUrl},
 };
 
 use super::{PATH, capture_logs, git_server::GitServer, gitops_repo, tempdir};
@@ -19,11 +22,18 @@ pub fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
         push_attempts: 10,
         author_name: "phasegate".into(),
         author_email: "phasegate@example.com".into(),
-        credentials: password.map(|p| Credentials {
-            username: USER.into(),
-            password: Secret::new(p),
-            email: Some("ci-bot@example.com".into()),
-        }),
+        // The server's own credentials, for the local git server (plain http, allowed here).
+        credentials: password
+            .map(|p| {
+                let creds = Credentials {
+                    username: USER.into(),
+                    password: Secret::new(p),
+                    email: Some("ci-bot@example.com".into()),
+                };
+                let repos = RepoGlobs::new(&["http://127.0.0.1:*/**".into()]).expect("globs");
+                CredentialScopes::default().with_legacy(Some(creds), repos, true)
+            })
+            .unwrap_or_default(),
         ssh_key: None,
         ssh_known_hosts: None,
         signer: None,

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{
     FROM_TEST, TestServer, fake_bitbucket::FakeBitbucket, fake_gitea::FakeGitea,
     fake_github::FakeGitHub, fake_gitlab::FakeGitLab, gitops_repo, petstore, sync_event, tempdir,
-    values_path,
+    test_config, values_path,
 };
 
 /// A fake forge the bench can start.
@@ -99,7 +99,9 @@ impl<F: FakeForge> ForgeBed<F> {
         let (user_file, password_file) = (root.join("username"), root.join("password"));
         std::fs::write(&user_file, "bot").expect("write");
         std::fs::write(&password_file, token).expect("write");
-        let mut config = Config::default();
+        let mut config = test_config();
+        // The fake forge serves plain http on 127.0.0.1: the operator allows clear text.
+        config.git.allow_insecure_http = true;
         config.git.username_file = Some(user_file);
         config.git.password_file = Some(password_file);
         config.forge.run_url = Some("https://phasegate.example.com/runs/{run}".into());

@@ -41,6 +41,9 @@ struct Shared {
     user: String,
     pushes: AtomicUsize,
     before_push: Mutex<Option<Hook>>,
+    /// Every request's `Authorization` header ("" when it had none): what a hostile remote
+    /// would have collected.
+    seen: Mutex<Vec<String>>,
 }
 
 /// A git smart-HTTP server (git http-backend as CGI) on 127.0.0.1 with basic auth. Serves bare
@@ -73,6 +76,7 @@ impl GitServer {
             user: user.to_string(),
             pushes: AtomicUsize::new(0),
             before_push: Mutex::new(None),
+            seen: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -125,6 +129,16 @@ impl GitServer {
         *self.shared.also.lock().expect("authorizer") = Some(Arc::new(accept));
     }
 
+    /// The `Authorization` header of every request served so far ("" for none).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared.seen.lock().expect("seen").clone()
+    }
+
+    /// Clone URL with `host` (e.g. `localhost`) instead of 127.0.0.1: another host name.
+    pub fn url_as(&self, host: &str, name: &str) -> String {
+        format!("http://{host}:{}/{name}.git", self.addr.port())
+    }
+
     /// Runs `f` once, just before the next push is served (to race a client's fetch and push).
     pub fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
         *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
@@ -169,6 +183,7 @@ async fn cgi(State(shared): State<Arc<Shared>>, request: Request) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    shared.seen.lock().expect("seen").push(given.to_string());
     let also = shared.also.lock().expect("authorizer").clone();
     let authorized = given == shared.authorization || also.is_some_and(|accept| accept(given));
     if !authorized {

@@ -32,10 +32,36 @@ use axum::{Router, http::StatusCode, routing::get};
 use phasegate::{
     config::Config,
     git::local,
+    policy::PolicyConfig,
     sensor::{Failed, Firing, Parameter, SensorClient},
     server,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// The policy the tests serve under, written out as an operator would (the server is closed
+/// by default): every repository of this machine (`file://`, the local git servers over HTTP
+/// and SSH), any program, any test image, and `test: none`.
+pub fn test_policy() -> PolicyConfig {
+    PolicyConfig {
+        repos: vec![
+            "file:///**".into(),
+            "http://127.0.0.1:*/**".into(),
+            "ssh://*@127.0.0.1:*/**".into(),
+        ],
+        commands: vec!["/**".into()],
+        images: vec!["**".into()],
+        allow_no_tests: true,
+        ..PolicyConfig::default()
+    }
+}
+
+/// The default configuration with [`test_policy`].
+pub fn test_config() -> Config {
+    Config {
+        policy: test_policy(),
+        ..Config::default()
+    }
+}
 
 /// The values file template of the fixtures.
 pub const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";

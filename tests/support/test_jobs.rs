@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use phasegate::config::{Config, KubernetesConfig};
 
-use super::{PATH, fake_kube::FakeKube, spec};
+use super::{PATH, fake_kube::FakeKube, spec, test_config};
 
 /// The namespace of the server's Secrets and of the test Jobs.
 pub const NS: &str = "argo-events";
@@ -22,7 +22,7 @@ pub fn kube_config(kube: &FakeKube, tolerance: Option<&str>) -> Config {
             pod_problem_tolerance: tolerance.map(str::to_string),
             ..KubernetesConfig::default()
         },
-        ..Config::default()
+        ..test_config()
     }
 }
 

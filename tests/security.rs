@@ -1,0 +1,300 @@
+//! Attacks on a served phasegate, each as a Sensor (or anyone reaching port 9000) would try
+//! it: credentials sent to a hostile remote, URLs and command paths that try to escape the
+//! policy, a closed server asked for what nobody allowed, and a test Job asking for
+//! phasegate's own service account. SECURITY.md lists what each one gets.
+
+mod support;
+
+use phasegate::{
+    config::Config,
+    credentials::ScopeConfig,
+    policy::PolicyConfig,
+    sensor::{Failed, Parameter},
+};
+use support::{git_server::GitServer, *};
+use tonic::Code;
+
+const PASSWORD: &str = "SENTINEL-scoped-77b1";
+
+/// The event of `sha`, with a test target (every runner but `none` needs one).
+fn event(sha: &str, target: &str) -> Vec<Parameter> {
+    let mut params = sync_event(sha);
+    params.push(Parameter {
+        dest: "test.target".into(),
+        value: serde_json::json!(target),
+    });
+    params
+}
+
+async fn refused(server: &TestServer, spec: &[(&str, &str)], repo: &str, sha: &str) -> Failed {
+    server
+        .sensor()
+        .await
+        .fire(
+            &petstore(repo, spec),
+            &event(sha, "http://app.test"),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("refused")
+}
+
+#[tokio::test]
+async fn a_hostile_remote_the_policy_lets_through_never_receives_the_scoped_password() {
+    capture_logs();
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let real = GitServer::start(&root, "ci-bot", PASSWORD).await;
+    let hostile = GitServer::start(&root, "attacker", "anything").await;
+    let password_file = root.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("write");
+    let real_url = real.url("gitops");
+    let scope = real_url.trim_end_matches("/gitops.git");
+    // The operator's globs are broad (any local port, any host name for it), the credential
+    // scope is not.
+    let mut policy = test_policy();
+    policy.repos.push("http://localhost:*/**".into());
+    let config = Config {
+        policy,
+        credentials: vec![ScopeConfig {
+            url: scope.to_string(),
+            username: Some("ci-bot".into()),
+            username_file: None,
+            password_file,
+            allow_insecure_http: true,
+        }],
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+
+    for url in [hostile.url("gitops"), hostile.url_as("localhost", "gitops")] {
+        let failed = refused(&server, &[("test", "none")], &url, &synced).await;
+        assert_eq!(failed.status.code(), Code::PermissionDenied, "{url}");
+        assert!(
+            failed.status.message().contains("no credential scope"),
+            "{}",
+            failed.status.message()
+        );
+    }
+    let seen = hostile.authorizations();
+    assert!(
+        !seen.is_empty(),
+        "the hostile remote was asked, and asked for credentials"
+    );
+    assert!(
+        seen.iter().all(String::is_empty),
+        "no Authorization header ever reached the hostile remote: {seen:?}"
+    );
+    let fired = server
+        .sensor()
+        .await
+        .fire(
+            &petstore(&real_url, &[("test", "none")]),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect("the scoped remote gets its credentials");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+    assert!(!logs().contains("SENTINEL"), "leaked in the log");
+}
+
+#[tokio::test]
+async fn a_credentials_secret_is_never_sent_over_plain_http_unless_allowed() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let git = GitServer::start(&root, "ci-bot", PASSWORD).await;
+    let server = TestServer::start(test_config()).await;
+    let failed = refused(
+        &server,
+        &[
+            ("test", "none"),
+            ("credentialsSecret", "github-credentials"),
+        ],
+        &git.url("gitops"),
+        &synced,
+    )
+    .await;
+    assert_eq!(failed.status.code(), Code::PermissionDenied);
+    assert!(
+        failed.status.message().contains("plain http://"),
+        "{}",
+        failed.status.message()
+    );
+    assert!(git.authorizations().is_empty(), "refused before connecting");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_with_no_configuration_refuses_what_nobody_allowed() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let repo = file_url(&bare);
+    let closed = TestServer::start(Config::default()).await;
+    let failed = refused(&closed, &[("test", "none")], &repo, &synced).await;
+    assert_eq!(failed.status.code(), Code::PermissionDenied);
+    assert!(
+        failed.status.message().contains("policy.repos"),
+        "{}",
+        failed.status.message()
+    );
+    closed.stop().await;
+
+    let repos_only = TestServer::start(Config {
+        policy: PolicyConfig {
+            repos: vec!["file:///**".into()],
+            ..PolicyConfig::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("test", "none")], "policy.allowNoTests"),
+        (
+            &[("test", "command"), ("testCommand", "sh -c true")],
+            "policy.commands lists none",
+        ),
+        (
+            &[("testImage", "evil.io/miner:1")],
+            "policy.images lists none",
+        ),
+        (
+            &[("test", "command"), ("testCommand", "/nonexistent/run")],
+            "not an executable",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let failed = refused(&repos_only, extra, &repo, &synced).await;
+        assert_eq!(failed.status.code(), Code::PermissionDenied, "{needle}");
+        assert!(
+            failed.status.message().contains(needle),
+            "{}",
+            failed.status.message()
+        );
+    }
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    // The HTTP runner needs nothing more than the repo.
+    let app = app(200, "Dog").await;
+    let fired = repos_only
+        .sensor()
+        .await
+        .fire(
+            &petstore(&repo, &[("test", "http"), ("testPath", "/pet")]),
+            &event(&synced, &app),
+            FROM_TEST,
+        )
+        .await
+        .expect("http runner on an allowed repo");
+    assert_eq!(fired.response["outcome"], "promoted");
+    repos_only.stop().await;
+}
+
+#[tokio::test]
+async fn urls_and_command_paths_cannot_escape_the_policy() {
+    let (_d, root) = tempdir();
+    let allowed = root.join("allowed");
+    std::fs::create_dir_all(&allowed).expect("mkdir");
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let tests_dir = root.join("tests");
+    std::fs::create_dir_all(&tests_dir).expect("mkdir");
+    std::os::unix::fs::symlink("/bin/sh", tests_dir.join("sh")).expect("symlink");
+    let real_root = std::fs::canonicalize(&root).expect("canonical");
+    let server = TestServer::start(Config {
+        policy: PolicyConfig {
+            repos: vec![format!("file://{}/allowed/*", real_root.display())],
+            commands: vec![format!("{}/tests/*", real_root.display())],
+            test_service_accounts: vec!["petstore-tests".into()],
+            images: vec!["registry.example.com/tests/*".into()],
+            allow_no_tests: true,
+            ..PolicyConfig::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let escapes = [
+        format!("file://{}/allowed/../gitops.git", real_root.display()),
+        format!("file://{}/allowed/%2e%2e/gitops.git", real_root.display()),
+        format!("file://{}/allowed//../gitops.git", real_root.display()),
+        format!(
+            "file://localhost{}/allowed/../gitops.git",
+            real_root.display()
+        ),
+    ];
+    for url in &escapes {
+        let failed = refused(&server, &[("test", "none")], url, &synced).await;
+        assert_eq!(failed.status.code(), Code::InvalidArgument, "{url}");
+        assert!(
+            failed.status.message().contains("normal form"),
+            "{}",
+            failed.status.message()
+        );
+    }
+    let nested = format!("file://{}/allowed/x/../../gitops.git", real_root.display());
+    assert_eq!(
+        refused(&server, &[("test", "none")], &nested, &synced)
+            .await
+            .status
+            .code(),
+        Code::InvalidArgument
+    );
+    let outside = format!("file://{}/gitops.git", real_root.display());
+    let failed = refused(&server, &[("test", "none")], &outside, &synced).await;
+    assert_eq!(failed.status.code(), Code::PermissionDenied);
+
+    let inside = format!("file://{}/allowed/gitops.git", real_root.display());
+    std::fs::rename(&bare, allowed.join("gitops.git")).expect("move the repo in");
+    let sneaky = [
+        format!("{}/tests/sh -c true", real_root.display()),
+        format!(
+            "{}/tests/../../../../../../bin/sh -c true",
+            real_root.display()
+        ),
+        "sh -c true".to_string(),
+    ];
+    for command in &sneaky {
+        let failed = refused(
+            &server,
+            &[("test", "command"), ("testCommand", command)],
+            &inside,
+            &synced,
+        )
+        .await;
+        assert_eq!(failed.status.code(), Code::PermissionDenied, "{command}");
+        // The refusal names the program as written and the real file it resolves to.
+        let shell = std::fs::canonicalize("/bin/sh").expect("sh");
+        let program = command.split(' ').next().expect("program");
+        let named = format!("test command {program} resolved to {} ", shell.display());
+        assert!(
+            failed.status.message().contains(&named),
+            "{}",
+            failed.status.message()
+        );
+    }
+    let job = [
+        ("testImage", "registry.example.com/tests/petstore:1"),
+        ("testServiceAccount", "phasegate"),
+    ];
+    let failed = refused(&server, &job, &inside, &synced).await;
+    assert_eq!(failed.status.code(), Code::PermissionDenied);
+    assert!(
+        failed
+            .status
+            .message()
+            .contains("service account phasegate"),
+        "{}",
+        failed.status.message()
+    );
+    let nested_image = [("testImage", "registry.example.com/tests/deep/miner:1")];
+    let failed = refused(&server, &nested_image, &inside, &synced).await;
+    assert_eq!(
+        failed.status.code(),
+        Code::PermissionDenied,
+        "* does not cross /"
+    );
+    server.stop().await;
+}
