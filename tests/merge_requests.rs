@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use phasegate::{config::Config, git::local};
 use serde_json::{Value, json};
 use support::{
@@ -214,37 +212,13 @@ async fn push_mode_sets_statuses_pending_then_success_or_failed() {
 #[tokio::test]
 async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
     let f = Lab::start().await;
-    let spec = f.pr_spec(&[]);
-    f.forge.fail_next(2, 502, &[]);
-    let r = f.fire(&spec, &f.synced).await.expect("fires");
-    assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
-
     // GitLab's rate limit: 429 with Retry-After and its RateLimit-* headers.
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let before = f.forge.requests().len();
-    f.forge.fail_next(
-        1,
-        429,
-        &[
-            ("retry-after", "1"),
-            ("ratelimit-remaining", "0"),
-            ("ratelimit-name", "throttle_authenticated_api"),
-        ],
-    );
-    let r = f.fire(&spec, &v3).await.expect("fires");
-    assert_eq!(r["outcome"], "pr-updated", "{r}");
-    let requests = f.forge.requests();
-    let (limited, retried) = (&requests[before], &requests[before + 1]);
-    assert_eq!(
-        (&limited.method, &limited.path),
-        (&retried.method, &retried.path)
-    );
-    assert!(
-        retried.at.duration_since(limited.at) >= Duration::from_secs(1),
-        "retried before Retry-After"
-    );
-    f.forge.assert_valid();
+    let headers = [
+        ("retry-after", "1"),
+        ("ratelimit-remaining", "0"),
+        ("ratelimit-name", "throttle_authenticated_api"),
+    ];
+    forge_scenarios::rides_out_an_outage_and_a_rate_limit(&f, 429, &headers).await;
     f.server.stop().await;
 
     let f = Lab::start_with(|c| c.forge.retry_attempts = 2).await;

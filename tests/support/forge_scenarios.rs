@@ -2,12 +2,14 @@
 //! forge's test file runs them on its bench ([`ForgeBed`]); what differs between forges (how
 //! a reviewer merges or closes, how statuses read) is in [`Reviewed`].
 
+use std::time::Duration;
+
 use tonic::Code;
 
 use super::{
     app, bump, eventually,
     fake_gitea::FakeGitea,
-    fake_github::FakeGitHub,
+    fake_github::{FakeGitHub, Recorded},
     fake_gitlab::FakeGitLab,
     fire_in_background,
     forge_bed::{FakeForge, ForgeBed},
@@ -28,6 +30,10 @@ pub trait Reviewed: FakeForge {
     fn statuses_on(&self, sha: &str) -> Vec<(String, String)>;
     /// Fails the test if a request did not match the forge's API description.
     fn check_requests(&self);
+    /// The next `times` requests are answered `status` with `headers`.
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]);
+    /// Every request so far.
+    fn requests(&self) -> Vec<Recorded>;
 }
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -56,6 +62,12 @@ impl Reviewed for FakeGitHub {
     fn check_requests(&self) {
         self.assert_valid();
     }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitHub::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitHub::requests(self)
+    }
 }
 
 impl Reviewed for FakeGitLab {
@@ -80,6 +92,12 @@ impl Reviewed for FakeGitLab {
     fn check_requests(&self) {
         self.assert_valid();
     }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitLab::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitLab::requests(self)
+    }
 }
 
 impl Reviewed for FakeGitea {
@@ -103,6 +121,12 @@ impl Reviewed for FakeGitea {
     }
     fn check_requests(&self) {
         self.assert_valid();
+    }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitea::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitea::requests(self)
     }
 }
 
@@ -174,6 +198,38 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
     assert!(
         statuses[1].1.contains("tests of test failed"),
         "{statuses:?}"
+    );
+    f.forge.check_requests();
+}
+
+/// Two 502s are ridden out (`pr-opened`, the pending status set); a rate limit (`status` with
+/// `headers`, among them `retry-after: 1`) is retried after the wait the forge asked for
+/// (`pr-updated`).
+pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
+    f: &ForgeBed<F>,
+    status: u16,
+    headers: &[(&'static str, &str)],
+) {
+    let spec = f.pr_spec(&[]);
+    f.forge.fail_next(2, 502, &[]);
+    let r = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(r["outcome"], "pr-opened", "{r}");
+    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
+
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let before = f.forge.requests().len();
+    f.forge.fail_next(1, status, headers);
+    let r = f.fire(&spec, &v3).await.expect("fires");
+    assert_eq!(r["outcome"], "pr-updated", "{r}");
+    let requests = f.forge.requests();
+    let (limited, retried) = (&requests[before], &requests[before + 1]);
+    assert_eq!(
+        (&limited.method, &limited.path),
+        (&retried.method, &retried.path)
+    );
+    assert!(
+        retried.at.duration_since(limited.at) >= Duration::from_secs(1),
+        "retried before Retry-After"
     );
     f.forge.check_requests();
 }
