@@ -22,7 +22,8 @@
 //! - [`cluster`]: Kubernetes client, `credentialsSecret` lookup, the Argo CD gate.
 //! - [`values`]: the format-preserving edit of a values file (pure).
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
-//! - [`forge`]: pull requests and commit statuses on GitHub (one trait, one module per forge).
+//! - [`forge`]: pull requests and commit statuses on GitHub, GitLab, Gitea/Forgejo and Bitbucket
+//!   Data Center (one trait, one module per forge).
 //! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
 //! - [`history`]: every run's stages and result, persisted; watchers follow a run live.
 //! - [`metrics`]: Prometheus metrics and the probes listener.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use phasegate::git::local;
 use serde_json::{Value, json};
-use support::{fake_bitbucket::FakeBitbucket, forge_bed::ForgeBed, *};
+use support::{fake_bitbucket::FakeBitbucket, forge_bed::ForgeBed, forge_scenarios, *};
 use tonic::Code;
 
 const TOKEN: &str = "BBDC-SENTINEL-token-41c9";
@@ -282,62 +282,14 @@ async fn refuses_what_this_bitbucket_cannot_do_clearly() {
 #[tokio::test]
 async fn waits_for_a_reviewer_declined_fails_and_the_wait_has_a_deadline() {
     let f = start().await;
-    let bitbucket = &f.forge;
-    let spec = f.pr_spec(&[("waitForMerge", "60s")]);
-    let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
-    eventually(|| bitbucket.pull_requests().len() == 1).await;
-    bitbucket.merge(1);
-    let r = run.await.expect("task").expect("fires").response;
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(r["commit"], only_pr(&f)["properties"]["mergeCommit"]["id"]);
-    assert_eq!(f.prod_on("main"), "2.0");
-
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let run = fire_in_background(f.server.sensor().await, &spec, &v3);
-    eventually(|| bitbucket.pull_requests().len() == 2).await;
-    bitbucket.decline(2);
-    let failed = run.await.expect("task").expect_err("declined");
-    assert_eq!(
-        failed.status.code(),
-        Code::FailedPrecondition,
-        "{:?}",
-        failed.status
-    );
-    assert!(
-        failed
-            .status
-            .message()
-            .contains("closed without being merged"),
-        "{:?}",
-        failed.status
-    );
-
-    let v4 = bump(&f.bare, &["petstore"], "test", "4.0");
-    let status = f
-        .fire(&f.pr_spec(&[("waitForMerge", "1s")]), &v4)
-        .await
-        .expect_err("deadline");
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
+    forge_scenarios::waits_for_a_reviewer(&f).await;
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn push_mode_sets_build_statuses_linking_the_commit_without_a_run_url() {
     let f = Bed::open(TOKEN, |c| c.forge.run_url = None).await;
-
-    let r = f.fire(&f.spec(&[]), &f.synced).await.expect("fires");
-    assert_eq!(r["outcome"], "promoted", "{r}");
-    assert_eq!(f.prod_on("main"), "2.0");
-    let builds = build_states(&f, &f.synced);
-    assert_eq!(builds.len(), 2, "{builds:?}");
-    assert_eq!(builds[0].0, "INPROGRESS");
-    assert_eq!(builds[1].0, "SUCCESSFUL");
-    assert!(
-        builds[1].1.contains("promoted 2.0 from test to prod"),
-        "{builds:?}"
-    );
+    forge_scenarios::push_mode_statuses(&f, &[]).await;
     // Bitbucket requires a link: without a run URL, the commit's page in Bitbucket.
     assert_eq!(
         f.forge.builds(&f.synced)[0]["url"],
@@ -347,21 +299,6 @@ async fn push_mode_sets_build_statuses_linking_the_commit_without_a_run_url() {
             f.synced
         )
     );
-
-    let broken = app(500, "down").await;
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let spec = f.spec(&[
-        ("test", "http"),
-        ("testTarget", &broken),
-        ("testInterval", "10ms"),
-    ]);
-    let failed = f.fire(&spec, &v3).await.expect_err("tests fail");
-    assert_eq!(failed.code(), Code::FailedPrecondition);
-    let builds = build_states(&f, &v3);
-    assert_eq!(builds[0].0, "INPROGRESS");
-    assert_eq!(builds[1].0, "FAILED");
-    assert!(builds[1].1.contains("tests of test failed"), "{builds:?}");
-    f.forge.assert_valid();
     f.server.stop().await;
 }
 

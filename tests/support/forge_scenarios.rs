@@ -8,6 +8,7 @@ use tonic::Code;
 
 use super::{
     app, bump, eventually,
+    fake_bitbucket::FakeBitbucket,
     fake_gitea::FakeGitea,
     fake_github::{FakeGitHub, Recorded},
     fake_gitlab::FakeGitLab,
@@ -17,7 +18,10 @@ use super::{
 
 /// A fake forge with reviewers, and statuses to read.
 pub trait Reviewed: FakeForge {
-    /// The state of a status after failed tests, as the forge names it.
+    /// The states of a status while testing, after a promotion and after failed tests, as the
+    /// forge names them.
+    const PENDING: &'static str = "pending";
+    const SUCCESS: &'static str = "success";
     const FAILED: &'static str;
     /// How many pull requests were opened.
     fn opened(&self) -> usize;
@@ -130,6 +134,33 @@ impl Reviewed for FakeGitea {
     }
 }
 
+/// Bitbucket Data Center's statuses are build statuses; its reviewers decline.
+impl Reviewed for FakeBitbucket {
+    const PENDING: &'static str = "INPROGRESS";
+    const SUCCESS: &'static str = "SUCCESSFUL";
+    const FAILED: &'static str = "FAILED";
+    fn opened(&self) -> usize {
+        self.pull_requests().len()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.decline(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
+        let builds = self.builds(sha);
+        builds
+            .iter()
+            .inspect(|b| assert_eq!(b["key"], "phasegate/test->prod"))
+            .map(|b| (text(b, "state"), text(b, "description")))
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+}
+
 /// `waitForMerge`: a reviewer merges (`promoted`), closes (`FAILED_PRECONDITION`), or nobody
 /// reviews (`DEADLINE_EXCEEDED`).
 pub async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
@@ -171,8 +202,8 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
     assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
     let statuses = f.forge.statuses_on(&f.synced);
     assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
+    assert_eq!(statuses[0].0, F::PENDING);
+    assert_eq!(statuses[1].0, F::SUCCESS);
     assert!(
         statuses[1].1.contains("promoted 2.0 from test to prod"),
         "{statuses:?}"
@@ -193,7 +224,7 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
         .expect_err("tests fail");
     assert_eq!(failed.code(), Code::FailedPrecondition);
     let statuses = f.forge.statuses_on(&v3);
-    assert_eq!(statuses[0].0, "pending");
+    assert_eq!(statuses[0].0, F::PENDING);
     assert_eq!(statuses[1].0, F::FAILED);
     assert!(
         statuses[1].1.contains("tests of test failed"),
