@@ -55,6 +55,7 @@ pub struct Metrics {
     tests: Family<TestLabels, Counter>,
     notifications: Family<NotifyLabels, Counter>,
     notification_retries: Counter,
+    policy_permissive: Gauge,
     ready: AtomicBool,
 }
 
@@ -123,6 +124,12 @@ impl Metrics {
             "Run-end webhook posts tried again after a failure",
             notification_retries.clone(),
         );
+        let policy_permissive = Gauge::default();
+        registry.register(
+            "policy_permissive",
+            "1 while the server runs with policy.permissive (empty lists allow everything)",
+            policy_permissive.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -134,6 +141,7 @@ impl Metrics {
             tests,
             notifications,
             notification_retries,
+            policy_permissive,
             ready: AtomicBool::new(false),
         }
     }
@@ -191,6 +199,11 @@ impl Metrics {
     /// A run-end webhook post is tried again.
     pub fn notification_retried(&self) {
         self.notification_retries.inc();
+    }
+
+    /// Records whether the server runs with `policy.permissive`, so alerts can catch it.
+    pub fn set_permissive(&self, permissive: bool) {
+        self.policy_permissive.set(i64::from(permissive));
     }
 
     /// Marks the server ready (serving gRPC) or not.

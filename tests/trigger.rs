@@ -651,6 +651,19 @@ async fn warns_loudly_at_startup_in_permissive_mode() {
         ..Config::default()
     })
     .await;
+    let (_, scrape) = server.probe("/metrics").await;
+    assert!(
+        scrape.contains("phasegate_policy_permissive 1\n"),
+        "{scrape}"
+    );
     server.stop().await;
     assert!(logs().contains("PERMISSIVE POLICY"), "{}", logs());
+    // A closed server says so too: an alert can watch the gauge.
+    let closed = TestServer::start(test_config()).await;
+    let (_, scrape) = closed.probe("/metrics").await;
+    assert!(
+        scrape.contains("phasegate_policy_permissive 0\n"),
+        "{scrape}"
+    );
+    closed.stop().await;
 }

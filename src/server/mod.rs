@@ -59,6 +59,7 @@ pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline
     crate::git::configure_process(config.git.ca_file.as_deref())
         .map_err(|e| ConfigError(e.to_string()))?;
     let policy = config.policy()?;
+    metrics.set_permissive(policy.is_permissive());
     if policy.is_permissive() {
         warn!(
             "PERMISSIVE POLICY: an empty policy list allows everything; any caller of port 9000 \
