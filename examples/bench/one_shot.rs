@@ -60,15 +60,11 @@ impl OneShot<'_> {
             let (commit, _) = bump("app005")?;
             let cache = self.root.join(format!("one-shot-cold-{turn}"));
             let target = self.root.join(format!("one-shot-clone-{turn}.git"));
-            let shot = || timed(|| self.promote(&cache, "app005", &commit));
-            let clone = || timed(|| self.clone_bare(&target));
-            let (s, c) = if turn % 2 == 0 {
-                let s = shot()?;
-                (s, clone()?)
-            } else {
-                let c = clone()?;
-                (shot()?, c)
-            };
+            let (s, c) = alternately(
+                turn,
+                || timed(|| self.promote(&cache, "app005", &commit)),
+                || timed(|| self.clone_bare(&target)),
+            )?;
             shots.push(s);
             clones.push(c);
             ratios.push(s / c);
@@ -106,15 +102,11 @@ impl OneShot<'_> {
         for turn in 0..turns {
             let (commit, _) = bump("app006")?;
             let (_, version) = bump("app007")?;
-            let shot = || timed(|| self.promote(&cache, "app006", &commit));
-            let git = || timed(|| floor(&version));
-            let (s, f) = if turn % 2 == 0 {
-                let s = shot()?;
-                (s, git()?)
-            } else {
-                let f = git()?;
-                (shot()?, f)
-            };
+            let (s, f) = alternately(
+                turn,
+                || timed(|| self.promote(&cache, "app006", &commit)),
+                || timed(|| floor(&version)),
+            )?;
             shots.push(s);
             floors.push(f);
             ratios.push(s / f);
@@ -128,5 +120,20 @@ impl OneShot<'_> {
             format!("{shot:.0} / {shot_p95:.0} ms vs floor {floor:.0} / {floor_p95:.0} ms"),
             format!("{ratio:.2}× the floor (median of per-turn ratios; goal ≤ 1.2×)"),
         ))
+    }
+}
+
+/// Times `a` and `b`, `a` first on even turns and `b` first on odd ones.
+fn alternately(
+    turn: usize,
+    a: impl FnOnce() -> BenchResult<f64>,
+    b: impl FnOnce() -> BenchResult<f64>,
+) -> BenchResult<(f64, f64)> {
+    if turn.is_multiple_of(2) {
+        let a = a()?;
+        Ok((a, b()?))
+    } else {
+        let b = b()?;
+        Ok((a()?, b))
     }
 }
