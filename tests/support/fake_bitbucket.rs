@@ -31,23 +31,12 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{bitbucket_api, git_server::GitServer};
+use super::{bitbucket_api, fake_github::Recorded, git_server::GitServer};
 
 mod model;
 
 /// The web context Bitbucket is served under, as many installations are.
 const CONTEXT: &str = "/bitbucket";
-
-/// One request phasegate sent.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    /// Relative to `/rest/api/latest`, without the query.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub body: Option<Value>,
-    pub at: Instant,
-}
 
 struct Fake {
     root: PathBuf,
@@ -250,7 +239,6 @@ async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Respo
     s.requests.push(Recorded {
         method: method.to_string(),
         path: path.to_string(),
-        query: query.clone(),
         body: body.clone(),
         at: Instant::now(),
     });

@@ -159,6 +159,12 @@ impl Reviewed for FakeBitbucket {
     fn check_requests(&self) {
         self.assert_valid();
     }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        self.fail_next(times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests()
+    }
 }
 
 /// `waitForMerge`: a reviewer merges (`promoted`), closes (`FAILED_PRECONDITION`), or nobody
