@@ -227,24 +227,8 @@ async fn a_forge_that_stays_down_is_unavailable_with_the_reason() {
 
 #[tokio::test]
 async fn a_token_without_permission_is_permission_denied_without_showing_it() {
-    capture_logs();
     let f = Forge::start().await;
-    f.forge.restrict_token(true);
-
-    let status = f
-        .fire(&f.pr_spec(&[]), &f.synced)
-        .await
-        .expect_err("refused");
-
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let message = status.message();
-    assert!(
-        message.contains("GitHub refused phasegate's token"),
-        "{message}"
-    );
-    assert!(message.contains("lacks a permission"), "{message}");
-    assert!(!message.contains(TOKEN) && !logs().contains(TOKEN));
-    assert_eq!(f.prod_on("main"), "1.0");
+    forge_scenarios::token_without_permission(&f, "GitHub", TOKEN).await;
     f.server.stop().await;
 }
 

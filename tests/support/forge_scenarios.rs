@@ -7,13 +7,14 @@ use std::time::Duration;
 use tonic::Code;
 
 use super::{
-    app, bump, eventually,
+    app, bump, capture_logs, eventually,
     fake_bitbucket::FakeBitbucket,
     fake_gitea::FakeGitea,
     fake_github::{FakeGitHub, Recorded},
     fake_gitlab::FakeGitLab,
     fire_in_background,
     forge_bed::{FakeForge, ForgeBed},
+    logs,
 };
 
 /// A fake forge with reviewers, and statuses to read.
@@ -38,6 +39,8 @@ pub trait Reviewed: FakeForge {
     fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]);
     /// Every request so far.
     fn requests(&self) -> Vec<Recorded>;
+    /// The token keeps git access but loses the API's write permissions.
+    fn restrict(&self);
 }
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -46,6 +49,9 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 
 impl Reviewed for FakeGitHub {
     const FAILED: &'static str = "failure";
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
     fn opened(&self) -> usize {
         self.pulls().len()
     }
@@ -76,6 +82,9 @@ impl Reviewed for FakeGitHub {
 
 impl Reviewed for FakeGitLab {
     const FAILED: &'static str = "failed";
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
     fn opened(&self) -> usize {
         self.merge_requests().len()
     }
@@ -106,6 +115,9 @@ impl Reviewed for FakeGitLab {
 
 impl Reviewed for FakeGitea {
     const FAILED: &'static str = "failure";
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
     fn opened(&self) -> usize {
         self.pulls().len()
     }
@@ -139,6 +151,24 @@ impl Reviewed for FakeBitbucket {
     const PENDING: &'static str = "INPROGRESS";
     const SUCCESS: &'static str = "SUCCESSFUL";
     const FAILED: &'static str = "FAILED";
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        self.fail_next(times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        let requests = self.requests();
+        requests
+            .into_iter()
+            .map(|r| Recorded {
+                method: r.method,
+                path: r.path,
+                body: r.body,
+                at: r.at,
+            })
+            .collect()
+    }
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
     fn opened(&self) -> usize {
         self.pull_requests().len()
     }
@@ -269,4 +299,29 @@ pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
         "retried before Retry-After"
     );
     f.forge.check_requests();
+}
+
+/// A token without the API's write permissions: `PERMISSION_DENIED` saying so, naming the
+/// forge (`name`), never showing the token (`token`), nothing promoted. Answers the message.
+pub async fn token_without_permission<F: Reviewed>(
+    f: &ForgeBed<F>,
+    name: &str,
+    token: &str,
+) -> String {
+    capture_logs();
+    f.forge.restrict();
+    let status = f
+        .fire(&f.pr_spec(&[]), &f.synced)
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let message = status.message();
+    assert!(
+        message.contains(&format!("{name} refused phasegate's token")),
+        "{message}"
+    );
+    assert!(message.contains("lacks a permission"), "{message}");
+    assert!(!message.contains(token) && !logs().contains(token));
+    assert_eq!(f.prod_on("main"), "1.0");
+    message.to_string()
 }
