@@ -151,21 +151,6 @@ impl Reviewed for FakeBitbucket {
     const PENDING: &'static str = "INPROGRESS";
     const SUCCESS: &'static str = "SUCCESSFUL";
     const FAILED: &'static str = "FAILED";
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.fail_next(times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        let requests = self.requests();
-        requests
-            .into_iter()
-            .map(|r| Recorded {
-                method: r.method,
-                path: r.path,
-                body: r.body,
-                at: r.at,
-            })
-            .collect()
-    }
     fn restrict(&self) {
         self.restrict_token(true);
     }
