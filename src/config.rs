@@ -20,6 +20,10 @@ use crate::{
     policy::{Policy, PolicyConfig},
 };
 
+mod forge;
+
+pub use forge::{ForgeConfig, GitHubAppConfig};
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -69,88 +73,6 @@ pub struct Config {
 pub struct TestConfig {
     /// Extra CA bundle the HTTP runner trusts for `https` test targets, besides `git.caFile`.
     pub ca_file: Option<PathBuf>,
-}
-
-/// Forge settings of the configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-pub struct ForgeConfig {
-    /// Link of phasegate's commit statuses, with `{run}` for the run id (e.g. a console URL).
-    pub run_url: Option<String>,
-    /// Calls per forge request at most, retries of rate limits and 5xx included.
-    pub retry_attempts: u32,
-    /// The longest wait between two calls (`Retry-After`); a longer one is UNAVAILABLE at once.
-    pub max_retry_wait: String,
-    /// The server's own GitHub App, for the repositories on its API that name no
-    /// `credentialsSecret`.
-    pub github_app: Option<GitHubAppConfig>,
-}
-
-/// A GitHub App of the configuration file (`forge.githubApp`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GitHubAppConfig {
-    /// The App's id (or client id).
-    pub app_id: String,
-    /// The installation on the organisation that owns the repositories.
-    pub installation_id: String,
-    /// File holding the App's private key, PEM (a mounted Secret).
-    pub private_key_file: PathBuf,
-    /// The API the App is for, and the only one its JWT and tokens go to: github.com's by
-    /// default, `https://HOST/api/v3` for GitHub Enterprise Server.
-    #[serde(default = "github_api")]
-    pub api_url: String,
-}
-
-fn github_api() -> String {
-    "https://api.github.com".into()
-}
-
-impl Default for ForgeConfig {
-    fn default() -> Self {
-        let retry = crate::forge::RetryPolicy::default();
-        ForgeConfig {
-            run_url: None,
-            retry_attempts: retry.attempts,
-            max_retry_wait: humantime::format_duration(retry.max_wait).to_string(),
-            github_app: None,
-        }
-    }
-}
-
-impl GitHubAppConfig {
-    /// Reads and checks the key: an App that cannot sign stops the server at start-up.
-    fn load(&self) -> Result<crate::forge::access::ServerApp, ConfigError> {
-        use crate::forge::github_app::{BadAppField, GitHubApp};
-        let file = self.private_key_file.display();
-        let pem = std::fs::read_to_string(&self.private_key_file)
-            .map_err(|e| ConfigError(format!("forge.githubApp.privateKeyFile {file}: {e}")))?;
-        let app = GitHubApp::new(&self.app_id, &self.installation_id, &pem).map_err(|bad| {
-            let field = match bad {
-                BadAppField::AppId => "appId".to_string(),
-                BadAppField::InstallationId => "installationId".to_string(),
-                BadAppField::PrivateKey => format!("privateKeyFile {file}"),
-            };
-            ConfigError(format!("forge.githubApp.{field} {}", bad.problem()))
-        })?;
-        // The JWT is a credential: over TLS, or to this machine (a local proxy).
-        let api = url::Url::parse(&self.api_url)
-            .ok()
-            .filter(|u| match (u.scheme(), u.host()) {
-                ("https", Some(_)) => true,
-                ("http", Some(url::Host::Domain(d))) => d == "localhost",
-                ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-                ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
-                _ => false,
-            })
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "forge.githubApp.apiUrl {:?} is not an https:// URL",
-                    self.api_url
-                ))
-            })?;
-        Ok(crate::forge::access::ServerApp { app, api })
-    }
 }
 
 /// TLS files of the gRPC listener.
@@ -462,7 +384,7 @@ impl Overrides {
         f.run_url = self.forge_run_url.or(f.run_url.take());
         set(&mut f.retry_attempts, self.forge_retry_attempts);
         set(&mut f.max_retry_wait, self.forge_max_retry_wait);
-        f.github_app = github_app_overrides(
+        f.github_app = forge::github_app_overrides(
             f.github_app.take(),
             self.forge_github_app_id,
             self.forge_github_app_installation_id,
@@ -471,47 +393,6 @@ impl Overrides {
         )?;
         Ok(c)
     }
-}
-
-/// `forge.githubApp` with the flags over it; flags alone must name the id, the installation
-/// and the key file.
-fn github_app_overrides(
-    file: Option<GitHubAppConfig>,
-    app_id: Option<String>,
-    installation_id: Option<String>,
-    private_key_file: Option<PathBuf>,
-    api_url: Option<String>,
-) -> Result<Option<GitHubAppConfig>, ConfigError> {
-    let any = app_id.is_some()
-        || installation_id.is_some()
-        || private_key_file.is_some()
-        || api_url.is_some();
-    let app = match (file, app_id, installation_id, private_key_file) {
-        (Some(f), id, installation, key) => GitHubAppConfig {
-            app_id: id.unwrap_or(f.app_id),
-            installation_id: installation.unwrap_or(f.installation_id),
-            private_key_file: key.unwrap_or(f.private_key_file),
-            api_url: f.api_url,
-        },
-        (None, Some(app_id), Some(installation_id), Some(private_key_file)) => GitHubAppConfig {
-            app_id,
-            installation_id,
-            private_key_file,
-            api_url: github_api(),
-        },
-        (None, ..) if any => {
-            return Err(ConfigError(
-                "the server's GitHub App needs --forge-github-app-id, \
-                 --forge-github-app-installation-id and --forge-github-app-private-key-file"
-                    .into(),
-            ));
-        }
-        (None, ..) => return Ok(None),
-    };
-    Ok(Some(GitHubAppConfig {
-        api_url: api_url.unwrap_or(app.api_url),
-        ..app
-    }))
 }
 
 /// `shutdownGrace` as people write it (`60s`, `2m 30s`), parsed once, where the file is read.
@@ -621,31 +502,7 @@ impl Config {
 
     /// Forge settings: status links, retries, the CA bundle git trusts.
     pub fn forge_settings(&self) -> Result<crate::forge::ForgeSettings, ConfigError> {
-        let f = &self.forge;
-        if f.retry_attempts == 0 || f.retry_attempts > 20 {
-            return Err(ConfigError("forge.retryAttempts must be 1 to 20".into()));
-        }
-        let max_wait = humantime::parse_duration(&f.max_retry_wait)
-            .map_err(|e| ConfigError(format!("forge.maxRetryWait {:?}: {e}", f.max_retry_wait)))?;
-        if let Some(url) = &f.run_url
-            && url::Url::parse(&url.replace("{run}", "r")).is_err()
-        {
-            return Err(ConfigError("forge.runUrl is not a URL template".into()));
-        }
-        Ok(crate::forge::ForgeSettings {
-            run_url: f.run_url.clone(),
-            retry: crate::forge::RetryPolicy {
-                attempts: f.retry_attempts,
-                max_wait,
-                ..Default::default()
-            },
-            ca_file: self.git.ca_file.clone(),
-            github_app: f
-                .github_app
-                .as_ref()
-                .map(GitHubAppConfig::load)
-                .transpose()?,
-        })
+        self.forge.settings(self.git.ca_file.clone())
     }
 
     /// Git settings, with the server's own credentials from files or the environment.
