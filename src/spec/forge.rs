@@ -193,6 +193,14 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
                         "labels must be 1 to 50 characters",
                     ));
                 }
+                // GitLab takes labels as one comma-separated string: a comma would split one
+                // label into several (past the count bound); control characters are no name.
+                if label.chars().any(|c| c == ',' || c.is_control()) {
+                    return Err(SpecError::invalid(
+                        "pullRequest.labels",
+                        "a label must not contain a comma or a control character",
+                    ));
+                }
             }
             let wait_for_merge = match pr.wait_for_merge.as_deref() {
                 None => None,
@@ -219,5 +227,115 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
             "promoteVia",
             format!("{other:?} is not push or pull-request"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pr(spec: PullRequestSpec) -> Result<PromoteVia, SpecError> {
+        promote_via(&Resource {
+            promote_via: "pull-request".into(),
+            pull_request: Some(spec),
+            ..Default::default()
+        })
+    }
+
+    fn refused(result: Result<impl fmt::Debug, SpecError>, key: &str, why: &str) {
+        let err = result.expect_err(why).to_string();
+        assert!(err.contains(key) && err.contains(why), "{err}");
+    }
+
+    #[test]
+    fn refuses_labels_that_are_blank_long_or_would_split() {
+        let cases = [
+            ("", "1 to 50"),
+            ("  ", "1 to 50"),
+            (&*"x".repeat(51), "1 to 50"),
+            ("release,hotfix", "comma"),
+            ("release\nhotfix", "control"),
+        ];
+        for (label, why) in cases {
+            let spec = PullRequestSpec {
+                labels: vec![label.into()],
+                ..Default::default()
+            };
+            refused(pr(spec), "pullRequest.labels", why);
+        }
+        let spec = PullRequestSpec {
+            labels: vec!["release".into(), "team: payments".into()],
+            ..Default::default()
+        };
+        assert!(matches!(pr(spec), Ok(PromoteVia::PullRequest(p)) if p.labels.len() == 2));
+    }
+
+    #[test]
+    fn refuses_unknown_merge_methods_and_waits_out_of_range() {
+        let method = PullRequestSpec {
+            merge_method: Some("fast-forward".into()),
+            ..Default::default()
+        };
+        refused(
+            pr(method),
+            "pullRequest.mergeMethod",
+            "not merge, squash or rebase",
+        );
+        for (wait, why) in [
+            ("0s", "between 1s and 24h"),
+            ("25h", "at most 1day"),
+            ("soon", "not a duration"),
+        ] {
+            let spec = PullRequestSpec {
+                wait_for_merge: Some(wait.into()),
+                ..Default::default()
+            };
+            refused(pr(spec), "pullRequest.waitForMerge", why);
+        }
+    }
+
+    #[test]
+    fn refuses_pull_request_keys_in_push_mode_and_unknown_modes() {
+        let r = Resource {
+            promote_via: "push".into(),
+            pull_request: Some(PullRequestSpec {
+                draft: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        refused(promote_via(&r), "promoteVia", "pull-request keys");
+        let r = Resource {
+            promote_via: "merge".into(),
+            ..Default::default()
+        };
+        refused(promote_via(&r), "promoteVia", "not push or pull-request");
+    }
+
+    #[test]
+    fn refuses_unknown_forges_and_api_urls_that_are_not_plain_http() {
+        let choice = |kind: Option<&str>, url: Option<&str>| {
+            forge_choice(&Resource {
+                forge: Some(ForgeSpec {
+                    kind: kind.map(Into::into),
+                    api_url: url.map(Into::into),
+                }),
+                ..Default::default()
+            })
+        };
+        refused(choice(Some("sourcehut"), None), "forge", "is not a forge");
+        refused(
+            choice(None, Some("ftp://git.example/api")),
+            "forgeApiUrl",
+            "http(s) URL",
+        );
+        refused(choice(None, Some("/api/v4")), "forgeApiUrl", "http(s) URL");
+        let err = choice(None, Some("https://bot:s3cret@git.example/api/v4"))
+            .expect_err("credentials")
+            .to_string();
+        assert!(err.contains("must not carry credentials"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let ok = choice(Some("gitlab"), Some("https://git.example/api/v4")).expect("valid");
+        assert_eq!(ok.kind, Some(ForgeKind::GitLab));
     }
 }
