@@ -7,9 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Resource, SpecError, bounds, plan::duration};
 
-/// A merge wait longer than a day is a mistake: a run holds its Sensor call while it waits.
-const MAX_WAIT_FOR_MERGE: Duration = Duration::from_secs(24 * 3600);
-
 /// The forge keys as the resource carries them (`forge`, `forgeApiUrl`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -205,8 +202,9 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
             let wait_for_merge = match pr.wait_for_merge.as_deref() {
                 None => None,
                 Some(s) => {
+                    // `duration` caps it at a day: a run holds its Sensor call while it waits.
                     let d = duration("pullRequest.waitForMerge", s)?;
-                    if d.is_zero() || d > MAX_WAIT_FOR_MERGE {
+                    if d.is_zero() {
                         return Err(SpecError::invalid(
                             "pullRequest.waitForMerge",
                             "must be between 1s and 24h",
