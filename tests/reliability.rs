@@ -278,16 +278,12 @@ async fn a_password_from_the_environment_never_leaks_on_any_failure_path() {
 /// Commits a symlink (mode 120000) at `path` in the bare repository, with the git CLI.
 fn commit_symlink(bare: &Path, work: &Path, path: &str, target: &str) {
     let git = |args: &[&str], dir: &Path| {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let mut git = Command::new("git");
+        succeed(
+            git.args(args)
+                .current_dir(dir)
+                .env("GIT_TERMINAL_PROMPT", "0"),
+            "git",
         );
     };
     git(

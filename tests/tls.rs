@@ -13,8 +13,10 @@ const NAME: &str = "phasegate.argo-events.svc";
 
 /// A self-signed server certificate for `dns` into `dir/cert.pem` and `dir/key.pem`.
 fn certificate(dir: &Path, dns: &str) {
-    let status = Command::new("openssl")
-        .args([
+    let (subject, san) = (format!("/CN={dns}"), format!("subjectAltName=DNS:{dns}"));
+    openssl(
+        dir,
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -24,26 +26,18 @@ fn certificate(dir: &Path, dns: &str) {
             "-nodes",
             "-days",
             "1",
-        ])
-        .args([
             "-subj",
-            &format!("/CN={dns}"),
+            &subject,
             "-addext",
-            &format!("subjectAltName=DNS:{dns}"),
+            &san,
             // A server certificate, not a CA (rustls refuses a CA as the end entity).
             "-addext",
             "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem.new"))
-        .arg("-out")
-        .arg(dir.join("cert.pem.new"))
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+            "-keyout",
+            "key.pem.new",
+            "-out",
+            "cert.pem.new",
+        ],
     );
     // Replace both files by rename, as a Secret volume update does.
     std::fs::rename(dir.join("key.pem.new"), dir.join("key.pem")).expect("key");

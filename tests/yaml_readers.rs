@@ -86,17 +86,13 @@ print(json.dumps(bad))
     let pairs = written();
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), json!(pairs).to_string()).expect("write cases");
-    let out = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .arg(file.path())
-        .output()
-        .expect("python3 with PyYAML (installed by .ci/test.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::succeed(
+        Command::new("python3")
+            .args(["-c", SCRIPT])
+            .arg(file.path()),
+        "python3 with PyYAML (installed by .ci/test.sh)",
     );
-    let bad: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("json");
+    let bad: Vec<Vec<String>> = serde_json::from_slice(&out).expect("json");
     assert!(
         bad.is_empty(),
         "{} of {} differ: {bad:#?}",

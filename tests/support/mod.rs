@@ -318,17 +318,25 @@ impl Write for LogWriter {
     }
 }
 
-/// Runs the openssl command line in `dir` (keys and certificates for the tests).
-pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl must be installed");
+/// Runs a tool the tests need (`needs` says how it gets installed), asserts it succeeded, and
+/// returns its stdout; a failure names the command line and shows what it printed.
+pub fn succeed(command: &mut std::process::Command, needs: &str) -> Vec<u8> {
+    let out = command.output().expect(needs);
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs the openssl command line in `dir` (keys and certificates for the tests).
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let mut command = std::process::Command::new("openssl");
+    succeed(
+        command.current_dir(dir).args(args),
+        "openssl must be installed",
     );
 }
 
