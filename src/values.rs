@@ -79,7 +79,12 @@ pub fn read_scalar(text: &str, key: &str) -> Result<String, ValuesError> {
 pub fn read_value(text: &str, key: &str) -> Result<Scalar, ValuesError> {
     let found = find::find(text, key)?;
     let quoted = found.style != ScalarStyle::Plain;
-    let kind = scalar::kind(&found.value, quoted, found.tag.as_deref());
+    let kind = scalar::kind(&found.value, quoted, found.tag.as_deref()).ok_or_else(|| {
+        ValuesError::BadValue {
+            key: key.to_string(),
+            reason: "YAML readers disagree on the type of a plain scalar tagged `!` (quote it, or tag it `!!str`)",
+        }
+    })?;
     Ok(Scalar {
         text: found.value,
         kind,

@@ -167,12 +167,17 @@ fn source_token() -> impl Strategy<Value = String> {
 }
 
 /// The value at `path` as serde_yaml_ng (a YAML 1.2 loader of its own) reads it, type included.
+/// It keeps the non-specific tag `!` as a tagged value where PyYAML and go-yaml drop it: the
+/// value under it is what they read.
 fn loaded(text: &str, path: &[&str]) -> String {
     let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
     for key in path {
         value = value.get(key).cloned().expect("key");
     }
-    format!("{value:?}")
+    match value {
+        serde_yaml_ng::Value::Tagged(t) if t.tag == "!" => format!("{:?}", t.value),
+        value => format!("{value:?}"),
+    }
 }
 
 proptest! {
@@ -247,6 +252,11 @@ proptest! {
         prop_assert_eq!(read_scalar(&doc, "image.version").is_ok(), true);
         let source = format!("v: {from}\n");
         let Ok(value) = read_value(&source, "v") else { return Ok(()) };
+        // libyaml's anchors are stricter than the spec's (`&: $`): a source only the spec accepts
+        // cannot be compared.
+        if serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&source).is_err() {
+            return Ok(());
+        }
         let at = doc.rfind("version: ").expect("key") + "version: ".len();
         match set_scalar(&doc, "image.version", &value) {
             Ok(out) => {
@@ -258,9 +268,15 @@ proptest! {
                 prop_assert!(out.ends_with(rest), "suffix changed:\n{:?}\n{:?}", doc, out);
             }
             Err(e) => {
-                // Only an empty value is refused: printable text always has a way to be written.
-                prop_assert!(value.text().is_empty(), "{} refused: {}", from, e);
-                prop_assert!(e.to_string().contains("image.version"));
+                // Printable text always has a way to be written: only an empty value is refused,
+                // one whose tag (`!0 a`) the untagged target cannot carry, or one whose escapes
+                // (`"\a"`) decode to a control or invisible character.
+                let e = e.to_string();
+                let tagged = from.starts_with('!') && e.contains("tag");
+                let hidden = value.text().chars().any(|c| c.is_control() || !c.is_ascii())
+                    && e.contains("control or invisible");
+                prop_assert!(value.text().is_empty() || tagged || hidden, "{} refused: {}", from, e);
+                prop_assert!(e.contains("image.version"));
             }
         }
     }

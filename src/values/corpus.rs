@@ -265,6 +265,20 @@ fn refuses_a_target_tag_that_would_change_the_source_type() {
 }
 
 #[test]
+fn refuses_a_source_whose_type_readers_disagree_on() {
+    let err = read_value("image:\n  version: ! 0\n", "image.version").expect_err("ambiguous");
+    assert!(err.to_string().contains("`image.version`"), "{err}");
+    assert!(err.to_string().contains("disagree"), "{err}");
+    // Quoted, or text no schema types, it is a string to every reader.
+    for text in ["v: ! '0'\n", "v: ! v0\n"] {
+        assert_eq!(
+            read_value(text, "v").expect(text).text(),
+            text[5..].trim().trim_matches('\'')
+        );
+    }
+}
+
+#[test]
 fn refuses_line_breaks_controls_and_invisible_characters_in_values() {
     for value in [
         "1.0\u{85}x: y",

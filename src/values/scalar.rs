@@ -81,17 +81,22 @@ pub(super) enum Kind {
     Tagged(String),
 }
 
-/// The kind of a scalar with this decoded value, style and resolved tag.
-pub(super) fn kind(value: &str, quoted: bool, tag: Option<&str>) -> Kind {
-    match tag {
+/// The kind of a scalar with this decoded value, style and resolved tag. None when readers
+/// disagree on its type: a plain scalar with the non-specific tag `!` is a string by the YAML
+/// spec (and to go-yaml v2), but PyYAML, go-yaml v3 and serde_yaml resolve `! 0` as if it had
+/// no tag, a number.
+pub(super) fn kind(value: &str, quoted: bool, tag: Option<&str>) -> Option<Kind> {
+    Some(match tag {
+        Some("!") if !quoted && !is_string(value) => return None,
         Some(tag) if is_string_tag(tag) => Kind::Str,
         Some(tag) => Kind::Tagged(tag.to_string()),
         None if quoted || is_string(value) => Kind::Str,
         None => Kind::Plain,
-    }
+    })
 }
 
-/// True for the tags that make any scalar a string: `!!str` and the non-specific `!`.
+/// True for the tags that make a scalar a string: `!!str`, and the non-specific `!` on a
+/// quoted scalar or on plain text no schema types (other plain text makes [`kind`] refuse).
 pub(super) fn is_string_tag(tag: &str) -> bool {
     tag == STR_TAG || tag == "!"
 }
@@ -180,16 +185,24 @@ mod tests {
 
     #[test]
     fn a_plain_scalar_is_typed_unless_every_reader_takes_it_for_a_string() {
-        assert_eq!(kind("1.2.3", false, None), Kind::Str);
-        assert_eq!(kind("1.10", true, None), Kind::Str);
-        assert_eq!(kind("1.10", false, None), Kind::Plain);
-        assert_eq!(kind("yes", false, None), Kind::Plain);
-        assert_eq!(kind("42", false, Some(STR_TAG)), Kind::Str);
-        assert_eq!(kind("42", false, Some("!")), Kind::Str);
+        assert_eq!(kind("1.2.3", false, None), Some(Kind::Str));
+        assert_eq!(kind("1.10", true, None), Some(Kind::Str));
+        assert_eq!(kind("1.10", false, None), Some(Kind::Plain));
+        assert_eq!(kind("yes", false, None), Some(Kind::Plain));
+        assert_eq!(kind("42", false, Some(STR_TAG)), Some(Kind::Str));
         assert_eq!(
             kind("42", true, Some("tag:yaml.org,2002:int")),
-            Kind::Tagged("tag:yaml.org,2002:int".into())
+            Some(Kind::Tagged("tag:yaml.org,2002:int".into()))
         );
+    }
+
+    #[test]
+    fn the_non_specific_tag_is_a_string_only_where_every_reader_agrees() {
+        assert_eq!(kind("42", true, Some("!")), Some(Kind::Str));
+        assert_eq!(kind("v1.2", false, Some("!")), Some(Kind::Str));
+        // PyYAML and go-yaml v3 read `! 42` as the number 42, the YAML spec as the string "42".
+        assert_eq!(kind("42", false, Some("!")), None);
+        assert_eq!(kind("true", false, Some("!")), None);
     }
 
     #[test]
