@@ -99,6 +99,9 @@ pub(super) struct ApiClient {
     retry: RetryPolicy,
     /// `Authorization: <scheme> <token>`.
     auth_scheme: &'static str,
+    /// What a 404 says is missing or hidden from the token (`repository o/r or its pull
+    /// request`), in [`ApiClient::failed`].
+    subject: String,
 }
 
 /// No forge call may hang a run.
@@ -134,7 +137,14 @@ impl ApiClient {
             headers,
             retry: settings.retry.clone(),
             auth_scheme: "Bearer",
+            subject: String::new(),
         })
+    }
+
+    /// Names what a 404 answer means is missing (see [`ApiClient::failed`]).
+    pub fn about(mut self, subject: String) -> ApiClient {
+        self.subject = subject;
+        self
     }
 
     /// Sends the token as `Authorization: <scheme> <token>` instead of `Bearer` (Gitea and
@@ -219,6 +229,43 @@ impl ApiClient {
             "{last} (gave up after {} attempts)",
             self.retry.attempts
         )))
+    }
+
+    /// Calls `method path` to `what` (for messages); only a success answers, with its body.
+    pub async fn success(
+        &self,
+        what: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let answer = self.call(method, path, body).await?;
+        match answer.status.is_success() {
+            true => Ok(answer.body),
+            false => Err(self.failed(what, &answer)),
+        }
+    }
+
+    /// An answer that should have been a success, as an error naming the request `what`: a
+    /// 404 is the subject not found (or hidden from the token), anything else the forge's
+    /// refusal with its message.
+    pub fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
+        self.failed_with(what, answer, "")
+    }
+
+    /// [`ApiClient::failed`], with the forge's `detail` after its message in a refusal.
+    pub fn failed_with(&self, what: &str, answer: &Answer, detail: &str) -> ForgeError {
+        let (forge, message) = (self.forge, answer.message());
+        match answer.status {
+            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
+                "{forge}: {what}: {} not found, or the token cannot see it ({message})",
+                self.subject
+            )),
+            status => ForgeError::Refused(format!(
+                "{forge} refused to {what}: HTTP {} ({message}{detail})",
+                status.as_u16()
+            )),
+        }
     }
 
     async fn send(

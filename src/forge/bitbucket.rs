@@ -68,7 +68,9 @@ impl BitbucketDataCenter {
             .unwrap_or(api)
             .to_string();
         Ok(BitbucketDataCenter {
-            api: ApiClient::new(FORGE, located.api.clone(), token, settings, headers)?,
+            api: ApiClient::new(FORGE, located.api.clone(), token, settings, headers)?.about(
+                format!("repository {} or its pull request", located.project),
+            ),
             project: located.project.clone(),
             root: format!("projects/{key}/repos/{slug}"),
             web,
@@ -100,27 +102,11 @@ impl BitbucketDataCenter {
         }
     }
 
-    /// An answer that should have been a success, as an error naming the request.
-    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        let message = answer.message();
-        match answer.status {
-            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
-                "{FORGE}: {what}: repository {} or its pull request not found, or the token \
-                 cannot see it ({message})",
-                self.project
-            )),
-            status => ForgeError::Refused(format!(
-                "{FORGE} refused to {what}: HTTP {} ({message})",
-                status.as_u16()
-            )),
-        }
-    }
-
     async fn read(&self, what: &str, path: &str) -> Result<Value, ForgeError> {
         let answer = self.request(what, Method::GET, path, None).await?;
         match answer.status.is_success() {
             true => Ok(answer.body),
-            false => Err(self.failed(what, &answer)),
+            false => Err(self.api.failed(what, &answer)),
         }
     }
 
@@ -180,7 +166,7 @@ impl Forge for BitbucketDataCenter {
             let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
             match answer.status {
                 StatusCode::CREATED => Ok(pull_request(&answer.body)),
-                _ => Err(self.failed(what, &answer)),
+                _ => Err(self.api.failed(what, &answer)),
             }
         })
     }
@@ -211,12 +197,12 @@ impl Forge for BitbucketDataCenter {
                 match answer.status {
                     StatusCode::OK => return Ok(pull_request(&answer.body)),
                     StatusCode::CONFLICT if out_of_date(&answer) => last = Some(answer),
-                    _ => return Err(self.failed(what, &answer)),
+                    _ => return Err(self.api.failed(what, &answer)),
                 }
             }
             Err(last.map_or_else(
                 || ForgeError::Refused(format!("{FORGE} refused to {what}")),
-                |answer| self.failed(what, &answer),
+                |answer| self.api.failed(what, &answer),
             ))
         })
     }
@@ -274,7 +260,7 @@ impl Forge for BitbucketDataCenter {
                 }
                 // Conflicts, a vetoing merge check, a stale version (read again next time).
                 409 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.failed(what, &answer)),
+                _ => Err(self.api.failed(what, &answer)),
             }
         })
     }
@@ -303,7 +289,7 @@ impl Forge for BitbucketDataCenter {
             let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
             match answer.status.is_success() {
                 true => Ok(()),
-                false => Err(self.failed(what, &answer)),
+                false => Err(self.api.failed(what, &answer)),
             }
         })
     }

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
-use reqwest::{Method, StatusCode, header::HeaderMap};
+use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState,
-    api::{Answer, ApiClient},
+    PullRequestDraft, StatusState, api::ApiClient,
 };
 use crate::{
     git::Secret,
@@ -53,43 +52,16 @@ impl Gitea {
             _ => "Gitea",
         };
         let api = ApiClient::new(name, located.api.clone(), token, settings, HeaderMap::new())?
-            .with_auth_scheme("token");
+            .with_auth_scheme("token")
+            .about(format!(
+                "repository {} or its pull request",
+                located.project
+            ));
         Ok(Gitea {
             api,
             name,
             repo: located.project.clone(),
         })
-    }
-
-    /// An answer that should have been a success, as an error naming the request.
-    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        let message = answer.message();
-        match answer.status {
-            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
-                "{}: {what}: repository {} or its pull request not found, or the token cannot \
-                 see it ({message})",
-                self.name, self.repo
-            )),
-            status => ForgeError::Refused(format!(
-                "{} refused to {what}: HTTP {} ({message})",
-                self.name,
-                status.as_u16()
-            )),
-        }
-    }
-
-    async fn request(
-        &self,
-        what: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ForgeError> {
-        let answer = self.api.call(method, path, body).await?;
-        match answer.status.is_success() {
-            true => Ok(answer.body),
-            false => Err(self.failed(what, &answer)),
-        }
     }
 
     /// Every item of a paged list (`?page=N&limit=50`), up to [`MAX_PAGES`] pages.
@@ -107,7 +79,8 @@ impl Gitea {
                 .append_pair("limit", &PAGE.to_string())
                 .finish();
             let list = self
-                .request(what, Method::GET, &format!("{path}?{query}"), None)
+                .api
+                .success(what, Method::GET, &format!("{path}?{query}"), None)
                 .await?;
             let items = list.as_array().cloned().unwrap_or_default();
             let last = items.len() < PAGE;
@@ -192,7 +165,8 @@ impl Forge for Gitea {
             }
             let path = format!("repos/{}/pulls", self.repo);
             let pr = self
-                .request("open a pull request", Method::POST, &path, Some(&body))
+                .api
+                .success("open a pull request", Method::POST, &path, Some(&body))
                 .await?;
             Ok(pull_request(&pr))
         })
@@ -209,23 +183,26 @@ impl Forge for Gitea {
             // may have marked it ready), as on forges where draft is a flag.
             let path = self.pull(number);
             let now = self
-                .request("read the pull request", Method::GET, &path, None)
+                .api
+                .success("read the pull request", Method::GET, &path, None)
                 .await?;
             let body = json!({
                 "title": title(&draft.title, is_draft(&now)), "body": draft.body,
             });
             let pr = self
-                .request("update the pull request", Method::PATCH, &path, Some(&body))
+                .api
+                .success("update the pull request", Method::PATCH, &path, Some(&body))
                 .await?;
             if !labels.is_empty() {
                 let path = format!("repos/{}/issues/{number}/labels", self.repo);
-                self.request(
-                    "label the pull request",
-                    Method::POST,
-                    &path,
-                    Some(&json!({ "labels": labels })),
-                )
-                .await?;
+                self.api
+                    .success(
+                        "label the pull request",
+                        Method::POST,
+                        &path,
+                        Some(&json!({ "labels": labels })),
+                    )
+                    .await?;
             }
             Ok(pull_request(&pr))
         })
@@ -234,7 +211,8 @@ impl Forge for Gitea {
     fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
         Box::pin(async move {
             let pr = self
-                .request(
+                .api
+                .success(
                     "read the pull request",
                     Method::GET,
                     &self.pull(number),
@@ -279,7 +257,7 @@ impl Forge for Gitea {
                 // 405: not mergeable (checks, approvals, work in progress, conflicts); 409: the
                 // head moved, or auto-merge is already scheduled; 423: the repository is busy.
                 405 | 409 | 423 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.failed("merge the pull request", &answer)),
+                _ => Err(self.api.failed("merge the pull request", &answer)),
             }
         })
     }
@@ -299,7 +277,8 @@ impl Forge for Gitea {
                 body["target_url"] = json!(url);
             }
             let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
-            self.request("set a commit status", Method::POST, &path, Some(&body))
+            self.api
+                .success("set a commit status", Method::POST, &path, Some(&body))
                 .await
                 .map(drop)
         })

@@ -35,7 +35,9 @@ impl GitHub {
         settings: &ForgeSettings,
     ) -> Result<GitHub, ForgeError> {
         Ok(GitHub {
-            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?,
+            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?.about(
+                format!("repository {} or its pull request", located.project),
+            ),
             repo: located.project.clone(),
         })
     }
@@ -44,21 +46,10 @@ impl GitHub {
         self.repo.split('/').next().unwrap_or_default()
     }
 
-    /// An answer that should have been a success, as an error naming the request.
+    /// An answer that should have been a success, as an error naming the request and
+    /// GitHub's validation details.
     fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        let message = answer.message();
-        match answer.status {
-            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
-                "GitHub: {what}: repository {} or its pull request not found, or the token \
-                 cannot see it ({message})",
-                self.repo
-            )),
-            status => ForgeError::Refused(format!(
-                "GitHub refused to {what}: HTTP {} ({message}{})",
-                status.as_u16(),
-                errors(&answer.body)
-            )),
-        }
+        self.api.failed_with(what, answer, &errors(&answer.body))
     }
 
     async fn labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {

@@ -4,13 +4,12 @@
 //! works on every GitLab version and needs no lookup of the numeric id.
 
 use futures_util::future::BoxFuture;
-use reqwest::{Method, StatusCode, header::HeaderMap};
+use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState,
-    api::{Answer, ApiClient},
+    PullRequestDraft, StatusState, api::ApiClient,
 };
 use crate::{
     git::Secret,
@@ -40,8 +39,6 @@ pub(super) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeError> {
 /// One GitLab project.
 pub(super) struct GitLab {
     api: ApiClient,
-    /// `group/…/name`, for messages.
-    project: String,
     /// `projects/<URL-encoded path>`, the root of every call.
     root: String,
 }
@@ -59,42 +56,12 @@ impl GitLab {
                 token,
                 settings,
                 HeaderMap::new(),
-            )?,
-            project: located.project.clone(),
+            )?
+            .about(format!("project {} or its merge request", located.project)),
             // Project paths are letters, digits, `-`, `_` and `.` (checked by locate): only
             // the separators need encoding.
             root: format!("projects/{}", located.project.replace('/', "%2F")),
         })
-    }
-
-    /// An answer that should have been a success, as an error naming the request.
-    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        let message = answer.message();
-        match answer.status {
-            StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
-                "GitLab: {what}: project {} or its merge request not found, or the token \
-                 cannot see it ({message})",
-                self.project
-            )),
-            status => ForgeError::Refused(format!(
-                "GitLab refused to {what}: HTTP {} ({message})",
-                status.as_u16()
-            )),
-        }
-    }
-
-    async fn request(
-        &self,
-        what: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ForgeError> {
-        let answer = self.api.call(method, path, body).await?;
-        match answer.status.is_success() {
-            true => Ok(answer.body),
-            false => Err(self.failed(what, &answer)),
-        }
     }
 
     fn merge_request(&self, iid: u64) -> String {
@@ -120,7 +87,8 @@ impl Forge for GitLab {
                 .finish();
             let path = format!("{}/merge_requests?{query}", self.root);
             let list = self
-                .request("list merge requests", Method::GET, &path, None)
+                .api
+                .success("list merge requests", Method::GET, &path, None)
                 .await?;
             Ok(list
                 .as_array()
@@ -143,7 +111,8 @@ impl Forge for GitLab {
             }
             let path = format!("{}/merge_requests", self.root);
             let mr = self
-                .request("open a merge request", Method::POST, &path, Some(&body))
+                .api
+                .success("open a merge request", Method::POST, &path, Some(&body))
                 .await?;
             Ok(merge_request(&mr))
         })
@@ -159,7 +128,8 @@ impl Forge for GitLab {
             // reviewer may have marked it ready), as on forges where draft is a flag.
             let path = self.merge_request(number);
             let now = self
-                .request("read the merge request", Method::GET, &path, None)
+                .api
+                .success("read the merge request", Method::GET, &path, None)
                 .await?;
             let is_draft = now["draft"].as_bool() == Some(true)
                 || now["work_in_progress"].as_bool() == Some(true);
@@ -170,7 +140,8 @@ impl Forge for GitLab {
                 body["add_labels"] = json!(draft.labels.join(","));
             }
             let mr = self
-                .request("update the merge request", Method::PUT, &path, Some(&body))
+                .api
+                .success("update the merge request", Method::PUT, &path, Some(&body))
                 .await?;
             Ok(merge_request(&mr))
         })
@@ -180,7 +151,8 @@ impl Forge for GitLab {
         Box::pin(async move {
             let path = self.merge_request(number);
             let mr = self
-                .request("read the merge request", Method::GET, &path, None)
+                .api
+                .success("read the merge request", Method::GET, &path, None)
                 .await?;
             Ok(merge_request(&mr))
         })
@@ -232,7 +204,7 @@ impl Forge for GitLab {
                 // 405: not mergeable yet (draft, checks, approvals, discussions), 406 on older
                 // versions; 409: the head moved; 422: conflicts.
                 405 | 406 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.failed("merge the merge request", &answer)),
+                _ => Err(self.api.failed("merge the merge request", &answer)),
             }
         })
     }
@@ -253,7 +225,8 @@ impl Forge for GitLab {
                 body["target_url"] = json!(url);
             }
             let path = format!("{}/statuses/{}", self.root, status.sha);
-            self.request("set a commit status", Method::POST, &path, Some(&body))
+            self.api
+                .success("set a commit status", Method::POST, &path, Some(&body))
                 .await
                 .map(drop)
         })

@@ -59,7 +59,7 @@ impl BitbucketDataCenter {
                         .into(),
                 ));
             }
-            _ => return Err(self.failed(what, &answer)),
+            _ => return Err(self.api.failed(what, &answer)),
         };
         if !enabled {
             return Err(ForgeError::Refused(format!(
