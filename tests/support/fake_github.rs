@@ -15,52 +15,34 @@
 //! (one token; [`FakeGitHub::restrict_token`] takes its API write permissions away).
 
 use std::{
-    collections::VecDeque,
     path::{Path, PathBuf},
-    process::Command,
     sync::{Arc, Mutex},
-    time::Instant,
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::{Request, State},
-    http::header,
-    response::Response,
-    routing::any,
-};
+use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
+pub use super::fake_forge::Recorded;
 use super::{
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front},
     git_server::GitServer,
     github_app::{AppAuthority, AppKey},
     openapi,
 };
 
-/// One request phasegate sent.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    /// Without `/api/v3` and the query.
-    pub path: String,
-    pub body: Option<Value>,
-    pub at: Instant,
-}
+const GIT: ForgeGit = ForgeGit {
+    name: "GitHub",
+    email: "noreply@github.com",
+};
 
 #[derive(Default)]
 struct Fake {
     root: PathBuf,
     base_url: String,
     token: String,
-    /// The token may read and push with git, but not write through the API.
-    restricted: bool,
+    front: Front,
     prs: Vec<Value>,
     statuses: Vec<(String, Value)>,
-    requests: Vec<Recorded>,
-    violations: Vec<String>,
-    /// Canned answers for the next requests: (status, headers).
-    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
     unmergeable: Option<String>,
     app: Option<AppAuthority>,
 }
@@ -80,10 +62,7 @@ impl FakeGitHub {
             token: token.to_string(),
             ..Fake::default()
         }));
-        let api = Router::new()
-            .route("/api/v3/{*rest}", any(handle))
-            .with_state(fake.clone());
-        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        let git = fake_forge::start(&fake, root, user, token).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitHub { git, fake }
     }
@@ -99,7 +78,7 @@ impl FakeGitHub {
 
     /// The API root, as GitHub Enterprise Server has it.
     pub fn api_url(&self) -> String {
-        format!("{}/api/v3", self.git.base_url())
+        format!("{}{}", self.git.base_url(), Fake::PREFIX)
     }
 
     /// Installs GitHub App `app_id` (public key of `key`) as installation `installation_id` on
@@ -131,16 +110,12 @@ impl FakeGitHub {
     /// The token loses the API's write permissions (pull requests, statuses), as a
     /// fine-grained token with only `contents: write`: API writes get GitHub's 403.
     pub fn restrict_token(&self, restricted: bool) {
-        self.state().restricted = restricted;
+        self.state().front.restricted = restricted;
     }
 
     /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
     pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut s = self.state();
-        for _ in 0..times {
-            s.failures.push_back((status, headers.clone()));
-        }
+        self.state().front.fail_next(times, status, headers);
     }
 
     /// Refuses merges with `reason` (pending checks or reviews); `None` allows them.
@@ -165,7 +140,7 @@ impl FakeGitHub {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state().requests.clone()
+        self.state().front.requests.clone()
     }
 
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
@@ -192,12 +167,7 @@ impl FakeGitHub {
 
     /// Fails the test if any request did not match GitHub's OpenAPI description.
     pub fn assert_valid(&self) {
-        let s = self.state();
-        assert!(
-            s.violations.is_empty(),
-            "requests that GitHub's API description refuses:\n{}",
-            s.violations.join("\n")
-        );
+        self.state().front.assert_valid("GitHub's API description");
     }
 }
 
@@ -210,87 +180,81 @@ fn answer(status: u16, body: Value) -> Response {
         .expect("response")
 }
 
-async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .unwrap_or_default();
-    let body: Option<Value> = (!bytes.is_empty())
-        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix("/api/v3")
-        .unwrap_or("")
-        .to_string();
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let method = parts.method.as_str().to_string();
-    let auth = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    // Validating needs the description (loaded once); keep it off the async threads.
-    let (m, p, q, b) = (method.clone(), path.clone(), query.clone(), body.clone());
-    let valid = tokio::task::spawn_blocking(move || {
-        openapi::check(openapi::github(), &m, &p, &q, b.as_ref())
-    })
-    .await
-    .expect("validation task");
-    let mut s = fake.lock().expect("fake github");
-    s.requests.push(Recorded {
-        method: method.clone(),
-        path: path.clone(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
-    if let Err(e) = valid {
-        s.violations.push(e.clone());
-        return answer(422, json!({"message": e}));
+impl ForgeApi for Fake {
+    const PREFIX: &'static str = "/api/v3";
+
+    fn front(&mut self) -> &mut Front {
+        &mut self.front
     }
-    if let ("POST", ["", "app", "installations", installation, "access_tokens"]) = (
-        method.as_str(),
-        path.split('/').collect::<Vec<_>>().as_slice(),
-    ) {
-        let root = s.root.join("org");
+
+    fn check(r: &ApiRequest) -> Result<(), String> {
+        openapi::check(
+            openapi::github(),
+            &r.method,
+            &r.path,
+            &r.query,
+            r.body.as_ref(),
+        )
+    }
+
+    fn invalid(_: &ApiRequest, violation: &str) -> Response {
+        answer(422, json!({"message": violation}))
+    }
+
+    /// The App's installation token exchange, authenticated with the App's JWT.
+    fn before_auth(&mut self, r: &ApiRequest) -> Option<Response> {
+        let segments: Vec<&str> = r.path.split('/').collect();
+        let ("POST", ["", "app", "installations", installation, "access_tokens"]) =
+            (r.method.as_str(), segments.as_slice())
+        else {
+            return None;
+        };
+        let root = self.root.join("org");
         let exists = |name: &str| root.join(format!("{name}.git")).exists();
-        let (status, body) = match s.app.as_mut() {
-            Some(app) => app.exchange(&auth, installation, &body.unwrap_or(Value::Null), exists),
+        let auth = r.header("authorization").unwrap_or("");
+        let body = r.body.clone().unwrap_or(Value::Null);
+        let (status, body) = match self.app.as_mut() {
+            Some(app) => app.exchange(auth, installation, &body, exists),
             None => (404, json!({"message": "Not Found"})),
         };
-        return answer(status, body);
+        Some(answer(status, body))
     }
-    let token = auth
-        .strip_prefix("Bearer ")
-        .or_else(|| auth.strip_prefix("token "));
-    let repo = path.split('/').nth(3);
-    let app_token = token.is_some_and(|t| s.app.as_ref().is_some_and(|a| a.accepts(t, repo)));
-    if token != Some(s.token.as_str()) && !app_token {
-        return answer(401, json!({"message": "Bad credentials"}));
+
+    fn authenticated(&self, r: &ApiRequest) -> bool {
+        let auth = r.header("authorization").unwrap_or("");
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("token "));
+        let repo = r.path.split('/').nth(3);
+        let app_token =
+            token.is_some_and(|t| self.app.as_ref().is_some_and(|a| a.accepts(t, repo)));
+        token == Some(self.token.as_str()) || app_token
     }
-    if let Some((status, headers)) = s.failures.pop_front() {
-        let mut r = answer(status, json!({"message": "injected failure"}));
-        for (k, v) in headers {
-            r.headers_mut().insert(k, v.parse().expect("header value"));
-        }
-        return r;
+
+    fn unauthorized() -> Response {
+        answer(401, json!({"message": "Bad credentials"}))
     }
-    if s.restricted && method != "GET" {
-        return answer(
+
+    fn failure(status: u16) -> Response {
+        answer(status, json!({"message": "injected failure"}))
+    }
+
+    fn forbidden() -> Response {
+        answer(
             403,
             json!({"message": "Resource not accessible by personal access token"}),
-        );
+        )
     }
-    let (status, body) = s.route(&method, &path, &query, body.unwrap_or(Value::Null));
-    answer(status, body)
+
+    fn route(&mut self, r: ApiRequest) -> Response {
+        let (status, body) =
+            self.respond(&r.method, &r.path, &r.query, r.body.unwrap_or(Value::Null));
+        answer(status, body)
+    }
 }
 
 impl Fake {
-    fn route(
+    fn respond(
         &mut self,
         method: &str,
         path: &str,
@@ -370,29 +334,13 @@ impl Fake {
         self.root.join(owner).join(format!("{repo}.git"))
     }
 
-    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(bare)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "GitHub")
-            .env("GIT_AUTHOR_EMAIL", "noreply@github.com")
-            .env("GIT_COMMITTER_NAME", "GitHub")
-            .env("GIT_COMMITTER_EMAIL", "noreply@github.com")
-            .output()
-            .expect("git");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     fn open(&mut self, owner: &str, repo: &str, body: Value) -> (u16, Value) {
         let (head, base) = (
             body["head"].as_str().unwrap_or(""),
             body["base"].as_str().unwrap_or(""),
         );
         let bare = self.bare(owner, repo);
-        let Some(head_sha) = self.git(
+        let Some(head_sha) = GIT.run(
             &bare,
             &["rev-parse", "--verify", &format!("refs/heads/{head}")],
         ) else {
@@ -449,44 +397,28 @@ impl Fake {
             pr["head"]["ref"].as_str().unwrap_or(""),
             pr["base"]["ref"].as_str().unwrap_or(""),
         );
-        let head_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{head}")])
-            .unwrap_or_default();
+        let head_sha = GIT.branch(&bare, head);
         if sha.is_some_and(|s| s != head_sha) {
             return (
                 409,
                 json!({"message": "Head branch was modified. Review and try the merge again."}),
             );
         }
-        let base_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{base}")])
-            .unwrap_or_default();
-        let Some(tree) = self.git(&bare, &["merge-tree", "--write-tree", &base_sha, &head_sha])
-        else {
+        let base_sha = GIT.branch(&bare, base);
+        let Some(tree) = GIT.merge_tree(&bare, &base_sha, &head_sha) else {
             return (405, json!({"message": "Pull Request is not mergeable"}));
         };
-        let tree = tree.lines().next().unwrap_or_default().to_string();
         let title = pr["title"].as_str().unwrap_or_default();
         let message = match method {
             "merge" => format!("Merge pull request #{number} from {owner}/{head}\n\n{title}"),
             _ => format!("{title} (#{number})"),
         };
-        let mut args = vec!["commit-tree", tree.as_str(), "-p", base_sha.as_str()];
-        if method == "merge" {
-            args.extend(["-p", head_sha.as_str()]);
-        }
-        args.extend(["-m", message.as_str()]);
-        let commit = self.git(&bare, &args).expect("commit-tree");
-        self.git(
-            &bare,
-            &[
-                "update-ref",
-                &format!("refs/heads/{base}"),
-                &commit,
-                &base_sha,
-            ],
-        )
-        .expect("update-ref");
+        let parents: &[&str] = match method {
+            "merge" => &[&base_sha, &head_sha],
+            _ => &[&base_sha],
+        };
+        let commit = GIT.commit(&bare, &tree, parents, &message);
+        GIT.advance(&bare, base, &commit, &base_sha);
         let pr = self.pr_mut(number).expect("pull request");
         pr["state"] = json!("closed");
         pr["merged"] = json!(true);

@@ -6,6 +6,7 @@ pub mod argo_cd;
 pub mod bitbucket_api;
 pub mod engine;
 pub mod fake_bitbucket;
+pub mod fake_forge;
 pub mod fake_gitea;
 pub mod fake_github;
 pub mod fake_gitlab;

@@ -1,0 +1,257 @@
+//! The HTTP front the fake forges share: each reads a request the same way, records it, checks
+//! it against its forge's API description, checks its credentials, answers an injected failure
+//! and refuses writes with a restricted token, in that order, before its own routes; and each
+//! commits in its bare repositories with git as its forge does. What differs per forge (the
+//! description, the auth scheme, the error JSON, the routes) is a [`ForgeApi`].
+
+use std::{
+    collections::VecDeque,
+    path::Path,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::HeaderMap,
+    response::Response,
+    routing::any,
+};
+use serde_json::{Value, json};
+
+use super::git_server::GitServer;
+
+/// One request phasegate sent.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Without the API prefix and the query.
+    pub path: String,
+    pub body: Option<Value>,
+    pub at: Instant,
+}
+
+/// One API request, read once for the front and the forge's routes.
+pub struct ApiRequest {
+    pub method: String,
+    /// The raw path (percent-encoding kept) without the API prefix.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// The JSON body; one that is not JSON reads as `{"unparsable": true}`.
+    pub body: Option<Value>,
+    headers: HeaderMap,
+}
+
+impl ApiRequest {
+    /// A header's value, if it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The query parameter `name`.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What every fake forge keeps for its front: the requests, the violations of the API
+/// description, the canned failures and the token's restriction.
+#[derive(Default)]
+pub struct Front {
+    pub requests: Vec<Recorded>,
+    pub violations: Vec<String>,
+    /// The token may read (and push with git) but not write through the API.
+    pub restricted: bool,
+    /// Canned answers for the next requests: (status, headers).
+    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
+}
+
+impl Front {
+    /// The next `times` requests are answered `status` with `headers`.
+    pub fn fail_next(&mut self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        self.failures
+            .extend(std::iter::repeat_n((status, headers), times));
+    }
+
+    /// Fails the test if any request broke the API description (`whose`: what refuses them).
+    pub fn assert_valid(&self, whose: &str) {
+        assert!(
+            self.violations.is_empty(),
+            "requests that {whose} refuses:\n{}",
+            self.violations.join("\n")
+        );
+    }
+}
+
+/// A fake forge's API behind the shared front.
+pub trait ForgeApi: Send + 'static {
+    /// Where the API is served, e.g. `/api/v3`.
+    const PREFIX: &'static str;
+
+    fn front(&mut self) -> &mut Front;
+
+    /// Checks the request against the forge's API description (run off the async threads: a
+    /// description loads once and slowly); the error is recorded as a violation.
+    fn check(request: &ApiRequest) -> Result<(), String>;
+
+    /// The forge's answer to a request its description refuses.
+    fn invalid(request: &ApiRequest, violation: &str) -> Response;
+
+    /// An answer before credentials are checked (a route with its own authentication).
+    fn before_auth(&mut self, _request: &ApiRequest) -> Option<Response> {
+        None
+    }
+
+    /// Whether the forge accepts the request's credentials.
+    fn authenticated(&self, request: &ApiRequest) -> bool;
+
+    /// The forge's answer to refused credentials.
+    fn unauthorized() -> Response;
+
+    /// The forge's error answer with `status` (for injected failures).
+    fn failure(status: u16) -> Response;
+
+    /// The forge's answer to a write with a restricted token.
+    fn forbidden() -> Response;
+
+    /// The forge's own routes.
+    fn route(&mut self, request: ApiRequest) -> Response;
+}
+
+/// Starts the git server on `root` with `fake`'s API beside it.
+pub async fn start<F: ForgeApi>(
+    fake: &Arc<Mutex<F>>,
+    root: &Path,
+    user: &str,
+    token: &str,
+) -> GitServer {
+    let api = Router::new()
+        .route(&format!("{}/{{*rest}}", F::PREFIX), any(handle::<F>))
+        .with_state(fake.clone());
+    GitServer::start_with_api(root, user, token, Some(api)).await
+}
+
+async fn read(request: Request, prefix: &str) -> ApiRequest {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body = (!bytes.is_empty())
+        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
+    let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    ApiRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path()
+            .strip_prefix(prefix)
+            .unwrap_or("")
+            .to_string(),
+        query,
+        body,
+        headers: parts.headers,
+    }
+}
+
+async fn handle<F: ForgeApi>(State(fake): State<Arc<Mutex<F>>>, request: Request) -> Response {
+    let request = read(request, F::PREFIX).await;
+    let (request, valid) = tokio::task::spawn_blocking(move || {
+        let valid = F::check(&request);
+        (request, valid)
+    })
+    .await
+    .expect("validation task");
+    let mut s = fake.lock().expect("fake forge");
+    s.front().requests.push(Recorded {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        body: request.body.clone(),
+        at: Instant::now(),
+    });
+    if let Err(e) = valid {
+        let answer = F::invalid(&request, &e);
+        s.front().violations.push(e);
+        return answer;
+    }
+    if let Some(answer) = s.before_auth(&request) {
+        return answer;
+    }
+    if !s.authenticated(&request) {
+        return F::unauthorized();
+    }
+    if let Some((status, headers)) = s.front().failures.pop_front() {
+        let mut r = F::failure(status);
+        for (k, v) in headers {
+            r.headers_mut().insert(k, v.parse().expect("header value"));
+        }
+        return r;
+    }
+    if s.front().restricted && request.method != "GET" {
+        return F::forbidden();
+    }
+    s.route(request)
+}
+
+/// A forge's git identity: it commits in its bare repositories as the forge does.
+pub struct ForgeGit {
+    pub name: &'static str,
+    pub email: &'static str,
+}
+
+impl ForgeGit {
+    /// Runs git on `bare`: its trimmed output, or `None` when git fails.
+    pub fn run(&self, bare: &Path, args: &[&str]) -> Option<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(bare)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", self.name)
+            .env("GIT_AUTHOR_EMAIL", self.email)
+            .env("GIT_COMMITTER_NAME", self.name)
+            .env("GIT_COMMITTER_EMAIL", self.email)
+            .output()
+            .expect("git");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The commit branch `name` points at ("" when there is none).
+    pub fn branch(&self, bare: &Path, name: &str) -> String {
+        self.run(bare, &["rev-parse", &format!("refs/heads/{name}")])
+            .unwrap_or_default()
+    }
+
+    /// The tree merging `head` into `base`, or `None` on a conflict.
+    pub fn merge_tree(&self, bare: &Path, base: &str, head: &str) -> Option<String> {
+        let out = self.run(bare, &["merge-tree", "--write-tree", base, head])?;
+        Some(out.lines().next().unwrap_or_default().to_string())
+    }
+
+    /// Commits `tree` on `parents` with `message`.
+    pub fn commit(&self, bare: &Path, tree: &str, parents: &[&str], message: &str) -> String {
+        let mut args = vec!["commit-tree", tree];
+        for parent in parents {
+            args.extend(["-p", parent]);
+        }
+        args.extend(["-m", message]);
+        self.run(bare, &args).expect("commit-tree")
+    }
+
+    /// Moves branch `name` from `old` to `new`.
+    pub fn advance(&self, bare: &Path, name: &str, new: &str, old: &str) {
+        self.run(
+            bare,
+            &["update-ref", &format!("refs/heads/{name}"), new, old],
+        )
+        .expect("update-ref");
+    }
+}
