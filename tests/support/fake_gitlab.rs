@@ -15,43 +15,38 @@
 //! `read_api`, [`FakeGitLab::forbid_merge`] takes away the right to merge).
 
 use std::{
-    collections::VecDeque,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Instant,
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::{Request, State},
-    http::header,
-    response::Response,
-    routing::any,
-};
+use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
-use super::{fake_github::Recorded, git_server::GitServer, gitlab_api};
+use super::{
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    git_server::GitServer,
+    gitlab_api,
+};
 
 mod model;
+
+const GIT: ForgeGit = ForgeGit {
+    name: "GitLab",
+    email: "gitlab@example.com",
+};
 
 #[derive(Default)]
 struct Fake {
     root: PathBuf,
     base_url: String,
     token: String,
-    /// The token has only the `read_api` scope: API writes are refused.
-    restricted: bool,
+    front: Front,
     /// The token's user may not merge into target branches (a Developer on a protected one).
     merge_forbidden: bool,
     /// A pipeline runs on every merge request: merges wait for it (auto-merge) or are refused.
     pipeline_running: bool,
     mrs: Vec<Value>,
     statuses: Vec<(String, Value)>,
-    requests: Vec<Recorded>,
-    violations: Vec<String>,
-    /// Canned answers for the next requests: (status, headers).
-    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
 }
 
 /// The fake GitLab and its git server.
@@ -69,10 +64,7 @@ impl FakeGitLab {
             token: token.to_string(),
             ..Fake::default()
         }));
-        let api = Router::new()
-            .route("/api/v4/{*rest}", any(handle))
-            .with_state(fake.clone());
-        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        let git = fake_forge::start(&fake, root, user, token).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitLab { git, fake }
     }
@@ -88,12 +80,12 @@ impl FakeGitLab {
 
     /// The API root, as self-managed GitLab has it.
     pub fn api_url(&self) -> String {
-        format!("{}/api/v4", self.git.base_url())
+        format!("{}{}", self.git.base_url(), Fake::PREFIX)
     }
 
     /// The token keeps git access but only `read_api`: API writes get GitLab's 403.
     pub fn restrict_token(&self, restricted: bool) {
-        self.state().restricted = restricted;
+        self.state().front.restricted = restricted;
     }
 
     /// The token's user may not merge: merges get GitLab's 401.
@@ -103,11 +95,7 @@ impl FakeGitLab {
 
     /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
     pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut s = self.state();
-        for _ in 0..times {
-            s.failures.push_back((status, headers.clone()));
-        }
+        self.state().front.fail_next(times, status, headers);
     }
 
     /// A pipeline starts running on the merge requests: a merge now is refused, an auto-merge
@@ -149,7 +137,7 @@ impl FakeGitLab {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state().requests.clone()
+        self.state().front.requests.clone()
     }
 
     /// A reviewer merges merge request `iid` (a merge commit on the target branch).
@@ -174,12 +162,7 @@ impl FakeGitLab {
 
     /// Fails the test if any request did not match GitLab's parameter declarations.
     pub fn assert_valid(&self) {
-        let s = self.state();
-        assert!(
-            s.violations.is_empty(),
-            "requests that GitLab's API declarations refuse:\n{}",
-            s.violations.join("\n")
-        );
+        self.state().front.assert_valid("GitLab's API declarations");
     }
 }
 
@@ -196,76 +179,81 @@ fn message(text: &str) -> Value {
     json!({ "message": text })
 }
 
-async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .unwrap_or_default();
-    let body: Option<Value> = (!bytes.is_empty())
-        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
-    // The raw path: the project id must arrive URL-encoded (`group%2Fname`), as GitLab needs.
-    let path = parts.uri.path().strip_prefix("/api/v4").unwrap_or("");
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
+/// The project id (URL-encoded) and the route under it, of a path under `/projects`.
+fn project_route(path: &str) -> Option<(&str, Vec<&str>)> {
+    let mut segments = path.trim_matches('/').split('/');
+    let ("projects", Some(id)) = (segments.next()?, segments.next()) else {
+        return None;
+    };
+    Some((id, segments.collect()))
+}
+
+impl ForgeApi for Fake {
+    const PREFIX: &'static str = "/api/v4";
+
+    fn front(&mut self) -> &mut Front {
+        &mut self.front
+    }
+
+    fn check(r: &ApiRequest) -> Result<(), String> {
+        let Some((_, route)) = project_route(&r.path) else {
+            return Ok(());
+        };
+        let shape: Vec<&str> = route
+            .iter()
+            .enumerate()
+            .map(|(i, r)| if i == 1 { ":id" } else { r })
             .collect();
-    let method = parts.method.as_str().to_string();
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (auth, private) = (header("authorization"), header("private-token"));
-    let mut s = fake.lock().expect("fake gitlab");
-    s.requests.push(Recorded {
-        method: method.clone(),
-        path: path.to_string(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
-    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["projects", id, route @ ..] = seg.as_slice() else {
-        return answer(404, message("404 Not Found"));
-    };
-    let shape: Vec<&str> = route
-        .iter()
-        .enumerate()
-        .map(|(i, r)| if i == 1 { ":id" } else { r })
-        .collect();
-    if let Err(e) = gitlab_api::check(&method, &shape, &query, body.as_ref()) {
-        s.violations.push(format!("{method} {path}: {e}"));
-        return answer(400, json!({ "error": e }));
+        gitlab_api::check(&r.method, &shape, &r.query, r.body.as_ref())
+            .map_err(|e| format!("{} {}: {e}", r.method, r.path))
     }
-    let token = auth.strip_prefix("Bearer ").unwrap_or(&private);
-    if token != s.token {
-        return answer(401, message("401 Unauthorized"));
+
+    fn invalid(r: &ApiRequest, violation: &str) -> Response {
+        let prefix = format!("{} {}: ", r.method, r.path);
+        let e = violation.strip_prefix(&prefix).unwrap_or(violation);
+        answer(400, json!({ "error": e }))
     }
-    if let Some((status, headers)) = s.failures.pop_front() {
-        let mut r = answer(status, message("injected failure"));
-        for (k, v) in headers {
-            r.headers_mut().insert(k, v.parse().expect("header value"));
-        }
-        return r;
+
+    /// Paths other than a project's are not found, whatever the credentials.
+    fn before_auth(&mut self, r: &ApiRequest) -> Option<Response> {
+        project_route(&r.path)
+            .is_none()
+            .then(|| answer(404, message("404 Not Found")))
     }
-    if s.restricted && method != "GET" {
-        return answer(
+
+    fn authenticated(&self, r: &ApiRequest) -> bool {
+        let private = r.header("private-token").unwrap_or("");
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or(private);
+        token == self.token
+    }
+
+    fn unauthorized() -> Response {
+        answer(401, message("401 Unauthorized"))
+    }
+
+    fn failure(status: u16) -> Response {
+        answer(status, message("injected failure"))
+    }
+
+    fn forbidden() -> Response {
+        answer(
             403,
             json!({"error": "insufficient_scope", "error_description": "The request requires higher privileges than provided by the access token.", "scope": "api"}),
-        );
+        )
     }
-    let project = id.replace("%2F", "/").replace("%2f", "/");
-    if project.contains('%') || !s.bare(&project).exists() {
-        return answer(404, message("404 Project Not Found"));
+
+    fn route(&mut self, r: ApiRequest) -> Response {
+        let (id, route) = project_route(&r.path).expect("a project's path");
+        // The project id must arrive URL-encoded (`group%2Fname`), as GitLab needs.
+        let project = id.replace("%2F", "/").replace("%2f", "/");
+        if project.contains('%') || !self.bare(&project).exists() {
+            return answer(404, message("404 Project Not Found"));
+        }
+        let body = r.body.clone().unwrap_or(Value::Null);
+        let (status, body) = self.respond(&r.method, &project, &route, &r.query, body);
+        answer(status, body)
     }
-    let (status, body) = s.route(
-        &method,
-        &project,
-        route,
-        &query,
-        body.unwrap_or(Value::Null),
-    );
-    answer(status, body)
 }

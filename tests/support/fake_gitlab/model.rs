@@ -2,17 +2,14 @@
 //! made with git in the bare repositories, behind the REST paths of the endpoints phasegate
 //! calls.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::{Fake, message};
+use super::{Fake, GIT, message};
 
 impl Fake {
-    pub(super) fn route(
+    pub(super) fn respond(
         &mut self,
         method: &str,
         project: &str,
@@ -96,29 +93,13 @@ impl Fake {
         self.root.join(format!("{project}.git"))
     }
 
-    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(bare)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "GitLab")
-            .env("GIT_AUTHOR_EMAIL", "gitlab@example.com")
-            .env("GIT_COMMITTER_NAME", "GitLab")
-            .env("GIT_COMMITTER_EMAIL", "gitlab@example.com")
-            .output()
-            .expect("git");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     fn open(&mut self, project: &str, body: Value) -> (u16, Value) {
         let (head, base) = (
             body["source_branch"].as_str().unwrap_or(""),
             body["target_branch"].as_str().unwrap_or(""),
         );
         let bare = self.bare(project);
-        let Some(sha) = self.git(
+        let Some(sha) = GIT.run(
             &bare,
             &["rev-parse", "--verify", &format!("refs/heads/{head}")],
         ) else {
@@ -164,59 +145,24 @@ impl Fake {
             mr["source_branch"].as_str().unwrap_or(""),
             mr["target_branch"].as_str().unwrap_or(""),
         );
-        let head_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{head}")])
-            .unwrap_or_default();
+        let head_sha = GIT.branch(&bare, head);
         if sha.is_some_and(|s| s != head_sha) {
             return (409, message("SHA does not match HEAD of source branch"));
         }
-        let base_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{base}")])
-            .unwrap_or_default();
-        let Some(tree) = self.git(&bare, &["merge-tree", "--write-tree", &base_sha, &head_sha])
-        else {
+        let base_sha = GIT.branch(&bare, base);
+        let Some(tree) = GIT.merge_tree(&bare, &base_sha, &head_sha) else {
             return (422, message("Branch cannot be merged"));
         };
-        let tree = tree.lines().next().unwrap_or_default().to_string();
         let title = mr["title"].as_str().unwrap_or_default().to_string();
         let squash = squash || mr["squash"] == true;
-        let squashed = squash.then(|| {
-            self.git(
-                &bare,
-                &["commit-tree", &tree, "-p", &base_sha, "-m", &title],
-            )
-            .expect("squash commit")
-        });
+        let squashed = squash.then(|| GIT.commit(&bare, &tree, &[&base_sha], &title));
         let message = format!(
             "Merge branch '{head}' into '{base}'\n\n{title}\n\nSee merge request {}!{iid}",
             mr["project"].as_str().unwrap_or_default()
         );
         let second = squashed.clone().unwrap_or(head_sha);
-        let commit = self
-            .git(
-                &bare,
-                &[
-                    "commit-tree",
-                    &tree,
-                    "-p",
-                    &base_sha,
-                    "-p",
-                    &second,
-                    "-m",
-                    &message,
-                ],
-            )
-            .expect("merge commit");
-        self.git(
-            &bare,
-            &[
-                "update-ref",
-                &format!("refs/heads/{base}"),
-                &commit,
-                &base_sha,
-            ],
-        )
-        .expect("update-ref");
+        let commit = GIT.commit(&bare, &tree, &[&base_sha, &second], &message);
+        GIT.advance(&bare, base, &commit, &base_sha);
         let mr = self.mr_mut(iid).expect("merge request");
         mr["state"] = json!("merged");
         mr["merged_at"] = json!("2026-11-25T00:00:00Z");
@@ -230,8 +176,8 @@ impl Fake {
     /// accepted transition is kept, so that tests see pending → success.
     fn set_status(&mut self, project: &str, sha: &str, body: &Value) -> (u16, Value) {
         let bare = self.bare(project);
-        if self
-            .git(&bare, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
+        if GIT
+            .run(&bare, &["cat-file", "-e", &format!("{sha}^{{commit}}")])
             .is_none()
         {
             return (404, message("404 Commit Not Found"));
