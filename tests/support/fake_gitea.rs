@@ -17,37 +17,33 @@
 //! Gitea and Forgejo (none in what phasegate calls).
 
 use std::{
-    collections::VecDeque,
     path::{Path, PathBuf},
-    process::Command,
     sync::{Arc, Mutex},
-    time::Instant,
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::{Request, State},
-    http::header,
-    response::Response,
-    routing::any,
-};
+use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
-use super::{fake_github::Recorded, git_server::GitServer, swagger};
+use super::{
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    git_server::GitServer,
+    swagger,
+};
+
+const GIT: ForgeGit = ForgeGit {
+    name: "Gitea",
+    email: "gitea@example.com",
+};
 
 #[derive(Default)]
 struct Fake {
     root: PathBuf,
     base_url: String,
     token: String,
-    restricted: bool,
+    front: Front,
     prs: Vec<Value>,
     labels: Vec<Value>,
     statuses: Vec<(String, Value)>,
-    requests: Vec<Recorded>,
-    violations: Vec<String>,
-    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
     /// Required checks are pending: a merge waits for them (scheduled when asked).
     checks_pending: bool,
     /// Pull requests scheduled to merge when the checks succeed, with their `Do`.
@@ -69,10 +65,7 @@ impl FakeGitea {
             token: token.to_string(),
             ..Fake::default()
         }));
-        let api = Router::new()
-            .route("/api/v1/{*rest}", any(handle))
-            .with_state(fake.clone());
-        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        let git = fake_forge::start(&fake, root, user, token).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitea { git, fake }
     }
@@ -112,16 +105,12 @@ impl FakeGitea {
 
     /// The token keeps only `read:repository`: API writes get Gitea's 403.
     pub fn restrict_token(&self, restricted: bool) {
-        self.state().restricted = restricted;
+        self.state().front.restricted = restricted;
     }
 
     /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
     pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut s = self.state();
-        for _ in 0..times {
-            s.failures.push_back((status, headers.clone()));
-        }
+        self.state().front.fail_next(times, status, headers);
     }
 
     /// Required checks become pending: merges wait for them.
@@ -156,7 +145,7 @@ impl FakeGitea {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state().requests.clone()
+        self.state().front.requests.clone()
     }
 
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
@@ -173,12 +162,7 @@ impl FakeGitea {
 
     /// Fails the test if any request did not match Forgejo's API description.
     pub fn assert_valid(&self) {
-        let s = self.state();
-        assert!(
-            s.violations.is_empty(),
-            "requests that Forgejo's API description refuses:\n{}",
-            s.violations.join("\n")
-        );
+        self.state().front.assert_valid("Forgejo's API description");
     }
 }
 
@@ -200,73 +184,63 @@ fn message(status: u16, text: &str) -> (u16, Option<Value>) {
     )
 }
 
-async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .unwrap_or_default();
-    let body: Option<Value> = (!bytes.is_empty())
-        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
-    let path = parts
-        .uri
-        .path()
-        .strip_prefix("/api/v1")
-        .unwrap_or("")
-        .to_string();
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let method = parts.method.as_str().to_string();
-    let auth = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let (m, p, q, b) = (method.clone(), path.clone(), query.clone(), body.clone());
-    let valid = tokio::task::spawn_blocking(move || {
-        swagger::check(swagger::forgejo(), &m, &p, &q, b.as_ref())
-    })
-    .await
-    .expect("validation task");
-    let mut s = fake.lock().expect("fake gitea");
-    s.requests.push(Recorded {
-        method: method.clone(),
-        path: path.clone(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
-    if let Err(e) = valid {
-        s.violations.push(e.clone());
-        let (status, body) = message(422, &e);
-        return answer(status, body);
+impl ForgeApi for Fake {
+    const PREFIX: &'static str = "/api/v1";
+
+    fn front(&mut self) -> &mut Front {
+        &mut self.front
     }
-    if auth.strip_prefix("token ") != Some(s.token.as_str()) {
+
+    fn check(r: &ApiRequest) -> Result<(), String> {
+        swagger::check(
+            swagger::forgejo(),
+            &r.method,
+            &r.path,
+            &r.query,
+            r.body.as_ref(),
+        )
+    }
+
+    fn invalid(_: &ApiRequest, violation: &str) -> Response {
+        let (status, body) = message(422, violation);
+        answer(status, body)
+    }
+
+    /// Only `Authorization: token …`, the scheme Gitea and Forgejo document.
+    fn authenticated(&self, r: &ApiRequest) -> bool {
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("token "));
+        token == Some(self.token.as_str())
+    }
+
+    fn unauthorized() -> Response {
         let (status, body) = message(401, "user does not exist [uid: 0, name: ]");
-        return answer(status, body);
+        answer(status, body)
     }
-    if let Some((status, headers)) = s.failures.pop_front() {
-        let (_, body) = message(status, "injected failure");
-        let mut r = answer(status, body);
-        for (k, v) in headers {
-            r.headers_mut().insert(k, v.parse().expect("header value"));
-        }
-        return r;
+
+    fn failure(status: u16) -> Response {
+        let (status, body) = message(status, "injected failure");
+        answer(status, body)
     }
-    if s.restricted && method != "GET" {
+
+    fn forbidden() -> Response {
         let (status, body) = message(
             403,
             "token does not have at least one of required scope(s): [write:repository]",
         );
-        return answer(status, body);
+        answer(status, body)
     }
-    let (status, body) = s.route(&method, &path, &query, body.unwrap_or(Value::Null));
-    answer(status, body)
+
+    fn route(&mut self, r: ApiRequest) -> Response {
+        let body = r.body.unwrap_or(Value::Null);
+        let (status, body) = self.respond(&r.method, &r.path, &r.query, body);
+        answer(status, body)
+    }
 }
 
 impl Fake {
-    fn route(
+    fn respond(
         &mut self,
         method: &str,
         path: &str,
@@ -367,22 +341,6 @@ impl Fake {
         self.root.join(owner).join(format!("{repo}.git"))
     }
 
-    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(bare)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Gitea")
-            .env("GIT_AUTHOR_EMAIL", "gitea@example.com")
-            .env("GIT_COMMITTER_NAME", "Gitea")
-            .env("GIT_COMMITTER_EMAIL", "gitea@example.com")
-            .output()
-            .expect("git");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     /// The labels with these ids; an unknown id is Gitea's 422.
     fn labels_by_id(&self, ids: &Value) -> Result<Vec<Value>, (u16, Option<Value>)> {
         ids.as_array()
@@ -404,7 +362,7 @@ impl Fake {
             body["base"].as_str().unwrap_or(""),
         );
         let bare = self.bare(owner, repo);
-        let Some(head_sha) = self.git(
+        let Some(head_sha) = GIT.run(
             &bare,
             &["rev-parse", "--verify", &format!("refs/heads/{head}")],
         ) else {
@@ -500,44 +458,28 @@ impl Fake {
             pr["head"]["ref"].as_str().unwrap_or(""),
             pr["base"]["ref"].as_str().unwrap_or(""),
         );
-        let head_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{head}")])
-            .unwrap_or_default();
+        let head_sha = GIT.branch(&bare, head);
         if sha.is_some_and(|s| s != head_sha) {
             return message(409, "head out of date");
         }
-        let base_sha = self
-            .git(&bare, &["rev-parse", &format!("refs/heads/{base}")])
-            .unwrap_or_default();
-        let Some(tree) = self.git(&bare, &["merge-tree", "--write-tree", &base_sha, &head_sha])
-        else {
+        let base_sha = GIT.branch(&bare, base);
+        let Some(tree) = GIT.merge_tree(&bare, &base_sha, &head_sha) else {
             return message(405, "Please try again later: merge conflict");
         };
-        let tree = tree.lines().next().unwrap_or_default().to_string();
         let title = pr["title"].as_str().unwrap_or_default();
         let message_text = match method {
             "merge" => format!("Merge pull request '{title}' (#{number}) from {head} into {base}"),
             "squash" => format!("{title} (#{number})"),
-            _ => self
-                .git(&bare, &["log", "-1", "--format=%B", &head_sha])
+            _ => GIT
+                .run(&bare, &["log", "-1", "--format=%B", &head_sha])
                 .unwrap_or_default(),
         };
-        let mut args = vec!["commit-tree", tree.as_str(), "-p", base_sha.as_str()];
-        if method == "merge" {
-            args.extend(["-p", head_sha.as_str()]);
-        }
-        args.extend(["-m", message_text.as_str()]);
-        let commit = self.git(&bare, &args).expect("commit-tree");
-        self.git(
-            &bare,
-            &[
-                "update-ref",
-                &format!("refs/heads/{base}"),
-                &commit,
-                &base_sha,
-            ],
-        )
-        .expect("update-ref");
+        let parents: &[&str] = match method {
+            "merge" => &[&base_sha, &head_sha],
+            _ => &[&base_sha],
+        };
+        let commit = GIT.commit(&bare, &tree, parents, &message_text);
+        GIT.advance(&bare, base, &commit, &base_sha);
         let pr = self.pr_mut(number).expect("pull request");
         pr["state"] = json!("closed");
         pr["merged"] = json!(true);
