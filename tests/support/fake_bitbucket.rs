@@ -15,41 +15,38 @@
 //! (one token; [`FakeBitbucket::restrict_token`] takes its write permissions away).
 
 use std::{
-    collections::VecDeque,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::Instant,
 };
 
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::{Request, State},
-    http::header,
-    response::Response,
-    routing::any,
-};
+use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
-use super::{bitbucket_api, fake_github::Recorded, git_server::GitServer};
+use super::{
+    bitbucket_api,
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    git_server::GitServer,
+};
 
 mod model;
 
 /// The web context Bitbucket is served under, as many installations are.
 const CONTEXT: &str = "/bitbucket";
 
+const GIT: ForgeGit = ForgeGit {
+    name: "Bitbucket",
+    email: "noreply@bitbucket.example.com",
+};
+
 struct Fake {
     root: PathBuf,
     base_url: String,
     token: String,
+    front: Front,
     version: String,
     auto_merge_enabled: bool,
-    restricted: bool,
     prs: Vec<Value>,
     builds: Vec<(String, Value)>,
-    requests: Vec<Recorded>,
-    violations: Vec<String>,
-    failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
     veto: Option<String>,
     /// The next update meets a pull request someone edited meanwhile.
     race_update: bool,
@@ -80,21 +77,15 @@ impl FakeBitbucket {
             base_url: String::new(),
             token: token.to_string(),
             version: "9.4.2".into(),
+            front: Front::default(),
             auto_merge_enabled: true,
-            restricted: false,
             prs: Vec::new(),
             builds: Vec::new(),
-            requests: Vec::new(),
-            violations: Vec::new(),
-            failures: VecDeque::new(),
             veto: None,
             race_update: false,
             auto_merge: Vec::new(),
         }));
-        let api = Router::new()
-            .route(&format!("{CONTEXT}/rest/api/latest/{{*rest}}"), any(handle))
-            .with_state(fake.clone());
-        let git = GitServer::start_with_api(root, user, token, Some(api)).await;
+        let git = fake_forge::start(&fake, root, user, token).await;
         fake.lock().expect("fake").base_url = format!("{}{CONTEXT}", git.base_url());
         FakeBitbucket { git, fake }
     }
@@ -129,16 +120,12 @@ impl FakeBitbucket {
 
     /// The token may read (and push with git) but not write through the API.
     pub fn restrict_token(&self, restricted: bool) {
-        self.state().restricted = restricted;
+        self.state().front.restricted = restricted;
     }
 
     /// The next `times` requests are answered `status` with `headers`.
     pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
-        let mut s = self.state();
-        for _ in 0..times {
-            s.failures.push_back((status, headers.clone()));
-        }
+        self.state().front.fail_next(times, status, headers);
     }
 
     /// A merge check vetoes merges with `reason`; `None` lifts it, and Bitbucket then merges
@@ -178,7 +165,7 @@ impl FakeBitbucket {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state().requests.clone()
+        self.state().front.requests.clone()
     }
 
     /// A reviewer merges pull request `id` (a merge commit).
@@ -198,12 +185,7 @@ impl FakeBitbucket {
 
     /// Fails the test if any request was not one Bitbucket accepts.
     pub fn assert_valid(&self) {
-        let s = self.state();
-        assert!(
-            s.violations.is_empty(),
-            "requests Bitbucket Data Center refuses:\n{}",
-            s.violations.join("\n")
-        );
+        self.state().front.assert_valid("Bitbucket Data Center");
     }
 }
 
@@ -219,64 +201,64 @@ fn answer(status: u16, body: &Value) -> Response {
         .expect("response")
 }
 
-async fn handle(State(fake): State<Arc<Mutex<Fake>>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .unwrap_or_default();
-    let body: Option<Value> = (!bytes.is_empty())
-        .then(|| serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"unparsable": true})));
-    let prefix = format!("{CONTEXT}/rest/api/latest");
-    let path = parts.uri.path().strip_prefix(&prefix).unwrap_or("");
-    let query: Vec<(String, String)> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let method = parts.method.as_str();
-    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let (auth, xsrf) = (header("authorization"), header("x-atlassian-token"));
-    let mut s = fake.lock().expect("fake bitbucket");
-    s.requests.push(Recorded {
-        method: method.to_string(),
-        path: path.to_string(),
-        body: body.clone(),
-        at: Instant::now(),
-    });
-    let mut valid = bitbucket_api::check(method, path, &query, body.as_ref());
-    if method != "GET" && xsrf != Some("no-check") {
-        valid = Err(format!(
-            "{method} {path}: XSRF check failed (no X-Atlassian-Token)"
-        ));
+impl ForgeApi for Fake {
+    /// The REST API 1.0 under [`CONTEXT`].
+    const PREFIX: &'static str = "/bitbucket/rest/api/latest";
+
+    fn front(&mut self) -> &mut Front {
+        &mut self.front
     }
-    if let Err(e) = valid {
-        s.violations.push(e.clone());
-        let (status, body) = errors(400, &e, "rest.BadRequestException");
-        return answer(status, &body);
+
+    /// The operation's declaration, and the XSRF header every write needs.
+    fn check(r: &ApiRequest) -> Result<(), String> {
+        let (method, path) = (r.method.as_str(), r.path.as_str());
+        bitbucket_api::check(method, path, &r.query, r.body.as_ref())?;
+        if method != "GET" && r.header("x-atlassian-token") != Some("no-check") {
+            return Err(format!(
+                "{method} {path}: XSRF check failed (no X-Atlassian-Token)"
+            ));
+        }
+        Ok(())
     }
-    if auth.and_then(|a| a.strip_prefix("Bearer ")) != Some(s.token.as_str()) {
+
+    fn invalid(_: &ApiRequest, violation: &str) -> Response {
+        let (status, body) = errors(400, violation, "rest.BadRequestException");
+        answer(status, &body)
+    }
+
+    fn authenticated(&self, r: &ApiRequest) -> bool {
+        let token = r
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "));
+        token == Some(self.token.as_str())
+    }
+
+    fn unauthorized() -> Response {
         let (status, body) = errors(
             401,
             "Authentication failed. Please check your credentials and try again.",
             "auth.IncorrectPasswordAuthenticationException",
         );
-        return answer(status, &body);
+        answer(status, &body)
     }
-    if let Some((status, headers)) = s.failures.pop_front() {
+
+    fn failure(status: u16) -> Response {
         let (status, body) = errors(status, "injected failure", "ServiceException");
-        let mut r = answer(status, &body);
-        for (k, v) in headers {
-            r.headers_mut().insert(k, v.parse().expect("header value"));
-        }
-        return r;
+        answer(status, &body)
     }
-    if s.restricted && method != "GET" {
+
+    fn forbidden() -> Response {
         let (status, body) = errors(
             401,
             "You are not permitted to access this resource",
             "AuthorisationException",
         );
-        return answer(status, &body);
+        answer(status, &body)
     }
-    let (status, body) = s.route(method, path, &query, body.unwrap_or(Value::Null));
-    answer(status, &body)
+
+    fn route(&mut self, r: ApiRequest) -> Response {
+        let body = r.body.unwrap_or(Value::Null);
+        let (status, body) = self.respond(&r.method, &r.path, &r.query, body);
+        answer(status, &body)
+    }
 }

@@ -1,17 +1,14 @@
 //! The fake Bitbucket's state and what its REST resources do with it: pull requests with
 //! their versions, merges made with git, auto-merge requests, build statuses.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::{Fake, errors};
+use super::{Fake, GIT, errors};
 
 impl Fake {
-    pub(super) fn route(
+    pub(super) fn respond(
         &mut self,
         method: &str,
         path: &str,
@@ -131,22 +128,6 @@ impl Fake {
             .join(format!("{slug}.git"))
     }
 
-    fn git(&self, bare: &Path, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(bare)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Bitbucket")
-            .env("GIT_AUTHOR_EMAIL", "noreply@bitbucket.example.com")
-            .env("GIT_COMMITTER_NAME", "Bitbucket")
-            .env("GIT_COMMITTER_EMAIL", "noreply@bitbucket.example.com")
-            .output()
-            .expect("git");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
     pub(super) fn pr_mut(&mut self, id: u64) -> Option<&mut Value> {
         self.prs.iter_mut().find(|p| p["id"] == id)
     }
@@ -162,7 +143,7 @@ impl Fake {
         );
         for r in ["fromRef", "toRef"] {
             let id = pr[r]["id"].as_str().unwrap_or("").to_string();
-            if let Some(sha) = self.git(&bare, &["rev-parse", "--verify", &id]) {
+            if let Some(sha) = GIT.run(&bare, &["rev-parse", "--verify", &id]) {
                 pr[r]["latestCommit"] = json!(sha);
             }
         }
@@ -176,7 +157,7 @@ impl Fake {
         );
         let bare = self.bare(key, slug);
         for r in [from, to] {
-            if self.git(&bare, &["rev-parse", "--verify", r]).is_none() {
+            if GIT.run(&bare, &["rev-parse", "--verify", r]).is_none() {
                 let message = format!("Repository \"{slug}\" of project {key} has no branch {r}");
                 return errors(404, &message, "repository.NoSuchBranchException");
             }
@@ -243,10 +224,7 @@ impl Fake {
         );
         let head = pr["fromRef"]["latestCommit"].as_str().unwrap_or("");
         let base = pr["toRef"]["latestCommit"].as_str().unwrap_or("");
-        let tree = self
-            .git(&bare, &["merge-tree", "--write-tree", base, head])
-            .expect("merge-tree");
-        let tree = tree.lines().next().unwrap_or_default().to_string();
+        let tree = GIT.merge_tree(&bare, base, head).expect("merge-tree");
         let title = pr["title"].as_str().unwrap_or_default();
         let message = match strategy {
             "no-ff" => format!(
@@ -255,14 +233,13 @@ impl Fake {
             ),
             _ => format!("Pull request #{id}: {title}"),
         };
-        let mut args = vec!["commit-tree", tree.as_str(), "-p", base];
-        if strategy == "no-ff" {
-            args.extend(["-p", head]);
-        }
-        args.extend(["-m", message.as_str()]);
-        let commit = self.git(&bare, &args).expect("commit-tree");
+        let parents: &[&str] = match strategy {
+            "no-ff" => &[base, head],
+            _ => &[base],
+        };
+        let commit = GIT.commit(&bare, &tree, parents, &message);
         let to = pr["toRef"]["id"].as_str().unwrap_or("");
-        self.git(&bare, &["update-ref", to, &commit, base])
+        GIT.run(&bare, &["update-ref", to, &commit, base])
             .expect("update-ref");
         let pr = self.pr_mut(id).expect("pull request");
         pr["state"] = json!("MERGED");
