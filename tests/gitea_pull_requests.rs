@@ -5,60 +5,35 @@
 
 mod support;
 
-use phasegate::{config::Config, git::local};
+use phasegate::git::local;
 use serde_json::{Value, json};
 use support::{
     fake_gitea::FakeGitea,
     forge_bed::ForgeBed,
-    forge_scenarios::{self, Reviewed},
+    forge_scenarios::{self, failures},
     *,
 };
 use tonic::Code;
 
-const TOKEN: &str = "gtea-SENTINEL-token-5d21";
-
 type Tea = ForgeBed<FakeGitea>;
 
-impl Tea {
-    async fn start() -> Tea {
-        Tea::start_with(|_| {}).await
-    }
-
-    async fn start_with(configure: impl FnOnce(&mut Config)) -> Tea {
-        Tea::open(TOKEN, configure).await
-    }
-
-    fn only_pull(&self) -> Value {
-        let pulls = self.forge.pulls();
-        assert_eq!(pulls.len(), 1, "{pulls:#?}");
-        pulls[0].clone()
-    }
-
-    /// The body of the last merge request phasegate sent.
-    fn last_merge_body(&self) -> Value {
-        self.forge
-            .requests()
-            .into_iter()
-            .rfind(|r| r.path.ends_with("/merge"))
-            .and_then(|r| r.body)
-            .expect("a merge request")
-    }
+/// The body of the last merge request phasegate sent.
+fn last_merge_body(f: &Tea) -> Value {
+    f.forge
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/merge"))
+        .and_then(|r| r.body)
+        .expect("a merge request")
 }
 
 #[tokio::test]
 async fn opens_a_wip_pull_request_with_label_ids_and_sets_statuses() {
-    capture_logs();
     let f = Tea::start().await;
     let (promotion, prod) = (f.forge.add_label("promotion"), f.forge.add_label("prod"));
     f.forge.add_label("unrelated");
-    let spec = f.pr_spec(&[("prLabels", "promotion,prod"), ("prDraft", "true")]);
-
-    let r = f.fire(&spec, &f.synced).await.expect("fires");
-
-    assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(r["pullRequest"]["number"], 1);
-    let pr = f.only_pull();
-    assert_eq!(r["pullRequest"]["url"], pr["html_url"]);
+    let extra = [("prLabels", "promotion,prod"), ("prDraft", "true")];
+    let (_, pr) = forge_scenarios::opens_a_pull_request(&f, &extra).await;
     assert!(
         pr["html_url"]
             .as_str()
@@ -87,38 +62,6 @@ async fn opens_a_wip_pull_request_with_label_ids_and_sets_statuses() {
         json!([promotion, prod]),
         "label ids, not names"
     );
-    let body = pr["body"].as_str().expect("body");
-    for part in [
-        "`1.0`",
-        "`2.0`",
-        f.synced.as_str(),
-        r["run"].as_str().expect("run"),
-    ] {
-        assert!(body.contains(part), "{part} missing in {body}");
-    }
-    assert_eq!(f.prod_on("main"), "1.0", "nothing pushed to main");
-    let head = pr["head"]["ref"].as_str().expect("head");
-    assert!(head.starts_with("phasegate/prod/"), "{head}");
-    assert_eq!(f.prod_on(head), "2.0");
-    assert_eq!(r["commit"], pr["head"]["sha"]);
-    let statuses = f.forge.statuses_on(&f.synced);
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
-    assert!(
-        statuses[1].1.contains("pull request #1 opened"),
-        "{statuses:?}"
-    );
-    let run = r["run"].as_str().expect("run");
-    assert_eq!(
-        f.forge.statuses(&f.synced)[1]["target_url"],
-        format!("https://phasegate.example.com/runs/{run}")
-    );
-
-    // A reviewer merges it: now main has the version.
-    f.forge.merge(1);
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
-    assert!(!logs().contains(TOKEN), "the token was logged");
     f.server.stop().await;
 }
 
@@ -127,18 +70,12 @@ async fn a_label_the_repository_lacks_is_refused_naming_it() {
     let f = Tea::start().await;
     f.forge.add_label("promotion");
 
-    let status = f
-        .fire(&f.pr_spec(&[("prLabels", "promotion,urgent")]), &f.synced)
-        .await
-        .expect_err("refused");
+    let spec = f.pr_spec(&[("prLabels", "promotion,urgent")]);
+    let missing = ["label(s) urgent do not exist in org/gitops"];
 
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("label(s) urgent do not exist in org/gitops"),
-        "{status:?}"
-    );
+    f.refused(&spec, &f.synced, Code::FailedPrecondition, &missing)
+        .await;
+
     assert!(f.forge.pulls().is_empty(), "no pull request opened");
     assert_eq!(f.prod_on("main"), "1.0");
     f.forge.assert_valid();
@@ -149,39 +86,11 @@ async fn a_label_the_repository_lacks_is_refused_naming_it() {
 async fn newer_versions_update_the_pull_request_older_ones_are_superseded() {
     let f = Tea::start().await;
     f.forge.add_label("promotion");
-    let spec = f.pr_spec(&[("prDraft", "true"), ("prLabels", "promotion")]);
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-
-    let opened = f.fire(&spec, &v3).await.expect("fires");
-    assert_eq!(opened["outcome"], "pr-opened", "{opened}");
-    let older = f.fire(&spec, &f.synced).await.expect("fires");
-    assert_eq!(older["outcome"], "superseded", "{older}");
-    let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
-    let updated = f.fire(&spec, &v31).await.expect("fires");
-    assert_eq!(updated["outcome"], "pr-updated", "{updated}");
-    assert_eq!(updated["pullRequest"], opened["pullRequest"]);
-    let pr = f.only_pull();
-    assert_eq!(
-        pr["title"],
-        "WIP: Promote image.version 3.1 from test to prod"
-    );
+    let extra = [("prDraft", "true"), ("prLabels", "promotion")];
+    let title = "WIP: Promote image.version 3.1 from test to prod";
+    let pr =
+        forge_scenarios::updates_supersedes_and_does_not_reopen(&f, &extra, |_| {}, title).await;
     assert_eq!(pr["labels"].as_array().map(Vec::len), Some(1));
-    let head = pr["head"]["ref"].as_str().expect("head").to_string();
-    assert_eq!(f.prod_on(&head), "3.1");
-    let tip = local::log(&f.bare, &head, 1).expect("log")[0].0.clone();
-    // Another commit deploys the same version to test: the pull request already has it.
-    let same =
-        local::commit_files(&f.bare, "main", &[("README.md", "docs\n")], "docs").expect("commit");
-    let again = f.fire(&spec, &same).await.expect("fires");
-    assert_eq!(again["outcome"], "already-promoted", "{again}");
-    assert_eq!(again["pullRequest"], opened["pullRequest"]);
-    assert_eq!(
-        local::log(&f.bare, &head, 1).expect("log")[0].0,
-        tip,
-        "branch untouched"
-    );
-    assert_eq!(f.prod_on("main"), "1.0");
-    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -219,10 +128,10 @@ async fn auto_merge_merges_at_once_or_lets_gitea_merge_when_the_checks_succeed()
         .expect("fires");
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "2.0");
-    let merged = f.only_pull();
+    let merged = f.only_pr();
     assert_eq!(merged["merged"], true);
     assert_eq!(r["commit"], merged["merge_commit_sha"]);
-    let merge = f.last_merge_body();
+    let merge = last_merge_body(&f);
     assert_eq!(merge["Do"], "rebase");
     assert_eq!(merge["head_commit_id"], merged["head"]["sha"]);
     assert_eq!(merge["merge_when_checks_succeed"], true);
@@ -255,7 +164,7 @@ async fn auto_merge_merges_at_once_or_lets_gitea_merge_when_the_checks_succeed()
     assert_eq!(r["commit"], pr["merge_commit_sha"]);
     let subject = local::log(&f.bare, "main", 1).expect("log")[0].1.clone();
     assert_eq!(subject, "Promote image.version 3.0 from test to prod (#2)");
-    assert_eq!(f.last_merge_body()["Do"], "squash");
+    assert_eq!(last_merge_body(&f)["Do"], "squash");
     f.forge.assert_valid();
     f.server.stop().await;
 }
@@ -278,60 +187,24 @@ async fn push_mode_sets_statuses_pending_then_success_or_failure() {
 async fn rides_out_an_outage_and_a_rate_limit_then_gives_up_with_the_reason() {
     let f = Tea::start().await;
     // A rate limit (a proxy in front of Codeberg or Gitea): 429 with Retry-After.
-    forge_scenarios::rides_out_an_outage_and_a_rate_limit(&f, 429, &[("retry-after", "1")]).await;
+    failures::rides_out_an_outage_and_a_rate_limit(&f, 429, &[("retry-after", "1")]).await;
     f.server.stop().await;
+    failures::gives_up_on_a_forge_that_stays_down::<FakeGitea>("Gitea").await;
+}
 
-    let f = Tea::start_with(|c| c.forge.retry_attempts = 2).await;
-    f.forge.fail_next(20, 503, &[]);
-    let status = f.fire(&f.pr_spec(&[]), &f.synced).await.expect_err("down");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    for part in [
-        "Gitea API unavailable",
-        "HTTP 503",
-        "gave up after 2 attempts",
-    ] {
-        assert!(status.message().contains(part), "{part}: {status:?}");
-    }
-    f.server.stop().await;
-
-    // A rate limit longer than phasegate waits is not waited out.
-    let f = Tea::start().await;
-    f.forge.fail_next(20, 429, &[("retry-after", "3600")]);
-    let status = f
-        .fire(&f.pr_spec(&[]), &f.synced)
-        .await
-        .expect_err("limited");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(
-        status.message().contains("asks to wait 3600s"),
-        "{status:?}"
-    );
-    f.server.stop().await;
+#[tokio::test]
+async fn a_missing_repository_is_not_found_and_a_refused_request_names_the_answer() {
+    failures::not_found_or_refused::<FakeGitea>("Gitea", "org/gitops").await;
 }
 
 #[tokio::test]
 async fn a_forgejo_token_without_permission_is_permission_denied_without_showing_it() {
-    capture_logs();
     let f = Tea::start().await;
-    f.forge.restrict_token(true);
-    let spec = f.pr_spec(&[("forge", "forgejo")]);
-
-    let status = f.fire(&spec, &f.synced).await.expect_err("refused");
-
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let message = status.message();
-    for part in [
-        "Forgejo refused phasegate's token",
-        "HTTP 403",
-        "lacks a permission",
-        "write:repository",
-    ] {
+    let forgejo = [("forge", "forgejo")];
+    let message = failures::token_without_permission(&f, "Forgejo", &forgejo).await;
+    for part in ["HTTP 403", "write:repository"] {
         assert!(message.contains(part), "{part}: {message}");
     }
-    assert!(!message.contains(TOKEN) && !logs().contains(TOKEN));
-    assert!(f.forge.pulls().is_empty());
-    assert_eq!(f.prod_on("main"), "1.0");
-    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -341,13 +214,11 @@ async fn refuses_an_api_url_on_another_host_before_anything_is_sent() {
     let pushes = f.forge.git.pushes();
     let spec = f.pr_spec(&[("forgeApiUrl", "https://collector.example.net/api/v1")]);
 
-    let status = f.fire(&spec, &f.synced).await.expect_err("refused");
+    let host = ["not on the repository's host"];
 
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains("not on the repository's host"),
-        "{status:?}"
-    );
+    f.refused(&spec, &f.synced, Code::InvalidArgument, &host)
+        .await;
+
     assert!(f.forge.requests().is_empty(), "no call reached Gitea");
     assert_eq!(f.forge.git.pushes(), pushes, "nothing pushed");
     f.server.stop().await;

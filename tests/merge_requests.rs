@@ -5,48 +5,24 @@
 
 mod support;
 
-use phasegate::{config::Config, git::local};
+use phasegate::git::local;
 use serde_json::{Value, json};
 use support::{
     fake_gitlab::FakeGitLab,
-    forge_bed::ForgeBed,
-    forge_scenarios::{self, Reviewed},
+    forge_bed::{FakeForge, ForgeBed},
+    forge_scenarios::{self, failures},
     *,
 };
 use tonic::Code;
 
-const TOKEN: &str = "glpat-SENTINEL-token-41c9";
-
 type Lab = ForgeBed<FakeGitLab>;
-
-impl Lab {
-    async fn start() -> Lab {
-        Lab::start_with(|_| {}).await
-    }
-
-    async fn start_with(configure: impl FnOnce(&mut Config)) -> Lab {
-        Lab::open(TOKEN, configure).await
-    }
-
-    fn only_mr(&self) -> Value {
-        let mrs = self.forge.merge_requests();
-        assert_eq!(mrs.len(), 1, "{mrs:#?}");
-        mrs[0].clone()
-    }
-}
 
 #[tokio::test]
 async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
-    capture_logs();
     let f = Lab::start().await;
-    let spec = f.pr_spec(&[("prLabels", "promotion,prod"), ("prDraft", "true")]);
-
-    let r = f.fire(&spec, &f.synced).await.expect("fires");
-
-    assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(r["pullRequest"]["number"], 1);
-    let mr = f.only_mr();
-    assert_eq!(r["pullRequest"]["url"], mr["web_url"]);
+    let extra = [("prLabels", "promotion,prod"), ("prDraft", "true")];
+    // A reviewer marks it ready and merges it.
+    let (_, mr) = forge_scenarios::opens_a_pull_request(&f, &extra).await;
     assert!(
         mr["web_url"]
             .as_str()
@@ -60,79 +36,19 @@ async fn opens_a_draft_merge_request_with_labels_and_sets_statuses() {
     assert_eq!(mr["draft"], true);
     assert_eq!(mr["labels"], json!(["promotion", "prod"]));
     assert_eq!(mr["target_branch"], "main");
-    let description = mr["description"].as_str().expect("description");
-    for part in [
-        "`1.0`",
-        "`2.0`",
-        f.synced.as_str(),
-        r["run"].as_str().expect("run"),
-    ] {
-        assert!(
-            description.contains(part),
-            "{part} missing in {description}"
-        );
-    }
-    assert_eq!(f.prod_on("main"), "1.0", "nothing pushed to main");
-    let head = mr["source_branch"].as_str().expect("source branch");
-    assert!(head.starts_with("phasegate/prod/"), "{head}");
-    assert_eq!(f.prod_on(head), "2.0");
-    assert_eq!(r["commit"], mr["sha"]);
-    let statuses = f.forge.statuses_on(&f.synced);
-    assert_eq!(statuses[0].0, "pending");
-    assert_eq!(statuses[1].0, "success");
-    assert!(
-        statuses[1].1.contains("pull request #1 opened"),
-        "{statuses:?}"
-    );
-    let run = r["run"].as_str().expect("run");
-    assert_eq!(
-        f.forge.statuses(&f.synced)[1]["target_url"],
-        format!("https://phasegate.example.com/runs/{run}")
-    );
-
-    // A reviewer marks it ready and merges it: now main has the version.
-    f.forge.mark_ready(1);
-    f.forge.merge(1);
-    assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.assert_valid();
-    assert!(!logs().contains(TOKEN), "the token was logged");
     f.server.stop().await;
 }
 
 #[tokio::test]
 async fn newer_versions_update_the_merge_request_older_ones_are_superseded() {
     let f = Lab::start().await;
-    let spec = f.pr_spec(&[("prDraft", "true"), ("prLabels", "promotion")]);
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-
-    let opened = f.fire(&spec, &v3).await.expect("fires");
-    assert_eq!(opened["outcome"], "pr-opened", "{opened}");
-    let older = f.fire(&spec, &f.synced).await.expect("fires");
-    assert_eq!(older["outcome"], "superseded", "{older}");
+    let extra = [("prDraft", "true"), ("prLabels", "promotion")];
     // A reviewer marked it ready: an update does not make it a draft again.
-    f.forge.mark_ready(1);
-    let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
-    let updated = f.fire(&spec, &v31).await.expect("fires");
-    assert_eq!(updated["outcome"], "pr-updated", "{updated}");
-    assert_eq!(updated["pullRequest"], opened["pullRequest"]);
-    let mr = f.only_mr();
-    assert_eq!(mr["title"], "Promote image.version 3.1 from test to prod");
+    let ready = |lab: &FakeGitLab| lab.mark_ready(1);
+    let title = "Promote image.version 3.1 from test to prod";
+    let mr =
+        forge_scenarios::updates_supersedes_and_does_not_reopen(&f, &extra, ready, title).await;
     assert_eq!(mr["labels"], json!(["promotion"]));
-    let head = mr["source_branch"].as_str().expect("head").to_string();
-    assert_eq!(f.prod_on(&head), "3.1");
-    let tip = local::log(&f.bare, &head, 1).expect("log")[0].0.clone();
-    let same =
-        local::commit_files(&f.bare, "main", &[("README.md", "docs\n")], "docs").expect("commit");
-    let again = f.fire(&spec, &same).await.expect("fires");
-    assert_eq!(again["outcome"], "already-promoted", "{again}");
-    assert_eq!(again["pullRequest"], opened["pullRequest"]);
-    assert_eq!(
-        local::log(&f.bare, &head, 1).expect("log")[0].0,
-        tip,
-        "branch untouched"
-    );
-    assert_eq!(f.prod_on("main"), "1.0");
-    f.forge.assert_valid();
     f.server.stop().await;
 }
 
@@ -144,7 +60,7 @@ async fn auto_merge_merges_at_once_or_lets_gitlab_merge_when_the_pipeline_succee
     let r = f.fire(&spec, &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert_eq!(f.prod_on("main"), "2.0");
-    let merged = f.only_mr();
+    let merged = f.only_pr();
     assert_eq!(merged["state"], "merged");
     assert_eq!(r["commit"], merged["merge_commit_sha"]);
 
@@ -218,44 +134,31 @@ async fn rides_out_an_outage_and_honours_gitlab_rate_limits() {
         ("ratelimit-remaining", "0"),
         ("ratelimit-name", "throttle_authenticated_api"),
     ];
-    forge_scenarios::rides_out_an_outage_and_a_rate_limit(&f, 429, &headers).await;
+    failures::rides_out_an_outage_and_a_rate_limit(&f, 429, &headers).await;
     f.server.stop().await;
+    failures::gives_up_on_a_forge_that_stays_down::<FakeGitLab>("GitLab").await;
+}
 
-    let f = Lab::start_with(|c| c.forge.retry_attempts = 2).await;
-    f.forge.fail_next(20, 503, &[]);
-    let status = f.fire(&f.pr_spec(&[]), &f.synced).await.expect_err("down");
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    for part in [
-        "GitLab API unavailable",
-        "HTTP 503",
-        "gave up after 2 attempts",
-    ] {
-        assert!(status.message().contains(part), "{part}: {status:?}");
-    }
-    f.server.stop().await;
+#[tokio::test]
+async fn a_missing_project_is_not_found_and_a_refused_request_names_the_answer() {
+    failures::not_found_or_refused::<FakeGitLab>("GitLab", "platform/team/gitops").await;
 }
 
 #[tokio::test]
 async fn a_token_without_permission_is_permission_denied_without_showing_it() {
     let f = Lab::start().await;
-    let message = forge_scenarios::token_without_permission(&f, "GitLab", TOKEN).await;
+    let message = failures::token_without_permission(&f, "GitLab", &[]).await;
     assert!(message.contains("insufficient_scope"), "{message}");
 
     // May open merge requests, but not merge into the protected branch.
     f.forge.restrict_token(false);
     f.forge.forbid_merge(true);
-    let status = f
-        .fire(&f.pr_spec(&[("autoMerge", "true")]), &f.synced)
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("may not merge into the target branch"),
-        "{status:?}"
-    );
-    assert!(!status.message().contains(TOKEN));
+    let spec = f.pr_spec(&[("autoMerge", "true")]);
+    let protected = ["may not merge into the target branch"];
+    let message = f
+        .refused(&spec, &f.synced, Code::PermissionDenied, &protected)
+        .await;
+    assert!(!message.contains(FakeGitLab::TOKEN));
     assert_eq!(f.prod_on("main"), "1.0");
     f.forge.assert_valid();
     f.server.stop().await;
@@ -266,25 +169,15 @@ async fn refuses_rebase_and_foreign_api_urls_before_anything_is_sent() {
     let f = Lab::start().await;
     let pushes = f.forge.git.pushes();
 
-    let status = f
-        .fire(&f.pr_spec(&[("mergeMethod", "rebase")]), &f.synced)
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("rebase is not available on GitLab"),
-        "{status:?}"
-    );
+    let spec = f.pr_spec(&[("mergeMethod", "rebase")]);
+    let rebase = ["rebase is not available on GitLab"];
+    f.refused(&spec, &f.synced, Code::InvalidArgument, &rebase)
+        .await;
 
     let spec = f.pr_spec(&[("forgeApiUrl", "https://gitlab.example.net/api/v4")]);
-    let status = f.fire(&spec, &f.synced).await.expect_err("refused");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains("not on the repository's host"),
-        "{status:?}"
-    );
+    let host = ["not on the repository's host"];
+    f.refused(&spec, &f.synced, Code::InvalidArgument, &host)
+        .await;
     assert!(f.forge.requests().is_empty(), "no call reached GitLab");
     assert_eq!(f.forge.git.pushes(), pushes, "nothing pushed");
     f.server.stop().await;

@@ -1,7 +1,7 @@
 //! The bench of the forge tests (tests/pull_requests.rs, tests/merge_requests.rs,
 //! tests/bitbucket_pull_requests.rs, tests/gitea_pull_requests.rs): a fake forge
 //! hosting a GitOps repository with 2.0 synced to test, the real server with git credentials
-//! `bot` / the token (the forge token too) and a run link, and a Sensor's firing.
+//! `bot` / the fake's sentinel token (the forge token too) and a run link, and a Sensor's firing.
 
 use std::{
     collections::BTreeMap,
@@ -10,6 +10,7 @@ use std::{
 
 use phasegate::{config::Config, git::local};
 use serde_json::Value;
+use tonic::Code;
 
 use super::{
     FROM_TEST, TestServer, fake_bitbucket::FakeBitbucket, fake_gitea::FakeGitea,
@@ -21,6 +22,9 @@ use super::{
 pub trait FakeForge: Sized {
     /// The spec's `forge` for it.
     const KIND: &'static str;
+    /// The token the bench gives the fake and the server, in this forge's format: a sentinel
+    /// that must never show in an answer or a log line.
+    const TOKEN: &'static str;
     /// Serves the bare repositories under `root`, git and API with `user` / `token`.
     fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self>;
     /// The bench's repository: where its bare repository lies under `root`, and its clone URL.
@@ -29,6 +33,7 @@ pub trait FakeForge: Sized {
 
 impl FakeForge for FakeGitHub {
     const KIND: &'static str = "github";
+    const TOKEN: &'static str = "ghp_SENTINEL-token-7f3e";
     fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
         FakeGitHub::start(root, user, token)
     }
@@ -39,6 +44,7 @@ impl FakeForge for FakeGitHub {
 
 impl FakeForge for FakeGitLab {
     const KIND: &'static str = "gitlab";
+    const TOKEN: &'static str = "glpat-SENTINEL-token-41c9";
     fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
         FakeGitLab::start(root, user, token)
     }
@@ -51,6 +57,7 @@ impl FakeForge for FakeGitLab {
 
 impl FakeForge for FakeBitbucket {
     const KIND: &'static str = "bitbucket-datacenter";
+    const TOKEN: &'static str = "BBDC-SENTINEL-token-41c9";
     fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
         FakeBitbucket::start(root, user, token)
     }
@@ -65,6 +72,7 @@ impl FakeForge for FakeBitbucket {
 
 impl FakeForge for FakeGitea {
     const KIND: &'static str = "gitea";
+    const TOKEN: &'static str = "gtea-SENTINEL-token-5d21";
     fn start(root: &Path, user: &str, token: &str) -> impl Future<Output = Self> {
         FakeGitea::start(root, user, token)
     }
@@ -85,14 +93,20 @@ pub struct ForgeBed<F> {
 }
 
 impl<F: FakeForge> ForgeBed<F> {
-    /// Starts the fake forge and the server (configured by `configure`) with `token`.
-    pub async fn open(token: &str, configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
-        ForgeBed::open_with(token, |config, _| configure(config)).await
+    /// Starts the fake forge and the server, as the bench sets them up.
+    pub async fn start() -> ForgeBed<F> {
+        ForgeBed::open(|_| {}).await
+    }
+
+    /// Starts the fake forge and the server (configured by `configure`).
+    pub async fn open(configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
+        ForgeBed::open_with(|config, _| configure(config)).await
     }
 
     /// [`ForgeBed::open`], with a `configure` that sees the started fake forge (its URLs).
-    pub async fn open_with(token: &str, configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
+    pub async fn open_with(configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
         let (dir, root) = tempdir();
+        let token = F::TOKEN;
         let forge = F::start(&root, "bot", token).await;
         let (bare, repo) = forge.repository(&root);
         let synced = gitops_repo(&bare, &["petstore"]);
@@ -143,6 +157,24 @@ impl<F: FakeForge> ForgeBed<F> {
             .await
             .map(|f| f.response)
             .map_err(|f| f.status)
+    }
+
+    /// Fires as [`ForgeBed::fire`] does, expecting a refusal with `code` whose message
+    /// contains each of `parts`; the message.
+    pub async fn refused(
+        &self,
+        spec: &BTreeMap<String, String>,
+        sha: &str,
+        code: Code,
+        parts: &[&str],
+    ) -> String {
+        let status = self.fire(spec, sha).await.expect_err("refused");
+        assert_eq!(status.code(), code, "{status:?}");
+        let message = status.message();
+        for part in parts {
+            assert!(message.contains(part), "{part} missing in {status:?}");
+        }
+        message.to_string()
     }
 
     /// The version in prod on `branch`.

@@ -2,184 +2,105 @@
 //! forge's test file runs them on its bench ([`ForgeBed`]); what differs between forges (how
 //! a reviewer merges or closes, how statuses read) is in [`Reviewed`].
 
-use std::time::Duration;
+pub mod failures;
+pub mod reviewed;
 
+use phasegate::git::local;
+use serde_json::Value;
 use tonic::Code;
 
-use super::{
-    app, bump, capture_logs, eventually,
-    fake_bitbucket::FakeBitbucket,
-    fake_gitea::FakeGitea,
-    fake_github::{FakeGitHub, Recorded},
-    fake_gitlab::FakeGitLab,
-    fire_in_background,
-    forge_bed::{FakeForge, ForgeBed},
-    logs,
-};
+use reviewed::{Reviewed, text};
 
-/// A fake forge with reviewers, and statuses to read.
-pub trait Reviewed: FakeForge {
-    /// The states of a status while testing, after a promotion and after failed tests, as the
-    /// forge names them.
-    const PENDING: &'static str = "pending";
-    const SUCCESS: &'static str = "success";
-    const FAILED: &'static str;
-    /// How many pull requests were opened.
-    fn opened(&self) -> usize;
-    /// A reviewer merges pull request `number`.
-    fn review_merge(&self, number: u64);
-    /// A reviewer closes pull request `number` unmerged.
-    fn review_close(&self, number: u64);
-    /// (state, description) of the statuses on `sha`, oldest first; each is checked to have
-    /// the context `phasegate/test->prod`.
-    fn statuses_on(&self, sha: &str) -> Vec<(String, String)>;
-    /// Fails the test if a request did not match the forge's API description.
-    fn check_requests(&self);
-    /// The next `times` requests are answered `status` with `headers`.
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]);
-    /// Every request so far.
-    fn requests(&self) -> Vec<Recorded>;
-    /// The token keeps git access but loses the API's write permissions.
-    fn restrict(&self);
+use super::{app, bump, capture_logs, eventually, fire_in_background, forge_bed::ForgeBed, logs};
+
+/// A pull request opened for 2.0 with `extra` spec keys: it carries the versions, the source
+/// commit and the run, its branch has 2.0 and main is untouched; the statuses on the source
+/// commit go pending then success, linking the run. A reviewer merges it: main has 2.0.
+/// Answers the trigger's answer and the pull request as opened.
+pub async fn opens_a_pull_request<F: Reviewed>(
+    f: &ForgeBed<F>,
+    extra: &[(&str, &str)],
+) -> (Value, Value) {
+    capture_logs();
+    let r = f.fire(&f.pr_spec(extra), &f.synced).await.expect("fires");
+    assert_eq!(r["outcome"], "pr-opened", "{r}");
+    assert_eq!(r["pullRequest"]["number"], 1);
+    let pr = f.only_pr();
+    assert_eq!(r["pullRequest"]["url"], text(&pr, F::PAGE), "{pr}");
+    let run = r["run"].as_str().expect("run");
+    let description = text(&pr, F::DESCRIPTION);
+    for part in ["`1.0`", "`2.0`", f.synced.as_str(), run] {
+        assert!(
+            description.contains(part),
+            "{part} missing in {description}"
+        );
+    }
+    assert_eq!(f.prod_on("main"), "1.0", "nothing pushed to main");
+    let head = text(&pr, F::HEAD);
+    assert!(head.starts_with("phasegate/prod/"), "{head}");
+    assert_eq!(f.prod_on(&head), "2.0");
+    assert_eq!(r["commit"], text(&pr, F::HEAD_SHA));
+    let statuses = f.forge.statuses_on(&f.synced);
+    assert_eq!(statuses[0].state, F::PENDING);
+    assert_eq!(statuses[1].state, F::SUCCESS);
+    assert!(
+        statuses[1].description.contains("pull request #1 opened"),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[1].link,
+        format!("https://phasegate.example.com/runs/{run}")
+    );
+
+    f.forge.review_merge(1);
+    assert_eq!(f.prod_on("main"), "2.0");
+    f.forge.check_requests();
+    assert!(!logs().contains(F::TOKEN), "the token was logged");
+    (r, pr)
 }
 
-fn text(v: &serde_json::Value, key: &str) -> String {
-    v[key].as_str().unwrap_or_default().to_string()
-}
+/// With `extra` spec keys: 3.0 opens a pull request, the older 2.0 is `superseded`, 3.1 updates
+/// the same pull request (after `between`, what a reviewer does meanwhile) to `title`, and a
+/// commit that deploys the same version is `already-promoted` without touching the branch.
+/// Main is untouched. Answers the pull request as updated.
+pub async fn updates_supersedes_and_does_not_reopen<F: Reviewed>(
+    f: &ForgeBed<F>,
+    extra: &[(&str, &str)],
+    between: impl FnOnce(&F),
+    title: &str,
+) -> Value {
+    let spec = f.pr_spec(extra);
+    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
+    let opened = f.fire(&spec, &v3).await.expect("fires");
+    assert_eq!(opened["outcome"], "pr-opened", "{opened}");
+    let older = f.fire(&spec, &f.synced).await.expect("fires");
+    assert_eq!(older["outcome"], "superseded", "{older}");
 
-impl Reviewed for FakeGitHub {
-    const FAILED: &'static str = "failure";
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
-    fn opened(&self) -> usize {
-        self.pulls().len()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.close(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
-        let statuses = self.statuses(sha);
-        statuses
-            .iter()
-            .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
-            .map(|s| (text(s, "state"), text(s, "description")))
-            .collect()
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitHub::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitHub::requests(self)
-    }
-}
+    between(&f.forge);
+    let v31 = bump(&f.bare, &["petstore"], "test", "3.1");
+    let updated = f.fire(&spec, &v31).await.expect("fires");
+    assert_eq!(updated["outcome"], "pr-updated", "{updated}");
+    assert_eq!(updated["pullRequest"], opened["pullRequest"]);
+    let pr = f.only_pr();
+    assert_eq!(pr["title"], title);
+    let head = text(&pr, F::HEAD);
+    assert_eq!(f.prod_on(&head), "3.1");
+    let tip = local::log(&f.bare, &head, 1).expect("log")[0].0.clone();
 
-impl Reviewed for FakeGitLab {
-    const FAILED: &'static str = "failed";
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
-    fn opened(&self) -> usize {
-        self.merge_requests().len()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.close(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
-        let statuses = self.statuses(sha);
-        statuses
-            .iter()
-            .inspect(|s| assert_eq!(s["name"], "phasegate/test->prod"))
-            .map(|s| (text(s, "status"), text(s, "description")))
-            .collect()
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitLab::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitLab::requests(self)
-    }
-}
-
-impl Reviewed for FakeGitea {
-    const FAILED: &'static str = "failure";
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
-    fn opened(&self) -> usize {
-        self.pulls().len()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.close(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
-        let statuses = self.statuses(sha);
-        statuses
-            .iter()
-            .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
-            .map(|s| (text(s, "state"), text(s, "description")))
-            .collect()
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitea::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitea::requests(self)
-    }
-}
-
-/// Bitbucket Data Center's statuses are build statuses; its reviewers decline.
-impl Reviewed for FakeBitbucket {
-    const PENDING: &'static str = "INPROGRESS";
-    const SUCCESS: &'static str = "SUCCESSFUL";
-    const FAILED: &'static str = "FAILED";
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
-    fn opened(&self) -> usize {
-        self.pull_requests().len()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.decline(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<(String, String)> {
-        let builds = self.builds(sha);
-        builds
-            .iter()
-            .inspect(|b| assert_eq!(b["key"], "phasegate/test->prod"))
-            .map(|b| (text(b, "state"), text(b, "description")))
-            .collect()
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.fail_next(times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests()
-    }
+    // Another commit deploys the same version to test: the pull request already has it.
+    let same =
+        local::commit_files(&f.bare, "main", &[("README.md", "docs\n")], "docs").expect("commit");
+    let again = f.fire(&spec, &same).await.expect("fires");
+    assert_eq!(again["outcome"], "already-promoted", "{again}");
+    assert_eq!(again["pullRequest"], opened["pullRequest"]);
+    assert_eq!(
+        local::log(&f.bare, &head, 1).expect("log")[0].0,
+        tip,
+        "branch untouched"
+    );
+    assert_eq!(f.prod_on("main"), "1.0");
+    f.forge.check_requests();
+    pr
 }
 
 /// `waitForMerge`: a reviewer merges (`promoted`), closes (`FAILED_PRECONDITION`), or nobody
@@ -223,10 +144,12 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
     assert_eq!(f.prod_on("main"), "2.0", "push mode pushes as before");
     let statuses = f.forge.statuses_on(&f.synced);
     assert_eq!(statuses.len(), 2, "{statuses:?}");
-    assert_eq!(statuses[0].0, F::PENDING);
-    assert_eq!(statuses[1].0, F::SUCCESS);
+    assert_eq!(statuses[0].state, F::PENDING);
+    assert_eq!(statuses[1].state, F::SUCCESS);
     assert!(
-        statuses[1].1.contains("promoted 2.0 from test to prod"),
+        statuses[1]
+            .description
+            .contains("promoted 2.0 from test to prod"),
         "{statuses:?}"
     );
     assert_eq!(f.forge.opened(), 0);
@@ -245,68 +168,11 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
         .expect_err("tests fail");
     assert_eq!(failed.code(), Code::FailedPrecondition);
     let statuses = f.forge.statuses_on(&v3);
-    assert_eq!(statuses[0].0, F::PENDING);
-    assert_eq!(statuses[1].0, F::FAILED);
+    assert_eq!(statuses[0].state, F::PENDING);
+    assert_eq!(statuses[1].state, F::FAILED);
     assert!(
-        statuses[1].1.contains("tests of test failed"),
+        statuses[1].description.contains("tests of test failed"),
         "{statuses:?}"
     );
     f.forge.check_requests();
-}
-
-/// Two 502s are ridden out (`pr-opened`, the pending status set); a rate limit (`status` with
-/// `headers`, among them `retry-after: 1`) is retried after the wait the forge asked for
-/// (`pr-updated`).
-pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
-    f: &ForgeBed<F>,
-    status: u16,
-    headers: &[(&'static str, &str)],
-) {
-    let spec = f.pr_spec(&[]);
-    f.forge.fail_next(2, 502, &[]);
-    let r = f.fire(&spec, &f.synced).await.expect("fires");
-    assert_eq!(r["outcome"], "pr-opened", "{r}");
-    assert_eq!(f.forge.statuses_on(&f.synced)[0].0, "pending");
-
-    let v3 = bump(&f.bare, &["petstore"], "test", "3.0");
-    let before = f.forge.requests().len();
-    f.forge.fail_next(1, status, headers);
-    let r = f.fire(&spec, &v3).await.expect("fires");
-    assert_eq!(r["outcome"], "pr-updated", "{r}");
-    let requests = f.forge.requests();
-    let (limited, retried) = (&requests[before], &requests[before + 1]);
-    assert_eq!(
-        (&limited.method, &limited.path),
-        (&retried.method, &retried.path)
-    );
-    assert!(
-        retried.at.duration_since(limited.at) >= Duration::from_secs(1),
-        "retried before Retry-After"
-    );
-    f.forge.check_requests();
-}
-
-/// A token without the API's write permissions: `PERMISSION_DENIED` saying so, naming the
-/// forge (`name`), never showing the token (`token`), nothing promoted. Answers the message.
-pub async fn token_without_permission<F: Reviewed>(
-    f: &ForgeBed<F>,
-    name: &str,
-    token: &str,
-) -> String {
-    capture_logs();
-    f.forge.restrict();
-    let status = f
-        .fire(&f.pr_spec(&[]), &f.synced)
-        .await
-        .expect_err("refused");
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let message = status.message();
-    assert!(
-        message.contains(&format!("{name} refused phasegate's token")),
-        "{message}"
-    );
-    assert!(message.contains("lacks a permission"), "{message}");
-    assert!(!message.contains(token) && !logs().contains(token));
-    assert_eq!(f.prod_on("main"), "1.0");
-    message.to_string()
 }

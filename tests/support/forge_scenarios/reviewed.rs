@@ -1,0 +1,236 @@
+//! What the shared scenarios need to know of each fake forge: how its pull requests and
+//! statuses read, and how a reviewer merges or closes.
+
+use serde_json::Value;
+
+use super::super::{
+    fake_bitbucket::FakeBitbucket,
+    fake_gitea::FakeGitea,
+    fake_github::{FakeGitHub, Recorded},
+    fake_gitlab::FakeGitLab,
+    forge_bed::{FakeForge, ForgeBed},
+};
+
+/// A status phasegate set on a commit, as the forge shows it.
+#[derive(Debug)]
+pub struct Status {
+    pub state: String,
+    pub description: String,
+    /// Where the status links to.
+    pub link: String,
+}
+
+/// A fake forge with reviewers, and pull requests and statuses to read.
+pub trait Reviewed: FakeForge {
+    /// The states of a status while testing, after a promotion and after failed tests, as the
+    /// forge names them.
+    const PENDING: &'static str = "pending";
+    const SUCCESS: &'static str = "success";
+    const FAILED: &'static str;
+    /// Where a pull request's JSON holds its page, its description, its head branch and that
+    /// branch's commit (JSON pointers).
+    const PAGE: &'static str;
+    const DESCRIPTION: &'static str;
+    const HEAD: &'static str;
+    const HEAD_SHA: &'static str;
+    /// Every pull request, oldest first.
+    fn prs(&self) -> Vec<Value>;
+    /// How many pull requests were opened.
+    fn opened(&self) -> usize {
+        self.prs().len()
+    }
+    /// A reviewer merges pull request `number`.
+    fn review_merge(&self, number: u64);
+    /// A reviewer closes pull request `number` unmerged.
+    fn review_close(&self, number: u64);
+    /// The statuses on `sha`, oldest first; each is checked to have the context
+    /// `phasegate/test->prod`.
+    fn statuses_on(&self, sha: &str) -> Vec<Status>;
+    /// Fails the test if a request did not match the forge's API description.
+    fn check_requests(&self);
+    /// The next `times` requests are answered `status` with `headers`.
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]);
+    /// Every request so far.
+    fn requests(&self) -> Vec<Recorded>;
+    /// The token keeps git access but loses the API's write permissions.
+    fn restrict(&self);
+}
+
+impl<F: Reviewed> ForgeBed<F> {
+    /// The only pull request.
+    pub fn only_pr(&self) -> Value {
+        let prs = self.forge.prs();
+        assert_eq!(prs.len(), 1, "{prs:#?}");
+        prs[0].clone()
+    }
+}
+
+/// The text at JSON pointer `at` of `v` ("" if there is none).
+pub fn text(v: &Value, at: &str) -> String {
+    v.pointer(at)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Statuses in GitHub's shape (GitHub's and Gitea's): `state`, `description`, `target_url`.
+fn github_statuses(statuses: Vec<Value>) -> Vec<Status> {
+    statuses
+        .iter()
+        .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
+        .map(|s| Status {
+            state: text(s, "/state"),
+            description: text(s, "/description"),
+            link: text(s, "/target_url"),
+        })
+        .collect()
+}
+
+impl Reviewed for FakeGitHub {
+    const FAILED: &'static str = "failure";
+    const PAGE: &'static str = "/html_url";
+    const DESCRIPTION: &'static str = "/body";
+    const HEAD: &'static str = "/head/ref";
+    const HEAD_SHA: &'static str = "/head/sha";
+    fn prs(&self) -> Vec<Value> {
+        self.pulls()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<Status> {
+        github_statuses(self.statuses(sha))
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitHub::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitHub::requests(self)
+    }
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
+}
+
+impl Reviewed for FakeGitLab {
+    const FAILED: &'static str = "failed";
+    const PAGE: &'static str = "/web_url";
+    const DESCRIPTION: &'static str = "/description";
+    const HEAD: &'static str = "/source_branch";
+    const HEAD_SHA: &'static str = "/sha";
+    fn prs(&self) -> Vec<Value> {
+        self.merge_requests()
+    }
+    /// A reviewer marks it ready (a draft cannot be merged) and merges it.
+    fn review_merge(&self, number: u64) {
+        self.mark_ready(number);
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<Status> {
+        self.statuses(sha)
+            .iter()
+            .inspect(|s| assert_eq!(s["name"], "phasegate/test->prod"))
+            .map(|s| Status {
+                state: text(s, "/status"),
+                description: text(s, "/description"),
+                link: text(s, "/target_url"),
+            })
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitLab::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitLab::requests(self)
+    }
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
+}
+
+impl Reviewed for FakeGitea {
+    const FAILED: &'static str = "failure";
+    const PAGE: &'static str = "/html_url";
+    const DESCRIPTION: &'static str = "/body";
+    const HEAD: &'static str = "/head/ref";
+    const HEAD_SHA: &'static str = "/head/sha";
+    fn prs(&self) -> Vec<Value> {
+        self.pulls()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.close(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<Status> {
+        github_statuses(self.statuses(sha))
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeGitea::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeGitea::requests(self)
+    }
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
+}
+
+/// Bitbucket Data Center's statuses are build statuses; its reviewers decline.
+impl Reviewed for FakeBitbucket {
+    const PENDING: &'static str = "INPROGRESS";
+    const SUCCESS: &'static str = "SUCCESSFUL";
+    const FAILED: &'static str = "FAILED";
+    const PAGE: &'static str = "/links/self/0/href";
+    const DESCRIPTION: &'static str = "/description";
+    const HEAD: &'static str = "/fromRef/displayId";
+    const HEAD_SHA: &'static str = "/fromRef/latestCommit";
+    fn prs(&self) -> Vec<Value> {
+        self.pull_requests()
+    }
+    fn review_merge(&self, number: u64) {
+        self.merge(number);
+    }
+    fn review_close(&self, number: u64) {
+        self.decline(number);
+    }
+    fn statuses_on(&self, sha: &str) -> Vec<Status> {
+        self.builds(sha)
+            .iter()
+            .inspect(|b| assert_eq!(b["key"], "phasegate/test->prod"))
+            .map(|b| Status {
+                state: text(b, "/state"),
+                description: text(b, "/description"),
+                link: text(b, "/url"),
+            })
+            .collect()
+    }
+    fn check_requests(&self) {
+        self.assert_valid();
+    }
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        FakeBitbucket::fail_next(self, times, status, headers);
+    }
+    fn requests(&self) -> Vec<Recorded> {
+        FakeBitbucket::requests(self)
+    }
+    fn restrict(&self) {
+        self.restrict_token(true);
+    }
+}
