@@ -125,41 +125,12 @@ fn values_file() -> impl Strategy<Value = (String, String)> {
         })
 }
 
-/// Values of every class a plain scalar can be typed as under YAML 1.1 or 1.2, and strings.
-const TYPED_VALUES: &[&str] = &[
-    "1.10",
-    "yes",
-    "on",
-    "no",
-    "N",
-    "0x1F",
-    "0o17",
-    "017",
-    "1_000",
-    "12:30",
-    "~",
-    "null",
-    ".inf",
-    "-.Inf",
-    ".nan",
-    "2001-12-14",
-    "1e3",
-    "42",
-    "-1",
-    "+12",
-    "1.2.3",
-    "v1.10",
-    "sha-4f2a9c",
-    "latest",
-    "true",
-];
-
 /// A source scalar token: a typed or arbitrary value, plain, single- or double-quoted.
 fn source_token() -> impl Strategy<Value = String> {
     (
         select(vec!["", "'", "\""]),
         prop_oneof![
-            select(TYPED_VALUES.to_vec()).prop_map(String::from),
+            select(support::TYPED_SCALARS.to_vec()).prop_map(String::from),
             "[ -~]{0,16}"
         ],
     )

@@ -15,48 +15,13 @@ use phasegate::{
 use serde_json::json;
 use support::engine::{promotion, settings};
 
-/// Values of every class a plain scalar may be typed as, and strings.
-const VALUES: &[&str] = &[
-    "1.10",
-    "yes",
-    "on",
-    "no",
-    "off",
-    "y",
-    "N",
-    "True",
-    "0x1F",
-    "0o17",
-    "017",
-    "0b101",
-    "1_000",
-    "12:30",
-    "190:20:30.15",
-    "~",
-    "null",
-    ".inf",
-    "-.Inf",
-    ".nan",
-    "2001-12-14",
-    "2001-12-14t21:59:43.10-05:00",
-    "1e3",
-    ".5",
-    "42",
-    "-1",
-    "+12",
-    "1.2.3",
-    "v1.10",
-    "sha-4f2a9c",
-    "latest",
-    "it's",
-];
 /// Targets holding a string, an integer, a float, quoted strings, a boolean.
 const TARGETS: &[&str] = &["v1", "41", "1.9", "'v1'", "\"41\"", "no"];
 
 /// (source file, written target file) for every source value, quoting and target.
 fn written() -> Vec<(String, String)> {
     let mut pairs = Vec::new();
-    for value in VALUES {
+    for value in support::TYPED_SCALARS {
         for quote in ["", "'", "\""] {
             let source = format!("image:\n  version: {}\n", support::yaml_token(value, quote));
             let scalar = read_value(&source, "image.version").expect(&source);
@@ -99,7 +64,10 @@ print(json.dumps(bad))
         bad.len(),
         pairs.len()
     );
-    assert_eq!(pairs.len(), VALUES.len() * 3 * TARGETS.len());
+    assert_eq!(
+        pairs.len(),
+        support::TYPED_SCALARS.len() * 3 * TARGETS.len()
+    );
 }
 
 #[test]

@@ -391,6 +391,44 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Values of every class a plain scalar can be typed as under YAML 1.1 or 1.2 (booleans,
+/// octals, sexagesimals, timestamps, specials…), and strings: the values-file tests' corpus.
+pub const TYPED_SCALARS: &[&str] = &[
+    "1.10",
+    "yes",
+    "on",
+    "no",
+    "off",
+    "y",
+    "N",
+    "True",
+    "0x1F",
+    "0o17",
+    "017",
+    "0b101",
+    "1_000",
+    "12:30",
+    "190:20:30.15",
+    "~",
+    "null",
+    ".inf",
+    "-.Inf",
+    ".nan",
+    "2001-12-14",
+    "2001-12-14t21:59:43.10-05:00",
+    "1e3",
+    ".5",
+    "42",
+    "-1",
+    "+12",
+    "1.2.3",
+    "v1.10",
+    "sha-4f2a9c",
+    "latest",
+    "true",
+    "it's",
+];
+
 /// `value` as a YAML scalar token: plain (`quote` empty), single- or double-quoted.
 pub fn yaml_token(value: &str, quote: &str) -> String {
     match quote {
