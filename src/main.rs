@@ -159,9 +159,23 @@ enum RunsAction {
     Watch { id: String },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // SAFETY: no other thread runs yet, and nothing has used libgit2.
+    #[allow(unsafe_code)]
+    unsafe {
+        phasegate::git::defer_ca_bundle()
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("phasegate: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     init_logs(cli.log_format, matches!(cli.command, Command::Demo { .. }));
     if matches!(cli.command, Command::Serve { .. } | Command::Promote { .. })
         && let Err(e) = phasegate::hardening::protect_process()

@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::{path::Path, process::Command, sync::Arc};
+use std::{path::Path, process::Command};
 
 use phasegate::config::{Config, TestConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use support::*;
+use support::{git_server::tls_acceptor, *};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -114,83 +113,10 @@ async fn a_working_directory_missing_on_the_server_is_a_failed_precondition() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
 
-/// A private CA (`ca.pem`) and a certificate it signed for `localhost` (`app.pem`, `app.key`).
-fn internal_ca(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        dir,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-days", "1", "-subj", "/CN=Internal test CA"],
-        ]
-        .concat()
-        .into_iter()
-        .chain(["-keyout", "ca.key", "-out", "ca.pem"])
-        .collect::<Vec<_>>(),
-    );
-    openssl(
-        dir,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "app.key",
-                "-out",
-                "app.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost\n").expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "app.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "app.pem",
-        ],
-    );
-}
-
 /// The petstore app over TLS with `app.pem`: every request gets `200` and `Dog`. Returns
 /// `https://localhost:PORT`.
 async fn https_app(dir: &Path) -> String {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("app.pem"))
-        .expect("app.pem")
-        .collect::<Result<_, _>>()
-        .expect("certificates");
-    let key = PrivateKeyDer::from_pem_file(dir.join("app.key")).expect("app.key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("server certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tls_acceptor(dir);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {

@@ -1,13 +1,14 @@
 //! TLS as a Sensor with `secure: true` and a `certSecret` uses it: the client trusts the
 //! certificate file as its root CA and overrides the server name. Certificates are made with
-//! the openssl command line; grpcurl is the client.
+//! the openssl command line; grpcurl is the client. And git remotes over https, verified
+//! against the system CA bundle or `git.caFile`.
 
 mod support;
 
 use std::{path::Path, process::Command};
 
 use phasegate::config::{Config, TlsConfig};
-use support::*;
+use support::{git_server::GitServer, *};
 
 const NAME: &str = "phasegate.argo-events.svc";
 
@@ -172,4 +173,74 @@ async fn runs_reaches_a_tls_server_by_https_url_verifying_its_certificate() {
     assert_eq!(untrusted.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("certificate"), "says why: {stderr}");
+}
+
+/// `promote` over an https git remote: the system CA bundle (`SSL_CERT_FILE`), which libgit2
+/// loads only when the first https remote is met, and `git.caFile` each make the remote
+/// trusted; a remote signed by neither is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_verifies_an_https_remote_against_the_system_bundle_or_git_ca_file() {
+    let (_d, root) = tempdir();
+    internal_ca(&root);
+    let stranger = root.join("stranger");
+    std::fs::create_dir(&stranger).expect("dir");
+    internal_ca(&stranger);
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let git = GitServer::start_https(&root, "bot", "SENTINEL-https-71d2", &root).await;
+    let url = git.url("gitops");
+    let path = PATH.replace("{app}", "petstore");
+    // Each run its own cache: a repeated promotion is otherwise answered from the history.
+    let promote = |cache: &str, bundle: &Path, ca_file: Option<&Path>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasegate"));
+        command
+            .args([
+                "promote",
+                "--git-repo",
+                &url,
+                "--path",
+                &path,
+                "--test",
+                "none",
+            ])
+            .args(["--source-phase", "test", "--target-phase", "prod"])
+            .args(["--source-commit", &synced])
+            .env("PHASEGATE_CACHE_DIR", root.join(cache))
+            .env("SSL_CERT_FILE", bundle)
+            .env_remove("SSL_CERT_DIR")
+            .env("GIT_USER", "bot")
+            .env("GIT_PASSWORD", "SENTINEL-https-71d2");
+        if let Some(file) = ca_file {
+            command.env("PHASEGATE_GIT_CA_FILE", file);
+        }
+        async move {
+            let out = command.output().await.expect("run phasegate");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            (out.status.code(), text)
+        }
+    };
+
+    let (code, text) = promote("untrusted", &stranger.join("ca.pem"), None).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(!text.contains("SENTINEL"), "{text}");
+    assert!(
+        git.authorizations().is_empty(),
+        "a request reached an untrusted remote"
+    );
+
+    let (code, text) = promote(
+        "ca-file",
+        &stranger.join("ca.pem"),
+        Some(&root.join("ca.pem")),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(r#""outcome":"promoted""#), "{text}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+
+    let (code, text) = promote("bundle", &root.join("ca.pem"), None).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(r#""outcome":"already-promoted""#), "{text}");
 }

@@ -88,6 +88,7 @@ pub fn fetch(
     settings: &GitSettings,
     creds: Option<&super::Credentials>,
 ) -> Result<(), GitError> {
+    super::load_deferred_ca_bundle(url)?;
     let (callbacks, trace) = auth::callbacks(url, creds, settings);
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks)

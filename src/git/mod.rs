@@ -213,6 +213,62 @@ pub struct PromotionResult {
 const CONNECT_TIMEOUT_MS: i32 = 10_000;
 const IO_TIMEOUT_MS: i32 = 60_000;
 
+/// The system CA bundle, when [`defer_ca_bundle`] kept libgit2 from reading it at start-up.
+static DEFERRED_CA_BUNDLE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Starts libgit2 without the system CA bundle, which it loads into OpenSSL when it starts
+/// (OpenSSL 3 decodes every certificate of it: tens of milliseconds) whether or not any remote
+/// is https. [`load_deferred_ca_bundle`] loads the same bundle at the first https remote, so
+/// trust is unchanged; a promotion over http, ssh or `file://` never pays for it. The
+/// environment ends as libgit2 leaves it (`SSL_CERT_FILE` naming the bundle).
+///
+/// # Safety
+/// Changes the process environment: call it before any other thread runs, and before
+/// anything else uses libgit2.
+#[allow(unsafe_code)]
+pub unsafe fn defer_ca_bundle() {
+    // Where libgit2 would look: `SSL_CERT_FILE` if it exists, else the usual system places.
+    let Some(bundle) = openssl_probe::probe().cert_file else {
+        return;
+    };
+    // SAFETY: no other thread runs (the caller's promise).
+    unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
+    // Any first use of libgit2 starts it, OpenSSL included.
+    let started = git2::Config::new().is_ok();
+    // SAFETY: as above.
+    unsafe { std::env::set_var("SSL_CERT_FILE", &bundle) };
+    if started {
+        let _ = DEFERRED_CA_BUNDLE.set(bundle);
+    }
+}
+
+/// Loads the CA bundle [`defer_ca_bundle`] deferred, once, before the first connection to an
+/// https remote (`url`); nothing for other remotes or when nothing was deferred.
+pub(crate) fn load_deferred_ca_bundle(url: &str) -> Result<(), GitError> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let (Some(bundle), true) = (
+        DEFERRED_CA_BUNDLE.get(),
+        url.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
+    ) else {
+        return Ok(());
+    };
+    // SAFETY: adds certificates to the store of libgit2's TLS context; OpenSSL locks the
+    // store, and no https connection has been opened before this returns (the only ones
+    // follow a call to this function, which waits on the first).
+    #[allow(unsafe_code)]
+    let loaded = LOADED.get_or_init(|| unsafe {
+        git2::opts::set_ssl_cert_file(bundle).map_err(|e| {
+            format!(
+                "cannot load the CA bundle {}: {}",
+                bundle.display(),
+                e.message()
+            )
+        })
+    });
+    loaded.clone().map_err(GitError::Other)
+}
+
 /// Sets libgit2's process-wide options: network timeouts, and an extra CA bundle for HTTPS
 /// remotes (TLS verification itself is never turned off). Call once at start-up, before any
 /// git operation runs.

@@ -65,6 +65,7 @@ pub(super) fn push_to(
         let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
         return push_local(repo, &path, &branch_ref, commit, parent);
     }
+    super::load_deferred_ca_bundle(p.repo.as_str())?;
     let (mut callbacks, trace) = auth::callbacks(p.repo.as_str(), creds, settings);
     let moved = Rc::new(RefCell::new(false));
     let lease = moved.clone();

@@ -1,8 +1,9 @@
 //! A real git smart-HTTP server for the tests: git's own `git http-backend` run as CGI behind
 //! a small host on 127.0.0.1 that requires HTTP basic authentication.
 //!
-//! Does not model: TLS, the dumb HTTP protocol, or per-repository permissions (one user may
-//! read and write everything under the root).
+//! It speaks https too ([`GitServer::start_https`]), with a certificate of the tests' private
+//! CA. Does not model: the dumb HTTP protocol, or per-repository permissions (one user may read
+//! and write everything under the root).
 
 use std::{
     net::SocketAddr,
@@ -54,6 +55,8 @@ pub struct GitServer {
     task: Option<JoinHandle<()>>,
     /// Routes served beside git on the same host (a forge's API, as forges serve both).
     api: Option<Router>,
+    /// Serves https with this instead of http.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl GitServer {
@@ -87,19 +90,32 @@ impl GitServer {
             shared,
             task: None,
             api,
+            tls: None,
         };
         server.serve(listener);
         server
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// Serves `root` over https as `localhost`, with `app.pem` and `app.key` from `ca_dir`
+    /// (see `support::internal_ca`).
+    pub async fn start_https(root: &Path, user: &str, password: &str, ca_dir: &Path) -> GitServer {
+        let mut server = GitServer::start(root, user, password).await;
+        server.tls = Some(tls_acceptor(ca_dir));
+        server.restart().await;
+        server
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://localhost:PORT` over https).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr.port()),
+            None => format!("http://{}", self.addr),
+        }
     }
 
     /// Clone URL of the bare repository `root/<name>.git` (no credentials in it).
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}.git", self.addr)
+        format!("{}/{name}.git", self.base_url())
     }
 
     /// Stops serving: later requests get "connection refused".
@@ -152,16 +168,27 @@ impl GitServer {
             Some(api) => api.clone().merge(git),
             None => git,
         };
+        let tls = self.tls.clone();
         self.task = Some(tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 // As real git servers do: no Nagle delay on small answers.
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        // A client that does not trust the certificate ends the handshake.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         }));
@@ -290,4 +317,23 @@ fn cgi_response(out: &[u8]) -> Response {
     response
         .body(Body::from(out[at + gap..].to_vec()))
         .expect("response")
+}
+
+/// A TLS acceptor serving `app.pem` and `app.key` of `support::internal_ca`.
+pub fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("app.pem"))
+        .expect("app.pem")
+        .collect::<Result<_, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("app.key")).expect("app.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
