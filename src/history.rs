@@ -172,9 +172,10 @@ impl History {
             return;
         };
         let text = String::from_utf8_lossy(&text);
-        let mut skipped = 0;
+        let (mut skipped, mut lines) = (0, 0);
         let mut inner = self.lock();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            lines += 1;
             match serde_json::from_str::<RunRecord>(line) {
                 Ok(record) => insert(&mut inner, record),
                 Err(_) => skipped += 1,
@@ -183,12 +184,16 @@ impl History {
         if skipped > 0 {
             warn!(file = %file.display(), skipped, "ignored corrupt lines of the run history");
         }
-        // Rewrite what was kept, so the file stays bounded and loses its bad lines.
+        // Rewrite what was kept, so the file stays bounded and loses its bad lines (a file
+        // with one good line per kept run, ending in a newline, is left as it is).
         let kept: Vec<&RunRecord> = inner
             .order
             .iter()
             .filter_map(|id| inner.runs.get(id))
             .collect();
+        if kept.len() == lines && text.ends_with('\n') {
+            return;
+        }
         if let Err(e) = store::rewrite(file, &kept) {
             warn!(file = %file.display(), error = %e, "cannot rewrite the run history");
         }

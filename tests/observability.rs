@@ -229,6 +229,17 @@ async fn history_and_duplicate_answers_survive_a_restart_and_a_damaged_file() {
         "{}",
         logs()
     );
+    // The damaged file was rewritten without its bad lines; a clean one is left as it is.
+    use std::os::unix::fs::MetadataExt;
+    let clean = std::fs::read_to_string(&file).expect("history");
+    assert!(
+        !clean.contains("garbage") && clean.ends_with('\n'),
+        "{clean}"
+    );
+    let inode = std::fs::metadata(&file).expect("history").ino();
+    TestServer::start(config()).await.stop().await;
+    assert_eq!(std::fs::metadata(&file).expect("history").ino(), inode);
+    assert_eq!(std::fs::read_to_string(&file).expect("history"), clean);
 }
 
 #[tokio::test]
