@@ -9,6 +9,7 @@ use phasegate::git::local;
 use serde_json::{Value, json};
 use support::{
     fake_bitbucket::FakeBitbucket,
+    fake_forge::Fronted,
     forge_bed::ForgeBed,
     forge_scenarios::{self, failures},
     *,

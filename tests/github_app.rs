@@ -12,8 +12,8 @@ use std::time::Duration;
 use phasegate::config::{Config, GitHubAppConfig};
 use serde_json::{Value, json};
 use support::{
-    fake_github::FakeGitHub, fake_kube::FakeKube, forge_bed::ForgeBed, github_app::AppKey,
-    test_jobs::NS, *,
+    fake_forge::Fronted, fake_github::FakeGitHub, fake_kube::FakeKube, forge_bed::ForgeBed,
+    github_app::AppKey, test_jobs::NS, *,
 };
 use tonic::Code;
 

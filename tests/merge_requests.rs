@@ -8,6 +8,7 @@ mod support;
 use phasegate::git::local;
 use serde_json::{Value, json};
 use support::{
+    fake_forge::Fronted,
     fake_gitlab::FakeGitLab,
     forge_bed::{FakeForge, ForgeBed},
     forge_scenarios::{self, failures},

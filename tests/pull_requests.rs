@@ -7,6 +7,7 @@ mod support;
 use phasegate::git::local;
 use serde_json::{Value, json};
 use support::{
+    fake_forge::Fronted,
     fake_github::FakeGitHub,
     forge_bed::ForgeBed,
     forge_scenarios::{self, failures},

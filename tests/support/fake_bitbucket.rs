@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use super::{
     bitbucket_api,
-    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Fronted},
     git_server::GitServer,
 };
 
@@ -118,16 +118,6 @@ impl FakeBitbucket {
         self.state().auto_merge_enabled = enabled;
     }
 
-    /// The token may read (and push with git) but not write through the API.
-    pub fn restrict_token(&self, restricted: bool) {
-        self.state().front.restricted = restricted;
-    }
-
-    /// The next `times` requests are answered `status` with `headers`.
-    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.state().front.fail_next(times, status, headers);
-    }
-
     /// A merge check vetoes merges with `reason`; `None` lifts it, and Bitbucket then merges
     /// the pull requests whose auto-merge was requested.
     pub fn set_veto(&self, reason: Option<&str>) {
@@ -163,11 +153,6 @@ impl FakeBitbucket {
             .collect()
     }
 
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state().front.requests.clone()
-    }
-
     /// A reviewer merges pull request `id` (a merge commit).
     pub fn merge(&self, id: u64) {
         let (status, body) = self.state().merge(id, "no-ff");
@@ -182,11 +167,6 @@ impl FakeBitbucket {
         pr["open"] = json!(false);
         pr["closed"] = json!(true);
     }
-
-    /// Fails the test if any request was not one Bitbucket accepts.
-    pub fn assert_valid(&self) {
-        self.state().front.assert_valid("Bitbucket Data Center");
-    }
 }
 
 fn answer(status: u16, body: &Value) -> Response {
@@ -199,6 +179,13 @@ fn answer(status: u16, body: &Value) -> Response {
         .header(header::CONTENT_TYPE, "application/json;charset=UTF-8")
         .body(body)
         .expect("response")
+}
+
+impl Fronted for FakeBitbucket {
+    const API_DESCRIPTION: &'static str = "Bitbucket Data Center";
+    fn with_front<T>(&self, f: impl FnOnce(&mut Front) -> T) -> T {
+        f(&mut self.state().front)
+    }
 }
 
 impl ForgeApi for Fake {

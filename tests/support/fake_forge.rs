@@ -89,6 +89,36 @@ impl Front {
     }
 }
 
+/// A fake forge's handle, for the tests: the front's controls and records.
+pub trait Fronted {
+    /// What refuses the requests a test's client should not have made (for messages).
+    const API_DESCRIPTION: &'static str;
+
+    /// Runs `f` on the front, under the fake's lock.
+    fn with_front<T>(&self, f: impl FnOnce(&mut Front) -> T) -> T;
+
+    /// The token keeps git access (and may read the API) but loses the API's write
+    /// permissions: API writes get the forge's 403.
+    fn restrict_token(&self, restricted: bool) {
+        self.with_front(|front| front.restricted = restricted);
+    }
+
+    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
+    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+        self.with_front(|front| front.fail_next(times, status, headers));
+    }
+
+    /// Every request so far.
+    fn requests(&self) -> Vec<Recorded> {
+        self.with_front(|front| front.requests.clone())
+    }
+
+    /// Fails the test if any request did not match the forge's API description.
+    fn assert_valid(&self) {
+        self.with_front(|front| front.assert_valid(Self::API_DESCRIPTION));
+    }
+}
+
 /// A fake forge's API behind the shared front.
 pub trait ForgeApi: Send + 'static {
     /// Where the API is served, e.g. `/api/v3`.

@@ -25,7 +25,7 @@ use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
 use super::{
-    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Fronted},
     git_server::GitServer,
     swagger,
 };
@@ -103,16 +103,6 @@ impl FakeGitea {
         }
     }
 
-    /// The token keeps only `read:repository`: API writes get Gitea's 403.
-    pub fn restrict_token(&self, restricted: bool) {
-        self.state().front.restricted = restricted;
-    }
-
-    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
-    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.state().front.fail_next(times, status, headers);
-    }
-
     /// Required checks become pending: merges wait for them.
     pub fn require_checks(&self) {
         self.state().checks_pending = true;
@@ -143,11 +133,6 @@ impl FakeGitea {
             .collect()
     }
 
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state().front.requests.clone()
-    }
-
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
     pub fn merge(&self, number: u64) {
         let (status, body) = self.state().merge(number, None, "merge");
@@ -158,11 +143,6 @@ impl FakeGitea {
     pub fn close(&self, number: u64) {
         let mut s = self.state();
         s.pr_mut(number).expect("pull request")["state"] = json!("closed");
-    }
-
-    /// Fails the test if any request did not match Forgejo's API description.
-    pub fn assert_valid(&self) {
-        self.state().front.assert_valid("Forgejo's API description");
     }
 }
 
@@ -182,6 +162,13 @@ fn message(status: u16, text: &str) -> (u16, Option<Value>) {
         status,
         Some(json!({"message": text, "url": "https://gitea.example.com/api/swagger"})),
     )
+}
+
+impl Fronted for FakeGitea {
+    const API_DESCRIPTION: &'static str = "Forgejo's API description";
+    fn with_front<T>(&self, f: impl FnOnce(&mut Front) -> T) -> T {
+        f(&mut self.state().front)
+    }
 }
 
 impl ForgeApi for Fake {

@@ -22,9 +22,8 @@ use std::{
 use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
-pub use super::fake_forge::Recorded;
 use super::{
-    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front},
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Fronted},
     git_server::GitServer,
     github_app::{AppAuthority, AppKey},
     openapi,
@@ -107,17 +106,6 @@ impl FakeGitHub {
         f(self.state().app.as_mut().expect("an App is installed"))
     }
 
-    /// The token loses the API's write permissions (pull requests, statuses), as a
-    /// fine-grained token with only `contents: write`: API writes get GitHub's 403.
-    pub fn restrict_token(&self, restricted: bool) {
-        self.state().front.restricted = restricted;
-    }
-
-    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
-    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.state().front.fail_next(times, status, headers);
-    }
-
     /// Refuses merges with `reason` (pending checks or reviews); `None` allows them.
     pub fn set_unmergeable(&self, reason: Option<&str>) {
         self.state().unmergeable = reason.map(str::to_string);
@@ -136,11 +124,6 @@ impl FakeGitHub {
             .filter(|(on, _)| on == sha)
             .map(|(_, v)| v.clone())
             .collect()
-    }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state().front.requests.clone()
     }
 
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
@@ -164,11 +147,6 @@ impl FakeGitHub {
         let pr = s.pr_mut(number).expect("pull request");
         pr["html_url"] = json!(url);
     }
-
-    /// Fails the test if any request did not match GitHub's OpenAPI description.
-    pub fn assert_valid(&self) {
-        self.state().front.assert_valid("GitHub's API description");
-    }
 }
 
 fn answer(status: u16, body: Value) -> Response {
@@ -178,6 +156,13 @@ fn answer(status: u16, body: Value) -> Response {
         .header("x-ratelimit-remaining", "4999")
         .body(Body::from(body.to_string()))
         .expect("response")
+}
+
+impl Fronted for FakeGitHub {
+    const API_DESCRIPTION: &'static str = "GitHub's API description";
+    fn with_front<T>(&self, f: impl FnOnce(&mut Front) -> T) -> T {
+        f(&mut self.state().front)
+    }
 }
 
 impl ForgeApi for Fake {

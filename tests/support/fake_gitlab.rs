@@ -23,7 +23,7 @@ use axum::{body::Body, http::header, response::Response};
 use serde_json::{Value, json};
 
 use super::{
-    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Recorded},
+    fake_forge::{self, ApiRequest, ForgeApi, ForgeGit, Front, Fronted},
     git_server::GitServer,
     gitlab_api,
 };
@@ -83,19 +83,9 @@ impl FakeGitLab {
         format!("{}{}", self.git.base_url(), Fake::PREFIX)
     }
 
-    /// The token keeps git access but only `read_api`: API writes get GitLab's 403.
-    pub fn restrict_token(&self, restricted: bool) {
-        self.state().front.restricted = restricted;
-    }
-
     /// The token's user may not merge: merges get GitLab's 401.
     pub fn forbid_merge(&self, forbidden: bool) {
         self.state().merge_forbidden = forbidden;
-    }
-
-    /// The next `times` requests are answered `status` with `headers` (an outage, a limit).
-    pub fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        self.state().front.fail_next(times, status, headers);
     }
 
     /// A pipeline starts running on the merge requests: a merge now is refused, an auto-merge
@@ -135,11 +125,6 @@ impl FakeGitLab {
             .collect()
     }
 
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state().front.requests.clone()
-    }
-
     /// A reviewer merges merge request `iid` (a merge commit on the target branch).
     pub fn merge(&self, iid: u64) {
         let (status, body) = self.state().merge(iid, None, false);
@@ -158,11 +143,6 @@ impl FakeGitLab {
         let title = mr["title"].as_str().unwrap_or_default();
         mr["title"] = json!(title.strip_prefix("Draft: ").unwrap_or(title));
         mr["draft"] = json!(false);
-    }
-
-    /// Fails the test if any request did not match GitLab's parameter declarations.
-    pub fn assert_valid(&self) {
-        self.state().front.assert_valid("GitLab's API declarations");
     }
 }
 
@@ -186,6 +166,13 @@ fn project_route(path: &str) -> Option<(&str, Vec<&str>)> {
         return None;
     };
     Some((id, segments.collect()))
+}
+
+impl Fronted for FakeGitLab {
+    const API_DESCRIPTION: &'static str = "GitLab's API declarations";
+    fn with_front<T>(&self, f: impl FnOnce(&mut Front) -> T) -> T {
+        f(&mut self.state().front)
+    }
 }
 
 impl ForgeApi for Fake {

@@ -54,7 +54,7 @@ pub async fn opens_a_pull_request<F: Reviewed>(
 
     f.forge.review_merge(1);
     assert_eq!(f.prod_on("main"), "2.0");
-    f.forge.check_requests();
+    f.forge.assert_valid();
     assert!(!logs().contains(F::TOKEN), "the token was logged");
     (r, pr)
 }
@@ -99,7 +99,7 @@ pub async fn updates_supersedes_and_does_not_reopen<F: Reviewed>(
         "branch untouched"
     );
     assert_eq!(f.prod_on("main"), "1.0");
-    f.forge.check_requests();
+    f.forge.assert_valid();
     pr
 }
 
@@ -132,7 +132,7 @@ pub async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("still not merged"), "{status:?}");
     assert_eq!(f.prod_on("main"), "2.0");
-    forge.check_requests();
+    forge.assert_valid();
 }
 
 /// Push mode with `extra` keys: pushed as before, with a status pending then success; failed
@@ -174,5 +174,5 @@ pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &s
         statuses[1].description.contains("tests of test failed"),
         "{statuses:?}"
     );
-    f.forge.check_requests();
+    f.forge.assert_valid();
 }

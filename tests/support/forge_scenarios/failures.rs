@@ -39,7 +39,7 @@ pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
         retried.at.duration_since(limited.at) >= Duration::from_secs(1),
         "retried before Retry-After"
     );
-    f.forge.check_requests();
+    f.forge.assert_valid();
 }
 
 /// A forge that keeps answering 503 is `UNAVAILABLE` after the configured attempts, naming
@@ -82,7 +82,7 @@ pub async fn token_without_permission<F: Reviewed>(
     extra: &[(&str, &str)],
 ) -> String {
     capture_logs();
-    f.forge.restrict();
+    f.forge.restrict_token(true);
     let message = f
         .refused(
             &f.pr_spec(extra),
@@ -97,7 +97,7 @@ pub async fn token_without_permission<F: Reviewed>(
     assert!(!message.contains(F::TOKEN) && !logs().contains(F::TOKEN));
     assert_eq!(f.forge.opened(), 0);
     assert_eq!(f.prod_on("main"), "1.0");
-    f.forge.check_requests();
+    f.forge.assert_valid();
     message
 }
 

@@ -5,8 +5,9 @@ use serde_json::Value;
 
 use super::super::{
     fake_bitbucket::FakeBitbucket,
+    fake_forge::Fronted,
     fake_gitea::FakeGitea,
-    fake_github::{FakeGitHub, Recorded},
+    fake_github::FakeGitHub,
     fake_gitlab::FakeGitLab,
     forge_bed::{FakeForge, ForgeBed},
 };
@@ -21,7 +22,7 @@ pub struct Status {
 }
 
 /// A fake forge with reviewers, and pull requests and statuses to read.
-pub trait Reviewed: FakeForge {
+pub trait Reviewed: FakeForge + Fronted {
     /// The states of a status while testing, after a promotion and after failed tests, as the
     /// forge names them.
     const PENDING: &'static str = "pending";
@@ -46,14 +47,6 @@ pub trait Reviewed: FakeForge {
     /// The statuses on `sha`, oldest first; each is checked to have the context
     /// `phasegate/test->prod`.
     fn statuses_on(&self, sha: &str) -> Vec<Status>;
-    /// Fails the test if a request did not match the forge's API description.
-    fn check_requests(&self);
-    /// The next `times` requests are answered `status` with `headers`.
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]);
-    /// Every request so far.
-    fn requests(&self) -> Vec<Recorded>;
-    /// The token keeps git access but loses the API's write permissions.
-    fn restrict(&self);
 }
 
 impl<F: Reviewed> ForgeBed<F> {
@@ -104,18 +97,6 @@ impl Reviewed for FakeGitHub {
     fn statuses_on(&self, sha: &str) -> Vec<Status> {
         github_statuses(self.statuses(sha))
     }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitHub::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitHub::requests(self)
-    }
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
 }
 
 impl Reviewed for FakeGitLab {
@@ -146,18 +127,6 @@ impl Reviewed for FakeGitLab {
             })
             .collect()
     }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitLab::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitLab::requests(self)
-    }
-    fn restrict(&self) {
-        self.restrict_token(true);
-    }
 }
 
 impl Reviewed for FakeGitea {
@@ -177,18 +146,6 @@ impl Reviewed for FakeGitea {
     }
     fn statuses_on(&self, sha: &str) -> Vec<Status> {
         github_statuses(self.statuses(sha))
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeGitea::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeGitea::requests(self)
-    }
-    fn restrict(&self) {
-        self.restrict_token(true);
     }
 }
 
@@ -220,17 +177,5 @@ impl Reviewed for FakeBitbucket {
                 link: text(b, "/url"),
             })
             .collect()
-    }
-    fn check_requests(&self) {
-        self.assert_valid();
-    }
-    fn fail_next(&self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
-        FakeBitbucket::fail_next(self, times, status, headers);
-    }
-    fn requests(&self) -> Vec<Recorded> {
-        FakeBitbucket::requests(self)
-    }
-    fn restrict(&self) {
-        self.restrict_token(true);
     }
 }
