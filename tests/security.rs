@@ -39,6 +39,28 @@ async fn refused(server: &TestServer, spec: &[(&str, &str)], repo: &str, sha: &s
         .expect_err("refused")
 }
 
+/// A server whose only credential scope is `real`'s address, with the password
+/// [`PASSWORD`] (plain http allowed), and whose policy admits any local port and host name.
+fn scoped(root: &std::path::Path, real: &GitServer) -> Config {
+    let password_file = root.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("write");
+    // The operator's globs are broad (any local port, any host name for it), the credential
+    // scope is not.
+    let mut policy = test_policy();
+    policy.repos.push("http://localhost:*/**".into());
+    Config {
+        policy,
+        credentials: vec![ScopeConfig {
+            url: real.base_url(),
+            username: Some("ci-bot".into()),
+            username_file: None,
+            password_file,
+            allow_insecure_http: true,
+        }],
+        ..test_config()
+    }
+}
+
 #[tokio::test]
 async fn a_hostile_remote_the_policy_lets_through_never_receives_the_scoped_password() {
     capture_logs();
@@ -47,26 +69,8 @@ async fn a_hostile_remote_the_policy_lets_through_never_receives_the_scoped_pass
     let synced = gitops_repo(&bare, &["petstore"]);
     let real = GitServer::start(&root, "ci-bot", PASSWORD).await;
     let hostile = GitServer::start(&root, "attacker", "anything").await;
-    let password_file = root.join("password");
-    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("write");
     let real_url = real.url("gitops");
-    let scope = real_url.trim_end_matches("/gitops.git");
-    // The operator's globs are broad (any local port, any host name for it), the credential
-    // scope is not.
-    let mut policy = test_policy();
-    policy.repos.push("http://localhost:*/**".into());
-    let config = Config {
-        policy,
-        credentials: vec![ScopeConfig {
-            url: scope.to_string(),
-            username: Some("ci-bot".into()),
-            username_file: None,
-            password_file,
-            allow_insecure_http: true,
-        }],
-        ..test_config()
-    };
-    let server = TestServer::start(config).await;
+    let server = TestServer::start(scoped(&root, &real)).await;
 
     for url in [hostile.url("gitops"), hostile.url_as("localhost", "gitops")] {
         let failed = refused(&server, &[("test", "none")], &url, &synced).await;
@@ -99,6 +103,43 @@ async fn a_hostile_remote_the_policy_lets_through_never_receives_the_scoped_pass
     assert_eq!(fired.response["outcome"], "promoted");
     server.stop().await;
     assert!(!logs().contains("SENTINEL"), "leaked in the log");
+}
+
+/// A remote in the credential scope that redirects its first request to another host (as a
+/// moved or compromised server would): the redirect is not followed, so neither the password
+/// nor the header phasegate sends up front reaches the other host.
+#[tokio::test]
+async fn a_redirect_to_another_host_takes_no_credentials_there() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let hostile = GitServer::start(&root, "attacker", "anything").await;
+    let elsewhere = hostile.url_as("localhost", "gitops");
+    let moved = axum::Router::new().route(
+        "/moved.git/info/refs",
+        axum::routing::get(move |uri: axum::http::Uri| async move {
+            let query = uri.query().unwrap_or_default().to_string();
+            let location = format!("{elsewhere}/info/refs?{query}");
+            (axum::http::StatusCode::FOUND, [("location", location)])
+        }),
+    );
+    let real = GitServer::start_with_api(&root, "ci-bot", PASSWORD, Some(moved)).await;
+    let server = TestServer::start(scoped(&root, &real)).await;
+
+    let failed = refused(&server, &[("test", "none")], &real.url("moved"), &synced).await;
+
+    assert!(
+        failed.status.message().contains("cannot redirect"),
+        "{}",
+        failed.status.message()
+    );
+    assert!(
+        hostile.authorizations().is_empty(),
+        "a request reached the other host: {:?}",
+        hostile.authorizations()
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -91,11 +91,12 @@ fn timed(f: impl FnOnce() -> BenchResult<()>) -> BenchResult<f64> {
 }
 
 fn sh(cmd: &mut Command) -> BenchResult<()> {
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
-    if status.success() {
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed").into())
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(format!("{cmd:?} failed: {stderr}").into())
     }
 }
 

@@ -34,6 +34,8 @@ impl OneShot<'_> {
             .arg(cache)
             .env("GIT_USER", USER)
             .env("GIT_PASSWORD", PASSWORD)
+            // The bench's git server speaks plain http on 127.0.0.1.
+            .env("PHASEGATE_GIT_ALLOW_INSECURE_HTTP", "1")
             .env("RUST_LOG", "warn"))
     }
 

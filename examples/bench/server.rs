@@ -52,6 +52,8 @@ impl Server {
         let child = command
             .env("GIT_USER", USER)
             .env("GIT_PASSWORD", PASSWORD)
+            // The bench's git server speaks plain http on 127.0.0.1.
+            .env("PHASEGATE_GIT_ALLOW_INSECURE_HTTP", "1")
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, Repository};
+use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, RemoteRedirect, Repository};
 use tracing::{info, warn};
 
 use super::{GitError, GitSettings, auth, heal};
@@ -91,9 +91,12 @@ pub fn fetch(
     super::load_deferred_ca_bundle(url)?;
     let (callbacks, trace) = auth::callbacks(url, creds, settings);
     let mut opts = FetchOptions::new();
+    // A redirect to another host would take the credentials (and the preemptive header) with
+    // it: only the same host's redirects are followed (libgit2 compares hosts, not ports).
     opts.remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
-        .update_fetchhead(false);
+        .update_fetchhead(false)
+        .follow_redirects(RemoteRedirect::None);
     let header = auth::preemptive_header(url, creds);
     if let Some(h) = &header {
         opts.custom_headers(&[h.as_str()]);

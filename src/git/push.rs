@@ -4,7 +4,7 @@
 
 use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
 
-use git2::{ErrorCode, Oid, PushOptions, Repository};
+use git2::{ErrorCode, Oid, PushOptions, RemoteRedirect, Repository};
 
 use super::{
     Credentials, GitError, GitSettings, Promotion, auth,
@@ -87,7 +87,9 @@ pub(super) fn push_to(
         Ok(())
     });
     let mut opts = PushOptions::new();
-    opts.remote_callbacks(callbacks);
+    // As for fetches: no redirect to another host.
+    opts.remote_callbacks(callbacks)
+        .follow_redirects(RemoteRedirect::None);
     let header = auth::preemptive_header(p.repo.as_str(), creds);
     if let Some(h) = &header {
         opts.custom_headers(&[h.as_str()]);
