@@ -22,6 +22,7 @@ mod proposal;
 mod push;
 mod read;
 mod signing;
+mod socket;
 mod trailers;
 
 use std::{
@@ -280,6 +281,11 @@ pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitErr
     unsafe {
         git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS).map_err(fail)?;
         git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS).map_err(fail)?;
+        socket::register(
+            std::time::Duration::from_millis(CONNECT_TIMEOUT_MS as u64),
+            std::time::Duration::from_millis(IO_TIMEOUT_MS as u64),
+        )
+        .map_err(GitError::Other)?;
         if let Some(file) = ca_file {
             git2::opts::set_ssl_cert_file(file).map_err(fail)?;
         }
