@@ -202,6 +202,16 @@ fn fail(message: &str) -> c_int {
     -1
 }
 
+/// `io` again while a signal interrupts it, as libgit2's socket does.
+fn again(mut io: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<usize> {
+    loop {
+        match io() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}
+
 fn io_failure(what: &str, e: &std::io::Error) -> isize {
     let message = match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
@@ -235,7 +245,7 @@ unsafe extern "C" fn read(stream: *mut GitStream, data: *mut c_void, len: usize)
             std::slice::from_raw_parts_mut(data.cast::<u8>(), len),
         )
     };
-    match socket.tcp.as_mut().map(|tcp| tcp.read(buf)) {
+    match socket.tcp.as_mut().map(|tcp| again(|| tcp.read(buf))) {
         Some(Ok(n)) => n as isize,
         Some(Err(e)) => io_failure("read from", &e),
         None => fail("read from a socket that is not connected") as isize,
@@ -256,7 +266,7 @@ unsafe extern "C" fn write(
             std::slice::from_raw_parts(data.cast::<u8>(), len),
         )
     };
-    match socket.tcp.as_mut().map(|tcp| tcp.write(buf)) {
+    match socket.tcp.as_mut().map(|tcp| again(|| tcp.write(buf))) {
         Some(Ok(n)) => n as isize,
         Some(Err(e)) => io_failure("write to", &e),
         None => fail("write to a socket that is not connected") as isize,
