@@ -54,6 +54,11 @@ impl Server {
             .env("GIT_PASSWORD", PASSWORD)
             // The bench's git server speaks plain http on 127.0.0.1.
             .env("PHASEGATE_GIT_ALLOW_INSECURE_HTTP", "1")
+            // A served phasegate refuses what nobody allowed: the bench's repository, its
+            // `test: none` promotions and its test script.
+            .env("PHASEGATE_POLICY_REPOS", "http://127.0.0.1:*/**")
+            .env("PHASEGATE_POLICY_ALLOW_NO_TESTS", "1")
+            .env("PHASEGATE_POLICY_COMMANDS", "/**")
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
