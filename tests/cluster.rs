@@ -42,6 +42,43 @@ async fn fire(
         .await
 }
 
+/// A spec naming a `credentialsSecret` for a repository the policy refuses is refused before
+/// the Secret is read: its credentials never leave the cluster for a repository nobody allowed.
+#[tokio::test]
+async fn a_refused_repository_never_reads_its_credentials_secret() {
+    let kube = FakeKube::start().await;
+    kube.put_secret(
+        NS,
+        "github-credentials",
+        &[("username", "ci-bot"), ("password", "SENTINEL-9c1d")],
+    );
+    let server = TestServer::start(config(&kube)).await;
+    let spec = spec(&[
+        ("repo", "https://git.example.com/org/gitops.git"),
+        ("path", &PATH.replace("{app}", "petstore")),
+        ("phases", "test,prod"),
+        ("test", "none"),
+        ("credentialsSecret", "github-credentials"),
+    ]);
+
+    let refused = fire(&server, &spec, "0123456789abcdef0123456789abcdef01234567")
+        .await
+        .expect_err("repository nobody allowed");
+
+    assert_eq!(refused.status.code(), Code::PermissionDenied);
+    assert!(
+        refused.status.message().contains("policy.repos"),
+        "{}",
+        refused.status.message()
+    );
+    let requests = kube.requests();
+    assert!(
+        requests.iter().all(|r| !r.contains("/secrets")),
+        "the Secret was read: {requests:?}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_passing_job_promotes_and_is_deleted() {
     let (_d, root) = tempdir();
@@ -297,33 +334,16 @@ async fn credentials_come_from_the_secret_and_never_reach_a_log() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let git = GitServer::start(&root, "ci-bot", "SENTINEL-secret-4d2a").await;
     let kube = FakeKube::start().await;
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let secret = |name: &str, keys: &[(&str, &str)]| {
-        let data: serde_json::Map<String, Value> = keys
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(b64(v))))
-            .collect();
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "type": "Opaque", "data": data})
-    };
-    kube.put(
-        "/api/v1",
+    kube.put_secret(
         NS,
-        "secrets",
-        secret(
-            "github-credentials",
-            &[
-                ("username", "ci-bot"),
-                ("password", "SENTINEL-secret-4d2a"),
-                ("email", "ci-bot@example.com"),
-            ],
-        ),
+        "github-credentials",
+        &[
+            ("username", "ci-bot"),
+            ("password", "SENTINEL-secret-4d2a"),
+            ("email", "ci-bot@example.com"),
+        ],
     );
-    kube.put(
-        "/api/v1",
-        NS,
-        "secrets",
-        secret("half-secret", &[("username", "ci-bot")]),
-    );
+    kube.put_secret(NS, "half-secret", &[("username", "ci-bot")]);
     // The local git server speaks plain http: allowed here, explicitly.
     let server = TestServer::start(Config {
         git: GitConfig {
@@ -369,6 +389,8 @@ async fn credentials_come_from_the_secret_and_never_reach_a_log() {
         .await
         .expect("promotes with the Secret");
     assert_eq!(fired.response["outcome"], "promoted");
+    let read = format!("GET /api/v1/namespaces/{NS}/secrets/github-credentials");
+    assert!(kube.requests().contains(&read), "{:?}", kube.requests());
     let head = phasegate::git::local::log(&bare, "main", 1).expect("log")[0]
         .0
         .clone();

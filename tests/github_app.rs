@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use phasegate::config::{Config, GitHubAppConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{
     fake_forge::Fronted, fake_github::FakeGitHub, fake_kube::FakeKube, forge_bed::ForgeBed,
     github_app::AppKey, test_jobs::NS, *,
@@ -212,17 +212,6 @@ async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong(
     assert!(!err.contains("ghp_not-a-key"), "{err}");
 }
 
-/// A Secret of the fake cluster with `keys` (base64 in `data`, as the API answers).
-fn secret(name: &str, keys: &[(&str, &str)]) -> Value {
-    let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
-    let data: serde_json::Map<String, Value> = keys
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(b64(v))))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
-           "type": "Opaque", "data": data})
-}
-
 #[tokio::test]
 async fn the_example_github_app_secret_promotes_through_a_pull_request() {
     capture_logs();
@@ -257,7 +246,7 @@ async fn the_example_github_app_secret_promotes_through_a_pull_request() {
         .collect();
     assert_eq!(ours.len(), 3);
     let name = example["metadata"]["name"].as_str().expect("name");
-    kube.put("/api/v1", NS, "secrets", secret(name, &ours));
+    kube.put_secret(NS, name, &ours);
     let broken_key = "-----BEGIN RSA PRIVATE KEY-----\nSENTINEL\n-----END RSA PRIVATE KEY-----";
     let mut broken = ours.clone();
     broken[ours
@@ -265,7 +254,7 @@ async fn the_example_github_app_secret_promotes_through_a_pull_request() {
         .position(|(k, _)| *k == "githubAppPrivateKey")
         .expect("key")]
     .1 = broken_key;
-    kube.put("/api/v1", NS, "secrets", secret("broken-app", &broken));
+    kube.put_secret(NS, "broken-app", &broken);
 
     let spec = bed.pr_spec(&[("credentialsSecret", "broken-app")]);
     let not_a_key = ["key `githubAppPrivateKey` is not an RSA private key"];

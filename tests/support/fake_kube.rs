@@ -85,6 +85,8 @@ struct Shared {
     sidecar: AtomicBool,
     /// Pods the tests asked to evict.
     evictions: Mutex<std::collections::BTreeSet<String>>,
+    /// `METHOD path` of every request served.
+    requests: Mutex<Vec<String>>,
 }
 
 /// The fake API server.
@@ -107,6 +109,7 @@ impl FakeKube {
             watches_started: AtomicUsize::new(0),
             sidecar: AtomicBool::new(false),
             evictions: Mutex::default(),
+            requests: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -160,6 +163,26 @@ impl FakeKube {
     pub fn compact(&self) {
         let version = self.shared.store.lock().expect("store").version;
         self.shared.compacted.store(version, Ordering::SeqCst);
+    }
+
+    /// Stores a Secret `name` in `namespace` with `keys` (base64 in `data`, as the API
+    /// answers).
+    pub fn put_secret(&self, namespace: &str, name: &str, keys: &[(&str, &str)]) {
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+        let data: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(b64(v))))
+            .collect();
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
+            "metadata": {"name": name, "namespace": namespace},
+        });
+        self.put("/api/v1", namespace, "secrets", secret);
+    }
+
+    /// `METHOD path` of every request served so far, oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.requests.lock().expect("requests").clone()
     }
 
     /// Watch requests served so far (a client that re-establishes its watches makes several).
@@ -326,6 +349,11 @@ fn selected(object: &Value, q: &BTreeMap<String, String>) -> bool {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    shared.requests.lock().expect("requests").push(format!(
+        "{} {}",
+        request.method(),
+        request.uri().path()
+    ));
     if shared.forbidden.load(Ordering::SeqCst) {
         return status(
             403,
