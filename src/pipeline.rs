@@ -233,6 +233,23 @@ impl Pipeline {
     }
 }
 
+/// `run`'s result, or an internal error if it panicked: a bug in one run still ends its
+/// record, its metrics and its callers' wait, and leaves the server serving.
+async fn unpanicked<T>(run: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Internal(format!("the run stopped on a bug: {why}")))
+        })
+}
+
 impl RunTask {
     fn record(&self) -> RunRecord {
         let p = &self.plan;
@@ -262,7 +279,9 @@ impl RunTask {
             Ok(_permit) => {
                 self.metrics.stage("queue", started.elapsed().as_secs_f64());
                 tokio::select! {
-                    result = self.test_and_promote() => result.map(Arc::new).map_err(Arc::new),
+                    result = unpanicked(self.test_and_promote()) => {
+                        result.map(Arc::new).map_err(Arc::new)
+                    }
                     // Dropping the run's future kills its test process group and stops
                     // waiting for a Job; a push already handed to git finishes on its own.
                     () = self.interrupt.cancelled() => Err(Arc::new(Error::Interrupted)),
@@ -613,4 +632,27 @@ fn run_id() -> String {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_that_panics_ends_as_an_internal_error() {
+        let panicked = unpanicked(async {
+            if true {
+                panic!("index out of bounds");
+            }
+            Ok(())
+        })
+        .await
+        .expect_err("panicked");
+        assert_eq!(panicked.kind(), crate::ErrorKind::Internal);
+        assert!(
+            panicked.to_string().contains("index out of bounds"),
+            "{panicked}"
+        );
+        assert_eq!(unpanicked(async { Ok(7) }).await.expect("no panic"), 7);
+    }
 }
