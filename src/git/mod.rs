@@ -270,9 +270,9 @@ pub(crate) fn load_deferred_ca_bundle(url: &str) -> Result<(), GitError> {
     loaded.clone().map_err(GitError::Other)
 }
 
-/// Sets libgit2's process-wide options: network timeouts, and an extra CA bundle for HTTPS
-/// remotes (TLS verification itself is never turned off). Call once at start-up, before any
-/// git operation runs.
+/// Sets libgit2's process-wide options: network timeouts, an extra CA bundle for HTTPS
+/// remotes (TLS verification itself is never turned off), and its socket ([`socket`], Nagle
+/// off). Call once at start-up, before any git operation runs.
 pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitError> {
     let fail = |e: git2::Error| GitError::Other(format!("libgit2 settings: {}", e.message()));
     // SAFETY: libgit2 reads these globals when it opens a connection; they are written here,
@@ -281,16 +281,11 @@ pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitErr
     unsafe {
         git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS).map_err(fail)?;
         git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS).map_err(fail)?;
-        socket::register(
-            std::time::Duration::from_millis(CONNECT_TIMEOUT_MS as u64),
-            std::time::Duration::from_millis(IO_TIMEOUT_MS as u64),
-        )
-        .map_err(GitError::Other)?;
         if let Some(file) = ca_file {
             git2::opts::set_ssl_cert_file(file).map_err(fail)?;
         }
     }
-    Ok(())
+    socket::register().map_err(GitError::Other)
 }
 
 /// A promotion waiting for its remote's clone, where its answer goes, and its run's span

@@ -20,6 +20,8 @@ use std::{
 
 use socket2::{SockRef, TcpKeepalive};
 
+use super::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
+
 /// libgit2's `git_stream` (include/git2/sys/stream.h).
 #[repr(C)]
 struct GitStream {
@@ -62,18 +64,15 @@ struct Socket {
     port: *mut c_char,
     fd: c_int,
     tcp: Option<TcpStream>,
-    connect_timeout: Duration,
-    io_timeout: Duration,
 }
 
 /// Makes libgit2 open its connections with this socket (once per process; later calls
-/// answer as the first). `connect_timeout` and `io_timeout` bound a connect and each read or
-/// write, as libgit2's server timeouts do.
-pub(super) fn register(connect_timeout: Duration, io_timeout: Duration) -> Result<(), String> {
+/// answer as the first). A connect is bounded by [`CONNECT_TIMEOUT_MS`], each read or write
+/// by [`IO_TIMEOUT_MS`], as libgit2's server timeouts are.
+pub(super) fn register() -> Result<(), String> {
     static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     REGISTERED
         .get_or_init(|| {
-            let _ = TIMEOUTS.set((connect_timeout, io_timeout));
             let mut registration = Registration {
                 version: GIT_STREAM_VERSION,
                 init: Some(init),
@@ -90,16 +89,12 @@ pub(super) fn register(connect_timeout: Duration, io_timeout: Duration) -> Resul
         .clone()
 }
 
-/// The timeouts [`register`] was given.
-static TIMEOUTS: std::sync::OnceLock<(Duration, Duration)> = std::sync::OnceLock::new();
-
 #[allow(unsafe_code)]
 unsafe extern "C" fn init(
     out: *mut *mut GitStream,
     host: *const c_char,
     port: *const c_char,
 ) -> c_int {
-    let (connect_timeout, io_timeout) = TIMEOUTS.get().copied().unwrap_or_default();
     // SAFETY: libgit2 passes NUL-terminated host and port.
     let (host, port) = unsafe {
         (
@@ -111,8 +106,8 @@ unsafe extern "C" fn init(
         parent: GitStream {
             version: GIT_STREAM_VERSION,
             flags: 0,
-            timeout: io_timeout.as_millis() as c_int,
-            connect_timeout: connect_timeout.as_millis() as c_int,
+            timeout: IO_TIMEOUT_MS,
+            connect_timeout: CONNECT_TIMEOUT_MS,
             connect,
             certificate: None,
             set_proxy: None,
@@ -125,8 +120,6 @@ unsafe extern "C" fn init(
         port: port.into_raw(),
         fd: -1,
         tcp: None,
-        connect_timeout,
-        io_timeout,
     });
     // SAFETY: `out` is libgit2's slot for the new stream; `free` takes it back.
     unsafe { *out = Box::into_raw(socket).cast() };
@@ -164,13 +157,18 @@ impl Socket {
         let addresses = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("failed to resolve address for {host}: {e}"))?;
+        let millis = |ms: c_int| Duration::from_millis(ms.unsigned_abs().into());
+        let (connect_timeout, io_timeout) = (
+            millis(self.parent.connect_timeout),
+            millis(self.parent.timeout),
+        );
         let mut last = format!("failed to resolve address for {host}: no address");
         for address in addresses {
-            match TcpStream::connect_timeout(&address, self.connect_timeout) {
+            match TcpStream::connect_timeout(&address, connect_timeout) {
                 Ok(tcp) => {
                     tcp.set_nodelay(true)
-                        .and_then(|()| tcp.set_read_timeout(Some(self.io_timeout)))
-                        .and_then(|()| tcp.set_write_timeout(Some(self.io_timeout)))
+                        .and_then(|()| tcp.set_read_timeout(Some(io_timeout)))
+                        .and_then(|()| tcp.set_write_timeout(Some(io_timeout)))
                         .and_then(|()| {
                             let alive = TcpKeepalive::new()
                                 .with_time(Duration::from_secs(60))
