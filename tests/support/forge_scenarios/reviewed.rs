@@ -66,38 +66,46 @@ pub fn text(v: &Value, at: &str) -> String {
         .to_string()
 }
 
-/// Statuses in GitHub's shape (GitHub's and Gitea's): `state`, `description`, `target_url`.
-fn github_statuses(statuses: Vec<Value>) -> Vec<Status> {
-    statuses
-        .iter()
-        .inspect(|s| assert_eq!(s["context"], "phasegate/test->prod"))
+/// Statuses as a forge answers them, by its names for the context, the state and the link;
+/// each must have the context `phasegate/test->prod`.
+fn statuses(list: Vec<Value>, [context, state, link]: [&str; 3]) -> Vec<Status> {
+    list.iter()
+        .inspect(|s| assert_eq!(s[context], "phasegate/test->prod", "{s}"))
         .map(|s| Status {
-            state: text(s, "/state"),
+            state: text(s, state),
             description: text(s, "/description"),
-            link: text(s, "/target_url"),
+            link: text(s, link),
         })
         .collect()
 }
 
-impl Reviewed for FakeGitHub {
-    const FAILED: &'static str = "failure";
-    const PAGE: &'static str = "/html_url";
-    const DESCRIPTION: &'static str = "/body";
-    const HEAD: &'static str = "/head/ref";
-    const HEAD_SHA: &'static str = "/head/sha";
-    fn prs(&self) -> Vec<Value> {
-        self.pulls()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.close(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<Status> {
-        github_statuses(self.statuses(sha))
-    }
+/// Gitea's pull requests and statuses have GitHub's shape.
+macro_rules! github_shaped {
+    ($fake:ty) => {
+        impl Reviewed for $fake {
+            const FAILED: &'static str = "failure";
+            const PAGE: &'static str = "/html_url";
+            const DESCRIPTION: &'static str = "/body";
+            const HEAD: &'static str = "/head/ref";
+            const HEAD_SHA: &'static str = "/head/sha";
+            fn prs(&self) -> Vec<Value> {
+                self.pulls()
+            }
+            fn review_merge(&self, number: u64) {
+                self.merge(number);
+            }
+            fn review_close(&self, number: u64) {
+                self.close(number);
+            }
+            fn statuses_on(&self, sha: &str) -> Vec<Status> {
+                statuses(self.statuses(sha), ["context", "/state", "/target_url"])
+            }
+        }
+    };
 }
+
+github_shaped!(FakeGitHub);
+github_shaped!(FakeGitea);
 
 impl Reviewed for FakeGitLab {
     const FAILED: &'static str = "failed";
@@ -117,35 +125,7 @@ impl Reviewed for FakeGitLab {
         self.close(number);
     }
     fn statuses_on(&self, sha: &str) -> Vec<Status> {
-        self.statuses(sha)
-            .iter()
-            .inspect(|s| assert_eq!(s["name"], "phasegate/test->prod"))
-            .map(|s| Status {
-                state: text(s, "/status"),
-                description: text(s, "/description"),
-                link: text(s, "/target_url"),
-            })
-            .collect()
-    }
-}
-
-impl Reviewed for FakeGitea {
-    const FAILED: &'static str = "failure";
-    const PAGE: &'static str = "/html_url";
-    const DESCRIPTION: &'static str = "/body";
-    const HEAD: &'static str = "/head/ref";
-    const HEAD_SHA: &'static str = "/head/sha";
-    fn prs(&self) -> Vec<Value> {
-        self.pulls()
-    }
-    fn review_merge(&self, number: u64) {
-        self.merge(number);
-    }
-    fn review_close(&self, number: u64) {
-        self.close(number);
-    }
-    fn statuses_on(&self, sha: &str) -> Vec<Status> {
-        github_statuses(self.statuses(sha))
+        statuses(self.statuses(sha), ["name", "/status", "/target_url"])
     }
 }
 
@@ -168,14 +148,6 @@ impl Reviewed for FakeBitbucket {
         self.decline(number);
     }
     fn statuses_on(&self, sha: &str) -> Vec<Status> {
-        self.builds(sha)
-            .iter()
-            .inspect(|b| assert_eq!(b["key"], "phasegate/test->prod"))
-            .map(|b| Status {
-                state: text(b, "/state"),
-                description: text(b, "/description"),
-                link: text(b, "/url"),
-            })
-            .collect()
+        statuses(self.builds(sha), ["key", "/state", "/url"])
     }
 }
