@@ -72,6 +72,16 @@ impl GitServer {
         password: &str,
         api: Option<Router>,
     ) -> GitServer {
+        GitServer::open(root, user, password, api, None).await
+    }
+
+    async fn open(
+        root: &Path,
+        user: &str,
+        password: &str,
+        api: Option<Router>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> GitServer {
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             authorization: format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))),
@@ -90,7 +100,7 @@ impl GitServer {
             shared,
             task: None,
             api,
-            tls: None,
+            tls,
         };
         server.serve(listener);
         server
@@ -99,10 +109,7 @@ impl GitServer {
     /// Serves `root` over https as `localhost`, with `app.pem` and `app.key` from `ca_dir`
     /// (see `support::internal_ca`).
     pub async fn start_https(root: &Path, user: &str, password: &str, ca_dir: &Path) -> GitServer {
-        let mut server = GitServer::start(root, user, password).await;
-        server.tls = Some(tls_acceptor(ca_dir));
-        server.restart().await;
-        server
+        GitServer::open(root, user, password, None, Some(tls_acceptor(ca_dir))).await
     }
 
     /// `http://127.0.0.1:PORT` (`https://localhost:PORT` over https).
