@@ -13,11 +13,9 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
-    credentials::{CredentialScopes, Credentials, ScopeConfig, Secret},
-    git::{
-        DEFAULT_PUSH_ATTEMPTS, GitSettings, IdentityCheck, Signer, SigningFormat, SigningKeySource,
-    },
-    policy::{Policy, PolicyConfig},
+    credentials::ScopeConfig,
+    git::{DEFAULT_PUSH_ATTEMPTS, SigningFormat},
+    policy::PolicyConfig,
 };
 
 mod forge;
@@ -458,145 +456,12 @@ impl Config {
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
         serde_yaml_ng::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
-
-    /// The compiled policy.
-    pub fn policy(&self) -> Result<Policy, ConfigError> {
-        Policy::new(&self.policy).map_err(|e| ConfigError(e.to_string()))
-    }
-
-    /// The Kubernetes cluster phasegate works with, if any.
-    pub async fn cluster(&self) -> Result<Option<crate::cluster::Cluster>, ConfigError> {
-        let k = &self.kubernetes;
-        if k.disabled {
-            return Ok(None);
-        }
-        let tolerance = match &k.pod_problem_tolerance {
-            Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
-                ConfigError(format!(
-                    "kubernetes.podProblemTolerance {t:?} is not a duration like 5m: {e}"
-                ))
-            })?),
-            None => None,
-        };
-        let cluster = match &k.api_url {
-            Some(url) => {
-                crate::cluster::Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
-                    .map(Some)
-                    .map_err(|e| ConfigError(e.to_string()))?
-            }
-            None => crate::cluster::Cluster::infer(k.namespace.as_deref()).await,
-        };
-        Ok(cluster.map(|c| match tolerance {
-            Some(t) => c.with_pod_problem_tolerance(t),
-            None => c,
-        }))
-    }
-
-    /// The CA bundles the HTTP runner trusts besides the public roots: git's, then the tests'.
-    pub fn test_ca_files(&self) -> Vec<&Path> {
-        [&self.git.ca_file, &self.test.ca_file]
-            .into_iter()
-            .filter_map(|f| f.as_deref())
-            .collect()
-    }
-
-    /// Forge settings: status links, retries, the CA bundle git trusts.
-    pub fn forge_settings(&self) -> Result<crate::forge::ForgeSettings, ConfigError> {
-        self.forge.settings(self.git.ca_file.clone())
-    }
-
-    /// Git settings, with the server's own credentials from files or the environment.
-    pub fn git_settings(&self) -> Result<GitSettings, ConfigError> {
-        let g = &self.git;
-        let read = |file: &Option<PathBuf>, var: &str| -> Result<Option<String>, ConfigError> {
-            match file {
-                Some(f) => std::fs::read_to_string(f)
-                    .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
-                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display()))),
-                None => Ok(std::env::var(var).ok().filter(|v| !v.is_empty())),
-            }
-        };
-        let username = read(&g.username_file, "GIT_USER")?;
-        let password = read(&g.password_file, "GIT_PASSWORD")?;
-        let legacy = match (username, password) {
-            (Some(username), Some(password)) => Some(Credentials {
-                username,
-                password: Secret::new(password),
-                email: std::env::var("GIT_EMAIL").ok().filter(|v| !v.is_empty()),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError(
-                    "git credentials need both a username and a password".into(),
-                ));
-            }
-        };
-        let credentials = CredentialScopes::load(&self.credentials)
-            .map_err(|e| ConfigError(e.to_string()))?
-            .with_legacy(
-                legacy,
-                self.policy()?.repos().clone(),
-                g.allow_insecure_http,
-            );
-        if g.push_attempts == 0 {
-            return Err(ConfigError("git.pushAttempts must be at least 1".into()));
-        }
-        if let Some(file) = &g.ssh_known_hosts {
-            crate::git::validate_known_hosts(file).map_err(ConfigError)?;
-        }
-        Ok(GitSettings {
-            cache_dir: self.cache_dir.clone(),
-            push_attempts: g.push_attempts,
-            author_name: g.author_name.clone(),
-            author_email: g.author_email.clone(),
-            credentials,
-            ssh_key: g.ssh_key.clone(),
-            ssh_known_hosts: g.ssh_known_hosts.clone(),
-            signer: self.signer()?.map(std::sync::Arc::new),
-            signing_allowed_signers: g.signing_allowed_signers.clone(),
-        })
-    }
-
-    /// The server's signing key, loaded and checked: a key that cannot sign as the configured
-    /// email stops the server at start-up rather than letting it push unsigned commits.
-    fn signer(&self) -> Result<Option<Signer>, ConfigError> {
-        let g = &self.git;
-        let Some(file) = &g.signing_key else {
-            if g.signing_key_passphrase_file.is_some() || g.signing_format.is_some() {
-                return Err(ConfigError(
-                    "git.signingKeyPassphraseFile and git.signingFormat need git.signingKey".into(),
-                ));
-            }
-            return Ok(None);
-        };
-        let read = |f: &PathBuf| {
-            std::fs::read_to_string(f)
-                .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
-                .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display())))
-        };
-        let source = SigningKeySource {
-            key: read(file)?,
-            passphrase: g
-                .signing_key_passphrase_file
-                .as_ref()
-                .map(read)
-                .transpose()?,
-        };
-        let git_email = std::env::var("GIT_EMAIL").ok().filter(|v| !v.is_empty());
-        let email = g.signing_email.clone().or(git_email);
-        let identity = IdentityCheck {
-            email: email.as_deref().unwrap_or(&g.author_email),
-            allowed_signers: g.signing_allowed_signers.as_deref(),
-        };
-        Signer::load(&source, g.signing_format, &identity)
-            .map(Some)
-            .map_err(|e| ConfigError(format!("git.signingKey {}: {e}", file.display())))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
 
     #[test]
     fn reads_a_config_file_and_refuses_unknown_fields() {
@@ -610,7 +475,7 @@ mod tests {
         let c = Config::load(Some(&file)).expect("loads");
         assert_eq!(c.listen.port(), 9100);
         assert_eq!(c.max_runs, 2);
-        assert!(!c.policy().expect("policy").is_permissive());
+        assert!(!Policy::new(&c.policy).expect("policy").is_permissive());
         std::fs::write(&file, "shutdownGrace: 2m 30s\n").expect("write");
         let c = Config::load(Some(&file)).expect("loads");
         assert_eq!(c.shutdown_grace, Duration::from_secs(150));

@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::{
+    app,
     config::{Config, KubernetesConfig},
     git::local,
     policy::PolicyConfig,
@@ -104,7 +105,7 @@ pub async fn run(
         console: console_listener,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server_task = tokio::spawn(server::serve(listeners, config, async {
+    let server_task = tokio::spawn(app::serve_on(listeners, config, async {
         let _ = stopped.await;
     }));
     writeln!(

@@ -1,48 +1,12 @@
-//! The crate error: one enum wrapping each module's error, and the small set of kinds that the
-//! gRPC adapter and the CLI turn into status codes and exit codes.
+//! The run error: what a caller of `Execute` (or `phasegate promote`) sees when a run cannot
+//! end with an outcome. One enum wrapping each module's error; its [`ErrorKind`] is what the
+//! gRPC adapter and the CLI turn into status codes and exit codes. Start-up failures are not
+//! here: they are `app::StartError`.
 
 use crate::{
-    cluster::ClusterError, config::ConfigError, forge::ForgeError, git::GitError,
-    policy::PolicyError, runner::RunnerError, spec::SpecError,
+    cluster::ClusterError, forge::ForgeError, git::GitError, kind::ErrorKind, policy::PolicyError,
+    runner::RunnerError, spec::SpecError,
 };
-
-/// What kind of failure an error is, independent of the transport that reports it.
-/// The gRPC adapter maps each kind to the status code of docs/contract.md §6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Malformed or invalid spec, resource or payload.
-    InvalidArgument,
-    /// Server policy refused, or a remote refused phasegate's own credentials.
-    PermissionDenied,
-    /// Commit, file, branch or key missing.
-    NotFound,
-    /// A precondition of the server is missing (e.g. no Kubernetes for the job runner).
-    FailedPrecondition,
-    /// The push was still rejected after every retry.
-    Aborted,
-    /// The git remote, the Kubernetes API or the forge could not be reached.
-    Unavailable,
-    /// A wait the request asked for (`waitForMerge`) passed.
-    DeadlineExceeded,
-    /// A bug, or an environment failure nobody can fix by changing the request.
-    Internal,
-}
-
-impl ErrorKind {
-    /// A short name, for metric labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidArgument => "invalid-argument",
-            ErrorKind::PermissionDenied => "permission-denied",
-            ErrorKind::NotFound => "not-found",
-            ErrorKind::FailedPrecondition => "failed-precondition",
-            ErrorKind::Aborted => "aborted",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::DeadlineExceeded => "deadline-exceeded",
-            ErrorKind::Internal => "internal",
-        }
-    }
-}
 
 /// Every failure phasegate reports. Messages never contain a credential.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +29,21 @@ pub enum Error {
     /// A forge call failed (pull request, commit status).
     #[error(transparent)]
     Forge(#[from] ForgeError),
-    /// The server configuration cannot be used.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// The request needs a part of the server that is not configured.
     #[error("{0}")]
-    Unconfigured(&'static str),
+    Unconfigured(Need),
+    /// ApplyPolicy: the run's answer says its tests failed (the line is its summary).
+    #[error("{0}")]
+    TestsFailed(String),
+    /// A `runs watch` stream ended because the server is stopping.
+    #[error(
+        "phasegate is shutting down; the run goes on within its grace period: watch it again \
+         after the restart"
+    )]
+    ShuttingDown,
+    /// `GetRun` or `WatchRun` named a run the history does not hold.
+    #[error("no run {0:?} in the history")]
+    NoSuchRun(String),
     /// The server shut down before the run ended: its grace period was over.
     #[error(
         "the server shut down before the run ended (shutdownGrace was over); a redelivered \
@@ -92,11 +65,33 @@ impl Error {
             Error::Runner(e) => e.kind(),
             Error::Cluster(e) => e.kind(),
             Error::Forge(e) => e.kind(),
-            Error::Config(_) => ErrorKind::InvalidArgument,
+            Error::NoSuchRun(_) => ErrorKind::NotFound,
+            Error::TestsFailed(_) => ErrorKind::FailedPrecondition,
+            Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
             Error::Interrupted => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,
         }
+    }
+}
+
+/// A part of the server that a request needs and this server may lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A `credentialsSecret` is read from Kubernetes.
+    CredentialsSecret,
+    /// The Argo CD gate reads the Application from Kubernetes.
+    ArgocdApp,
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Need::CredentialsSecret => {
+                "credentialsSecret needs Kubernetes, which is not configured on this server"
+            }
+            Need::ArgocdApp => "argocdApp needs Kubernetes, which is not configured on this server",
+        })
     }
 }
 

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::warn;
 
-use crate::{diff::Edit, ledger::Shared, outcome::RunReport};
+use crate::{
+    diff::Edit,
+    outcome::{RunReport, Shared},
+};
 use live::LiveLog;
 
 /// Runs kept in memory and on disk; older ones are forgotten first.

@@ -33,6 +33,7 @@
 //! - [`sensor`]: a client that drives the server exactly as an Argo Events Sensor does.
 //! - [`demo`]: the whole loop on this machine; [`console`]: `phasegate runs` for operators.
 
+pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod console;
@@ -44,7 +45,7 @@ pub mod forge;
 pub mod git;
 pub mod hardening;
 pub mod history;
-pub mod ledger;
+pub mod kind;
 pub mod metrics;
 pub mod notify;
 pub mod outcome;
@@ -58,4 +59,5 @@ pub mod spec;
 pub mod values;
 pub mod web;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, Result};
+pub use kind::ErrorKind;

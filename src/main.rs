@@ -4,9 +4,9 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use phasegate::{
+    app,
     config::{Overrides, ServeOverrides},
-    server,
-    spec::{Plan, Resource, RunnerKind},
+    spec::{Resource, RunnerKind},
 };
 use tokio::net::TcpListener;
 
@@ -187,10 +187,15 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => {
             let result = async {
                 let c = config.load()?;
-                let listener = TcpListener::bind(c.listen).await.map_err(|e| {
-                    phasegate::Error::Internal(format!("cannot listen on {}: {e}", c.listen))
-                })?;
-                server::run(listener, c, shutdown_signal()).await
+                let listener =
+                    TcpListener::bind(c.listen)
+                        .await
+                        .map_err(|e| app::StartError::Listen {
+                            addr: c.listen,
+                            what: "gRPC",
+                            reason: e.to_string(),
+                        })?;
+                app::serve(listener, c, shutdown_signal()).await
             }
             .await;
             match result {
@@ -316,16 +321,14 @@ async fn run(cli: Cli) -> ExitCode {
 
 async fn promote(resource: Resource, config: Overrides) -> ExitCode {
     let result = async {
-        let prepared = async {
-            let mut config = config.load()?;
-            config.policy.trust_command_line(&resource.repo);
-            let pipeline = server::pipeline(&config, Default::default()).await?;
-            Ok::<_, phasegate::Error>((pipeline, Plan::from_resource(&resource)?))
-        };
-        let (pipeline, plan) = prepared.await.map_err(std::sync::Arc::new)?;
-        pipeline.submit(plan).await
+        let config = config.load()?;
+        app::promote(config, &resource).await
     }
     .await;
+    let result = match result {
+        Ok(run) => run.map_err(|e| e.to_string()),
+        Err(start) => Err(start.to_string()),
+    };
     match result {
         Ok(report) => {
             println!("{}", String::from_utf8_lossy(&report.to_json()));

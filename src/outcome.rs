@@ -1,12 +1,18 @@
 //! Execute's answer (docs/contract.md §6) and ApplyPolicy's verdict on it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    Error,
     git::SignatureInfo,
     runner::TestReport,
-    spec::{SourceRef, TargetRef},
+    spec::{SourceRef, SpecError, TargetRef},
 };
+
+/// A run's result as every caller of it shares it: its answer, or why it has none.
+pub type Shared = Result<Arc<RunReport>, Arc<Error>>;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,15 +152,24 @@ impl RunReport {
 
 /// ApplyPolicy: `Ok(message)` for every outcome but `tests-failed`, which is `Err(reason)`
 /// (the adapter turns it into `FAILED_PRECONDITION`: the Sensor ignores `success=false`).
-pub fn verdict(execute_answer: &[u8]) -> Result<Result<String, String>, String> {
-    let report: RunReport = serde_json::from_slice(execute_answer)
-        .map_err(|e| format!("request is not Execute's answer JSON: {e}"))?;
+pub fn verdict(execute_answer: &[u8]) -> Result<Verdict, SpecError> {
+    let report: RunReport =
+        serde_json::from_slice(execute_answer).map_err(|e| SpecError::BadAnswer(e.to_string()))?;
     let line = report.summary();
     Ok(if report.succeeded() {
-        Ok(line)
+        Verdict::Pass(line)
     } else {
-        Err(line)
+        Verdict::Fail(line)
     })
+}
+
+/// ApplyPolicy's judgement of a run's answer, with its one-line summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The trigger succeeded (every outcome but `tests-failed`).
+    Pass(String),
+    /// The trigger failed: the Sensor retries it, or reports it failed.
+    Fail(String),
 }
 
 #[cfg(test)]
@@ -175,8 +190,8 @@ mod tests {
         ] {
             let json = format!(r#"{{"run":"r1","outcome":"{outcome}"}}"#);
             let v = verdict(json.as_bytes()).expect("parses");
-            assert_eq!(v.is_ok(), ok, "{outcome}");
-            let line = v.unwrap_or_else(|e| e);
+            assert_eq!(matches!(v, Verdict::Pass(_)), ok, "{outcome}");
+            let (Verdict::Pass(line) | Verdict::Fail(line)) = v;
             assert!(!line.contains('\n'), "{line}");
         }
     }

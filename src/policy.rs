@@ -34,11 +34,11 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// The kind of this error: a missing working directory is the server's state, not a refusal.
-    pub fn kind(&self) -> crate::ErrorKind {
+    pub fn kind(&self) -> crate::kind::ErrorKind {
         match self {
-            PolicyError::NoWorkdir(_) => crate::ErrorKind::FailedPrecondition,
+            PolicyError::NoWorkdir(_) => crate::kind::ErrorKind::FailedPrecondition,
             PolicyError::BadGlob { .. } | PolicyError::Denied { .. } => {
-                crate::ErrorKind::PermissionDenied
+                crate::kind::ErrorKind::PermissionDenied
             }
         }
     }

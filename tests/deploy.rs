@@ -143,7 +143,11 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
     assert_eq!(loaded.listen.port(), 9000);
     assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
     assert_eq!(loaded.console_listen.map(|a| a.port()), Some(8080));
-    assert!(!loaded.policy().expect("policy").is_permissive());
+    assert!(
+        !phasegate::app::policy(&loaded)
+            .expect("policy")
+            .is_permissive()
+    );
 }
 
 #[test]

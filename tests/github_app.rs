@@ -204,7 +204,9 @@ async fn a_wrong_key_or_an_unknown_installation_is_refused_naming_what_is_wrong(
         private_key_file: file,
         api_url: "https://api.github.com".into(),
     });
-    let err = config.forge_settings().expect_err("no key").to_string();
+    let err = phasegate::app::forge_settings(&config)
+        .expect_err("no key")
+        .to_string();
     assert!(
         err.contains("forge.githubApp.privateKeyFile") && err.contains("not an RSA private key"),
         "{err}"

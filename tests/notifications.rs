@@ -211,7 +211,7 @@ async fn a_webhook_that_is_not_an_http_url_is_refused_at_start() {
         notifications: vec![hook("ftp://hooks.example/x", Format::Json, &[])],
         ..test_config()
     };
-    let err = phasegate::server::pipeline(&config, Default::default())
+    let err = phasegate::app::pipeline(&config)
         .await
         .err()
         .expect("refused");

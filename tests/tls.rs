@@ -128,7 +128,7 @@ async fn a_missing_certificate_stops_start_up_with_a_clear_error() {
         cache_dir: dir.join("cache"),
         ..test_config()
     };
-    let err = phasegate::server::run(listener, config, std::future::pending())
+    let err = phasegate::app::serve(listener, config, std::future::pending())
         .await
         .expect_err("no certificate");
     assert!(err.to_string().contains("nope.pem"), "{err}");

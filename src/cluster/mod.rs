@@ -12,7 +12,7 @@ use std::time::Duration;
 use kube::Client;
 use tracing::{info, warn};
 
-use crate::error::ErrorKind;
+use crate::kind::ErrorKind;
 
 /// Why a Kubernetes call failed. Messages never contain Secret data.
 #[derive(Debug, thiserror::Error)]

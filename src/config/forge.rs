@@ -91,7 +91,7 @@ impl GitHubAppConfig {
 
 impl ForgeConfig {
     /// Checks the settings and loads the server's GitHub App key.
-    pub(super) fn settings(
+    pub(crate) fn settings(
         &self,
         ca_file: Option<PathBuf>,
     ) -> Result<crate::forge::ForgeSettings, ConfigError> {

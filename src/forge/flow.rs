@@ -11,9 +11,7 @@ use super::{
     PullRequestDraft, StatusState,
 };
 use crate::{
-    Error,
     forge::access::ForgeToken,
-    outcome::{Outcome, PullRequestRef, RunReport},
     spec::{Plan, PromoteVia, PullRequestPlan},
 };
 
@@ -32,7 +30,7 @@ impl ForgeRun {
         token: Option<ForgeToken>,
         run_id: &str,
         settings: &ForgeSettings,
-    ) -> Result<Option<ForgeRun>, Error> {
+    ) -> Result<Option<ForgeRun>, ForgeError> {
         let pull_request = matches!(plan.via, PromoteVia::PullRequest(_));
         let explicit = pull_request || plan.forge != Default::default();
         let located = match super::locate(&plan.repo, &plan.forge) {
@@ -43,11 +41,10 @@ impl ForgeRun {
                      well-known one, set `forge` (and `forgeApiUrl` if the API is elsewhere \
                      on that host)"
                         .into(),
-                )
-                .into());
+                ));
             }
             Ok(None) => return Ok(None),
-            Err(e) if explicit => return Err(e.into()),
+            Err(e) if explicit => return Err(e),
             Err(e) => {
                 debug!(error = %e, "no forge for commit statuses");
                 return Ok(None);
@@ -58,12 +55,7 @@ impl ForgeRun {
         }
         let Some(token) = token else {
             if pull_request {
-                return Err(Error::Unconfigured(
-                    "promoteVia: pull-request needs a forge token for this repository: a \
-                     credentialsSecret, the server's GitHub App (forge.githubApp), a credential \
-                     scope covering it, or the server's git credentials (GIT_PASSWORD) with \
-                     policy.repos naming it",
-                ));
+                return Err(ForgeError::NoToken);
             }
             debug!("no forge token: no commit statuses");
             return Ok(None);
@@ -80,10 +72,7 @@ impl ForgeRun {
         ForgeRun {
             forge,
             context: format!("phasegate/{}->{}", plan.source, plan.target),
-            target_url: settings
-                .run_url
-                .as_ref()
-                .map(|t| t.replace("{run}", run_id)),
+            target_url: settings.run_link(run_id),
         }
     }
 
@@ -284,10 +273,33 @@ impl Proposal<'_> {
     }
 }
 
+/// What became of a proposed promotion on the forge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concluded {
+    /// A new pull request carries the promotion.
+    Opened(PullRequest),
+    /// The open pull request now carries the promotion.
+    Updated(PullRequest),
+    /// The open pull request carried this promotion already.
+    AlreadyOpen(PullRequest),
+    /// The pull request was merged: the promotion is on the base branch at `commit`.
+    Merged { pr: PullRequest, commit: String },
+}
+
+impl Concluded {
+    /// The pull request that carries the promotion.
+    pub fn pull_request(&self) -> &PullRequest {
+        match self {
+            Concluded::Opened(pr) | Concluded::Updated(pr) | Concluded::AlreadyOpen(pr) => pr,
+            Concluded::Merged { pr, .. } => pr,
+        }
+    }
+}
+
 impl ForgeRun {
     /// After the promotion commit went to the proposal branch `head` (at `head_sha`), or was
-    /// found there already (`already`): opens or updates the pull request, merges or waits as
-    /// the plan asks, and writes the outcome and the pull request into `report`.
+    /// found there already (`already`): opens or updates the pull request, and merges or waits
+    /// as the plan asks.
     #[allow(clippy::too_many_arguments)]
     pub async fn conclude(
         &self,
@@ -297,28 +309,26 @@ impl ForgeRun {
         head_sha: &str,
         plan: &PullRequestPlan,
         already: bool,
-        report: &mut RunReport,
-    ) -> Result<(), ForgeError> {
-        let (pr, outcome) = match open {
-            Some(pr) if already => (pr, Outcome::AlreadyPromoted),
+    ) -> Result<Concluded, ForgeError> {
+        let concluded = match open {
+            Some(pr) if already => Concluded::AlreadyOpen(pr),
             open => {
                 let draft = proposal.draft(head, plan);
                 match self.publish(open.as_ref(), &draft).await? {
-                    (pr, true) => (pr, Outcome::PrOpened),
-                    (pr, false) => (pr, Outcome::PrUpdated),
+                    (pr, true) => Concluded::Opened(pr),
+                    (pr, false) => Concluded::Updated(pr),
                 }
             }
         };
-        info!(number = pr.number, url = %pr.url, outcome = outcome.as_str(), "pull request");
-        report.outcome = outcome;
-        report.pull_request = Some(PullRequestRef {
-            url: pr.url.clone(),
-            number: pr.number,
-        });
-        if let Some(merge) = self.settle(&pr, head_sha, plan).await? {
-            report.outcome = Outcome::Promoted;
-            report.commit = Some(merge);
-        }
-        Ok(())
+        let pr = concluded.pull_request();
+        info!(number = pr.number, url = %pr.url, opened = matches!(concluded, Concluded::Opened(_)),
+              "pull request");
+        Ok(match self.settle(pr, head_sha, plan).await? {
+            Some(commit) => Concluded::Merged {
+                pr: pr.clone(),
+                commit,
+            },
+            None => concluded,
+        })
     }
 }

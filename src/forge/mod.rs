@@ -25,8 +25,8 @@ pub use api::RetryPolicy;
 pub use locate::{Located, locate};
 
 use crate::{
-    error::ErrorKind,
     git::Secret,
+    kind::ErrorKind,
     spec::{ForgeKind, MergeMethod, PullRequestPlan},
 };
 
@@ -58,6 +58,14 @@ pub enum ForgeError {
     /// `waitForMerge` passed with the pull request still open.
     #[error("{0}")]
     MergeWaitExpired(String),
+    /// Pull-request mode, and no credential gives a forge token for the repository.
+    #[error(
+        "promoteVia: pull-request needs a forge token for this repository: a \
+         credentialsSecret, the server's GitHub App (forge.githubApp), a credential \
+         scope covering it, or the server's git credentials (GIT_PASSWORD) with \
+         policy.repos naming it"
+    )]
+    NoToken,
 }
 
 impl ForgeError {
@@ -67,9 +75,10 @@ impl ForgeError {
             ForgeError::Unavailable { .. } => ErrorKind::Unavailable,
             ForgeError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             ForgeError::NotFound(_) => ErrorKind::NotFound,
-            ForgeError::Refused(_) | ForgeError::ClosedUnmerged(_) | ForgeError::Credentials(_) => {
-                ErrorKind::FailedPrecondition
-            }
+            ForgeError::Refused(_)
+            | ForgeError::ClosedUnmerged(_)
+            | ForgeError::Credentials(_)
+            | ForgeError::NoToken => ErrorKind::FailedPrecondition,
             ForgeError::Invalid(_) => ErrorKind::InvalidArgument,
             ForgeError::MergeWaitExpired(_) => ErrorKind::DeadlineExceeded,
         }
@@ -184,6 +193,13 @@ pub struct ForgeSettings {
     pub ca_file: Option<std::path::PathBuf>,
     /// The server's own GitHub App (`forge.githubApp`), for repositories on its API only.
     pub github_app: Option<access::ServerApp>,
+}
+
+impl ForgeSettings {
+    /// The link of run `run`'s commit statuses and pull request, if `run_url` is set.
+    pub fn run_link(&self, run: &str) -> Option<String> {
+        self.run_url.as_ref().map(|t| t.replace("{run}", run))
+    }
 }
 
 /// The client of the forge at `located`, authenticated with `token`.

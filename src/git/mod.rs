@@ -41,7 +41,7 @@ pub use signing::{
 };
 
 use crate::{
-    error::ErrorKind,
+    kind::ErrorKind,
     spec::{CommitId, Phase, RepoUrl},
     values::ValuesError,
 };

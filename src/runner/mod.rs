@@ -15,7 +15,7 @@ pub use job::{job_name, run_key};
 
 use crate::{
     cluster::{Cluster, ClusterError},
-    error::ErrorKind,
+    kind::ErrorKind,
     spec::TestPlan,
 };
 

@@ -18,9 +18,9 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    Error, ErrorKind,
+    Error,
     config::{Config, ConfigError},
-    history::History,
+    kind::ErrorKind,
     metrics::{self, Metrics},
     pipeline::Pipeline,
     proto::{self, runs::runs_server::RunsServer, trigger_server::TriggerServer},
@@ -53,49 +53,6 @@ pub fn status(e: &Error) -> Status {
     Status::new(code, e.to_string())
 }
 
-/// Builds the pipeline a configuration describes, with its history (persisted in the cache
-/// directory) and metrics.
-pub async fn pipeline(config: &Config, metrics: Arc<Metrics>) -> Result<Pipeline, ConfigError> {
-    crate::git::configure_process(config.git.ca_file.as_deref())
-        .map_err(|e| ConfigError(e.to_string()))?;
-    let policy = config.policy()?;
-    metrics.set_permissive(policy.is_permissive());
-    if policy.is_permissive() {
-        warn!(
-            "PERMISSIVE POLICY: an empty policy list allows everything; any caller of port 9000 \
-             may run listed-or-not commands and images and promote untested versions"
-        );
-    }
-    let git = config.git_settings()?;
-    if git.credentials.legacy_unused() {
-        warn!(
-            "GIT_USER/GIT_PASSWORD (or git.usernameFile/passwordFile) are set but policy.repos \
-             is empty: they go to no remote; name the repos in policy.repos or use credentials:"
-        );
-    }
-    crate::notify::validate(&config.notifications).map_err(|e| ConfigError(e.to_string()))?;
-    if let Some(link) = &config.console_commit_link
-        && !crate::web::valid_commit_link(link)
-    {
-        return Err(ConfigError(
-            "consoleCommitLink must be an http:// or https:// URL template".into(),
-        ));
-    }
-    let history = Arc::new(History::open(Some(&config.cache_dir)));
-    let http = crate::runner::http_client(&config.test_ca_files())
-        .map_err(|e| ConfigError(e.to_string()))?;
-    Ok(Pipeline::new(
-        policy,
-        git,
-        config.max_runs,
-        history,
-        metrics,
-        config.cluster().await?,
-    )
-    .with_http_client(http)
-    .with_forges(config.forge_settings()?))
-}
-
 /// The sockets the server answers on.
 pub struct Listeners {
     /// gRPC: the trigger, the run history, health and reflection.
@@ -106,35 +63,15 @@ pub struct Listeners {
     pub console: Option<TcpListener>,
 }
 
-/// Serves on `listener` (and on `config.metricsListen` and `config.consoleListen` when set) until `shutdown` resolves.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send,
-) -> crate::Result<()> {
-    let metrics =
-        match config.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                Error::Internal(format!("cannot listen on {addr} for metrics: {e}"))
-            })?),
-            None => None,
-        };
-    let console = match config.console_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            Error::Internal(format!("cannot listen on {addr} for the console: {e}"))
-        })?),
-        None => None,
-    };
-    serve(
-        Listeners {
-            grpc: listener,
-            metrics,
-            console,
-        },
-        config,
-        shutdown,
-    )
-    .await
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The TLS files or the reflection service cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(String),
 }
 
 /// Once the runs are over, how long answers still being written may keep their connections.
@@ -145,14 +82,16 @@ const ANSWER_FLUSH: Duration = Duration::from_secs(1);
 /// grace period; those still running after it are interrupted (recorded, and answered with
 /// `UNAVAILABLE`). Connections still open a moment later are closed: tonic alone would wait
 /// for every one of them, so one open stream could hold the pod past its grace period.
+/// `config` gives the grace period, the TLS files, the console's and the notifications'
+/// settings; `pipeline` was built from it by `app`.
 pub async fn serve(
     listeners: Listeners,
+    pipeline: Arc<Pipeline>,
+    metrics: Arc<Metrics>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> crate::Result<()> {
+) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
-    let metrics = Arc::new(Metrics::new());
-    let pipeline = Arc::new(pipeline(&config, metrics.clone()).await?);
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = listeners.metrics.map(|l| {
         info!(addr = ?l.local_addr().ok(), "serving metrics and probes");
@@ -279,5 +218,5 @@ pub async fn serve(
     if let Some(task) = notify_task {
         task.abort();
     }
-    served.map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+    served.map_err(|e| ServeError::Grpc(e.to_string()))
 }

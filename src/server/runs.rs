@@ -7,7 +7,9 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::status;
 use crate::{
+    Error,
     history::{History, RunEvent, RunFilter, RunRecord},
     proto::runs::{
         GetRunRequest, ListRunsRequest, ListRunsResponse, Run, WatchRunRequest, run_event::Event,
@@ -31,7 +33,7 @@ impl RunsService {
     fn find(&self, id: &str) -> Result<RunRecord, Status> {
         self.history
             .get(id)
-            .ok_or_else(|| Status::not_found(format!("no run {id:?} in the history")))
+            .ok_or_else(|| status(&Error::NoSuchRun(id.to_string())))
     }
 }
 
@@ -71,7 +73,7 @@ impl Runs for RunsService {
         let watch = self
             .history
             .watch(&id, 0)
-            .ok_or_else(|| Status::not_found(format!("no run {id:?} in the history")))?;
+            .ok_or_else(|| status(&Error::NoSuchRun(id.clone())))?;
         let (tx, rx) = mpsc::channel(64);
         let send = |event| crate::proto::runs::RunEvent { event: Some(event) };
         let Some(mut events) = watch.events else {
@@ -95,10 +97,7 @@ impl Runs for RunsService {
                 let received = tokio::select! {
                     received = events.recv() => received,
                     () = stopping.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable(
-                            "phasegate is shutting down; the run goes on within its grace period: \
-                             watch it again after the restart",
-                        ))).await;
+                        let _ = tx.send(Err(status(&Error::ShuttingDown))).await;
                         break;
                     }
                 };

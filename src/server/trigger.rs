@@ -6,7 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::status;
 use crate::{
-    outcome,
+    Error,
+    outcome::{self, Verdict},
     pipeline::Pipeline,
     proto::{
         ApplyPolicyRequest, ApplyPolicyResponse, ExecuteRequest, ExecuteResponse,
@@ -58,14 +59,15 @@ impl Trigger for TriggerService {
         &self,
         request: Request<ApplyPolicyRequest>,
     ) -> Result<Response<ApplyPolicyResponse>, Status> {
-        match outcome::verdict(&request.into_inner().request) {
-            Ok(Ok(message)) => Ok(Response::new(ApplyPolicyResponse {
+        let verdict =
+            outcome::verdict(&request.into_inner().request).map_err(|bad| status(&bad.into()))?;
+        match verdict {
+            Verdict::Pass(message) => Ok(Response::new(ApplyPolicyResponse {
                 success: true,
                 message,
             })),
             // Not `success: false`: the Sensor ignores it; only a status fails the trigger.
-            Ok(Err(reason)) => Err(Status::failed_precondition(reason)),
-            Err(bad) => Err(Status::invalid_argument(bad)),
+            Verdict::Fail(reason) => Err(status(&Error::TestsFailed(reason))),
         }
     }
 }

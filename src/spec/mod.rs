@@ -41,6 +41,9 @@ pub enum SpecError {
     /// The payload is not a JSON object (or a JSON string holding one).
     #[error("payload is not a JSON object: {0}")]
     BadPayload(String),
+    /// ApplyPolicy's request is not the answer Execute gave.
+    #[error("request is not Execute's answer JSON: {0}")]
+    BadAnswer(String),
     /// A payload field that is not event data (CONTRACT: the payload sets only the source
     /// commit, the phases and the test target).
     #[error(

@@ -34,8 +34,7 @@ fn signing_config(key: &Path, passphrase: Option<&Path>) -> Config {
 }
 
 fn start_up_error(config: &Config) -> String {
-    let err = config
-        .git_settings()
+    let err = phasegate::app::git_settings(config)
         .expect_err("the server must not start")
         .to_string();
     assert!(!err.contains("SENTINEL"), "a passphrase leaked: {err}");
@@ -135,7 +134,7 @@ fn a_server_key_that_cannot_sign_as_configured_stops_start_up() {
             ..test_config()
         },
     ] {
-        let settings = config.git_settings().expect("loads");
+        let settings = phasegate::app::git_settings(&config).expect("loads");
         assert!(settings.signer.is_some());
     }
 

@@ -127,7 +127,7 @@ pub struct TestServer {
     /// Where the web console answers.
     pub console_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<phasegate::Result<()>>,
+    handle: JoinHandle<Result<(), phasegate::app::StartError>>,
     _cache: tempfile::TempDir,
 }
 
@@ -154,7 +154,7 @@ impl TestServer {
             metrics: Some(metrics),
             console: Some(console),
         };
-        let handle = tokio::spawn(server::serve(listeners, config, async {
+        let handle = tokio::spawn(phasegate::app::serve_on(listeners, config, async {
             let _ = stopped.await;
         }));
         TestServer {

@@ -9,13 +9,13 @@ use std::{
 
 use tokio::sync::watch;
 
-use crate::{Error, outcome::RunReport};
+use crate::{
+    Error,
+    outcome::{RunReport, Shared},
+};
 
 /// Successful runs remembered for duplicates; older ones are forgotten first.
 const REMEMBERED_RUNS: usize = 10_000;
-
-/// A run's shared result.
-pub type Shared = Result<Arc<RunReport>, Arc<Error>>;
 
 /// What a caller gets for a key.
 pub enum Claim {

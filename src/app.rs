@@ -1,0 +1,274 @@
+//! The composition root: the one place that turns the configuration (plain data) into the
+//! server's parts — reading credential and key files and the classic `GIT_*` variables,
+//! connecting to Kubernetes, building the HTTP clients, opening the history — for `serve`,
+//! `promote` and `demo` alike. Everything it builds is handed to the [`Pipeline`] and the gRPC
+//! [`server`]; nothing below it reads the environment or the configuration again.
+
+use std::{future::Future, path::PathBuf, sync::Arc};
+
+use tokio::net::TcpListener;
+use tracing::warn;
+
+use crate::{
+    cluster::Cluster,
+    config::{Config, ConfigError},
+    credentials::{CredentialScopes, Credentials, Secret},
+    forge::ForgeSettings,
+    git::{GitSettings, IdentityCheck, Signer, SigningKeySource},
+    history::History,
+    metrics::Metrics,
+    outcome::Shared,
+    pipeline::{Parts, Pipeline},
+    policy::Policy,
+    server::{self, Listeners, ServeError},
+    spec::{Plan, Resource},
+};
+
+/// Why the server (or a one-shot promotion) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot be used (a bad value, an unreadable file, a key that cannot
+    /// sign).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for {what}: {reason}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        reason: String,
+    },
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Builds the parts `config` describes: its history (persisted in the cache directory), its
+/// credentials, its cluster.
+pub async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartError> {
+    crate::git::configure_process(config.git.ca_file.as_deref())
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let policy = policy(config)?;
+    metrics.set_permissive(policy.is_permissive());
+    if policy.is_permissive() {
+        warn!(
+            "PERMISSIVE POLICY: an empty policy list allows everything; any caller of port \
+             9000 may run listed-or-not commands and images and promote untested versions"
+        );
+    }
+    let git = git_settings_under(config, &policy)?;
+    if git.credentials.legacy_unused() {
+        warn!(
+            "GIT_USER/GIT_PASSWORD (or git.usernameFile/passwordFile) are set but policy.repos \
+             is empty: they go to no remote; name the repos in policy.repos or use credentials:"
+        );
+    }
+    crate::notify::validate(&config.notifications).map_err(|e| ConfigError(e.to_string()))?;
+    if let Some(link) = &config.console_commit_link
+        && !crate::web::valid_commit_link(link)
+    {
+        return Err(ConfigError(
+            "consoleCommitLink must be an http:// or https:// URL template".into(),
+        )
+        .into());
+    }
+    let test_ca_files: Vec<_> = [&config.git.ca_file, &config.test.ca_file]
+        .into_iter()
+        .filter_map(|f| f.as_deref())
+        .collect();
+    let http =
+        crate::runner::http_client(&test_ca_files).map_err(|e| ConfigError(e.to_string()))?;
+    Ok(Parts {
+        policy,
+        git,
+        cluster: cluster(config).await?,
+        forge: forge_settings(config)?,
+        http,
+        history: Arc::new(History::open(Some(&config.cache_dir))),
+        metrics,
+        max_runs: config.max_runs,
+    })
+}
+
+/// The pipeline `config` describes, with fresh metrics.
+pub async fn pipeline(config: &Config) -> Result<Pipeline, StartError> {
+    Ok(Pipeline::new(parts(config, Default::default()).await?))
+}
+
+/// Serves on `listener`, and on `config.metricsListen` and `config.consoleListen` when set,
+/// until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let bind = async |addr: Option<std::net::SocketAddr>, what| match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| StartError::Listen {
+                addr,
+                what,
+                reason: e.to_string(),
+            }),
+        None => Ok(None),
+    };
+    let listeners = Listeners {
+        grpc: listener,
+        metrics: bind(config.metrics_listen, "metrics").await?,
+        console: bind(config.console_listen, "the console").await?,
+    };
+    serve_on(listeners, config, shutdown).await
+}
+
+/// Serves on bound `listeners` until `shutdown` resolves (see [`server::serve`]).
+pub async fn serve_on(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let pipeline = Arc::new(Pipeline::new(parts(&config, metrics.clone()).await?));
+    Ok(server::serve(listeners, pipeline, metrics, config, shutdown).await?)
+}
+
+/// `phasegate promote`: one run of `resource`, whose repository the command line trusts.
+pub async fn promote(mut config: Config, resource: &Resource) -> Result<Shared, StartError> {
+    config.policy.trust_command_line(&resource.repo);
+    let pipeline = pipeline(&config).await?;
+    Ok(match Plan::from_resource(resource) {
+        Ok(plan) => pipeline.submit(plan).await,
+        Err(e) => Err(Arc::new(e.into())),
+    })
+}
+
+/// The Kubernetes cluster phasegate works with, if any.
+async fn cluster(config: &Config) -> Result<Option<Cluster>, ConfigError> {
+    let k = &config.kubernetes;
+    if k.disabled {
+        return Ok(None);
+    }
+    let tolerance = match &k.pod_problem_tolerance {
+        Some(t) => Some(humantime::parse_duration(t).map_err(|e| {
+            ConfigError(format!(
+                "kubernetes.podProblemTolerance {t:?} is not a duration like 5m: {e}"
+            ))
+        })?),
+        None => None,
+    };
+    let cluster = match &k.api_url {
+        Some(url) => Cluster::at(url, k.namespace.as_deref().unwrap_or("default"))
+            .map(Some)
+            .map_err(|e| ConfigError(e.to_string()))?,
+        None => Cluster::infer(k.namespace.as_deref()).await,
+    };
+    Ok(cluster.map(|c| match tolerance {
+        Some(t) => c.with_pod_problem_tolerance(t),
+        None => c,
+    }))
+}
+
+/// The compiled policy.
+pub fn policy(config: &Config) -> Result<Policy, ConfigError> {
+    Policy::new(&config.policy).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// Forge settings: status links, retries, the server's GitHub App (its key file read), the CA
+/// bundle git trusts.
+pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
+    config.forge.settings(config.git.ca_file.clone())
+}
+
+/// Git settings, with the server's own credentials from files or the environment and its
+/// signing key loaded.
+pub fn git_settings(config: &Config) -> Result<GitSettings, ConfigError> {
+    git_settings_under(config, &policy(config)?)
+}
+
+/// A non-empty environment variable.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// [`git_settings`], the legacy credentials going to the repositories `policy` names.
+fn git_settings_under(config: &Config, policy: &Policy) -> Result<GitSettings, ConfigError> {
+    let g = &config.git;
+    let read = |file: &Option<PathBuf>, name: &str| -> Result<Option<String>, ConfigError> {
+        match file {
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display()))),
+            None => Ok(var(name)),
+        }
+    };
+    let username = read(&g.username_file, "GIT_USER")?;
+    let password = read(&g.password_file, "GIT_PASSWORD")?;
+    let legacy = match (username, password) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username,
+            password: Secret::new(password),
+            email: var("GIT_EMAIL"),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError(
+                "git credentials need both a username and a password".into(),
+            ));
+        }
+    };
+    let credentials = CredentialScopes::load(&config.credentials)
+        .map_err(|e| ConfigError(e.to_string()))?
+        .with_legacy(legacy, policy.repos().clone(), g.allow_insecure_http);
+    if g.push_attempts == 0 {
+        return Err(ConfigError("git.pushAttempts must be at least 1".into()));
+    }
+    if let Some(file) = &g.ssh_known_hosts {
+        crate::git::validate_known_hosts(file).map_err(ConfigError)?;
+    }
+    Ok(GitSettings {
+        cache_dir: config.cache_dir.clone(),
+        push_attempts: g.push_attempts,
+        author_name: g.author_name.clone(),
+        author_email: g.author_email.clone(),
+        credentials,
+        ssh_key: g.ssh_key.clone(),
+        ssh_known_hosts: g.ssh_known_hosts.clone(),
+        signer: signer(config)?.map(Arc::new),
+        signing_allowed_signers: g.signing_allowed_signers.clone(),
+    })
+}
+
+/// The server's signing key, loaded and checked: a key that cannot sign as the configured
+/// email stops the server at start-up rather than letting it push unsigned commits.
+fn signer(config: &Config) -> Result<Option<Signer>, ConfigError> {
+    let g = &config.git;
+    let Some(file) = &g.signing_key else {
+        if g.signing_key_passphrase_file.is_some() || g.signing_format.is_some() {
+            return Err(ConfigError(
+                "git.signingKeyPassphraseFile and git.signingFormat need git.signingKey".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let read = |f: &PathBuf| {
+        std::fs::read_to_string(f)
+            .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display())))
+    };
+    let source = SigningKeySource {
+        key: read(file)?,
+        passphrase: g
+            .signing_key_passphrase_file
+            .as_ref()
+            .map(read)
+            .transpose()?,
+    };
+    let email = g.signing_email.clone().or_else(|| var("GIT_EMAIL"));
+    let identity = IdentityCheck {
+        email: email.as_deref().unwrap_or(&g.author_email),
+        allowed_signers: g.signing_allowed_signers.as_deref(),
+    };
+    Signer::load(&source, g.signing_format, &identity)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("git.signingKey {}: {e}", file.display())))
+}

@@ -1,0 +1,219 @@
+//! One run from request to outcome: validate, check policy, claim the idempotency key, then run
+//! the stages ([`run`]: access → decided before testing → Argo CD gate → test → promote →
+//! propose). Runs are detached tasks: a caller that goes away does not cancel one. Each stage is
+//! recorded in the history and measured in the metrics.
+
+mod ledger;
+mod run;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::{
+    Result,
+    cluster::Cluster,
+    credentials::CredentialScopes,
+    forge::ForgeSettings,
+    git::GitSettings,
+    history::History,
+    metrics::Metrics,
+    outcome::{Outcome, RunReport, Shared},
+    policy::Policy,
+    spec::{Mode, Plan, PromoteVia, Resource, SourceRef, TargetRef},
+};
+use ledger::{Claim, RunLedger};
+use run::{Engine, RunTask};
+
+/// The engine behind the gRPC adapter and the `promote` command.
+pub struct Pipeline {
+    policy: Policy,
+    scopes: CredentialScopes,
+    ledger: RunLedger,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// What every run shares: the promoter, the history, the cluster, the forge settings.
+    engine: Arc<Engine>,
+}
+
+/// What a pipeline is built from: every part of the server that start-up (`app`) builds.
+pub struct Parts {
+    pub(crate) policy: Policy,
+    pub(crate) git: GitSettings,
+    pub(crate) cluster: Option<Cluster>,
+    pub(crate) forge: ForgeSettings,
+    /// The HTTP runner's client (with the configured CA bundles).
+    pub(crate) http: reqwest::Client,
+    pub(crate) history: Arc<History>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) max_runs: usize,
+}
+
+/// After the grace period, how long the interrupted runs get to record themselves.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+impl Pipeline {
+    /// A pipeline over the server's parts: at most `max_runs` runs at once (the rest queue),
+    /// answering duplicates of the successes in the history.
+    pub fn new(parts: Parts) -> Pipeline {
+        let ledger = RunLedger::default();
+        for (key, report) in parts.history.successes() {
+            ledger.remember(&key, Arc::new(report));
+        }
+        let scopes = parts.git.credentials.clone();
+        Pipeline {
+            policy: parts.policy,
+            ledger,
+            permits: Arc::new(Semaphore::new(parts.max_runs.max(1))),
+            tasks: TaskTracker::new(),
+            engine: Arc::new(Engine::new(
+                parts.git,
+                parts.history,
+                parts.metrics,
+                parts.cluster,
+                parts.http,
+                parts.forge,
+                scopes.clone(),
+            )),
+            scopes,
+        }
+    }
+
+    /// The run history, for the Runs service.
+    pub fn history(&self) -> &Arc<History> {
+        &self.engine.history
+    }
+
+    /// FetchResource: the Sensor's spec YAML to the resource JSON.
+    pub fn fetch_resource(&self, spec_yaml: &[u8]) -> Result<Vec<u8>> {
+        Ok(Resource::from_spec_yaml(spec_yaml)?.to_json())
+    }
+
+    /// Execute: resource and payload to a run's answer.
+    pub async fn execute(&self, resource: &[u8], payload: &[u8]) -> Shared {
+        let plan = Resource::from_execute(resource, payload)
+            .and_then(|r| Plan::from_resource(&r))
+            .map_err(|e| Arc::new(e.into()))?;
+        self.submit(plan).await
+    }
+
+    /// Runs a validated plan once per idempotency key.
+    pub async fn submit(&self, plan: Plan) -> Shared {
+        let plan = self
+            .policy
+            .admit(plan, &self.scopes)
+            .map_err(|e| Arc::new(e.into()))?;
+        let key = idempotency_key(&plan);
+        let id = run_id();
+        let metrics = &self.engine.metrics;
+        let (run, waiter) = match self.ledger.claim(&key, &id) {
+            Claim::Done(report) => {
+                metrics.duplicate(false);
+                return Ok(report);
+            }
+            Claim::Join { run, rx } => {
+                metrics.duplicate(true);
+                debug!(run = %run, "duplicate joins the run in flight");
+                (run, rx)
+            }
+            Claim::Lead(lease) => {
+                let task = RunTask::new(id.clone(), key, plan.clone(), self.engine.clone());
+                let span = info_span!("run", run = %id, repo = %plan.repo, source = %plan.source,
+                                      target = %plan.target, commit = %plan.commit);
+                let rx = lease.subscribe();
+                let permits = self.permits.clone();
+                self.tasks.spawn(
+                    async move {
+                        let result = task.run(permits).await;
+                        lease.finish(result);
+                    }
+                    .instrument(span),
+                );
+                (id, rx)
+            }
+        };
+        if plan.mode == Mode::Async {
+            return Ok(Arc::new(report_of(&plan, run, Outcome::Accepted)));
+        }
+        ledger::wait(waiter).await
+    }
+
+    /// Stops taking runs and waits up to `grace` for the runs in flight; then ends those still
+    /// running (their test processes are killed), so each is recorded as interrupted and its
+    /// caller gets an answer (`UNAVAILABLE`) instead of a cut connection.
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return;
+        }
+        warn!(
+            runs = self.tasks.len(),
+            "shutdown grace period over: interrupting the runs in flight"
+        );
+        self.engine.interrupt.cancel();
+        if tokio::time::timeout(INTERRUPT_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                runs = self.tasks.len(),
+                "runs still busy after the interruption"
+            );
+        }
+    }
+}
+
+/// An answer of `plan`'s run `run` with `outcome` and nothing else yet.
+fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
+    RunReport {
+        run,
+        outcome,
+        version: None,
+        previous: None,
+        commit: None,
+        signature: None,
+        source: SourceRef {
+            phase: plan.source.to_string(),
+            commit: plan.commit.to_string(),
+        },
+        target: TargetRef {
+            phase: plan.target.to_string(),
+        },
+        test: None,
+        pull_request: None,
+        duration_ms: 0,
+    }
+}
+
+/// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
+/// phase); a dry run, a rollback or a pull request is a different run, so it never answers
+/// for a plain one (a rollback of a commit once answered `superseded` must not get that answer
+/// back).
+fn idempotency_key(plan: &Plan) -> String {
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        plan.repo,
+        plan.branch,
+        plan.path,
+        plan.keys.join(","),
+        plan.commit,
+        plan.source,
+        plan.target,
+        plan.dry_run,
+        plan.rollback,
+        matches!(plan.via, PromoteVia::PullRequest(_))
+    )
+}
+
+/// A run id: time-ordered, unique enough across restarts.
+fn run_id() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{ms:x}-{:04x}", fastrand::u16(..))
+}
