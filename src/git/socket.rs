@@ -294,3 +294,13 @@ unsafe extern "C" fn free(stream: *mut GitStream) {
         )
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// `Socket` mirrors the head of libgit2 1.9's private `git_socket_stream`: another libgit2
+    /// must be read again before this file is trusted with it (Cargo.toml pins libgit2-sys).
+    #[test]
+    fn the_socket_layout_was_written_for_the_libgit2_in_use() {
+        assert_eq!(git2::Version::get().libgit2_version(), (1, 9, 7));
+    }
+}
