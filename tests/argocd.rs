@@ -2,15 +2,13 @@
 //! them (`support::argo_cd` on the fake API server): a commit is tested only once Argo CD
 //! itself calls it deployed, and a sync that failed ends the run with Argo CD's reason.
 
-mod support;
-
 use std::{path::Path, time::Duration};
 
+use crate::support::{argo_cd::ArgoApp, fake_kube::FakeKube, *};
 use phasegate::{
     config::{Config, KubernetesConfig},
     sensor::{Failed, Firing},
 };
-use support::{argo_cd::ArgoApp, fake_kube::FakeKube, *};
 use tonic::Code;
 
 const OLD: &str = "1111111111111111111111111111111111111111";

@@ -3,17 +3,16 @@
 //! underneath, served under a context path, every request checked against the operations in
 //! tests/support/bitbucket_api.rs).
 
-mod support;
-
-use phasegate::git::local;
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
+    self,
     fake_bitbucket::FakeBitbucket,
     fake_forge::Fronted,
     forge_bed::ForgeBed,
     forge_scenarios::{self, failures},
     *,
 };
+use phasegate::git::local;
+use serde_json::{Value, json};
 use tonic::Code;
 
 type Bed = ForgeBed<FakeBitbucket>;

@@ -2,14 +2,12 @@
 //! `INVALID_ARGUMENT` naming the key and the limit before any run starts, and a run that fails
 //! after it started still ends its history record and the in-flight gauge.
 
-mod support;
-
+use crate::support::*;
 use phasegate::{
     proto::runs::{ListRunsRequest, runs_client::RunsClient},
     sensor::Parameter,
 };
 use serde_json::json;
-use support::*;
 use tonic::Code;
 
 /// Every run the server's history lists.

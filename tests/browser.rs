@@ -2,18 +2,17 @@
 //! installed by .ci/test.sh), driven over WebDriver: the board shows the versions in each phase
 //! after a promotion; a run page shows test output appearing while the test runs; hostile
 //! test output and commit messages are shown as text and never run.
-//! `PHASEGATE_SCREENSHOTS=docs cargo test --test browser` refreshes the README's screenshots.
-
-mod support;
+//! `PHASEGATE_SCREENSHOTS=docs cargo test --test integration browser::` refreshes the README's
+//! screenshots.
 
 use std::{
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
+use crate::support::*;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Value, json};
-use support::*;
 
 const HOSTILE: &str = r#"<script>window.canary=1</script>"><img src=x onerror="window.canary=2;document.title='pwned'">"#;
 

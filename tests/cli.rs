@@ -1,11 +1,9 @@
 //! The command line: `promote` as a drop-in for the classic promote.py step, and `demo`.
 
-mod support;
-
 use std::process::{Command, Output};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn phasegate(args: &[&str], cache: &std::path::Path) -> Output {
     phasegate_with(args, cache, &[])

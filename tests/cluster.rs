@@ -2,22 +2,20 @@
 //! Jobs that pass, fail, time out, cannot pull or schedule, and are shared by replicas;
 //! credentials from a Secret; the Argo CD gate; an API server that is down or refuses.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::{
+    fake_kube::FakeKube,
+    git_server::GitServer,
+    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
+    *,
+};
 use phasegate::{
     config::{Config, GitConfig, KubernetesConfig},
     policy::PolicyConfig,
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
-use support::{
-    fake_kube::FakeKube,
-    git_server::GitServer,
-    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
-    *,
-};
 use tonic::Code;
 
 fn config(kube: &FakeKube) -> Config {

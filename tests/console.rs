@@ -3,10 +3,8 @@
 //! server-sent events, escaping of hostile text, and the security headers of every answer.
 //! (tests/browser.rs drives a real Chromium over the same pages.)
 
-mod support;
-
+use crate::support::{self, *};
 use phasegate::config::Config;
-use support::*;
 
 const HOSTILE: &str =
     r#"<script>window.canary=1</script>"><img src=x onerror="document.title='pwned'">"#;

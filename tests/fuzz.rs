@@ -1,12 +1,12 @@
 //! Property tests of everything a Sensor (or a repository) can hand phasegate: the spec YAML,
 //! the resource JSON, the payload, and the values-file edit. No input panics; errors only; an
 //! edit changes nothing but the scalar. CI runs 2,000 cases per property (12,000 in all); for
-//! a longer run by hand: `PROPTEST_CASES=1000000 cargo test --release --test fuzz`.
-
-mod support;
+//! a longer run by hand:
+//! `PROPTEST_CASES=1000000 cargo test --release --test integration fuzz::`.
 
 use std::collections::BTreeMap;
 
+use crate::support;
 use phasegate::{
     sensor::go_yaml,
     spec::{Plan, Resource},

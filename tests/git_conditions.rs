@@ -2,15 +2,13 @@
 //! promotion of a batch, promotions of other keys of the same file, merges, rollbacks, and a
 //! cache left behind by a killed process.
 
-mod support;
-
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
+use crate::support::{engine::*, *};
 use phasegate::{
     ErrorKind,
     git::{GitPromoter, PromotionOutcome, local},
 };
-use support::{engine::*, *};
 
 /// A `pre-receive` hook, as a server-side policy would be: refuses any push that changes a file
 /// under `apps/{app}/`.

@@ -2,10 +2,9 @@
 //! races, concurrency, an unreachable remote, refused credentials, superseded versions, and a
 //! sentinel password that must never show up in a log line or an error.
 
-mod support;
-
 use std::sync::mpsc;
 
+use crate::support::{engine::*, *};
 use phasegate::{
     ErrorKind,
     git::{
@@ -14,7 +13,6 @@ use phasegate::{
     },
     spec::Phase,
 };
-use support::{engine::*, *};
 
 const WRONG: &str = "SENTINEL-wrong-91c2";
 

@@ -3,17 +3,16 @@
 //! underneath, every request checked against Forgejo's API description, the token only as
 //! `Authorization: token …`).
 
-mod support;
-
-use phasegate::git::local;
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
+    self,
     fake_forge::Fronted,
     fake_gitea::FakeGitea,
     forge_bed::ForgeBed,
     forge_scenarios::{self, failures},
     *,
 };
+use phasegate::git::local;
+use serde_json::{Value, json};
 use tonic::Code;
 
 type Tea = ForgeBed<FakeGitea>;

@@ -5,16 +5,14 @@
 //! no git password: only the App's tokens can push. Every request, `access_tokens` included,
 //! is checked against GitHub's OpenAPI description.
 
-mod support;
-
 use std::time::Duration;
 
-use phasegate::config::{Config, GitHubAppConfig};
-use serde_json::Value;
-use support::{
+use crate::support::{
     fake_forge::Fronted, fake_github::FakeGitHub, fake_kube::FakeKube, forge_bed::ForgeBed,
     github_app::AppKey, test_jobs::NS, *,
 };
+use phasegate::config::{Config, GitHubAppConfig};
+use serde_json::Value;
 use tonic::Code;
 
 const APP_ID: &str = "4242";

@@ -1,13 +1,11 @@
 //! grpcurl (the real binary, installed by the test command) against the running server, with no
 //! proto files: reflection, health, and the three trigger calls.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::Value;
-use support::*;
 
 /// Runs grpcurl; a machine without it fails loudly instead of skipping.
 fn grpcurl(args: &[&str]) -> (bool, String, String) {

@@ -3,20 +3,18 @@
 //! pod problems that are transient or permanent, pods never created, evictions, this run's pod
 //! and container only, a Job that is not this run's, a Job deleted under the run.
 
-mod support;
-
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
+use crate::support::{
+    fake_kube::FakeKube,
+    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
+    *,
+};
 use phasegate::{
     config::Config,
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};
-use support::{
-    fake_kube::FakeKube,
-    test_jobs::{JOBS, NS, job_spec, jobs, kube_config},
-    *,
-};
 use tonic::Code;
 
 fn config(kube: &FakeKube, tolerance: &str) -> Config {

@@ -3,17 +3,16 @@
 //! underneath, every request checked against GitLab's parameter declarations). The project is
 //! in a nested group, so every call proves the URL-encoded project path.
 
-mod support;
-
-use phasegate::git::local;
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
+    self,
     fake_forge::Fronted,
     fake_gitlab::FakeGitLab,
     forge_bed::{FakeForge, ForgeBed},
     forge_scenarios::{self, failures},
     *,
 };
+use phasegate::git::local;
+use serde_json::{Value, json};
 use tonic::Code;
 
 type Lab = ForgeBed<FakeGitLab>;

@@ -1,16 +1,14 @@
 //! Run-end webhooks from the server configuration, posted to a local receiver: the JSON and
 //! Slack bodies, a retry after a 500, and a receiver that hangs never holding a run.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use phasegate::{
     config::Config,
     notify::{Format, NotificationConfig},
 };
-use support::*;
 use tokio::net::TcpListener;
 
 /// What the receiver got, and how it answers: `fail_first` times 500, or never when `hang`.

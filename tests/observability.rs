@@ -1,13 +1,11 @@
 //! What an operator sees: Prometheus metrics and probes, the run history over gRPC, `runs
 //! watch` following a run live, and history that survives a restart (even a damaged file).
 
-mod support;
-
+use crate::support::*;
 use phasegate::{
     config::Config,
     proto::runs::{GetRunRequest, ListRunsRequest, runs_client::RunsClient},
 };
-use support::*;
 
 #[tokio::test]
 async fn metrics_count_promotions_failed_tests_and_duplicates() {

@@ -1,13 +1,11 @@
 //! Attacks through what an event reaches: the Execute payload, the Sensor's parameters on the
 //! resource, and the test target, over real gRPC. Each refused request pushes nothing.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::*;
 use phasegate::{config::Config, policy::PolicyConfig, sensor::Parameter};
 use serde_json::{Value, json};
-use support::*;
 use tonic::Code;
 
 fn param(dest: &str, value: Value) -> Parameter {

@@ -2,17 +2,16 @@
 //! against the fake GitHub (tests/support/fake_github.rs: real git underneath, every request
 //! checked against GitHub's OpenAPI description).
 
-mod support;
-
-use phasegate::git::local;
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
+    self,
     fake_forge::Fronted,
     fake_github::FakeGitHub,
     forge_bed::ForgeBed,
     forge_scenarios::{self, failures},
     *,
 };
+use phasegate::git::local;
+use serde_json::{Value, json};
 use tonic::Code;
 
 type Forge = ForgeBed<FakeGitHub>;

@@ -2,19 +2,17 @@
 //! environment that must never leak on any failure path, and inputs that try to escape the
 //! repository or exhaust the server. The server runs here as the real binary.
 
-mod support;
-
 use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
 
+use crate::support::{git_server::GitServer, *};
 use phasegate::{
     proto::{ExecuteRequest, trigger_client::TriggerClient},
     sensor::SensorClient,
 };
-use support::{git_server::GitServer, *};
 use tonic::Code;
 
 /// The real `phasegate serve` as a child process, logging at debug level into a file.

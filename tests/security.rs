@@ -3,15 +3,13 @@
 //! policy, a closed server asked for what nobody allowed, and a test Job asking for
 //! phasegate's own service account. SECURITY.md lists what each one gets.
 
-mod support;
-
+use crate::support::{git_server::GitServer, *};
 use phasegate::{
     config::Config,
     credentials::ScopeConfig,
     policy::PolicyConfig,
     sensor::{Failed, Parameter},
 };
-use support::{git_server::GitServer, *};
 use tonic::Code;
 
 const PASSWORD: &str = "SENTINEL-scoped-77b1";

@@ -3,17 +3,15 @@
 //! synchronous Execute gets an answer, and the process exits instead of waiting for its
 //! connections. The real binary, a real signal, the real CLI as the watcher.
 
-mod support;
-
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use crate::support::*;
 use nix::{sys::signal::Signal, unistd::Pid};
 use phasegate::proto::runs::{ListRunsRequest, runs_client::RunsClient};
-use support::*;
 use tonic::Code;
 
 /// Not a timing assertion: only a bound for "the process ends at all" (it should end within

@@ -5,11 +5,7 @@
 //! sign as configured is refused (at start-up for the server's key, `FAILED_PRECONDITION` for a
 //! `credentialsSecret` key), and no passphrase shows up in an answer or a log line.
 
-mod support;
-
-#[path = "signing/keys.rs"]
 mod keys;
-#[path = "signing/server.rs"]
 mod server;
 
 use std::{
@@ -17,12 +13,12 @@ use std::{
     sync::Arc,
 };
 
+use crate::support::{engine::*, *};
 use keys::{Gpg, allowed_signers, ssh_fingerprint, ssh_key, verify_ssh};
 use phasegate::git::{
     GitPromoter, GitSettings, IdentityCheck, PromotionOutcome, Secret, Signer, SigningFormat,
     SigningKeySource, local,
 };
-use support::{engine::*, *};
 
 const EMAIL: &str = "bot@example.com";
 

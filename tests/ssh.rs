@@ -2,20 +2,18 @@
 //! the server's host key checked against a known-hosts file, and what happens when the host key
 //! is unknown or changed, or the server refuses the key.
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
 
+use crate::support::{
+    ssh_server::{SshServer, keygen, public},
+    *,
+};
 use phasegate::{
     config::{Config, GitConfig},
     sensor::{Failed, Firing},
-};
-use support::{
-    ssh_server::{SshServer, keygen, public},
-    *,
 };
 use tonic::Code;
 

@@ -3,12 +3,10 @@
 //! an internal `https` deployment whose certificate a private CA signed (made with the openssl
 //! command line, served with rustls).
 
-mod support;
-
 use std::{path::Path, process::Command};
 
+use crate::support::{git_server::tls_acceptor, *};
 use phasegate::config::{Config, TestConfig};
-use support::{git_server::tls_acceptor, *};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,

@@ -3,12 +3,10 @@
 //! the openssl command line; grpcurl is the client. And git remotes over https, verified
 //! against the system CA bundle or `git.caFile`.
 
-mod support;
-
 use std::{path::Path, process::Command};
 
+use crate::support::{git_server::GitServer, *};
 use phasegate::config::{Config, TlsConfig};
-use support::{git_server::GitServer, *};
 
 const NAME: &str = "phasegate.argo-events.svc";
 

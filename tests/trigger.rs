@@ -1,10 +1,9 @@
 //! The trigger server end to end, driven as an Argo Events Sensor drives it: spec YAML →
 //! FetchResource → parameters on the JSON → Execute(payload) → ApplyPolicy, over real gRPC.
 
-mod support;
-
 use std::{collections::BTreeMap, path::Path};
 
+use crate::support::{self, *};
 use phasegate::{
     config::Config,
     policy::PolicyConfig,
@@ -12,7 +11,6 @@ use phasegate::{
     sensor::{Failed, Parameter},
 };
 use serde_json::{Value, json};
-use support::*;
 use tonic::Code;
 
 fn petstore_spec(bare: &Path, extra: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -4,16 +4,17 @@
 //! over targets of other types, each reader must see in the target exactly the value and type
 //! it sees in the source. And through a real promotion: each key takes its source's type.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::{
+    self,
+    engine::{promotion, settings},
+};
 use phasegate::{
     git::{GitPromoter, PromotionOutcome, local},
     values::{read_value, set_scalar},
 };
 use serde_json::json;
-use support::engine::{promotion, settings};
 
 /// Targets holding a string, an integer, a float, quoted strings, a boolean.
 const TARGETS: &[&str] = &["v1", "41", "1.9", "'v1'", "\"41\"", "no"];

@@ -1,6 +1,5 @@
 //! Test keys made by the real tools users have (`ssh-keygen`, `gpg` in a throw-away
 //! GNUPGHOME), and `git verify-commit` run as a user would run it.
-#![allow(dead_code)]
 
 use std::{
     io::Write,

@@ -1,6 +1,5 @@
 //! Shared test fixtures: the real server on 127.0.0.1:0, GitOps repositories, a Sensor-like
 //! client, an app under test, and captured logs (to prove no credential is ever logged).
-#![allow(dead_code)]
 
 pub mod argo_cd;
 pub mod bitbucket_api;
