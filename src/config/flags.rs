@@ -139,3 +139,119 @@ impl Args for Overrides {
         with_settings(cmd, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: ServeOverrides,
+    }
+
+    #[derive(Parser)]
+    struct Promote {
+        #[command(flatten)]
+        config: Overrides,
+    }
+
+    /// `serve` with `flags` over a configuration file holding `yaml`.
+    fn serve(yaml: &str, flags: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, yaml).expect("write");
+        let file = file.to_str().expect("utf-8");
+        let args = ["phasegate", "--config", file]
+            .into_iter()
+            .chain(flags.iter().copied());
+        Serve::try_parse_from(args).expect("parses").config.load()
+    }
+
+    #[test]
+    fn a_switch_turns_its_setting_on_and_never_off() {
+        let yaml = "policy:\n  permissive: true\nkubernetes:\n  disabled: true\n";
+        let c = serve(yaml, &["--policy-allow-no-tests"]).expect("loads");
+        assert!(
+            c.policy.permissive && c.kubernetes.disabled,
+            "the file's stay on"
+        );
+        assert!(c.policy.allow_no_tests, "the switch turns it on");
+        assert!(!c.git.allow_insecure_http, "the default stays off");
+    }
+
+    #[test]
+    fn a_boolean_with_a_value_wins_over_the_file_both_ways() {
+        let yaml = "policy:\n  allowUnmergedSource: true\n";
+        let c = serve(yaml, &["--policy-allow-unmerged-source", "false"]).expect("loads");
+        assert!(!c.policy.allow_unmerged_source);
+        assert!(
+            serve(yaml, &[])
+                .expect("loads")
+                .policy
+                .allow_unmerged_source
+        );
+    }
+
+    #[test]
+    fn list_flags_drop_empty_items_and_replace_the_files_list() {
+        let yaml = "policy:\n  images: [\"registry/*\"]\n  commands: [\"/bin/*\"]\n";
+        let c = serve(yaml, &["--policy-repos", "a,,b,", "--policy-images="]).expect("loads");
+        assert_eq!(c.policy.repos, ["a", "b"]);
+        assert!(c.policy.images.is_empty(), "an empty flag empties the list");
+        assert_eq!(c.policy.commands, ["/bin/*"], "no flag, the file's list");
+    }
+
+    #[test]
+    fn tls_flags_replace_the_files_pair() {
+        let yaml = "tls:\n  certFile: /file/cert\n  keyFile: /file/key\n";
+        let tls = |c: Config| c.tls.map(|t| (t.cert_file, t.key_file));
+        let file = tls(serve(yaml, &[]).expect("loads"));
+        assert_eq!(file, Some(("/file/cert".into(), "/file/key".into())));
+        let flags = ["--tls-cert", "/flag/cert", "--tls-key", "/flag/key"];
+        let flags = tls(serve(yaml, &flags).expect("loads"));
+        assert_eq!(flags, Some(("/flag/cert".into(), "/flag/key".into())));
+    }
+
+    #[test]
+    fn promote_refuses_the_listeners_flags() {
+        for flags in [
+            &["--listen", "127.0.0.1:1"][..],
+            &["--tls-cert", "c", "--tls-key", "k"],
+        ] {
+            let args = ["phasegate"].into_iter().chain(flags.iter().copied());
+            assert!(Promote::try_parse_from(args).is_err(), "{flags:?}");
+        }
+        let c = Promote::try_parse_from(["phasegate", "--max-runs", "3"]).expect("parses");
+        assert_eq!(c.config.load().expect("loads").max_runs, 3);
+    }
+
+    #[test]
+    fn github_app_flags_complete_the_files_app_or_name_a_whole_one() {
+        let app = |c: Config| c.forge.github_app.expect("an App");
+        let yaml = "forge:\n  githubApp:\n    appId: '1'\n    installationId: '2'\n    \
+                    privateKeyFile: /k.pem\n    apiUrl: https://ghe.example.com/api/v3\n";
+        let c = app(serve(yaml, &["--forge-github-app-id", "7"]).expect("loads"));
+        assert_eq!((c.app_id.as_str(), c.installation_id.as_str()), ("7", "2"));
+        assert_eq!(c.api_url, "https://ghe.example.com/api/v3");
+        let err = serve("{}", &["--forge-github-app-id", "7"]).expect_err("half an App");
+        assert!(
+            err.to_string()
+                .contains("--forge-github-app-installation-id"),
+            "{err}"
+        );
+        let whole = [
+            "--forge-github-app-id=7",
+            "--forge-github-app-installation-id=8",
+            "--forge-github-app-private-key-file=/k.pem",
+        ];
+        let c = app(serve("{}", &whole).expect("loads"));
+        assert_eq!(c.private_key_file, Path::new("/k.pem"));
+        assert_eq!(c.api_url, "https://api.github.com");
+        assert!(serve("{}", &[]).expect("loads").forge.github_app.is_none());
+    }
+}
