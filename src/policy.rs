@@ -44,30 +44,101 @@ impl PolicyError {
     }
 }
 
-/// Allowlists as written in the server configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Allowlists as written in the server configuration, and as `--policy-*` flags and
+/// `PHASEGATE_POLICY_*` variables (lists comma-separated).
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Globs of repository URLs (`https://github.com/my-org/*`), matched on the normalised URL.
-    pub repos: Vec<String>,
+    #[arg(
+        long = "policy-repos",
+        env = "PHASEGATE_POLICY_REPOS",
+        value_parser = comma_list,
+        help = "Allowed repository URL globs"
+    )]
+    pub repos: List,
     /// Allowed transitions, `source->target` (`test->prod`); `*` matches any phase.
-    pub transitions: Vec<String>,
+    #[arg(
+        long = "policy-transitions",
+        env = "PHASEGATE_POLICY_TRANSITIONS",
+        value_parser = comma_list,
+        help = "Allowed transitions (`test->prod`)"
+    )]
+    pub transitions: List,
     /// Globs of test images (`registry.example.com/tests/*`).
-    pub images: Vec<String>,
+    #[arg(
+        long = "policy-images",
+        env = "PHASEGATE_POLICY_IMAGES",
+        value_parser = comma_list,
+        help = "Allowed test image globs"
+    )]
+    pub images: List,
     /// Globs of the canonical paths of programs the command runner may start.
-    pub commands: Vec<String>,
+    #[arg(
+        long = "policy-commands",
+        env = "PHASEGATE_POLICY_COMMANDS",
+        value_parser = comma_list,
+        help = "Allowed test command globs (canonical paths)"
+    )]
+    pub commands: List,
     /// Whether a spec may set `allowUnmergedSource` (promote a commit that is not on its
     /// branch). Off by default: only merged versions are promoted.
+    #[arg(
+        long = "policy-allow-unmerged-source",
+        env = "PHASEGATE_POLICY_ALLOW_UNMERGED_SOURCE",
+        action = clap::ArgAction::Set,
+        help = "Let specs set allowUnmergedSource (promote commits that are not on their branch)"
+    )]
     pub allow_unmerged_source: bool,
     /// Namespaces a test Job may run in besides the server's own (`testNamespace`).
-    pub test_namespaces: Vec<String>,
+    #[arg(
+        long = "policy-test-namespaces",
+        env = "PHASEGATE_POLICY_TEST_NAMESPACES",
+        value_parser = comma_list,
+        help = "Namespaces a test Job may run in besides the server's"
+    )]
+    pub test_namespaces: List,
     /// Service accounts a test Job may run as (`testServiceAccount`); without one the Job runs
     /// as its namespace's `default`.
-    pub test_service_accounts: Vec<String>,
-    /// `test: none` (promote without testing) is allowed.
+    #[arg(
+        long = "policy-test-service-accounts",
+        env = "PHASEGATE_POLICY_TEST_SERVICE_ACCOUNTS",
+        value_parser = comma_list,
+        help = "Service accounts a test Job may run as"
+    )]
+    pub test_service_accounts: List,
+    /// Allow `test: none` (promote without testing).
+    #[arg(
+        long = "policy-allow-no-tests",
+        env = "PHASEGATE_POLICY_ALLOW_NO_TESTS",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        help = "Allow `test: none`"
+    )]
     pub allow_no_tests: bool,
-    /// An empty list allows everything, as before phasegate was closed by default (loud).
+    /// Permissive mode: an empty policy list allows everything (warned about loudly), as
+    /// before phasegate was closed by default.
+    #[arg(
+        long = "policy-permissive",
+        env = "PHASEGATE_POLICY_PERMISSIVE",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        help = "Permissive mode: an empty policy list allows everything (warned about loudly)"
+    )]
     pub permissive: bool,
+}
+
+/// A list of the policy. Spelled `List` rather than `Vec<String>` so that clap takes a flag's
+/// or variable's whole comma-separated text as one value ([`comma_list`]) instead of
+/// collecting one item per occurrence.
+pub type List = Vec<String>;
+
+/// A list setting's flag or variable: comma-separated, empty items dropped (so an empty
+/// variable empties the list).
+fn comma_list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
+    Ok(text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 impl PolicyConfig {
