@@ -25,6 +25,7 @@ mod github_app;
 mod grpcurl;
 mod jobs;
 mod merge_requests;
+mod module_graph;
 mod notifications;
 mod observability;
 mod payload;
