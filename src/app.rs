@@ -11,9 +11,13 @@ use tracing::warn;
 
 use crate::{
     cluster::Cluster,
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, GitHubAppConfig},
     credentials::{CredentialScopes, Credentials, Secret},
-    forge::ForgeSettings,
+    forge::{
+        ForgeSettings, RetryPolicy,
+        access::ServerApp,
+        github_app::{BadAppField, GitHubApp},
+    },
     git::{GitSettings, IdentityCheck, Signer, SigningKeySource},
     history::History,
     metrics::Metrics,
@@ -173,10 +177,62 @@ pub fn policy(config: &Config) -> Result<Policy, ConfigError> {
     Policy::new(&config.policy).map_err(|e| ConfigError(e.to_string()))
 }
 
-/// Forge settings: status links, retries, the server's GitHub App (its key file read), the CA
-/// bundle git trusts.
+/// Forge settings: status links, retries, the server's GitHub App (its key file read and
+/// checked: an App that cannot sign stops the server at start-up), the CA bundle git trusts.
 pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
-    config.forge.settings(config.git.ca_file.clone())
+    let f = &config.forge;
+    if f.retry_attempts == 0 || f.retry_attempts > 20 {
+        return Err(ConfigError("forge.retryAttempts must be 1 to 20".into()));
+    }
+    let max_wait = humantime::parse_duration(&f.max_retry_wait)
+        .map_err(|e| ConfigError(format!("forge.maxRetryWait {:?}: {e}", f.max_retry_wait)))?;
+    if let Some(url) = &f.run_url
+        && url::Url::parse(&url.replace("{run}", "r")).is_err()
+    {
+        return Err(ConfigError("forge.runUrl is not a URL template".into()));
+    }
+    Ok(ForgeSettings {
+        run_url: f.run_url.clone(),
+        retry: RetryPolicy {
+            attempts: f.retry_attempts,
+            max_wait,
+            ..Default::default()
+        },
+        ca_file: config.git.ca_file.clone(),
+        github_app: f.github_app.as_ref().map(server_app).transpose()?,
+    })
+}
+
+/// The server's GitHub App, its key read and checked, and the one API it is for.
+fn server_app(c: &GitHubAppConfig) -> Result<ServerApp, ConfigError> {
+    let file = c.private_key_file.display();
+    let pem = std::fs::read_to_string(&c.private_key_file)
+        .map_err(|e| ConfigError(format!("forge.githubApp.privateKeyFile {file}: {e}")))?;
+    let app = GitHubApp::new(&c.app_id, &c.installation_id, &pem).map_err(|bad| {
+        let field = match bad {
+            BadAppField::AppId => "appId".to_string(),
+            BadAppField::InstallationId => "installationId".to_string(),
+            BadAppField::PrivateKey => format!("privateKeyFile {file}"),
+        };
+        ConfigError(format!("forge.githubApp.{field} {}", bad.problem()))
+    })?;
+    // The JWT is a credential: over TLS, or to this machine (a local proxy).
+    let api = url::Url::parse(&c.api_url)
+        .ok()
+        .filter(|u| match (u.scheme(), u.host()) {
+            ("https", Some(_)) => true,
+            ("http", Some(url::Host::Domain(d))) => d == "localhost",
+            ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+            ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+            _ => false,
+        })
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "forge.githubApp.apiUrl {:?} is not an https:// URL",
+                c.api_url
+            ))
+        })?;
+    Ok(ServerApp { app, api })
 }
 
 /// Git settings, with the server's own credentials from files or the environment and its
