@@ -30,7 +30,7 @@ pub(super) struct Pull {
     merged: bool,
     /// Null until merged.
     merge_commit_sha: Option<String>,
-    /// Gitea 1.22+ and Forgejo; older versions only show the title's prefix.
+    /// Gitea 1.22+ says so; older versions only show the title's prefix.
     draft: Option<bool>,
     head: Branch,
     base: Branch,

@@ -14,9 +14,9 @@ pub(super) struct MergeRequest {
     sha: Option<String>,
     /// Null unless merged with a merge commit.
     merge_commit_sha: Option<String>,
-    /// Null unless squashed (GitLab 14.1+).
+    /// Null unless squashed; absent on older GitLab versions.
     squash_commit_sha: Option<String>,
-    /// GitLab 13.2+; `work_in_progress` before it (deprecated, gone in later versions).
+    /// `draft` on current GitLab, `work_in_progress` on older versions (now deprecated).
     draft: Option<bool>,
     work_in_progress: Option<bool>,
 }
