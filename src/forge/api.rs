@@ -12,6 +12,7 @@ use reqwest::{
     Method, StatusCode,
     header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT},
 };
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use tracing::{debug, warn};
 use url::Url;
@@ -49,6 +50,19 @@ pub(super) struct Answer {
     pub body: Value,
 }
 
+/// One entry of an error answer's `errors` list: Bitbucket's `{message, exceptionName}`,
+/// GitHub's validation details `{message}` or `{field, code}`. Every field is optional, and an
+/// error answer is read leniently: what cannot be read must not hide the refusal itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct Problem {
+    pub message: Option<String>,
+    pub field: Option<String>,
+    pub code: Option<String>,
+    /// Bitbucket's Java exception class, which tells conflicts apart.
+    pub exception_name: Option<String>,
+}
+
 impl Answer {
     /// The forge's own message (`message`, GitLab's `error`, Bitbucket's `errors[].message`),
     /// cut to one short line.
@@ -68,6 +82,39 @@ impl Answer {
             .unwrap_or_default();
         one_line(&text)
     }
+
+    /// The answer's `errors` list; empty when it has none.
+    pub fn problems(&self) -> Vec<Problem> {
+        match self.body["errors"].as_array() {
+            Some(list) => problems(list).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// GitHub's validation details (`errors: [{message}|{code, field}]`) in a few words, after
+    /// a colon; nothing when there are none.
+    fn details(&self) -> String {
+        let Some(list) = self.body["errors"].as_array() else {
+            return String::new();
+        };
+        let parts: Vec<String> = problems(list)
+            .map(|p| match p.message {
+                Some(message) => message,
+                None => format!(
+                    "{} {}",
+                    p.field.unwrap_or_default(),
+                    p.code.unwrap_or_default()
+                ),
+            })
+            .collect();
+        format!(": {}", one_line(&parts.join("; ")))
+    }
+}
+
+/// Each entry of an `errors` list; one that is not of [`Problem`]'s shape reads as empty.
+fn problems(list: &[Value]) -> impl Iterator<Item = Problem> + '_ {
+    list.iter()
+        .map(|entry| Problem::deserialize(entry).unwrap_or_default())
 }
 
 /// Where a client's token comes from: a fixed token (a personal or project access token), or
@@ -102,6 +149,8 @@ pub(super) struct ApiClient {
     /// What a 404 says is missing or hidden from the token (`repository o/r or its pull
     /// request`), in [`ApiClient::failed`].
     subject: String,
+    /// A refusal shows the `errors` list's validation details after the message (GitHub's).
+    details: bool,
 }
 
 /// No forge call may hang a run.
@@ -138,12 +187,20 @@ impl ApiClient {
             retry: settings.retry.clone(),
             auth_scheme: "Bearer",
             subject: String::new(),
+            details: false,
         })
     }
 
     /// Names what a 404 answer means is missing (see [`ApiClient::failed`]).
     pub fn about(mut self, subject: String) -> ApiClient {
         self.subject = subject;
+        self
+    }
+
+    /// Shows GitHub's validation details (`errors: [{message}|{code, field}]`) after the
+    /// message of a refusal.
+    pub fn with_details(mut self) -> ApiClient {
+        self.details = true;
         self
     }
 
@@ -231,30 +288,31 @@ impl ApiClient {
         )))
     }
 
-    /// Calls `method path` to `what` (for messages); only a success answers, with its body.
-    pub async fn success(
+    /// Calls `method path` to `what` (for messages); only a success answers, with its body
+    /// read as `T` (see [`ApiClient::read`]).
+    pub async fn success<T: DeserializeOwned>(
         &self,
         what: &str,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, ForgeError> {
+    ) -> Result<T, ForgeError> {
         let answer = self.call(method, path, body).await?;
         match answer.status.is_success() {
-            true => Ok(answer.body),
+            true => self.read(what, answer),
             false => Err(self.failed(what, &answer)),
         }
+    }
+
+    /// The body of the answer to `what` as `T` (see [`read`]).
+    pub fn read<T: DeserializeOwned>(&self, what: &str, answer: Answer) -> Result<T, ForgeError> {
+        read(self.forge, what, answer.body)
     }
 
     /// An answer that should have been a success, as an error naming the request `what`: a
     /// 404 is the subject not found (or hidden from the token), anything else the forge's
     /// refusal with its message.
     pub fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        self.failed_with(what, answer, "")
-    }
-
-    /// [`ApiClient::failed`], with the forge's `detail` after its message in a refusal.
-    pub fn failed_with(&self, what: &str, answer: &Answer, detail: &str) -> ForgeError {
         let (forge, message) = (self.forge, answer.message());
         match answer.status {
             StatusCode::NOT_FOUND => ForgeError::NotFound(format!(
@@ -262,8 +320,13 @@ impl ApiClient {
                 self.subject
             )),
             status => ForgeError::Refused(format!(
-                "{forge} refused to {what}: HTTP {} ({message}{detail})",
-                status.as_u16()
+                "{forge} refused to {what}: HTTP {} ({message}{})",
+                status.as_u16(),
+                if self.details {
+                    answer.details()
+                } else {
+                    String::new()
+                }
             )),
         }
     }
@@ -310,6 +373,26 @@ impl ApiClient {
             reason,
         }
     }
+}
+
+/// `forge`'s answer to `what` (for messages) as `T`, which holds what phasegate reads of it.
+/// A field missing or of another type (the forge's API changed) is an error naming it, never
+/// a default: a pull request numbered 0 or an empty link would go unnoticed.
+pub(super) fn read<T: DeserializeOwned>(
+    forge: &str,
+    what: &str,
+    body: Value,
+) -> Result<T, ForgeError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let at = match e.path().to_string() {
+            root if root == "." => String::new(),
+            path => format!("{path}: "),
+        };
+        ForgeError::Refused(format!(
+            "{forge}'s answer to the request to {what} cannot be read: {at}{}",
+            e.inner()
+        ))
+    })
 }
 
 /// A forge never echoes the token, but if one did, it would not reach a message.

@@ -15,9 +15,10 @@ use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, HeaderMap, HeaderValue},
 };
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use self::answers::{out_of_date, pull_request, strategy};
+use self::answers::{Outcome, Page, Pull, out_of_date, strategy};
 pub(super) use self::features::check_plan;
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
@@ -102,10 +103,11 @@ impl BitbucketDataCenter {
         }
     }
 
-    async fn read(&self, what: &str, path: &str) -> Result<Value, ForgeError> {
+    /// `GET path` to `what`: only a success answers, read as `T`.
+    async fn read<T: DeserializeOwned>(&self, what: &str, path: &str) -> Result<T, ForgeError> {
         let answer = self.request(what, Method::GET, path, None).await?;
         match answer.status.is_success() {
-            true => Ok(answer.body),
+            true => self.api.read(what, answer),
             false => Err(self.api.failed(what, &answer)),
         }
     }
@@ -132,14 +134,13 @@ impl Forge for BitbucketDataCenter {
                 .append_pair("state", "OPEN")
                 .finish();
             let path = format!("{}/pull-requests?{query}", self.root);
-            let page = self.read("list pull requests", &path).await?;
+            let page: Page<Pull> = self.read("list pull requests", &path).await?;
             let base = format!("refs/heads/{base}");
-            Ok(page["values"]
-                .as_array()
+            Ok(page
+                .values
                 .into_iter()
-                .flatten()
-                .find(|pr| pr["toRef"]["id"] == base.as_str())
-                .map(pull_request))
+                .find(|pr| pr.to_ref.id == base)
+                .map(PullRequest::from))
         })
     }
 
@@ -165,7 +166,7 @@ impl Forge for BitbucketDataCenter {
             let what = "open a pull request";
             let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
             match answer.status {
-                StatusCode::CREATED => Ok(pull_request(&answer.body)),
+                StatusCode::CREATED => Ok(self.api.read::<Pull>(what, answer)?.into()),
                 _ => Err(self.api.failed(what, &answer)),
             }
         })
@@ -181,21 +182,20 @@ impl Forge for BitbucketDataCenter {
             let what = "update the pull request";
             let mut last = None;
             for _ in 0..WRITE_ATTEMPTS {
-                let now = self.read("read the pull request", &path).await?;
+                let now: Pull = self.read("read the pull request", &path).await?;
                 // A PUT sets the reviewers it is given: hand back the ones the pull request has.
-                let reviewers: Vec<Value> = now["reviewers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| json!({ "user": { "name": r["user"]["name"] } }))
+                let reviewers: Vec<Value> = now
+                    .reviewers
+                    .iter()
+                    .map(|r| json!({ "user": { "name": r.user.name } }))
                     .collect();
                 let body = json!({
-                    "version": now["version"], "title": draft.title, "description": draft.body,
+                    "version": now.version, "title": draft.title, "description": draft.body,
                     "reviewers": reviewers,
                 });
                 let answer = self.request(what, Method::PUT, &path, Some(&body)).await?;
                 match answer.status {
-                    StatusCode::OK => return Ok(pull_request(&answer.body)),
+                    StatusCode::OK => return Ok(self.api.read::<Pull>(what, answer)?.into()),
                     StatusCode::CONFLICT if out_of_date(&answer) => last = Some(answer),
                     _ => return Err(self.api.failed(what, &answer)),
                 }
@@ -209,10 +209,10 @@ impl Forge for BitbucketDataCenter {
 
     fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
         Box::pin(async move {
-            let now = self
+            let now: Pull = self
                 .read("read the pull request", &self.pull_request_path(number))
                 .await?;
-            Ok(pull_request(&now))
+            Ok(now.into())
         })
     }
 
@@ -225,21 +225,21 @@ impl Forge for BitbucketDataCenter {
         Box::pin(async move {
             self.check_auto_merge().await?;
             let path = self.pull_request_path(number);
-            let now = self.read("read the pull request", &path).await?;
-            let pr = pull_request(&now);
+            let now: Pull = self.read("read the pull request", &path).await?;
+            // The version pins what we merge; the head check pins which commit.
+            let (version, moved) = (now.version, now.from_ref.latest_commit != head_sha);
+            let pr = PullRequest::from(now);
             if pr.state != PrState::Open {
                 return Ok(match (pr.state, pr.merge_commit) {
                     (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
                     _ => MergeAttempt::NotMergeable("the pull request is not open".into()),
                 });
             }
-            // The version pins what we merge; the head check pins which commit.
-            if now["fromRef"]["latestCommit"] != head_sha {
+            if moved {
                 return Ok(MergeAttempt::NotMergeable(
                     "its branch moved since phasegate pushed it".into(),
                 ));
             }
-            let version = now["version"].as_u64().unwrap_or_default();
             let body = json!({ "autoMerge": true, "strategyId": strategy(method) });
             let merge = format!("{path}/merge?version={version}");
             let what = "merge the pull request";
@@ -248,8 +248,8 @@ impl Forge for BitbucketDataCenter {
                 .await?;
             match answer.status.as_u16() {
                 200 => {
-                    let pr = pull_request(&answer.body);
-                    Ok(match (pr.state, pr.merge_commit) {
+                    let outcome: Outcome = self.api.read(what, answer)?;
+                    Ok(match outcome.state() {
                         (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
                         _ => MergeAttempt::NotMergeable(
                             "auto-merge is requested: Bitbucket merges it when its merge \

@@ -3,11 +3,16 @@
 //! Gitea marks them), merging with Gitea's own auto-merge (`merge_when_checks_succeed`), and
 //! commit statuses. The token goes as `Authorization: token …`, as both document it.
 
+mod answers;
+
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
 use reqwest::{Method, header::HeaderMap};
-use serde_json::{Value, json};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::json;
+
+use self::answers::{Label, Pull, title};
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
@@ -17,13 +22,6 @@ use crate::{
     git::Secret,
     spec::{ForgeKind, MergeMethod},
 };
-
-/// How phasegate marks a draft: Gitea's first default work-in-progress prefix.
-const DRAFT: &str = "WIP: ";
-
-/// Gitea's default work-in-progress prefixes (`WORK_IN_PROGRESS_PREFIXES`), matched as it
-/// does, ignoring case.
-const WIP_PREFIXES: [&str; 2] = ["wip:", "[wip]"];
 
 /// Gitea's largest page (`MAX_RESPONSE_ITEMS`).
 const PAGE: usize = 50;
@@ -65,12 +63,12 @@ impl Gitea {
     }
 
     /// Every item of a paged list (`?page=N&limit=50`), up to [`MAX_PAGES`] pages.
-    async fn pages(
+    async fn pages<T: DeserializeOwned>(
         &self,
         what: &str,
         path: &str,
         query: &[(&str, &str)],
-    ) -> Result<Vec<Value>, ForgeError> {
+    ) -> Result<Vec<T>, ForgeError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let query = url::form_urlencoded::Serializer::new(String::new())
@@ -78,11 +76,10 @@ impl Gitea {
                 .append_pair("page", &page.to_string())
                 .append_pair("limit", &PAGE.to_string())
                 .finish();
-            let list = self
+            let items: Vec<T> = self
                 .api
                 .success(what, Method::GET, &format!("{path}?{query}"), None)
                 .await?;
-            let items = list.as_array().cloned().unwrap_or_default();
             let last = items.len() < PAGE;
             all.extend(items);
             if last {
@@ -100,10 +97,10 @@ impl Gitea {
         }
         let path = format!("repos/{}/labels", self.repo);
         let known: BTreeMap<String, u64> = self
-            .pages("list labels", &path, &[])
+            .pages::<Label>("list labels", &path, &[])
             .await?
-            .iter()
-            .filter_map(|l| Some((l["name"].as_str()?.to_string(), l["id"].as_u64()?)))
+            .into_iter()
+            .map(|l| (l.name, l.id))
             .collect();
         let missing: Vec<&str> = names
             .iter()
@@ -140,13 +137,13 @@ impl Forge for Gitea {
         Box::pin(async move {
             // Gitea's list has no head or base filter: read the open ones.
             let path = format!("repos/{}/pulls", self.repo);
-            let open = self
+            let open: Vec<Pull> = self
                 .pages("list pull requests", &path, &[("state", "open")])
                 .await?;
             Ok(open
-                .iter()
-                .find(|p| p["head"]["ref"] == head && p["base"]["ref"] == base)
-                .map(pull_request))
+                .into_iter()
+                .find(|p| p.joins(head, base))
+                .map(PullRequest::from))
         })
     }
 
@@ -164,11 +161,11 @@ impl Forge for Gitea {
                 body["labels"] = json!(labels);
             }
             let path = format!("repos/{}/pulls", self.repo);
-            let pr = self
+            let pr: Pull = self
                 .api
                 .success("open a pull request", Method::POST, &path, Some(&body))
                 .await?;
-            Ok(pull_request(&pr))
+            Ok(pr.into())
         })
     }
 
@@ -182,21 +179,21 @@ impl Forge for Gitea {
             // The title carries the draft mark: keep what the pull request has now (a reviewer
             // may have marked it ready), as on forges where draft is a flag.
             let path = self.pull(number);
-            let now = self
+            let now: Pull = self
                 .api
                 .success("read the pull request", Method::GET, &path, None)
                 .await?;
             let body = json!({
-                "title": title(&draft.title, is_draft(&now)), "body": draft.body,
+                "title": title(&draft.title, now.is_draft()), "body": draft.body,
             });
-            let pr = self
+            let pr: Pull = self
                 .api
                 .success("update the pull request", Method::PATCH, &path, Some(&body))
                 .await?;
             if !labels.is_empty() {
                 let path = format!("repos/{}/issues/{number}/labels", self.repo);
                 self.api
-                    .success(
+                    .success::<IgnoredAny>(
                         "label the pull request",
                         Method::POST,
                         &path,
@@ -204,13 +201,13 @@ impl Forge for Gitea {
                     )
                     .await?;
             }
-            Ok(pull_request(&pr))
+            Ok(pr.into())
         })
     }
 
     fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
         Box::pin(async move {
-            let pr = self
+            let pr: Pull = self
                 .api
                 .success(
                     "read the pull request",
@@ -219,7 +216,7 @@ impl Forge for Gitea {
                     None,
                 )
                 .await?;
-            Ok(pull_request(&pr))
+            Ok(pr.into())
         })
     }
 
@@ -278,74 +275,9 @@ impl Forge for Gitea {
             }
             let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
             self.api
-                .success("set a commit status", Method::POST, &path, Some(&body))
+                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
                 .await
                 .map(drop)
         })
-    }
-}
-
-/// The title Gitea shows, with the draft mark when `draft`.
-fn title(title: &str, draft: bool) -> String {
-    match draft {
-        true => format!("{DRAFT}{title}"),
-        false => title.to_string(),
-    }
-}
-
-/// Whether a pull request is a draft: Gitea 1.22+ says so, older ones only show the prefix.
-fn is_draft(pr: &Value) -> bool {
-    let title = pr["title"]
-        .as_str()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    pr["draft"].as_bool() == Some(true) || WIP_PREFIXES.iter().any(|p| title.starts_with(p))
-}
-
-fn pull_request(v: &Value) -> PullRequest {
-    let merged = v["merged"].as_bool() == Some(true);
-    PullRequest {
-        number: v["number"].as_u64().unwrap_or_default(),
-        url: v["html_url"].as_str().unwrap_or_default().to_string(),
-        state: match (v["state"].as_str(), merged) {
-            (_, true) => PrState::Merged,
-            (Some("open"), _) => PrState::Open,
-            _ => PrState::ClosedUnmerged,
-        },
-        merge_commit: merged
-            .then(|| v["merge_commit_sha"].as_str().map(str::to_string))
-            .flatten(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marks_drafts_with_the_wip_prefix_and_reads_them_back() {
-        assert_eq!(title("Promote", true), "WIP: Promote");
-        assert_eq!(title("Promote", false), "Promote");
-        assert!(is_draft(&json!({"title": "WIP: Promote"})));
-        assert!(is_draft(&json!({"title": "[wip] Promote"})));
-        assert!(is_draft(&json!({"title": "Promote", "draft": true})));
-        assert!(!is_draft(&json!({"title": "Promote", "draft": false})));
-    }
-
-    #[test]
-    fn reads_merged_open_and_closed_pull_requests() {
-        let merged = pull_request(&json!({
-            "number": 4, "state": "closed", "merged": true, "merge_commit_sha": "m",
-            "html_url": "https://codeberg.org/o/r/pulls/4",
-        }));
-        assert_eq!(
-            (merged.state, merged.merge_commit.as_deref(), merged.number),
-            (PrState::Merged, Some("m"), 4)
-        );
-        assert_eq!(merged.url, "https://codeberg.org/o/r/pulls/4");
-        let open = pull_request(&json!({"number": 4, "state": "open", "merged": false}));
-        assert_eq!((open.state, open.merge_commit), (PrState::Open, None));
-        let closed = pull_request(&json!({"number": 4, "state": "closed", "merged": false}));
-        assert_eq!(closed.state, PrState::ClosedUnmerged);
     }
 }

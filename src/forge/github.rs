@@ -8,12 +8,13 @@ use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, HeaderMap, HeaderValue},
 };
-use serde_json::{Value, json};
+use serde::{Deserialize, de::IgnoredAny};
+use serde_json::json;
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
     PullRequestDraft, StatusState,
-    api::{Answer, ApiClient, TokenSource},
+    api::{ApiClient, TokenSource},
 };
 use crate::spec::MergeMethod;
 
@@ -35,9 +36,12 @@ impl GitHub {
         settings: &ForgeSettings,
     ) -> Result<GitHub, ForgeError> {
         Ok(GitHub {
-            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?.about(
-                format!("repository {} or its pull request", located.project),
-            ),
+            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?
+                .about(format!(
+                    "repository {} or its pull request",
+                    located.project
+                ))
+                .with_details(),
             repo: located.project.clone(),
         })
     }
@@ -46,25 +50,16 @@ impl GitHub {
         self.repo.split('/').next().unwrap_or_default()
     }
 
-    /// An answer that should have been a success, as an error naming the request and
-    /// GitHub's validation details.
-    fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
-        self.api.failed_with(what, answer, &errors(&answer.body))
-    }
-
     async fn labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
         if labels.is_empty() {
             return Ok(());
         }
         let path = format!("repos/{}/issues/{number}/labels", self.repo);
-        let answer = self
-            .api
-            .call(Method::POST, &path, Some(&json!({ "labels": labels })))
-            .await?;
-        match answer.status.is_success() {
-            true => Ok(()),
-            false => Err(self.failed("label the pull request", &answer)),
-        }
+        let body = json!({ "labels": labels });
+        self.api
+            .success::<IgnoredAny>("label the pull request", Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 }
 
@@ -85,15 +80,11 @@ impl Forge for GitHub {
                 .append_pair("base", base)
                 .finish();
             let path = format!("repos/{}/pulls?{query}", self.repo);
-            let answer = self.api.call(Method::GET, &path, None).await?;
-            if !answer.status.is_success() {
-                return Err(self.failed("list pull requests", &answer));
-            }
-            Ok(answer
-                .body
-                .as_array()
-                .and_then(|prs| prs.first())
-                .map(pull_request))
+            let open: Vec<Pull> = self
+                .api
+                .success("list pull requests", Method::GET, &path, None)
+                .await?;
+            Ok(open.into_iter().next().map(PullRequest::from))
         })
     }
 
@@ -107,11 +98,12 @@ impl Forge for GitHub {
                 "body": draft.body, "draft": draft.draft,
             });
             let path = format!("repos/{}/pulls", self.repo);
+            let what = "open a pull request";
             let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
             if answer.status != StatusCode::CREATED {
-                return Err(self.failed("open a pull request", &answer));
+                return Err(self.api.failed(what, &answer));
             }
-            let pr = pull_request(&answer.body);
+            let pr = PullRequest::from(self.api.read::<Pull>(what, answer)?);
             self.labels(pr.number, &draft.labels).await?;
             Ok(pr)
         })
@@ -125,23 +117,23 @@ impl Forge for GitHub {
         Box::pin(async move {
             let body = json!({ "title": draft.title, "body": draft.body });
             let path = format!("repos/{}/pulls/{number}", self.repo);
-            let answer = self.api.call(Method::PATCH, &path, Some(&body)).await?;
-            if !answer.status.is_success() {
-                return Err(self.failed("update the pull request", &answer));
-            }
+            let pr: Pull = self
+                .api
+                .success("update the pull request", Method::PATCH, &path, Some(&body))
+                .await?;
             self.labels(number, &draft.labels).await?;
-            Ok(pull_request(&answer.body))
+            Ok(pr.into())
         })
     }
 
     fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
         Box::pin(async move {
             let path = format!("repos/{}/pulls/{number}", self.repo);
-            let answer = self.api.call(Method::GET, &path, None).await?;
-            if !answer.status.is_success() {
-                return Err(self.failed("read the pull request", &answer));
-            }
-            Ok(pull_request(&answer.body))
+            let pr: Pull = self
+                .api
+                .success("read the pull request", Method::GET, &path, None)
+                .await?;
+            Ok(pr.into())
         })
     }
 
@@ -154,14 +146,15 @@ impl Forge for GitHub {
         Box::pin(async move {
             let body = json!({ "merge_method": method.as_str(), "sha": head_sha });
             let path = format!("repos/{}/pulls/{number}/merge", self.repo);
+            let what = "merge the pull request";
             let answer = self.api.call(Method::PUT, &path, Some(&body)).await?;
             match answer.status.as_u16() {
                 200 => Ok(MergeAttempt::Merged(
-                    answer.body["sha"].as_str().unwrap_or_default().to_string(),
+                    self.api.read::<Merged>(what, answer)?.sha,
                 )),
                 // Not mergeable (checks, reviews, conflicts), or the head moved meanwhile.
                 405 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.failed("merge the pull request", &answer)),
+                _ => Err(self.api.failed(what, &answer)),
             }
         })
     }
@@ -182,11 +175,10 @@ impl Forge for GitHub {
                 body["target_url"] = json!(url);
             }
             let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
-            let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
-            match answer.status.is_success() {
-                true => Ok(()),
-                false => Err(self.failed("set a commit status", &answer)),
-            }
+            self.api
+                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
+                .await
+                .map(drop)
         })
     }
 }
@@ -205,41 +197,93 @@ pub(super) fn headers() -> HeaderMap {
     headers
 }
 
-fn pull_request(v: &Value) -> PullRequest {
-    let merged = v["merged"].as_bool().unwrap_or(false) || !v["merged_at"].is_null();
-    PullRequest {
-        number: v["number"].as_u64().unwrap_or_default(),
-        url: v["html_url"].as_str().unwrap_or_default().to_string(),
-        state: match (v["state"].as_str(), merged) {
-            (_, true) => PrState::Merged,
-            (Some("open"), _) => PrState::Open,
-            _ => PrState::ClosedUnmerged,
-        },
-        merge_commit: merged
-            .then(|| v["merge_commit_sha"].as_str().map(str::to_string))
-            .flatten(),
+/// A pull request as GitHub answers it (`pull-request`, and `pull-request-simple` in lists).
+#[derive(Debug, Deserialize)]
+struct Pull {
+    number: u64,
+    html_url: String,
+    state: String,
+    /// Only in a single pull request's answer, not in lists: there `merged_at` tells.
+    #[serde(default)]
+    merged: bool,
+    /// Null until merged.
+    merged_at: Option<String>,
+    /// Null until merged (and while GitHub computes the test merge).
+    merge_commit_sha: Option<String>,
+}
+
+impl From<Pull> for PullRequest {
+    fn from(pr: Pull) -> PullRequest {
+        let merged = pr.merged || pr.merged_at.is_some();
+        PullRequest {
+            number: pr.number,
+            url: pr.html_url,
+            state: match (pr.state.as_str(), merged) {
+                (_, true) => PrState::Merged,
+                ("open", _) => PrState::Open,
+                _ => PrState::ClosedUnmerged,
+            },
+            merge_commit: pr.merge_commit_sha.filter(|_| merged),
+        }
     }
 }
 
-/// GitHub's validation details (`errors: [{message}|{code, field}]`), in a few words.
-fn errors(body: &Value) -> String {
-    let Some(list) = body["errors"].as_array() else {
-        return String::new();
-    };
-    let parts: Vec<String> = list
-        .iter()
-        .map(|e| {
-            e["message"].as_str().map_or_else(
-                || {
-                    format!(
-                        "{} {}",
-                        e["field"].as_str().unwrap_or(""),
-                        e["code"].as_str().unwrap_or("")
-                    )
-                },
-                str::to_string,
-            )
-        })
-        .collect();
-    format!(": {}", super::api::one_line(&parts.join("; ")))
+/// GitHub's answer to a merge.
+#[derive(Debug, Deserialize)]
+struct Merged {
+    /// The commit the base branch got.
+    sha: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::forge::api::read;
+
+    fn pull(body: Value) -> Result<PullRequest, ForgeError> {
+        read::<Pull>("GitHub", "read the pull request", body).map(PullRequest::from)
+    }
+
+    #[test]
+    fn reads_merged_open_and_listed_pull_requests() {
+        let merged = pull(json!({
+            "number": 4, "state": "closed", "merged": true, "merged_at": "2026-11-25T00:00:00Z",
+            "merge_commit_sha": "m", "html_url": "https://github.com/o/r/pull/4",
+        }))
+        .expect("read");
+        assert_eq!(
+            (merged.number, merged.state, merged.merge_commit.as_deref()),
+            (4, PrState::Merged, Some("m"))
+        );
+        assert_eq!(merged.url, "https://github.com/o/r/pull/4");
+        // A list's entries have no `merged`; the test merge's commit is not a merge commit.
+        let open = pull(json!({
+            "number": 5, "state": "open", "merged_at": null, "merge_commit_sha": "test",
+            "html_url": "u",
+        }))
+        .expect("read");
+        assert_eq!((open.state, open.merge_commit), (PrState::Open, None));
+    }
+
+    #[test]
+    fn names_a_renamed_pull_request_field_instead_of_reading_number_0() {
+        let err = pull(json!({"id": 4, "state": "open", "html_url": "u"})).expect_err("renamed");
+        assert!(err.to_string().contains("missing field `number`"), "{err}");
+        assert!(err.to_string().contains("read the pull request"), "{err}");
+        let listed = read::<Vec<Pull>>("GitHub", "list pull requests", json!([{"number": 4}]));
+        let err = listed.expect_err("no link");
+        assert!(
+            err.to_string().contains("[0]: missing field `html_url`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_a_merge_answer_without_its_commit() {
+        let err = read::<Merged>("GitHub", "merge the pull request", json!({"merged": true}))
+            .expect_err("no sha");
+        assert!(err.to_string().contains("missing field `sha`"), "{err}");
+    }
 }

@@ -3,10 +3,14 @@
 //! commit statuses. The project is addressed by its URL-encoded path (`group%2Fgitops`), which
 //! works on every GitLab version and needs no lookup of the numeric id.
 
+mod answers;
+
 use futures_util::future::BoxFuture;
 use reqwest::{Method, header::HeaderMap};
-use serde_json::{Value, json};
+use serde::de::IgnoredAny;
+use serde_json::json;
 
+use self::answers::MergeRequest;
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
     PullRequestDraft, StatusState, api::ApiClient,
@@ -86,14 +90,11 @@ impl Forge for GitLab {
                 .append_pair("target_branch", base)
                 .finish();
             let path = format!("{}/merge_requests?{query}", self.root);
-            let list = self
+            let open: Vec<MergeRequest> = self
                 .api
                 .success("list merge requests", Method::GET, &path, None)
                 .await?;
-            Ok(list
-                .as_array()
-                .and_then(|mrs| mrs.first())
-                .map(merge_request))
+            Ok(open.into_iter().next().map(PullRequest::from))
         })
     }
 
@@ -110,11 +111,11 @@ impl Forge for GitLab {
                 body["labels"] = json!(draft.labels.join(","));
             }
             let path = format!("{}/merge_requests", self.root);
-            let mr = self
+            let mr: MergeRequest = self
                 .api
                 .success("open a merge request", Method::POST, &path, Some(&body))
                 .await?;
-            Ok(merge_request(&mr))
+            Ok(mr.into())
         })
     }
 
@@ -127,34 +128,32 @@ impl Forge for GitLab {
             // The title carries the draft mark: keep what the merge request has now (a
             // reviewer may have marked it ready), as on forges where draft is a flag.
             let path = self.merge_request(number);
-            let now = self
+            let now: MergeRequest = self
                 .api
                 .success("read the merge request", Method::GET, &path, None)
                 .await?;
-            let is_draft = now["draft"].as_bool() == Some(true)
-                || now["work_in_progress"].as_bool() == Some(true);
             let mut body = json!({
-                "title": title(&draft.title, is_draft), "description": draft.body,
+                "title": title(&draft.title, now.is_draft()), "description": draft.body,
             });
             if !draft.labels.is_empty() {
                 body["add_labels"] = json!(draft.labels.join(","));
             }
-            let mr = self
+            let mr: MergeRequest = self
                 .api
                 .success("update the merge request", Method::PUT, &path, Some(&body))
                 .await?;
-            Ok(merge_request(&mr))
+            Ok(mr.into())
         })
     }
 
     fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
         Box::pin(async move {
             let path = self.merge_request(number);
-            let mr = self
+            let mr: MergeRequest = self
                 .api
                 .success("read the merge request", Method::GET, &path, None)
                 .await?;
-            Ok(merge_request(&mr))
+            Ok(mr.into())
         })
     }
 
@@ -176,6 +175,7 @@ impl Forge for GitLab {
                 "auto_merge": true, "merge_when_pipeline_succeeds": true,
             });
             let path = format!("{}/merge", self.merge_request(number));
+            let what = "merge the merge request";
             let answer = match self.api.call(Method::PUT, &path, Some(&body)).await {
                 Ok(answer) => answer,
                 // GitLab answers 401 also when the token's user may not merge into the
@@ -193,7 +193,7 @@ impl Forge for GitLab {
             };
             match answer.status.as_u16() {
                 200 => {
-                    let mr = merge_request(&answer.body);
+                    let mr = PullRequest::from(self.api.read::<MergeRequest>(what, answer)?);
                     Ok(match (mr.state, mr.merge_commit) {
                         (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
                         _ => MergeAttempt::NotMergeable(
@@ -204,7 +204,7 @@ impl Forge for GitLab {
                 // 405: not mergeable yet (draft, checks, approvals, discussions), 406 on older
                 // versions; 409: the head moved; 422: conflicts.
                 405 | 406 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.api.failed("merge the merge request", &answer)),
+                _ => Err(self.api.failed(what, &answer)),
             }
         })
     }
@@ -226,7 +226,7 @@ impl Forge for GitLab {
             }
             let path = format!("{}/statuses/{}", self.root, status.sha);
             self.api
-                .success("set a commit status", Method::POST, &path, Some(&body))
+                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
                 .await
                 .map(drop)
         })
@@ -241,54 +241,9 @@ fn title(title: &str, draft: bool) -> String {
     }
 }
 
-fn merge_request(v: &Value) -> PullRequest {
-    let state = match v["state"].as_str() {
-        Some("merged") => PrState::Merged,
-        Some("opened" | "locked") => PrState::Open,
-        _ => PrState::ClosedUnmerged,
-    };
-    // The commit the target branch got: the merge commit, else the squash commit
-    // (fast-forward with squash), else the head itself (fast-forward).
-    let merge_commit = (state == PrState::Merged)
-        .then(|| {
-            ["merge_commit_sha", "squash_commit_sha", "sha"]
-                .iter()
-                .find_map(|k| v[*k].as_str().filter(|s| !s.is_empty()))
-                .map(str::to_string)
-        })
-        .flatten();
-    PullRequest {
-        number: v["iid"].as_u64().unwrap_or_default(),
-        url: v["web_url"].as_str().unwrap_or_default().to_string(),
-        state,
-        merge_commit,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_commit_a_merge_gave_the_target_branch() {
-        let merged = |extra: Value| {
-            let mut v = json!({"iid": 3, "state": "merged", "web_url": "u", "sha": "head"});
-            for (k, x) in extra.as_object().expect("object") {
-                v[k] = x.clone();
-            }
-            merge_request(&v).merge_commit
-        };
-        assert_eq!(merged(json!({"merge_commit_sha": "m"})), Some("m".into()));
-        assert_eq!(
-            merged(json!({"merge_commit_sha": null, "squash_commit_sha": "s"})),
-            Some("s".into())
-        );
-        assert_eq!(merged(json!({})), Some("head".into()));
-        let open = merge_request(&json!({"iid": 3, "state": "locked", "sha": "head"}));
-        assert_eq!((open.state, open.merge_commit), (PrState::Open, None));
-        let closed = merge_request(&json!({"iid": 3, "state": "closed"}));
-        assert_eq!(closed.state, PrState::ClosedUnmerged);
-    }
 
     #[test]
     fn marks_drafts_in_the_title_and_refuses_rebase() {

@@ -14,6 +14,7 @@ use std::{
 
 use futures_util::future::BoxFuture;
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 use url::Url;
@@ -163,8 +164,9 @@ impl Installation {
                 other => other,
             })?;
         let message = answer.message();
-        match answer.status.as_u16() {
-            201 => {}
+        let what = "mint an installation token";
+        let minted: AccessToken = match answer.status.as_u16() {
+            201 => api.read(what, answer)?,
             404 => {
                 return Err(ForgeError::Credentials(format!(
                     "GitHub App {app} has no installation {installation}: check the installation \
@@ -184,24 +186,30 @@ impl Installation {
                      {installation}: HTTP {status} ({message})"
                 )));
             }
-        }
-        let token = answer.body["token"].as_str().unwrap_or_default();
-        if token.is_empty() {
+        };
+        if minted.token.is_empty() {
             return Err(ForgeError::Refused(
                 "GitHub answered no installation token".into(),
             ));
         }
-        // An unreadable expiry counts as expiring now: the token serves this call only.
-        let expires = answer.body["expires_at"]
-            .as_str()
-            .and_then(|at| humantime::parse_rfc3339(at).ok())
-            .unwrap_or_else(SystemTime::now);
+        // An expiry that is not a time counts as expiring now: the token serves this call only.
+        let expires =
+            humantime::parse_rfc3339(&minted.expires_at).unwrap_or_else(|_| SystemTime::now());
         info!(app = %app, installation, repo = %self.repo, "GitHub App installation token minted");
         Ok(Minted {
-            token: Secret::new(token),
+            token: Secret::new(minted.token),
             expires,
         })
     }
+}
+
+/// GitHub's answer to `POST /app/installations/{id}/access_tokens`.
+#[derive(Deserialize)]
+struct AccessToken {
+    /// The installation token: a credential, so this type has no `Debug`.
+    token: String,
+    /// RFC 3339.
+    expires_at: String,
 }
 
 impl TokenSource for Installation {
@@ -217,4 +225,34 @@ pub fn connect(
     settings: &ForgeSettings,
 ) -> Result<Box<dyn Forge>, ForgeError> {
     Ok(Box::new(GitHub::new(located, installation, settings)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::forge::api::read;
+
+    #[test]
+    fn names_a_renamed_installation_token_field_without_showing_the_token() {
+        let what = "mint an installation token";
+        let answer = json!({"access_token": "ghs_secret", "expires_at": "2026-11-25T00:00:00Z"});
+        let err = read::<AccessToken>("GitHub", what, answer)
+            .err()
+            .expect("renamed");
+        assert!(err.to_string().contains("missing field `token`"), "{err}");
+        assert!(!err.to_string().contains("ghs_secret"), "{err}");
+        let answer = json!({"token": "ghs_secret", "expires": "2026-11-25T00:00:00Z"});
+        let err = read::<AccessToken>("GitHub", what, answer)
+            .err()
+            .expect("renamed");
+        assert!(
+            err.to_string().contains("missing field `expires_at`"),
+            "{err}"
+        );
+        let answer = json!({"token": "ghs_secret", "expires_at": "2026-11-25T00:00:00Z"});
+        let minted = read::<AccessToken>("GitHub", what, answer).expect("read");
+        assert_eq!(minted.token, "ghs_secret");
+    }
 }

@@ -1,7 +1,7 @@
-//! Bitbucket Data Center's JSON as phasegate reads it (pull requests, conflicts) and its merge
-//! strategies.
+//! Bitbucket Data Center's JSON as phasegate reads it (pull requests, pages, conflicts, server
+//! properties and settings) and its merge strategies.
 
-use serde_json::Value;
+use serde::{Deserialize, Deserializer, de::Error as _};
 
 use crate::{
     forge::{PrState, PullRequest, api::Answer},
@@ -21,57 +21,159 @@ pub(super) fn strategy(method: MergeMethod) -> &'static str {
 
 /// A 409 because the `version` sent is no longer the pull request's.
 pub(super) fn out_of_date(answer: &Answer) -> bool {
-    answer.body["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| {
-            e["exceptionName"]
-                .as_str()
-                .is_some_and(|n| n.ends_with("PullRequestOutOfDateException"))
-        })
+    answer.problems().iter().any(|p| {
+        p.exception_name
+            .as_deref()
+            .is_some_and(|n| n.ends_with("PullRequestOutOfDateException"))
+    })
 }
 
-pub(super) fn pull_request(v: &Value) -> PullRequest {
-    let state = match v["state"].as_str() {
-        Some("OPEN") => PrState::Open,
-        Some("MERGED") => PrState::Merged,
-        _ => PrState::ClosedUnmerged,
-    };
-    PullRequest {
-        number: v["id"].as_u64().unwrap_or_default(),
-        url: v["links"]["self"][0]["href"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        state,
-        merge_commit: (state == PrState::Merged)
-            .then(|| v["properties"]["mergeCommit"]["id"].as_str())
-            .flatten()
-            .map(str::to_string),
+/// One page of a paged list (phasegate reads the first: it asks for few items).
+#[derive(Debug, Deserialize)]
+pub(super) struct Page<T> {
+    pub values: Vec<T>,
+}
+
+/// A pull request as Bitbucket answers it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Pull {
+    id: u64,
+    /// Every write names it: a stale one is refused.
+    pub version: u64,
+    state: String,
+    properties: Option<Properties>,
+    links: Links,
+    pub from_ref: Ref,
+    pub to_ref: Ref,
+    /// A write sets the reviewers it is given: phasegate hands back these.
+    pub reviewers: Vec<Reviewer>,
+}
+
+/// Where a pull request stands: all a merge's answer (a pull request) is read for.
+#[derive(Debug, Deserialize)]
+pub(super) struct Outcome {
+    state: String,
+    /// Bitbucket's extra facts; the merge commit once merged.
+    properties: Option<Properties>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Properties {
+    #[serde(rename = "mergeCommit")]
+    merge_commit: Option<Commit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Commit {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Links {
+    /// Where a reviewer opens it: the first link.
+    #[serde(rename = "self", deserialize_with = "first")]
+    web: Link,
+}
+
+#[derive(Debug, Deserialize)]
+struct Link {
+    href: String,
+}
+
+/// A pull request's source or target branch.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Ref {
+    /// `refs/heads/<branch>`.
+    pub id: String,
+    /// The branch's head commit.
+    pub latest_commit: String,
+}
+
+/// A reviewer, by user name (what a write needs to keep them).
+#[derive(Debug, Deserialize)]
+pub(super) struct Reviewer {
+    pub user: User,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct User {
+    pub name: String,
+}
+
+/// The first item of a list that must have one.
+fn first<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Vec::<T>::deserialize(d)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| D::Error::invalid_length(0, &"one item or more"))
+}
+
+impl Outcome {
+    /// Its state, and the commit the target branch got once merged.
+    pub(super) fn state(self) -> (PrState, Option<String>) {
+        let state = match self.state.as_str() {
+            "OPEN" => PrState::Open,
+            "MERGED" => PrState::Merged,
+            _ => PrState::ClosedUnmerged,
+        };
+        let merge_commit = self
+            .properties
+            .and_then(|p| p.merge_commit)
+            .map(|c| c.id)
+            .filter(|_| state == PrState::Merged);
+        (state, merge_commit)
+    }
+}
+
+impl From<Pull> for PullRequest {
+    fn from(pr: Pull) -> PullRequest {
+        let (state, merge_commit) = Outcome {
+            state: pr.state,
+            properties: pr.properties,
+        }
+        .state();
+        PullRequest {
+            number: pr.id,
+            url: pr.links.web.href,
+            state,
+            merge_commit,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use reqwest::StatusCode;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+    use crate::forge::{ForgeError, api::read};
+
+    fn pull(body: Value) -> Result<Pull, ForgeError> {
+        read("Bitbucket Data Center", "read the pull request", body)
+    }
+
+    fn answer(id: u64, state: &str) -> Value {
+        let branch = |name: &str| json!({"id": format!("refs/heads/{name}"), "latestCommit": "c"});
+        json!({
+            "id": id, "version": 3, "state": state, "reviewers": [],
+            "fromRef": branch("promote"), "toRef": branch("main"),
+            "links": {"self": [{"href": format!("https://bb.example.com/projects/P/repos/r/pull-requests/{id}")}]},
+        })
+    }
 
     #[test]
     fn reads_pull_requests_as_bitbucket_answers_them() {
-        let merged = json!({
-            "id": 7, "version": 3, "state": "MERGED",
-            "links": {"self": [{"href": "https://bb.example.com/projects/P/repos/r/pull-requests/7"}]},
-            "properties": {"mergeCommit": {"id": "abc123", "displayId": "abc"}},
-        });
-        let pr = pull_request(&merged);
+        let mut merged = answer(7, "MERGED");
+        merged["properties"] = json!({"mergeCommit": {"id": "abc123", "displayId": "abc"}});
+        let pr = PullRequest::from(pull(merged).expect("read"));
         assert_eq!(pr.number, 7);
         assert_eq!(pr.state, PrState::Merged);
         assert_eq!(pr.merge_commit.as_deref(), Some("abc123"));
         assert!(pr.url.ends_with("/pull-requests/7"));
-        let declined = pull_request(&json!({"id": 8, "state": "DECLINED"}));
+        let declined = PullRequest::from(pull(answer(8, "DECLINED")).expect("read"));
         assert_eq!(declined.state, PrState::ClosedUnmerged);
         assert_eq!(declined.merge_commit, None);
     }
@@ -95,5 +197,32 @@ mod tests {
         assert!(!out_of_date(&answer(
             "com.atlassian.bitbucket.pull.PullRequestMergeVetoedException"
         )));
+    }
+
+    #[test]
+    fn names_a_renamed_pull_request_field_instead_of_reading_a_default() {
+        let mut renamed = answer(7, "OPEN");
+        renamed["number"] = renamed["id"].take();
+        renamed.as_object_mut().expect("object").remove("id");
+        let err = pull(renamed).expect_err("renamed");
+        assert!(err.to_string().contains("missing field `id`"), "{err}");
+        let mut linkless = answer(7, "OPEN");
+        linkless["links"]["self"] = json!([]);
+        let err = pull(linkless).expect_err("no link");
+        assert!(
+            err.to_string().contains("links.self: invalid length 0"),
+            "{err}"
+        );
+        let mut headless = answer(7, "OPEN");
+        headless["fromRef"]["latestCommit"].take();
+        let err = pull(headless).expect_err("no head");
+        assert!(err.to_string().contains("fromRef.latestCommit"), "{err}");
+        let page = read::<Page<Pull>>(
+            "Bitbucket Data Center",
+            "list pull requests",
+            json!({"size": 0}),
+        );
+        let err = page.expect_err("no values");
+        assert!(err.to_string().contains("missing field `values`"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use reqwest::Method;
+use serde::Deserialize;
 
 use super::BitbucketDataCenter;
 use crate::{forge::ForgeError, spec::PullRequestPlan};
@@ -27,11 +28,11 @@ pub(in crate::forge) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeEr
 impl BitbucketDataCenter {
     /// Drafts need 8.18+: older versions would open a pull request that is ready for review.
     pub(super) async fn check_drafts(&self) -> Result<(), ForgeError> {
-        let props = self
+        let props: ServerProperties = self
             .read("read the server version", "application-properties")
             .await?;
-        let version = props["version"].as_str().unwrap_or_default();
-        match major_minor(version) >= DRAFTS_SINCE {
+        let version = props.version;
+        match major_minor(&version) >= DRAFTS_SINCE {
             true => Ok(()),
             false => Err(ForgeError::Refused(format!(
                 "prDraft: draft pull requests need Bitbucket Data Center {}.{} or later; this \
@@ -50,7 +51,7 @@ impl BitbucketDataCenter {
         let what = "read the auto-merge setting";
         let answer = self.request(what, Method::GET, &path, None).await?;
         let enabled = match answer.status.as_u16() {
-            200 => answer.body["enabled"].as_bool() == Some(true),
+            200 => self.api.read::<AutoMergeSetting>(what, answer)?.enabled,
             // No such resource (no message about a missing repository): before 8.15.
             404 | 405 if answer.message().is_empty() => {
                 return Err(ForgeError::Refused(
@@ -71,6 +72,19 @@ impl BitbucketDataCenter {
         self.auto_merge_ok.store(true, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The server's `application-properties`.
+#[derive(Debug, Deserialize)]
+struct ServerProperties {
+    /// `8.19.1`.
+    version: String,
+}
+
+/// A repository's (or its project's) auto-merge setting.
+#[derive(Debug, Deserialize)]
+struct AutoMergeSetting {
+    enabled: bool,
 }
 
 /// `(major, minor)` of a version string such as `8.19.1`; unreadable parts count as 0.
