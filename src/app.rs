@@ -12,13 +12,12 @@ use tracing::warn;
 use crate::{
     cluster::Cluster,
     config::{Config, ConfigError, GitHubAppConfig},
-    credentials::{CredentialScopes, Credentials, Secret},
-    forge::{
-        ForgeSettings, RetryPolicy,
-        access::ServerApp,
+    credentials::{
+        CredentialScopes, Credentials, Secret, SigningKeySource,
         github_app::{BadAppField, GitHubApp},
     },
-    git::{GitSettings, IdentityCheck, Signer, SigningKeySource},
+    forge::{ForgeSettings, RetryPolicy, access::ServerApp},
+    git::{GitSettings, IdentityCheck, Signer},
     history::History,
     metrics::Metrics,
     outcome::Shared,

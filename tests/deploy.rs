@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path, process::Command};
 
 use phasegate::{
     config::Config,
-    forge::github_app::{BadAppField, GitHubApp},
+    credentials::github_app::{BadAppField, GitHubApp},
     sensor::go_yaml,
     spec::Resource,
 };

@@ -7,10 +7,8 @@ use std::sync::mpsc;
 use crate::support::{engine::*, *};
 use phasegate::{
     ErrorKind,
-    git::{
-        Credentials, GitError, GitPromoter, GitSettings, PromotionOutcome, PromotionResult, Secret,
-        local,
-    },
+    credentials::{Credentials, Secret},
+    git::{GitError, GitPromoter, GitSettings, PromotionOutcome, PromotionResult, local},
     spec::Phase,
 };
 

@@ -15,9 +15,11 @@ use std::{
 
 use crate::support::{engine::*, *};
 use keys::{Gpg, allowed_signers, ssh_fingerprint, ssh_key, verify_ssh};
-use phasegate::git::{
-    GitPromoter, GitSettings, IdentityCheck, PromotionOutcome, Secret, Signer, SigningFormat,
-    SigningKeySource, local,
+use phasegate::{
+    credentials::{Secret, SigningKeySource},
+    git::{
+        GitPromoter, GitSettings, IdentityCheck, PromotionOutcome, Signer, SigningFormat, local,
+    },
 };
 
 const EMAIL: &str = "bot@example.com";

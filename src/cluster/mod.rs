@@ -4,7 +4,6 @@
 
 mod app_status;
 pub mod argocd;
-pub mod secrets;
 pub(crate) mod watch;
 
 use std::time::Duration;

@@ -10,34 +10,13 @@ use url::Url;
 
 use super::{
     ForgeError, ForgeSettings,
-    github_app::GitHubApp,
     installation::{AppTokens, Installation},
     locate,
 };
 use crate::{
-    git::{Credentials, Secret},
+    credentials::{Credentials, GitHubApp, RepoAuth, Secret},
     spec::{ForgeKind, Plan},
 };
-
-/// Credentials as a `credentialsSecret` holds them.
-#[derive(Debug, Clone)]
-pub enum RepoAuth {
-    /// A username and a password or token (the token also authenticates the forge API).
-    Password(Credentials),
-    /// A GitHub App installation. Its commits are authored as the server's configured author
-    /// (`git.authorName`, `git.authorEmail`): an App has no user of its own to sign in as.
-    GitHubApp(GitHubApp),
-}
-
-impl RepoAuth {
-    /// The commit author's email these credentials carry.
-    pub fn email(&self) -> Option<&str> {
-        match self {
-            RepoAuth::Password(c) => c.email.as_deref(),
-            RepoAuth::GitHubApp(_) => None,
-        }
-    }
-}
 
 /// The server's own GitHub App (`forge.githubApp`) and the one API it is for: its JWT and
 /// tokens never go to another host, whatever a spec names.

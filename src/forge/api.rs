@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use super::{ForgeError, ForgeSettings};
-use crate::git::Secret;
+use crate::credentials::Secret;
 
 /// How rate-limited and failed calls are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]

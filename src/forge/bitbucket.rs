@@ -25,7 +25,7 @@ use super::{
     PullRequestDraft, StatusState,
     api::{Answer, ApiClient},
 };
-use crate::{git::Secret, spec::MergeMethod};
+use crate::{credentials::Secret, spec::MergeMethod};
 
 const FORGE: &str = "Bitbucket Data Center";
 

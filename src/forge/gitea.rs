@@ -19,7 +19,7 @@ use super::{
     PullRequestDraft, StatusState, api::ApiClient,
 };
 use crate::{
-    git::Secret,
+    credentials::Secret,
     spec::{ForgeKind, MergeMethod},
 };
 

@@ -16,7 +16,7 @@ use super::{
     PullRequestDraft, StatusState, api::ApiClient,
 };
 use crate::{
-    git::Secret,
+    credentials::Secret,
     spec::{MergeMethod, PullRequestPlan},
 };
 

@@ -23,10 +23,12 @@ use super::{
     Forge, ForgeError, ForgeSettings, Located,
     api::{ApiClient, TokenSource},
     github::{self, GitHub},
-    github_app::{BadAppField, GitHubApp},
 };
 use crate::{
-    git::{Credentials, Secret},
+    credentials::{
+        Credentials, Secret,
+        github_app::{BadAppField, GitHubApp},
+    },
     spec::ForgeKind,
 };
 

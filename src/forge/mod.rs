@@ -5,7 +5,7 @@
 //! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
 //! only to the API of the repository it was given for); [`api`] is the small REST client with
 //! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
-//! lifecycle and the commit statuses of a run; [`github_app`] and [`installation`] authenticate as a GitHub App;
+//! lifecycle and the commit statuses of a run; [`installation`] authenticates as a GitHub App (its key: `credentials::github_app`);
 //! [`access`] chooses a run's credentials for git and its forge.
 
 pub mod access;
@@ -14,7 +14,6 @@ mod bitbucket;
 pub mod flow;
 mod gitea;
 mod github;
-pub mod github_app;
 mod gitlab;
 pub mod installation;
 mod locate;
@@ -25,7 +24,7 @@ pub use api::RetryPolicy;
 pub use locate::{Located, locate};
 
 use crate::{
-    git::Secret,
+    credentials::Secret,
     kind::ErrorKind,
     spec::{ForgeKind, MergeMethod, PullRequestPlan},
 };

@@ -86,7 +86,7 @@ pub fn fetch(
     url: &str,
     refspecs: &[&str],
     settings: &GitSettings,
-    creds: Option<&super::Credentials>,
+    creds: Option<&crate::credentials::Credentials>,
 ) -> Result<(), GitError> {
     super::load_deferred_ca_bundle(url)?;
     let (callbacks, trace) = auth::callbacks(url, creds, settings);

@@ -31,16 +31,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-pub use crate::credentials::{CredentialScopes, Credentials, Secret};
 use cache::RepoCache;
 use index::PromotionIndex;
 pub use known_hosts::validate as validate_known_hosts;
 pub use read::values_at_branch;
-pub use signing::{
-    IdentityCheck, SignatureInfo, Signer, SigningError, SigningFormat, SigningKeySource,
-};
+pub use signing::{IdentityCheck, SignatureInfo, Signer, SigningError, SigningFormat};
 
 use crate::{
+    credentials::{CredentialScopes, Credentials, SigningKeySource},
     kind::ErrorKind,
     spec::{CommitId, Phase, RepoUrl},
     values::ValuesError,

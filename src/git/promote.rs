@@ -8,13 +8,14 @@ use git2::{Commit, Oid, Repository, Signature, Tree};
 use tracing::{Span, info, warn};
 
 use super::{
-    Credentials, GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
+    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
     cache::{self, RepoCache, git, tracking_ref},
     index::{Latest, PromotionIndex},
     push::{backoff, push},
     signing, trailers,
 };
 use crate::{
+    credentials::Credentials,
     diff::{Edit, changed_lines},
     values,
 };

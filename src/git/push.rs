@@ -7,9 +7,10 @@ use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
 use git2::{ErrorCode, Oid, PushOptions, RemoteRedirect, Repository};
 
 use super::{
-    Credentials, GitError, GitSettings, Promotion, auth,
+    GitError, GitSettings, Promotion, auth,
     cache::{self, git},
 };
+use crate::credentials::Credentials;
 
 /// Pushes `commit` to the branch only if the remote branch is still at `parent` (like
 /// `--force-with-lease`, checked on every transport before any ref moves; the server checks

@@ -14,9 +14,8 @@ use tracing::{debug, info, warn};
 use super::report_of;
 use crate::{
     Error, Result,
-    cluster::secrets::SecretStore,
     cluster::{Cluster, argocd},
-    credentials::CredentialScopes,
+    credentials::{CredentialScopes, Credentials, SecretStore, SigningKeySource},
     error::Need,
     forge::{
         ForgeSettings, PullRequest, StatusState,
@@ -25,8 +24,8 @@ use crate::{
         installation::AppTokens,
     },
     git::{
-        Credentials, GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult,
-        ProposalBranch, Signer, SigningKeySource,
+        GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult, ProposalBranch,
+        Signer,
     },
     history::{History, RunRecord, Stage, now_unix_ms},
     metrics::Metrics,

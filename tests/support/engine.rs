@@ -4,10 +4,8 @@
 use std::path::Path;
 
 use phasegate::{
-    git::{
-        CredentialScopes, Credentials, GitError, GitPromoter, GitSettings, Promotion,
-        PromotionResult, Secret,
-    },
+    credentials::{CredentialScopes, Credentials, Secret},
+    git::{GitError, GitPromoter, GitSettings, Promotion, PromotionResult},
     spec::{CommitId, Phase, RepoGlobs, RepoUrl},
 };
 

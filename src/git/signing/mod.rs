@@ -16,7 +16,8 @@ use std::{fmt, path::Path, sync::Arc};
 use git2::{Commit, Oid, Repository, Signature, Tree};
 use serde::{Deserialize, Serialize};
 
-use super::{GitError, Secret, cache::git};
+use super::{GitError, cache::git};
+use crate::credentials::SigningKeySource;
 
 /// Why a signing key cannot be used. Messages name the key by its fingerprint or file, never
 /// its material or passphrase.
@@ -69,15 +70,6 @@ pub struct SignatureInfo {
     /// `SHA256:…` for SSH keys (as `ssh-keygen -l` prints it), the 40-hex-digit key
     /// fingerprint for OpenPGP (as `gpg --list-keys` prints it).
     pub fingerprint: String,
-}
-
-/// What a signing key is loaded from: its text, and an optional passphrase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningKeySource {
-    /// The private key (OpenSSH PEM or armored OpenPGP), secret.
-    pub key: Secret,
-    /// Its passphrase, when it is encrypted.
-    pub passphrase: Option<Secret>,
 }
 
 /// Where the identity a key signs as is checked.
@@ -232,7 +224,7 @@ mod tests {
     #[test]
     fn refuses_text_that_is_no_private_key_without_echoing_it() {
         let source = SigningKeySource {
-            key: Secret::new("SENTINEL-NOT-A-KEY"),
+            key: crate::credentials::Secret::new("SENTINEL-NOT-A-KEY"),
             passphrase: None,
         };
         let identity = IdentityCheck {

@@ -9,7 +9,7 @@ use pgp::{
 };
 
 use super::SigningError;
-use crate::git::Secret;
+use crate::credentials::Secret;
 
 /// The key that makes the signatures: a signing subkey when the key has one, as gpg picks.
 enum Signing {

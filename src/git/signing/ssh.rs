@@ -8,7 +8,7 @@ use ssh_key::{
 };
 
 use super::{IdentityCheck, SigningError, allowed_signers};
-use crate::git::Secret;
+use crate::credentials::Secret;
 
 /// git signs and verifies commits in this sshsig namespace.
 const NAMESPACE: &str = "git";

@@ -8,42 +8,12 @@
 //! `git.usernameFile`/`git.passwordFile`) form one more scope: the repositories `policy.repos`
 //! names, where no credential scope matches.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use serde::Deserialize;
 
+use super::{Credentials, Secret};
 use crate::spec::{RepoGlobs, RepoUrl};
-
-/// A secret string whose `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the places that hand it to a remote.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// HTTPS credentials (`username`, `password` or token) and the author email, as in the classic
-/// setup's Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: Secret,
-    pub email: Option<String>,
-}
 
 /// A credential scope as written in the server configuration (`credentials:`).
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,7 @@ use std::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
-use crate::git::Secret;
+use super::Secret;
 
 /// GitHub's clock may run behind phasegate's: the JWT says it was issued a minute ago, as
 /// GitHub advises.
@@ -51,7 +51,7 @@ pub struct GitHubApp {
     installation_id: u64,
     key: Arc<EncodingKey>,
     /// Tells keys apart in the token cache without keeping the key's text.
-    pub(super) fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
 impl fmt::Debug for GitHubApp {
@@ -119,7 +119,7 @@ impl GitHubApp {
     }
 
     /// A JWT that authenticates as the App for a few minutes from `now`.
-    pub(super) fn jwt(&self, now: SystemTime) -> Result<Secret, jsonwebtoken::errors::Error> {
+    pub(crate) fn jwt(&self, now: SystemTime) -> Result<Secret, jsonwebtoken::errors::Error> {
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
             iat: now.saturating_sub(JWT_BACKDATE.as_secs()),

@@ -12,14 +12,11 @@ use std::{
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use kube::Api;
 
-use super::{Cluster, ClusterError};
-use crate::{
-    forge::{
-        access::RepoAuth,
-        github_app::{BadAppField, GitHubApp},
-    },
-    git::{Credentials, Secret, SigningKeySource},
+use super::{
+    Credentials, RepoAuth, Secret, SigningKeySource,
+    github_app::{BadAppField, GitHubApp},
 };
+use crate::cluster::{Cluster, ClusterError};
 
 /// A Secret's credentials and, when it has one, its signing key.
 type FromSecret = (RepoAuth, Option<SigningKeySource>);
