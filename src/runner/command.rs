@@ -10,7 +10,7 @@ use tokio::{
     sync::Mutex,
 };
 
-use super::{LOG_TAIL_BYTES, LogSink, RunnerError, tail};
+use super::{LOG_TAIL_BYTES, LogSink, RunnerError, TestContext, Tested, tail};
 use crate::spec::CommandTest;
 
 /// The only variables of phasegate's environment a test command inherits.
@@ -26,8 +26,9 @@ const INHERITED: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
-/// Returns (passed, attempts made, log).
-pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, String), RunnerError> {
+/// Runs the command once.
+pub(super) async fn run(test: &CommandTest, ctx: &TestContext) -> Result<Tested, RunnerError> {
+    let sink = &ctx.log;
     let (program, args) = test.argv.split_first().expect("the plan has a program");
     let mut command = Command::new(test.resolved.clone().unwrap_or_else(|| test.program()));
     if let Some(dir) = &test.workdir {
@@ -94,7 +95,11 @@ pub async fn run(test: &CommandTest, sink: &LogSink) -> Result<(bool, u32, Strin
     let mut log = log.lock().await.clone();
     log.push_str(&ending);
     log.push('\n');
-    Ok((passed, 1, log))
+    Ok(Tested {
+        passed,
+        attempts: 1,
+        log,
+    })
 }
 
 /// The test's process group, killed when the run is dropped before the test ended (the
@@ -142,7 +147,8 @@ mod tests {
     use super::*;
 
     async fn run_quiet(t: &CommandTest) -> Result<(bool, u32, String), RunnerError> {
-        run(t, &(Arc::new(|_: &str| {}) as LogSink)).await
+        let tested = run(t, &TestContext::quiet()).await?;
+        Ok((tested.passed, tested.attempts, tested.log))
     }
 
     fn test(script: &str, timeout: Duration) -> CommandTest {

@@ -4,7 +4,7 @@
 
 use std::{fmt::Write, path::Path, time::Duration};
 
-use super::{LogSink, RunnerError};
+use super::{RunnerError, TestContext, Tested};
 use crate::spec::HttpTest;
 
 /// The most of a response body the check reads: enough for any health or API answer, and a
@@ -46,8 +46,9 @@ pub fn client(ca_files: &[&Path]) -> Result<reqwest::Client, RunnerError> {
     })
 }
 
-/// Returns (passed, attempts made, log).
-pub async fn run(client: &reqwest::Client, test: &HttpTest, sink: &LogSink) -> (bool, u32, String) {
+/// GETs the target until the check passes or the attempts are spent.
+pub(super) async fn run(test: &HttpTest, ctx: &TestContext) -> Result<Tested, RunnerError> {
+    let (client, sink) = (&ctx.http, &ctx.log);
     let mut log = String::new();
     for attempt in 1..=test.attempts {
         if attempt > 1 {
@@ -61,10 +62,18 @@ pub async fn run(client: &reqwest::Client, test: &HttpTest, sink: &LogSink) -> (
         sink(&line);
         let _ = writeln!(log, "{line}");
         if verdict.is_ok() {
-            return (true, attempt, log);
+            return Ok(Tested {
+                passed: true,
+                attempts: attempt,
+                log,
+            });
         }
     }
-    (false, test.attempts, log)
+    Ok(Tested {
+        passed: false,
+        attempts: test.attempts,
+        log,
+    })
 }
 
 async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, String> {

@@ -24,7 +24,7 @@ use kube::{
 };
 use tracing::info;
 
-use super::{RunnerError, TestContext};
+use super::{RunnerError, TestContext, Tested};
 use crate::{cluster::ClusterError, spec::JobTest};
 use logs::LogFollower;
 use manifest::{RUN_KEY, manifest};
@@ -37,8 +37,8 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(30);
 /// A failed Job of the same event is deleted and created again; deletion may take a moment.
 const RECREATE_ATTEMPTS: u32 = 10;
 
-/// Runs the test image as a Job and waits for it. Returns (passed, attempts, log).
-pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String), RunnerError> {
+/// Runs the test image as a Job and waits for it.
+pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, RunnerError> {
     let cluster = ctx
         .cluster
         .as_ref()
@@ -95,7 +95,11 @@ pub async fn run(test: &JobTest, ctx: &TestContext) -> Result<(bool, u32, String
         let _ = jobs.delete(name, &DeleteParams::background()).await;
     }
     ctx.sink(&ending);
-    Ok((passed, 1, format!("{log}{ending}\n")))
+    Ok(Tested {
+        passed,
+        attempts: 1,
+        log: format!("{log}{ending}\n"),
+    })
 }
 
 /// Creates the Job, or attaches to the one already running for this run, and answers its uid.

@@ -1,6 +1,6 @@
 //! Test runners: one enum ([`TestPlan`]) dispatches, one file per runner, each the same shape:
-//! `async fn run(&Test) -> Result<TestReport, RunnerError>`. A failing test is a report with
-//! `passed: false`; an error means the test could not be run at all.
+//! `async fn run(&Test, &TestContext) -> Result<Tested, RunnerError>`. A failing test is a
+//! report with `passed: false`; an error means the test could not be run at all.
 
 mod command;
 mod http;
@@ -72,6 +72,15 @@ impl RunnerError {
     }
 }
 
+/// What one runner found: the shape every runner answers in.
+struct Tested {
+    passed: bool,
+    /// Attempts made (the HTTP runner retries; the others run once).
+    attempts: u32,
+    /// The whole output; the report keeps its tail.
+    log: String,
+}
+
 /// Receives each line of test output as it happens (for watchers and the server log).
 pub type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -93,18 +102,39 @@ impl TestContext {
     fn sink(&self, line: &str) {
         (self.log)(line);
     }
+
+    /// A context whose output goes nowhere, without a cluster: for the runners' own tests.
+    #[cfg(test)]
+    fn quiet() -> TestContext {
+        TestContext {
+            log: std::sync::Arc::new(|_: &str| {}),
+            http: reqwest::Client::new(),
+            cluster: None,
+            job_name: String::new(),
+            run_key: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 /// Runs the planned test of the source phase.
 pub async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, RunnerError> {
     let started = Instant::now();
-    let (passed, attempts, log) = match plan {
+    let Tested {
+        passed,
+        attempts,
+        log,
+    } = match plan {
         TestPlan::None => {
             ctx.sink("tests skipped (test: none)");
-            (true, 0, "tests skipped (test: none)\n".to_string())
+            Tested {
+                passed: true,
+                attempts: 0,
+                log: "tests skipped (test: none)\n".to_string(),
+            }
         }
-        TestPlan::Http(test) => http::run(&ctx.http, test, &ctx.log).await,
-        TestPlan::Command(test) => command::run(test, &ctx.log).await?,
+        TestPlan::Http(test) => http::run(test, ctx).await?,
+        TestPlan::Command(test) => command::run(test, ctx).await?,
         TestPlan::Job(test) => job::run(test, ctx).await?,
     };
     Ok(TestReport {
