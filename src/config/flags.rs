@@ -24,22 +24,18 @@ const SERVE_ONLY: [&str; 6] = [
     "key_file",
 ];
 
-/// `serve`'s configuration: the file (`--config`) and every setting's flag and variable.
+/// The configuration file (`--config`) and every setting's flag and variable; `SERVE` says
+/// whether the command listens (`serve`) or not (`promote`).
 #[derive(Debug, Clone, Default)]
-pub struct ServeOverrides(ArgMatches);
+pub struct Settings<const SERVE: bool>(ArgMatches);
+
+/// `serve`'s configuration.
+pub type ServeOverrides = Settings<true>;
 
 /// `promote`'s configuration: as `serve`'s, without the listeners.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides(ArgMatches);
+pub type Overrides = Settings<false>;
 
-impl ServeOverrides {
-    /// The configuration file (or the defaults) with these flags and variables over it.
-    pub fn load(self) -> Result<Config, ConfigError> {
-        load(self.0)
-    }
-}
-
-impl Overrides {
+impl<const SERVE: bool> Settings<SERVE> {
     /// The configuration file (or the defaults) with these flags and variables over it.
     pub fn load(self) -> Result<Config, ConfigError> {
         load(self.0)
@@ -98,9 +94,9 @@ fn load(mut flags: ArgMatches) -> Result<Config, ConfigError> {
     Ok(c)
 }
 
-impl FromArgMatches for ServeOverrides {
+impl<const SERVE: bool> FromArgMatches for Settings<SERVE> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(ServeOverrides(matches.clone()))
+        Ok(Settings(matches.clone()))
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
@@ -109,34 +105,13 @@ impl FromArgMatches for ServeOverrides {
     }
 }
 
-impl Args for ServeOverrides {
+impl<const SERVE: bool> Args for Settings<SERVE> {
     fn augment_args(cmd: Command) -> Command {
-        with_settings(cmd, true)
+        with_settings(cmd, SERVE)
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {
-        with_settings(cmd, true)
-    }
-}
-
-impl FromArgMatches for Overrides {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(Overrides(matches.clone()))
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        self.0 = matches.clone();
-        Ok(())
-    }
-}
-
-impl Args for Overrides {
-    fn augment_args(cmd: Command) -> Command {
-        with_settings(cmd, false)
-    }
-
-    fn augment_args_for_update(cmd: Command) -> Command {
-        with_settings(cmd, false)
+        with_settings(cmd, SERVE)
     }
 }
 
