@@ -1,6 +1,7 @@
-//! The Kubernetes side: a client for the server's namespace, the `credentialsSecret` lookup
-//! ([`secrets`]) and the Argo CD gate ([`argocd`]). With the Job runner, the only code that
-//! knows kube.
+//! The Kubernetes side: a client for the server's namespace and the Argo CD gate
+//! ([`argocd`]). With the Job runner and the `credentialsSecret` lookup
+//! (`credentials::SecretStore`), the only code that knows kube; it builds no git, forge or
+//! credential types.
 
 mod app_status;
 pub mod argocd;
