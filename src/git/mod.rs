@@ -245,13 +245,9 @@ pub unsafe fn defer_ca_bundle() {
 
 /// Loads the CA bundle [`defer_ca_bundle`] deferred, once, before the first connection to an
 /// https remote (`url`); nothing for other remotes or when nothing was deferred.
-pub(crate) fn load_deferred_ca_bundle(url: &str) -> Result<(), GitError> {
+pub(crate) fn load_deferred_ca_bundle(url: &RepoUrl) -> Result<(), GitError> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let (Some(bundle), true) = (
-        DEFERRED_CA_BUNDLE.get(),
-        url.get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
-    ) else {
+    let (Some(bundle), "https") = (DEFERRED_CA_BUNDLE.get(), url.scheme()) else {
         return Ok(());
     };
     // SAFETY: adds certificates to the store of libgit2's TLS context; OpenSSL locks the

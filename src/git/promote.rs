@@ -82,7 +82,7 @@ fn run_batch(
 ) -> Result<(), GitError> {
     let started = std::time::Instant::now();
     let first = &batch[0]; // never empty: see run()
-    let url = first.repo.as_str();
+    let url = &first.repo;
     // A request's own Secret goes to its repo only, and never in clear text unless allowed;
     // otherwise the credential scopes decide (none for a remote outside every scope).
     let creds = settings
@@ -350,7 +350,7 @@ fn find_source<'r>(
     if let Some(c) = find() {
         return Ok(c);
     }
-    let url = p.repo.as_str();
+    let url = &p.repo;
     cache::fetch(
         repo,
         url,

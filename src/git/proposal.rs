@@ -28,7 +28,7 @@ pub(super) fn run(
         .proposal
         .as_ref()
         .ok_or_else(|| GitError::Other("not a pull-request promotion".into()))?;
-    let (url, branch) = (p.repo.as_str(), proposal.name.as_str());
+    let (url, branch) = (&p.repo, proposal.name.as_str());
     // A request's own Secret goes to its repo only; otherwise the credential scopes decide.
     let creds = settings
         .credentials

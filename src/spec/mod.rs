@@ -9,6 +9,7 @@ mod bounds;
 mod forge;
 mod payload;
 mod plan;
+mod repo_globs;
 mod repo_url;
 mod resource;
 mod target;
@@ -18,7 +19,8 @@ pub use forge::{
     ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, PromoteVia, PullRequestPlan, PullRequestSpec,
 };
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
-pub use repo_url::{RepoGlobs, RepoUrl, strict_glob};
+pub use repo_globs::{RepoGlobs, strict_glob};
+pub use repo_url::RepoUrl;
 pub use resource::{
     Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
 };
