@@ -18,7 +18,6 @@ use reqwest::{
 use serde_json::{Value, json};
 
 use self::answers::{out_of_date, pull_request, strategy};
-pub(super) use self::features::check_plan;
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
     PullRequestDraft, StatusState,

@@ -1,9 +1,10 @@
 //! Forges (GitHub, GitLab, Bitbucket Data Center, Gitea, Forgejo): pull requests and commit
 //! statuses behind one trait, so the pipeline never knows which forge hosts a repository.
 //!
-//! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
-//! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
-//! only to the API of the repository it was given for); [`api`] is the small REST client with
+//! [`crate::spec::locate`] decides, when the spec is parsed, which forge and which API a
+//! repository has (well-known hosts, or the spec's `forge` and `forgeApiUrl`, never another
+//! host than the repository's: the token goes only to the API of the repository it was given
+//! for); [`api`] is the small REST client with
 //! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
 //! lifecycle and the commit statuses of a run; [`github_app`] and [`installation`] authenticate as a GitHub App;
 //! [`access`] chooses a run's credentials for git and its forge.
@@ -17,17 +18,16 @@ mod github;
 pub mod github_app;
 mod gitlab;
 pub mod installation;
-mod locate;
 
 use futures_util::future::BoxFuture;
 
+pub use crate::spec::Located;
 pub use api::RetryPolicy;
-pub use locate::{Located, locate};
 
 use crate::{
     error::ErrorKind,
     git::Secret,
-    spec::{ForgeKind, MergeMethod, PullRequestPlan},
+    spec::{ForgeKind, MergeMethod},
 };
 
 /// Why a forge call failed. Messages never contain the token.
@@ -202,13 +202,4 @@ pub fn connect(
             Box::new(gitea::Gitea::new(located, token, settings)?)
         }
     })
-}
-
-/// Refuses, before anything is pushed, what the forge `kind` cannot do for a pull-request plan.
-pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
-    match kind {
-        ForgeKind::GitLab => gitlab::check_plan(plan),
-        ForgeKind::BitbucketDataCenter => bitbucket::check_plan(plan),
-        ForgeKind::GitHub | ForgeKind::Gitea | ForgeKind::Forgejo => Ok(()),
-    }
 }

@@ -42,7 +42,7 @@ pub use signing::{
 
 use crate::{
     error::ErrorKind,
-    spec::{CommitId, Phase, RepoUrl},
+    spec::{CommitId, MessageTemplate, PathTemplate, Phase, RepoUrl},
     values::ValuesError,
 };
 
@@ -139,13 +139,13 @@ pub struct Promotion {
     pub repo: RepoUrl,
     pub branch: String,
     /// Values file path template with `{phase}`.
-    pub path: String,
+    pub path: PathTemplate,
     pub keys: Vec<String>,
     pub source: Phase,
     pub target: Phase,
     pub commit: CommitId,
     /// Subject template (docs/contract.md §2 `commitMessage`).
-    pub message: String,
+    pub message: MessageTemplate,
     pub dry_run: bool,
     /// A deliberate rollback: never `superseded`, marked `Promotion-Rollback: true`, and the
     /// baseline later promotions are decided against.

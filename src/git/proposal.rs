@@ -116,7 +116,7 @@ fn proposes(
     p: &Promotion,
     versions: &[values::Scalar],
 ) -> Result<bool, GitError> {
-    let path = p.path.replace("{phase}", p.target.as_str());
+    let path = p.path.for_phase(&p.target);
     let Ok((_, text)) = read_values(repo, &git(tip.tree())?, &path, "") else {
         return Ok(false);
     };

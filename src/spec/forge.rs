@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Resource, SpecError, bounds, plan::duration};
+use super::{Located, RepoUrl, Resource, SpecError, bounds, locate, plan::duration};
 
 /// The forge keys as the resource carries them (`forge`, `forgeApiUrl`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,6 +228,55 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
     }
 }
 
+/// Rebase is not a merge request's merge method on GitLab but the project's.
+pub const NO_REBASE_ON_GITLAB: &str = "mergeMethod: rebase is not available on GitLab, where \
+     rebasing is the project's merge method setting (fast-forward or semi-linear): use merge or \
+     squash, and set the project's merge method in GitLab";
+
+const NO_LABELS_ON_BITBUCKET: &str = "prLabels: Bitbucket Data Center pull requests have no \
+     labels: remove prLabels (the title and description say what the pull request promotes)";
+
+/// The forge a run speaks to, located once from the spec: `None` when there is none (a
+/// repository on no well-known host, in push mode without `forge`). Pull-request mode needs
+/// one; a forge the spec names must be locatable; otherwise commit statuses are simply not
+/// set. Refuses what the forge cannot do for a pull-request plan, before anything is pushed.
+pub(super) fn located(
+    repo: &RepoUrl,
+    choice: &ForgeChoice,
+    via: &PromoteVia,
+) -> Result<Option<Located>, SpecError> {
+    let pull_request = matches!(via, PromoteVia::PullRequest(_));
+    let explicit = pull_request || *choice != ForgeChoice::default();
+    let located = match locate(repo, choice) {
+        Ok(Some(located)) => located,
+        Ok(None) if pull_request => {
+            return Err(SpecError::Forge(
+                "promoteVia: pull-request needs a forge: the repository's host is not a \
+                 well-known one, set `forge` (and `forgeApiUrl` if the API is elsewhere on that \
+                 host)"
+                    .into(),
+            ));
+        }
+        Err(e) if explicit => return Err(e),
+        // No forge named, none to be had: no commit statuses.
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    if let PromoteVia::PullRequest(pr) = via {
+        check_plan(located.kind, pr)?;
+    }
+    Ok(Some(located))
+}
+
+/// Refuses what the forge `kind` cannot do for a pull-request plan.
+fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), SpecError> {
+    let why = match kind {
+        ForgeKind::GitLab if plan.merge_method == MergeMethod::Rebase => NO_REBASE_ON_GITLAB,
+        ForgeKind::BitbucketDataCenter if !plan.labels.is_empty() => NO_LABELS_ON_BITBUCKET,
+        _ => return Ok(()),
+    };
+    Err(SpecError::Forge(why.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +384,53 @@ mod tests {
         assert!(!err.contains("s3cret"), "{err}");
         let ok = choice(Some("gitlab"), Some("https://git.example/api/v4")).expect("valid");
         assert_eq!(ok.kind, Some(ForgeKind::GitLab));
+    }
+
+    #[test]
+    fn refuses_what_the_located_forge_cannot_do() {
+        let repo = |u: &str| RepoUrl::parse(u).expect(u);
+        let via = |plan: PullRequestPlan| PromoteVia::PullRequest(plan);
+        let rebase = via(PullRequestPlan {
+            merge_method: MergeMethod::Rebase,
+            ..Default::default()
+        });
+        let gitlab = repo("https://gitlab.com/group/gitops.git");
+        let none = ForgeChoice::default();
+        refused(
+            located(&gitlab, &none, &rebase),
+            "mergeMethod",
+            "merge method setting",
+        );
+        let github = repo("https://github.com/org/gitops.git");
+        assert!(located(&github, &none, &rebase).is_ok());
+        let labelled = via(PullRequestPlan {
+            labels: vec!["prod".into()],
+            ..Default::default()
+        });
+        let bitbucket = ForgeChoice {
+            kind: Some(ForgeKind::BitbucketDataCenter),
+            api_url: None,
+        };
+        let scm = repo("https://bitbucket.example.com/scm/plat/gitops.git");
+        refused(
+            located(&scm, &bitbucket, &labelled),
+            "prLabels",
+            "have no labels",
+        );
+        let elsewhere = repo("https://git.example.com/org/gitops.git");
+        refused(
+            located(&elsewhere, &none, &labelled),
+            "pull-request",
+            "needs a forge",
+        );
+        assert_eq!(
+            located(&elsewhere, &none, &PromoteVia::Push).ok(),
+            Some(None)
+        );
+        let not_owner_name = repo("https://github.com/a/b/c.git");
+        assert_eq!(
+            located(&not_owner_name, &none, &PromoteVia::Push).ok(),
+            Some(None)
+        );
     }
 }

@@ -6,8 +6,8 @@ use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
 use super::{
-    Mode, RepoUrl, Resource, SpecError, bounds,
-    forge::{ForgeChoice, PromoteVia, forge_choice, promote_via},
+    Located, MessageTemplate, Mode, PathTemplate, RepoUrl, Resource, SpecError, bounds,
+    forge::{ForgeChoice, PromoteVia, forge_choice, located, promote_via},
     testing::test_plan,
 };
 
@@ -94,7 +94,7 @@ pub struct Plan {
     pub repo: RepoUrl,
     pub branch: String,
     /// Values file path template with `{phase}`; safe by construction.
-    pub path: String,
+    pub path: PathTemplate,
     pub keys: Vec<String>,
     pub credentials_secret: Option<String>,
     pub source: Phase,
@@ -102,7 +102,7 @@ pub struct Plan {
     pub commit: CommitId,
     pub test: TestPlan,
     pub argocd: Option<ArgoGate>,
-    pub commit_message: String,
+    pub commit_message: MessageTemplate,
     pub dry_run: bool,
     /// Promote an older version on purpose: never `superseded`, and the new baseline.
     pub rollback: bool,
@@ -111,19 +111,80 @@ pub struct Plan {
     pub mode: Mode,
     /// A push to `branch`, or a pull request against it.
     pub via: PromoteVia,
-    /// The forge the spec names, if any (located against the repository later).
+    /// The forge the spec names, if any.
     pub forge: ForgeChoice,
+    /// The forge of the repository, located once: `None` when there is none to speak to
+    /// (always `Some` in pull-request mode).
+    pub located: Option<Located>,
+}
+
+/// What FetchResource and Execute both parse: every field but the event's and the tests'.
+struct Static {
+    repo: RepoUrl,
+    branch: String,
+    path: PathTemplate,
+    keys: Vec<String>,
+    phases: Vec<Phase>,
+    commit_message: MessageTemplate,
+    via: PromoteVia,
+    forge: ForgeChoice,
+    located: Option<Located>,
+    argocd: Option<ArgoGate>,
+}
+
+/// Parses the static part of a resource, in the order its errors are reported. The per-event
+/// fields are checked when set (a Sensor may fix them in the spec), but not kept: Execute
+/// requires and parses them.
+fn parse_static(r: &Resource) -> Result<Static, SpecError> {
+    let repo = RepoUrl::parse(&r.repo)?;
+    check_branch(&r.branch)?;
+    let path = PathTemplate::parse(&r.path)?;
+    check_keys(&r.keys)?;
+    if let Some(secret) = &r.credentials_secret
+        && !DNS_NAME.is_match(secret)
+    {
+        return Err(SpecError::invalid(
+            "credentialsSecret",
+            "is not a Kubernetes Secret name",
+        ));
+    }
+    let phases = parse_phases(&r.phases)?;
+    if !r.source.phase.is_empty() {
+        Phase::parse("source.phase", &r.source.phase)?;
+    }
+    if !r.source.commit.is_empty() {
+        CommitId::parse("source.commit", &r.source.commit)?;
+    }
+    if !r.target.phase.is_empty() {
+        Phase::parse("target.phase", &r.target.phase)?;
+    }
+    let commit_message = MessageTemplate::parse(&r.commit_message)?;
+    let via = promote_via(r)?;
+    let forge = forge_choice(r)?;
+    let argocd = argo_gate(r)?;
+    let located = located(&repo, &forge, &via)?;
+    Ok(Static {
+        repo,
+        branch: r.branch.clone(),
+        path,
+        keys: r.keys.clone(),
+        phases,
+        commit_message,
+        via,
+        forge,
+        located,
+        argocd,
+    })
 }
 
 impl Plan {
     /// Validates a complete resource (after parameters and payload) into a plan.
     pub fn from_resource(r: &Resource) -> Result<Plan, SpecError> {
-        Plan::check_static(r)?;
+        let s = parse_static(r)?;
         let source = Phase::parse("source.phase", &r.source.phase)?;
         let commit = CommitId::parse("source.commit", &r.source.commit)?;
-        let phases = parse_phases(&r.phases)?;
         let target = if r.target.phase.is_empty() {
-            next_phase(&phases, &source)?
+            next_phase(&s.phases, &source)?
         } else {
             Phase::parse("target.phase", &r.target.phase)?
         };
@@ -131,57 +192,32 @@ impl Plan {
             return Err(SpecError::invalid("target.phase", "equals source.phase"));
         }
         Ok(Plan {
-            repo: RepoUrl::parse(&r.repo)?,
-            branch: r.branch.clone(),
-            path: r.path.clone(),
-            keys: r.keys.clone(),
+            repo: s.repo,
+            branch: s.branch,
+            path: s.path,
+            keys: s.keys,
             credentials_secret: r.credentials_secret.clone(),
             source,
             target,
             commit,
             test: event_tested(test_plan(r)?)?,
-            argocd: argo_gate(r)?,
-            commit_message: r.commit_message.clone(),
+            argocd: s.argocd,
+            commit_message: s.commit_message,
             dry_run: r.dry_run,
             rollback: r.rollback,
             allow_unmerged_source: r.allow_unmerged_source,
             mode: r.mode,
-            via: promote_via(r)?,
-            forge: forge_choice(r)?,
+            via: s.via,
+            forge: s.forge,
+            located: s.located,
         })
     }
 
     /// Checks every field but the test settings, allowing the per-event ones to be empty
-    /// (FetchResource).
+    /// (FetchResource): the same parse as Execute's, so a spec Execute would refuse for its
+    /// static part is refused when the Sensor is created.
     pub fn check_static(r: &Resource) -> Result<(), SpecError> {
-        RepoUrl::parse(&r.repo)?;
-        check_branch(&r.branch)?;
-        check_path(&r.path)?;
-        check_keys(&r.keys)?;
-        if let Some(secret) = &r.credentials_secret
-            && !DNS_NAME.is_match(secret)
-        {
-            return Err(SpecError::invalid(
-                "credentialsSecret",
-                "is not a Kubernetes Secret name",
-            ));
-        }
-        parse_phases(&r.phases)?;
-        if !r.source.phase.is_empty() {
-            Phase::parse("source.phase", &r.source.phase)?;
-        }
-        if !r.source.commit.is_empty() {
-            CommitId::parse("source.commit", &r.source.commit)?;
-        }
-        if !r.target.phase.is_empty() {
-            Phase::parse("target.phase", &r.target.phase)?;
-        }
-        if r.commit_message.trim().is_empty() {
-            return Err(SpecError::invalid("commitMessage", "is empty"));
-        }
-        promote_via(r)?;
-        forge_choice(r)?;
-        argo_gate(r).map(drop)
+        parse_static(r).map(drop)
     }
 
     /// Checks the test settings of a resource whose runner is known.
@@ -261,31 +297,6 @@ fn check_branch(b: &str) -> Result<(), SpecError> {
         return Err(SpecError::invalid(
             "branch",
             "is not a valid git branch name",
-        ));
-    }
-    Ok(())
-}
-
-fn check_path(p: &str) -> Result<(), SpecError> {
-    const FIELD: &str = "path";
-    if p.is_empty() {
-        return Err(SpecError::invalid(FIELD, "is required"));
-    }
-    if !p.contains("{phase}") {
-        return Err(SpecError::invalid(
-            FIELD,
-            "must contain {phase}, so each phase has its own values file",
-        ));
-    }
-    let escapes = p.starts_with('/')
-        || p.contains('\\')
-        || p.contains('\0')
-        || p.split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
-    if escapes {
-        return Err(SpecError::invalid(
-            FIELD,
-            "must be a relative path inside the repository (no '..', '.', '//' or leading '/')",
         ));
     }
     Ok(())
