@@ -136,6 +136,17 @@ async fn bitbucket_merges_by_itself_once_its_merge_checks_pass() {
 }
 
 #[tokio::test]
+async fn fetch_resource_refuses_labels_when_the_sensor_is_created() {
+    let f = Bed::start().await;
+    let spec = f.pr_spec(&[("prLabels", "prod")]);
+    f.refused_by_fetch_resource(&spec, &["prLabels", "have no labels"])
+        .await;
+    assert!(f.forge.requests().is_empty());
+    assert_eq!(f.forge.git.pushes(), 0);
+    f.server.stop().await;
+}
+
+#[tokio::test]
 async fn refuses_what_this_bitbucket_cannot_do_clearly() {
     let f = Bed::start().await;
     // Labels do not exist on Bitbucket: refused before anything is pushed or asked.

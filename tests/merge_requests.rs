@@ -183,6 +183,16 @@ async fn refuses_rebase_and_foreign_api_urls_before_anything_is_sent() {
     f.server.stop().await;
 }
 
+#[tokio::test]
+async fn fetch_resource_refuses_rebase_when_the_sensor_is_created() {
+    let f = Lab::start().await;
+    let spec = f.pr_spec(&[("mergeMethod", "rebase")]);
+    let parts = ["mergeMethod", "rebase is not available on GitLab"];
+    f.refused_by_fetch_resource(&spec, &parts).await;
+    assert!(f.forge.requests().is_empty(), "no call reached GitLab");
+    f.server.stop().await;
+}
+
 #[test]
 fn the_declarations_refuse_malformed_requests() {
     let check = |m, route: &[&str], q: &[(&str, &str)], b: Option<Value>| {

@@ -106,7 +106,7 @@ async fn a_promotion_writes_each_key_with_its_source_type() {
     let cache = support::tempdir();
     let promoter = GitPromoter::new(settings(&cache.1, None));
     let mut p = promotion(&format!("file://{}", bare.display()), "x", &synced);
-    p.path = "apps/{phase}/values.yaml".into();
+    p.path = phasegate::spec::PathTemplate::parse("apps/{phase}/values.yaml").expect("path");
     p.keys = vec!["replicas".into(), "image.tag".into(), "image.pull".into()];
 
     let result = promoter.promote(p).await.expect("promotes");

@@ -11,7 +11,6 @@ use url::Url;
 use super::{
     ForgeError, ForgeSettings,
     installation::{AppTokens, Installation},
-    locate,
 };
 use crate::{
     credentials::{Credentials, GitHubApp, RepoAuth, Secret},
@@ -64,22 +63,22 @@ impl RunAccess {
                 app: None,
             }),
             Some(RepoAuth::GitHubApp(github_app)) => {
-                let Some(located) = locate(&plan.repo, &plan.forge)? else {
+                let Some(located) = &plan.located else {
                     return Err(ForgeError::Invalid(
                         "the credentialsSecret holds a GitHub App: the repository must be on \
                          GitHub (github.com, or set `forge: github`)"
                             .into(),
                     ));
                 };
-                app(github_app, &located)
+                app(github_app, located)
             }
             None => {
                 if let Some(server_app) = &settings.github_app
-                    && let Ok(Some(located)) = locate(&plan.repo, &plan.forge)
+                    && let Some(located) = &plan.located
                     && located.kind == ForgeKind::GitHub
                     && same_api(&located.api, &server_app.api)
                 {
-                    return app(server_app.app.clone(), &located);
+                    return app(server_app.app.clone(), located);
                 }
                 Ok(RunAccess {
                     password: server.cloned(),

@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use self::answers::{Outcome, Page, Pull, out_of_date, strategy};
-pub(super) use self::features::check_plan;
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
     PullRequestDraft, StatusState,

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     forge::access::ForgeToken,
-    spec::{Plan, PromoteVia, PullRequestPlan},
+    spec::{Plan, PromoteVia, PullRequestPlan, Vars},
 };
 
 /// The forge of one run's repository.
@@ -32,27 +32,10 @@ impl ForgeRun {
         settings: &ForgeSettings,
     ) -> Result<Option<ForgeRun>, ForgeError> {
         let pull_request = matches!(plan.via, PromoteVia::PullRequest(_));
-        let explicit = pull_request || plan.forge != Default::default();
-        let located = match super::locate(&plan.repo, &plan.forge) {
-            Ok(Some(located)) => located,
-            Ok(None) if pull_request => {
-                return Err(ForgeError::Invalid(
-                    "promoteVia: pull-request needs a forge: the repository's host is not a \
-                     well-known one, set `forge` (and `forgeApiUrl` if the API is elsewhere \
-                     on that host)"
-                        .into(),
-                ));
-            }
-            Ok(None) => return Ok(None),
-            Err(e) if explicit => return Err(e),
-            Err(e) => {
-                debug!(error = %e, "no forge for commit statuses");
-                return Ok(None);
-            }
+        // Located (and what it cannot do refused) when the spec was parsed.
+        let Some(located) = &plan.located else {
+            return Ok(None);
         };
-        if let PromoteVia::PullRequest(pr) = &plan.via {
-            super::check_plan(located.kind, pr)?;
-        }
         let Some(token) = token else {
             if pull_request {
                 return Err(ForgeError::NoToken);
@@ -61,8 +44,8 @@ impl ForgeRun {
             return Ok(None);
         };
         let client = match token {
-            ForgeToken::Token(token) => super::connect(&located, token, settings)?,
-            ForgeToken::App(app) => super::installation::connect(&located, app, settings)?,
+            ForgeToken::Token(token) => super::connect(located, token, settings)?,
+            ForgeToken::App(app) => super::installation::connect(located, app, settings)?,
         };
         Ok(Some(ForgeRun::new(client, plan, run_id, settings)))
     }
@@ -199,7 +182,7 @@ pub fn proposal_branch(plan: &Plan) -> String {
         plan.repo,
         plan.branch,
         plan.target,
-        plan.path.replace("{phase}", plan.target.as_str()),
+        plan.path.for_phase(&plan.target),
         plan.keys.join(",")
     );
     let digest = ring::digest::digest(&ring::digest::SHA256, identity.as_bytes());
@@ -227,15 +210,14 @@ impl Proposal<'_> {
     /// The pull request's title, body, labels and draft flag, from `head`.
     pub fn draft(&self, head: &str, pr: &PullRequestPlan) -> PullRequestDraft {
         let p = self.plan;
-        let short: String = self.source_commit.chars().take(12).collect();
-        let title = p
-            .commit_message
-            .replace("{version}", self.version)
-            .replace("{previous}", self.previous)
-            .replace("{key}", &p.keys.join(","))
-            .replace("{source}", p.source.as_str())
-            .replace("{target}", p.target.as_str())
-            .replace("{commit}", &short);
+        let title = p.commit_message.render(&Vars {
+            version: self.version,
+            previous: self.previous,
+            keys: &p.keys,
+            source: &p.source,
+            target: &p.target,
+            commit: self.source_commit,
+        });
         let keys = p
             .keys
             .iter()

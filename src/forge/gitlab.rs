@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     credentials::Secret,
-    spec::{MergeMethod, PullRequestPlan},
+    spec::{MergeMethod, NO_REBASE_ON_GITLAB as NO_REBASE},
 };
 
 /// A commit status description is one short line in GitLab's pipeline view: phasegate keeps it
@@ -26,19 +26,6 @@ const MAX_DESCRIPTION: usize = 255;
 
 /// How GitLab marks a draft merge request: a title prefix.
 const DRAFT: &str = "Draft: ";
-
-/// Rebase is not a merge request's merge method on GitLab but the project's.
-const NO_REBASE: &str = "mergeMethod: rebase is not available on GitLab, where rebasing is the \
-     project's merge method setting (fast-forward or semi-linear): use merge or squash, and set \
-     the project's merge method in GitLab";
-
-/// Refuses, before anything is pushed, what GitLab cannot do for `plan`.
-pub(super) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeError> {
-    match plan.merge_method {
-        MergeMethod::Rebase => Err(ForgeError::Invalid(NO_REBASE.into())),
-        MergeMethod::Merge | MergeMethod::Squash => Ok(()),
-    }
-}
 
 /// One GitLab project.
 pub(super) struct GitLab {
@@ -246,15 +233,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marks_drafts_in_the_title_and_refuses_rebase() {
+    fn marks_drafts_in_the_title() {
         assert_eq!(title("Promote", true), "Draft: Promote");
         assert_eq!(title("Promote", false), "Promote");
-        let rebase = PullRequestPlan {
-            merge_method: MergeMethod::Rebase,
-            ..PullRequestPlan::default()
-        };
-        let err = check_plan(&rebase).expect_err("refused");
-        assert!(err.to_string().contains("merge method setting"), "{err}");
-        assert!(check_plan(&PullRequestPlan::default()).is_ok());
     }
 }

@@ -1,9 +1,10 @@
 //! Forges (GitHub, GitLab, Bitbucket Data Center, Gitea, Forgejo): pull requests and commit
 //! statuses behind one trait, so the pipeline never knows which forge hosts a repository.
 //!
-//! [`locate`] decides which forge and which API a repository has (well-known hosts, or the
-//! spec's `forge` and `forgeApiUrl`, never another host than the repository's: the token goes
-//! only to the API of the repository it was given for); [`api`] is the small REST client with
+//! [`crate::spec::locate`] decides, when the spec is parsed, which forge and which API a
+//! repository has (well-known hosts, or the spec's `forge` and `forgeApiUrl`, never another
+//! host than the repository's: the token goes only to the API of the repository it was given
+//! for); [`api`] is the small REST client with
 //! bounded retries; one module per forge implements [`Forge`]; [`flow`] is the pull-request
 //! lifecycle and the commit statuses of a run; [`installation`] authenticates as a GitHub App (its key: `credentials::github_app`);
 //! [`access`] chooses a run's credentials for git and its forge.
@@ -16,17 +17,16 @@ mod gitea;
 mod github;
 mod gitlab;
 pub mod installation;
-mod locate;
 
 use futures_util::future::BoxFuture;
 
+pub use crate::spec::Located;
 pub use api::RetryPolicy;
-pub use locate::{Located, locate};
 
 use crate::{
     credentials::Secret,
     kind::ErrorKind,
-    spec::{ForgeKind, MergeMethod, PullRequestPlan},
+    spec::{ForgeKind, MergeMethod},
 };
 
 /// Why a forge call failed. Messages never contain the token.
@@ -217,13 +217,4 @@ pub fn connect(
             Box::new(gitea::Gitea::new(located, token, settings)?)
         }
     })
-}
-
-/// Refuses, before anything is pushed, what the forge `kind` cannot do for a pull-request plan.
-pub fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), ForgeError> {
-    match kind {
-        ForgeKind::GitLab => gitlab::check_plan(plan),
-        ForgeKind::BitbucketDataCenter => bitbucket::check_plan(plan),
-        ForgeKind::GitHub | ForgeKind::Gitea | ForgeKind::Forgejo => Ok(()),
-    }
 }

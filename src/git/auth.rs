@@ -10,16 +10,15 @@ use std::{
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
 use super::{GitError, GitSettings, known_hosts};
-use crate::credentials::Credentials;
+use crate::{credentials::Credentials, spec::RepoUrl};
 
 /// The `Authorization` header for an HTTP(S) remote, sent with the first request: without it
 /// every fetch and push first collects a 401 and asks again, a round trip (and, behind a CGI
 /// git server, a process) each time.
-pub fn preemptive_header(url: &str, creds: Option<&Credentials>) -> Option<String> {
+pub fn preemptive_header(repo: &RepoUrl, creds: Option<&Credentials>) -> Option<String> {
     use base64::{Engine, engine::general_purpose::STANDARD};
     let creds = creds?;
-    let http = url.starts_with("https://") || url.starts_with("http://");
-    http.then(|| {
+    repo.is_web().then(|| {
         let pair = format!("{}:{}", creds.username, creds.password.expose());
         format!("Authorization: Basic {}", STANDARD.encode(pair))
     })
@@ -55,11 +54,11 @@ impl AuthTrace {
     }
 }
 
-/// Callbacks for the remote at `url`: credential requests answered with `creds` (HTTPS) or an
+/// Callbacks for the remote `repo`: credential requests answered with `creds` (HTTPS) or an
 /// SSH key (file or agent), and an SSH server's host key checked against the known hosts file
 /// when one is configured (libgit2 checks `~/.ssh/known_hosts` otherwise).
 pub fn callbacks<'a>(
-    url: &str,
+    repo: &RepoUrl,
     creds: Option<&'a Credentials>,
     settings: &GitSettings,
 ) -> (RemoteCallbacks<'a>, AuthTrace) {
@@ -67,7 +66,7 @@ pub fn callbacks<'a>(
     let seen = trace.clone();
     let ssh_key: Option<PathBuf> = settings.ssh_key.clone();
     let mut cb = RemoteCallbacks::new();
-    if let (Some(file), Some((host, port))) = (&settings.ssh_known_hosts, ssh_host(url)) {
+    if let (Some(file), Some((host, port))) = (&settings.ssh_known_hosts, ssh_host(repo)) {
         let (file, untrusted) = (file.clone(), trace.untrusted_host.clone());
         cb.certificate_check(move |cert, _| {
             let Some(key) = cert.as_hostkey().and_then(|k| k.hostkey()) else {
@@ -105,18 +104,15 @@ pub fn callbacks<'a>(
     (cb, trace)
 }
 
-/// Host and port of an SSH remote (`ssh://[user@]host[:port]/path` or `[user@]host:path`).
-fn ssh_host(url: &str) -> Option<(String, u16)> {
-    if let Ok(u) = url::Url::parse(url) {
-        let host = u.host_str().filter(|_| u.scheme() == "ssh")?;
-        return Some((
-            host.trim_matches(['[', ']']).to_string(),
-            u.port().unwrap_or(22),
-        ));
-    }
-    let (authority, _) = url.split_once(':')?;
-    let host = authority.rsplit('@').next()?;
-    (!host.is_empty() && !host.contains('/')).then(|| (host.to_string(), 22))
+/// Host (an IPv6 address without brackets) and port of an SSH remote
+/// (`ssh://[user@]host[:port]/path` or `[user@]host:path`).
+fn ssh_host(repo: &RepoUrl) -> Option<(String, u16)> {
+    (repo.scheme() == "ssh").then(|| {
+        (
+            repo.host().trim_matches(['[', ']']).to_string(),
+            repo.port().unwrap_or(22),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -125,7 +121,7 @@ mod tests {
 
     #[test]
     fn finds_the_host_and_port_of_ssh_remotes() {
-        let of = |url: &str| ssh_host(url);
+        let of = |url: &str| ssh_host(&RepoUrl::parse(url).expect(url));
         assert_eq!(
             of("ssh://git@git.internal:2222/org/gitops.git"),
             Some(("git.internal".into(), 2222))
@@ -140,7 +136,10 @@ mod tests {
         );
         assert_eq!(of("https://github.com/org/gitops.git"), None);
         assert_eq!(of("file:///srv/gitops.git"), None);
-        assert_eq!(of("/srv/gitops.git"), None);
+        assert_eq!(
+            of("ssh://git@[::1]:2222/gitops"),
+            Some(("::1".into(), 2222))
+        );
     }
 
     #[test]

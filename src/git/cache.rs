@@ -8,6 +8,7 @@ use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, RemoteRedire
 use tracing::{info, warn};
 
 use super::{GitError, GitSettings, auth, heal};
+use crate::spec::RepoUrl;
 
 /// The clones (the promoter serialises work on each one).
 #[derive(Debug)]
@@ -24,8 +25,8 @@ impl RepoCache {
     /// Takes the clone of `url` for one batch: waits while another process uses it, removes
     /// what a killed process left in it (lock files, half-written packs), and discards it when
     /// a pack is damaged. The clone is this batch's until the lock is dropped.
-    pub fn take(&self, url: &str) -> Result<(heal::CloneLock, Repository), GitError> {
-        let path = self.path_of(url);
+    pub fn take(&self, url: &RepoUrl) -> Result<(heal::CloneLock, Repository), GitError> {
+        let path = self.path_of(url.as_str());
         crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
         let held = heal::lock(&path)?;
@@ -40,8 +41,8 @@ impl RepoCache {
 
     /// The clone of `url` (only one promotion batch may use it at a time). A clone that
     /// cannot be opened is removed and started afresh.
-    fn open(&self, url: &str) -> Result<Repository, GitError> {
-        let path = self.path_of(url);
+    fn open(&self, url: &RepoUrl) -> Result<Repository, GitError> {
+        let path = self.path_of(url.as_str());
         if path.exists() {
             match Repository::open_bare(&path) {
                 Ok(repo) => return Ok(repo),
@@ -57,8 +58,8 @@ impl RepoCache {
     }
 
     /// Removes the clone of `url`, e.g. after a fetch found its object store damaged.
-    pub fn reset(&self, url: &str) -> Result<Repository, GitError> {
-        self.discard(&self.path_of(url))?;
+    pub fn reset(&self, url: &RepoUrl) -> Result<Repository, GitError> {
+        self.discard(&self.path_of(url.as_str()))?;
         self.open(url)
     }
 
@@ -83,7 +84,7 @@ pub fn tracking_ref(branch: &str) -> String {
 /// Fetches `refspecs` from `url` into `repo`.
 pub fn fetch(
     repo: &Repository,
-    url: &str,
+    url: &RepoUrl,
     refspecs: &[&str],
     settings: &GitSettings,
     creds: Option<&crate::credentials::Credentials>,
@@ -101,7 +102,9 @@ pub fn fetch(
     if let Some(h) = &header {
         opts.custom_headers(&[h.as_str()]);
     }
-    let mut remote = repo.remote_anonymous(url).map_err(|e| classify(e, None))?;
+    let mut remote = repo
+        .remote_anonymous(url.as_str())
+        .map_err(|e| classify(e, None))?;
     let started = std::time::Instant::now();
     remote
         .fetch(refspecs, Some(&mut opts), None)

@@ -40,7 +40,7 @@ pub use signing::{IdentityCheck, SignatureInfo, Signer, SigningError, SigningFor
 use crate::{
     credentials::{CredentialScopes, Credentials, SigningKeySource},
     kind::ErrorKind,
-    spec::{CommitId, Phase, RepoUrl},
+    spec::{CommitId, MessageTemplate, PathTemplate, Phase, RepoUrl},
     values::ValuesError,
 };
 
@@ -137,13 +137,13 @@ pub struct Promotion {
     pub repo: RepoUrl,
     pub branch: String,
     /// Values file path template with `{phase}`.
-    pub path: String,
+    pub path: PathTemplate,
     pub keys: Vec<String>,
     pub source: Phase,
     pub target: Phase,
     pub commit: CommitId,
     /// Subject template (docs/contract.md §2 `commitMessage`).
-    pub message: String,
+    pub message: MessageTemplate,
     pub dry_run: bool,
     /// A deliberate rollback: never `superseded`, marked `Promotion-Rollback: true`, and the
     /// baseline later promotions are decided against.
@@ -243,13 +243,9 @@ pub unsafe fn defer_ca_bundle() {
 
 /// Loads the CA bundle [`defer_ca_bundle`] deferred, once, before the first connection to an
 /// https remote (`url`); nothing for other remotes or when nothing was deferred.
-pub(crate) fn load_deferred_ca_bundle(url: &str) -> Result<(), GitError> {
+pub(crate) fn load_deferred_ca_bundle(url: &RepoUrl) -> Result<(), GitError> {
     static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let (Some(bundle), true) = (
-        DEFERRED_CA_BUNDLE.get(),
-        url.get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
-    ) else {
+    let (Some(bundle), "https") = (DEFERRED_CA_BUNDLE.get(), url.scheme()) else {
         return Ok(());
     };
     // SAFETY: adds certificates to the store of libgit2's TLS context; OpenSSL locks the

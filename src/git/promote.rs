@@ -83,7 +83,7 @@ fn run_batch(
 ) -> Result<(), GitError> {
     let started = std::time::Instant::now();
     let first = &batch[0]; // never empty: see run()
-    let url = first.repo.as_str();
+    let url = &first.repo;
     // A request's own Secret goes to its repo only, and never in clear text unless allowed;
     // otherwise the credential scopes decide (none for a remote outside every scope).
     let creds = settings
@@ -215,7 +215,7 @@ pub(super) fn read_source<'r>(
     if !p.allow_unmerged_source {
         check_on_branch(repo, p, source.id())?;
     }
-    let source_path = p.path.replace("{phase}", p.source.as_str());
+    let source_path = p.path.for_phase(&p.source);
     let at = format!("at source commit {}", p.commit);
     let (_, text) = read_values(repo, &git(source.tree())?, &source_path, &at)?;
     let versions = p
@@ -244,7 +244,7 @@ pub(super) fn edit(
     versions: &[values::Scalar],
     (index, noted): (&mut PromotionIndex, &mut Notes),
 ) -> Result<(PromotionResult, Option<Oid>), GitError> {
-    let target_path = p.path.replace("{phase}", p.target.as_str());
+    let target_path = p.path.for_phase(&p.target);
     let tip_tree = git(tip.tree())?;
     let at_head = format!("at the head of branch `{}`", p.branch);
     let (mode, text) = read_values(repo, &tip_tree, &target_path, &at_head)?;
@@ -351,7 +351,7 @@ fn find_source<'r>(
     if let Some(c) = find() {
         return Ok(c);
     }
-    let url = p.repo.as_str();
+    let url = &p.repo;
     cache::fetch(
         repo,
         url,

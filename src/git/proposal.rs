@@ -28,7 +28,7 @@ pub(super) fn run(
         .proposal
         .as_ref()
         .ok_or_else(|| GitError::Other("not a pull-request promotion".into()))?;
-    let (url, branch) = (p.repo.as_str(), proposal.name.as_str());
+    let (url, branch) = (&p.repo, proposal.name.as_str());
     // A request's own Secret goes to its repo only; otherwise the credential scopes decide.
     let creds = settings
         .credentials
@@ -116,7 +116,7 @@ fn proposes(
     p: &Promotion,
     versions: &[values::Scalar],
 ) -> Result<bool, GitError> {
-    let path = p.path.replace("{phase}", p.target.as_str());
+    let path = p.path.for_phase(&p.target);
     let Ok((_, text)) = read_values(repo, &git(tip.tree())?, &path, "") else {
         return Ok(false);
     };

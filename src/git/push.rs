@@ -57,17 +57,14 @@ pub(super) fn push_to(
     git(repo.reference(&staging, commit, true, "phasegate push"))?;
     // libgit2's local transport moves the ref without checking its old value: for a `file://`
     // remote, write the objects and swap the branch here, atomically.
-    let local = url::Url::parse(p.repo.as_str())
-        .ok()
-        .filter(|u| u.scheme() == "file")
-        .and_then(|u| u.to_file_path().ok());
+    let local = p.repo.local_path();
     let branch_ref = format!("refs/heads/{}", to.branch);
     if let Some(path) = local {
         let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
-        return push_local(repo, &path, &branch_ref, commit, parent);
+        return push_local(repo, path, &branch_ref, commit, parent);
     }
-    super::load_deferred_ca_bundle(p.repo.as_str())?;
-    let (mut callbacks, trace) = auth::callbacks(p.repo.as_str(), creds, settings);
+    super::load_deferred_ca_bundle(&p.repo)?;
+    let (mut callbacks, trace) = auth::callbacks(&p.repo, creds, settings);
     let moved = Rc::new(RefCell::new(false));
     let lease = moved.clone();
     let leased = branch_ref.clone();
@@ -91,7 +88,7 @@ pub(super) fn push_to(
     // As for fetches: no redirect to another host.
     opts.remote_callbacks(callbacks)
         .follow_redirects(RemoteRedirect::None);
-    let header = auth::preemptive_header(p.repo.as_str(), creds);
+    let header = auth::preemptive_header(&p.repo, creds);
     if let Some(h) = &header {
         opts.custom_headers(&[h.as_str()]);
     }

@@ -7,6 +7,7 @@
 use git2::{Commit, Oid};
 
 use super::Promotion;
+use crate::spec::Vars;
 
 const TARGET_PHASE: &str = "Target-Phase";
 const SOURCE_COMMIT: &str = "Source-Commit";
@@ -58,15 +59,14 @@ pub fn recorded(commit: &Commit) -> Option<Recorded> {
 /// The message of the promotion commit of `p`: subject from the spec's template, the changed
 /// keys, the trailers.
 pub fn message(p: &Promotion, versions: &[String], previous: &[String], source: Oid) -> String {
-    let short: String = source.to_string().chars().take(12).collect();
-    let subject = p
-        .message
-        .replace("{version}", &versions[0])
-        .replace("{previous}", &previous[0])
-        .replace("{key}", &p.keys.join(","))
-        .replace("{source}", p.source.as_str())
-        .replace("{target}", p.target.as_str())
-        .replace("{commit}", &short);
+    let subject = p.message.render(&Vars {
+        version: &versions[0],
+        previous: &previous[0],
+        keys: &p.keys,
+        source: &p.source,
+        target: &p.target,
+        commit: &source.to_string(),
+    });
     let mut body = String::new();
     for ((key, new), old) in p.keys.iter().zip(versions).zip(previous) {
         body.push_str(&format!("{key}: {old} -> {new}\n"));

@@ -122,7 +122,7 @@ impl RunTask {
             key: self.key.clone(),
             repo: p.repo.to_string(),
             branch: p.branch.clone(),
-            path: p.path.clone(),
+            path: p.path.to_string(),
             keys: p.keys.clone(),
             source_phase: p.source.to_string(),
             target_phase: p.target.to_string(),

@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Resource, SpecError, bounds, plan::duration};
+use super::{Located, RepoUrl, Resource, SpecError, bounds, locate, plan::duration};
 
 /// The forge keys as the resource carries them (`forge`, `forgeApiUrl`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,112 +228,55 @@ pub(super) fn promote_via(r: &Resource) -> Result<PromoteVia, SpecError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Rebase is not a merge request's merge method on GitLab but the project's.
+pub const NO_REBASE_ON_GITLAB: &str = "mergeMethod: rebase is not available on GitLab, where \
+     rebasing is the project's merge method setting (fast-forward or semi-linear): use merge or \
+     squash, and set the project's merge method in GitLab";
 
-    fn pr(spec: PullRequestSpec) -> Result<PromoteVia, SpecError> {
-        promote_via(&Resource {
-            promote_via: "pull-request".into(),
-            pull_request: Some(spec),
-            ..Default::default()
-        })
-    }
+const NO_LABELS_ON_BITBUCKET: &str = "prLabels: Bitbucket Data Center pull requests have no \
+     labels: remove prLabels (the title and description say what the pull request promotes)";
 
-    fn refused(result: Result<impl fmt::Debug, SpecError>, key: &str, why: &str) {
-        let err = result.expect_err(why).to_string();
-        assert!(err.contains(key) && err.contains(why), "{err}");
-    }
-
-    #[test]
-    fn refuses_labels_that_are_blank_long_or_would_split() {
-        let cases = [
-            ("", "1 to 50"),
-            ("  ", "1 to 50"),
-            (&*"x".repeat(51), "1 to 50"),
-            ("release,hotfix", "comma"),
-            ("release\nhotfix", "control"),
-        ];
-        for (label, why) in cases {
-            let spec = PullRequestSpec {
-                labels: vec![label.into()],
-                ..Default::default()
-            };
-            refused(pr(spec), "pullRequest.labels", why);
+/// The forge a run speaks to, located once from the spec: `None` when there is none (a
+/// repository on no well-known host, in push mode without `forge`). Pull-request mode needs
+/// one; a forge the spec names must be locatable; otherwise commit statuses are simply not
+/// set. Refuses what the forge cannot do for a pull-request plan, before anything is pushed.
+pub(super) fn located(
+    repo: &RepoUrl,
+    choice: &ForgeChoice,
+    via: &PromoteVia,
+) -> Result<Option<Located>, SpecError> {
+    let pull_request = matches!(via, PromoteVia::PullRequest(_));
+    let explicit = pull_request || *choice != ForgeChoice::default();
+    let located = match locate(repo, choice) {
+        Ok(Some(located)) => located,
+        Ok(None) if pull_request => {
+            return Err(SpecError::Forge(
+                "promoteVia: pull-request needs a forge: the repository's host is not a \
+                 well-known one, set `forge` (and `forgeApiUrl` if the API is elsewhere on that \
+                 host)"
+                    .into(),
+            ));
         }
-        let spec = PullRequestSpec {
-            labels: vec!["release".into(), "team: payments".into()],
-            ..Default::default()
-        };
-        assert!(matches!(pr(spec), Ok(PromoteVia::PullRequest(p)) if p.labels.len() == 2));
+        Err(e) if explicit => return Err(e),
+        // No forge named, none to be had: no commit statuses.
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    if let PromoteVia::PullRequest(pr) = via {
+        check_plan(located.kind, pr)?;
     }
-
-    #[test]
-    fn refuses_unknown_merge_methods_and_waits_out_of_range() {
-        let method = PullRequestSpec {
-            merge_method: Some("fast-forward".into()),
-            ..Default::default()
-        };
-        refused(
-            pr(method),
-            "pullRequest.mergeMethod",
-            "not merge, squash or rebase",
-        );
-        for (wait, why) in [
-            ("0s", "between 1s and 24h"),
-            ("25h", "at most 1day"),
-            ("soon", "not a duration"),
-        ] {
-            let spec = PullRequestSpec {
-                wait_for_merge: Some(wait.into()),
-                ..Default::default()
-            };
-            refused(pr(spec), "pullRequest.waitForMerge", why);
-        }
-    }
-
-    #[test]
-    fn refuses_pull_request_keys_in_push_mode_and_unknown_modes() {
-        let r = Resource {
-            promote_via: "push".into(),
-            pull_request: Some(PullRequestSpec {
-                draft: true,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        refused(promote_via(&r), "promoteVia", "pull-request keys");
-        let r = Resource {
-            promote_via: "merge".into(),
-            ..Default::default()
-        };
-        refused(promote_via(&r), "promoteVia", "not push or pull-request");
-    }
-
-    #[test]
-    fn refuses_unknown_forges_and_api_urls_that_are_not_plain_http() {
-        let choice = |kind: Option<&str>, url: Option<&str>| {
-            forge_choice(&Resource {
-                forge: Some(ForgeSpec {
-                    kind: kind.map(Into::into),
-                    api_url: url.map(Into::into),
-                }),
-                ..Default::default()
-            })
-        };
-        refused(choice(Some("sourcehut"), None), "forge", "is not a forge");
-        refused(
-            choice(None, Some("ftp://git.example/api")),
-            "forgeApiUrl",
-            "http(s) URL",
-        );
-        refused(choice(None, Some("/api/v4")), "forgeApiUrl", "http(s) URL");
-        let err = choice(None, Some("https://bot:s3cret@git.example/api/v4"))
-            .expect_err("credentials")
-            .to_string();
-        assert!(err.contains("must not carry credentials"), "{err}");
-        assert!(!err.contains("s3cret"), "{err}");
-        let ok = choice(Some("gitlab"), Some("https://git.example/api/v4")).expect("valid");
-        assert_eq!(ok.kind, Some(ForgeKind::GitLab));
-    }
+    Ok(Some(located))
 }
+
+/// Refuses what the forge `kind` cannot do for a pull-request plan.
+fn check_plan(kind: ForgeKind, plan: &PullRequestPlan) -> Result<(), SpecError> {
+    let why = match kind {
+        ForgeKind::GitLab if plan.merge_method == MergeMethod::Rebase => NO_REBASE_ON_GITLAB,
+        ForgeKind::BitbucketDataCenter if !plan.labels.is_empty() => NO_LABELS_ON_BITBUCKET,
+        _ => return Ok(()),
+    };
+    Err(SpecError::Forge(why.into()))
+}
+
+#[cfg(test)]
+#[path = "forge_tests.rs"]
+mod tests;

@@ -7,21 +7,28 @@
 
 mod bounds;
 mod forge;
+mod locate;
 mod payload;
 mod plan;
+mod repo_globs;
 mod repo_url;
 mod resource;
 mod target;
+mod template;
 mod testing;
 
 pub use forge::{
-    ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, PromoteVia, PullRequestPlan, PullRequestSpec,
+    ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, NO_REBASE_ON_GITLAB, PromoteVia,
+    PullRequestPlan, PullRequestSpec,
 };
+pub use locate::{Located, locate};
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
-pub use repo_url::{RepoGlobs, RepoUrl, strict_glob};
+pub use repo_globs::{RepoGlobs, strict_glob};
+pub use repo_url::RepoUrl;
 pub use resource::{
     Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
 };
+pub use template::{MessageTemplate, PathTemplate, Vars};
 
 /// Why a spec, resource or payload was refused. Every message names the field.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +58,11 @@ pub enum SpecError {
          target.phase and test.target (spelled nested, sourceCommit-style or source_commit-style)"
     )]
     ForbiddenPayloadField(String),
+    /// The forge the spec names or the repository's host implies cannot serve the spec as it
+    /// stands (no forge for a pull request, an API on another host, what that forge cannot
+    /// do); the message names the key.
+    #[error("{0}")]
+    Forge(String),
     /// A field has a value phasegate cannot use.
     #[error("invalid `{field}`: {problem}")]
     Invalid {

@@ -6,8 +6,8 @@ use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
 use super::{
-    Mode, RepoUrl, Resource, SpecError, bounds,
-    forge::{ForgeChoice, PromoteVia, forge_choice, promote_via},
+    Located, MessageTemplate, Mode, PathTemplate, RepoUrl, Resource, SpecError, bounds,
+    forge::{PromoteVia, forge_choice, located, promote_via},
     testing::test_plan,
 };
 
@@ -94,7 +94,7 @@ pub struct Plan {
     pub repo: RepoUrl,
     pub branch: String,
     /// Values file path template with `{phase}`; safe by construction.
-    pub path: String,
+    pub path: PathTemplate,
     pub keys: Vec<String>,
     pub credentials_secret: Option<String>,
     pub source: Phase,
@@ -102,7 +102,7 @@ pub struct Plan {
     pub commit: CommitId,
     pub test: TestPlan,
     pub argocd: Option<ArgoGate>,
-    pub commit_message: String,
+    pub commit_message: MessageTemplate,
     pub dry_run: bool,
     /// Promote an older version on purpose: never `superseded`, and the new baseline.
     pub rollback: bool,
@@ -111,19 +111,76 @@ pub struct Plan {
     pub mode: Mode,
     /// A push to `branch`, or a pull request against it.
     pub via: PromoteVia,
-    /// The forge the spec names, if any (located against the repository later).
-    pub forge: ForgeChoice,
+    /// The forge of the repository, located once: `None` when there is none to speak to
+    /// (always `Some` in pull-request mode).
+    pub located: Option<Located>,
+}
+
+/// What FetchResource and Execute both parse: every field but the event's and the tests'.
+struct Static {
+    repo: RepoUrl,
+    branch: String,
+    path: PathTemplate,
+    keys: Vec<String>,
+    phases: Vec<Phase>,
+    commit_message: MessageTemplate,
+    via: PromoteVia,
+    located: Option<Located>,
+    argocd: Option<ArgoGate>,
+}
+
+/// Parses the static part of a resource, in the order its errors are reported. The per-event
+/// fields are checked when set (a Sensor may fix them in the spec), but not kept: Execute
+/// requires and parses them.
+fn parse_static(r: &Resource) -> Result<Static, SpecError> {
+    let repo = RepoUrl::parse(&r.repo)?;
+    check_branch(&r.branch)?;
+    let path = PathTemplate::parse(&r.path)?;
+    check_keys(&r.keys)?;
+    if let Some(secret) = &r.credentials_secret
+        && !DNS_NAME.is_match(secret)
+    {
+        return Err(SpecError::invalid(
+            "credentialsSecret",
+            "is not a Kubernetes Secret name",
+        ));
+    }
+    let phases = parse_phases(&r.phases)?;
+    if !r.source.phase.is_empty() {
+        Phase::parse("source.phase", &r.source.phase)?;
+    }
+    if !r.source.commit.is_empty() {
+        CommitId::parse("source.commit", &r.source.commit)?;
+    }
+    if !r.target.phase.is_empty() {
+        Phase::parse("target.phase", &r.target.phase)?;
+    }
+    let commit_message = MessageTemplate::parse(&r.commit_message)?;
+    let via = promote_via(r)?;
+    let forge = forge_choice(r)?;
+    let argocd = argo_gate(r)?;
+    let located = located(&repo, &forge, &via)?;
+    Ok(Static {
+        repo,
+        branch: r.branch.clone(),
+        path,
+        keys: r.keys.clone(),
+        phases,
+        commit_message,
+        via,
+        located,
+        argocd,
+    })
 }
 
 impl Plan {
     /// Validates a complete resource (after parameters and payload) into a plan.
     pub fn from_resource(r: &Resource) -> Result<Plan, SpecError> {
-        Plan::check_static(r)?;
+        let s = parse_static(r)?;
         let source = Phase::parse("source.phase", &r.source.phase)?;
         let commit = CommitId::parse("source.commit", &r.source.commit)?;
-        let phases = parse_phases(&r.phases)?;
         let target = if r.target.phase.is_empty() {
-            next_phase(&phases, &source)?
+            next_phase(&s.phases, &source)?
         } else {
             Phase::parse("target.phase", &r.target.phase)?
         };
@@ -131,57 +188,31 @@ impl Plan {
             return Err(SpecError::invalid("target.phase", "equals source.phase"));
         }
         Ok(Plan {
-            repo: RepoUrl::parse(&r.repo)?,
-            branch: r.branch.clone(),
-            path: r.path.clone(),
-            keys: r.keys.clone(),
+            repo: s.repo,
+            branch: s.branch,
+            path: s.path,
+            keys: s.keys,
             credentials_secret: r.credentials_secret.clone(),
             source,
             target,
             commit,
             test: event_tested(test_plan(r)?)?,
-            argocd: argo_gate(r)?,
-            commit_message: r.commit_message.clone(),
+            argocd: s.argocd,
+            commit_message: s.commit_message,
             dry_run: r.dry_run,
             rollback: r.rollback,
             allow_unmerged_source: r.allow_unmerged_source,
             mode: r.mode,
-            via: promote_via(r)?,
-            forge: forge_choice(r)?,
+            via: s.via,
+            located: s.located,
         })
     }
 
     /// Checks every field but the test settings, allowing the per-event ones to be empty
-    /// (FetchResource).
+    /// (FetchResource): the same parse as Execute's, so a spec Execute would refuse for its
+    /// static part is refused when the Sensor is created.
     pub fn check_static(r: &Resource) -> Result<(), SpecError> {
-        RepoUrl::parse(&r.repo)?;
-        check_branch(&r.branch)?;
-        check_path(&r.path)?;
-        check_keys(&r.keys)?;
-        if let Some(secret) = &r.credentials_secret
-            && !DNS_NAME.is_match(secret)
-        {
-            return Err(SpecError::invalid(
-                "credentialsSecret",
-                "is not a Kubernetes Secret name",
-            ));
-        }
-        parse_phases(&r.phases)?;
-        if !r.source.phase.is_empty() {
-            Phase::parse("source.phase", &r.source.phase)?;
-        }
-        if !r.source.commit.is_empty() {
-            CommitId::parse("source.commit", &r.source.commit)?;
-        }
-        if !r.target.phase.is_empty() {
-            Phase::parse("target.phase", &r.target.phase)?;
-        }
-        if r.commit_message.trim().is_empty() {
-            return Err(SpecError::invalid("commitMessage", "is empty"));
-        }
-        promote_via(r)?;
-        forge_choice(r)?;
-        argo_gate(r).map(drop)
+        parse_static(r).map(drop)
     }
 
     /// Checks the test settings of a resource whose runner is known.
@@ -266,31 +297,6 @@ fn check_branch(b: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_path(p: &str) -> Result<(), SpecError> {
-    const FIELD: &str = "path";
-    if p.is_empty() {
-        return Err(SpecError::invalid(FIELD, "is required"));
-    }
-    if !p.contains("{phase}") {
-        return Err(SpecError::invalid(
-            FIELD,
-            "must contain {phase}, so each phase has its own values file",
-        ));
-    }
-    let escapes = p.starts_with('/')
-        || p.contains('\\')
-        || p.contains('\0')
-        || p.split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
-    if escapes {
-        return Err(SpecError::invalid(
-            FIELD,
-            "must be a relative path inside the repository (no '..', '.', '//' or leading '/')",
-        ));
-    }
-    Ok(())
-}
-
 fn check_keys(keys: &[String]) -> Result<(), SpecError> {
     if keys.is_empty() {
         return Err(SpecError::invalid("key", "is empty"));
@@ -361,122 +367,5 @@ pub(super) fn duration(field: &str, s: &str) -> Result<Duration, SpecError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::RunnerKind;
-
-    fn resource() -> Resource {
-        Resource {
-            repo: "https://git.example.com/gitops.git".into(),
-            path: "apps/{phase}/values.yaml".into(),
-            phases: vec!["dev".into(), "test".into(), "prod".into()],
-            source: crate::spec::SourceRef {
-                phase: "test".into(),
-                commit: "ABCDEF1234".into(),
-            },
-            test: crate::spec::TestSpec {
-                runner: Some(RunnerKind::None),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn derives_the_target_from_the_phase_chain() {
-        let plan = Plan::from_resource(&resource()).expect("valid");
-        assert_eq!(plan.target.as_str(), "prod");
-        assert_eq!(plan.commit.as_str(), "abcdef1234");
-    }
-
-    #[test]
-    fn refuses_to_promote_from_the_last_phase() {
-        let mut r = resource();
-        r.source.phase = "prod".into();
-        let err = Plan::from_resource(&r).expect_err("last phase").to_string();
-        assert!(err.contains("last phase"), "{err}");
-    }
-
-    #[test]
-    fn refuses_paths_that_escape_the_repository() {
-        for path in [
-            "../{phase}.yaml",
-            "/etc/{phase}",
-            "a/./{phase}",
-            "a//{phase}",
-            "a/b.yaml",
-        ] {
-            let mut r = resource();
-            r.path = path.into();
-            let err = Plan::from_resource(&r).expect_err(path).to_string();
-            assert!(err.contains("`path`"), "{path}: {err}");
-        }
-    }
-
-    #[test]
-    fn refuses_repo_urls_with_credentials_without_echoing_them() {
-        for url in [
-            "https://user:s3cret-token@host/x.git",
-            "https://s3cret-token@host/x.git",
-        ] {
-            let err = RepoUrl::parse(url).expect_err(url).to_string();
-            assert!(!err.contains("s3cret"), "{err}");
-            assert!(err.contains("credentials"), "{err}");
-        }
-        for ok in [
-            "git@github.com:org/repo.git",
-            "ssh://git@host/x.git",
-            "file:///tmp/x",
-        ] {
-            RepoUrl::parse(ok).expect(ok);
-        }
-        assert!(RepoUrl::parse("ftp://host/x").is_err());
-    }
-
-    #[test]
-    fn refuses_bad_phases_and_commits() {
-        for (phase, commit) in [("../x", "abcdef1"), ("Test", "abcdef1"), ("test", "xyz")] {
-            let mut r = resource();
-            r.source.phase = phase.into();
-            r.source.commit = commit.into();
-            assert!(Plan::from_resource(&r).is_err(), "{phase} {commit}");
-        }
-    }
-
-    #[test]
-    fn bounds_every_duration() {
-        for (field, bad) in [
-            ("test.timeout", "500000000000y"),
-            ("test.timeout", "25h"),
-            ("test.interval", "11m"),
-            ("argocd.timeout", "2days"),
-        ] {
-            let err = duration(field, bad).expect_err(bad).to_string();
-            assert!(err.contains(field) && err.contains("out of range"), "{err}");
-        }
-        assert_eq!(
-            duration("test.timeout", "24h").expect("max"),
-            Duration::from_secs(86400)
-        );
-        assert_eq!(
-            duration("test.interval", "0s").expect("min"),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn expands_the_target_in_job_args() {
-        let mut r = resource();
-        r.test = crate::spec::TestSpec {
-            runner: Some(RunnerKind::Job),
-            image: Some("tests:1".into()),
-            target: "http://app.test".into(),
-            ..Default::default()
-        };
-        let TestPlan::Job(job) = Plan::from_resource(&r).expect("valid").test else {
-            panic!("job runner expected");
-        };
-        assert_eq!(job.args, vec!["http://app.test"]);
-        assert_eq!(job.timeout, Duration::from_secs(600));
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

@@ -3,7 +3,11 @@
 //! case host, default port written out, `.`/`..`/`//` in the path, a query, …) is refused, not
 //! rewritten: what the Sensor asked for is what is checked and what is used.
 
-use std::{fmt, sync::LazyLock};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::LazyLock,
+};
 
 use regex::Regex;
 
@@ -16,13 +20,26 @@ static SCP_LIKE: LazyLock<Regex> = LazyLock::new(|| {
 
 const FIELD: &str = "repo";
 
-/// A GitOps repository URL without credentials, in normal form.
+/// A GitOps repository URL without credentials, in normal form, with its parts kept: later
+/// code asks for the host, port or path instead of splitting the URL again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RepoUrl {
     /// As given (and used to fetch and push): equal to its normal form.
     url: String,
     /// `scheme://host[:port]/path` without user and without a final `.git`.
     key: String,
+    /// `https`, `http`, `ssh` (also for `user@host:path`) or `file`.
+    scheme: &'static str,
+    /// `user@host:path` rather than `ssh://`.
+    scp_like: bool,
+    /// As the URL writes it (IPv6 in brackets); empty for `file://`.
+    host: String,
+    /// The port written in the URL (never the scheme's default: normal form leaves it out).
+    port: Option<u16>,
+    /// Below the host, without the leading `/`, as written (a final `.git` kept).
+    path: String,
+    /// The directory of a `file://` repository.
+    local_path: Option<PathBuf>,
 }
 
 impl RepoUrl {
@@ -41,13 +58,21 @@ impl RepoUrl {
             let path = path.strip_prefix('/').unwrap_or(path);
             check_path(path)?;
             let key = format!("ssh://{host}/{}", strip_git(path));
-            return Ok(RepoUrl { url: s.into(), key });
+            return Ok(RepoUrl {
+                url: s.into(),
+                key,
+                scheme: "ssh",
+                scp_like: true,
+                host: host.into(),
+                port: None,
+                path: path.into(),
+                local_path: None,
+            });
         }
         let url = url::Url::parse(s).map_err(|_| {
             SpecError::invalid(FIELD, "must be https://, ssh://, user@host:path or file://")
         })?;
-        let scheme = url.scheme();
-        match scheme {
+        let scheme = match url.scheme() {
             "https" | "http" if !url.username().is_empty() || url.password().is_some() => {
                 return Err(SpecError::invalid(
                     FIELD,
@@ -60,14 +85,17 @@ impl RepoUrl {
                     "must not carry a password; use credentialsSecret",
                 ));
             }
-            "https" | "http" | "ssh" | "file" => {}
+            "https" => "https",
+            "http" => "http",
+            "ssh" => "ssh",
+            "file" => "file",
             other => {
                 return Err(SpecError::invalid(
                     FIELD,
                     format!("scheme {other:?} is not supported (https, ssh, file)"),
                 ));
             }
-        }
+        };
         not_normal_if(
             url.query().is_some() || url.fragment().is_some(),
             "a query or fragment has no place in a repository URL",
@@ -92,7 +120,17 @@ impl RepoUrl {
         check_path(path)?;
         let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
         let key = format!("{scheme}://{host}{port}/{}", strip_git(path));
-        Ok(RepoUrl { url: s.into(), key })
+        let local_path = url.to_file_path().ok().filter(|_| scheme == "file");
+        Ok(RepoUrl {
+            url: s.into(),
+            key,
+            scheme,
+            scp_like: false,
+            host: host.into(),
+            port: url.port(),
+            path: path.into(),
+            local_path,
+        })
     }
 
     /// The URL, as given (it is in normal form).
@@ -106,9 +144,42 @@ impl RepoUrl {
         &self.key
     }
 
-    /// The scheme of the match key (`https`, `http`, `ssh`, `file`).
+    /// The scheme of the match key (`https`, `http`, `ssh`, `file`): `ssh` also for
+    /// `user@host:path`.
     pub fn scheme(&self) -> &str {
-        self.key.split_once("://").map_or("", |(s, _)| s)
+        self.scheme
+    }
+
+    /// True for `https://` and `http://`: git speaks HTTP to it (and a forge serves its web
+    /// pages and API there).
+    pub fn is_web(&self) -> bool {
+        matches!(self.scheme, "https" | "http")
+    }
+
+    /// True for the scp-like `user@host:path` form of an SSH remote.
+    pub fn is_scp_like(&self) -> bool {
+        self.scp_like
+    }
+
+    /// The host as the URL writes it (lower case; an IPv6 address in brackets); empty for
+    /// `file://`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port the URL writes out; `None` for the scheme's default (and for `user@host:path`).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The path below the host, without the leading `/`, as written (with its `.git`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The local directory of a `file://` repository.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.local_path.as_deref()
     }
 }
 
@@ -116,51 +187,6 @@ impl fmt::Display for RepoUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
     }
-}
-
-/// Globs over repository URLs (`policy.repos`). `*` stops at `/` (write `**` to cross it);
-/// a glob matches the URL as given (it is in normal form), or its match key with or without
-/// `.git`, so `https://github.com/org/*` and `https://github.com/org/*.git` both work.
-#[derive(Debug, Clone, Default)]
-pub struct RepoGlobs(Option<globset::GlobSet>);
-
-impl RepoGlobs {
-    /// Compiles the globs; the error names the glob that does not parse.
-    pub fn new(patterns: &[String]) -> Result<RepoGlobs, String> {
-        if patterns.is_empty() {
-            return Ok(RepoGlobs(None));
-        }
-        let mut set = globset::GlobSetBuilder::new();
-        for p in patterns {
-            set.add(strict_glob(p)?);
-        }
-        set.build()
-            .map(|s| RepoGlobs(Some(s)))
-            .map_err(|e| e.to_string())
-    }
-
-    /// True when no glob is configured.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-
-    /// True when a glob matches `repo`.
-    pub fn is_match(&self, repo: &RepoUrl) -> bool {
-        self.0.as_ref().is_some_and(|set| {
-            set.is_match(repo.as_str())
-                || set.is_match(repo.match_key())
-                || set.is_match(format!("{}.git", repo.match_key()))
-        })
-    }
-}
-
-/// A glob whose `*` and `?` never match `/` (only `**` crosses directories).
-pub fn strict_glob(pattern: &str) -> Result<globset::Glob, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map_err(|e| format!("{pattern:?}: {e}"))
 }
 
 fn strip_git(path: &str) -> &str {
@@ -251,21 +277,40 @@ mod tests {
     }
 
     #[test]
-    fn a_glob_star_does_not_cross_a_slash() {
-        let globs = RepoGlobs::new(&[
-            "https://github.com/my-org/*".into(),
-            "git@github.com:my-org/*.git".into(),
-            "https://git.internal/**".into(),
-        ])
-        .expect("globs");
-        let allowed = |u: &str| globs.is_match(&RepoUrl::parse(u).expect(u));
-        assert!(allowed("https://github.com/my-org/gitops.git"));
-        assert!(allowed("https://github.com/my-org/gitops"));
-        assert!(allowed("git@github.com:my-org/gitops.git"));
-        assert!(allowed("https://git.internal/a/b/c.git"));
-        assert!(!allowed("https://github.com/my-org/fork/gitops.git"));
-        assert!(!allowed("https://github.com/my-org-evil/gitops.git"));
-        assert!(!allowed("git@github.com:my-org/sub/gitops.git"));
-        assert!(!allowed("http://github.com/my-org/gitops.git"));
+    fn keeps_the_host_port_and_path_of_every_form() {
+        let parts = |u: &str| {
+            let r = RepoUrl::parse(u).expect(u);
+            (
+                r.scheme().to_string(),
+                r.host().to_string(),
+                r.port(),
+                r.path().to_string(),
+            )
+        };
+        let of = |s: &str, h: &str, p, path: &str| (s.into(), h.into(), p, path.into());
+        assert_eq!(
+            parts("https://github.com/org/x.git"),
+            of("https", "github.com", None, "org/x.git")
+        );
+        assert_eq!(
+            parts("http://127.0.0.1:8080/org/x"),
+            of("http", "127.0.0.1", Some(8080), "org/x")
+        );
+        assert_eq!(
+            parts("ssh://git@git.internal:2222/org/x.git"),
+            of("ssh", "git.internal", Some(2222), "org/x.git")
+        );
+        assert_eq!(
+            parts("git@github.com:org/x.git"),
+            of("ssh", "github.com", None, "org/x.git")
+        );
+        let file = RepoUrl::parse("file:///srv/gitops.git").expect("file");
+        assert_eq!((file.host(), file.path()), ("", "srv/gitops.git"));
+        assert_eq!(file.local_path(), Some(Path::new("/srv/gitops.git")));
+        assert!(
+            RepoUrl::parse("git@github.com:org/x.git")
+                .expect("scp")
+                .is_scp_like()
+        );
     }
 }

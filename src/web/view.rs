@@ -1,7 +1,7 @@
 //! How run data is shown: times, durations, outcome classes, repository URLs without userinfo,
 //! commit links. Pure functions, shared by the pages (and the notifications' bodies).
 
-use crate::history::RunRecord;
+use crate::{history::RunRecord, spec::RepoUrl};
 
 /// A repository URL as shown anywhere outside the server: without user name or password
 /// (a URL never carries credentials into phasegate, but what is shown must not depend on it).
@@ -16,22 +16,17 @@ pub fn shown_repo(repo: &str) -> String {
     }
 }
 
-/// The repository's path on its forge (`org/gitops`), for commit links.
-fn repo_path(repo: &str) -> String {
-    let path = match url::Url::parse(repo) {
-        Ok(u) if u.has_host() => u.path().to_string(),
-        // scp-like `git@host:org/gitops.git`
-        _ => repo.split_once(':').map_or(repo, |(_, p)| p).to_string(),
-    };
-    path.trim_matches('/').trim_end_matches(".git").to_string()
+/// The repository's path on its forge (`org/gitops`), for commit links; `None` for a URL
+/// that is not in normal form (only a history written before issue 10 can hold one).
+fn repo_path(repo: &str) -> Option<String> {
+    let repo = RepoUrl::parse(repo).ok()?;
+    Some(repo.path().trim_end_matches(".git").to_string())
 }
 
 /// The link to `commit` on the forge, from the configured template (`{repo}`, `{commit}`).
 pub fn commit_link(template: Option<&str>, repo: &str, commit: &str) -> Option<String> {
-    template.map(|t| {
-        t.replace("{repo}", &repo_path(repo))
-            .replace("{commit}", commit)
-    })
+    let path = repo_path(repo)?;
+    template.map(|t| t.replace("{repo}", &path).replace("{commit}", commit))
 }
 
 /// Checks a commit link template: an http(s) URL (never `javascript:` or a relative link).
@@ -130,6 +125,10 @@ mod tests {
         assert_eq!(
             commit_link(t, "git@github.com:org/gitops.git", "abc").as_deref(),
             Some("https://github.com/org/gitops/commit/abc")
+        );
+        assert_eq!(
+            commit_link(t, "file:///srv/org/gitops.git", "abc").as_deref(),
+            Some("https://github.com/srv/org/gitops/commit/abc")
         );
         assert!(!valid_commit_link("javascript:alert(1)//{commit}"));
     }

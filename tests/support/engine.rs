@@ -6,7 +6,7 @@ use std::path::Path;
 use phasegate::{
     credentials::{CredentialScopes, Credentials, Secret},
     git::{GitError, GitPromoter, GitSettings, Promotion, PromotionResult},
-    spec::{CommitId, Phase, RepoGlobs, RepoUrl},
+    spec::{CommitId, MessageTemplate, PathTemplate, Phase, RepoGlobs, RepoUrl},
 };
 
 use super::{PATH, capture_logs, git_server::GitServer, gitops_repo, tempdir};
@@ -43,12 +43,13 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
     Promotion {
         repo: RepoUrl::parse(url).expect("url"),
         branch: "main".into(),
-        path: PATH.replace("{app}", app),
+        path: PathTemplate::parse(&PATH.replace("{app}", app)).expect("path"),
         keys: vec!["image.version".into()],
         source: Phase::parse("source", "test").expect("phase"),
         target: Phase::parse("target", "prod").expect("phase"),
         commit: CommitId::parse("commit", commit).expect("commit"),
-        message: "Promote {key} {version} from {source} to {target}".into(),
+        message: MessageTemplate::parse("Promote {key} {version} from {source} to {target}")
+            .expect("message"),
         dry_run: false,
         rollback: false,
         allow_unmerged_source: false,

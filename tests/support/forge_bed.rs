@@ -177,6 +177,37 @@ impl<F: FakeForge> ForgeBed<F> {
         message.to_string()
     }
 
+    /// Fires as [`ForgeBed::fire`] does, expecting FetchResource (the Sensor being created, before
+    /// any event) to refuse `spec` with `INVALID_ARGUMENT` and a message containing each of
+    /// `parts`; the message.
+    pub async fn refused_by_fetch_resource(
+        &self,
+        spec: &BTreeMap<String, String>,
+        parts: &[&str],
+    ) -> String {
+        let sensor = self.server.sensor().await;
+        let failed = sensor
+            .fire(spec, &sync_event(&self.synced), FROM_TEST)
+            .await
+            .expect_err("refused");
+        assert_eq!(failed.step, "FetchResource", "{:?}", failed.status);
+        assert_eq!(
+            failed.status.code(),
+            Code::InvalidArgument,
+            "{:?}",
+            failed.status
+        );
+        let message = failed.status.message();
+        for part in parts {
+            assert!(
+                message.contains(part),
+                "{part} missing in {:?}",
+                failed.status
+            );
+        }
+        message.to_string()
+    }
+
     /// The version in prod on `branch`.
     pub fn prod_on(&self, branch: &str) -> String {
         let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))

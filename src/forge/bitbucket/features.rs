@@ -1,6 +1,6 @@
 //! What only some Bitbucket Data Center versions or settings allow, checked before phasegate
-//! relies on it: labels (none), drafts (8.18+), Bitbucket's own auto-merge (8.15+, and allowed
-//! by the repository or its project).
+//! relies on it: drafts (8.18+), Bitbucket's own auto-merge (8.15+, and allowed by the
+//! repository or its project). Labels, which it has none of, are refused with the spec.
 
 use std::sync::atomic::Ordering;
 
@@ -8,22 +8,10 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use super::BitbucketDataCenter;
-use crate::{forge::ForgeError, spec::PullRequestPlan};
+use crate::forge::ForgeError;
 
 /// Drafts exist since Bitbucket Data Center 8.18; older versions ignore the field.
 const DRAFTS_SINCE: (u64, u64) = (8, 18);
-
-/// Refuses, before anything is pushed, what Bitbucket Data Center cannot do for `plan`.
-pub(in crate::forge) fn check_plan(plan: &PullRequestPlan) -> Result<(), ForgeError> {
-    match plan.labels.is_empty() {
-        true => Ok(()),
-        false => Err(ForgeError::Invalid(
-            "prLabels: Bitbucket Data Center pull requests have no labels: remove prLabels \
-             (the title and description say what the pull request promotes)"
-                .into(),
-        )),
-    }
-}
 
 impl BitbucketDataCenter {
     /// Drafts need 8.18+: older versions would open a pull request that is ready for review.
@@ -103,16 +91,5 @@ mod tests {
         assert!(major_minor("8.18.0") >= DRAFTS_SINCE);
         assert!(major_minor("9.4.2") >= DRAFTS_SINCE);
         assert_eq!(major_minor("garbage"), (0, 0));
-    }
-
-    #[test]
-    fn refuses_labels_which_bitbucket_does_not_have() {
-        let labelled = PullRequestPlan {
-            labels: vec!["prod".into()],
-            ..PullRequestPlan::default()
-        };
-        let err = check_plan(&labelled).expect_err("refused");
-        assert!(err.to_string().contains("have no labels"), "{err}");
-        assert!(check_plan(&PullRequestPlan::default()).is_ok());
     }
 }

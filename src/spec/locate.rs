@@ -1,11 +1,11 @@
 //! Which forge hosts a repository and where its API is: inferred from well-known hosts or set
 //! with `forge` and `forgeApiUrl`, and only ever on the repository's own host (the forge token
-//! is a credential of that repository: a spec must not be able to send it elsewhere).
+//! is a credential of that repository: a spec must not be able to send it elsewhere). Pure:
+//! decided from the spec alone, so FetchResource refuses what cannot be located.
 
 use url::Url;
 
-use super::ForgeError;
-use crate::spec::{ForgeChoice, ForgeKind, RepoUrl};
+use super::{ForgeChoice, ForgeKind, RepoUrl, SpecError};
 
 /// The forge of one repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,57 +18,46 @@ pub struct Located {
     pub project: String,
 }
 
-/// Where a repository URL points: scheme, host, port (http(s) only) and path.
-struct RepoLocation {
+/// Where a repository URL points: scheme, host, port (http(s) only, the default filled in)
+/// and path.
+struct RepoLocation<'a> {
     web: bool,
     secure: bool,
-    host: String,
+    host: &'a str,
     port: Option<u16>,
-    path: String,
+    path: &'a str,
 }
 
-fn repo_location(repo: &RepoUrl) -> Option<RepoLocation> {
-    let s = repo.as_str();
-    if let Ok(url) = Url::parse(s)
-        && matches!(url.scheme(), "https" | "http" | "ssh")
-    {
-        let web = url.scheme() != "ssh";
-        return Some(RepoLocation {
-            web,
-            secure: url.scheme() != "http",
-            host: url.host_str()?.to_ascii_lowercase(),
-            port: if web {
-                url.port_or_known_default()
-            } else {
-                None
-            },
-            path: url.path().to_string(),
-        });
-    }
-    // scp-like `user@host:path` (validated by RepoUrl).
-    let (user_host, path) = s.split_once(':')?;
-    let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
-    (!s.contains("://")).then(|| RepoLocation {
-        web: false,
-        secure: true,
-        host: host.to_ascii_lowercase(),
-        port: None,
-        path: path.to_string(),
+/// `None` for a `file://` repository: no forge hosts it.
+fn repo_location(repo: &RepoUrl) -> Option<RepoLocation<'_>> {
+    let (web, secure) = match repo.scheme() {
+        "https" => (true, true),
+        "http" => (true, false),
+        "ssh" => (false, true),
+        _ => return None,
+    };
+    let default = if secure { 443 } else { 80 };
+    Some(RepoLocation {
+        web,
+        secure,
+        host: repo.host(),
+        port: web.then(|| repo.port().unwrap_or(default)),
+        path: repo.path(),
     })
 }
 
 /// The forge of `repo`: `None` when the spec names none and the host is not a well-known one.
-pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, ForgeError> {
+pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, SpecError> {
     let Some(at) = repo_location(repo) else {
         return match choice.kind.is_some() || choice.api_url.is_some() {
-            true => Err(ForgeError::Invalid(
+            true => Err(SpecError::Forge(
                 "`forge` needs a repository on a forge (an https://, ssh:// or user@host:path URL)"
                     .into(),
             )),
             false => Ok(None),
         };
     };
-    let well_known = match at.host.as_str() {
+    let well_known = match at.host {
         "github.com" => Some(ForgeKind::GitHub),
         "gitlab.com" => Some(ForgeKind::GitLab),
         "gitea.com" => Some(ForgeKind::Gitea),
@@ -77,7 +66,7 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
     };
     let Some(kind) = choice.kind.or(well_known) else {
         return match choice.api_url {
-            Some(_) => Err(ForgeError::Invalid(
+            Some(_) => Err(SpecError::Forge(
                 "`forgeApiUrl` is set but the forge is unknown: set `forge` too".into(),
             )),
             None => Ok(None),
@@ -85,7 +74,7 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
     };
     let (project, context) = match kind {
         ForgeKind::BitbucketDataCenter => bitbucket_project(&at)?,
-        _ => (project(kind, &at.path)?, String::new()),
+        _ => (project(kind, at.path)?, String::new()),
     };
     let api = match &choice.api_url {
         Some(url) => {
@@ -99,7 +88,7 @@ pub fn locate(repo: &RepoUrl, choice: &ForgeChoice) -> Result<Option<Located>, F
 
 /// `owner/name` from a repository path (`/owner/name.git`); GitLab nests groups
 /// (`group/subgroup/name`).
-fn project(kind: ForgeKind, path: &str) -> Result<String, ForgeError> {
+fn project(kind: ForgeKind, path: &str) -> Result<String, SpecError> {
     let trimmed = path.trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     let parts: Vec<&str> = trimmed.split('/').collect();
@@ -111,7 +100,7 @@ fn project(kind: ForgeKind, path: &str) -> Result<String, ForgeError> {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         });
     if !ok {
-        return Err(ForgeError::Invalid(match nested {
+        return Err(SpecError::Forge(match nested {
             true => "the repository path is not `group/…/name` on GitLab".into(),
             false => "the repository path is not `owner/name` on the forge".into(),
         }));
@@ -123,7 +112,7 @@ fn project(kind: ForgeKind, path: &str) -> Result<String, ForgeError> {
 /// clone URL: `https://host[/context]/scm/PROJECT/slug.git`, or `ssh://git@host:7999/PROJECT/
 /// slug.git`. Project keys are upper case in the API (clone URLs often show them lower case);
 /// personal projects (`~user`) keep theirs.
-fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> {
+fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), SpecError> {
     let trimmed = at.path.trim_matches('/');
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     let parts: Vec<&str> = trimmed.split('/').collect();
@@ -131,7 +120,7 @@ fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> 
         (true, [context @ .., "scm", key, slug]) => (context.join("/"), *key, *slug),
         (false, [key, slug]) => (String::new(), *key, *slug),
         _ => {
-            return Err(ForgeError::Invalid(
+            return Err(SpecError::Forge(
                 "the repository is not a Bitbucket Data Center clone URL \
                  (https://host[/context]/scm/PROJECT/repo.git or ssh://git@host:port/PROJECT/repo.git)"
                     .into(),
@@ -144,7 +133,7 @@ fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> 
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
     };
     if !fine(key) || !fine(slug) || !context.split('/').all(|c| c.is_empty() || fine(c)) {
-        return Err(ForgeError::Invalid(
+        return Err(SpecError::Forge(
             "the Bitbucket project key, repository slug or context path has characters \
              phasegate does not send to the API"
                 .into(),
@@ -162,7 +151,7 @@ fn bitbucket_project(at: &RepoLocation) -> Result<(String, String), ForgeError> 
 }
 
 /// The API root when the spec sets none; `context` is Bitbucket's web context path.
-fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url, ForgeError> {
+fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url, SpecError> {
     // GitHub Enterprise Server, GitLab, Gitea and Forgejo serve their API beside the
     // repositories.
     let beside = |root: &str| {
@@ -172,7 +161,7 @@ fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url,
             None => format!("{scheme}://{}{root}", at.host),
         }
     };
-    let text = match (kind, at.host.as_str()) {
+    let text = match (kind, at.host) {
         (ForgeKind::GitHub, "github.com") => "https://api.github.com".to_string(),
         (ForgeKind::GitHub, _) => beside("/api/v3"),
         (ForgeKind::GitLab, _) => beside("/api/v4"),
@@ -180,22 +169,22 @@ fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url,
         // REST API 1.0 (`latest` is its alias on every Data Center version).
         (ForgeKind::BitbucketDataCenter, _) => beside(&format!("{context}/rest/api/latest")),
     };
-    Url::parse(&text).map_err(|e| ForgeError::Invalid(format!("forge API URL: {e}")))
+    Url::parse(&text).map_err(|e| SpecError::Forge(format!("forge API URL: {e}")))
 }
 
 /// An API URL set in the spec must be on the repository's host (github.com's is
 /// api.github.com), over TLS when the repository is.
-fn check_scope(api: &Url, at: &RepoLocation) -> Result<(), ForgeError> {
+fn check_scope(api: &Url, at: &RepoLocation) -> Result<(), SpecError> {
     let host = api.host_str().unwrap_or("").to_ascii_lowercase();
     let same_host = host == at.host || (at.host == "github.com" && host == "api.github.com");
     let same_port = !at.web || host != at.host || api.port_or_known_default() == at.port;
     if at.secure && api.scheme() != "https" {
-        return Err(ForgeError::Invalid(
+        return Err(SpecError::Forge(
             "`forgeApiUrl` must be https:// for an https:// or ssh repository".into(),
         ));
     }
     if !same_host || !same_port {
-        return Err(ForgeError::Invalid(
+        return Err(SpecError::Forge(
             "`forgeApiUrl` is not on the repository's host: the forge token is only sent to \
              the API of the repository it is for"
                 .into(),
