@@ -34,22 +34,22 @@
 //! - [`demo`]: the whole loop on this machine; [`console`]: `phasegate runs` for operators.
 
 pub mod app;
-pub mod cluster;
+mod cluster;
 pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod demo;
 pub mod diff;
-pub mod error;
-pub mod forge;
+mod error;
+mod forge;
 pub mod git;
 pub mod hardening;
 pub mod history;
-pub mod kind;
-pub mod metrics;
+mod kind;
+mod metrics;
 pub mod notify;
 pub mod outcome;
-pub mod pipeline;
+mod pipeline;
 pub mod policy;
 pub mod proto;
 pub mod runner;
@@ -57,7 +57,7 @@ pub mod sensor;
 pub mod server;
 pub mod spec;
 pub mod values;
-pub mod web;
+mod web;
 
-pub use error::{Error, Result};
+pub use error::{Error, Need, Result};
 pub use kind::ErrorKind;

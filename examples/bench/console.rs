@@ -174,7 +174,7 @@ async fn fetch(client: &reqwest::Client, url: &str) -> BenchResult<(f64, usize)>
 }
 
 /// The console's rows: each page's p50 / p95 over HTTP with 1,000 runs in the history.
-pub async fn measure(
+pub(crate) async fn measure(
     bin: &Path,
     root: &Path,
     url: &str,

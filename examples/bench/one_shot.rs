@@ -16,7 +16,7 @@ use super::{BenchResult, PASSWORD, PATH, USER, path, sh, summary, timed};
 const COLD_TURNS: usize = 5;
 
 /// What the one-shot rows need.
-pub struct OneShot<'a> {
+pub(crate) struct OneShot<'a> {
     pub bin: &'a Path,
     pub root: &'a Path,
     pub url: &'a str,
@@ -53,7 +53,7 @@ impl OneShot<'_> {
     }
 
     /// The cold row: one-shot promotions with an empty cache against `git clone --bare`.
-    pub fn cold(
+    pub(crate) fn cold(
         &self,
         bump: &mut dyn FnMut(&str) -> BenchResult<(String, String)>,
     ) -> BenchResult<(String, String, String)> {
@@ -84,7 +84,7 @@ impl OneShot<'_> {
 
     /// The warm row: one-shot promotions on the previous run's cache against the git CLI on a
     /// warm clone (fetch, edit, commit, push).
-    pub fn warm(
+    pub(crate) fn warm(
         &self,
         bump: &mut dyn FnMut(&str) -> BenchResult<(String, String)>,
         turns: usize,

@@ -10,18 +10,18 @@ use std::{
 use super::{APPS, BenchResult, PATH};
 
 /// An app's values file at `version`.
-pub fn values(app: &str, version: &str) -> String {
+pub(crate) fn values(app: &str, version: &str) -> String {
     format!(
         "# {app}\nreplicaCount: 2\nimage:\n  repository: registry.example.com/{app}\n  version: \"{version}\"  # bumped by CD\n"
     )
 }
 
-pub fn path(app: &str, phase: &str) -> String {
+pub(crate) fn path(app: &str, phase: &str) -> String {
     PATH.replace("{app}", app).replace("{phase}", phase)
 }
 
 /// `commits` commits over `files` files with git fast-import (seconds, not minutes).
-pub fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult<()> {
+pub(crate) fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult<()> {
     let run = |args: &[&str]| Command::new("git").args(args).status();
     run(&[
         "init",

@@ -9,7 +9,7 @@ use std::{
 use super::{BenchResult, PASSWORD, USER};
 
 /// A running server, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
     pub url: String,
     metrics: String,
@@ -25,12 +25,12 @@ fn free_port() -> std::io::Result<u16> {
 
 impl Server {
     /// The server on `cache`, without the web console.
-    pub fn spawn(bin: &Path, cache: &Path) -> BenchResult<Server> {
+    pub(crate) fn spawn(bin: &Path, cache: &Path) -> BenchResult<Server> {
         Server::spawn_with(bin, cache, false)
     }
 
     /// The server on `cache`, with the web console on its own listener if `console`.
-    pub fn spawn_with(bin: &Path, cache: &Path, console: bool) -> BenchResult<Server> {
+    pub(crate) fn spawn_with(bin: &Path, cache: &Path, console: bool) -> BenchResult<Server> {
         let (port, metrics) = (free_port()?, free_port()?);
         let console = console.then(free_port).transpose()?;
         let mut command = Command::new(bin);
@@ -83,7 +83,7 @@ impl Server {
     }
 
     /// (current RSS, peak RSS) in MiB, from /proc.
-    pub fn memory(&self) -> (f64, f64) {
+    pub(crate) fn memory(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         let kib = |field: &str| {
@@ -97,7 +97,7 @@ impl Server {
         (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
     }
 
-    pub async fn metric(&self, series: &str) -> f64 {
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
         let text = match reqwest::get(&self.metrics).await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),

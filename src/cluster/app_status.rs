@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// What the gate makes of one observation of the Application.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gate {
+pub(super) enum Gate {
     /// Deployed: test it.
     Passed(String),
     /// Not yet (the reason says what is awaited).
@@ -100,7 +100,7 @@ impl Revisions {
 
 /// Decides the gate for the Application `app` (the object as the API server returns it) and the
 /// source commit `commit`.
-pub fn decide(app: &Value, commit: &str) -> Gate {
+pub(super) fn decide(app: &Value, commit: &str) -> Gate {
     let app: Application = match serde_json::from_value(app.clone()) {
         Ok(app) => app,
         Err(e) => return Gate::Waiting(format!("its status cannot be read yet ({e})")),

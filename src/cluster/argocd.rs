@@ -29,7 +29,7 @@ fn application() -> ApiResource {
 
 /// Waits (bounded by the gate's timeout) until the Application is deployed at `commit`; a
 /// failed sync or an unhealthy new state ends the wait early with Argo CD's reason.
-pub async fn wait_synced(
+pub(crate) async fn wait_synced(
     cluster: &Cluster,
     gate: &ArgoGate,
     commit: &str,

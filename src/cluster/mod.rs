@@ -4,7 +4,7 @@
 //! credential types.
 
 mod app_status;
-pub mod argocd;
+pub(crate) mod argocd;
 pub(crate) mod watch;
 
 use std::time::Duration;

@@ -16,14 +16,14 @@ const WATCH_TIMEOUT_SECONDS: u32 = 240;
 const ERRORS_IN_A_ROW: u32 = 6;
 
 /// The watcher configuration every watch of phasegate uses.
-pub fn config() -> watcher::Config {
+pub(crate) fn config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS)
 }
 
 /// Passes the watcher's events on; recoverable errors (410 Gone, a dropped connection, an
 /// `ERROR` event) are waited out, those that waiting cannot fix (403, a missing resource type)
 /// and [`ERRORS_IN_A_ROW`] failures end the stream with a [`ClusterError`].
-pub fn tolerant<K, S>(
+pub(crate) fn tolerant<K, S>(
     events: S,
     what: &str,
 ) -> impl Stream<Item = Result<watcher::Event<K>, ClusterError>> + use<K, S>

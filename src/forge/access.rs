@@ -26,7 +26,7 @@ pub struct ServerApp {
 }
 
 /// How the forge client authenticates.
-pub enum ForgeToken {
+pub(crate) enum ForgeToken {
     /// A fixed token (the git credentials' password).
     Token(Secret),
     /// A GitHub App installation's tokens, renewed as they near expiry.
@@ -34,7 +34,7 @@ pub enum ForgeToken {
 }
 
 /// The credentials of one run.
-pub struct RunAccess {
+pub(crate) struct RunAccess {
     password: Option<Credentials>,
     app: Option<Arc<Installation>>,
 }
@@ -43,7 +43,7 @@ impl RunAccess {
     /// Chooses the run's credentials: `from_secret` (its `credentialsSecret`), else the
     /// server's GitHub App when the repository's API is the App's, else `server` (the server's
     /// own git credentials).
-    pub fn choose(
+    pub(crate) fn choose(
         plan: &Plan,
         from_secret: Option<RepoAuth>,
         server: Option<&Credentials>,
@@ -90,7 +90,7 @@ impl RunAccess {
 
     /// The git credentials to use now: for a GitHub App, a token with minutes left (ask again
     /// after a long test rather than keeping the first answer).
-    pub async fn git(&self) -> Result<Option<Credentials>, ForgeError> {
+    pub(crate) async fn git(&self) -> Result<Option<Credentials>, ForgeError> {
         match &self.app {
             Some(installation) => Ok(Some(installation.git_credentials().await?)),
             None => Ok(self.password.clone()),
@@ -98,7 +98,7 @@ impl RunAccess {
     }
 
     /// The forge client's authentication, if the run has credentials.
-    pub fn forge_token(&self) -> Option<ForgeToken> {
+    pub(crate) fn forge_token(&self) -> Option<ForgeToken> {
         match &self.app {
             Some(installation) => Some(ForgeToken::App(installation.clone())),
             None => self

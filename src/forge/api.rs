@@ -66,7 +66,7 @@ pub(super) struct Problem {
 impl Answer {
     /// The forge's own message (`message`, GitLab's `error`, Bitbucket's `errors[].message`),
     /// cut to one short line.
-    pub fn message(&self) -> String {
+    pub(super) fn message(&self) -> String {
         let text = ["message", "error", "errors"]
             .iter()
             .find_map(|k| self.body.get(k))
@@ -84,7 +84,7 @@ impl Answer {
     }
 
     /// The answer's `errors` list; empty when it has none.
-    pub fn problems(&self) -> Vec<Problem> {
+    pub(super) fn problems(&self) -> Vec<Problem> {
         match self.body["errors"].as_array() {
             Some(list) => problems(list).collect(),
             None => Vec::new(),
@@ -158,7 +158,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ApiClient {
     /// A client of the API at `base`; `headers` go with every request (API version, media type).
-    pub fn new(
+    pub(super) fn new(
         forge: &'static str,
         base: Url,
         token: impl TokenSource + 'static,
@@ -192,21 +192,21 @@ impl ApiClient {
     }
 
     /// Names what a 404 answer means is missing (see [`ApiClient::failed`]).
-    pub fn about(mut self, subject: String) -> ApiClient {
+    pub(super) fn about(mut self, subject: String) -> ApiClient {
         self.subject = subject;
         self
     }
 
     /// Shows GitHub's validation details (`errors: [{message}|{code, field}]`) after the
     /// message of a refusal.
-    pub fn with_details(mut self) -> ApiClient {
+    pub(super) fn with_details(mut self) -> ApiClient {
         self.details = true;
         self
     }
 
     /// Sends the token as `Authorization: <scheme> <token>` instead of `Bearer` (Gitea and
     /// Forgejo document `token`).
-    pub fn with_auth_scheme(mut self, scheme: &'static str) -> ApiClient {
+    pub(super) fn with_auth_scheme(mut self, scheme: &'static str) -> ApiClient {
         self.auth_scheme = scheme;
         self
     }
@@ -214,7 +214,7 @@ impl ApiClient {
     /// Calls `method path` (relative to the API root) with an optional JSON body. Retries
     /// within the policy; refused credentials are `PermissionDenied`; any other answer is the
     /// caller's to read.
-    pub async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -290,7 +290,7 @@ impl ApiClient {
 
     /// Calls `method path` to `what` (for messages); only a success answers, with its body
     /// read as `T` (see [`ApiClient::read`]).
-    pub async fn success<T: DeserializeOwned>(
+    pub(super) async fn success<T: DeserializeOwned>(
         &self,
         what: &str,
         method: Method,
@@ -305,14 +305,18 @@ impl ApiClient {
     }
 
     /// The body of the answer to `what` as `T` (see [`read`]).
-    pub fn read<T: DeserializeOwned>(&self, what: &str, answer: Answer) -> Result<T, ForgeError> {
+    pub(super) fn read<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        answer: Answer,
+    ) -> Result<T, ForgeError> {
         read(self.forge, what, answer.body)
     }
 
     /// An answer that should have been a success, as an error naming the request `what`: a
     /// 404 is the subject not found (or hidden from the token), anything else the forge's
     /// refusal with its message.
-    pub fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
+    pub(super) fn failed(&self, what: &str, answer: &Answer) -> ForgeError {
         let (forge, message) = (self.forge, answer.message());
         match answer.status {
             StatusCode::NOT_FOUND => ForgeError::NotFound(format!(

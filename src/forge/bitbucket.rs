@@ -117,10 +117,6 @@ impl BitbucketDataCenter {
 }
 
 impl Forge for BitbucketDataCenter {
-    fn name(&self) -> &'static str {
-        FORGE
-    }
-
     fn find_open<'a>(
         &'a self,
         head: &'a str,

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The forge of one run's repository.
-pub struct ForgeRun {
+pub(crate) struct ForgeRun {
     forge: Box<dyn Forge>,
     context: String,
     target_url: Option<String>,
@@ -25,7 +25,7 @@ pub struct ForgeRun {
 impl ForgeRun {
     /// The forge of the run's repository, if one is configured (always in pull-request mode),
     /// with `token` (the password of the run's git credentials, or a GitHub App's tokens).
-    pub fn for_plan(
+    pub(crate) fn for_plan(
         plan: &Plan,
         token: Option<ForgeToken>,
         run_id: &str,
@@ -61,7 +61,7 @@ impl ForgeRun {
 
     /// Sets the status of the source commit `sha`. A status is information, not the run:
     /// a failure is logged and the run goes on. Forges need the full commit id.
-    pub async fn status(&self, sha: &str, state: StatusState, description: &str) {
+    pub(crate) async fn status(&self, sha: &str, state: StatusState, description: &str) {
         if sha.len() < 40 {
             info!(
                 commit = sha,
@@ -82,7 +82,7 @@ impl ForgeRun {
     }
 
     /// The open pull request from `head` into the plan's branch.
-    pub async fn find_open(
+    pub(crate) async fn find_open(
         &self,
         head: &str,
         plan: &Plan,
@@ -91,7 +91,7 @@ impl ForgeRun {
     }
 
     /// Opens the pull request, or updates `open`. Answers it and whether it is new.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         open: Option<&PullRequest>,
         draft: &PullRequestDraft,
@@ -104,7 +104,7 @@ impl ForgeRun {
 
     /// Auto-merge and the wait for the merge, as the plan asks. Answers the merge commit when
     /// the pull request was merged, `None` when it stays open.
-    pub async fn settle(
+    pub(crate) async fn settle(
         &self,
         pr: &PullRequest,
         head_sha: &str,
@@ -176,7 +176,7 @@ impl ForgeRun {
 
 /// The phasegate-owned branch of a promotion: one per (repository, base branch, target phase,
 /// values file, keys), so a newer tested version updates the same pull request.
-pub fn proposal_branch(plan: &Plan) -> String {
+pub(crate) fn proposal_branch(plan: &Plan) -> String {
     let identity = format!(
         "{}\n{}\n{}\n{}\n{}",
         plan.repo,
@@ -194,7 +194,7 @@ pub fn proposal_branch(plan: &Plan) -> String {
 }
 
 /// What a pull request says about the promotion it carries.
-pub struct Proposal<'a> {
+pub(crate) struct Proposal<'a> {
     pub plan: &'a Plan,
     pub run_id: &'a str,
     pub version: &'a str,
@@ -208,7 +208,7 @@ pub struct Proposal<'a> {
 
 impl Proposal<'_> {
     /// The pull request's title, body, labels and draft flag, from `head`.
-    pub fn draft(&self, head: &str, pr: &PullRequestPlan) -> PullRequestDraft {
+    pub(crate) fn draft(&self, head: &str, pr: &PullRequestPlan) -> PullRequestDraft {
         let p = self.plan;
         let title = p.commit_message.render(&Vars {
             version: self.version,
@@ -257,7 +257,7 @@ impl Proposal<'_> {
 
 /// What became of a proposed promotion on the forge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Concluded {
+pub(crate) enum Concluded {
     /// A new pull request carries the promotion.
     Opened(PullRequest),
     /// The open pull request now carries the promotion.
@@ -270,7 +270,7 @@ pub enum Concluded {
 
 impl Concluded {
     /// The pull request that carries the promotion.
-    pub fn pull_request(&self) -> &PullRequest {
+    pub(crate) fn pull_request(&self) -> &PullRequest {
         match self {
             Concluded::Opened(pr) | Concluded::Updated(pr) | Concluded::AlreadyOpen(pr) => pr,
             Concluded::Merged { pr, .. } => pr,
@@ -283,7 +283,7 @@ impl ForgeRun {
     /// found there already (`already`): opens or updates the pull request, and merges or waits
     /// as the plan asks.
     #[allow(clippy::too_many_arguments)]
-    pub async fn conclude(
+    pub(crate) async fn conclude(
         &self,
         open: Option<PullRequest>,
         proposal: &Proposal<'_>,

@@ -125,10 +125,6 @@ impl Gitea {
 }
 
 impl Forge for Gitea {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn find_open<'a>(
         &'a self,
         head: &'a str,

@@ -64,10 +64,6 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
-    fn name(&self) -> &'static str {
-        "GitHub"
-    }
-
     fn find_open<'a>(
         &'a self,
         head: &'a str,

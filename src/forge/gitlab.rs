@@ -61,10 +61,6 @@ impl GitLab {
 }
 
 impl Forge for GitLab {
-    fn name(&self) -> &'static str {
-        "GitLab"
-    }
-
     fn find_open<'a>(
         &'a self,
         head: &'a str,

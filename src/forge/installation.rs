@@ -34,13 +34,13 @@ use crate::{
 
 /// A token is renewed when less than this is left: a run's later steps (the push after its
 /// tests, the final status) must not meet an expired token.
-pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 /// The git username GitHub expects with an installation token.
 const GIT_USER: &str = "x-access-token";
 
 /// The installation tokens phasegate holds, shared by every run of a server.
 #[derive(Default)]
-pub struct AppTokens {
+pub(crate) struct AppTokens {
     /// One lock for all: minting is rare, and two runs must not mint the same token twice.
     minted: tokio::sync::Mutex<HashMap<TokenKey, Minted>>,
 }
@@ -67,7 +67,7 @@ struct Minted {
 
 /// A GitHub App installation, for one repository at one API: hands out its installation
 /// token, renewed before it expires.
-pub struct Installation {
+pub(crate) struct Installation {
     app: GitHubApp,
     api: Url,
     /// `owner/name`.
@@ -78,7 +78,7 @@ pub struct Installation {
 
 impl Installation {
     /// The installation of `app` for the repository at `located` (a GitHub repository).
-    pub fn new(
+    pub(crate) fn new(
         app: GitHubApp,
         located: &Located,
         tokens: Arc<AppTokens>,
@@ -100,7 +100,7 @@ impl Installation {
     }
 
     /// An installation token with at least [`RENEW_BEFORE`] left: the one held, or a new one.
-    pub async fn token(&self) -> Result<Secret, ForgeError> {
+    pub(crate) async fn token(&self) -> Result<Secret, ForgeError> {
         let key = TokenKey {
             api: self.api.to_string(),
             app_id: self.app.app_id().to_string(),
@@ -122,7 +122,7 @@ impl Installation {
 
     /// Git credentials: user `x-access-token`, the installation token as password, no email
     /// (commits are authored as the server's configured author).
-    pub async fn git_credentials(&self) -> Result<Credentials, ForgeError> {
+    pub(crate) async fn git_credentials(&self) -> Result<Credentials, ForgeError> {
         Ok(Credentials {
             username: GIT_USER.to_string(),
             password: self.token().await?,
@@ -221,7 +221,7 @@ impl TokenSource for Installation {
 }
 
 /// The GitHub client of the repository at `located`, authenticated as `installation`.
-pub fn connect(
+pub(crate) fn connect(
     located: &Located,
     installation: Arc<Installation>,
     settings: &ForgeSettings,

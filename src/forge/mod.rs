@@ -9,19 +9,19 @@
 //! lifecycle and the commit statuses of a run; [`installation`] authenticates as a GitHub App (its key: `credentials::github_app`);
 //! [`access`] chooses a run's credentials for git and its forge.
 
-pub mod access;
+pub(crate) mod access;
 mod api;
 mod bitbucket;
-pub mod flow;
+pub(crate) mod flow;
 mod gitea;
 mod github;
 mod gitlab;
-pub mod installation;
+pub(crate) mod installation;
 
 use futures_util::future::BoxFuture;
 
-pub use crate::spec::Located;
-pub use api::RetryPolicy;
+pub(crate) use crate::spec::Located;
+pub(crate) use api::RetryPolicy;
 
 use crate::{
     credentials::Secret,
@@ -86,7 +86,7 @@ impl ForgeError {
 
 /// A pull request (GitLab: merge request) as phasegate needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequest {
+pub(crate) struct PullRequest {
     pub number: u64,
     /// Where a reviewer opens it.
     pub url: String,
@@ -97,7 +97,7 @@ pub struct PullRequest {
 
 /// Where a pull request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrState {
+pub(crate) enum PrState {
     Open,
     Merged,
     ClosedUnmerged,
@@ -105,7 +105,7 @@ pub enum PrState {
 
 /// What phasegate asks for when it opens or updates a pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequestDraft {
+pub(crate) struct PullRequestDraft {
     /// The phasegate-owned branch holding the promotion commit.
     pub head: String,
     /// The branch it goes to.
@@ -118,7 +118,7 @@ pub struct PullRequestDraft {
 
 /// What a merge request to the forge came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MergeAttempt {
+pub(crate) enum MergeAttempt {
     /// Merged, into this commit.
     Merged(String),
     /// Not (yet) mergeable: checks or reviews pending, a conflict; the forge's reason.
@@ -127,7 +127,7 @@ pub enum MergeAttempt {
 
 /// State of a commit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusState {
+pub(crate) enum StatusState {
     Pending,
     Success,
     Failure,
@@ -136,7 +136,7 @@ pub enum StatusState {
 
 /// A commit status (GitHub: status, GitLab: commit status) phasegate sets on a source commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitStatus {
+pub(crate) struct CommitStatus {
     pub sha: String,
     pub state: StatusState,
     /// `phasegate/<source>-><target>`.
@@ -148,9 +148,7 @@ pub struct CommitStatus {
 
 /// One forge's API for one repository. Every call is retried within bounds on rate limits and
 /// transient failures (see [`RetryPolicy`]).
-pub trait Forge: Send + Sync {
-    /// The forge's name, for messages.
-    fn name(&self) -> &'static str;
+pub(crate) trait Forge: Send + Sync {
     /// The open pull request from `head` into `base`, if any.
     fn find_open<'a>(
         &'a self,
@@ -202,7 +200,7 @@ impl ForgeSettings {
 }
 
 /// The client of the forge at `located`, authenticated with `token`.
-pub fn connect(
+pub(crate) fn connect(
     located: &Located,
     token: Secret,
     settings: &ForgeSettings,

@@ -15,7 +15,7 @@ use crate::{credentials::Credentials, spec::RepoUrl};
 /// The `Authorization` header for an HTTP(S) remote, sent with the first request: without it
 /// every fetch and push first collects a 401 and asks again, a round trip (and, behind a CGI
 /// git server, a process) each time.
-pub fn preemptive_header(repo: &RepoUrl, creds: Option<&Credentials>) -> Option<String> {
+pub(super) fn preemptive_header(repo: &RepoUrl, creds: Option<&Credentials>) -> Option<String> {
     use base64::{Engine, engine::general_purpose::STANDARD};
     let creds = creds?;
     repo.is_web().then(|| {
@@ -29,7 +29,7 @@ const CREDENTIAL_ASKS: u32 = 3;
 
 /// What the callbacks saw, so a failed fetch or push can be told apart from a network error.
 #[derive(Debug, Default, Clone)]
-pub struct AuthTrace {
+pub(super) struct AuthTrace {
     asks: Rc<Cell<u32>>,
     missing: Rc<Cell<bool>>,
     untrusted_host: Rc<RefCell<Option<String>>>,
@@ -37,7 +37,7 @@ pub struct AuthTrace {
 
 impl AuthTrace {
     /// Why authentication failed, if it did.
-    pub fn failure(&self) -> Option<GitError> {
+    pub(super) fn failure(&self) -> Option<GitError> {
         if let Some(why) = self.untrusted_host.borrow().clone() {
             Some(GitError::Unreachable(why))
         } else if self.missing.get() {
@@ -57,7 +57,7 @@ impl AuthTrace {
 /// Callbacks for the remote `repo`: credential requests answered with `creds` (HTTPS) or an
 /// SSH key (file or agent), and an SSH server's host key checked against the known hosts file
 /// when one is configured (libgit2 checks `~/.ssh/known_hosts` otherwise).
-pub fn callbacks<'a>(
+pub(super) fn callbacks<'a>(
     repo: &RepoUrl,
     creds: Option<&'a Credentials>,
     settings: &GitSettings,

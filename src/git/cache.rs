@@ -12,20 +12,20 @@ use crate::spec::RepoUrl;
 
 /// The clones (the promoter serialises work on each one).
 #[derive(Debug)]
-pub struct RepoCache {
+pub(super) struct RepoCache {
     dir: PathBuf,
 }
 
 impl RepoCache {
     /// A cache rooted at `dir` (created on first use).
-    pub fn new(dir: PathBuf) -> RepoCache {
+    pub(super) fn new(dir: PathBuf) -> RepoCache {
         RepoCache { dir }
     }
 
     /// Takes the clone of `url` for one batch: waits while another process uses it, removes
     /// what a killed process left in it (lock files, half-written packs), and discards it when
     /// a pack is damaged. The clone is this batch's until the lock is dropped.
-    pub fn take(&self, url: &RepoUrl) -> Result<(heal::CloneLock, Repository), GitError> {
+    pub(super) fn take(&self, url: &RepoUrl) -> Result<(heal::CloneLock, Repository), GitError> {
         let path = self.path_of(url.as_str());
         crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
@@ -58,7 +58,7 @@ impl RepoCache {
     }
 
     /// Removes the clone of `url`, e.g. after a fetch found its object store damaged.
-    pub fn reset(&self, url: &RepoUrl) -> Result<Repository, GitError> {
+    pub(super) fn reset(&self, url: &RepoUrl) -> Result<Repository, GitError> {
         self.discard(&self.path_of(url.as_str()))?;
         self.open(url)
     }
@@ -77,12 +77,12 @@ impl RepoCache {
 }
 
 /// Tracking ref of `branch` in a cached clone.
-pub fn tracking_ref(branch: &str) -> String {
+pub(super) fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/origin/{branch}")
 }
 
 /// Fetches `refspecs` from `url` into `repo`.
-pub fn fetch(
+pub(super) fn fetch(
     repo: &Repository,
     url: &RepoUrl,
     refspecs: &[&str],
@@ -121,7 +121,7 @@ pub fn fetch(
 
 /// Turns a libgit2 error into a [`GitError`] of the right kind. `auth` is what the credential
 /// callback saw. libgit2 messages carry no credentials: they never are in a URL here.
-pub fn classify(e: git2::Error, auth: Option<GitError>) -> GitError {
+pub(super) fn classify(e: git2::Error, auth: Option<GitError>) -> GitError {
     if let Some(failure) = auth {
         return failure;
     }
@@ -163,12 +163,12 @@ fn http_status(e: &git2::Error) -> Option<u16> {
 }
 
 /// A libgit2 result as a [`GitError`] of the right kind.
-pub fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
+pub(super) fn git<T>(r: Result<T, git2::Error>) -> Result<T, GitError> {
     r.map_err(|e| classify(e, None))
 }
 
 /// True when an error means the clone itself is damaged, not the remote or the network.
-pub fn is_corruption(e: &GitError) -> bool {
+pub(super) fn is_corruption(e: &GitError) -> bool {
     matches!(e, GitError::Other(_))
 }
 

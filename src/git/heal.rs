@@ -20,12 +20,12 @@ use super::GitError;
 
 /// The clone is used by this process until this is dropped (or the process dies).
 #[derive(Debug)]
-pub struct CloneLock {
+pub(super) struct CloneLock {
     _file: File,
 }
 
 /// Waits until no other process uses the clone at `clone`, then holds it.
-pub fn lock(clone: &Path) -> Result<CloneLock, GitError> {
+pub(super) fn lock(clone: &Path) -> Result<CloneLock, GitError> {
     let mut name = clone.as_os_str().to_owned();
     name.push(".flock");
     let file = File::options()
@@ -41,7 +41,7 @@ pub fn lock(clone: &Path) -> Result<CloneLock, GitError> {
 
 /// What healing found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Healed {
+pub(super) enum Healed {
     /// Nothing left, or only debris that was removed.
     Usable,
     /// A pack is damaged: the clone must be discarded.
@@ -51,7 +51,7 @@ pub enum Healed {
 /// Removes a dead process's debris from the bare clone at `clone` (hold its [`CloneLock`]):
 /// git's and libgit2's lock files (`*.lock` anywhere: `packed-refs.lock`, `shallow.lock`,
 /// `refs/heads/main.lock`, …) and temporary pack files; reports a truncated pack or index.
-pub fn heal(clone: &Path) -> Result<Healed, GitError> {
+pub(super) fn heal(clone: &Path) -> Result<Healed, GitError> {
     let mut removed = Vec::new();
     remove_locks(clone, &mut removed);
     let packs = clone.join("objects").join("pack");

@@ -35,7 +35,7 @@ type Target = (String, String);
 
 /// What the newest promotion of a key recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Latest {
+pub(super) struct Latest {
     /// Its source commit.
     pub source: Oid,
     /// On a deliberate rollback, the version it replaced (rolled back): kept out until another
@@ -82,7 +82,7 @@ impl Record {
 
 /// The promotions recorded in one branch's history, read as far as questions needed.
 #[derive(Debug, Default)]
-pub struct PromotionIndex {
+pub(super) struct PromotionIndex {
     head: Option<Oid>,
     records: HashMap<Target, Record>,
     /// Commits not read yet, newest (committer time) first; `seen` were queued once.
@@ -94,7 +94,7 @@ pub struct PromotionIndex {
 impl PromotionIndex {
     /// Brings the index to `head`: reads the commits new since the indexed head, or starts
     /// over when the branch was rewritten (reading nothing until asked).
-    pub fn update(&mut self, repo: &Repository, head: Oid) -> Result<(), GitError> {
+    pub(super) fn update(&mut self, repo: &Repository, head: Oid) -> Result<(), GitError> {
         let Some(old) = self.head.filter(|&old| old != head) else {
             if self.head.is_none() {
                 self.restart(repo, head)?;
@@ -133,7 +133,7 @@ impl PromotionIndex {
     /// The source commit recorded by the newest promotion of `key` of `path` into `target`
     /// that could be newer than a source commit made at `since` (seconds): older promotions
     /// are not looked for.
-    pub fn latest(
+    pub(super) fn latest(
         &mut self,
         repo: &Repository,
         (path, target, key): (&str, &str, &str),

@@ -25,7 +25,7 @@ enum Hosts {
 
 /// Checks the key `key` (the SSH wire blob the server showed) of `host:port` against `file`,
 /// read afresh each time so a remounted ConfigMap takes effect. The error says what to do.
-pub fn check(file: &Path, host: &str, port: u16, key: &[u8]) -> Result<(), String> {
+pub(super) fn check(file: &Path, host: &str, port: u16, key: &[u8]) -> Result<(), String> {
     let entries = load(file)?;
     // OpenSSH's own spelling of a host on another port than 22.
     let name = if port == 22 {
@@ -160,7 +160,7 @@ fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 /// `SHA256:…`, as `ssh-keygen -l` shows a key.
-pub fn fingerprint(key: &[u8]) -> String {
+pub(super) fn fingerprint(key: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, key);
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest.as_ref());
     format!("SHA256:{b64}")

@@ -30,7 +30,7 @@ const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 /// a moved branch all of it again on the new head. Answers in the order given. What concerns
 /// one promotion is logged in its run's span (`spans`, one per promotion); `index` is the
 /// branch's promotion index.
-pub fn run(
+pub(super) fn run(
     cache: &RepoCache,
     settings: &GitSettings,
     batch: &[Promotion],

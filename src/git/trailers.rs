@@ -16,7 +16,7 @@ const ROLLBACK: &str = "Promotion-Rollback";
 
 /// What a promotion commit records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recorded {
+pub(super) struct Recorded {
     /// The phase it promoted into.
     pub target: String,
     /// The tested source commit.
@@ -30,7 +30,7 @@ pub struct Recorded {
 
 /// What `commit` records, if it is a promotion commit (it has `Target-Phase` and a valid
 /// `Source-Commit` trailer).
-pub fn recorded(commit: &Commit) -> Option<Recorded> {
+pub(super) fn recorded(commit: &Commit) -> Option<Recorded> {
     let message = commit.message_raw().unwrap_or_default();
     // Most commits are not promotions: skip them without parsing.
     if !message.contains(TARGET_PHASE) {
@@ -58,7 +58,12 @@ pub fn recorded(commit: &Commit) -> Option<Recorded> {
 
 /// The message of the promotion commit of `p`: subject from the spec's template, the changed
 /// keys, the trailers.
-pub fn message(p: &Promotion, versions: &[String], previous: &[String], source: Oid) -> String {
+pub(super) fn message(
+    p: &Promotion,
+    versions: &[String],
+    previous: &[String],
+    source: Oid,
+) -> String {
     let subject = p.message.render(&Vars {
         version: &versions[0],
         previous: &previous[0],

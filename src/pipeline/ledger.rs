@@ -18,7 +18,7 @@ use crate::{
 const REMEMBERED_RUNS: usize = 10_000;
 
 /// What a caller gets for a key.
-pub enum Claim {
+pub(super) enum Claim {
     /// Nobody runs this key: the caller runs it and must [`Lease::finish`].
     Lead(Lease),
     /// A run is in flight: wait on it with [`wait`].
@@ -40,12 +40,12 @@ struct Inner {
 
 /// In-memory ledger of runs in flight and recent successes.
 #[derive(Default, Clone)]
-pub struct RunLedger {
+pub(super) struct RunLedger {
     inner: Arc<Mutex<Inner>>,
 }
 
 /// The right and duty to run a key and publish its result.
-pub struct Lease {
+pub(super) struct Lease {
     key: String,
     tx: Option<watch::Sender<Option<Shared>>>,
     ledger: RunLedger,
@@ -54,7 +54,7 @@ pub struct Lease {
 impl RunLedger {
     /// Claims `key`: lead a new run (with id `run`), join the one in flight, or get the
     /// recorded success.
-    pub fn claim(&self, key: &str, run: &str) -> Claim {
+    pub(super) fn claim(&self, key: &str, run: &str) -> Claim {
         let mut inner = self.lock();
         if let Some(report) = inner.done.get(key) {
             return Claim::Done(report.clone());
@@ -75,7 +75,7 @@ impl RunLedger {
     }
 
     /// Remembers a past success (from the persisted history) so its duplicates are answered.
-    pub fn remember(&self, key: &str, report: Arc<RunReport>) {
+    pub(super) fn remember(&self, key: &str, report: Arc<RunReport>) {
         self.settle(key, &Ok(report));
     }
 
@@ -103,7 +103,7 @@ impl RunLedger {
 
 impl Lease {
     /// A receiver of this run's result, for the caller that leads it.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Shared>> {
+    pub(super) fn subscribe(&self) -> watch::Receiver<Option<Shared>> {
         self.tx
             .as_ref()
             .expect("a live lease has a sender")
@@ -111,7 +111,7 @@ impl Lease {
     }
 
     /// Publishes the result to every waiting duplicate and records it.
-    pub fn finish(mut self, result: Shared) {
+    pub(super) fn finish(mut self, result: Shared) {
         self.ledger.settle(&self.key, &result);
         if let Some(tx) = self.tx.take() {
             tx.send_replace(Some(result));
@@ -133,7 +133,7 @@ impl Drop for Lease {
 }
 
 /// Waits for the result of a run in flight.
-pub async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
+pub(super) async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
     match rx.wait_for(Option::is_some).await {
         Ok(value) => value.clone().expect("waited for Some"),
         Err(_) => Err(Arc::new(Error::Internal(

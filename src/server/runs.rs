@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// The run history service.
-pub struct RunsService {
+pub(super) struct RunsService {
     history: Arc<History>,
     /// Cancelled on SIGTERM: watch streams end then, so they do not hold the server open.
     stopping: CancellationToken,
@@ -26,7 +26,7 @@ pub struct RunsService {
 
 impl RunsService {
     /// The service over `history`; its watch streams end when `stopping` is cancelled.
-    pub fn new(history: Arc<History>, stopping: CancellationToken) -> RunsService {
+    pub(super) fn new(history: Arc<History>, stopping: CancellationToken) -> RunsService {
         RunsService { history, stopping }
     }
 

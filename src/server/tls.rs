@@ -34,7 +34,7 @@ struct Loaded {
 }
 
 /// Serves the certificate of two PEM files, reloading them when they change.
-pub struct ReloadingCert {
+pub(super) struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -72,7 +72,7 @@ fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedK
 
 impl ReloadingCert {
     /// Reads the files once (a bad certificate stops start-up with a clear error).
-    pub fn new(
+    pub(super) fn new(
         tls: &TlsConfig,
         provider: Arc<CryptoProvider>,
     ) -> Result<ReloadingCert, ConfigError> {
@@ -116,7 +116,7 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A TLS acceptor for `tls`, offering HTTP/2 only (gRPC).
-pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
+pub(super) fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver = ReloadingCert::new(tls, provider.clone())?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -130,7 +130,7 @@ pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
 
 /// Accepted TLS connections of `listener`; handshakes run concurrently, and a failed one only
 /// drops that connection.
-pub fn incoming(
+pub(super) fn incoming(
     listener: TcpListener,
     acceptor: TlsAcceptor,
 ) -> ReceiverStream<std::io::Result<TlsStream<tokio::net::TcpStream>>> {

@@ -16,13 +16,13 @@ use crate::{
 };
 
 /// The custom trigger service.
-pub struct TriggerService {
+pub(super) struct TriggerService {
     pipeline: Arc<Pipeline>,
 }
 
 impl TriggerService {
     /// The service over `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>) -> TriggerService {
+    pub(super) fn new(pipeline: Arc<Pipeline>) -> TriggerService {
         TriggerService { pipeline }
     }
 }

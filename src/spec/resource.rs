@@ -12,7 +12,7 @@ use super::{
 };
 
 /// The default subject of a promotion commit (docs/contract.md §5).
-pub const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
+pub(super) const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
 
 /// How a spec value is turned into JSON.
 #[derive(Clone, Copy)]

@@ -17,7 +17,7 @@ use crate::history::RunRecord;
 const VERSION_TTL: Duration = Duration::from_secs(3);
 
 /// One pipeline's row.
-pub struct Row {
+pub(super) struct Row {
     pub repo: String,
     pub branch: String,
     pub path: String,
@@ -25,14 +25,14 @@ pub struct Row {
 }
 
 /// A phase with its version, and the transition that leads into it (none for the first).
-pub struct PhaseCell {
+pub(super) struct PhaseCell {
     pub name: String,
     pub version: String,
     pub before: Option<Transition>,
 }
 
 /// The last run of a transition.
-pub struct Transition {
+pub(super) struct Transition {
     pub run: String,
     pub outcome: String,
     pub class: &'static str,
@@ -47,7 +47,7 @@ type Place = (String, String, String, String);
 
 /// Versions read from the git cache, each kept for [`VERSION_TTL`].
 #[derive(Default)]
-pub struct Versions {
+pub(super) struct Versions {
     read: Mutex<HashMap<Place, (Instant, Option<String>)>>,
 }
 
@@ -158,7 +158,7 @@ fn order<'a>(mut edges: Vec<(&'a str, &'a str)>) -> Vec<&'a str> {
 }
 
 /// The board's rows for `runs` (newest first), reading versions through `versions`.
-pub fn rows(runs: &[RunRecord], cache_dir: &Path, versions: &Versions) -> Vec<Row> {
+pub(super) fn rows(runs: &[RunRecord], cache_dir: &Path, versions: &Versions) -> Vec<Row> {
     let pipelines = pipelines(runs);
     let mut places = Vec::new();
     for p in &pipelines {

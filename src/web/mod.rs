@@ -21,7 +21,7 @@ use axum::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use view::{shown_repo, valid_commit_link};
+pub(crate) use view::{shown_repo, valid_commit_link};
 
 use crate::history::History;
 
@@ -32,7 +32,7 @@ const SCRIPT: &str = include_str!("static/console.js");
 const STYLE: &str = include_str!("static/console.css");
 
 /// What the pages are made from.
-pub struct Console {
+pub(crate) struct Console {
     history: Arc<History>,
     cache_dir: PathBuf,
     commit_link: Option<String>,
@@ -44,7 +44,7 @@ pub struct Console {
 impl Console {
     /// A console over `history`, reading versions from the clones in `cache_dir`, linking
     /// commits with `commit_link` (`{repo}`, `{commit}`).
-    pub fn new(
+    pub(crate) fn new(
         history: Arc<History>,
         cache_dir: PathBuf,
         commit_link: Option<String>,
@@ -61,7 +61,7 @@ impl Console {
 }
 
 /// The console's routes (GET only: it changes nothing).
-pub fn router(console: Arc<Console>) -> Router {
+pub(crate) fn router(console: Arc<Console>) -> Router {
     Router::new()
         .route("/", get(board_page))
         .route("/runs", get(runs::list))
@@ -81,7 +81,7 @@ pub fn router(console: Arc<Console>) -> Router {
 }
 
 /// Serves the console on `listener` until `console`'s stop token is cancelled.
-pub async fn serve(listener: TcpListener, console: Arc<Console>) -> std::io::Result<()> {
+pub(crate) async fn serve(listener: TcpListener, console: Arc<Console>) -> std::io::Result<()> {
     let stop = console.stop.clone();
     axum::serve(listener, router(console))
         .with_graceful_shutdown(async move { stop.cancelled().await })

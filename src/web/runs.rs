@@ -25,7 +25,7 @@ const PAGE_SIZE: usize = 50;
 
 /// The list's query string.
 #[derive(Debug, Default, Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(default)]
     repo: String,
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct ListQuery {
 }
 
 /// A row of the list.
-pub struct RunRow {
+pub(super) struct RunRow {
     pub id: String,
     pub status: String,
     pub class: &'static str,
@@ -92,7 +92,7 @@ const OUTCOMES: [&str; 9] = [
 ];
 
 /// `GET /runs`.
-pub async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuery>) -> Response {
+pub(super) async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuery>) -> Response {
     let page_no = q.page.unwrap_or(1).max(1);
     let filter = RunFilter {
         repo: q.repo.clone(),
@@ -170,7 +170,7 @@ struct RunPage {
 }
 
 /// `GET /runs/{id}`.
-pub async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+pub(super) async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
     let Some(watch) = c.history.watch(&id, 0) else {
         return super::not_found(&format!("No run {id} in the history."));
     };
@@ -223,14 +223,14 @@ pub async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Resp
 
 /// Where the live output resumes.
 #[derive(Debug, Default, Deserialize)]
-pub struct EventsQuery {
+pub(super) struct EventsQuery {
     #[serde(default)]
     from: usize,
 }
 
 /// `GET /runs/{id}/events`: `log` events (numbered, so a reconnecting browser resumes after
 /// `Last-Event-ID`), `stage` events, and one `end` event with the outcome.
-pub async fn events(
+pub(super) async fn events(
     State(c): State<Arc<Console>>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
@@ -293,7 +293,7 @@ fn end_event(run: &RunRecord) -> Event {
 }
 
 /// The page's HTML.
-pub fn html<T: Template>(t: &T) -> Response {
+pub(super) fn html<T: Template>(t: &T) -> Response {
     match t.render() {
         Ok(body) => Html(body).into_response(),
         Err(e) => {

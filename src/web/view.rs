@@ -5,7 +5,7 @@ use crate::{history::RunRecord, spec::RepoUrl};
 
 /// A repository URL as shown anywhere outside the server: without user name or password
 /// (a URL never carries credentials into phasegate, but what is shown must not depend on it).
-pub fn shown_repo(repo: &str) -> String {
+pub(crate) fn shown_repo(repo: &str) -> String {
     match url::Url::parse(repo) {
         Ok(mut u) if u.has_host() && (!u.username().is_empty() || u.password().is_some()) => {
             let _ = u.set_username("");
@@ -24,24 +24,24 @@ fn repo_path(repo: &str) -> Option<String> {
 }
 
 /// The link to `commit` on the forge, from the configured template (`{repo}`, `{commit}`).
-pub fn commit_link(template: Option<&str>, repo: &str, commit: &str) -> Option<String> {
+pub(super) fn commit_link(template: Option<&str>, repo: &str, commit: &str) -> Option<String> {
     let path = repo_path(repo)?;
     template.map(|t| t.replace("{repo}", &path).replace("{commit}", commit))
 }
 
 /// Checks a commit link template: an http(s) URL (never `javascript:` or a relative link).
-pub fn valid_commit_link(template: &str) -> bool {
+pub(crate) fn valid_commit_link(template: &str) -> bool {
     template.starts_with("https://") || template.starts_with("http://")
 }
 
 /// True for an absolute http(s) URL: the only kind of link a page makes from run data (a
 /// forge's answer could carry `javascript:…`, which escaping alone does not defuse).
-pub fn valid_link(link: &str) -> bool {
+pub(super) fn valid_link(link: &str) -> bool {
     url::Url::parse(link).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
 /// A moment as `2026-11-25 21:40:03Z`.
-pub fn when(unix_ms: i64) -> String {
+pub(super) fn when(unix_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH
         + std::time::Duration::from_millis(u64::try_from(unix_ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(t)
@@ -50,7 +50,7 @@ pub fn when(unix_ms: i64) -> String {
 }
 
 /// A duration as `340 ms`, `12.3 s` or `4 min 05 s`.
-pub fn took(ms: u64) -> String {
+pub(super) fn took(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms} ms"),
         1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
@@ -59,7 +59,7 @@ pub fn took(ms: u64) -> String {
 }
 
 /// The outcome, or the stage while the run goes on.
-pub fn status(run: &RunRecord) -> String {
+pub(super) fn status(run: &RunRecord) -> String {
     match run.outcome() {
         o if o.is_empty() => run.stage.as_str().to_string(),
         o => o,
@@ -67,7 +67,7 @@ pub fn status(run: &RunRecord) -> String {
 }
 
 /// The CSS class of an outcome: `ok`, `fail` or `running`.
-pub fn class(run: &RunRecord) -> &'static str {
+pub(super) fn class(run: &RunRecord) -> &'static str {
     match run.outcome().as_str() {
         "" | "accepted" => "running",
         "tests-failed" | "error" => "fail",
@@ -76,7 +76,7 @@ pub fn class(run: &RunRecord) -> &'static str {
 }
 
 /// `previous → version`, or what is known of it.
-pub fn versions(run: &RunRecord) -> String {
+pub(super) fn versions(run: &RunRecord) -> String {
     let r = run.report.as_ref();
     match (
         r.and_then(|r| r.previous.as_deref()),
@@ -89,7 +89,7 @@ pub fn versions(run: &RunRecord) -> String {
 }
 
 /// How long a run took (or has been going).
-pub fn duration(run: &RunRecord) -> String {
+pub(super) fn duration(run: &RunRecord) -> String {
     match &run.report {
         Some(r) => took(r.duration_ms),
         None => match run.timeline.last() {

@@ -8,7 +8,7 @@ use std::{
 };
 
 /// Standard output and error of a command, for assertions and failure messages.
-pub fn text(out: &Output) -> String {
+pub(super) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -23,14 +23,14 @@ fn checked(mut cmd: Command, what: &str) -> Output {
 }
 
 /// `git --git-dir BARE args…`, its standard output.
-pub fn git(bare: &Path, args: &[&str]) -> String {
+pub(super) fn git(bare: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("git");
     cmd.arg("--git-dir").arg(bare).args(args);
     String::from_utf8_lossy(&checked(cmd, &format!("git {args:?}")).stdout).into_owned()
 }
 
 /// `git --git-dir BARE args…` reading `input`, its standard output.
-pub fn git_stdin(bare: &Path, args: &[&str], input: &str) -> String {
+pub(super) fn git_stdin(bare: &Path, args: &[&str], input: &str) -> String {
     let mut child = Command::new("git")
         .arg("--git-dir")
         .arg(bare)
@@ -52,7 +52,7 @@ pub fn git_stdin(bare: &Path, args: &[&str], input: &str) -> String {
 
 /// A new SSH key of `kind` (`ed25519`, `ecdsa`, `rsa`) under `dir`, encrypted with
 /// `passphrase` unless it is empty. Returns the private key file (the public key is beside it).
-pub fn ssh_key(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
+pub(super) fn ssh_key(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
     let file = dir.join(format!("id_{kind}_{}", fastrand::u32(..)));
     let mut cmd = Command::new("ssh-keygen");
     // Two bcrypt rounds instead of 16: the same decryption code, fast in a debug build.
@@ -77,7 +77,7 @@ pub fn ssh_key(dir: &Path, kind: &str, passphrase: &str) -> PathBuf {
 }
 
 /// The key's fingerprint as `ssh-keygen -l` prints it (`SHA256:…`).
-pub fn ssh_fingerprint(key: &Path) -> String {
+pub(super) fn ssh_fingerprint(key: &Path) -> String {
     let mut cmd = Command::new("ssh-keygen");
     cmd.arg("-lf").arg(key.with_extension("pub"));
     let out = String::from_utf8_lossy(&checked(cmd, "ssh-keygen -l").stdout).into_owned();
@@ -88,7 +88,7 @@ pub fn ssh_fingerprint(key: &Path) -> String {
 }
 
 /// An allowed signers file listing `keys` for `email`.
-pub fn allowed_signers(dir: &Path, email: &str, keys: &[&Path]) -> PathBuf {
+pub(super) fn allowed_signers(dir: &Path, email: &str, keys: &[&Path]) -> PathBuf {
     let file = dir.join(format!("allowed_signers_{}", fastrand::u32(..)));
     let lines: String = keys
         .iter()
@@ -102,7 +102,7 @@ pub fn allowed_signers(dir: &Path, email: &str, keys: &[&Path]) -> PathBuf {
 }
 
 /// `git verify-commit` of an SSH-signed commit, as a user configures it.
-pub fn verify_ssh(bare: &Path, id: &str, allowed: &Path) -> Output {
+pub(super) fn verify_ssh(bare: &Path, id: &str, allowed: &Path) -> Output {
     Command::new("git")
         .arg("--git-dir")
         .arg(bare)
@@ -114,13 +114,13 @@ pub fn verify_ssh(bare: &Path, id: &str, allowed: &Path) -> Output {
 }
 
 /// A throw-away gpg home (its agent is stopped on drop).
-pub struct Gpg {
+pub(super) struct Gpg {
     home: PathBuf,
 }
 
 impl Gpg {
     /// A fresh GNUPGHOME under `dir`.
-    pub fn new(dir: &Path) -> Gpg {
+    pub(super) fn new(dir: &Path) -> Gpg {
         let home = dir.join(format!("gnupg-{}", fastrand::u32(..)));
         std::fs::create_dir(&home).expect("gnupg home");
         #[cfg(unix)]
@@ -147,7 +147,7 @@ impl Gpg {
     }
 
     /// A new ed25519 key for `user_id` (its primary key signs); returns its fingerprint.
-    pub fn generate(&self, user_id: &str, passphrase: &str) -> String {
+    pub(super) fn generate(&self, user_id: &str, passphrase: &str) -> String {
         let mut cmd = self.gpg(passphrase);
         cmd.args(["--quick-gen-key", user_id, "ed25519", "sign,cert", "never"]);
         checked(cmd, "gpg --quick-gen-key");
@@ -155,7 +155,7 @@ impl Gpg {
     }
 
     /// Adds an ed25519 signing subkey to `primary`; returns the subkey's fingerprint.
-    pub fn add_signing_subkey(&self, primary: &str, passphrase: &str) -> String {
+    pub(super) fn add_signing_subkey(&self, primary: &str, passphrase: &str) -> String {
         let mut cmd = self.gpg(passphrase);
         cmd.args(["--quick-add-key", primary, "ed25519", "sign", "never"]);
         checked(cmd, "gpg --quick-add-key");
@@ -176,14 +176,14 @@ impl Gpg {
     }
 
     /// The armored secret key, as a user exports it for phasegate.
-    pub fn export_secret(&self, fpr: &str, passphrase: &str) -> String {
+    pub(super) fn export_secret(&self, fpr: &str, passphrase: &str) -> String {
         let mut cmd = self.gpg(passphrase);
         cmd.args(["--armor", "--export-secret-keys", fpr]);
         String::from_utf8(checked(cmd, "gpg --export-secret-keys").stdout).expect("armored")
     }
 
     /// `git verify-commit --raw` of an OpenPGP-signed commit against this keyring.
-    pub fn verify(&self, bare: &Path, id: &str) -> Output {
+    pub(super) fn verify(&self, bare: &Path, id: &str) -> Output {
         Command::new("git")
             .env("GNUPGHOME", &self.home)
             .arg("--git-dir")

@@ -17,7 +17,7 @@ const API: &str = "/apis/argoproj.io/v1alpha1";
 const FIXTURE: &str = include_str!("../fixtures/argocd/application-synced.yaml");
 
 /// One Application, written to the fake as Argo CD's controller would.
-pub struct ArgoApp<'a> {
+pub(crate) struct ArgoApp<'a> {
     kube: &'a FakeKube,
     namespace: String,
     object: Value,
@@ -28,7 +28,12 @@ pub struct ArgoApp<'a> {
 
 impl<'a> ArgoApp<'a> {
     /// The Application `namespace/name`, deployed at `revision`, Synced and Healthy.
-    pub fn deployed(kube: &'a FakeKube, namespace: &str, name: &str, revision: &str) -> Self {
+    pub(crate) fn deployed(
+        kube: &'a FakeKube,
+        namespace: &str,
+        name: &str,
+        revision: &str,
+    ) -> Self {
         let mut object: Value = serde_yaml_ng::from_str(FIXTURE).expect("fixture");
         object["metadata"] = json!({"name": name, "namespace": namespace});
         let mut app = ArgoApp {
@@ -44,7 +49,7 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// Records revisions per source, as for an app with a chart and a `$values` repository.
-    pub fn multi_source(mut self) -> Self {
+    pub(crate) fn multi_source(mut self) -> Self {
         self.multi_source = true;
         self
     }
@@ -65,7 +70,7 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// A sync of `revision` starts: the operation is Running, the old pods are still what runs.
-    pub fn start_sync(&mut self, revision: &str) {
+    pub(crate) fn start_sync(&mut self, revision: &str) {
         let started = self.now();
         let mut op = self.object["status"]["operationState"].clone();
         op["phase"] = json!("Running");
@@ -84,7 +89,7 @@ impl<'a> ArgoApp<'a> {
 
     /// The sync of `revision` ends in `phase` (`Succeeded`, `Failed`, `Error`) — not yet
     /// reconciled: health and sync status are still those computed before.
-    pub fn sync(&mut self, revision: &str, phase: &str, message: &str) {
+    pub(crate) fn sync(&mut self, revision: &str, phase: &str, message: &str) {
         self.start_sync(revision);
         let finished = self.now();
         let op = &mut self.object["status"]["operationState"];
@@ -95,7 +100,7 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// The controller reconciles: a fresh comparison and health, `reconciledAt` now.
-    pub fn reconcile(&mut self, sync_status: &str, health: &str) {
+    pub(crate) fn reconcile(&mut self, sync_status: &str, health: &str) {
         let now = self.now();
         let status = &mut self.object["status"];
         status["sync"]["status"] = json!(sync_status);
@@ -105,7 +110,7 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// A commit that changes nothing the app renders: no sync, the comparison moves to it.
-    pub fn compare_at(&mut self, revision: &str) {
+    pub(crate) fn compare_at(&mut self, revision: &str) {
         let mut sync = self.object["status"]["sync"].clone();
         self.revision(&mut sync, revision);
         self.object["status"]["sync"] = sync;

@@ -26,7 +26,7 @@ const STRATEGIES: &[&str] = &[
 ];
 
 /// Checks one request; `path` is relative to `/rest/api/latest`, `query` its decoded pairs.
-pub fn check(
+pub(crate) fn check(
     method: &str,
     path: &str,
     query: &[(String, String)],

@@ -11,10 +11,10 @@ use phasegate::{
 
 use super::{PATH, capture_logs, git_server::GitServer, gitops_repo, tempdir};
 
-pub const USER: &str = "ci-bot";
-pub const PASSWORD: &str = "SENTINEL-Pa55-7f3e";
+pub(crate) const USER: &str = "ci-bot";
+pub(crate) const PASSWORD: &str = "SENTINEL-Pa55-7f3e";
 
-pub fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
+pub(crate) fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
     GitSettings {
         cache_dir: cache.to_path_buf(),
         push_attempts: 10,
@@ -39,7 +39,7 @@ pub fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
     }
 }
 
-pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
+pub(crate) fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
     Promotion {
         repo: RepoUrl::parse(url).expect("url"),
         branch: "main".into(),
@@ -62,7 +62,9 @@ pub fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
 
 /// A served GitOps repository `gitops.git` with `apps`; returns (dir guard, bare path, server,
 /// the commit that put 2.0 in test).
-pub async fn served(apps: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, GitServer, String) {
+pub(crate) async fn served(
+    apps: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, GitServer, String) {
     capture_logs();
     let (dir, root) = tempdir();
     let bare = root.join("gitops.git");
@@ -72,7 +74,7 @@ pub async fn served(apps: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Gi
 }
 
 /// Starts every promotion at once (in this order), then collects the answers in that order.
-pub async fn promote_at_once(
+pub(crate) async fn promote_at_once(
     promotions: impl IntoIterator<Item = (GitPromoter, Promotion)>,
 ) -> Vec<Result<PromotionResult, GitError>> {
     let tasks: Vec<_> = promotions

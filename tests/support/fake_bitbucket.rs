@@ -55,7 +55,7 @@ struct Fake {
 }
 
 /// The fake Bitbucket Data Center and its git server.
-pub struct FakeBitbucket {
+pub(crate) struct FakeBitbucket {
     pub git: GitServer,
     fake: Arc<Mutex<Fake>>,
 }
@@ -71,7 +71,7 @@ fn errors(status: u16, message: &str, exception: &str) -> (u16, Value) {
 impl FakeBitbucket {
     /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
     /// API (bearer `token`), as Bitbucket Data Center 9.4 with auto-merge enabled.
-    pub async fn start(root: &Path, user: &str, token: &str) -> FakeBitbucket {
+    pub(crate) async fn start(root: &Path, user: &str, token: &str) -> FakeBitbucket {
         let fake = Arc::new(Mutex::new(Fake {
             root: root.join(CONTEXT.trim_start_matches('/')).join("scm"),
             base_url: String::new(),
@@ -95,7 +95,7 @@ impl FakeBitbucket {
     }
 
     /// Where the bare repository of `project`/`slug` lives under the served root.
-    pub fn bare_path(root: &Path, project: &str, slug: &str) -> PathBuf {
+    pub(crate) fn bare_path(root: &Path, project: &str, slug: &str) -> PathBuf {
         root.join(CONTEXT.trim_start_matches('/'))
             .join("scm")
             .join(project.to_ascii_lowercase())
@@ -103,24 +103,24 @@ impl FakeBitbucket {
     }
 
     /// The clone URL, as Bitbucket shows it (project key in lower case).
-    pub fn repo_url(&self, project: &str, slug: &str) -> String {
+    pub(crate) fn repo_url(&self, project: &str, slug: &str) -> String {
         let path = format!("{CONTEXT}/scm/{}/{slug}", project.to_ascii_lowercase());
         self.git.url(path.trim_start_matches('/'))
     }
 
     /// Pretends to be another Bitbucket version (drafts since 8.18, auto-merge since 8.15).
-    pub fn set_version(&self, version: &str) {
+    pub(crate) fn set_version(&self, version: &str) {
         self.state().version = version.to_string();
     }
 
     /// The repository's auto-merge setting.
-    pub fn set_auto_merge_enabled(&self, enabled: bool) {
+    pub(crate) fn set_auto_merge_enabled(&self, enabled: bool) {
         self.state().auto_merge_enabled = enabled;
     }
 
     /// A merge check vetoes merges with `reason`; `None` lifts it, and Bitbucket then merges
     /// the pull requests whose auto-merge was requested.
-    pub fn set_veto(&self, reason: Option<&str>) {
+    pub(crate) fn set_veto(&self, reason: Option<&str>) {
         let mut s = self.state();
         s.veto = reason.map(str::to_string);
         if s.veto.is_none() {
@@ -133,18 +133,18 @@ impl FakeBitbucket {
 
     /// Someone edits the pull request between phasegate's next read and its write: that
     /// write carries a stale version.
-    pub fn race_next_update(&self) {
+    pub(crate) fn race_next_update(&self) {
         self.state().race_update = true;
     }
 
     /// The pull requests, as Bitbucket answers them.
-    pub fn pull_requests(&self) -> Vec<Value> {
+    pub(crate) fn pull_requests(&self) -> Vec<Value> {
         let s = self.state();
         s.prs.iter().map(|p| s.fresh(p)).collect()
     }
 
     /// The build statuses posted for `sha`, oldest first.
-    pub fn builds(&self, sha: &str) -> Vec<Value> {
+    pub(crate) fn builds(&self, sha: &str) -> Vec<Value> {
         let s = self.state();
         s.builds
             .iter()
@@ -154,13 +154,13 @@ impl FakeBitbucket {
     }
 
     /// A reviewer merges pull request `id` (a merge commit).
-    pub fn merge(&self, id: u64) {
+    pub(crate) fn merge(&self, id: u64) {
         let (status, body) = self.state().merge(id, "no-ff");
         assert_eq!(status, 200, "merge #{id}: {body}");
     }
 
     /// A reviewer declines pull request `id`.
-    pub fn decline(&self, id: u64) {
+    pub(crate) fn decline(&self, id: u64) {
         let mut s = self.state();
         let pr = s.pr_mut(id).expect("pull request");
         pr["state"] = json!("DECLINED");

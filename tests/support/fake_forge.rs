@@ -25,7 +25,7 @@ use super::git_server::GitServer;
 
 /// One request phasegate sent.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: String,
     /// Without the API prefix and the query.
     pub path: String,
@@ -34,7 +34,7 @@ pub struct Recorded {
 }
 
 /// One API request, read once for the front and the forge's routes.
-pub struct ApiRequest {
+pub(crate) struct ApiRequest {
     pub method: String,
     /// The raw path (percent-encoding kept) without the API prefix.
     pub path: String,
@@ -46,7 +46,7 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     /// A header's value, if it is text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
@@ -54,7 +54,7 @@ impl ApiRequest {
 /// What every fake forge keeps for its front: the requests, the violations of the API
 /// description, the canned failures and the token's restriction.
 #[derive(Default)]
-pub struct Front {
+pub(crate) struct Front {
     pub requests: Vec<Recorded>,
     pub violations: Vec<String>,
     /// The token may read (and push with git) but not write through the API.
@@ -65,14 +65,19 @@ pub struct Front {
 
 impl Front {
     /// The next `times` requests are answered `status` with `headers`.
-    pub fn fail_next(&mut self, times: usize, status: u16, headers: &[(&'static str, &str)]) {
+    pub(crate) fn fail_next(
+        &mut self,
+        times: usize,
+        status: u16,
+        headers: &[(&'static str, &str)],
+    ) {
         let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
         self.failures
             .extend(std::iter::repeat_n((status, headers), times));
     }
 
     /// Fails the test if any request broke the API description (`whose`: what refuses them).
-    pub fn assert_valid(&self, whose: &str) {
+    pub(crate) fn assert_valid(&self, whose: &str) {
         assert!(
             self.violations.is_empty(),
             "requests that {whose} refuses:\n{}",
@@ -82,7 +87,7 @@ impl Front {
 }
 
 /// A fake forge's handle, for the tests: the front's controls and records.
-pub trait Fronted {
+pub(crate) trait Fronted {
     /// What refuses the requests a test's client should not have made (for messages).
     const API_DESCRIPTION: &'static str;
 
@@ -112,7 +117,7 @@ pub trait Fronted {
 }
 
 /// A fake forge's API behind the shared front.
-pub trait ForgeApi: Send + 'static {
+pub(crate) trait ForgeApi: Send + 'static {
     /// Where the API is served, e.g. `/api/v3`.
     const PREFIX: &'static str;
 
@@ -147,7 +152,7 @@ pub trait ForgeApi: Send + 'static {
 }
 
 /// Starts the git server on `root` with `fake`'s API beside it.
-pub async fn start<F: ForgeApi>(
+pub(crate) async fn start<F: ForgeApi>(
     fake: &Arc<Mutex<F>>,
     root: &Path,
     user: &str,
@@ -223,14 +228,14 @@ async fn handle<F: ForgeApi>(State(fake): State<Arc<Mutex<F>>>, request: Request
 }
 
 /// A forge's git identity: it commits in its bare repositories as the forge does.
-pub struct ForgeGit {
+pub(crate) struct ForgeGit {
     pub name: &'static str,
     pub email: &'static str,
 }
 
 impl ForgeGit {
     /// Runs git on `bare`: its trimmed output, or `None` when git fails.
-    pub fn run(&self, bare: &Path, args: &[&str]) -> Option<String> {
+    pub(crate) fn run(&self, bare: &Path, args: &[&str]) -> Option<String> {
         let out = Command::new("git")
             .arg("--git-dir")
             .arg(bare)
@@ -247,19 +252,25 @@ impl ForgeGit {
     }
 
     /// The commit branch `name` points at ("" when there is none).
-    pub fn branch(&self, bare: &Path, name: &str) -> String {
+    pub(crate) fn branch(&self, bare: &Path, name: &str) -> String {
         self.run(bare, &["rev-parse", &format!("refs/heads/{name}")])
             .unwrap_or_default()
     }
 
     /// The tree merging `head` into `base`, or `None` on a conflict.
-    pub fn merge_tree(&self, bare: &Path, base: &str, head: &str) -> Option<String> {
+    pub(crate) fn merge_tree(&self, bare: &Path, base: &str, head: &str) -> Option<String> {
         let out = self.run(bare, &["merge-tree", "--write-tree", base, head])?;
         Some(out.lines().next().unwrap_or_default().to_string())
     }
 
     /// Commits `tree` on `parents` with `message`.
-    pub fn commit(&self, bare: &Path, tree: &str, parents: &[&str], message: &str) -> String {
+    pub(crate) fn commit(
+        &self,
+        bare: &Path,
+        tree: &str,
+        parents: &[&str],
+        message: &str,
+    ) -> String {
         let mut args = vec!["commit-tree", tree];
         for parent in parents {
             args.extend(["-p", parent]);
@@ -269,7 +280,7 @@ impl ForgeGit {
     }
 
     /// Moves branch `name` from `old` to `new`.
-    pub fn advance(&self, bare: &Path, name: &str, new: &str, old: &str) {
+    pub(crate) fn advance(&self, bare: &Path, name: &str, new: &str, old: &str) {
         self.run(
             bare,
             &["update-ref", &format!("refs/heads/{name}"), new, old],

@@ -51,7 +51,7 @@ struct Fake {
 }
 
 /// The fake Gitea and its git server.
-pub struct FakeGitea {
+pub(crate) struct FakeGitea {
     pub git: GitServer,
     fake: Arc<Mutex<Fake>>,
 }
@@ -59,7 +59,7 @@ pub struct FakeGitea {
 impl FakeGitea {
     /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
     /// API (`Authorization: token <token>`).
-    pub async fn start(root: &Path, user: &str, token: &str) -> FakeGitea {
+    pub(crate) async fn start(root: &Path, user: &str, token: &str) -> FakeGitea {
         let fake = Arc::new(Mutex::new(Fake {
             root: root.to_path_buf(),
             token: token.to_string(),
@@ -75,12 +75,12 @@ impl FakeGitea {
     }
 
     /// `http://HOST/org/<name>.git`: a repository this fake hosts (bare at `root/org/<name>.git`).
-    pub fn repo_url(&self, name: &str) -> String {
+    pub(crate) fn repo_url(&self, name: &str) -> String {
         self.git.url(&format!("org/{name}"))
     }
 
     /// Creates a repository label; answers its id.
-    pub fn add_label(&self, name: &str) -> u64 {
+    pub(crate) fn add_label(&self, name: &str) -> u64 {
         let mut s = self.state();
         let id = s.labels.len() as u64 + 11;
         s.labels
@@ -89,7 +89,7 @@ impl FakeGitea {
     }
 
     /// Opens `count` pull requests from other branches (people's work), before phasegate's.
-    pub fn open_others(&self, count: usize) {
+    pub(crate) fn open_others(&self, count: usize) {
         let mut s = self.state();
         for i in 0..count {
             let number = s.prs.len() as u64 + 1;
@@ -104,12 +104,12 @@ impl FakeGitea {
     }
 
     /// Required checks become pending: merges wait for them.
-    pub fn require_checks(&self) {
+    pub(crate) fn require_checks(&self) {
         self.state().checks_pending = true;
     }
 
     /// The checks succeed: Gitea merges the pull requests scheduled for auto-merge.
-    pub fn pass_checks(&self) {
+    pub(crate) fn pass_checks(&self) {
         let mut s = self.state();
         s.checks_pending = false;
         for (number, method) in std::mem::take(&mut s.scheduled) {
@@ -119,12 +119,12 @@ impl FakeGitea {
     }
 
     /// The pull requests, as Gitea answers them.
-    pub fn pulls(&self) -> Vec<Value> {
+    pub(crate) fn pulls(&self) -> Vec<Value> {
         self.state().prs.clone()
     }
 
     /// The statuses set on `sha`, oldest first.
-    pub fn statuses(&self, sha: &str) -> Vec<Value> {
+    pub(crate) fn statuses(&self, sha: &str) -> Vec<Value> {
         let s = self.state();
         s.statuses
             .iter()
@@ -134,13 +134,13 @@ impl FakeGitea {
     }
 
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
-    pub fn merge(&self, number: u64) {
+    pub(crate) fn merge(&self, number: u64) {
         let (status, body) = self.state().merge(number, None, "merge");
         assert_eq!(status, 200, "merge #{number}: {body:?}");
     }
 
     /// A reviewer closes pull request `number` without merging it.
-    pub fn close(&self, number: u64) {
+    pub(crate) fn close(&self, number: u64) {
         let mut s = self.state();
         s.pr_mut(number).expect("pull request")["state"] = json!("closed");
     }

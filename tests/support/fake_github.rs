@@ -47,7 +47,7 @@ struct Fake {
 }
 
 /// The fake GitHub and its git server.
-pub struct FakeGitHub {
+pub(crate) struct FakeGitHub {
     pub git: GitServer,
     fake: Arc<Mutex<Fake>>,
 }
@@ -55,7 +55,7 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
     /// API (bearer `token`).
-    pub async fn start(root: &Path, user: &str, token: &str) -> FakeGitHub {
+    pub(crate) async fn start(root: &Path, user: &str, token: &str) -> FakeGitHub {
         let fake = Arc::new(Mutex::new(Fake {
             root: root.to_path_buf(),
             token: token.to_string(),
@@ -71,18 +71,18 @@ impl FakeGitHub {
     }
 
     /// `http://HOST/org/<name>.git`: a repository this fake hosts (bare at `root/org/<name>.git`).
-    pub fn repo_url(&self, name: &str) -> String {
+    pub(crate) fn repo_url(&self, name: &str) -> String {
         self.git.url(&format!("org/{name}"))
     }
 
     /// The API root, as GitHub Enterprise Server has it.
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("{}{}", self.git.base_url(), Fake::PREFIX)
     }
 
     /// Installs GitHub App `app_id` (public key of `key`) as installation `installation_id` on
     /// the `org` account: its installation tokens then work for the API and for git.
-    pub fn install_app(&self, app_id: &str, installation_id: u64, key: &AppKey) {
+    pub(crate) fn install_app(&self, app_id: &str, installation_id: u64, key: &AppKey) {
         self.state().app = Some(AppAuthority::new(app_id, installation_id, key));
         let fake = self.fake.clone();
         self.git.also_accept(move |authorization| {
@@ -102,22 +102,22 @@ impl FakeGitHub {
     }
 
     /// The installed App's authority: the JWTs it accepted and the tokens it issued.
-    pub fn app<T>(&self, f: impl FnOnce(&mut AppAuthority) -> T) -> T {
+    pub(crate) fn app<T>(&self, f: impl FnOnce(&mut AppAuthority) -> T) -> T {
         f(self.state().app.as_mut().expect("an App is installed"))
     }
 
     /// Refuses merges with `reason` (pending checks or reviews); `None` allows them.
-    pub fn set_unmergeable(&self, reason: Option<&str>) {
+    pub(crate) fn set_unmergeable(&self, reason: Option<&str>) {
         self.state().unmergeable = reason.map(str::to_string);
     }
 
     /// The pull requests, as GitHub answers them.
-    pub fn pulls(&self) -> Vec<Value> {
+    pub(crate) fn pulls(&self) -> Vec<Value> {
         self.state().prs.clone()
     }
 
     /// The statuses set on `sha`, oldest first.
-    pub fn statuses(&self, sha: &str) -> Vec<Value> {
+    pub(crate) fn statuses(&self, sha: &str) -> Vec<Value> {
         let s = self.state();
         s.statuses
             .iter()
@@ -127,14 +127,14 @@ impl FakeGitHub {
     }
 
     /// A reviewer merges pull request `number` (a merge commit on the base branch).
-    pub fn merge(&self, number: u64) {
+    pub(crate) fn merge(&self, number: u64) {
         let mut s = self.state();
         let (status, body) = s.merge(number, None, "merge");
         assert_eq!(status, 200, "merge #{number}: {body}");
     }
 
     /// A reviewer closes pull request `number` without merging it.
-    pub fn close(&self, number: u64) {
+    pub(crate) fn close(&self, number: u64) {
         let mut s = self.state();
         let pr = s.pr_mut(number).expect("pull request");
         pr["state"] = json!("closed");
@@ -142,7 +142,7 @@ impl FakeGitHub {
 
     /// Pull request `number`'s `html_url` becomes `url` (a forge answering an odd or hostile
     /// link: whoever shows it must escape it).
-    pub fn set_html_url(&self, number: u64, url: &str) {
+    pub(crate) fn set_html_url(&self, number: u64, url: &str) {
         let mut s = self.state();
         let pr = s.pr_mut(number).expect("pull request");
         pr["html_url"] = json!(url);

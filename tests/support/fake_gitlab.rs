@@ -50,7 +50,7 @@ struct Fake {
 }
 
 /// The fake GitLab and its git server.
-pub struct FakeGitLab {
+pub(crate) struct FakeGitLab {
     pub git: GitServer,
     fake: Arc<Mutex<Fake>>,
 }
@@ -58,7 +58,7 @@ pub struct FakeGitLab {
 impl FakeGitLab {
     /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
     /// API (`PRIVATE-TOKEN` or bearer `token`).
-    pub async fn start(root: &Path, user: &str, token: &str) -> FakeGitLab {
+    pub(crate) async fn start(root: &Path, user: &str, token: &str) -> FakeGitLab {
         let fake = Arc::new(Mutex::new(Fake {
             root: root.to_path_buf(),
             token: token.to_string(),
@@ -74,28 +74,28 @@ impl FakeGitLab {
     }
 
     /// `http://HOST/<path>.git`: a project this fake hosts (bare at `root/<path>.git`).
-    pub fn repo_url(&self, path: &str) -> String {
+    pub(crate) fn repo_url(&self, path: &str) -> String {
         self.git.url(path)
     }
 
     /// The API root, as self-managed GitLab has it.
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("{}{}", self.git.base_url(), Fake::PREFIX)
     }
 
     /// The token's user may not merge: merges get GitLab's 401.
-    pub fn forbid_merge(&self, forbidden: bool) {
+    pub(crate) fn forbid_merge(&self, forbidden: bool) {
         self.state().merge_forbidden = forbidden;
     }
 
     /// A pipeline starts running on the merge requests: a merge now is refused, an auto-merge
     /// waits for [`FakeGitLab::finish_pipeline`].
-    pub fn run_pipeline(&self) {
+    pub(crate) fn run_pipeline(&self) {
         self.state().pipeline_running = true;
     }
 
     /// The pipeline succeeds: GitLab merges the merge requests set to auto-merge.
-    pub fn finish_pipeline(&self) {
+    pub(crate) fn finish_pipeline(&self) {
         let mut s = self.state();
         s.pipeline_running = false;
         let waiting: Vec<u64> = s
@@ -111,12 +111,12 @@ impl FakeGitLab {
     }
 
     /// The merge requests, as GitLab answers them.
-    pub fn merge_requests(&self) -> Vec<Value> {
+    pub(crate) fn merge_requests(&self) -> Vec<Value> {
         self.state().mrs.clone()
     }
 
     /// The statuses set on `sha`, oldest first, as GitLab answers them.
-    pub fn statuses(&self, sha: &str) -> Vec<Value> {
+    pub(crate) fn statuses(&self, sha: &str) -> Vec<Value> {
         let s = self.state();
         s.statuses
             .iter()
@@ -126,18 +126,18 @@ impl FakeGitLab {
     }
 
     /// A reviewer merges merge request `iid` (a merge commit on the target branch).
-    pub fn merge(&self, iid: u64) {
+    pub(crate) fn merge(&self, iid: u64) {
         let (status, body) = self.state().merge(iid, None, false);
         assert_eq!(status, 200, "merge !{iid}: {body}");
     }
 
     /// A reviewer closes merge request `iid` without merging it.
-    pub fn close(&self, iid: u64) {
+    pub(crate) fn close(&self, iid: u64) {
         self.state().mr_mut(iid).expect("merge request")["state"] = json!("closed");
     }
 
     /// A reviewer marks draft merge request `iid` as ready (GitLab drops the title's prefix).
-    pub fn mark_ready(&self, iid: u64) {
+    pub(crate) fn mark_ready(&self, iid: u64) {
         let mut s = self.state();
         let mr = s.mr_mut(iid).expect("merge request");
         let title = mr["title"].as_str().unwrap_or_default();

@@ -90,7 +90,7 @@ struct Shared {
 }
 
 /// The fake API server.
-pub struct FakeKube {
+pub(crate) struct FakeKube {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
@@ -98,7 +98,7 @@ pub struct FakeKube {
 
 impl FakeKube {
     /// Starts serving on 127.0.0.1.
-    pub async fn start() -> FakeKube {
+    pub(crate) async fn start() -> FakeKube {
         let shared = Arc::new(Shared {
             store: Mutex::default(),
             events: broadcast::channel(4096).0,
@@ -135,12 +135,12 @@ impl FakeKube {
     }
 
     /// The API server URL.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Stops serving (and drops open watches): the API server is down.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -148,26 +148,26 @@ impl FakeKube {
     }
 
     /// Answers every request with 403 Forbidden, as for a service account without rights.
-    pub fn forbid(&self, forbidden: bool) {
+    pub(crate) fn forbid(&self, forbidden: bool) {
         self.shared.forbidden.store(forbidden, Ordering::SeqCst);
     }
 
     /// Ends every watch after `limit`, as the API server does with its own timeout, so
     /// clients must re-establish their watches.
-    pub fn close_watches_after(&self, limit: Duration) {
+    pub(crate) fn close_watches_after(&self, limit: Duration) {
         *self.shared.watch_limit.lock().expect("watch limit") = Some(limit);
     }
 
     /// Compacts the event history: a watch from any resourceVersion seen so far is answered
     /// with an `ERROR` event carrying `410 Gone`, as etcd compaction makes the API server do.
-    pub fn compact(&self) {
+    pub(crate) fn compact(&self) {
         let version = self.shared.store.lock().expect("store").version;
         self.shared.compacted.store(version, Ordering::SeqCst);
     }
 
     /// Stores a Secret `name` in `namespace` with `keys` (base64 in `data`, as the API
     /// answers).
-    pub fn put_secret(&self, namespace: &str, name: &str, keys: &[(&str, &str)]) {
+    pub(crate) fn put_secret(&self, namespace: &str, name: &str, keys: &[(&str, &str)]) {
         let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
         let data: serde_json::Map<String, Value> = keys
             .iter()
@@ -181,23 +181,23 @@ impl FakeKube {
     }
 
     /// `METHOD path` of every request served so far, oldest first.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.shared.requests.lock().expect("requests").clone()
     }
 
     /// Watch requests served so far (a client that re-establishes its watches makes several).
-    pub fn watches_started(&self) -> usize {
+    pub(crate) fn watches_started(&self) -> usize {
         self.shared.watches_started.load(Ordering::SeqCst)
     }
 
     /// Injects an `istio-proxy` sidecar container into every pod from now on, as a service
     /// mesh's admission webhook does.
-    pub fn inject_sidecar(&self) {
+    pub(crate) fn inject_sidecar(&self) {
         self.shared.sidecar.store(true, Ordering::SeqCst);
     }
 
     /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
-    pub fn evict(&self, pod: &str) {
+    pub(crate) fn evict(&self, pod: &str) {
         self.shared
             .evictions
             .lock()
@@ -206,13 +206,13 @@ impl FakeKube {
     }
 
     /// Jobs created so far (AlreadyExists does not count).
-    pub fn jobs_created(&self) -> usize {
+    pub(crate) fn jobs_created(&self) -> usize {
         self.shared.jobs_created.load(Ordering::SeqCst)
     }
 
     /// Stores `object` (a Secret, an Application…) in `namespace` under `collection`
     /// (e.g. `/api/v1` + `secrets`), or replaces it, emitting a watch event.
-    pub fn put(&self, api: &str, namespace: &str, resource: &str, object: Value) {
+    pub(crate) fn put(&self, api: &str, namespace: &str, resource: &str, object: Value) {
         let collection = format!("{api}/namespaces/{namespace}/{resource}");
         let name = object["metadata"]["name"]
             .as_str()
@@ -231,7 +231,13 @@ impl FakeKube {
     }
 
     /// The stored object, if any.
-    pub fn get(&self, api: &str, namespace: &str, resource: &str, name: &str) -> Option<Value> {
+    pub(crate) fn get(
+        &self,
+        api: &str,
+        namespace: &str,
+        resource: &str,
+        name: &str,
+    ) -> Option<Value> {
         let collection = format!("{api}/namespaces/{namespace}/{resource}");
         self.shared
             .store
@@ -243,7 +249,7 @@ impl FakeKube {
     }
 
     /// Names of the stored objects of a collection.
-    pub fn names(&self, api: &str, namespace: &str, resource: &str) -> Vec<String> {
+    pub(crate) fn names(&self, api: &str, namespace: &str, resource: &str) -> Vec<String> {
         let collection = format!("{api}/namespaces/{namespace}/{resource}");
         let store = self.shared.store.lock().expect("store");
         store

@@ -19,7 +19,7 @@ use super::{
 };
 
 /// A fake forge the bench can start.
-pub trait FakeForge: Sized {
+pub(crate) trait FakeForge: Sized {
     /// The spec's `forge` for it.
     const KIND: &'static str;
     /// The token the bench gives the fake and the server, in this forge's format: a sentinel
@@ -82,7 +82,7 @@ impl FakeForge for FakeGitea {
 }
 
 /// A fake forge `F`, its repository and the server.
-pub struct ForgeBed<F> {
+pub(crate) struct ForgeBed<F> {
     _dir: tempfile::TempDir,
     pub bare: PathBuf,
     pub forge: F,
@@ -94,17 +94,17 @@ pub struct ForgeBed<F> {
 
 impl<F: FakeForge> ForgeBed<F> {
     /// Starts the fake forge and the server, as the bench sets them up.
-    pub async fn start() -> ForgeBed<F> {
+    pub(crate) async fn start() -> ForgeBed<F> {
         ForgeBed::open(|_| {}).await
     }
 
     /// Starts the fake forge and the server (configured by `configure`).
-    pub async fn open(configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
+    pub(crate) async fn open(configure: impl FnOnce(&mut Config)) -> ForgeBed<F> {
         ForgeBed::open_with(|config, _| configure(config)).await
     }
 
     /// [`ForgeBed::open`], with a `configure` that sees the started fake forge (its URLs).
-    pub async fn open_with(configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
+    pub(crate) async fn open_with(configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
         let (dir, root) = tempdir();
         let token = F::TOKEN;
         let forge = F::start(&root, "bot", token).await;
@@ -132,21 +132,21 @@ impl<F: FakeForge> ForgeBed<F> {
     }
 
     /// A push-mode spec of the repository, with `forge` set (the fake is on 127.0.0.1).
-    pub fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub(crate) fn spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut spec = petstore(&self.repo, &[("test", "none"), ("forge", F::KIND)]);
         spec.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         spec
     }
 
     /// A pull-request-mode spec, with `extra`.
-    pub fn pr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub(crate) fn pr_spec(&self, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut all = vec![("promoteVia", "pull-request")];
         all.extend_from_slice(extra);
         self.spec(&all)
     }
 
     /// Fires the trigger for `sha` synced to test, as a Sensor does; the answer or the status.
-    pub async fn fire(
+    pub(crate) async fn fire(
         &self,
         spec: &BTreeMap<String, String>,
         sha: &str,
@@ -161,7 +161,7 @@ impl<F: FakeForge> ForgeBed<F> {
 
     /// Fires as [`ForgeBed::fire`] does, expecting a refusal with `code` whose message
     /// contains each of `parts`; the message.
-    pub async fn refused(
+    pub(crate) async fn refused(
         &self,
         spec: &BTreeMap<String, String>,
         sha: &str,
@@ -180,7 +180,7 @@ impl<F: FakeForge> ForgeBed<F> {
     /// Fires as [`ForgeBed::fire`] does, expecting FetchResource (the Sensor being created, before
     /// any event) to refuse `spec` with `INVALID_ARGUMENT` and a message containing each of
     /// `parts`; the message.
-    pub async fn refused_by_fetch_resource(
+    pub(crate) async fn refused_by_fetch_resource(
         &self,
         spec: &BTreeMap<String, String>,
         parts: &[&str],
@@ -209,7 +209,7 @@ impl<F: FakeForge> ForgeBed<F> {
     }
 
     /// The version in prod on `branch`.
-    pub fn prod_on(&self, branch: &str) -> String {
+    pub(crate) fn prod_on(&self, branch: &str) -> String {
         let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
             .expect("prod values");
         phasegate::values::read_scalar(&text, "image.version").expect("version")

@@ -2,8 +2,8 @@
 //! forge's test file runs them on its bench ([`ForgeBed`]); what differs between forges (how
 //! a reviewer merges or closes, how statuses read) is in [`Reviewed`].
 
-pub mod failures;
-pub mod reviewed;
+pub(crate) mod failures;
+pub(crate) mod reviewed;
 
 use phasegate::git::local;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use super::{app, bump, capture_logs, eventually, fire_in_background, forge_bed::
 /// commit and the run, its branch has 2.0 and main is untouched; the statuses on the source
 /// commit go pending then success, linking the run. A reviewer merges it: main has 2.0.
 /// Answers the trigger's answer and the pull request as opened.
-pub async fn opens_a_pull_request<F: Reviewed>(
+pub(crate) async fn opens_a_pull_request<F: Reviewed>(
     f: &ForgeBed<F>,
     extra: &[(&str, &str)],
 ) -> (Value, Value) {
@@ -63,7 +63,7 @@ pub async fn opens_a_pull_request<F: Reviewed>(
 /// the same pull request (after `between`, what a reviewer does meanwhile) to `title`, and a
 /// commit that deploys the same version is `already-promoted` without touching the branch.
 /// Main is untouched. Answers the pull request as updated.
-pub async fn updates_supersedes_and_does_not_reopen<F: Reviewed>(
+pub(crate) async fn updates_supersedes_and_does_not_reopen<F: Reviewed>(
     f: &ForgeBed<F>,
     extra: &[(&str, &str)],
     between: impl FnOnce(&F),
@@ -105,7 +105,7 @@ pub async fn updates_supersedes_and_does_not_reopen<F: Reviewed>(
 
 /// `waitForMerge`: a reviewer merges (`promoted`), closes (`FAILED_PRECONDITION`), or nobody
 /// reviews (`DEADLINE_EXCEEDED`).
-pub async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
+pub(crate) async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
     let forge = &f.forge;
     let spec = f.pr_spec(&[("waitForMerge", "60s")]);
     let run = fire_in_background(f.server.sensor().await, &spec, &f.synced);
@@ -137,7 +137,7 @@ pub async fn waits_for_a_reviewer<F: Reviewed>(f: &ForgeBed<F>) {
 
 /// Push mode with `extra` keys: pushed as before, with a status pending then success; failed
 /// tests end in the forge's failed state.
-pub async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &str)]) {
+pub(crate) async fn push_mode_statuses<F: Reviewed>(f: &ForgeBed<F>, extra: &[(&str, &str)]) {
     let r = f.fire(&f.spec(extra), &f.synced).await.expect("fires");
     assert_eq!(r["outcome"], "promoted", "{r}");
     assert!(r.get("pullRequest").is_none(), "{r}");

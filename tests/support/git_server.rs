@@ -49,7 +49,7 @@ struct Shared {
 
 /// A git smart-HTTP server (git http-backend as CGI) on 127.0.0.1 with basic auth. Serves bare
 /// repositories under `root` at `http://127.0.0.1:PORT/<name>.git`.
-pub struct GitServer {
+pub(crate) struct GitServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
@@ -61,12 +61,12 @@ pub struct GitServer {
 
 impl GitServer {
     /// Starts serving `root`; every request must carry basic auth `user`/`password`.
-    pub async fn start(root: &Path, user: &str, password: &str) -> GitServer {
+    pub(crate) async fn start(root: &Path, user: &str, password: &str) -> GitServer {
         GitServer::start_with_api(root, user, password, None).await
     }
 
     /// Starts serving `root`, and `api`'s routes beside it (they do their own auth).
-    pub async fn start_with_api(
+    pub(crate) async fn start_with_api(
         root: &Path,
         user: &str,
         password: &str,
@@ -108,12 +108,17 @@ impl GitServer {
 
     /// Serves `root` over https as `localhost`, with `app.pem` and `app.key` from `ca_dir`
     /// (see `support::internal_ca`).
-    pub async fn start_https(root: &Path, user: &str, password: &str, ca_dir: &Path) -> GitServer {
+    pub(crate) async fn start_https(
+        root: &Path,
+        user: &str,
+        password: &str,
+        ca_dir: &Path,
+    ) -> GitServer {
         GitServer::open(root, user, password, None, Some(tls_acceptor(ca_dir))).await
     }
 
     /// `http://127.0.0.1:PORT` (`https://localhost:PORT` over https).
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         match self.tls {
             Some(_) => format!("https://localhost:{}", self.addr.port()),
             None => format!("http://{}", self.addr),
@@ -121,12 +126,12 @@ impl GitServer {
     }
 
     /// Clone URL of the bare repository `root/<name>.git` (no credentials in it).
-    pub fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("{}/{name}.git", self.base_url())
     }
 
     /// Stops serving: later requests get "connection refused".
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -134,7 +139,7 @@ impl GitServer {
     }
 
     /// Serves again on the same port.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.stop().await;
         let listener = TcpListener::bind(self.addr)
             .await
@@ -143,27 +148,27 @@ impl GitServer {
     }
 
     /// Number of pushes (receive-pack POSTs) served so far.
-    pub fn pushes(&self) -> usize {
+    pub(crate) fn pushes(&self) -> usize {
         self.shared.pushes.load(Ordering::SeqCst)
     }
 
     /// Also accepts the `Authorization` headers `accept` approves (a forge's minted tokens).
-    pub fn also_accept(&self, accept: impl Fn(&str) -> bool + Send + Sync + 'static) {
+    pub(crate) fn also_accept(&self, accept: impl Fn(&str) -> bool + Send + Sync + 'static) {
         *self.shared.also.lock().expect("authorizer") = Some(Arc::new(accept));
     }
 
     /// The `Authorization` header of every request served so far ("" for none).
-    pub fn authorizations(&self) -> Vec<String> {
+    pub(crate) fn authorizations(&self) -> Vec<String> {
         self.shared.seen.lock().expect("seen").clone()
     }
 
     /// Clone URL with `host` (e.g. `localhost`) instead of 127.0.0.1: another host name.
-    pub fn url_as(&self, host: &str, name: &str) -> String {
+    pub(crate) fn url_as(&self, host: &str, name: &str) -> String {
         format!("http://{host}:{}/{name}.git", self.addr.port())
     }
 
     /// Runs `f` once, just before the next push is served (to race a client's fetch and push).
-    pub fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
+    pub(crate) fn before_next_push(&self, f: impl FnOnce() + Send + 'static) {
         *self.shared.before_push.lock().expect("hook") = Some(Box::new(f));
     }
 
@@ -327,7 +332,7 @@ fn cgi_response(out: &[u8]) -> Response {
 }
 
 /// A TLS acceptor serving `app.pem` and `app.key` of `support::internal_ca`.
-pub fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
+pub(crate) fn tls_acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("app.pem"))
         .expect("app.pem")

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::openssl;
 
 /// An App's RSA key pair, in the forms GitHub hands out and verifies.
-pub struct AppKey {
+pub(crate) struct AppKey {
     /// `BEGIN PRIVATE KEY` (PKCS#8), as openssl writes it.
     pub pkcs8_pem: String,
     /// `BEGIN RSA PRIVATE KEY` (PKCS#1), as GitHub's "Generate a private key" downloads it.
@@ -30,7 +30,7 @@ pub struct AppKey {
 
 impl AppKey {
     /// A fresh 2048-bit key made with openssl in `dir`.
-    pub fn generate(dir: &Path, name: &str) -> AppKey {
+    pub(crate) fn generate(dir: &Path, name: &str) -> AppKey {
         let (key, pkcs1, public) = (
             format!("{name}.pem"),
             format!("{name}.rsa.pem"),
@@ -76,7 +76,7 @@ impl AppKey {
 
 /// A JWT the authority accepted, as a test checks it.
 #[derive(Debug, Clone)]
-pub struct SeenJwt {
+pub(crate) struct SeenJwt {
     pub iat: u64,
     pub exp: u64,
     /// When the fake received it (seconds since the epoch).
@@ -85,7 +85,7 @@ pub struct SeenJwt {
 
 /// One installation token the authority issued.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     pub token: String,
     pub expires: u64,
     /// The repository names the token was limited to.
@@ -93,7 +93,7 @@ pub struct Issued {
 }
 
 /// One App with one installation on the fake GitHub.
-pub struct AppAuthority {
+pub(crate) struct AppAuthority {
     pub app_id: String,
     pub installation_id: u64,
     public_der: Vec<u8>,
@@ -111,7 +111,7 @@ fn now() -> u64 {
 }
 
 impl AppAuthority {
-    pub fn new(app_id: &str, installation_id: u64, key: &AppKey) -> AppAuthority {
+    pub(crate) fn new(app_id: &str, installation_id: u64, key: &AppKey) -> AppAuthority {
         AppAuthority {
             app_id: app_id.to_string(),
             installation_id,
@@ -123,7 +123,7 @@ impl AppAuthority {
     }
 
     /// Whether `token` is an unexpired installation token valid for `repo` (a name).
-    pub fn accepts(&self, token: &str, repo: Option<&str>) -> bool {
+    pub(crate) fn accepts(&self, token: &str, repo: Option<&str>) -> bool {
         self.issued.iter().any(|i| {
             i.token == token
                 && i.expires > now()
@@ -132,7 +132,7 @@ impl AppAuthority {
     }
 
     /// `POST /app/installations/{installation}/access_tokens` with `authorization`.
-    pub fn exchange(
+    pub(crate) fn exchange(
         &mut self,
         authorization: &str,
         installation: &str,

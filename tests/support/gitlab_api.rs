@@ -94,7 +94,7 @@ const SET_STATUS: &[Param] = &[
 /// Checks `method` on `route` (the path after `/projects/:id/`, `:iid` and `:sha` in place of
 /// numbers and commits) with its parameters (the query for GET, the JSON body otherwise), as
 /// GitLab's declarations have it. The error reads as GitLab's 400 answers do.
-pub fn check(
+pub(crate) fn check(
     method: &str,
     route: &[&str],
     query: &[(String, String)],

@@ -1,24 +1,24 @@
 //! Shared test fixtures: the real server on 127.0.0.1:0, GitOps repositories, a Sensor-like
 //! client, an app under test, and captured logs (to prove no credential is ever logged).
 
-pub mod argo_cd;
-pub mod bitbucket_api;
-pub mod engine;
-pub mod fake_bitbucket;
-pub mod fake_forge;
-pub mod fake_gitea;
-pub mod fake_github;
-pub mod fake_gitlab;
-pub mod fake_kube;
-pub mod forge_bed;
-pub mod forge_scenarios;
-pub mod git_server;
-pub mod github_app;
-pub mod gitlab_api;
-pub mod openapi;
-pub mod ssh_server;
-pub mod swagger;
-pub mod test_jobs;
+pub(crate) mod argo_cd;
+pub(crate) mod bitbucket_api;
+pub(crate) mod engine;
+pub(crate) mod fake_bitbucket;
+pub(crate) mod fake_forge;
+pub(crate) mod fake_gitea;
+pub(crate) mod fake_github;
+pub(crate) mod fake_gitlab;
+pub(crate) mod fake_kube;
+pub(crate) mod forge_bed;
+pub(crate) mod forge_scenarios;
+pub(crate) mod git_server;
+pub(crate) mod github_app;
+pub(crate) mod gitlab_api;
+pub(crate) mod openapi;
+pub(crate) mod ssh_server;
+pub(crate) mod swagger;
+pub(crate) mod test_jobs;
 
 use std::{
     collections::BTreeMap,
@@ -41,7 +41,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 /// The policy the tests serve under, written out as an operator would (the server is closed
 /// by default): every repository of this machine (`file://`, the local git servers over HTTP
 /// and SSH), any program, any test image, and `test: none`.
-pub fn test_policy() -> PolicyConfig {
+pub(crate) fn test_policy() -> PolicyConfig {
     PolicyConfig {
         repos: vec![
             "file:///**".into(),
@@ -56,7 +56,7 @@ pub fn test_policy() -> PolicyConfig {
 }
 
 /// The default configuration with [`test_policy`].
-pub fn test_config() -> Config {
+pub(crate) fn test_config() -> Config {
     Config {
         policy: test_policy(),
         ..Config::default()
@@ -64,23 +64,23 @@ pub fn test_config() -> Config {
 }
 
 /// The values file template of the fixtures.
-pub const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
+pub(crate) const PATH: &str = "apps/{app}/{phase}/values-{phase}.yaml";
 
 /// A values file with a comment on the version line, as real ones have.
-pub fn values(version: &str) -> String {
+pub(crate) fn values(version: &str) -> String {
     format!(
         "# petstore\nreplicaCount: 2\nimage:\n  repository: registry.example.com/petstore\n  version: \"{version}\"  # bumped by CD\n"
     )
 }
 
 /// The path of `app`'s values file in `phase`.
-pub fn values_path(app: &str, phase: &str) -> String {
+pub(crate) fn values_path(app: &str, phase: &str) -> String {
     PATH.replace("{app}", app).replace("{phase}", phase)
 }
 
 /// A bare GitOps repository with `app` at 1.0 in test and prod, then 2.0 in test.
 /// Returns the commit that put 2.0 in test (what Argo CD synced).
-pub fn gitops_repo(bare: &Path, apps: &[&str]) -> String {
+pub(crate) fn gitops_repo(bare: &Path, apps: &[&str]) -> String {
     let mut files = Vec::new();
     for app in apps {
         files.push((values_path(app, "test"), values("1.0")));
@@ -95,7 +95,7 @@ pub fn gitops_repo(bare: &Path, apps: &[&str]) -> String {
 }
 
 /// Commits `version` into `phase` of each app; returns the commit.
-pub fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> String {
+pub(crate) fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> String {
     let files: Vec<(String, String)> = apps
         .iter()
         .map(|a| (values_path(a, phase), values(version)))
@@ -108,18 +108,18 @@ pub fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> String {
 }
 
 /// The version in `app`'s `phase` values file at the head of main.
-pub fn version_of(bare: &Path, app: &str, phase: &str) -> String {
+pub(crate) fn version_of(bare: &Path, app: &str, phase: &str) -> String {
     let text = local::read_file(bare, "main", &values_path(app, phase)).expect("values file");
     phasegate::values::read_scalar(&text, "image.version").expect("version")
 }
 
 /// Number of commits on main.
-pub fn commit_count(bare: &Path) -> usize {
+pub(crate) fn commit_count(bare: &Path) -> usize {
     local::log(bare, "main", 100_000).expect("log").len()
 }
 
 /// A running phasegate server.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     /// Where `/metrics`, `/healthz` and `/readyz` answer.
     pub metrics_addr: SocketAddr,
@@ -132,7 +132,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts the real server on 127.0.0.1:0 with `config` (its cache in a fresh directory).
-    pub async fn start(mut config: Config) -> TestServer {
+    pub(crate) async fn start(mut config: Config) -> TestServer {
         let cache = tempfile::tempdir().expect("cache dir");
         if config.cache_dir == Config::default().cache_dir {
             config.cache_dir = cache.path().join("cache");
@@ -167,12 +167,12 @@ impl TestServer {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// GET `path` on the metrics listener: (status, body).
-    pub async fn probe(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn probe(&self, path: &str) -> (u16, String) {
         let r = reqwest::get(format!("http://{}{path}", self.metrics_addr))
             .await
             .expect("metrics listener answers");
@@ -180,17 +180,17 @@ impl TestServer {
     }
 
     /// `http://127.0.0.1:PORT` of the web console.
-    pub fn console_url(&self) -> String {
+    pub(crate) fn console_url(&self) -> String {
         format!("http://{}", self.console_addr)
     }
 
     /// A Sensor-like client of this server.
-    pub async fn sensor(&self) -> SensorClient {
+    pub(crate) async fn sensor(&self) -> SensorClient {
         SensorClient::connect(self.url()).await.expect("connect")
     }
 
     /// Stops accepting and waits for runs in flight.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -202,15 +202,15 @@ impl TestServer {
 }
 
 /// The payload of an event from the `test` phase (the classic notification's flat name).
-pub const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
+pub(crate) const FROM_TEST: &[u8] = br#"{"source_phase":"test"}"#;
 
 /// `file://` URL of a bare repository.
-pub fn file_url(bare: &Path) -> String {
+pub(crate) fn file_url(bare: &Path) -> String {
     format!("file://{}", bare.display())
 }
 
 /// The fixtures' petstore spec for `repo` (phases test → prod), with `extra` keys.
-pub fn petstore(repo: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn petstore(repo: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let path = PATH.replace("{app}", "petstore");
     let mut s = spec(&[("repo", repo), ("path", &path), ("phases", "test,prod")]);
     s.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -218,11 +218,11 @@ pub fn petstore(repo: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> 
 }
 
 /// Where the fixtures' synced petstore answers (the classic notification's `test_target`).
-pub const PETSTORE_TEST: &str = "http://petstore.test.svc:8080";
+pub(crate) const PETSTORE_TEST: &str = "http://petstore.test.svc:8080";
 
 /// The parameters of an event that synced `sha` to the source phase, deployed at
 /// [`PETSTORE_TEST`].
-pub fn sync_event(sha: &str) -> Vec<Parameter> {
+pub(crate) fn sync_event(sha: &str) -> Vec<Parameter> {
     vec![
         Parameter {
             dest: "source.commit".into(),
@@ -236,7 +236,7 @@ pub fn sync_event(sha: &str) -> Vec<Parameter> {
 }
 
 /// Fires the trigger for the test phase's event of `sha`, in a task of its own.
-pub fn fire_in_background(
+pub(crate) fn fire_in_background(
     sensor: SensorClient,
     spec: &BTreeMap<String, String>,
     sha: &str,
@@ -247,7 +247,7 @@ pub fn fire_in_background(
 
 /// Waits until `ready` holds; fails the test when it does not within 20 s.
 #[track_caller]
-pub fn eventually(ready: impl Fn() -> bool) -> impl Future<Output = ()> {
+pub(crate) fn eventually(ready: impl Fn() -> bool) -> impl Future<Output = ()> {
     let caller = std::panic::Location::caller();
     async move {
         for _ in 0..1000 {
@@ -261,7 +261,7 @@ pub fn eventually(ready: impl Fn() -> bool) -> impl Future<Output = ()> {
 }
 
 /// A spec map as a Sensor's `custom.spec`.
-pub fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -269,7 +269,7 @@ pub fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// The petstore app under test: `/pet` answers `body` with `status`. Returns its URL.
-pub async fn app(status: u16, body: &'static str) -> String {
+pub(crate) async fn app(status: u16, body: &'static str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let code = StatusCode::from_u16(status).expect("status");
@@ -281,13 +281,13 @@ pub async fn app(status: u16, body: &'static str) -> String {
 }
 
 /// Everything logged by this test binary so far (installs the capturing subscriber once).
-pub fn logs() -> String {
+pub(crate) fn logs() -> String {
     let buf = log_buffer();
     String::from_utf8_lossy(&buf.lock().expect("log buffer")).into_owned()
 }
 
 /// Installs the capturing log subscriber; call at the start of a test that inspects logs.
-pub fn capture_logs() {
+pub(crate) fn capture_logs() {
     log_buffer();
 }
 
@@ -320,7 +320,7 @@ impl Write for LogWriter {
 
 /// Runs a tool the tests need (`needs` says how it gets installed), asserts it succeeded, and
 /// returns its stdout; a failure names the command line and shows what it printed.
-pub fn succeed(command: &mut std::process::Command, needs: &str) -> Vec<u8> {
+pub(crate) fn succeed(command: &mut std::process::Command, needs: &str) -> Vec<u8> {
     let out = command.output().expect(needs);
     assert!(
         out.status.success(),
@@ -332,7 +332,7 @@ pub fn succeed(command: &mut std::process::Command, needs: &str) -> Vec<u8> {
 }
 
 /// Runs the openssl command line in `dir` (keys and certificates for the tests).
-pub fn openssl(dir: &Path, args: &[&str]) {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let mut command = std::process::Command::new("openssl");
     succeed(
         command.current_dir(dir).args(args),
@@ -341,7 +341,7 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A private CA (`ca.pem`) and a certificate it signed for `localhost` (`app.pem`, `app.key`).
-pub fn internal_ca(dir: &Path) {
+pub(crate) fn internal_ca(dir: &Path) {
     let ec = [
         "-newkey",
         "ec",
@@ -401,14 +401,14 @@ pub fn internal_ca(dir: &Path) {
 }
 
 /// A temp dir that lives as long as the returned guard.
-pub fn tempdir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn tempdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
     (dir, path)
 }
 
 /// `phasegate runs watch ID` against `server`, in the background, writing to a [`Screen`].
-pub fn watch_in_background(
+pub(crate) fn watch_in_background(
     server: &TestServer,
     id: &str,
 ) -> (Screen, JoinHandle<phasegate::proto::runs::Run>) {
@@ -424,10 +424,10 @@ pub fn watch_in_background(
 
 /// A terminal the test can read while the watcher writes to it.
 #[derive(Clone, Default)]
-pub struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Screen {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("screen")).into_owned()
     }
 }
@@ -443,7 +443,7 @@ impl std::io::Write for Screen {
 }
 
 /// The value of a metric line `name{labels} value` in a Prometheus scrape, 0 when absent.
-pub fn metric(scrape: &str, series: &str) -> f64 {
+pub(crate) fn metric(scrape: &str, series: &str) -> f64 {
     scrape
         .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
@@ -452,7 +452,7 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
 
 /// Values of every class a plain scalar can be typed as under YAML 1.1 or 1.2 (booleans,
 /// octals, sexagesimals, timestamps, specials…), and strings: the values-file tests' corpus.
-pub const TYPED_SCALARS: &[&str] = &[
+pub(crate) const TYPED_SCALARS: &[&str] = &[
     "1.10",
     "yes",
     "on",
@@ -489,7 +489,7 @@ pub const TYPED_SCALARS: &[&str] = &[
 ];
 
 /// `value` as a YAML scalar token: plain (`quote` empty), single- or double-quoted.
-pub fn yaml_token(value: &str, quote: &str) -> String {
+pub(crate) fn yaml_token(value: &str, quote: &str) -> String {
     match quote {
         "'" => format!("'{}'", value.replace('\'', "''")),
         "\"" => format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")),

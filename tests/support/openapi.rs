@@ -17,7 +17,7 @@ use std::{path::PathBuf, sync::OnceLock};
 use serde_json::{Map, Value, json};
 
 /// The pinned package version (the same as `.ci/test.sh` installs).
-pub const OCTOKIT_OPENAPI_VERSION: &str = "23.0.2";
+pub(crate) const OCTOKIT_OPENAPI_VERSION: &str = "23.0.2";
 
 /// Where `.ci/test.sh` installs the description; `PHASEGATE_OCTOKIT_OPENAPI` overrides.
 fn description_path() -> PathBuf {
@@ -31,7 +31,7 @@ fn description_path() -> PathBuf {
 
 /// GitHub's REST API description, loaded once per test binary. Panics (fails the test) when it
 /// is not installed: a test that cannot check its requests must not pass.
-pub fn github() -> &'static Value {
+pub(crate) fn github() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let path = description_path();
@@ -56,7 +56,7 @@ pub fn github() -> &'static Value {
 
 /// Checks one request; `Err` says what is wrong with it. `path` is relative to the API root
 /// (without `/api/v3`), `query` its decoded query pairs.
-pub fn check(
+pub(crate) fn check(
     doc: &Value,
     method: &str,
     path: &str,
@@ -81,7 +81,7 @@ pub fn check(
 }
 
 /// The operation of a description that a request calls.
-pub struct Matched<'a> {
+pub(crate) struct Matched<'a> {
     /// The path template, e.g. `/repos/{owner}/{repo}/pulls`.
     pub template: String,
     /// The path parameters' values.
@@ -92,7 +92,7 @@ pub struct Matched<'a> {
 }
 
 /// The operation `method path` of `doc` (named `api` in messages), or what is missing.
-pub fn operation<'a>(
+pub(crate) fn operation<'a>(
     doc: &'a Value,
     api: &str,
     method: &str,
@@ -122,7 +122,7 @@ pub fn operation<'a>(
 /// Checks the path and query parameters of a request to `matched`: the required ones are
 /// there, each value matches its schema (`schema_of` a declaration: OpenAPI 3 has it under
 /// `schema`, Swagger 2 on the declaration itself), and no query parameter is unknown.
-pub fn check_parameters(
+pub(crate) fn check_parameters(
     doc: &Value,
     matched: &Matched,
     method: &str,
@@ -173,7 +173,7 @@ pub fn check_parameters(
 }
 
 /// Path parameters by name.
-pub type Params = Vec<(String, String)>;
+pub(crate) type Params = Vec<(String, String)>;
 
 /// The path template matching `path`, with the path parameters' values; literal segments win
 /// over parameters (`/pulls/comments` over `/pulls/{pull_number}`).
@@ -204,7 +204,7 @@ fn find_path(doc: &Value, path: &str) -> Option<(String, Params)> {
 }
 
 /// Follows a `$ref` to `#/components/...` (parameters, request bodies).
-pub fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+pub(crate) fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
         Some(pointer) => doc.pointer(pointer).unwrap_or(&Value::Null),
         None => v,
@@ -228,7 +228,7 @@ fn typed(value: &str, schema: &Value) -> Value {
     }
 }
 
-pub fn validate(doc: &Value, schema: &Value, instance: &Value) -> Result<(), String> {
+pub(crate) fn validate(doc: &Value, schema: &Value, instance: &Value) -> Result<(), String> {
     let schema = inline(doc, schema, 0);
     let validator =
         jsonschema::draft4::new(&schema).map_err(|e| format!("schema does not compile: {e}"))?;

@@ -17,7 +17,7 @@ use std::{
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// A running sshd; stopped when dropped.
-pub struct SshServer {
+pub(crate) struct SshServer {
     child: Child,
     port: u16,
     user: String,
@@ -25,7 +25,7 @@ pub struct SshServer {
 }
 
 /// Generates an ed25519 key pair `dir/name` (+ `.pub`) without a passphrase.
-pub fn keygen(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn keygen(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -38,7 +38,7 @@ pub fn keygen(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// The public half of `key`, as one OpenSSH line.
-pub fn public(key: &Path) -> String {
+pub(crate) fn public(key: &Path) -> String {
     let mut pub_file = key.as_os_str().to_owned();
     pub_file.push(".pub");
     std::fs::read_to_string(&pub_file)
@@ -49,7 +49,7 @@ pub fn public(key: &Path) -> String {
 
 impl SshServer {
     /// Starts sshd, and waits until it accepts connections.
-    pub fn start() -> SshServer {
+    pub(crate) fn start() -> SshServer {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} not found: the test command installs openssh-server"
@@ -113,7 +113,7 @@ impl SshServer {
     }
 
     /// `ssh://USER@127.0.0.1:PORT/ABSOLUTE/PATH` of a bare repository.
-    pub fn url(&self, bare: &Path) -> String {
+    pub(crate) fn url(&self, bare: &Path) -> String {
         format!(
             "ssh://{}@127.0.0.1:{}{}",
             self.user,
@@ -123,12 +123,12 @@ impl SshServer {
     }
 
     /// The client key the server accepts.
-    pub fn client_key(&self) -> PathBuf {
+    pub(crate) fn client_key(&self) -> PathBuf {
         self.dir.path().join("client_ed25519")
     }
 
     /// The known-hosts line of this server, as `ssh-keyscan -p PORT 127.0.0.1` prints it.
-    pub fn known_hosts_line(&self) -> String {
+    pub(crate) fn known_hosts_line(&self) -> String {
         let key = public(&self.dir.path().join("host_ed25519"));
         let mut fields = key.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
@@ -136,7 +136,7 @@ impl SshServer {
     }
 
     /// What sshd logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::openapi::{check_parameters, operation, validate};
 
 /// The SHA-256 of the pinned `swagger.v1.json` (the same as `.ci/test.sh` checks).
-pub const FORGEJO_SWAGGER_SHA256: &str =
+pub(crate) const FORGEJO_SWAGGER_SHA256: &str =
     "e542ede162f578ab4f16ddac06b3122349f85bbdc9cdfdb18ae9b3fb39bdedc5";
 
 /// Where `.ci/test.sh` puts the description; `PHASEGATE_FORGEJO_SWAGGER` overrides.
@@ -29,7 +29,7 @@ fn description_path() -> PathBuf {
 
 /// Forgejo's API description, loaded once per test binary. Panics (fails the test) when it is
 /// missing or not the pinned file: a test that cannot check its requests must not pass.
-pub fn forgejo() -> &'static Value {
+pub(crate) fn forgejo() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let path = description_path();
@@ -54,7 +54,7 @@ pub fn forgejo() -> &'static Value {
 
 /// Checks one request; `Err` says what is wrong with it. `path` is relative to the API root
 /// (without `/api/v1`), `query` its decoded query pairs.
-pub fn check(
+pub(crate) fn check(
     doc: &Value,
     method: &str,
     path: &str,

@@ -8,13 +8,13 @@ use phasegate::config::{Config, KubernetesConfig};
 use super::{PATH, fake_kube::FakeKube, spec, test_config};
 
 /// The namespace of the server's Secrets and of the test Jobs.
-pub const NS: &str = "argo-events";
+pub(crate) const NS: &str = "argo-events";
 /// The API group path and resource of Jobs.
-pub const JOBS: (&str, &str) = ("/apis/batch/v1", "jobs");
+pub(crate) const JOBS: (&str, &str) = ("/apis/batch/v1", "jobs");
 
 /// A server configuration using `kube`, with transient pod problems waited out for
 /// `tolerance` (the default when `None`).
-pub fn kube_config(kube: &FakeKube, tolerance: Option<&str>) -> Config {
+pub(crate) fn kube_config(kube: &FakeKube, tolerance: Option<&str>) -> Config {
     Config {
         kubernetes: KubernetesConfig {
             namespace: Some(NS.into()),
@@ -27,7 +27,11 @@ pub fn kube_config(kube: &FakeKube, tolerance: Option<&str>) -> Config {
 }
 
 /// The petstore spec of `repo` whose test Job runs `sh -c script`, with `extra` keys.
-pub fn job_spec(repo: &str, script: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn job_spec(
+    repo: &str,
+    script: &str,
+    extra: &[(&str, &str)],
+) -> BTreeMap<String, String> {
     let command = serde_json::to_string(&["sh", "-c", script]).expect("json");
     let mut s = spec(&[
         ("repo", repo),
@@ -42,6 +46,6 @@ pub fn job_spec(repo: &str, script: &str, extra: &[(&str, &str)]) -> BTreeMap<St
 }
 
 /// Names of the Jobs in the fake.
-pub fn jobs(kube: &FakeKube) -> Vec<String> {
+pub(crate) fn jobs(kube: &FakeKube) -> Vec<String> {
     kube.names(JOBS.0, NS, JOBS.1)
 }

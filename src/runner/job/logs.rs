@@ -30,7 +30,7 @@ fn params() -> LogParams {
 
 /// Follows the test container of the newest started pod of the run.
 #[derive(Default)]
-pub struct LogFollower {
+pub(super) struct LogFollower {
     lines: Arc<Mutex<VecDeque<String>>>,
     /// The pod followed, and the task following it: `true` when the stream ended with the
     /// container, `false` when it broke.
@@ -40,7 +40,7 @@ pub struct LogFollower {
 impl LogFollower {
     /// Follows `pod` once its container has started (the kubelet refuses before). A pod that
     /// replaces a disrupted one takes over.
-    pub fn follow(&mut self, pods: &Api<Pod>, pod: &Pod, sink: &LogSink) {
+    pub(super) fn follow(&mut self, pods: &Api<Pod>, pod: &Pod, sink: &LogSink) {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
         let Some(name) = pod.metadata.name.clone() else {
@@ -86,7 +86,7 @@ impl LogFollower {
     /// The log: as followed when the stream saw the container end, otherwise (never started,
     /// broken, or still open after the Job ended) the log tail read from the pod. When the Job
     /// did not end (`ended` false: phasegate's own timeout) its stream is not waited for.
-    pub async fn finish(
+    pub(super) async fn finish(
         self,
         pods: &Api<Pod>,
         selector: &str,

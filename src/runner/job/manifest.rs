@@ -11,10 +11,10 @@ use crate::spec::JobTest;
 
 /// The test container's name: logs are read from it by name, since a mesh (Istio, Linkerd)
 /// may inject a sidecar and a pod with two containers answers a log request without one 400.
-pub const CONTAINER: &str = "tests";
+pub(super) const CONTAINER: &str = "tests";
 /// Annotation holding the digest of the run's idempotency key: phasegate attaches to an
 /// existing Job of the same name only when it carries the same digest.
-pub const RUN_KEY: &str = "phasegate.dev/run-key";
+pub(super) const RUN_KEY: &str = "phasegate.dev/run-key";
 /// Failed Jobs stay this long for `kubectl logs`, then the cluster removes them.
 const FAILED_JOB_TTL_SECONDS: u64 = 24 * 3600;
 
@@ -30,7 +30,7 @@ fn restricted_container() -> Value {
 }
 
 /// Builds the Job; `Err` names the spec key whose JSON is not what Kubernetes accepts there.
-pub fn manifest(
+pub(super) fn manifest(
     test: &JobTest,
     name: &str,
     namespace: &str,

@@ -16,7 +16,7 @@ use k8s_openapi::api::{batch::v1::Job, core::v1::Event, core::v1::Pod};
 
 /// How the Job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     Passed,
     /// The test failed (`reason: message` of the controller).
     Failed(String),
@@ -25,7 +25,7 @@ pub enum Verdict {
 }
 
 /// The Job's verdict, once the controller has given one.
-pub fn job_verdict(job: &Job) -> Option<Verdict> {
+pub(super) fn job_verdict(job: &Job) -> Option<Verdict> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
     let holds = |types: [&str; 2]| {
         conditions
@@ -46,7 +46,7 @@ pub fn job_verdict(job: &Job) -> Option<Verdict> {
 
 /// Something keeping a pod from running its tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PodProblem {
+pub(super) enum PodProblem {
     /// No retry will fix it.
     Permanent(String),
     /// The cluster retries it; `reason` names it so its duration can be measured.
@@ -65,7 +65,7 @@ const TRANSIENT: [&str; 4] = [
 
 /// What keeps `pod` from running, if anything. A disrupted pod (evicted, preempted, drained:
 /// condition `DisruptionTarget`) is the cluster's business, not a problem of the test.
-pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
+pub(super) fn pod_problem(pod: &Pod) -> Option<PodProblem> {
     let status = pod.status.as_ref()?;
     let conditions = status.conditions.iter().flatten();
     if conditions
@@ -112,7 +112,7 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
 
 /// The message of a `FailedCreate` Warning on the Job: its pod cannot be created at all
 /// (Pod Security admission, quota, a missing service account, an admission webhook).
-pub fn failed_create(event: &Event) -> Option<String> {
+pub(super) fn failed_create(event: &Event) -> Option<String> {
     (event.reason.as_deref() == Some("FailedCreate") && event.type_.as_deref() == Some("Warning"))
         .then(|| format!("FailedCreate: {}", event.message.as_deref().unwrap_or("")))
 }

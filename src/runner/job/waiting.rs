@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// How the wait ended (an `Err` is the cluster's, not the test's).
-pub enum Ending {
+pub(super) enum Ending {
     /// The Job controller's verdict.
     Verdict(Verdict),
     /// The pod can never run its tests (bad image, never created, no node for too long).
@@ -33,7 +33,7 @@ pub enum Ending {
 }
 
 /// The Job waited for.
-pub struct Watched<'a> {
+pub(super) struct Watched<'a> {
     pub client: Client,
     pub namespace: &'a str,
     pub name: &'a str,
@@ -72,7 +72,7 @@ where
 }
 
 /// Watches until the Job ends or a pod cannot run; follows the log of the run's pods.
-pub async fn wait(
+pub(super) async fn wait(
     job: &Watched<'_>,
     pods: &Api<Pod>,
     follower: &mut LogFollower,

@@ -13,7 +13,7 @@ use super::{
 /// Two 502s are ridden out (`pr-opened`, the pending status set); a rate limit (`status` with
 /// `headers`, among them `retry-after: 1`) is retried after the wait the forge asked for
 /// (`pr-updated`).
-pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
+pub(crate) async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
     f: &ForgeBed<F>,
     status: u16,
     headers: &[(&'static str, &str)],
@@ -45,7 +45,7 @@ pub async fn rides_out_an_outage_and_a_rate_limit<F: Reviewed>(
 /// A forge that keeps answering 503 is `UNAVAILABLE` after the configured attempts, naming
 /// the forge (`name`) and its answer; a rate limit longer than phasegate waits is not waited
 /// out. Starts its own benches.
-pub async fn gives_up_on_a_forge_that_stays_down<F: Reviewed>(name: &str) {
+pub(crate) async fn gives_up_on_a_forge_that_stays_down<F: Reviewed>(name: &str) {
     let f = ForgeBed::<F>::open(|c| c.forge.retry_attempts = 2).await;
     f.forge.fail_next(20, 503, &[]);
     f.refused(
@@ -76,7 +76,7 @@ pub async fn gives_up_on_a_forge_that_stays_down<F: Reviewed>(name: &str) {
 /// A token without the API's write permissions: `PERMISSION_DENIED` saying so, naming the
 /// forge (`name`), never showing the token, nothing opened or promoted. The spec has `extra`
 /// keys. Answers the message.
-pub async fn token_without_permission<F: Reviewed>(
+pub(crate) async fn token_without_permission<F: Reviewed>(
     f: &ForgeBed<F>,
     name: &str,
     extra: &[(&str, &str)],
@@ -105,7 +105,7 @@ pub async fn token_without_permission<F: Reviewed>(
 /// the forge names it); an answer the forge gives to a request it refuses (422) is
 /// `FAILED_PRECONDITION` naming the forge (`name`) and the answer. Nothing promoted. Starts
 /// its own benches.
-pub async fn not_found_or_refused<F: Reviewed>(name: &str, repo: &str) {
+pub(crate) async fn not_found_or_refused<F: Reviewed>(name: &str, repo: &str) {
     let f = ForgeBed::<F>::start().await;
     f.forge.fail_next(20, 404, &[]);
     f.refused(

@@ -14,7 +14,7 @@ use super::super::{
 
 /// A status phasegate set on a commit, as the forge shows it.
 #[derive(Debug)]
-pub struct Status {
+pub(crate) struct Status {
     pub state: String,
     pub description: String,
     /// Where the status links to.
@@ -22,7 +22,7 @@ pub struct Status {
 }
 
 /// A fake forge with reviewers, and pull requests and statuses to read.
-pub trait Reviewed: FakeForge + Fronted {
+pub(crate) trait Reviewed: FakeForge + Fronted {
     /// The states of a status while testing, after a promotion and after failed tests, as the
     /// forge names them.
     const PENDING: &'static str = "pending";
@@ -51,7 +51,7 @@ pub trait Reviewed: FakeForge + Fronted {
 
 impl<F: Reviewed> ForgeBed<F> {
     /// The only pull request.
-    pub fn only_pr(&self) -> Value {
+    pub(crate) fn only_pr(&self) -> Value {
         let prs = self.forge.prs();
         assert_eq!(prs.len(), 1, "{prs:#?}");
         prs[0].clone()
@@ -59,7 +59,7 @@ impl<F: Reviewed> ForgeBed<F> {
 }
 
 /// The text at JSON pointer `at` of `v` ("" if there is none).
-pub fn text(v: &Value, at: &str) -> String {
+pub(crate) fn text(v: &Value, at: &str) -> String {
     v.pointer(at)
         .and_then(Value::as_str)
         .unwrap_or_default()
