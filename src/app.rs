@@ -1,7 +1,7 @@
 //! The composition root: the one place that turns the configuration (plain data) into the
 //! server's parts — reading credential and key files and the classic `GIT_*` variables,
 //! connecting to Kubernetes, building the HTTP clients, opening the history — for `serve`,
-//! `promote` and `demo` alike. Everything it builds is handed to the [`Pipeline`] and the gRPC
+//! `promote` and `demo` alike. Everything it builds is handed to the pipeline and the gRPC
 //! [`server`]; nothing below it reads the environment or the configuration again.
 
 use std::{future::Future, path::PathBuf, sync::Arc};

@@ -1,37 +1,53 @@
 //! phasegate: a continuous-delivery promotion gate for GitOps, served as an Argo Events
-//! custom trigger.
+//! custom trigger. The map (docs/architecture.md says the same, with the rules the tests keep):
 //!
 //! ```text
-//! Sensor ──gRPC──▶ server (tonic adapter: the only place that knows tonic and Status)
-//!                    │ FetchResource: spec YAML ──▶ spec::Resource (JSON, defaults)
-//!                    │ Execute:       resource + payload ──▶ spec::Plan ──▶ pipeline
-//!                    │ ApplyPolicy:   outcome JSON ──▶ OK / FAILED_PRECONDITION
-//!                    ▼
-//!                 pipeline ── policy check ── ledger (one run per idempotency key)
-//!                    │
-//!                    ├─▶ runner  (none | http | command | job): test the source phase
-//!                    └─▶ git     (cache ▸ read at source commit ▸ values edit ▸ commit ▸ push)
+//! main (clap) ──▶ app: the composition root (files, GIT_* variables, Kubernetes, HTTP clients)
+//!                  │ builds pipeline::Parts once, for serve, promote and demo
+//!                  ▼
+//! Sensor ──gRPC──▶ server (the only tonic code; server::status the only Status builder)
+//!                  │ FetchResource: spec YAML ──▶ spec (one parse of the static part)
+//!                  │ Execute:       resource + payload ──▶ spec::Plan ──▶ policy ──▶ pipeline
+//!                  │ ApplyPolicy:   outcome JSON ──▶ outcome::Verdict
+//!                  ▼
+//!               pipeline (ledger: one run per idempotency key; run.rs: a method per stage)
+//!                  ├─ access ───────▶ credentials (credentialsSecret via cluster, scopes,
+//!                  │                  GitHub App key) ──▶ forge::access (the run's choice)
+//!                  ├─ decided? ─────▶ git (read the target at the source commit)
+//!                  ├─ gate ─────────▶ cluster (Argo CD Application synced and healthy)
+//!                  ├─ test ─────────▶ runner (none | http | command | job ──▶ cluster)
+//!                  ├─ promote ──────▶ git (cache ▸ values edit ▸ commit ▸ sign ▸ push)
+//!                  └─ propose ──────▶ forge (pull request, merge, commit statuses)
+//!                  ▼
+//!               outcome (Execute's answer) ──▶ history ──▶ web console, notify, metrics
 //! ```
 //!
-//! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`].
+//! - [`app`]: start-up; the only place that reads files and the environment, connects to
+//!   Kubernetes and builds HTTP clients. [`config`]: the configuration as plain data, each
+//!   setting declared once (file key, flag and variable on one field).
+//! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`]
+//!   ([`spec::RepoUrl`] with its parts, path and message templates, the forge located).
 //! - [`policy`]: allowlists of repositories, transitions, test images, commands, Job
 //!   namespaces and service accounts; closed by default when serving.
-//! - [`credentials`]: credential scopes — which credentials go to which remote;
+//! - `pipeline`: one run from plan to outcome, a method per stage; its ledger answers
+//!   duplicates. [`outcome`]: Execute's answer JSON and ApplyPolicy's verdict.
+//! - [`credentials`]: which credential goes where (scopes, `credentialsSecret`, GitHub App key);
 //!   [`hardening`]: the process is non-dumpable, its cache private.
-//! - [`runner`]: the test runners, one file each.
-//! - [`cluster`]: Kubernetes client, `credentialsSecret` lookup, the Argo CD gate.
-//! - [`values`]: the format-preserving edit of a values file (pure).
+//! - [`runner`]: the test runners, one file each, one signature.
+//! - `cluster`: the Kubernetes client and the Argo CD gate.
+//! - [`values`]: the format-preserving edit of a values file (pure); [`diff`]: its changed lines.
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
-//! - [`forge`]: pull requests and commit statuses on GitHub, GitLab, Gitea/Forgejo and Bitbucket
-//!   Data Center (one trait, one module per forge).
-//! - [`ledger`]: idempotency — duplicates join the run in flight or get its recorded answer.
+//! - `forge`: pull requests and commit statuses on GitHub, GitLab, Gitea/Forgejo and Bitbucket
+//!   Data Center (one trait, one module per forge, typed answers).
 //! - [`history`]: every run's stages and result, persisted; watchers follow a run live.
-//! - [`metrics`]: Prometheus metrics and the probes listener.
-//! - [`pipeline`]: one run from plan to outcome; [`outcome`]: Execute's answer JSON.
-//! - [`server`]: the gRPC adapter (trigger, run history, health, reflection);
-//!   [`config`]: server configuration.
-//! - [`sensor`]: a client that drives the server exactly as an Argo Events Sensor does.
-//! - [`demo`]: the whole loop on this machine; [`console`]: `phasegate runs` for operators.
+//!   `web`: the console; [`notify`]: run-end webhooks; `metrics`: Prometheus and the probes.
+//! - [`server`]: the gRPC adapter (trigger, run history, health, reflection).
+//! - Our own clients: [`sensor`] drives the server exactly as an Argo Events Sensor does;
+//!   [`demo`] plays the whole loop on this machine; [`console`] is `phasegate runs`.
+//! - `kind`: [`ErrorKind`], which imports nothing from the crate; `error`: the run [`Error`].
+//!
+//! Modules are private unless something outside the crate (the binary, the tests, the bench)
+//! names them; `unreachable_pub` keeps every other item `pub(crate)`.
 
 pub mod app;
 mod cluster;

@@ -1,6 +1,6 @@
 //! GitHub App credentials, which organisations increasingly require instead of personal
 //! tokens: the App id, the installation id and the App's private key, checked when they are
-//! read, and the short-lived JWT (RS256) that authenticates as the App. [`super::installation`]
+//! read, and the short-lived JWT (RS256) that authenticates as the App. `forge::installation`
 //! exchanges the JWT for installation tokens.
 //!
 //! The key and the JWT are credentials: they never reach a log line, an error or an answer.

@@ -1,6 +1,6 @@
 //! Which credential goes where, decided in this wing: the credential types (never printed),
-//! the credential scopes of the server's own credentials ([`scopes`]), a spec's
-//! `credentialsSecret` read from Kubernetes ([`secret_store`]) and a GitHub App's key and JWT
+//! the credential scopes of the server's own credentials (`scopes`), a spec's
+//! `credentialsSecret` read from Kubernetes (`secret_store`) and a GitHub App's key and JWT
 //! ([`github_app`]). The run's choice among them is `forge::access`, which needs the forge's
 //! installation tokens.
 
