@@ -3,6 +3,9 @@
 //! propose). Runs are detached tasks: a caller that goes away does not cancel one. Each stage is
 //! recorded in the history and measured in the metrics.
 
+mod access;
+mod answer;
+mod engine;
 mod ledger;
 mod run;
 
@@ -23,12 +26,14 @@ use crate::{
     git::GitSettings,
     history::History,
     metrics::Metrics,
-    outcome::{Outcome, RunReport, Shared},
+    outcome::{Outcome, Shared},
     policy::Policy,
-    spec::{Mode, Plan, PromoteVia, Resource, SourceRef, TargetRef},
+    spec::{Mode, Plan, PromoteVia, Resource},
 };
+use answer::report_of;
+use engine::Engine;
 use ledger::{Claim, RunLedger};
-use run::{Engine, RunTask};
+use run::RunTask;
 
 /// The engine behind the gRPC adapter and the `promote` command.
 pub struct Pipeline {
@@ -165,28 +170,6 @@ impl Pipeline {
                 "runs still busy after the interruption"
             );
         }
-    }
-}
-
-/// An answer of `plan`'s run `run` with `outcome` and nothing else yet.
-fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport {
-    RunReport {
-        run,
-        outcome,
-        version: None,
-        previous: None,
-        commit: None,
-        signature: None,
-        source: SourceRef {
-            phase: plan.source.to_string(),
-            commit: plan.commit.to_string(),
-        },
-        target: TargetRef {
-            phase: plan.target.to_string(),
-        },
-        test: None,
-        pull_request: None,
-        duration_ms: 0,
     }
 }
 

@@ -8,89 +8,34 @@ use std::{
 };
 
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::report_of;
+use super::{
+    access::Access,
+    answer::{apply, fill, report_of},
+    engine::Engine,
+};
 use crate::{
     Error, Result,
     cluster::{Cluster, argocd},
-    credentials::{CredentialScopes, Credentials, SecretStore, SigningKeySource},
     error::Need,
     forge::{
-        ForgeSettings, PullRequest, StatusState,
-        access::RunAccess,
+        PullRequest, StatusState,
         flow::{Concluded, ForgeRun, Proposal, proposal_branch},
-        installation::AppTokens,
     },
-    git::{
-        GitPromoter, GitSettings, Promotion, PromotionOutcome, PromotionResult, ProposalBranch,
-        Signer,
-    },
-    history::{History, RunRecord, Stage, now_unix_ms},
-    metrics::Metrics,
-    outcome::{Outcome, PullRequestRef, RunReport, Shared},
+    git::{Promotion, PromotionOutcome, PromotionResult, ProposalBranch},
+    history::{RunRecord, Stage, now_unix_ms},
+    outcome::{Outcome, RunReport, Shared},
     runner::{self, LogSink, TestContext, TestReport},
     spec::{Plan, PromoteVia, PullRequestPlan, TestPlan},
 };
 
-/// What every run shares, built once by the pipeline.
-pub(super) struct Engine {
-    promoter: GitPromoter,
-    pub(super) history: Arc<History>,
-    pub(super) metrics: Arc<Metrics>,
-    cluster: Option<Cluster>,
-    secrets: SecretStore,
-    http: reqwest::Client,
-    /// Ends the runs still in flight when the shutdown grace period is over.
-    pub(super) interrupt: CancellationToken,
-    forge: ForgeSettings,
-    /// The credential scopes: the password of the repository's credentials (its
-    /// `credentialsSecret`'s, else `credentials_for` the repo) is the token for the forge API on
-    /// the repository's host; a repo no scope covers gets no token.
-    scopes: CredentialScopes,
-    /// GitHub App installation tokens, shared by the runs.
-    app_tokens: Arc<AppTokens>,
-}
-
-impl Engine {
-    pub(super) fn new(
-        git: GitSettings,
-        history: Arc<History>,
-        metrics: Arc<Metrics>,
-        cluster: Option<Cluster>,
-        http: reqwest::Client,
-        forge: ForgeSettings,
-        scopes: CredentialScopes,
-    ) -> Engine {
-        Engine {
-            promoter: GitPromoter::new(git),
-            history,
-            metrics,
-            cluster,
-            secrets: SecretStore::default(),
-            http,
-            interrupt: CancellationToken::new(),
-            forge,
-            scopes,
-            app_tokens: Arc::default(),
-        }
-    }
-}
-
 /// One run, moved into its task.
 pub(super) struct RunTask {
-    id: String,
+    pub(super) id: String,
     key: String,
-    plan: Plan,
-    engine: Arc<Engine>,
-}
-
-/// The credentials of a run, chosen before any test: a bad Secret, key or App fails first.
-struct Access {
-    run: RunAccess,
-    credentials: Option<Credentials>,
-    signer: Option<Arc<Signer>>,
+    pub(super) plan: Plan,
+    pub(super) engine: Arc<Engine>,
 }
 
 /// Pull-request mode: the proposal branch and the pull request already open from it.
@@ -248,38 +193,6 @@ impl RunTask {
         Ok(report)
     }
 
-    /// The `credentialsSecret` (read from Kubernetes), its signing key (loaded), and the run's
-    /// credentials (a GitHub App's token is minted here): all before any test.
-    async fn access(&self) -> Result<Access> {
-        let (plan, e) = (&self.plan, &self.engine);
-        let (from_secret, signing_key) = match &plan.credentials_secret {
-            Some(name) => {
-                let cluster = self.cluster(Need::CredentialsSecret)?;
-                let (auth, key) = e.secrets.credentials(cluster, name).await?;
-                (Some(auth), key)
-            }
-            None => (None, None),
-        };
-        // Checked before testing: a key that cannot sign must not cost a test run.
-        let email = from_secret
-            .as_ref()
-            .and_then(|a| a.email().map(str::to_string));
-        let signer = self.signer(signing_key, email).await?;
-        let run = RunAccess::choose(
-            plan,
-            from_secret,
-            e.scopes.credentials_for(&plan.repo),
-            &e.app_tokens,
-            &e.forge,
-        )?;
-        let credentials = run.git().await?;
-        Ok(Access {
-            run,
-            credentials,
-            signer,
-        })
-    }
-
     /// Before any test: when the target already holds the version or a newer source already
     /// won, the answer is known and no test (Job, HTTP check, command) is started. Every
     /// unrelated GitOps commit re-syncs the source phase; it must not cost a test campaign.
@@ -381,50 +294,11 @@ impl RunTask {
         Ok(Some(concluded))
     }
 
-    /// The `credentialsSecret`'s signing key, loaded to sign as the Secret's email.
-    async fn signer(
-        &self,
-        key: Option<SigningKeySource>,
-        email: Option<String>,
-    ) -> Result<Option<Arc<Signer>>> {
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let promoter = self.engine.promoter.clone();
-        // Decrypting a key is deliberately slow work: keep it off the async threads.
-        let load = move || promoter.signer_for(&key, email.as_deref());
-        let loaded = tokio::task::spawn_blocking(load)
-            .await
-            .map_err(|e| Error::Internal(format!("loading the signing key: {e}")))?;
-        Ok(Some(loaded?))
-    }
-
-    fn cluster(&self, need: Need) -> Result<&Cluster> {
+    pub(super) fn cluster(&self, need: Need) -> Result<&Cluster> {
         self.engine
             .cluster
             .as_ref()
             .ok_or(Error::Unconfigured(need))
-    }
-
-    fn promotion(&self, access: &Access) -> Promotion {
-        let plan = &self.plan;
-        Promotion {
-            repo: plan.repo.clone(),
-            branch: plan.branch.clone(),
-            path: plan.path.clone(),
-            keys: plan.keys.clone(),
-            source: plan.source.clone(),
-            target: plan.target.clone(),
-            commit: plan.commit.clone(),
-            message: plan.commit_message.clone(),
-            dry_run: plan.dry_run,
-            rollback: plan.rollback,
-            allow_unmerged_source: plan.allow_unmerged_source,
-            run_id: self.id.clone(),
-            credentials: access.credentials.clone(),
-            signer: access.signer.clone(),
-            proposal: None,
-        }
     }
 
     /// Test output goes to watchers of the run and to the server log (with the run's span).
@@ -475,41 +349,6 @@ async fn unpanicked<T>(run: impl std::future::Future<Output = Result<T>>) -> Res
                 .unwrap_or_default();
             Err(Error::Internal(format!("the run stopped on a bug: {why}")))
         })
-}
-
-/// Puts what the promotion did into the run's answer.
-fn fill(report: &mut RunReport, promoted: PromotionResult) {
-    report.outcome = match promoted.outcome {
-        PromotionOutcome::Promoted => Outcome::Promoted,
-        PromotionOutcome::AlreadyPromoted => Outcome::AlreadyPromoted,
-        PromotionOutcome::Superseded => Outcome::Superseded,
-        PromotionOutcome::DryRun => Outcome::DryRun,
-        // Pull-request mode: `apply` says which, once the forge has answered.
-        PromotionOutcome::Proposed | PromotionOutcome::AlreadyProposed => Outcome::PrOpened,
-    };
-    report.version = Some(promoted.version);
-    report.previous = Some(promoted.previous);
-    report.commit = promoted.commit;
-    report.signature = promoted.signature;
-    report.source.commit = promoted.source_commit;
-}
-
-/// Puts what became of the pull request into the run's answer.
-fn apply(report: &mut RunReport, concluded: Concluded) {
-    let pr = concluded.pull_request();
-    report.pull_request = Some(PullRequestRef {
-        url: pr.url.clone(),
-        number: pr.number,
-    });
-    report.outcome = match concluded {
-        Concluded::Opened(_) => Outcome::PrOpened,
-        Concluded::Updated(_) => Outcome::PrUpdated,
-        Concluded::AlreadyOpen(_) => Outcome::AlreadyPromoted,
-        Concluded::Merged { commit, .. } => {
-            report.commit = Some(commit);
-            Outcome::Promoted
-        }
-    };
 }
 
 fn millis(d: Duration) -> u64 {
