@@ -10,7 +10,6 @@ mod features;
 
 use std::sync::atomic::AtomicBool;
 
-use futures_util::future::BoxFuture;
 use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, HeaderMap, HeaderValue},
@@ -116,176 +115,158 @@ impl BitbucketDataCenter {
     }
 }
 
+#[async_trait::async_trait]
 impl Forge for BitbucketDataCenter {
-    fn find_open<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
-        Box::pin(async move {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("at", &format!("refs/heads/{head}"))
-                .append_pair("direction", "OUTGOING")
-                .append_pair("state", "OPEN")
-                .finish();
-            let path = format!("{}/pull-requests?{query}", self.root);
-            let page: Page<Pull> = self.read("list pull requests", &path).await?;
-            let base = format!("refs/heads/{base}");
-            Ok(page
-                .values
-                .into_iter()
-                .find(|pr| pr.to_ref.id == base)
-                .map(PullRequest::from))
-        })
+    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("at", &format!("refs/heads/{head}"))
+            .append_pair("direction", "OUTGOING")
+            .append_pair("state", "OPEN")
+            .finish();
+        let path = format!("{}/pull-requests?{query}", self.root);
+        let page: Page<Pull> = self.read("list pull requests", &path).await?;
+        let base = format!("refs/heads/{base}");
+        Ok(page
+            .values
+            .into_iter()
+            .find(|pr| pr.to_ref.id == base)
+            .map(PullRequest::from))
     }
 
-    fn open<'a>(
-        &'a self,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            if draft.draft {
-                self.check_drafts().await?;
-            }
-            let (key, slug) = self.project.split_once('/').unwrap_or_default();
-            let repository = json!({ "slug": slug, "project": { "key": key } });
-            let mut body = json!({
-                "title": draft.title, "description": draft.body,
-                "fromRef": { "id": format!("refs/heads/{}", draft.head), "repository": repository },
-                "toRef": { "id": format!("refs/heads/{}", draft.base), "repository": repository },
-            });
-            if draft.draft {
-                body["draft"] = json!(true);
-            }
-            let path = format!("{}/pull-requests", self.root);
-            let what = "open a pull request";
-            let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
-            match answer.status {
-                StatusCode::CREATED => Ok(self.api.read::<Pull>(what, answer)?.into()),
-                _ => Err(self.api.failed(what, &answer)),
-            }
-        })
+    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+        if draft.draft {
+            self.check_drafts().await?;
+        }
+        let (key, slug) = self.project.split_once('/').unwrap_or_default();
+        let repository = json!({ "slug": slug, "project": { "key": key } });
+        let mut body = json!({
+            "title": draft.title, "description": draft.body,
+            "fromRef": { "id": format!("refs/heads/{}", draft.head), "repository": repository },
+            "toRef": { "id": format!("refs/heads/{}", draft.base), "repository": repository },
+        });
+        if draft.draft {
+            body["draft"] = json!(true);
+        }
+        let path = format!("{}/pull-requests", self.root);
+        let what = "open a pull request";
+        let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
+        match answer.status {
+            StatusCode::CREATED => Ok(self.api.read::<Pull>(what, answer)?.into()),
+            _ => Err(self.api.failed(what, &answer)),
+        }
     }
 
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let path = self.pull_request_path(number);
-            let what = "update the pull request";
-            let mut last = None;
-            for _ in 0..WRITE_ATTEMPTS {
-                let now: Pull = self.read("read the pull request", &path).await?;
-                // A PUT sets the reviewers it is given: hand back the ones the pull request has.
-                let reviewers: Vec<Value> = now
-                    .reviewers
-                    .iter()
-                    .map(|r| json!({ "user": { "name": r.user.name } }))
-                    .collect();
-                let body = json!({
-                    "version": now.version, "title": draft.title, "description": draft.body,
-                    "reviewers": reviewers,
-                });
-                let answer = self.request(what, Method::PUT, &path, Some(&body)).await?;
-                match answer.status {
-                    StatusCode::OK => return Ok(self.api.read::<Pull>(what, answer)?.into()),
-                    StatusCode::CONFLICT if out_of_date(&answer) => last = Some(answer),
-                    _ => return Err(self.api.failed(what, &answer)),
-                }
-            }
-            Err(last.map_or_else(
-                || ForgeError::Refused(format!("{FORGE} refused to {what}")),
-                |answer| self.api.failed(what, &answer),
-            ))
-        })
-    }
-
-    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let now: Pull = self
-                .read("read the pull request", &self.pull_request_path(number))
-                .await?;
-            Ok(now.into())
-        })
-    }
-
-    fn merge<'a>(
-        &'a self,
-        number: u64,
-        head_sha: &'a str,
-        method: MergeMethod,
-    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
-        Box::pin(async move {
-            self.check_auto_merge().await?;
-            let path = self.pull_request_path(number);
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, ForgeError> {
+        let path = self.pull_request_path(number);
+        let what = "update the pull request";
+        let mut last = None;
+        for _ in 0..WRITE_ATTEMPTS {
             let now: Pull = self.read("read the pull request", &path).await?;
-            // The version pins what we merge; the head check pins which commit.
-            let (version, moved) = (now.version, now.from_ref.latest_commit != head_sha);
-            let pr = PullRequest::from(now);
-            if pr.state != PrState::Open {
-                return Ok(match (pr.state, pr.merge_commit) {
-                    (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
-                    _ => MergeAttempt::NotMergeable("the pull request is not open".into()),
-                });
+            // A PUT sets the reviewers it is given: hand back the ones the pull request has.
+            let reviewers: Vec<Value> = now
+                .reviewers
+                .iter()
+                .map(|r| json!({ "user": { "name": r.user.name } }))
+                .collect();
+            let body = json!({
+                "version": now.version, "title": draft.title, "description": draft.body,
+                "reviewers": reviewers,
+            });
+            let answer = self.request(what, Method::PUT, &path, Some(&body)).await?;
+            match answer.status {
+                StatusCode::OK => return Ok(self.api.read::<Pull>(what, answer)?.into()),
+                StatusCode::CONFLICT if out_of_date(&answer) => last = Some(answer),
+                _ => return Err(self.api.failed(what, &answer)),
             }
-            if moved {
-                return Ok(MergeAttempt::NotMergeable(
-                    "its branch moved since phasegate pushed it".into(),
-                ));
-            }
-            let body = json!({ "autoMerge": true, "strategyId": strategy(method) });
-            let merge = format!("{path}/merge?version={version}");
-            let what = "merge the pull request";
-            let answer = self
-                .request(what, Method::POST, &merge, Some(&body))
-                .await?;
-            match answer.status.as_u16() {
-                200 => {
-                    let outcome: Outcome = self.api.read(what, answer)?;
-                    Ok(match outcome.state() {
-                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
-                        _ => MergeAttempt::NotMergeable(
-                            "auto-merge is requested: Bitbucket merges it when its merge \
-                             checks pass"
-                                .into(),
-                        ),
-                    })
-                }
-                // Conflicts, a vetoing merge check, a stale version (read again next time).
-                409 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.api.failed(what, &answer)),
-            }
-        })
+        }
+        Err(last.map_or_else(
+            || ForgeError::Refused(format!("{FORGE} refused to {what}")),
+            |answer| self.api.failed(what, &answer),
+        ))
     }
 
-    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
-            let state = match status.state {
-                StatusState::Pending => "INPROGRESS",
-                StatusState::Success => "SUCCESSFUL",
-                StatusState::Failure | StatusState::Error => "FAILED",
-            };
-            let (key, slug) = self.project.split_once('/').unwrap_or_default();
-            let url = status.target_url.clone().unwrap_or_else(|| {
-                format!(
-                    "{}/projects/{key}/repos/{slug}/commits/{}",
-                    self.web, status.sha
-                )
+    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let now: Pull = self
+            .read("read the pull request", &self.pull_request_path(number))
+            .await?;
+        Ok(now.into())
+    }
+
+    async fn merge(
+        &self,
+        number: u64,
+        head_sha: &str,
+        method: MergeMethod,
+    ) -> Result<MergeAttempt, ForgeError> {
+        self.check_auto_merge().await?;
+        let path = self.pull_request_path(number);
+        let now: Pull = self.read("read the pull request", &path).await?;
+        // The version pins what we merge; the head check pins which commit.
+        let (version, moved) = (now.version, now.from_ref.latest_commit != head_sha);
+        let pr = PullRequest::from(now);
+        if pr.state != PrState::Open {
+            return Ok(match (pr.state, pr.merge_commit) {
+                (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                _ => MergeAttempt::NotMergeable("the pull request is not open".into()),
             });
-            let cut = |s: &str| s.chars().take(MAX_TEXT).collect::<String>();
-            let body = json!({
-                "key": cut(&status.context), "name": cut(&status.context), "state": state,
-                "description": cut(&status.description), "url": url,
-            });
-            let path = format!("{}/commits/{}/builds", self.root, status.sha);
-            let what = "set a build status";
-            let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
-            match answer.status.is_success() {
-                true => Ok(()),
-                false => Err(self.api.failed(what, &answer)),
+        }
+        if moved {
+            return Ok(MergeAttempt::NotMergeable(
+                "its branch moved since phasegate pushed it".into(),
+            ));
+        }
+        let body = json!({ "autoMerge": true, "strategyId": strategy(method) });
+        let merge = format!("{path}/merge?version={version}");
+        let what = "merge the pull request";
+        let answer = self
+            .request(what, Method::POST, &merge, Some(&body))
+            .await?;
+        match answer.status.as_u16() {
+            200 => {
+                let outcome: Outcome = self.api.read(what, answer)?;
+                Ok(match outcome.state() {
+                    (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                    _ => MergeAttempt::NotMergeable(
+                        "auto-merge is requested: Bitbucket merges it when its merge \
+                         checks pass"
+                            .into(),
+                    ),
+                })
             }
-        })
+            // Conflicts, a vetoing merge check, a stale version (read again next time).
+            409 => Ok(MergeAttempt::NotMergeable(answer.message())),
+            _ => Err(self.api.failed(what, &answer)),
+        }
+    }
+
+    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+        let state = match status.state {
+            StatusState::Pending => "INPROGRESS",
+            StatusState::Success => "SUCCESSFUL",
+            StatusState::Failure | StatusState::Error => "FAILED",
+        };
+        let (key, slug) = self.project.split_once('/').unwrap_or_default();
+        let url = status.target_url.clone().unwrap_or_else(|| {
+            format!(
+                "{}/projects/{key}/repos/{slug}/commits/{}",
+                self.web, status.sha
+            )
+        });
+        let cut = |s: &str| s.chars().take(MAX_TEXT).collect::<String>();
+        let body = json!({
+            "key": cut(&status.context), "name": cut(&status.context), "state": state,
+            "description": cut(&status.description), "url": url,
+        });
+        let path = format!("{}/commits/{}/builds", self.root, status.sha);
+        let what = "set a build status";
+        let answer = self.request(what, Method::POST, &path, Some(&body)).await?;
+        match answer.status.is_success() {
+            true => Ok(()),
+            false => Err(self.api.failed(what, &answer)),
+        }
     }
 }

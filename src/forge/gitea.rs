@@ -7,7 +7,6 @@ mod answers;
 
 use std::collections::BTreeMap;
 
-use futures_util::future::BoxFuture;
 use reqwest::{Method, header::HeaderMap};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::json;
@@ -124,156 +123,138 @@ impl Gitea {
     }
 }
 
+#[async_trait::async_trait]
 impl Forge for Gitea {
-    fn find_open<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
-        Box::pin(async move {
-            // Gitea's list has no head or base filter: read the open ones.
-            let path = format!("repos/{}/pulls", self.repo);
-            let open: Vec<Pull> = self
-                .pages("list pull requests", &path, &[("state", "open")])
-                .await?;
-            Ok(open
-                .into_iter()
-                .find(|p| p.joins(head, base))
-                .map(PullRequest::from))
-        })
+    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+        // Gitea's list has no head or base filter: read the open ones.
+        let path = format!("repos/{}/pulls", self.repo);
+        let open: Vec<Pull> = self
+            .pages("list pull requests", &path, &[("state", "open")])
+            .await?;
+        Ok(open
+            .into_iter()
+            .find(|p| p.joins(head, base))
+            .map(PullRequest::from))
     }
 
-    fn open<'a>(
-        &'a self,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let labels = self.label_ids(&draft.labels).await?;
-            let mut body = json!({
-                "head": draft.head, "base": draft.base,
-                "title": title(&draft.title, draft.draft), "body": draft.body,
-            });
-            if !labels.is_empty() {
-                body["labels"] = json!(labels);
-            }
-            let path = format!("repos/{}/pulls", self.repo);
-            let pr: Pull = self
-                .api
-                .success("open a pull request", Method::POST, &path, Some(&body))
-                .await?;
-            Ok(pr.into())
-        })
+    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+        let labels = self.label_ids(&draft.labels).await?;
+        let mut body = json!({
+            "head": draft.head, "base": draft.base,
+            "title": title(&draft.title, draft.draft), "body": draft.body,
+        });
+        if !labels.is_empty() {
+            body["labels"] = json!(labels);
+        }
+        let path = format!("repos/{}/pulls", self.repo);
+        let pr: Pull = self
+            .api
+            .success("open a pull request", Method::POST, &path, Some(&body))
+            .await?;
+        Ok(pr.into())
     }
 
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let labels = self.label_ids(&draft.labels).await?;
-            // The title carries the draft mark: keep what the pull request has now (a reviewer
-            // may have marked it ready), as on forges where draft is a flag.
-            let path = self.pull(number);
-            let now: Pull = self
-                .api
-                .success("read the pull request", Method::GET, &path, None)
-                .await?;
-            let body = json!({
-                "title": title(&draft.title, now.is_draft()), "body": draft.body,
-            });
-            let pr: Pull = self
-                .api
-                .success("update the pull request", Method::PATCH, &path, Some(&body))
-                .await?;
-            if !labels.is_empty() {
-                let path = format!("repos/{}/issues/{number}/labels", self.repo);
-                self.api
-                    .success::<IgnoredAny>(
-                        "label the pull request",
-                        Method::POST,
-                        &path,
-                        Some(&json!({ "labels": labels })),
-                    )
-                    .await?;
-            }
-            Ok(pr.into())
-        })
-    }
-
-    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let pr: Pull = self
-                .api
-                .success(
-                    "read the pull request",
-                    Method::GET,
-                    &self.pull(number),
-                    None,
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, ForgeError> {
+        let labels = self.label_ids(&draft.labels).await?;
+        // The title carries the draft mark: keep what the pull request has now (a reviewer
+        // may have marked it ready), as on forges where draft is a flag.
+        let path = self.pull(number);
+        let now: Pull = self
+            .api
+            .success("read the pull request", Method::GET, &path, None)
+            .await?;
+        let body = json!({
+            "title": title(&draft.title, now.is_draft()), "body": draft.body,
+        });
+        let pr: Pull = self
+            .api
+            .success("update the pull request", Method::PATCH, &path, Some(&body))
+            .await?;
+        if !labels.is_empty() {
+            let path = format!("repos/{}/issues/{number}/labels", self.repo);
+            self.api
+                .success::<IgnoredAny>(
+                    "label the pull request",
+                    Method::POST,
+                    &path,
+                    Some(&json!({ "labels": labels })),
                 )
                 .await?;
-            Ok(pr.into())
-        })
+        }
+        Ok(pr.into())
     }
 
-    fn merge<'a>(
-        &'a self,
+    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let pr: Pull = self
+            .api
+            .success(
+                "read the pull request",
+                Method::GET,
+                &self.pull(number),
+                None,
+            )
+            .await?;
+        Ok(pr.into())
+    }
+
+    async fn merge(
+        &self,
         number: u64,
-        head_sha: &'a str,
+        head_sha: &str,
         method: MergeMethod,
-    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
-        Box::pin(async move {
-            // Gitea's own auto-merge: merged now when the checks allow it, otherwise scheduled
-            // (201) and merged by Gitea when they succeed.
-            let body = json!({
-                "Do": method.as_str(), "head_commit_id": head_sha,
-                "merge_when_checks_succeed": true,
-            });
-            let path = format!("{}/merge", self.pull(number));
-            let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
-            match answer.status.as_u16() {
-                // Merged; the answer has no body: the merge commit is on the pull request.
-                200 => {
-                    let pr = self.get(number).await?;
-                    Ok(match (pr.state, pr.merge_commit) {
-                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
-                        _ => MergeAttempt::NotMergeable(format!(
-                            "{} accepted the merge but the pull request is not merged yet",
-                            self.name
-                        )),
-                    })
-                }
-                201 => Ok(MergeAttempt::NotMergeable(format!(
-                    "auto-merge is scheduled: {} merges it when its checks succeed",
-                    self.name
-                ))),
-                // 405: not mergeable (checks, approvals, work in progress, conflicts); 409: the
-                // head moved, or auto-merge is already scheduled; 423: the repository is busy.
-                405 | 409 | 423 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.api.failed("merge the pull request", &answer)),
+    ) -> Result<MergeAttempt, ForgeError> {
+        // Gitea's own auto-merge: merged now when the checks allow it, otherwise scheduled
+        // (201) and merged by Gitea when they succeed.
+        let body = json!({
+            "Do": method.as_str(), "head_commit_id": head_sha,
+            "merge_when_checks_succeed": true,
+        });
+        let path = format!("{}/merge", self.pull(number));
+        let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
+        match answer.status.as_u16() {
+            // Merged; the answer has no body: the merge commit is on the pull request.
+            200 => {
+                let pr = self.get(number).await?;
+                Ok(match (pr.state, pr.merge_commit) {
+                    (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                    _ => MergeAttempt::NotMergeable(format!(
+                        "{} accepted the merge but the pull request is not merged yet",
+                        self.name
+                    )),
+                })
             }
-        })
+            201 => Ok(MergeAttempt::NotMergeable(format!(
+                "auto-merge is scheduled: {} merges it when its checks succeed",
+                self.name
+            ))),
+            // 405: not mergeable (checks, approvals, work in progress, conflicts); 409: the
+            // head moved, or auto-merge is already scheduled; 423: the repository is busy.
+            405 | 409 | 423 => Ok(MergeAttempt::NotMergeable(answer.message())),
+            _ => Err(self.api.failed("merge the pull request", &answer)),
+        }
     }
 
-    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
-            let state = match status.state {
-                StatusState::Pending => "pending",
-                StatusState::Success => "success",
-                StatusState::Failure => "failure",
-                StatusState::Error => "error",
-            };
-            let mut body = json!({
-                "state": state, "context": status.context, "description": status.description,
-            });
-            if let Some(url) = &status.target_url {
-                body["target_url"] = json!(url);
-            }
-            let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
-            self.api
-                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
-                .await
-                .map(drop)
-        })
+    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+        let state = match status.state {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+        };
+        let mut body = json!({
+            "state": state, "context": status.context, "description": status.description,
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
+        self.api
+            .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 }

@@ -3,7 +3,6 @@
 //! (see docs/pull-requests.md: GitHub's own auto-merge is GraphQL-only and needs a repository
 //! setting; a REST merge honours the same branch protection).
 
-use futures_util::future::BoxFuture;
 use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, HeaderMap, HeaderValue},
@@ -63,119 +62,101 @@ impl GitHub {
     }
 }
 
+#[async_trait::async_trait]
 impl Forge for GitHub {
-    fn find_open<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
-        Box::pin(async move {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("state", "open")
-                .append_pair("head", &format!("{}:{head}", self.owner()))
-                .append_pair("base", base)
-                .finish();
-            let path = format!("repos/{}/pulls?{query}", self.repo);
-            let open: Vec<Pull> = self
-                .api
-                .success("list pull requests", Method::GET, &path, None)
-                .await?;
-            Ok(open.into_iter().next().map(PullRequest::from))
-        })
+    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", "open")
+            .append_pair("head", &format!("{}:{head}", self.owner()))
+            .append_pair("base", base)
+            .finish();
+        let path = format!("repos/{}/pulls?{query}", self.repo);
+        let open: Vec<Pull> = self
+            .api
+            .success("list pull requests", Method::GET, &path, None)
+            .await?;
+        Ok(open.into_iter().next().map(PullRequest::from))
     }
 
-    fn open<'a>(
-        &'a self,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let body = json!({
-                "title": draft.title, "head": draft.head, "base": draft.base,
-                "body": draft.body, "draft": draft.draft,
-            });
-            let path = format!("repos/{}/pulls", self.repo);
-            let what = "open a pull request";
-            let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
-            if answer.status != StatusCode::CREATED {
-                return Err(self.api.failed(what, &answer));
-            }
-            let pr = PullRequest::from(self.api.read::<Pull>(what, answer)?);
-            self.labels(pr.number, &draft.labels).await?;
-            Ok(pr)
-        })
+    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+        let body = json!({
+            "title": draft.title, "head": draft.head, "base": draft.base,
+            "body": draft.body, "draft": draft.draft,
+        });
+        let path = format!("repos/{}/pulls", self.repo);
+        let what = "open a pull request";
+        let answer = self.api.call(Method::POST, &path, Some(&body)).await?;
+        if answer.status != StatusCode::CREATED {
+            return Err(self.api.failed(what, &answer));
+        }
+        let pr = PullRequest::from(self.api.read::<Pull>(what, answer)?);
+        self.labels(pr.number, &draft.labels).await?;
+        Ok(pr)
     }
 
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let body = json!({ "title": draft.title, "body": draft.body });
-            let path = format!("repos/{}/pulls/{number}", self.repo);
-            let pr: Pull = self
-                .api
-                .success("update the pull request", Method::PATCH, &path, Some(&body))
-                .await?;
-            self.labels(number, &draft.labels).await?;
-            Ok(pr.into())
-        })
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, ForgeError> {
+        let body = json!({ "title": draft.title, "body": draft.body });
+        let path = format!("repos/{}/pulls/{number}", self.repo);
+        let pr: Pull = self
+            .api
+            .success("update the pull request", Method::PATCH, &path, Some(&body))
+            .await?;
+        self.labels(number, &draft.labels).await?;
+        Ok(pr.into())
     }
 
-    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let path = format!("repos/{}/pulls/{number}", self.repo);
-            let pr: Pull = self
-                .api
-                .success("read the pull request", Method::GET, &path, None)
-                .await?;
-            Ok(pr.into())
-        })
+    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let path = format!("repos/{}/pulls/{number}", self.repo);
+        let pr: Pull = self
+            .api
+            .success("read the pull request", Method::GET, &path, None)
+            .await?;
+        Ok(pr.into())
     }
 
-    fn merge<'a>(
-        &'a self,
+    async fn merge(
+        &self,
         number: u64,
-        head_sha: &'a str,
+        head_sha: &str,
         method: MergeMethod,
-    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
-        Box::pin(async move {
-            let body = json!({ "merge_method": method.as_str(), "sha": head_sha });
-            let path = format!("repos/{}/pulls/{number}/merge", self.repo);
-            let what = "merge the pull request";
-            let answer = self.api.call(Method::PUT, &path, Some(&body)).await?;
-            match answer.status.as_u16() {
-                200 => Ok(MergeAttempt::Merged(
-                    self.api.read::<Merged>(what, answer)?.sha,
-                )),
-                // Not mergeable (checks, reviews, conflicts), or the head moved meanwhile.
-                405 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.api.failed(what, &answer)),
-            }
-        })
+    ) -> Result<MergeAttempt, ForgeError> {
+        let body = json!({ "merge_method": method.as_str(), "sha": head_sha });
+        let path = format!("repos/{}/pulls/{number}/merge", self.repo);
+        let what = "merge the pull request";
+        let answer = self.api.call(Method::PUT, &path, Some(&body)).await?;
+        match answer.status.as_u16() {
+            200 => Ok(MergeAttempt::Merged(
+                self.api.read::<Merged>(what, answer)?.sha,
+            )),
+            // Not mergeable (checks, reviews, conflicts), or the head moved meanwhile.
+            405 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
+            _ => Err(self.api.failed(what, &answer)),
+        }
     }
 
-    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
-            let state = match status.state {
-                StatusState::Pending => "pending",
-                StatusState::Success => "success",
-                StatusState::Failure => "failure",
-                StatusState::Error => "error",
-            };
-            let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
-            let mut body = json!({
-                "state": state, "context": status.context, "description": description,
-            });
-            if let Some(url) = &status.target_url {
-                body["target_url"] = json!(url);
-            }
-            let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
-            self.api
-                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
-                .await
-                .map(drop)
-        })
+    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+        let state = match status.state {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+        };
+        let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
+        let mut body = json!({
+            "state": state, "context": status.context, "description": description,
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
+        self.api
+            .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 }
 

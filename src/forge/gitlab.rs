@@ -5,7 +5,6 @@
 
 mod answers;
 
-use futures_util::future::BoxFuture;
 use reqwest::{Method, header::HeaderMap};
 use serde::de::IgnoredAny;
 use serde_json::json;
@@ -60,159 +59,141 @@ impl GitLab {
     }
 }
 
+#[async_trait::async_trait]
 impl Forge for GitLab {
-    fn find_open<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>> {
-        Box::pin(async move {
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("state", "opened")
-                .append_pair("source_branch", head)
-                .append_pair("target_branch", base)
-                .finish();
-            let path = format!("{}/merge_requests?{query}", self.root);
-            let open: Vec<MergeRequest> = self
-                .api
-                .success("list merge requests", Method::GET, &path, None)
-                .await?;
-            Ok(open.into_iter().next().map(PullRequest::from))
-        })
+    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", "opened")
+            .append_pair("source_branch", head)
+            .append_pair("target_branch", base)
+            .finish();
+        let path = format!("{}/merge_requests?{query}", self.root);
+        let open: Vec<MergeRequest> = self
+            .api
+            .success("list merge requests", Method::GET, &path, None)
+            .await?;
+        Ok(open.into_iter().next().map(PullRequest::from))
     }
 
-    fn open<'a>(
-        &'a self,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let mut body = json!({
-                "source_branch": draft.head, "target_branch": draft.base,
-                "title": title(&draft.title, draft.draft), "description": draft.body,
-            });
-            if !draft.labels.is_empty() {
-                body["labels"] = json!(draft.labels.join(","));
-            }
-            let path = format!("{}/merge_requests", self.root);
-            let mr: MergeRequest = self
-                .api
-                .success("open a merge request", Method::POST, &path, Some(&body))
-                .await?;
-            Ok(mr.into())
-        })
+    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+        let mut body = json!({
+            "source_branch": draft.head, "target_branch": draft.base,
+            "title": title(&draft.title, draft.draft), "description": draft.body,
+        });
+        if !draft.labels.is_empty() {
+            body["labels"] = json!(draft.labels.join(","));
+        }
+        let path = format!("{}/merge_requests", self.root);
+        let mr: MergeRequest = self
+            .api
+            .success("open a merge request", Method::POST, &path, Some(&body))
+            .await?;
+        Ok(mr.into())
     }
 
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            // The title carries the draft mark: keep what the merge request has now (a
-            // reviewer may have marked it ready), as on forges where draft is a flag.
-            let path = self.merge_request(number);
-            let now: MergeRequest = self
-                .api
-                .success("read the merge request", Method::GET, &path, None)
-                .await?;
-            let mut body = json!({
-                "title": title(&draft.title, now.is_draft()), "description": draft.body,
-            });
-            if !draft.labels.is_empty() {
-                body["add_labels"] = json!(draft.labels.join(","));
-            }
-            let mr: MergeRequest = self
-                .api
-                .success("update the merge request", Method::PUT, &path, Some(&body))
-                .await?;
-            Ok(mr.into())
-        })
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, ForgeError> {
+        // The title carries the draft mark: keep what the merge request has now (a
+        // reviewer may have marked it ready), as on forges where draft is a flag.
+        let path = self.merge_request(number);
+        let now: MergeRequest = self
+            .api
+            .success("read the merge request", Method::GET, &path, None)
+            .await?;
+        let mut body = json!({
+            "title": title(&draft.title, now.is_draft()), "description": draft.body,
+        });
+        if !draft.labels.is_empty() {
+            body["add_labels"] = json!(draft.labels.join(","));
+        }
+        let mr: MergeRequest = self
+            .api
+            .success("update the merge request", Method::PUT, &path, Some(&body))
+            .await?;
+        Ok(mr.into())
     }
 
-    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>> {
-        Box::pin(async move {
-            let path = self.merge_request(number);
-            let mr: MergeRequest = self
-                .api
-                .success("read the merge request", Method::GET, &path, None)
-                .await?;
-            Ok(mr.into())
-        })
+    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        let path = self.merge_request(number);
+        let mr: MergeRequest = self
+            .api
+            .success("read the merge request", Method::GET, &path, None)
+            .await?;
+        Ok(mr.into())
     }
 
-    fn merge<'a>(
-        &'a self,
+    async fn merge(
+        &self,
         number: u64,
-        head_sha: &'a str,
+        head_sha: &str,
         method: MergeMethod,
-    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>> {
-        Box::pin(async move {
-            if method == MergeMethod::Rebase {
-                return Err(ForgeError::Invalid(NO_REBASE.into()));
+    ) -> Result<MergeAttempt, ForgeError> {
+        if method == MergeMethod::Rebase {
+            return Err(ForgeError::Invalid(NO_REBASE.into()));
+        }
+        // GitLab's own auto-merge: merged now if nothing is pending, otherwise GitLab
+        // merges when the checks pass. `auto_merge` since GitLab 17.11, before it
+        // `merge_when_pipeline_succeeds` (still accepted): send both.
+        let body = json!({
+            "sha": head_sha, "squash": method == MergeMethod::Squash,
+            "auto_merge": true, "merge_when_pipeline_succeeds": true,
+        });
+        let path = format!("{}/merge", self.merge_request(number));
+        let what = "merge the merge request";
+        let answer = match self.api.call(Method::PUT, &path, Some(&body)).await {
+            Ok(answer) => answer,
+            // GitLab answers 401 also when the token's user may not merge into the
+            // target branch.
+            Err(ForgeError::PermissionDenied { forge, reason }) => {
+                return Err(ForgeError::PermissionDenied {
+                    forge,
+                    reason: format!(
+                        "{reason}; GitLab also answers this when the token's user may not \
+                         merge into the target branch"
+                    ),
+                });
             }
-            // GitLab's own auto-merge: merged now if nothing is pending, otherwise GitLab
-            // merges when the checks pass. `auto_merge` since GitLab 17.11, before it
-            // `merge_when_pipeline_succeeds` (still accepted): send both.
-            let body = json!({
-                "sha": head_sha, "squash": method == MergeMethod::Squash,
-                "auto_merge": true, "merge_when_pipeline_succeeds": true,
-            });
-            let path = format!("{}/merge", self.merge_request(number));
-            let what = "merge the merge request";
-            let answer = match self.api.call(Method::PUT, &path, Some(&body)).await {
-                Ok(answer) => answer,
-                // GitLab answers 401 also when the token's user may not merge into the
-                // target branch.
-                Err(ForgeError::PermissionDenied { forge, reason }) => {
-                    return Err(ForgeError::PermissionDenied {
-                        forge,
-                        reason: format!(
-                            "{reason}; GitLab also answers this when the token's user may not \
-                             merge into the target branch"
-                        ),
-                    });
-                }
-                Err(e) => return Err(e),
-            };
-            match answer.status.as_u16() {
-                200 => {
-                    let mr = PullRequest::from(self.api.read::<MergeRequest>(what, answer)?);
-                    Ok(match (mr.state, mr.merge_commit) {
-                        (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
-                        _ => MergeAttempt::NotMergeable(
-                            "auto-merge is set: GitLab merges it when its checks pass".into(),
-                        ),
-                    })
-                }
-                // 405: not mergeable yet (draft, checks, approvals, discussions), 406 on older
-                // versions; 409: the head moved; 422: conflicts.
-                405 | 406 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
-                _ => Err(self.api.failed(what, &answer)),
+            Err(e) => return Err(e),
+        };
+        match answer.status.as_u16() {
+            200 => {
+                let mr = PullRequest::from(self.api.read::<MergeRequest>(what, answer)?);
+                Ok(match (mr.state, mr.merge_commit) {
+                    (PrState::Merged, Some(sha)) => MergeAttempt::Merged(sha),
+                    _ => MergeAttempt::NotMergeable(
+                        "auto-merge is set: GitLab merges it when its checks pass".into(),
+                    ),
+                })
             }
-        })
+            // 405: not mergeable yet (draft, checks, approvals, discussions), 406 on older
+            // versions; 409: the head moved; 422: conflicts.
+            405 | 406 | 409 | 422 => Ok(MergeAttempt::NotMergeable(answer.message())),
+            _ => Err(self.api.failed(what, &answer)),
+        }
     }
 
-    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>> {
-        Box::pin(async move {
-            let state = match status.state {
-                StatusState::Pending => "pending",
-                StatusState::Success => "success",
-                // GitLab has no "error": a promotion that failed is a failed status.
-                StatusState::Failure | StatusState::Error => "failed",
-            };
-            let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
-            let mut body = json!({
-                "state": state, "name": status.context, "description": description,
-            });
-            if let Some(url) = &status.target_url {
-                body["target_url"] = json!(url);
-            }
-            let path = format!("{}/statuses/{}", self.root, status.sha);
-            self.api
-                .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
-                .await
-                .map(drop)
-        })
+    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+        let state = match status.state {
+            StatusState::Pending => "pending",
+            StatusState::Success => "success",
+            // GitLab has no "error": a promotion that failed is a failed status.
+            StatusState::Failure | StatusState::Error => "failed",
+        };
+        let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
+        let mut body = json!({
+            "state": state, "name": status.context, "description": description,
+        });
+        if let Some(url) = &status.target_url {
+            body["target_url"] = json!(url);
+        }
+        let path = format!("{}/statuses/{}", self.root, status.sha);
+        self.api
+            .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
+            .await
+            .map(drop)
     }
 }
 

@@ -18,8 +18,6 @@ mod github;
 mod gitlab;
 pub(crate) mod installation;
 
-use futures_util::future::BoxFuture;
-
 pub(crate) use crate::spec::Located;
 pub(crate) use api::RetryPolicy;
 
@@ -148,35 +146,31 @@ pub(crate) struct CommitStatus {
 
 /// One forge's API for one repository. Every call is retried within bounds on rate limits and
 /// transient failures (see [`RetryPolicy`]).
+// A boxed future per call (`async_trait`): the pipeline holds a `dyn Forge` of whichever forge
+// hosts the repository.
+#[async_trait::async_trait]
 pub(crate) trait Forge: Send + Sync {
     /// The open pull request from `head` into `base`, if any.
-    fn find_open<'a>(
-        &'a self,
-        head: &'a str,
-        base: &'a str,
-    ) -> BoxFuture<'a, Result<Option<PullRequest>, ForgeError>>;
+    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError>;
     /// Opens a pull request (with its labels).
-    fn open<'a>(
-        &'a self,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>>;
+    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError>;
     /// Rewrites an open pull request's title and body (and adds its labels).
-    fn update<'a>(
-        &'a self,
+    async fn update(
+        &self,
         number: u64,
-        draft: &'a PullRequestDraft,
-    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>>;
+        draft: &PullRequestDraft,
+    ) -> Result<PullRequest, ForgeError>;
     /// The pull request as it stands now.
-    fn get(&self, number: u64) -> BoxFuture<'_, Result<PullRequest, ForgeError>>;
+    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError>;
     /// Merges the pull request if the forge allows it now, only while its head is `head_sha`.
-    fn merge<'a>(
-        &'a self,
+    async fn merge(
+        &self,
         number: u64,
-        head_sha: &'a str,
+        head_sha: &str,
         method: MergeMethod,
-    ) -> BoxFuture<'a, Result<MergeAttempt, ForgeError>>;
+    ) -> Result<MergeAttempt, ForgeError>;
     /// Sets a commit status.
-    fn set_status<'a>(&'a self, status: &'a CommitStatus) -> BoxFuture<'a, Result<(), ForgeError>>;
+    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError>;
 }
 
 /// Server-wide forge settings.
