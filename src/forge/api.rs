@@ -288,6 +288,15 @@ impl ApiClient {
         )))
     }
 
+    /// GETs `path` and reads the answer (`what` names the call in errors).
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<T, ForgeError> {
+        self.success(what, Method::GET, path, None).await
+    }
+
     /// Calls `method path` to `what` (for messages); only a success answers, with its body
     /// read as `T` (see [`ApiClient::read`]).
     pub(super) async fn success<T: DeserializeOwned>(

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use self::answers::{Outcome, Page, Pull, out_of_date, strategy};
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState,
+    PullRequestDraft, Reply, StatusState,
     api::{Answer, ApiClient},
 };
 use crate::{credentials::Secret, spec::MergeMethod};
@@ -117,7 +117,7 @@ impl BitbucketDataCenter {
 
 #[async_trait::async_trait]
 impl Forge for BitbucketDataCenter {
-    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+    async fn find_open(&self, head: &str, base: &str) -> Reply<Option<PullRequest>> {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("at", &format!("refs/heads/{head}"))
             .append_pair("direction", "OUTGOING")
@@ -133,7 +133,7 @@ impl Forge for BitbucketDataCenter {
             .map(PullRequest::from))
     }
 
-    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+    async fn open(&self, draft: &PullRequestDraft) -> Reply<PullRequest> {
         if draft.draft {
             self.check_drafts().await?;
         }
@@ -156,11 +156,7 @@ impl Forge for BitbucketDataCenter {
         }
     }
 
-    async fn update(
-        &self,
-        number: u64,
-        draft: &PullRequestDraft,
-    ) -> Result<PullRequest, ForgeError> {
+    async fn update(&self, number: u64, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let path = self.pull_request_path(number);
         let what = "update the pull request";
         let mut last = None;
@@ -189,19 +185,14 @@ impl Forge for BitbucketDataCenter {
         ))
     }
 
-    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+    async fn get(&self, number: u64) -> Reply<PullRequest> {
         let now: Pull = self
             .read("read the pull request", &self.pull_request_path(number))
             .await?;
         Ok(now.into())
     }
 
-    async fn merge(
-        &self,
-        number: u64,
-        head_sha: &str,
-        method: MergeMethod,
-    ) -> Result<MergeAttempt, ForgeError> {
+    async fn merge(&self, number: u64, head_sha: &str, method: MergeMethod) -> Reply<MergeAttempt> {
         self.check_auto_merge().await?;
         let path = self.pull_request_path(number);
         let now: Pull = self.read("read the pull request", &path).await?;
@@ -243,7 +234,7 @@ impl Forge for BitbucketDataCenter {
         }
     }
 
-    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+    async fn set_status(&self, status: &CommitStatus) -> Reply<()> {
         let state = match status.state {
             StatusState::Pending => "INPROGRESS",
             StatusState::Success => "SUCCESSFUL",

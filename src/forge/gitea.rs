@@ -15,7 +15,7 @@ use self::answers::{Label, Pull, title};
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState, api::ApiClient,
+    PullRequestDraft, Reply, StatusState, api::ApiClient,
 };
 use crate::{
     credentials::Secret,
@@ -75,10 +75,7 @@ impl Gitea {
                 .append_pair("page", &page.to_string())
                 .append_pair("limit", &PAGE.to_string())
                 .finish();
-            let items: Vec<T> = self
-                .api
-                .success(what, Method::GET, &format!("{path}?{query}"), None)
-                .await?;
+            let items: Vec<T> = self.api.get(what, &format!("{path}?{query}")).await?;
             let last = items.len() < PAGE;
             all.extend(items);
             if last {
@@ -125,7 +122,7 @@ impl Gitea {
 
 #[async_trait::async_trait]
 impl Forge for Gitea {
-    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+    async fn find_open(&self, head: &str, base: &str) -> Reply<Option<PullRequest>> {
         // Gitea's list has no head or base filter: read the open ones.
         let path = format!("repos/{}/pulls", self.repo);
         let open: Vec<Pull> = self
@@ -137,7 +134,7 @@ impl Forge for Gitea {
             .map(PullRequest::from))
     }
 
-    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+    async fn open(&self, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let labels = self.label_ids(&draft.labels).await?;
         let mut body = json!({
             "head": draft.head, "base": draft.base,
@@ -154,19 +151,12 @@ impl Forge for Gitea {
         Ok(pr.into())
     }
 
-    async fn update(
-        &self,
-        number: u64,
-        draft: &PullRequestDraft,
-    ) -> Result<PullRequest, ForgeError> {
+    async fn update(&self, number: u64, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let labels = self.label_ids(&draft.labels).await?;
         // The title carries the draft mark: keep what the pull request has now (a reviewer
         // may have marked it ready), as on forges where draft is a flag.
         let path = self.pull(number);
-        let now: Pull = self
-            .api
-            .success("read the pull request", Method::GET, &path, None)
-            .await?;
+        let now: Pull = self.api.get("read the pull request", &path).await?;
         let body = json!({
             "title": title(&draft.title, now.is_draft()), "body": draft.body,
         });
@@ -188,7 +178,7 @@ impl Forge for Gitea {
         Ok(pr.into())
     }
 
-    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+    async fn get(&self, number: u64) -> Reply<PullRequest> {
         let pr: Pull = self
             .api
             .success(
@@ -201,12 +191,7 @@ impl Forge for Gitea {
         Ok(pr.into())
     }
 
-    async fn merge(
-        &self,
-        number: u64,
-        head_sha: &str,
-        method: MergeMethod,
-    ) -> Result<MergeAttempt, ForgeError> {
+    async fn merge(&self, number: u64, head_sha: &str, method: MergeMethod) -> Reply<MergeAttempt> {
         // Gitea's own auto-merge: merged now when the checks allow it, otherwise scheduled
         // (201) and merged by Gitea when they succeed.
         let body = json!({
@@ -238,7 +223,7 @@ impl Forge for Gitea {
         }
     }
 
-    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+    async fn set_status(&self, status: &CommitStatus) -> Reply<()> {
         let state = match status.state {
             StatusState::Pending => "pending",
             StatusState::Success => "success",

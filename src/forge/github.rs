@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState,
+    PullRequestDraft, Reply, StatusState,
     api::{ApiClient, TokenSource},
 };
 use crate::spec::MergeMethod;
@@ -49,7 +49,7 @@ impl GitHub {
         self.repo.split('/').next().unwrap_or_default()
     }
 
-    async fn labels(&self, number: u64, labels: &[String]) -> Result<(), ForgeError> {
+    async fn labels(&self, number: u64, labels: &[String]) -> Reply<()> {
         if labels.is_empty() {
             return Ok(());
         }
@@ -64,21 +64,18 @@ impl GitHub {
 
 #[async_trait::async_trait]
 impl Forge for GitHub {
-    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+    async fn find_open(&self, head: &str, base: &str) -> Reply<Option<PullRequest>> {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("state", "open")
             .append_pair("head", &format!("{}:{head}", self.owner()))
             .append_pair("base", base)
             .finish();
         let path = format!("repos/{}/pulls?{query}", self.repo);
-        let open: Vec<Pull> = self
-            .api
-            .success("list pull requests", Method::GET, &path, None)
-            .await?;
+        let open: Vec<Pull> = self.api.get("list pull requests", &path).await?;
         Ok(open.into_iter().next().map(PullRequest::from))
     }
 
-    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+    async fn open(&self, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let body = json!({
             "title": draft.title, "head": draft.head, "base": draft.base,
             "body": draft.body, "draft": draft.draft,
@@ -94,11 +91,7 @@ impl Forge for GitHub {
         Ok(pr)
     }
 
-    async fn update(
-        &self,
-        number: u64,
-        draft: &PullRequestDraft,
-    ) -> Result<PullRequest, ForgeError> {
+    async fn update(&self, number: u64, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let body = json!({ "title": draft.title, "body": draft.body });
         let path = format!("repos/{}/pulls/{number}", self.repo);
         let pr: Pull = self
@@ -109,21 +102,13 @@ impl Forge for GitHub {
         Ok(pr.into())
     }
 
-    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+    async fn get(&self, number: u64) -> Reply<PullRequest> {
         let path = format!("repos/{}/pulls/{number}", self.repo);
-        let pr: Pull = self
-            .api
-            .success("read the pull request", Method::GET, &path, None)
-            .await?;
+        let pr: Pull = self.api.get("read the pull request", &path).await?;
         Ok(pr.into())
     }
 
-    async fn merge(
-        &self,
-        number: u64,
-        head_sha: &str,
-        method: MergeMethod,
-    ) -> Result<MergeAttempt, ForgeError> {
+    async fn merge(&self, number: u64, head_sha: &str, method: MergeMethod) -> Reply<MergeAttempt> {
         let body = json!({ "merge_method": method.as_str(), "sha": head_sha });
         let path = format!("repos/{}/pulls/{number}/merge", self.repo);
         let what = "merge the pull request";
@@ -138,7 +123,7 @@ impl Forge for GitHub {
         }
     }
 
-    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+    async fn set_status(&self, status: &CommitStatus) -> Reply<()> {
         let state = match status.state {
             StatusState::Pending => "pending",
             StatusState::Success => "success",
@@ -219,7 +204,7 @@ mod tests {
     use super::*;
     use crate::forge::api::read;
 
-    fn pull(body: Value) -> Result<PullRequest, ForgeError> {
+    fn pull(body: Value) -> Reply<PullRequest> {
         read::<Pull>("GitHub", "read the pull request", body).map(PullRequest::from)
     }
 

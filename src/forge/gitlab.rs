@@ -12,7 +12,7 @@ use serde_json::json;
 use self::answers::MergeRequest;
 use super::{
     CommitStatus, Forge, ForgeError, ForgeSettings, Located, MergeAttempt, PrState, PullRequest,
-    PullRequestDraft, StatusState, api::ApiClient,
+    PullRequestDraft, Reply, StatusState, api::ApiClient,
 };
 use crate::{
     credentials::Secret,
@@ -61,21 +61,18 @@ impl GitLab {
 
 #[async_trait::async_trait]
 impl Forge for GitLab {
-    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
+    async fn find_open(&self, head: &str, base: &str) -> Reply<Option<PullRequest>> {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("state", "opened")
             .append_pair("source_branch", head)
             .append_pair("target_branch", base)
             .finish();
         let path = format!("{}/merge_requests?{query}", self.root);
-        let open: Vec<MergeRequest> = self
-            .api
-            .success("list merge requests", Method::GET, &path, None)
-            .await?;
+        let open: Vec<MergeRequest> = self.api.get("list merge requests", &path).await?;
         Ok(open.into_iter().next().map(PullRequest::from))
     }
 
-    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError> {
+    async fn open(&self, draft: &PullRequestDraft) -> Reply<PullRequest> {
         let mut body = json!({
             "source_branch": draft.head, "target_branch": draft.base,
             "title": title(&draft.title, draft.draft), "description": draft.body,
@@ -91,18 +88,11 @@ impl Forge for GitLab {
         Ok(mr.into())
     }
 
-    async fn update(
-        &self,
-        number: u64,
-        draft: &PullRequestDraft,
-    ) -> Result<PullRequest, ForgeError> {
+    async fn update(&self, number: u64, draft: &PullRequestDraft) -> Reply<PullRequest> {
         // The title carries the draft mark: keep what the merge request has now (a
         // reviewer may have marked it ready), as on forges where draft is a flag.
         let path = self.merge_request(number);
-        let now: MergeRequest = self
-            .api
-            .success("read the merge request", Method::GET, &path, None)
-            .await?;
+        let now: MergeRequest = self.api.get("read the merge request", &path).await?;
         let mut body = json!({
             "title": title(&draft.title, now.is_draft()), "description": draft.body,
         });
@@ -116,21 +106,13 @@ impl Forge for GitLab {
         Ok(mr.into())
     }
 
-    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError> {
+    async fn get(&self, number: u64) -> Reply<PullRequest> {
         let path = self.merge_request(number);
-        let mr: MergeRequest = self
-            .api
-            .success("read the merge request", Method::GET, &path, None)
-            .await?;
+        let mr: MergeRequest = self.api.get("read the merge request", &path).await?;
         Ok(mr.into())
     }
 
-    async fn merge(
-        &self,
-        number: u64,
-        head_sha: &str,
-        method: MergeMethod,
-    ) -> Result<MergeAttempt, ForgeError> {
+    async fn merge(&self, number: u64, head_sha: &str, method: MergeMethod) -> Reply<MergeAttempt> {
         if method == MergeMethod::Rebase {
             return Err(ForgeError::Invalid(NO_REBASE.into()));
         }
@@ -175,7 +157,7 @@ impl Forge for GitLab {
         }
     }
 
-    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError> {
+    async fn set_status(&self, status: &CommitStatus) -> Reply<()> {
         let state = match status.state {
             StatusState::Pending => "pending",
             StatusState::Success => "success",

@@ -27,6 +27,9 @@ use crate::{
     spec::{ForgeKind, MergeMethod},
 };
 
+/// What a forge call replies: its value, or why it failed.
+pub(crate) type Reply<T> = Result<T, ForgeError>;
+
 /// Why a forge call failed. Messages never contain the token.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ForgeError {
@@ -151,26 +154,17 @@ pub(crate) struct CommitStatus {
 #[async_trait::async_trait]
 pub(crate) trait Forge: Send + Sync {
     /// The open pull request from `head` into `base`, if any.
-    async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError>;
+    async fn find_open(&self, head: &str, base: &str) -> Reply<Option<PullRequest>>;
     /// Opens a pull request (with its labels).
-    async fn open(&self, draft: &PullRequestDraft) -> Result<PullRequest, ForgeError>;
+    async fn open(&self, draft: &PullRequestDraft) -> Reply<PullRequest>;
     /// Rewrites an open pull request's title and body (and adds its labels).
-    async fn update(
-        &self,
-        number: u64,
-        draft: &PullRequestDraft,
-    ) -> Result<PullRequest, ForgeError>;
+    async fn update(&self, number: u64, draft: &PullRequestDraft) -> Reply<PullRequest>;
     /// The pull request as it stands now.
-    async fn get(&self, number: u64) -> Result<PullRequest, ForgeError>;
+    async fn get(&self, number: u64) -> Reply<PullRequest>;
     /// Merges the pull request if the forge allows it now, only while its head is `head_sha`.
-    async fn merge(
-        &self,
-        number: u64,
-        head_sha: &str,
-        method: MergeMethod,
-    ) -> Result<MergeAttempt, ForgeError>;
+    async fn merge(&self, number: u64, head_sha: &str, method: MergeMethod) -> Reply<MergeAttempt>;
     /// Sets a commit status.
-    async fn set_status(&self, status: &CommitStatus) -> Result<(), ForgeError>;
+    async fn set_status(&self, status: &CommitStatus) -> Reply<()>;
 }
 
 /// Server-wide forge settings.
