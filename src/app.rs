@@ -48,7 +48,7 @@ pub enum StartError {
 
 /// Builds the parts `config` describes: its history (persisted in the cache directory), its
 /// credentials, its cluster.
-pub async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartError> {
+async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartError> {
     crate::git::configure_process(config.git.ca_file.as_deref())
         .map_err(|e| ConfigError(e.to_string()))?;
     let policy = policy(config)?;
