@@ -28,7 +28,7 @@ pub struct Edit {
 /// The lines that differ between `before` and `after`, compared line by line (at most
 /// [`MAX_CHANGED_LINES`]). When the line counts differ, the extra lines show as added or
 /// removed (empty on the other side).
-pub fn changed_lines(before: &str, after: &str) -> Vec<ChangedLine> {
+pub(crate) fn changed_lines(before: &str, after: &str) -> Vec<ChangedLine> {
     let (mut old, mut new) = (before.lines(), after.lines());
     let mut changed = Vec::new();
     for line in 1.. {

@@ -27,27 +27,28 @@
 //!   setting declared once (file key, flag and variable on one field).
 //! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`]
 //!   ([`spec::RepoUrl`] with its parts, path and message templates, the forge located).
-//! - [`policy`]: allowlists of repositories, transitions, test images, commands, Job
+//! - `policy`: allowlists of repositories, transitions, test images, commands, Job
 //!   namespaces and service accounts; closed by default when serving.
 //! - `pipeline`: one run from plan to outcome, a method per stage; its ledger answers
-//!   duplicates. [`outcome`]: Execute's answer JSON and ApplyPolicy's verdict.
+//!   duplicates. `outcome`: Execute's answer JSON and ApplyPolicy's verdict.
 //! - [`credentials`]: which credential goes where (scopes, `credentialsSecret`, GitHub App key);
 //!   [`hardening`]: the process is non-dumpable, its cache private.
-//! - [`runner`]: the test runners, one file each, one signature.
+//! - `runner`: the test runners, one file each, one signature.
 //! - `cluster`: the Kubernetes client and the Argo CD gate.
-//! - [`values`]: the format-preserving edit of a values file (pure); [`diff`]: its changed lines.
+//! - `values`: the format-preserving edit of a values file (pure); `diff`: its changed lines.
 //! - [`git`]: the repository cache and the promotion (the only module that knows git2).
 //! - `forge`: pull requests and commit statuses on GitHub, GitLab, Gitea/Forgejo and Bitbucket
 //!   Data Center (one trait, one module per forge, typed answers).
-//! - [`history`]: every run's stages and result, persisted; watchers follow a run live.
-//!   `web`: the console; [`notify`]: run-end webhooks; `metrics`: Prometheus and the probes.
-//! - [`server`]: the gRPC adapter (trigger, run history, health, reflection).
+//! - `history`: every run's stages and result, persisted; watchers follow a run live.
+//!   `web`: the console; `notify`: run-end webhooks; `metrics`: Prometheus and the probes.
+//! - `server`: the gRPC adapter (trigger, run history, health, reflection).
 //! - Our own clients: [`sensor`] drives the server exactly as an Argo Events Sensor does;
 //!   [`demo`] plays the whole loop on this machine; [`console`] is `phasegate runs`.
 //! - `kind`: [`ErrorKind`], which imports nothing from the crate; `error`: the run [`Error`].
 //!
 //! Modules are private unless something outside the crate (the binary, the tests, the bench)
-//! names them; `unreachable_pub` keeps every other item `pub(crate)`.
+//! names them, and the few names of private modules that are used outside are re-exported
+//! below; `unreachable_pub` keeps every other item `pub(crate)`.
 
 pub mod app;
 mod cluster;
@@ -55,25 +56,33 @@ pub mod config;
 pub mod console;
 pub mod credentials;
 pub mod demo;
-pub mod diff;
+mod diff;
 mod error;
 mod forge;
 pub mod git;
 pub mod hardening;
-pub mod history;
+mod history;
 mod kind;
 mod metrics;
-pub mod notify;
-pub mod outcome;
+mod notify;
+mod outcome;
 mod pipeline;
-pub mod policy;
+mod policy;
 pub mod proto;
-pub mod runner;
+mod runner;
 pub mod sensor;
-pub mod server;
+mod server;
 pub mod spec;
-pub mod values;
+mod values;
 mod web;
 
+pub use diff::{ChangedLine, Edit};
 pub use error::{Error, Need, Result};
+pub use history::{History, RunRecord, Stage, now_unix_ms};
 pub use kind::ErrorKind;
+pub use notify::{Format, NotificationConfig};
+pub use outcome::{Outcome, RunReport};
+pub use policy::PolicyConfig;
+pub use runner::TestReport;
+pub use server::{Listeners, MAX_REQUEST_BYTES};
+pub use values::{Scalar, read_scalar, read_value, set_scalar};

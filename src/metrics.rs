@@ -44,7 +44,7 @@ struct NotifyLabels {
 }
 
 /// The server's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,
     stage_seconds: Family<StageLabels, Histogram>,
@@ -67,7 +67,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh registry with every phasegate metric.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("phasegate");
         let runs = Family::<RunLabels, Counter>::default();
         // Seconds: from a 10 ms promotion to a 30 min test Job.
@@ -147,33 +147,33 @@ impl Metrics {
     }
 
     /// A run finished with `outcome` (an outcome name, or `error-<kind>`).
-    pub fn run_finished(&self, outcome: String, runner: &'static str) {
+    pub(crate) fn run_finished(&self, outcome: String, runner: &'static str) {
         self.runs
             .get_or_create(&RunLabels { outcome, runner })
             .inc();
     }
 
     /// A stage took `seconds`.
-    pub fn stage(&self, stage: &'static str, seconds: f64) {
+    pub(crate) fn stage(&self, stage: &'static str, seconds: f64) {
         self.stage_seconds
             .get_or_create(&StageLabels { stage })
             .observe(seconds);
     }
 
     /// A run was queued (`+1`) or ended (`-1`).
-    pub fn in_flight(&self, delta: i64) {
+    pub(crate) fn in_flight(&self, delta: i64) {
         self.in_flight.inc_by(delta);
     }
 
     /// A promotion needed `attempts` pushes.
-    pub fn pushed(&self, attempts: u32) {
+    pub(crate) fn pushed(&self, attempts: u32) {
         self.push_attempts.inc_by(u64::from(attempts));
         self.push_rejections
             .inc_by(u64::from(attempts.saturating_sub(1)));
     }
 
     /// A duplicate was answered without a new run.
-    pub fn duplicate(&self, in_flight: bool) {
+    pub(crate) fn duplicate(&self, in_flight: bool) {
         let kind = if in_flight { "in-flight" } else { "recorded" };
         self.duplicate_joins
             .get_or_create(&JoinLabels { kind })
@@ -181,7 +181,7 @@ impl Metrics {
     }
 
     /// A test ran.
-    pub fn tested(&self, runner: &'static str, passed: bool) {
+    pub(crate) fn tested(&self, runner: &'static str, passed: bool) {
         let result = if passed { "passed" } else { "failed" };
         self.tests
             .get_or_create(&TestLabels { runner, result })
@@ -189,7 +189,7 @@ impl Metrics {
     }
 
     /// A run-end webhook was delivered, or failed after every retry.
-    pub fn notified(&self, delivered: bool) {
+    pub(crate) fn notified(&self, delivered: bool) {
         let result = if delivered { "delivered" } else { "failed" };
         self.notifications
             .get_or_create(&NotifyLabels { result })
@@ -197,22 +197,22 @@ impl Metrics {
     }
 
     /// A run-end webhook post is tried again.
-    pub fn notification_retried(&self) {
+    pub(crate) fn notification_retried(&self) {
         self.notification_retries.inc();
     }
 
     /// Records whether the server runs with `policy.permissive`, so alerts can catch it.
-    pub fn set_permissive(&self, permissive: bool) {
+    pub(crate) fn set_permissive(&self, permissive: bool) {
         self.policy_permissive.set(i64::from(permissive));
     }
 
     /// Marks the server ready (serving gRPC) or not.
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
     /// The metrics in the Prometheus text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -21,7 +21,7 @@ const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A notification that cannot be configured.
 #[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
+pub(crate) enum NotifyError {
     #[error("notifications[{0}].url must be an http:// or https:// URL")]
     Url(usize),
     #[error("notifications[{index}].outcomes: unknown outcome {outcome:?}")]
@@ -62,7 +62,7 @@ const OUTCOMES: [&str; 7] = [
 ];
 
 /// Checks the webhooks of a configuration.
-pub fn validate(targets: &[NotificationConfig]) -> Result<(), NotifyError> {
+pub(crate) fn validate(targets: &[NotificationConfig]) -> Result<(), NotifyError> {
     for (index, t) in targets.iter().enumerate() {
         match url::Url::parse(&t.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
@@ -79,7 +79,7 @@ pub fn validate(targets: &[NotificationConfig]) -> Result<(), NotifyError> {
 }
 
 /// Posts every run end of `ended` to the matching webhooks until the channel closes.
-pub async fn deliver_all(
+pub(crate) async fn deliver_all(
     targets: Arc<Vec<NotificationConfig>>,
     mut ended: tokio::sync::broadcast::Receiver<RunRecord>,
     metrics: Arc<Metrics>,
@@ -150,7 +150,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value, metrics: &Metri
 }
 
 /// The body posted for `run`: run data only (the repository without any userinfo).
-pub fn body(run: &RunRecord, format: Format) -> Value {
+pub(crate) fn body(run: &RunRecord, format: Format) -> Value {
     let report = run.report.as_ref();
     let version = report.and_then(|r| r.version.clone());
     let previous = report.and_then(|r| r.previous.clone());

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// A run's result as every caller of it shares it: its answer, or why it has none.
-pub type Shared = Result<Arc<RunReport>, Arc<Error>>;
+pub(crate) type Shared = Result<Arc<RunReport>, Arc<Error>>;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +152,7 @@ impl RunReport {
 
 /// ApplyPolicy: `Ok(message)` for every outcome but `tests-failed`, which is `Err(reason)`
 /// (the adapter turns it into `FAILED_PRECONDITION`: the Sensor ignores `success=false`).
-pub fn verdict(execute_answer: &[u8]) -> Result<Verdict, SpecError> {
+pub(crate) fn verdict(execute_answer: &[u8]) -> Result<Verdict, SpecError> {
     let report: RunReport =
         serde_json::from_slice(execute_answer).map_err(|e| SpecError::BadAnswer(e.to_string()))?;
     let line = report.summary();
@@ -165,7 +165,7 @@ pub fn verdict(execute_answer: &[u8]) -> Result<Verdict, SpecError> {
 
 /// ApplyPolicy's judgement of a run's answer, with its one-line summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The trigger succeeded (every outcome but `tests-failed`).
     Pass(String),
     /// The trigger failed: the Sensor retries it, or reports it failed.

@@ -129,7 +129,7 @@ pub struct PolicyConfig {
 /// A list of the policy. Spelled `List` rather than `Vec<String>` so that clap takes a flag's
 /// or variable's whole comma-separated text as one value ([`comma_list`]) instead of
 /// collecting one item per occurrence.
-pub type List = Vec<String>;
+pub(crate) type List = Vec<String>;
 
 /// A list setting's flag or variable: comma-separated, empty items dropped (so an empty
 /// variable empties the list).

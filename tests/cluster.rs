@@ -11,8 +11,8 @@ use crate::support::{
     *,
 };
 use phasegate::{
+    PolicyConfig,
     config::{Config, GitConfig, KubernetesConfig},
-    policy::PolicyConfig,
     sensor::{Failed, Firing},
 };
 use serde_json::{Value, json};

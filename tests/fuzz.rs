@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use crate::support;
 use phasegate::{
+    Scalar, read_scalar, read_value,
     sensor::go_yaml,
+    set_scalar,
     spec::{Plan, Resource},
-    values::{Scalar, read_scalar, read_value, set_scalar},
 };
 use proptest::{collection::btree_map, prelude::*, sample::select};
 

@@ -5,10 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::support::*;
 use axum::{Router, extract::State, http::StatusCode, routing::post};
-use phasegate::{
-    config::Config,
-    notify::{Format, NotificationConfig},
-};
+use phasegate::{Format, NotificationConfig, config::Config};
 use tokio::net::TcpListener;
 
 /// What the receiver got, and how it answers: `fail_first` times 500, or never when `hang`.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::support::*;
-use phasegate::{config::Config, policy::PolicyConfig, sensor::Parameter};
+use phasegate::{PolicyConfig, config::Config, sensor::Parameter};
 use serde_json::{Value, json};
 use tonic::Code;
 

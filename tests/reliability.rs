@@ -364,7 +364,7 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
     let mut client = TriggerClient::connect(server.url()).await.expect("connect");
     let payload = format!(
         r#"{{"pad":"{}"}}"#,
-        "x".repeat(phasegate::server::MAX_REQUEST_BYTES)
+        "x".repeat(phasegate::MAX_REQUEST_BYTES)
     );
     let status = client
         .execute(ExecuteRequest {

@@ -5,9 +5,9 @@
 
 use crate::support::{git_server::GitServer, *};
 use phasegate::{
+    PolicyConfig,
     config::Config,
     credentials::ScopeConfig,
-    policy::PolicyConfig,
     sensor::{Failed, Parameter},
 };
 use tonic::Code;

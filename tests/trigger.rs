@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, path::Path};
 
 use crate::support::{self, *};
 use phasegate::{
+    PolicyConfig,
     config::Config,
-    policy::PolicyConfig,
     proto::{ExecuteRequest, FetchResourceRequest, trigger_client::TriggerClient},
     sensor::{Failed, Parameter},
 };

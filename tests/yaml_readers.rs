@@ -12,7 +12,7 @@ use crate::support::{
 };
 use phasegate::{
     git::{GitPromoter, PromotionOutcome, local},
-    values::{read_value, set_scalar},
+    read_value, set_scalar,
 };
 use serde_json::json;
 

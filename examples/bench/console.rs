@@ -10,10 +10,7 @@ use std::{
 };
 
 use phasegate::{
-    diff::{ChangedLine, Edit},
-    history::{History, RunRecord, Stage},
-    outcome::{Outcome, RunReport},
-    runner::TestReport,
+    ChangedLine, Edit, History, Outcome, RunRecord, RunReport, Stage, TestReport,
     sensor::SensorClient,
     spec::{SourceRef, TargetRef},
 };
@@ -120,7 +117,7 @@ fn run(i: usize, repo: &str, started: i64) -> (RunRecord, RunReport) {
 /// server that ran them would have.
 fn fill(cache: &Path, repo: &str) {
     let history = History::open(Some(cache));
-    let now = phasegate::history::now_unix_ms();
+    let now = phasegate::now_unix_ms();
     for i in 0..RUNS {
         let started = now - i64::try_from((RUNS - i) * 300_000).unwrap_or(0);
         let (record, report) = run(i, repo, started);

@@ -17,7 +17,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The HTTP runner's client: the public roots plus the CA bundles in `ca_files` (an internal
 /// CA signs the test deployments' certificates as it signs the git server's). Verification is
 /// never turned off.
-pub fn client(ca_files: &[&Path]) -> Result<reqwest::Client, RunnerError> {
+pub(crate) fn client(ca_files: &[&Path]) -> Result<reqwest::Client, RunnerError> {
     let mut builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")));

@@ -170,7 +170,7 @@ fn job_image(job: &Job) -> &str {
 }
 
 /// A stable name for the Job of a run: the same event always names the same Job.
-pub fn job_name(idempotency_key: &str) -> String {
+pub(crate) fn job_name(idempotency_key: &str) -> String {
     // FNV-1a: stable across processes and releases, unlike std's hasher.
     let hash = idempotency_key
         .bytes()
@@ -182,7 +182,7 @@ pub fn job_name(idempotency_key: &str) -> String {
 
 /// The value of the Job's [`RUN_KEY`] annotation for a run: the SHA-256 of its idempotency key
 /// (the key names the repository; the digest proves the run without showing it).
-pub fn run_key(idempotency_key: &str) -> String {
+pub(crate) fn run_key(idempotency_key: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, idempotency_key.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

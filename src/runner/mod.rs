@@ -10,8 +10,8 @@ use std::{collections::BTreeMap, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use http::client as http_client;
-pub use job::{job_name, run_key};
+pub(crate) use http::client as http_client;
+pub(crate) use job::{job_name, run_key};
 
 use crate::{
     cluster::{Cluster, ClusterError},
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The most of a test's output kept in the outcome (docs/contract.md §6).
-pub const LOG_TAIL_BYTES: usize = 4096;
+pub(crate) const LOG_TAIL_BYTES: usize = 4096;
 
 /// What a test run found.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,10 +82,10 @@ struct Tested {
 }
 
 /// Receives each line of test output as it happens (for watchers and the server log).
-pub type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+pub(crate) type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a runner needs besides its test: where output goes, and for Jobs the cluster.
-pub struct TestContext {
+pub(crate) struct TestContext {
     pub log: LogSink,
     /// The HTTP runner's client, trusting the configured CA bundles ([`http_client`]).
     pub http: reqwest::Client,
@@ -118,7 +118,7 @@ impl TestContext {
 }
 
 /// Runs the planned test of the source phase.
-pub async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, RunnerError> {
+pub(crate) async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, RunnerError> {
     let started = Instant::now();
     let Tested {
         passed,
@@ -147,7 +147,7 @@ pub async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport, Runne
 }
 
 /// The last `max` bytes of `s`, cut at a line start when one is near, never inside a character.
-pub fn tail(s: &str, max: usize) -> String {
+pub(crate) fn tail(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

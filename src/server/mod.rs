@@ -39,7 +39,7 @@ fn no_delay(stream: std::io::Result<TcpStream>) -> std::io::Result<TcpStream> {
 }
 
 /// Maps a crate error to the status code of docs/contract.md §6.
-pub fn status(e: &Error) -> Status {
+pub(crate) fn status(e: &Error) -> Status {
     let code = match e.kind() {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
@@ -84,7 +84,7 @@ const ANSWER_FLUSH: Duration = Duration::from_secs(1);
 /// for every one of them, so one open stream could hold the pod past its grace period.
 /// `config` gives the grace period, the TLS files, the console's and the notifications'
 /// settings; `pipeline` was built from it by `app`.
-pub async fn serve(
+pub(crate) async fn serve(
     listeners: Listeners,
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,

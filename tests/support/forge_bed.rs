@@ -212,6 +212,6 @@ impl<F: FakeForge> ForgeBed<F> {
     pub(crate) fn prod_on(&self, branch: &str) -> String {
         let text = local::read_file(&self.bare, branch, &values_path("petstore", "prod"))
             .expect("prod values");
-        phasegate::values::read_scalar(&text, "image.version").expect("version")
+        phasegate::read_scalar(&text, "image.version").expect("version")
     }
 }

@@ -30,11 +30,10 @@ use std::{
 
 use axum::{Router, http::StatusCode, routing::get};
 use phasegate::{
+    PolicyConfig,
     config::Config,
     git::local,
-    policy::PolicyConfig,
     sensor::{Failed, Firing, Parameter, SensorClient},
-    server,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -110,7 +109,7 @@ pub(crate) fn bump(bare: &Path, apps: &[&str], phase: &str, version: &str) -> St
 /// The version in `app`'s `phase` values file at the head of main.
 pub(crate) fn version_of(bare: &Path, app: &str, phase: &str) -> String {
     let text = local::read_file(bare, "main", &values_path(app, phase)).expect("values file");
-    phasegate::values::read_scalar(&text, "image.version").expect("version")
+    phasegate::read_scalar(&text, "image.version").expect("version")
 }
 
 /// Number of commits on main.
@@ -148,7 +147,7 @@ impl TestServer {
         let addr = grpc.local_addr().expect("addr");
         let metrics_addr = metrics.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let listeners = server::Listeners {
+        let listeners = phasegate::Listeners {
             grpc,
             metrics: Some(metrics),
             console: Some(console),
