@@ -20,6 +20,7 @@ use crate::{
     git::{GitSettings, IdentityCheck, Signer},
     history::History,
     metrics::Metrics,
+    notify::Notifier,
     outcome::Shared,
     pipeline::{Parts, Pipeline},
     policy::Policy,
@@ -132,7 +133,8 @@ pub async fn serve_on(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
     let pipeline = Arc::new(Pipeline::new(parts(&config, metrics.clone()).await?));
-    Ok(server::serve(listeners, pipeline, metrics, config, shutdown).await?)
+    let notifier = Notifier::new(&config.notifications).map_err(ConfigError)?;
+    Ok(server::serve(listeners, pipeline, metrics, config, notifier, shutdown).await?)
 }
 
 /// `phasegate promote`: one run of `resource`, whose repository the command line trusts.
@@ -197,7 +199,8 @@ pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
             max_wait,
             ..Default::default()
         },
-        ca_file: config.git.ca_file.clone(),
+        http: crate::forge::http_client(config.git.ca_file.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?,
         github_app: f.github_app.as_ref().map(server_app).transpose()?,
     })
 }

@@ -78,37 +78,58 @@ pub(crate) fn validate(targets: &[NotificationConfig]) -> Result<(), NotifyError
     Ok(())
 }
 
-/// Posts every run end of `ended` to the matching webhooks until the channel closes.
-pub(crate) async fn deliver_all(
-    targets: Arc<Vec<NotificationConfig>>,
-    mut ended: tokio::sync::broadcast::Receiver<RunRecord>,
-    metrics: Arc<Metrics>,
-) {
-    let client = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "notifications are off: no HTTP client");
-            return;
+/// The run-end webhooks and the one HTTP client that posts to them, built by `app`.
+pub(crate) struct Notifier {
+    targets: Vec<NotificationConfig>,
+    http: reqwest::Client,
+}
+
+impl Notifier {
+    /// The notifier of `targets` (checked by [`validate`]); none when there is no webhook.
+    pub(crate) fn new(targets: &[NotificationConfig]) -> Result<Option<Notifier>, String> {
+        if targets.is_empty() {
+            return Ok(None);
         }
-    };
-    loop {
-        let run = match ended.recv().await {
-            Ok(run) => run,
-            Err(RecvError::Lagged(missed)) => {
-                warn!(
-                    missed,
-                    "run-end notifications skipped: too many runs ended at once"
-                );
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        };
-        let outcome = run.outcome();
-        for target in targets.iter() {
-            if target.outcomes.is_empty() || target.outcomes.contains(&outcome) {
-                let body = body(&run, target.format);
-                let (client, metrics, url) = (client.clone(), metrics.clone(), target.url.clone());
-                tokio::spawn(async move { post(&client, &url, &body, &metrics).await });
+        let http = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("notifications: HTTP client: {e}"))?;
+        Ok(Some(Notifier {
+            targets: targets.to_vec(),
+            http,
+        }))
+    }
+
+    /// Posts every run end of `ended` to the matching webhooks until the channel closes.
+    pub(crate) async fn deliver_all(
+        self,
+        mut ended: tokio::sync::broadcast::Receiver<RunRecord>,
+        metrics: Arc<Metrics>,
+    ) {
+        let Notifier {
+            targets,
+            http: client,
+        } = self;
+        loop {
+            let run = match ended.recv().await {
+                Ok(run) => run,
+                Err(RecvError::Lagged(missed)) => {
+                    warn!(
+                        missed,
+                        "run-end notifications skipped: too many runs ended at once"
+                    );
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let outcome = run.outcome();
+            for target in targets.iter() {
+                if target.outcomes.is_empty() || target.outcomes.contains(&outcome) {
+                    let body = body(&run, target.format);
+                    let (client, metrics, url) =
+                        (client.clone(), metrics.clone(), target.url.clone());
+                    tokio::spawn(async move { post(&client, &url, &body, &metrics).await });
+                }
             }
         }
     }

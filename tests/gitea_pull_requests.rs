@@ -7,7 +7,7 @@ use crate::support::{
     self,
     fake_forge::Fronted,
     fake_gitea::FakeGitea,
-    forge_bed::ForgeBed,
+    forge_bed::{FakeForge, ForgeBed},
     forge_scenarios::{self, failures},
     *,
 };
@@ -25,6 +25,30 @@ fn last_merge_body(f: &Tea) -> Value {
         .rfind(|r| r.path.ends_with("/merge"))
         .and_then(|r| r.body)
         .expect("a merge request")
+}
+
+/// Forge calls go through the one HTTP client the server builds at start-up, which trusts
+/// `git.caFile` as git does: a forge whose certificate an internal CA signed is reached.
+#[tokio::test]
+async fn a_forge_on_https_signed_by_the_git_ca_file_is_trusted() {
+    let (dir, root) = tempdir();
+    support::internal_ca(&root);
+    let forge = FakeGitea::start_https(&root, "bot", <FakeGitea as FakeForge>::TOKEN, &root).await;
+    let ca = root.join("ca.pem");
+    let f = Tea::around(dir, forge, |config, _| {
+        config.git.ca_file = Some(ca);
+        config.policy.repos.push("https://localhost:*/**".into());
+    })
+    .await;
+    assert!(f.forge.repo_url("gitops").starts_with("https://localhost:"));
+    let (_, pr) = forge_scenarios::opens_a_pull_request(&f, &[]).await;
+    assert!(
+        pr["html_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://localhost:")),
+        "{pr}"
+    );
+    f.server.stop().await;
 }
 
 #[tokio::test]

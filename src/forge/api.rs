@@ -156,6 +156,26 @@ pub(super) struct ApiClient {
 /// No forge call may hang a run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The forges' HTTP client: the public roots plus the CA bundle in `ca_file` (the one git
+/// trusts), read once, at start-up.
+pub(crate) fn http_client(
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, ForgeError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(file) = ca_file {
+        let bad = |e: &dyn std::fmt::Display| {
+            ForgeError::Invalid(format!("CA file {}: {e}", file.display()))
+        };
+        let pem = std::fs::read(file).map_err(|e| bad(&e))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| ForgeError::Invalid(format!("HTTP client: {e}")))
+}
+
 impl ApiClient {
     /// A client of the API at `base`; `headers` go with every request (API version, media type).
     pub(super) fn new(
@@ -164,31 +184,18 @@ impl ApiClient {
         token: impl TokenSource + 'static,
         settings: &ForgeSettings,
         headers: HeaderMap,
-    ) -> Result<ApiClient, ForgeError> {
-        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT);
-        if let Some(file) = &settings.ca_file {
-            let pem = std::fs::read(file)
-                .map_err(|e| ForgeError::Invalid(format!("CA file {}: {e}", file.display())))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ForgeError::Invalid(format!("CA file {}: {e}", file.display())))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ForgeError::Invalid(format!("HTTP client: {e}")))?;
-        Ok(ApiClient {
+    ) -> ApiClient {
+        ApiClient {
             forge,
             base: base.as_str().trim_end_matches('/').to_string(),
             token: Box::new(token),
-            http,
+            http: settings.http.clone(),
             headers,
             retry: settings.retry.clone(),
             auth_scheme: "Bearer",
             subject: String::new(),
             details: false,
-        })
+        }
     }
 
     /// Names what a 404 answer means is missing (see [`ApiClient::failed`]).
@@ -358,6 +365,7 @@ impl ApiClient {
         let mut request = self
             .http
             .request(method.clone(), url)
+            .timeout(REQUEST_TIMEOUT)
             .headers(self.headers.clone())
             .header(USER_AGENT, "phasegate")
             .header(AUTHORIZATION, auth);

@@ -67,7 +67,7 @@ impl BitbucketDataCenter {
             .unwrap_or(api)
             .to_string();
         Ok(BitbucketDataCenter {
-            api: ApiClient::new(FORGE, located.api.clone(), token, settings, headers)?.about(
+            api: ApiClient::new(FORGE, located.api.clone(), token, settings, headers).about(
                 format!("repository {} or its pull request", located.project),
             ),
             project: located.project.clone(),

@@ -48,7 +48,7 @@ impl Gitea {
             ForgeKind::Forgejo => "Forgejo",
             _ => "Gitea",
         };
-        let api = ApiClient::new(name, located.api.clone(), token, settings, HeaderMap::new())?
+        let api = ApiClient::new(name, located.api.clone(), token, settings, HeaderMap::new())
             .with_auth_scheme("token")
             .about(format!(
                 "repository {} or its pull request",

@@ -35,7 +35,7 @@ impl GitHub {
         settings: &ForgeSettings,
     ) -> Result<GitHub, ForgeError> {
         Ok(GitHub {
-            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())?
+            api: ApiClient::new("GitHub", located.api.clone(), token, settings, headers())
                 .about(format!(
                     "repository {} or its pull request",
                     located.project

@@ -46,7 +46,7 @@ impl GitLab {
                 token,
                 settings,
                 HeaderMap::new(),
-            )?
+            )
             .about(format!("project {} or its merge request", located.project)),
             // Project paths are letters, digits, `-`, `_` and `.` (checked by locate): only
             // the separators need encoding.

@@ -145,7 +145,7 @@ impl Installation {
             jwt,
             &self.settings,
             github::headers(),
-        )?;
+        );
         let name = self.repo.rsplit('/').next().unwrap_or_default();
         let path = format!("app/installations/{installation}/access_tokens");
         let answer = api

@@ -19,7 +19,7 @@ mod gitlab;
 pub(crate) mod installation;
 
 pub(crate) use crate::spec::Located;
-pub(crate) use api::RetryPolicy;
+pub(crate) use api::{RetryPolicy, http_client};
 
 use crate::{
     credentials::Secret,
@@ -174,8 +174,9 @@ pub struct ForgeSettings {
     pub run_url: Option<String>,
     /// Retries of rate-limited and failed calls.
     pub retry: RetryPolicy,
-    /// Extra CA bundle for forge APIs (the same one git trusts).
-    pub ca_file: Option<std::path::PathBuf>,
+    /// The one HTTP client of every forge call: the public roots plus `git.caFile`, built once
+    /// by the composition root ([`http_client`]).
+    pub http: reqwest::Client,
     /// The server's own GitHub App (`forge.githubApp`), for repositories on its API only.
     pub github_app: Option<access::ServerApp>,
 }

@@ -22,6 +22,7 @@ use crate::{
     config::{Config, ConfigError},
     kind::ErrorKind,
     metrics::{self, Metrics},
+    notify::Notifier,
     pipeline::Pipeline,
     proto::{self, runs::runs_server::RunsServer, trigger_server::TriggerServer},
 };
@@ -82,13 +83,14 @@ const ANSWER_FLUSH: Duration = Duration::from_secs(1);
 /// grace period; those still running after it are interrupted (recorded, and answered with
 /// `UNAVAILABLE`). Connections still open a moment later are closed: tonic alone would wait
 /// for every one of them, so one open stream could hold the pod past its grace period.
-/// `config` gives the grace period, the TLS files, the console's and the notifications'
-/// settings; `pipeline` was built from it by `app`.
+/// `config` gives the grace period, the TLS files and the console's settings; `pipeline` and
+/// `notifier` (the run-end webhooks, if any) were built from it by `app`.
 pub(crate) async fn serve(
     listeners: Listeners,
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
     config: Config,
+    notifier: Option<Notifier>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
@@ -110,13 +112,8 @@ pub(crate) async fn serve(
         );
         tokio::spawn(crate::web::serve(l, Arc::new(console)))
     });
-    let notify_task = (!config.notifications.is_empty()).then(|| {
-        tokio::spawn(crate::notify::deliver_all(
-            Arc::new(config.notifications.clone()),
-            pipeline.history().ended(),
-            metrics.clone(),
-        ))
-    });
+    let notify_task =
+        notifier.map(|n| tokio::spawn(n.deliver_all(pipeline.history().ended(), metrics.clone())));
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<TriggerServer<trigger::TriggerService>>()

@@ -85,7 +85,7 @@ impl FakeBitbucket {
             race_update: false,
             auto_merge: Vec::new(),
         }));
-        let git = fake_forge::start(&fake, root, user, token).await;
+        let git = fake_forge::start(&fake, root, user, token, None).await;
         fake.lock().expect("fake").base_url = format!("{}{CONTEXT}", git.base_url());
         FakeBitbucket { git, fake }
     }

@@ -151,17 +151,22 @@ pub(crate) trait ForgeApi: Send + 'static {
     fn route(&mut self, request: ApiRequest) -> Response;
 }
 
-/// Starts the git server on `root` with `fake`'s API beside it.
+/// Starts the git server on `root` with `fake`'s API beside it; over https when `ca_dir` holds
+/// the certificate of `support::internal_ca`.
 pub(crate) async fn start<F: ForgeApi>(
     fake: &Arc<Mutex<F>>,
     root: &Path,
     user: &str,
     token: &str,
+    ca_dir: Option<&Path>,
 ) -> GitServer {
     let api = Router::new()
         .route(&format!("{}/{{*rest}}", F::PREFIX), any(handle::<F>))
         .with_state(fake.clone());
-    GitServer::start_with_api(root, user, token, Some(api)).await
+    match ca_dir {
+        Some(dir) => GitServer::start_https_with_api(root, user, token, api, dir).await,
+        None => GitServer::start_with_api(root, user, token, Some(api)).await,
+    }
 }
 
 async fn read(request: Request, prefix: &str) -> ApiRequest {

@@ -60,12 +60,27 @@ impl FakeGitea {
     /// Serves the bare repositories under `root` with git (basic auth `user`/`token`) and the
     /// API (`Authorization: token <token>`).
     pub(crate) async fn start(root: &Path, user: &str, token: &str) -> FakeGitea {
+        FakeGitea::serve(root, user, token, None).await
+    }
+
+    /// [`FakeGitea::start`] over https as `localhost`, its certificate signed by the CA in
+    /// `ca_dir` (see `support::internal_ca`).
+    pub(crate) async fn start_https(
+        root: &Path,
+        user: &str,
+        token: &str,
+        ca_dir: &Path,
+    ) -> FakeGitea {
+        FakeGitea::serve(root, user, token, Some(ca_dir)).await
+    }
+
+    async fn serve(root: &Path, user: &str, token: &str, ca_dir: Option<&Path>) -> FakeGitea {
         let fake = Arc::new(Mutex::new(Fake {
             root: root.to_path_buf(),
             token: token.to_string(),
             ..Fake::default()
         }));
-        let git = fake_forge::start(&fake, root, user, token).await;
+        let git = fake_forge::start(&fake, root, user, token, ca_dir).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitea { git, fake }
     }

@@ -61,7 +61,7 @@ impl FakeGitHub {
             token: token.to_string(),
             ..Fake::default()
         }));
-        let git = fake_forge::start(&fake, root, user, token).await;
+        let git = fake_forge::start(&fake, root, user, token, None).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitHub { git, fake }
     }

@@ -64,7 +64,7 @@ impl FakeGitLab {
             token: token.to_string(),
             ..Fake::default()
         }));
-        let git = fake_forge::start(&fake, root, user, token).await;
+        let git = fake_forge::start(&fake, root, user, token, None).await;
         fake.lock().expect("fake").base_url = git.base_url();
         FakeGitLab { git, fake }
     }

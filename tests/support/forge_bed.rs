@@ -106,8 +106,17 @@ impl<F: FakeForge> ForgeBed<F> {
     /// [`ForgeBed::open`], with a `configure` that sees the started fake forge (its URLs).
     pub(crate) async fn open_with(configure: impl FnOnce(&mut Config, &F)) -> ForgeBed<F> {
         let (dir, root) = tempdir();
-        let token = F::TOKEN;
-        let forge = F::start(&root, "bot", token).await;
+        let forge = F::start(&root, "bot", F::TOKEN).await;
+        ForgeBed::around(dir, forge, configure).await
+    }
+
+    /// The bench around `forge`, already started on `dir` with user `bot` and `F::TOKEN`.
+    pub(crate) async fn around(
+        dir: tempfile::TempDir,
+        forge: F,
+        configure: impl FnOnce(&mut Config, &F),
+    ) -> ForgeBed<F> {
+        let (root, token) = (dir.path().to_path_buf(), F::TOKEN);
         let (bare, repo) = forge.repository(&root);
         let synced = gitops_repo(&bare, &["petstore"]);
         let (user_file, password_file) = (root.join("username"), root.join("password"));

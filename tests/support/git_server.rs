@@ -75,6 +75,18 @@ impl GitServer {
         GitServer::open(root, user, password, api, None).await
     }
 
+    /// [`GitServer::start_with_api`] over https as `localhost`, with `app.pem` and `app.key`
+    /// from `ca_dir` (see `support::internal_ca`).
+    pub(crate) async fn start_https_with_api(
+        root: &Path,
+        user: &str,
+        password: &str,
+        api: Router,
+        ca_dir: &Path,
+    ) -> GitServer {
+        GitServer::open(root, user, password, Some(api), Some(tls_acceptor(ca_dir))).await
+    }
+
     async fn open(
         root: &Path,
         user: &str,
