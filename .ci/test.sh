@@ -86,4 +86,6 @@ test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not fo
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The code's docs (the developers' map, private items included) have no broken link.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --document-private-items
 cargo test --all-targets --locked

@@ -3,7 +3,7 @@
 //! the token is kept per installation and repository and a new one minted before it expires.
 //! It authenticates the REST API (bearer) and git over https (user `x-access-token`), as
 //! GitHub documents for Apps. The JWT only goes to the API of the repository's own host
-//! (located by [`super::locate`]); no token reaches a log line, an error or an answer.
+//! (located by [`crate::spec::locate`]); no token reaches a log line, an error or an answer.
 
 use std::{
     collections::HashMap,
