@@ -2,45 +2,23 @@
 //! (marked sensitive, never in a URL or message), and bounded retries of what forges answer when
 //! they are busy (429, 403 with rate-limit headers, 5xx, no connection), honouring `Retry-After`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use reqwest::{
     Method, StatusCode,
-    header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT},
+    header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 use tracing::{debug, warn};
 use url::Url;
 
-use super::{ForgeError, ForgeSettings};
+use super::{
+    ForgeError, ForgeSettings,
+    retry::{Class, RetryPolicy, classify},
+};
 use crate::credentials::Secret;
-
-/// How rate-limited and failed calls are retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Calls per request at most (the first one included).
-    pub attempts: u32,
-    /// The longest wait phasegate accepts between two calls; a forge that asks for a longer
-    /// one (`Retry-After`, a rate-limit reset) gets `UNAVAILABLE` at once, with its reason.
-    pub max_wait: Duration,
-    /// First backoff when the forge says nothing about when to come back (doubles).
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            max_wait: Duration::from_secs(60),
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
 
 /// A forge answer that is not a failure phasegate can do nothing about: the caller decides what
 /// 404, 405, 409 or 422 mean for its request.
@@ -235,7 +213,7 @@ impl ApiClient {
             let wait = match self.send(&token, &method, path, body).await {
                 Err(e) => {
                     last = format!("{what}: {}", redact(&token, &e.without_url().to_string()));
-                    self.backoff(attempt)
+                    self.retry.backoff(attempt)
                 }
                 Ok((status, headers, body)) => {
                     let answer = Answer { status, body };
@@ -278,7 +256,7 @@ impl ApiClient {
                                     )));
                                 }
                                 Some(wait) => wait,
-                                None => self.backoff(attempt),
+                                None => self.retry.backoff(attempt),
                             }
                         }
                     }
@@ -381,13 +359,6 @@ impl ApiClient {
         Ok((status, headers, body))
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        self.retry
-            .backoff
-            .saturating_mul(1 << (attempt - 1).min(6))
-            .min(self.retry.max_wait)
-    }
-
     fn unavailable(&self, reason: String) -> ForgeError {
         ForgeError::Unavailable {
             forge: self.forge,
@@ -424,47 +395,6 @@ fn redact(token: &Secret, text: &str) -> String {
     }
 }
 
-/// What an HTTP answer means for the call.
-#[derive(Debug, PartialEq, Eq)]
-enum Class {
-    /// The caller reads it (success, or a refusal about the request itself).
-    Answer,
-    /// The credentials were refused or lack a permission.
-    Refused,
-    /// Try again later: after the forge's wait if it named one.
-    Later(Option<Duration>),
-}
-
-fn classify(status: StatusCode, headers: &HeaderMap) -> Class {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let retry_after = header(RETRY_AFTER.as_str()).and_then(parse_retry_after);
-    // GitHub's names, and GitLab's (`RateLimit-Remaining`, `RateLimit-Reset`).
-    let either = |name: &str| header(&format!("x-{name}")).or_else(|| header(name));
-    let exhausted = either("ratelimit-remaining") == Some("0");
-    let reset = either("ratelimit-reset")
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(|at| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            Duration::from_secs(at.saturating_sub(now).max(1))
-        });
-    match status.as_u16() {
-        429 => Class::Later(retry_after.or(reset).or(Some(Duration::from_secs(1)))),
-        // GitHub's secondary rate limits are 403 with Retry-After; primary ones 403 with
-        // x-ratelimit-remaining: 0 and the reset time.
-        403 if retry_after.is_some() || exhausted => Class::Later(retry_after.or(reset)),
-        401 | 403 => Class::Refused,
-        500 | 502 | 503 | 504 => Class::Later(retry_after),
-        _ => Class::Answer,
-    }
-}
-
-/// `Retry-After` as delay-seconds (HTTP-date forms are rare on forges: then back off).
-fn parse_retry_after(s: &str) -> Option<Duration> {
-    s.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// One line of at most 200 characters.
 pub(super) fn one_line(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -477,47 +407,6 @@ pub(super) fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn tells_rate_limits_from_refused_tokens() {
-        let code = |c| StatusCode::from_u16(c).expect("code");
-        assert_eq!(
-            classify(code(403), &headers(&[("retry-after", "7")])),
-            Class::Later(Some(Duration::from_secs(7)))
-        );
-        assert!(matches!(
-            classify(code(403), &headers(&[("x-ratelimit-remaining", "0")])),
-            Class::Later(_)
-        ));
-        assert_eq!(
-            classify(code(403), &headers(&[("x-ratelimit-remaining", "12")])),
-            Class::Refused
-        );
-        assert!(matches!(
-            classify(code(429), &headers(&[("ratelimit-reset", "1")])),
-            Class::Later(Some(_))
-        ));
-        assert!(matches!(
-            classify(code(403), &headers(&[("ratelimit-remaining", "0")])),
-            Class::Later(_)
-        ));
-        assert_eq!(classify(code(401), &headers(&[])), Class::Refused);
-        assert_eq!(
-            classify(code(429), &headers(&[("retry-after", "2")])),
-            Class::Later(Some(Duration::from_secs(2)))
-        );
-        assert_eq!(classify(code(502), &headers(&[])), Class::Later(None));
-        assert_eq!(classify(code(422), &headers(&[])), Class::Answer);
-        assert_eq!(classify(code(404), &headers(&[])), Class::Answer);
-    }
 
     #[test]
     fn reads_each_forges_own_error_message() {

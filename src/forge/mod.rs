@@ -17,9 +17,11 @@ mod gitea;
 mod github;
 mod gitlab;
 pub(crate) mod installation;
+mod retry;
 
 pub(crate) use crate::spec::Located;
-pub(crate) use api::{RetryPolicy, http_client};
+pub(crate) use api::http_client;
+pub(crate) use retry::RetryPolicy;
 
 use crate::{
     credentials::Secret,

@@ -7,6 +7,7 @@
 
 mod bounds;
 mod forge;
+mod keys;
 mod locate;
 mod payload;
 mod plan;
@@ -21,13 +22,12 @@ pub use forge::{
     ForgeChoice, ForgeKind, ForgeSpec, MergeMethod, NO_REBASE_ON_GITLAB, PromoteVia,
     PullRequestPlan, PullRequestSpec,
 };
+pub use keys::set_path as set_json_path;
 pub use locate::{Located, locate};
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
 pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;
-pub use resource::{
-    Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec, set_path as set_json_path,
-};
+pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
 pub use template::{MessageTemplate, PathTemplate, Vars};
 
 /// Why a spec, resource or payload was refused. Every message names the field.

@@ -3,85 +3,17 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     Plan, SpecError,
     forge::{ForgeSpec, PullRequestSpec},
+    keys,
     payload::EventData,
 };
 
 /// The default subject of a promotion commit (docs/contract.md §5).
 pub(super) const DEFAULT_COMMIT_MESSAGE: &str = "Promote {key} {version} from {source} to {target}";
-
-/// How a spec value is turned into JSON.
-#[derive(Clone, Copy)]
-enum Shape {
-    Str,
-    /// Comma-separated list.
-    List,
-    Bool,
-    Int,
-    /// A command: a JSON array, or a string split like a shell would.
-    Argv,
-    JsonArray,
-    JsonObject,
-}
-
-/// Every spec key, the resource path it fills, and its shape. One table drives both the
-/// translation and the error messages, so a message can name the key the user wrote.
-const SPEC_KEYS: &[(&str, &str, Shape)] = &[
-    ("repo", "repo", Shape::Str),
-    ("branch", "branch", Shape::Str),
-    ("path", "path", Shape::Str),
-    ("key", "keys", Shape::List),
-    ("credentialsSecret", "credentialsSecret", Shape::Str),
-    ("phases", "phases", Shape::List),
-    ("sourcePhase", "source.phase", Shape::Str),
-    ("sourceCommit", "source.commit", Shape::Str),
-    ("targetPhase", "target.phase", Shape::Str),
-    ("test", "test.runner", Shape::Str),
-    ("testTarget", "test.target", Shape::Str),
-    ("testImage", "test.image", Shape::Str),
-    ("testCommand", "test.command", Shape::Argv),
-    ("testArgs", "test.args", Shape::JsonArray),
-    ("testWorkdir", "test.workdir", Shape::Str),
-    ("testNamespace", "test.namespace", Shape::Str),
-    ("testServiceAccount", "test.serviceAccount", Shape::Str),
-    ("testResources", "test.resources", Shape::JsonObject),
-    (
-        "testSecurityContext",
-        "test.securityContext",
-        Shape::JsonObject,
-    ),
-    (
-        "testPodSecurityContext",
-        "test.podSecurityContext",
-        Shape::JsonObject,
-    ),
-    ("testEnv", "test.env", Shape::JsonObject),
-    ("testTimeout", "test.timeout", Shape::Str),
-    ("testPath", "test.path", Shape::Str),
-    ("testExpectStatus", "test.expectStatus", Shape::Int),
-    ("testExpectBody", "test.expectBody", Shape::Str),
-    ("testAttempts", "test.attempts", Shape::Int),
-    ("testInterval", "test.interval", Shape::Str),
-    ("argocdApp", "argocd.app", Shape::Str),
-    ("argocdTimeout", "argocd.timeout", Shape::Str),
-    ("commitMessage", "commitMessage", Shape::Str),
-    ("dryRun", "dryRun", Shape::Bool),
-    ("rollback", "rollback", Shape::Bool),
-    ("allowUnmergedSource", "allowUnmergedSource", Shape::Bool),
-    ("mode", "mode", Shape::Str),
-    ("promoteVia", "promoteVia", Shape::Str),
-    ("forge", "forge.kind", Shape::Str),
-    ("forgeApiUrl", "forge.apiUrl", Shape::Str),
-    ("prLabels", "pullRequest.labels", Shape::List),
-    ("prDraft", "pullRequest.draft", Shape::Bool),
-    ("mergeMethod", "pullRequest.mergeMethod", Shape::Str),
-    ("autoMerge", "pullRequest.autoMerge", Shape::Bool),
-    ("waitForMerge", "pullRequest.waitForMerge", Shape::Str),
-];
 
 /// Largest resource read: a filled-in spec is a few KiB; Sensor parameters add little.
 const MAX_RESOURCE_BYTES: usize = 1024 * 1024;
@@ -281,23 +213,12 @@ impl Resource {
             serde_yaml_ng::Value::Tagged(_) => return Err(SpecError::NotMap("a tagged value")),
             _ => return Err(SpecError::NotMap("a single value")),
         };
-        let mut json = Value::Object(Map::new());
-        for (k, v) in map {
-            let key = scalar_text(&k).ok_or(SpecError::NotMap("a map with non-string keys"))?;
-            let &(_, dest, shape) = SPEC_KEYS
-                .iter()
-                .find(|(name, _, _)| *name == key)
-                .ok_or_else(|| SpecError::UnknownKey(key.clone()))?;
-            let text = scalar_text(&v)
-                .ok_or_else(|| SpecError::invalid(&key, "must be a string, not a nested value"))?;
-            let value = convert(&text, shape).map_err(|p| SpecError::invalid(&key, p))?;
-            set_path(&mut json, dest, value);
-        }
-        let mut resource = deserialize(json).map_err(spec_named)?;
-        Plan::check_static(&resource).map_err(spec_named)?;
-        resource.infer_runner().map_err(spec_named)?;
+        let json = keys::to_json(map)?;
+        let mut resource = deserialize(json).map_err(keys::spec_named)?;
+        Plan::check_static(&resource).map_err(keys::spec_named)?;
+        resource.infer_runner().map_err(keys::spec_named)?;
         resource.test.fill_defaults();
-        Plan::check_test(&resource).map_err(spec_named)?;
+        Plan::check_test(&resource).map_err(keys::spec_named)?;
         Ok(resource)
     }
 
@@ -322,7 +243,7 @@ impl Resource {
             return Err(SpecError::BadResource("not a JSON object".into()));
         }
         for (path, value) in EventData::parse(payload)?.fields() {
-            set_path(&mut json, path, Value::String(value.into()));
+            keys::set_path(&mut json, path, Value::String(value.into()));
         }
         let mut resource = deserialize(json)?;
         resource.infer_runner()?;
@@ -359,92 +280,6 @@ impl Resource {
 fn deserialize(json: Value) -> Result<Resource, SpecError> {
     serde_path_to_error::deserialize(json)
         .map_err(|e| SpecError::invalid(&e.path().to_string(), e.inner().to_string()))
-}
-
-/// Renames a resource path in an error to the spec key the user wrote.
-fn spec_named(err: SpecError) -> SpecError {
-    match err {
-        SpecError::Invalid { field, problem } => {
-            let key = SPEC_KEYS
-                .iter()
-                .find(|(_, dest, _)| *dest == field)
-                .map_or(field, |(name, _, _)| name.to_string());
-            SpecError::Invalid {
-                field: key,
-                problem,
-            }
-        }
-        other => other,
-    }
-}
-
-/// The text of a YAML scalar; Go YAML quotes ambiguous strings, but a hand-written spec may not.
-fn scalar_text(v: &serde_yaml_ng::Value) -> Option<String> {
-    match v {
-        serde_yaml_ng::Value::String(s) => Some(s.clone()),
-        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
-        serde_yaml_ng::Value::Null => Some(String::new()),
-        _ => None,
-    }
-}
-
-fn convert(text: &str, shape: Shape) -> Result<Value, String> {
-    let list = |t: &str| -> Value {
-        t.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| Value::String(s.into()))
-            .collect()
-    };
-    Ok(match shape {
-        Shape::Str => Value::String(text.into()),
-        Shape::List => list(text),
-        Shape::Bool => match text.trim() {
-            "true" => Value::Bool(true),
-            "false" | "" => Value::Bool(false),
-            other => return Err(format!("`{other}` is not true or false")),
-        },
-        Shape::Int => Value::from(
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("`{text}` is not a whole number"))?,
-        ),
-        Shape::Argv if text.trim_start().starts_with('[') => json_of(text, Value::is_array)?,
-        Shape::Argv => shlex::split(text)
-            .ok_or("has unbalanced quotes")?
-            .into_iter()
-            .map(Value::String)
-            .collect(),
-        Shape::JsonArray => json_of(text, Value::is_array)?,
-        Shape::JsonObject => json_of(text, Value::is_object)?,
-    })
-}
-
-fn json_of(text: &str, ok: fn(&Value) -> bool) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
-    if ok(&v) {
-        Ok(v)
-    } else {
-        Err("has the wrong JSON type".into())
-    }
-}
-
-/// Sets `dotted.path` in a JSON object, creating objects on the way (like sjson's `set`).
-pub fn set_path(root: &mut Value, path: &str, value: Value) {
-    let mut node = root;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        let obj = node.as_object_mut().expect("made an object above");
-        if parts.peek().is_none() {
-            obj.insert(part.to_string(), value);
-            return;
-        }
-        node = obj.entry(part).or_insert_with(|| Value::Object(Map::new()));
-    }
 }
 
 #[cfg(test)]
@@ -576,17 +411,6 @@ mod tests {
             err.contains("testWorkdir") && err.contains("WORKDIR"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn the_contract_documents_every_spec_key() {
-        let contract = include_str!("../../docs/contract.md");
-        for (key, _, _) in SPEC_KEYS {
-            assert!(
-                contract.contains(&format!("\n| `{key}` |")),
-                "spec key `{key}` has no row in docs/contract.md §2"
-            );
-        }
     }
 
     #[test]
