@@ -5,16 +5,15 @@
 //! [`History::ended`].
 
 mod live;
+mod record;
 mod store;
 
 use std::{
     collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
     sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::warn;
 
@@ -23,6 +22,8 @@ use crate::{
     outcome::{RunReport, Shared},
 };
 use live::LiveLog;
+pub(crate) use record::StageMark;
+pub use record::{RunRecord, Stage, now_unix_ms};
 
 /// Runs kept in memory and on disk; older ones are forgotten first.
 const KEPT_RUNS: usize = 1000;
@@ -30,77 +31,6 @@ const KEPT_RUNS: usize = 1000;
 const WATCH_BUFFER: usize = 1024;
 /// Endings buffered for the subscribers of [`History::ended`] (notifications).
 const ENDED_BUFFER: usize = 256;
-
-/// Where a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Queued,
-    Testing,
-    Promoting,
-    Done,
-}
-
-impl Stage {
-    /// The stage's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Queued => "queued",
-            Stage::Testing => "testing",
-            Stage::Promoting => "promoting",
-            Stage::Done => "done",
-        }
-    }
-}
-
-/// One run as the history keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunRecord {
-    pub id: String,
-    /// The idempotency key, so duplicates of a past success are answered after a restart.
-    pub key: String,
-    pub repo: String,
-    pub branch: String,
-    pub path: String,
-    /// The values keys promoted (the console reads the phases' versions with the first).
-    #[serde(default)]
-    pub keys: Vec<String>,
-    pub source_phase: String,
-    pub target_phase: String,
-    pub source_commit: String,
-    pub stage: Stage,
-    /// Execute's answer of a finished run.
-    pub report: Option<RunReport>,
-    /// The error of a failed run.
-    pub error: Option<String>,
-    pub started_unix_ms: i64,
-    /// The changed lines of the promotion (or dry run) commit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edit: Option<Edit>,
-    /// When each stage was entered, in order (the console's timeline).
-    #[serde(default)]
-    pub timeline: Vec<StageMark>,
-}
-
-/// A stage a run entered, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StageMark {
-    pub stage: Stage,
-    pub at_unix_ms: i64,
-}
-
-impl RunRecord {
-    /// The outcome name, `error`, or empty while running.
-    pub fn outcome(&self) -> String {
-        match (&self.report, &self.error) {
-            (Some(r), _) => r.outcome.as_str().into(),
-            (None, Some(_)) => "error".into(),
-            (None, None) => String::new(),
-        }
-    }
-}
 
 /// A change of a run, for watchers.
 #[derive(Debug, Clone)]
@@ -371,11 +301,4 @@ fn insert(inner: &mut Inner, record: RunRecord) {
             inner.runs.remove(&old);
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, for records.
-pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
