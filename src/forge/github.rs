@@ -124,25 +124,35 @@ impl Forge for GitHub {
     }
 
     async fn set_status(&self, status: &CommitStatus) -> Reply<()> {
-        let state = match status.state {
-            StatusState::Pending => "pending",
-            StatusState::Success => "success",
-            StatusState::Failure => "failure",
-            StatusState::Error => "error",
-        };
-        let description: String = status.description.chars().take(MAX_DESCRIPTION).collect();
-        let mut body = json!({
-            "state": state, "context": status.context, "description": description,
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = json!(url);
-        }
-        let path = format!("repos/{}/statuses/{}", self.repo, status.sha);
-        self.api
-            .success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
-            .await
-            .map(drop)
+        post_status(&self.api, &self.repo, status, MAX_DESCRIPTION).await
     }
+}
+
+/// Sets a commit status through GitHub's statuses API, which Gitea and Forgejo copy: the
+/// description cut to `max_description` characters.
+pub(super) async fn post_status(
+    api: &ApiClient,
+    repo: &str,
+    status: &CommitStatus,
+    max_description: usize,
+) -> Reply<()> {
+    let state = match status.state {
+        StatusState::Pending => "pending",
+        StatusState::Success => "success",
+        StatusState::Failure => "failure",
+        StatusState::Error => "error",
+    };
+    let description: String = status.description.chars().take(max_description).collect();
+    let mut body = json!({
+        "state": state, "context": status.context, "description": description,
+    });
+    if let Some(url) = &status.target_url {
+        body["target_url"] = json!(url);
+    }
+    let path = format!("repos/{repo}/statuses/{}", status.sha);
+    api.success::<IgnoredAny>("set a commit status", Method::POST, &path, Some(&body))
+        .await
+        .map(drop)
 }
 
 /// The media type and API version every GitHub request names.
