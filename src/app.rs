@@ -15,6 +15,7 @@ use crate::{
     credentials::{
         CredentialScopes, Credentials, Secret, SigningKeySource,
         github_app::{BadAppField, GitHubApp},
+        read_credential_file,
     },
     forge::{ForgeSettings, RetryPolicy, access::ServerApp},
     git::{GitSettings, IdentityCheck, Signer},
@@ -253,8 +254,8 @@ fn git_settings_under(config: &Config, policy: &Policy) -> Result<GitSettings, C
     let g = &config.git;
     let read = |file: &Option<PathBuf>, name: &str| -> Result<Option<String>, ConfigError> {
         match file {
-            Some(f) => std::fs::read_to_string(f)
-                .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_string()))
+            Some(f) => read_credential_file(f)
+                .map(Some)
                 .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display()))),
             None => Ok(var(name)),
         }
@@ -309,8 +310,8 @@ fn signer(config: &Config) -> Result<Option<Signer>, ConfigError> {
         return Ok(None);
     };
     let read = |f: &PathBuf| {
-        std::fs::read_to_string(f)
-            .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+        read_credential_file(f)
+            .map(Secret::new)
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", f.display())))
     };
     let source = SigningKeySource {

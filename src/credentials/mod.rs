@@ -8,7 +8,7 @@ pub mod github_app;
 mod scopes;
 mod secret_store;
 
-use std::fmt;
+use std::{fmt, path::Path};
 
 pub use github_app::GitHubApp;
 pub use scopes::{CredentialScopes, ScopeConfig, ScopeError};
@@ -72,4 +72,15 @@ pub struct SigningKeySource {
     pub key: Secret,
     /// Its passphrase, when it is encrypted.
     pub passphrase: Option<Secret>,
+}
+
+/// A credential's text without the line end a file or a `kubectl create secret --from-file`
+/// leaves after it.
+pub(crate) fn without_line_end(text: &str) -> String {
+    text.trim_end_matches(['\r', '\n']).to_string()
+}
+
+/// A credential file's text, without its line end.
+pub(crate) fn read_credential_file(file: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(file).map(|s| without_line_end(&s))
 }

@@ -78,13 +78,11 @@ impl CredentialScopes {
         let mut scopes = Vec::new();
         for c in configs {
             let read = |file: &PathBuf| {
-                std::fs::read_to_string(file)
-                    .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                    .map_err(|e| ScopeError::Unreadable {
-                        url: c.url.clone(),
-                        file: file.display().to_string(),
-                        reason: e.to_string(),
-                    })
+                super::read_credential_file(file).map_err(|e| ScopeError::Unreadable {
+                    url: c.url.clone(),
+                    file: file.display().to_string(),
+                    reason: e.to_string(),
+                })
             };
             let username = match (&c.username, &c.username_file) {
                 (Some(u), None) => u.clone(),

@@ -61,7 +61,7 @@ impl SecretStore {
             data.get(key)
                 .map(|v| {
                     String::from_utf8(v.0.clone())
-                        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                        .map(|s| super::without_line_end(&s))
                         .map_err(|_| {
                             ClusterError::Precondition(format!("{what}: key `{key}` is not UTF-8"))
                         })
