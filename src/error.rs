@@ -32,18 +32,6 @@ pub enum Error {
     /// The request needs a part of the server that is not configured.
     #[error("{0}")]
     Unconfigured(Need),
-    /// ApplyPolicy: the run's answer says its tests failed (the line is its summary).
-    #[error("{0}")]
-    TestsFailed(String),
-    /// A `runs watch` stream ended because the server is stopping.
-    #[error(
-        "phasegate is shutting down; the run goes on within its grace period: watch it again \
-         after the restart"
-    )]
-    ShuttingDown,
-    /// `GetRun` or `WatchRun` named a run the history does not hold.
-    #[error("no run {0:?} in the history")]
-    NoSuchRun(String),
     /// The server shut down before the run ended: its grace period was over.
     #[error(
         "the server shut down before the run ended (shutdownGrace was over); a redelivered \
@@ -65,9 +53,6 @@ impl Error {
             Error::Runner(e) => e.kind(),
             Error::Cluster(e) => e.kind(),
             Error::Forge(e) => e.kind(),
-            Error::NoSuchRun(_) => ErrorKind::NotFound,
-            Error::TestsFailed(_) => ErrorKind::FailedPrecondition,
-            Error::ShuttingDown => ErrorKind::Unavailable,
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
             Error::Interrupted => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,

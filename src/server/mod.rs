@@ -41,7 +41,13 @@ fn no_delay(stream: std::io::Result<TcpStream>) -> std::io::Result<TcpStream> {
 
 /// Maps a crate error to the status code of docs/contract.md §6.
 pub(crate) fn status(e: &Error) -> Status {
-    let code = match e.kind() {
+    status_of(e.kind(), e.to_string())
+}
+
+/// The status of an answer that is not a run's error (a failed test's verdict, an unknown run),
+/// with the same code for the same kind as [`status`].
+pub(crate) fn status_of(kind: ErrorKind, message: String) -> Status {
+    let code = match kind {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::NotFound => Code::NotFound,
@@ -51,7 +57,7 @@ pub(crate) fn status(e: &Error) -> Status {
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    Status::new(code, message)
 }
 
 /// The sockets the server answers on.

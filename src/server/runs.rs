@@ -7,10 +7,10 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::status_of;
 use crate::{
-    Error,
     history::{History, RunEvent, RunFilter, RunRecord},
+    kind::ErrorKind,
     proto::runs::{
         GetRunRequest, ListRunsRequest, ListRunsResponse, Run, WatchRunRequest, run_event::Event,
         runs_server::Runs,
@@ -31,10 +31,23 @@ impl RunsService {
     }
 
     fn find(&self, id: &str) -> Result<RunRecord, Status> {
-        self.history
-            .get(id)
-            .ok_or_else(|| status(&Error::NoSuchRun(id.to_string())))
+        self.history.get(id).ok_or_else(|| no_such_run(id))
     }
+}
+
+/// `GetRun` or `WatchRun` named a run the history does not hold.
+fn no_such_run(id: &str) -> Status {
+    status_of(ErrorKind::NotFound, format!("no run {id:?} in the history"))
+}
+
+/// A `runs watch` stream ends because the server is stopping.
+fn shutting_down() -> Status {
+    status_of(
+        ErrorKind::Unavailable,
+        "phasegate is shutting down; the run goes on within its grace period: watch it again \
+         after the restart"
+            .into(),
+    )
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<crate::proto::runs::RunEvent, Status>> + Send>>;
@@ -70,10 +83,7 @@ impl Runs for RunsService {
         request: Request<WatchRunRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let id = request.into_inner().id;
-        let watch = self
-            .history
-            .watch(&id, 0)
-            .ok_or_else(|| status(&Error::NoSuchRun(id.clone())))?;
+        let watch = self.history.watch(&id, 0).ok_or_else(|| no_such_run(&id))?;
         let (tx, rx) = mpsc::channel(64);
         let send = |event| crate::proto::runs::RunEvent { event: Some(event) };
         let Some(mut events) = watch.events else {
@@ -97,7 +107,7 @@ impl Runs for RunsService {
                 let received = tokio::select! {
                     received = events.recv() => received,
                     () = stopping.cancelled() => {
-                        let _ = tx.send(Err(status(&Error::ShuttingDown))).await;
+                        let _ = tx.send(Err(shutting_down())).await;
                         break;
                     }
                 };

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{status, status_of};
 use crate::{
-    Error,
+    kind::ErrorKind,
     outcome::{self, Verdict},
     pipeline::Pipeline,
     proto::{
@@ -67,7 +67,7 @@ impl Trigger for TriggerService {
                 message,
             })),
             // Not `success: false`: the Sensor ignores it; only a status fails the trigger.
-            Verdict::Fail(reason) => Err(status(&Error::TestsFailed(reason))),
+            Verdict::Fail(reason) => Err(status_of(ErrorKind::FailedPrecondition, reason)),
         }
     }
 }
