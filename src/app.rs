@@ -100,28 +100,31 @@ pub async fn pipeline(config: &Config) -> Result<Pipeline, StartError> {
     Ok(Pipeline::new(parts(config, Default::default()).await?))
 }
 
-/// Serves on `listener`, and on `config.metricsListen` and `config.consoleListen` when set,
-/// until `shutdown` resolves.
+/// Serves on `config.listen`, and on `config.metricsListen` and `config.consoleListen` when
+/// set, until `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
-    let bind = async |addr: Option<std::net::SocketAddr>, what| match addr {
-        Some(addr) => TcpListener::bind(addr)
+    let bind = async |addr: std::net::SocketAddr, what| {
+        TcpListener::bind(addr)
             .await
-            .map(Some)
             .map_err(|e| StartError::Listen {
                 addr,
                 what,
                 reason: e.to_string(),
-            }),
-        None => Ok(None),
+            })
     };
     let listeners = Listeners {
-        grpc: listener,
-        metrics: bind(config.metrics_listen, "metrics").await?,
-        console: bind(config.console_listen, "the console").await?,
+        grpc: bind(config.listen, "gRPC").await?,
+        metrics: match config.metrics_listen {
+            Some(addr) => Some(bind(addr, "metrics").await?),
+            None => None,
+        },
+        console: match config.console_listen {
+            Some(addr) => Some(bind(addr, "the console").await?),
+            None => None,
+        },
     };
     serve_on(listeners, config, shutdown).await
 }
@@ -134,7 +137,7 @@ pub async fn serve_on(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
     let pipeline = Arc::new(Pipeline::new(parts(&config, metrics.clone()).await?));
-    let notifier = Notifier::new(&config.notifications).map_err(ConfigError)?;
+    let notifier = Notifier::new(&config.notifications);
     Ok(server::serve(listeners, pipeline, metrics, config, notifier, shutdown).await?)
 }
 
@@ -209,7 +212,7 @@ pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
 /// The server's GitHub App, its key read and checked, and the one API it is for.
 fn server_app(c: &GitHubAppConfig) -> Result<ServerApp, ConfigError> {
     let file = c.private_key_file.display();
-    let pem = std::fs::read_to_string(&c.private_key_file)
+    let pem = read_credential_file(&c.private_key_file)
         .map_err(|e| ConfigError(format!("forge.githubApp.privateKeyFile {file}: {e}")))?;
     let app = GitHubApp::new(&c.app_id, &c.installation_id, &pem).map_err(|bad| {
         let field = match bad {

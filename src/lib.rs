@@ -22,8 +22,9 @@
 //!               outcome (Execute's answer) ──▶ history ──▶ web console, notify, metrics
 //! ```
 //!
-//! - [`app`]: start-up; the only place that reads files and the environment, connects to
-//!   Kubernetes and builds HTTP clients. [`config`]: the configuration as plain data, each
+//! - [`app`]: start-up; the only place that reads credential, key and CA files and the
+//!   `GIT_*` variables, connects to Kubernetes and builds HTTP clients (the configuration file
+//!   is read by `config`, the TLS files, reloaded when they change, by `server`). [`config`]: the configuration as plain data, each
 //!   setting declared once (file key, flag and variable on one field).
 //! - [`spec`]: the trigger spec, the resource JSON, the payload, and the validated [`spec::Plan`]
 //!   ([`spec::RepoUrl`] with its parts, path and message templates, the forge located).

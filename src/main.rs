@@ -8,7 +8,6 @@ use phasegate::{
     config::{Overrides, ServeOverrides},
     spec::{Resource, RunnerKind},
 };
-use tokio::net::TcpListener;
 
 /// A continuous-delivery promotion gate for GitOps, served as an Argo Events custom trigger.
 #[derive(Parser)]
@@ -187,15 +186,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => {
             let result = async {
                 let c = config.load()?;
-                let listener =
-                    TcpListener::bind(c.listen)
-                        .await
-                        .map_err(|e| app::StartError::Listen {
-                            addr: c.listen,
-                            what: "gRPC",
-                            reason: e.to_string(),
-                        })?;
-                app::serve(listener, c, shutdown_signal()).await
+                app::serve(c, shutdown_signal()).await
             }
             .await;
             match result {

@@ -85,19 +85,22 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    /// The notifier of `targets` (checked by [`validate`]); none when there is no webhook.
-    pub(crate) fn new(targets: &[NotificationConfig]) -> Result<Option<Notifier>, String> {
+    /// The notifier of `targets` (checked at start-up by [`validate`]); none when there is no
+    /// webhook, or (said in a warning) when no HTTP client can be built.
+    pub(crate) fn new(targets: &[NotificationConfig]) -> Option<Notifier> {
         if targets.is_empty() {
-            return Ok(None);
+            return None;
         }
-        let http = reqwest::Client::builder()
-            .timeout(POST_TIMEOUT)
-            .build()
-            .map_err(|e| format!("notifications: HTTP client: {e}"))?;
-        Ok(Some(Notifier {
-            targets: targets.to_vec(),
-            http,
-        }))
+        match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
+            Ok(http) => Some(Notifier {
+                targets: targets.to_vec(),
+                http,
+            }),
+            Err(e) => {
+                warn!(error = %e, "notifications are off: no HTTP client");
+                None
+            }
+        }
     }
 
     /// Posts every run end of `ended` to the matching webhooks until the channel closes.

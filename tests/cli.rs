@@ -426,3 +426,30 @@ async fn demo_with_the_console_keeps_serving_the_board_of_its_promotion_until_st
         .expect("the demo ends");
     assert!(status.success(), "{status}");
 }
+
+/// A port already taken stops `serve` at once (exit 2), naming the address and the listener:
+/// gRPC, metrics or the console.
+#[test]
+fn serve_stops_naming_a_listen_address_already_in_use() {
+    let (_dir, root) = tempdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    for (flag, what) in [
+        ("--listen", "gRPC"),
+        ("--metrics-listen", "metrics"),
+        ("--console-listen", "the console"),
+    ] {
+        let mut args = vec!["serve", "--no-kubernetes"];
+        if flag != "--listen" {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        args.extend([flag, addr.as_str()]);
+        let out = phasegate(&args, &root.join("cache"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot listen on {addr} for {what}:")),
+            "{flag}: {stderr}"
+        );
+    }
+}

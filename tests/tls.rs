@@ -118,15 +118,13 @@ async fn a_missing_certificate_stops_start_up_with_a_clear_error() {
         cert_file: dir.join("nope.pem"),
         key_file: dir.join("nope.key"),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
     let config = Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
         tls: Some(tls),
         cache_dir: dir.join("cache"),
         ..test_config()
     };
-    let err = phasegate::app::serve(listener, config, std::future::pending())
+    let err = phasegate::app::serve(config, std::future::pending())
         .await
         .expect_err("no certificate");
     assert!(err.to_string().contains("nope.pem"), "{err}");

@@ -26,7 +26,7 @@ const SERVE_ONLY: [&str; 6] = [
 
 /// The configuration file (`--config`) and every setting's flag and variable; `SERVE` says
 /// whether the command listens (`serve`) or not (`promote`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings<const SERVE: bool>(ArgMatches);
 
 /// `serve`'s configuration.
@@ -194,15 +194,51 @@ mod tests {
 
     #[test]
     fn promote_refuses_the_listeners_flags() {
-        for flags in [
-            &["--listen", "127.0.0.1:1"][..],
-            &["--tls-cert", "c", "--tls-key", "k"],
-        ] {
-            let args = ["phasegate"].into_iter().chain(flags.iter().copied());
-            assert!(Promote::try_parse_from(args).is_err(), "{flags:?}");
+        // Every id SERVE_ONLY names is a setting's (a renamed field would slip through).
+        let longs: Vec<String> = settings()
+            .get_arguments()
+            .filter(|a| SERVE_ONLY.contains(&a.get_id().as_str()))
+            .map(|a| format!("--{}", a.get_long().expect("a long flag")))
+            .collect();
+        assert_eq!(longs.len(), SERVE_ONLY.len(), "{longs:?}");
+        for long in &longs {
+            let flag = [long.as_str(), "127.0.0.1:1"];
+            let err = Promote::try_parse_from(["phasegate"].into_iter().chain(flag))
+                .err()
+                .expect("refused");
+            assert!(
+                err.to_string().contains("only `phasegate serve` listens"),
+                "{long}: {err}"
+            );
         }
         let c = Promote::try_parse_from(["phasegate", "--max-runs", "3"]).expect("parses");
         assert_eq!(c.config.load().expect("loads").max_runs, 3);
+    }
+
+    #[test]
+    fn a_list_flag_is_given_once_comma_separated() {
+        let parse = |args: &[&str]| Serve::try_parse_from(["phasegate"].iter().chain(args));
+        let once = parse(&["--policy-repos", "file:///a/**,file:///b/**"]).expect("parses");
+        let repos = once.config.load().expect("loads").policy.repos;
+        assert_eq!(repos, ["file:///a/**", "file:///b/**"]);
+        let twice = parse(&[
+            "--policy-repos",
+            "file:///a/**",
+            "--policy-repos",
+            "file:///b/**",
+        ]);
+        assert!(twice.is_err(), "a repeated list flag is refused");
+    }
+
+    #[test]
+    fn the_github_app_flags_an_app_needs_are_its_settings() {
+        let ids: Vec<String> = GitHubAppConfig::augment_args(Command::new("app"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in forge::GITHUB_APP_NEEDS {
+            assert!(ids.iter().any(|i| i == id), "{id} is not in {ids:?}");
+        }
     }
 
     #[test]

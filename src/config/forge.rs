@@ -69,7 +69,7 @@ pub struct GitHubAppConfig {
 }
 
 /// The flags an App named by flags alone needs (`apiUrl` has a default).
-const GITHUB_APP_NEEDS: [&str; 3] = ["app_id", "installation_id", "private_key_file"];
+pub(super) const GITHUB_APP_NEEDS: [&str; 3] = ["app_id", "installation_id", "private_key_file"];
 
 fn github_api() -> String {
     "https://api.github.com".into()
