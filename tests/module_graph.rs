@@ -20,10 +20,7 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .trim_end_matches(".rs")
             .to_string();
         let name = relative.to_string_lossy();
-        if matches!(top.as_str(), "lib" | "main")
-            || name.ends_with("tests.rs")
-            || name.ends_with("/tests.rs")
-        {
+        if matches!(top.as_str(), "lib" | "main") || name.ends_with("tests.rs") {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("read a source file");
@@ -32,7 +29,11 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .next()
             .unwrap_or_default();
         let uses = graph.entry(top.clone()).or_default();
-        uses.extend(crate_paths(code));
+        uses.extend(paths_after("crate::", code));
+        // In `src/a.rs` and `src/a/mod.rs`, `super::` is the crate root too.
+        if name == format!("{top}.rs") || name == format!("{top}/mod.rs") {
+            uses.extend(paths_after("super::", code));
+        }
     }
     // `crate::Error` is the `error` module's, re-exported by lib.rs.
     let lib = std::fs::read_to_string(src.join("lib.rs")).expect("read lib.rs");
@@ -82,9 +83,9 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The first segment after each `crate::` (each item of a `crate::{a, b::c}` group), comments
-/// left out.
-fn crate_paths(code: &str) -> BTreeSet<String> {
+/// The first segment after each `prefix` (`crate::`; each item of a `crate::{a, b::c}` group),
+/// comments left out.
+fn paths_after(prefix: &str, code: &str) -> BTreeSet<String> {
     let code: String = code
         .lines()
         .map(|l| l.split("//").next().unwrap_or_default())
@@ -97,8 +98,8 @@ fn crate_paths(code: &str) -> BTreeSet<String> {
             .collect()
     };
     let mut found = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let rest = &code[at + "crate::".len()..];
+    for (at, _) in code.match_indices(prefix) {
+        let rest = &code[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let (mut depth, mut item) = (1, String::new());
             for c in group.chars() {
@@ -151,6 +152,10 @@ fn cycle_through(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Opt
 fn no_top_level_module_depends_on_itself_through_others() {
     let graph = graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     assert!(graph.len() > 10, "the source was not read: {graph:?}");
+    assert!(
+        graph["pipeline"].contains("forge") && graph["app"].contains("pipeline"),
+        "the imports were not read: {graph:?}"
+    );
     let cycles: Vec<String> = graph
         .keys()
         .filter_map(|m| cycle_through(&graph, m))
@@ -161,7 +166,8 @@ fn no_top_level_module_depends_on_itself_through_others() {
 
 #[test]
 fn the_checker_sees_grouped_and_plain_paths_and_a_cycle() {
-    let paths = crate_paths(
+    let paths = paths_after(
+        "crate::",
         "use crate::{\n    Error,\n    git::{A, b::C},\n    spec::Plan,\n};\n// crate::web\nlet x = crate::kind::ErrorKind::Internal;",
     );
     let expected: BTreeSet<String> = ["Error", "git", "spec", "kind"].map(String::from).into();
