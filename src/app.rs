@@ -4,7 +4,11 @@
 //! `promote` and `demo` alike. Everything it builds is handed to the pipeline and the gRPC
 //! [`server`]; nothing below it reads the environment or the configuration again.
 
-use std::{future::Future, path::PathBuf, sync::Arc};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use tokio::net::TcpListener;
 use tracing::warn;
@@ -77,17 +81,16 @@ async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartErr
         )
         .into());
     }
-    let test_ca_files: Vec<_> = [&config.git.ca_file, &config.test.ca_file]
-        .into_iter()
-        .filter_map(|f| f.as_deref())
-        .collect();
+    // Each CA bundle is read once, for every client that trusts it.
+    let git_ca = ca_bundle(config.git.ca_file.as_deref())?;
+    let test_ca = ca_bundle(config.test.ca_file.as_deref())?;
     let http =
-        crate::runner::http_client(&test_ca_files).map_err(|e| ConfigError(e.to_string()))?;
+        crate::runner::http_client(&[&git_ca[..], &test_ca[..]].concat()).map_err(ConfigError)?;
     Ok(Parts {
         policy,
         git,
         cluster: cluster(config).await?,
-        forge: forge_settings(config)?,
+        forge: forge_settings_trusting(config, &git_ca)?,
         http,
         history: Arc::new(History::open(Some(&config.cache_dir))),
         metrics,
@@ -185,6 +188,14 @@ pub fn policy(config: &Config) -> Result<Policy, ConfigError> {
 /// Forge settings: status links, retries, the server's GitHub App (its key file read and
 /// checked: an App that cannot sign stops the server at start-up), the CA bundle git trusts.
 pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
+    forge_settings_trusting(config, &ca_bundle(config.git.ca_file.as_deref())?)
+}
+
+/// [`forge_settings`], its client trusting `git_ca` (read by the caller).
+fn forge_settings_trusting(
+    config: &Config,
+    git_ca: &[reqwest::Certificate],
+) -> Result<ForgeSettings, ConfigError> {
     let f = &config.forge;
     if f.retry_attempts == 0 || f.retry_attempts > 20 {
         return Err(ConfigError("forge.retryAttempts must be 1 to 20".into()));
@@ -203,10 +214,25 @@ pub fn forge_settings(config: &Config) -> Result<ForgeSettings, ConfigError> {
             max_wait,
             ..Default::default()
         },
-        http: crate::forge::http_client(config.git.ca_file.as_deref())
-            .map_err(|e| ConfigError(e.to_string()))?,
+        http: crate::forge::http_client(git_ca).map_err(|e| ConfigError(e.to_string()))?,
         github_app: f.github_app.as_ref().map(server_app).transpose()?,
     })
+}
+
+/// The certificates of the CA bundle `file` (PEM), if one is configured; a bundle that cannot
+/// be read, or holds none, stops the start naming the file.
+fn ca_bundle(file: Option<&Path>) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    let bad = |reason: String| ConfigError(format!("CA bundle {}: {reason}", file.display()));
+    let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certificates)
 }
 
 /// The server's GitHub App, its key read and checked, and the one API it is for.

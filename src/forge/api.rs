@@ -134,22 +134,15 @@ pub(super) struct ApiClient {
 /// No forge call may hang a run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The forges' HTTP client: the public roots plus the CA bundle in `ca_file` (the one git
-/// trusts), read once, at start-up.
-pub(crate) fn http_client(
-    ca_file: Option<&std::path::Path>,
-) -> Result<reqwest::Client, ForgeError> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(file) = ca_file {
-        let bad = |e: &dyn std::fmt::Display| {
-            ForgeError::Invalid(format!("CA file {}: {e}", file.display()))
-        };
-        let pem = std::fs::read(file).map_err(|e| bad(&e))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(&e))? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
+/// The forges' HTTP client: the public roots plus `ca` (the certificates of `git.caFile`, the
+/// bundle git trusts).
+pub(crate) fn http_client(ca: &[reqwest::Certificate]) -> Result<reqwest::Client, ForgeError> {
+    ca.iter()
+        .cloned()
+        .fold(
+            reqwest::Client::builder(),
+            reqwest::ClientBuilder::add_root_certificate,
+        )
         .build()
         .map_err(|e| ForgeError::Invalid(format!("HTTP client: {e}")))
 }

@@ -2,7 +2,7 @@
 //! `attempts` times `interval` apart. Enough for the classic campaign ("GET /pet answers 200
 //! with Dog, Cat or Bird; 3 tries, 0.5 s apart").
 
-use std::{fmt::Write, path::Path, time::Duration};
+use std::{fmt::Write, time::Duration};
 
 use super::{RunnerError, TestContext, Tested};
 use crate::spec::HttpTest;
@@ -14,36 +14,20 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// One request may not hang a run: the app under test is on the cluster network, close by.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The HTTP runner's client: the public roots plus the CA bundles in `ca_files` (an internal
-/// CA signs the test deployments' certificates as it signs the git server's). Verification is
-/// never turned off.
-pub(crate) fn client(ca_files: &[&Path]) -> Result<reqwest::Client, RunnerError> {
-    let mut builder = reqwest::Client::builder()
+/// The HTTP runner's client: the public roots plus `ca` (the certificates of `git.caFile` and
+/// `test.caFile`: an internal CA signs the test deployments' certificates as it signs the git
+/// server's). Verification is never turned off.
+pub(crate) fn client(ca: &[reqwest::Certificate]) -> Result<reqwest::Client, String> {
+    ca.iter()
+        .cloned()
+        .fold(
+            reqwest::Client::builder(),
+            reqwest::ClientBuilder::add_root_certificate,
+        )
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")));
-    for file in ca_files {
-        let bad = |reason: String| RunnerError::CaFile {
-            file: file.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
-        let certificates =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-        if certificates.is_empty() {
-            return Err(bad("no PEM certificate in it".into()));
-        }
-        for certificate in certificates {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    builder.build().map_err(|e| RunnerError::CaFile {
-        file: ca_files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        reason: error_chain(&e),
-    })
+        .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("the HTTP runner's client: {}", error_chain(&e)))
 }
 
 /// GETs the target until the check passes or the attempts are spent.

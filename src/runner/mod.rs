@@ -37,9 +37,6 @@ pub struct TestReport {
 /// A test that could not be run (as opposed to one that failed).
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    /// An extra CA bundle for the HTTP runner cannot be used.
-    #[error("CA bundle {file} for test targets: {reason}")]
-    CaFile { file: String, reason: String },
     /// `testWorkdir` names no directory on this server.
     #[error("testWorkdir {0:?} is not a directory on this server")]
     Workdir(String),
@@ -65,7 +62,6 @@ impl RunnerError {
             RunnerError::KubernetesNotConfigured
             | RunnerError::Spawn { .. }
             | RunnerError::Workdir(_) => ErrorKind::FailedPrecondition,
-            RunnerError::CaFile { .. } => ErrorKind::Internal,
             RunnerError::Cluster(e) => e.kind(),
             RunnerError::InvalidJob(_) => ErrorKind::InvalidArgument,
         }
