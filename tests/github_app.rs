@@ -220,6 +220,7 @@ async fn the_example_github_app_secret_promotes_through_a_pull_request() {
     let bed = Bed::open(|config| {
         without_password(config);
         config.kubernetes = test_jobs::kube_config(&kube, None).kubernetes;
+        config.policy.repos.push("https://github.com/**".into());
     })
     .await;
     bed.forge.install_app(APP_ID, INSTALLATION, &key);
@@ -255,6 +256,17 @@ async fn the_example_github_app_secret_promotes_through_a_pull_request() {
         .expect("key")]
     .1 = broken_key;
     kube.put_secret(NS, "broken-app", &broken);
+
+    // On github.com, but not `owner/name`: the App is refused saying so, before any call.
+    let nested = "https://github.com/org/team/gitops.git";
+    let spec = petstore(nested, &[("test", "none"), ("credentialsSecret", name)]);
+    bed.refused(
+        &spec,
+        &bed.synced,
+        Code::InvalidArgument,
+        &["not `owner/name`"],
+    )
+    .await;
 
     let spec = bed.pr_spec(&[("credentialsSecret", "broken-app")]);
     let not_a_key = ["key `githubAppPrivateKey` is not an RSA private key"];

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     credentials::{Credentials, GitHubApp, RepoAuth, Secret},
-    spec::{ForgeKind, Plan},
+    spec::{ForgeChoice, ForgeKind, Plan, locate},
 };
 
 /// The server's own GitHub App (`forge.githubApp`) and the one API it is for: its JWT and
@@ -64,11 +64,15 @@ impl RunAccess {
             }),
             Some(RepoAuth::GitHubApp(github_app)) => {
                 let Some(located) = &plan.located else {
-                    return Err(ForgeError::Invalid(
-                        "the credentialsSecret holds a GitHub App: the repository must be on \
-                         GitHub (github.com, or set `forge: github`)"
+                    // No forge was named (one named must be located, or the spec is refused):
+                    // why the repository's own host gave none, if it is a forge's.
+                    let why = match locate(&plan.repo, &ForgeChoice::default()) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "the credentialsSecret holds a GitHub App: the repository must \
+                                  be on GitHub (github.com, or set `forge: github`)"
                             .into(),
-                    ));
+                    };
+                    return Err(ForgeError::Invalid(why));
                 };
                 app(github_app, located)
             }
