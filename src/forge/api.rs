@@ -373,9 +373,10 @@ pub(super) fn read<T: DeserializeOwned>(
             root if root == "." => String::new(),
             path => format!("{path}: "),
         };
+        // The inner error may quote the forge's text: one short line of it.
         ForgeError::Refused(format!(
             "{forge}'s answer to the request to {what} cannot be read: {at}{}",
-            e.inner()
+            one_line(&e.inner().to_string())
         ))
     })
 }
