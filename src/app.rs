@@ -30,7 +30,7 @@ use crate::{
     pipeline::{Parts, Pipeline},
     policy::Policy,
     server::{self, Listeners, ServeError},
-    spec::{Plan, Resource},
+    spec::{Resource, TestProfiles},
 };
 
 /// Why the server (or a one-shot promotion) could not start.
@@ -148,7 +148,7 @@ pub async fn serve_on(
 pub async fn promote(mut config: Config, resource: &Resource) -> Result<Shared, StartError> {
     config.policy.trust_command_line(&resource.repo);
     let pipeline = pipeline(&config).await?;
-    Ok(match Plan::from_resource(resource) {
+    Ok(match pipeline.plan(resource) {
         Ok(plan) => pipeline.submit(plan).await,
         Err(e) => Err(Arc::new(e.into())),
     })
@@ -182,7 +182,10 @@ async fn cluster(config: &Config) -> Result<Option<Cluster>, ConfigError> {
 
 /// The compiled policy.
 pub fn policy(config: &Config) -> Result<Policy, ConfigError> {
-    Policy::new(&config.policy).map_err(|e| ConfigError(e.to_string()))
+    let profiles = TestProfiles::parse(&config.test_profiles).map_err(ConfigError)?;
+    Policy::new(&config.policy)
+        .map(|p| p.with_profiles(profiles))
+        .map_err(|e| ConfigError(e.to_string()))
 }
 
 /// Forge settings: status links, retries, the server's GitHub App (its key file read and

@@ -62,6 +62,10 @@ pub struct Config {
     /// Allowlists (closed by default).
     #[command(flatten)]
     pub policy: PolicyConfig,
+    /// The operator's test profiles by name, written with the spec's `test*` keys plus
+    /// `testTargets` (file only); a spec names one with `testProfile`.
+    #[arg(skip)]
+    pub test_profiles: std::collections::BTreeMap<String, serde_yaml_ng::Mapping>,
     /// Credential scopes: which credentials go to which remotes (URL prefixes; file only).
     #[arg(skip)]
     pub credentials: Vec<ScopeConfig>,
@@ -245,6 +249,7 @@ impl Default for Config {
             console_commit_link: None,
             notifications: Vec::new(),
             policy: PolicyConfig::default(),
+            test_profiles: Default::default(),
             credentials: Vec::new(),
             git: GitConfig::default(),
             cache_dir: std::env::temp_dir().join("phasegate-cache"),

@@ -77,6 +77,10 @@ pub async fn run(
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let server_url = format!("http://{}", listener.local_addr()?);
+    // The operator's test profile: how petstore is tested, and the one target it may test.
+    let profile = format!(
+        "test: http\ntestPath: /pet\ntestExpectBody: Dog|Cat|Bird\ntestTargets: [\"{app_url}\"]\n"
+    );
     let config = Config {
         cache_dir: dir.path().join("cache"),
         policy: PolicyConfig {
@@ -84,6 +88,11 @@ pub async fn run(
             transitions: vec!["test->prod".into()],
             ..PolicyConfig::default()
         },
+        test_profiles: [(
+            "petstore-smoke".to_string(),
+            serde_yaml_ng::from_str(&profile)?,
+        )]
+        .into(),
         // The demo tests with the HTTP runner: no cluster needed.
         kubernetes: KubernetesConfig {
             disabled: true,
@@ -110,7 +119,8 @@ pub async fn run(
     }));
     writeln!(
         out,
-        "3. phasegate serves the Argo Events custom trigger at {server_url}"
+        "3. phasegate serves the Argo Events custom trigger at {server_url}; the operator's \
+         test profile petstore-smoke GETs /pet, at {app_url} only"
     )?;
 
     let spec: BTreeMap<String, String> = [
@@ -118,9 +128,7 @@ pub async fn run(
         ("path", VALUES_PATH.to_string()),
         ("key", "image.version".into()),
         ("phases", "test,prod".into()),
-        ("test", "http".into()),
-        ("testPath", "/pet".into()),
-        ("testExpectBody", "Dog|Cat|Bird".into()),
+        ("testProfile", "petstore-smoke".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     credentials::CredentialScopes,
-    spec::{Plan, RepoGlobs, TestPlan, strict_glob},
+    spec::{Plan, RepoGlobs, TargetGlobs, TestPlan, TestProfiles, strict_glob},
 };
 
 /// Why the policy refused a run.
@@ -107,6 +107,62 @@ pub struct PolicyConfig {
         help = "Service accounts a test Job may run as"
     )]
     pub test_service_accounts: List,
+    /// Globs of the test targets a spec's inline test may be given (`testTarget`, the event's
+    /// `test_target`), matched on the target or its origin; a profile's `testTargets` replace
+    /// them for its runs.
+    #[arg(
+        long = "policy-test-targets",
+        env = "PHASEGATE_POLICY_TEST_TARGETS",
+        value_parser = comma_list,
+        help = "Allowed test target globs (the URL or its origin)"
+    )]
+    pub test_targets: List,
+    /// Names (globs) of the environment variables a spec's inline `testEnv` may set; the
+    /// variables that run code are refused whatever this lists.
+    #[arg(
+        long = "policy-test-env",
+        env = "PHASEGATE_POLICY_TEST_ENV",
+        value_parser = comma_list,
+        help = "Environment variable names an inline testEnv may set"
+    )]
+    pub test_env: List,
+    /// Globs of the command a spec's inline Job may give its container (`testCommand`'s first
+    /// word); without one the image's entrypoint runs.
+    #[arg(
+        long = "policy-job-commands",
+        env = "PHASEGATE_POLICY_JOB_COMMANDS",
+        value_parser = comma_list,
+        help = "Allowed test Job command globs (the first word of testCommand)"
+    )]
+    pub job_commands: List,
+    /// Globs of the directories an inline command test may start in (`testWorkdir`).
+    #[arg(
+        long = "policy-test-workdirs",
+        env = "PHASEGATE_POLICY_TEST_WORKDIRS",
+        value_parser = comma_list,
+        help = "Allowed testWorkdir globs"
+    )]
+    pub test_workdirs: List,
+    /// Allow `rollback: true` (promote an older version on purpose, the new baseline).
+    #[arg(
+        long = "policy-allow-rollback",
+        env = "PHASEGATE_POLICY_ALLOW_ROLLBACK",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        help = "Allow rollback: true"
+    )]
+    pub allow_rollback: bool,
+    /// Allow a transition that skips phases of the spec's `phases` (`dev->prod` over `test`).
+    #[arg(
+        long = "policy-allow-phase-skips",
+        env = "PHASEGATE_POLICY_ALLOW_PHASE_SKIPS",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        help = "Allow transitions that skip phases of the spec's `phases`"
+    )]
+    pub allow_phase_skips: bool,
+    /// Which values files and keys of which repositories a spec may name (file only); empty:
+    /// any of an allowed repository.
+    #[arg(skip)]
+    pub files: Vec<FileRule>,
     /// Allow `test: none` (promote without testing).
     #[arg(
         long = "policy-allow-no-tests",
@@ -124,6 +180,20 @@ pub struct PolicyConfig {
         help = "Permissive mode: an empty policy list allows everything (warned about loudly)"
     )]
     pub permissive: bool,
+}
+
+/// A `policy.files` rule: the values files (globs of the paths read and written, the
+/// `{phase}` filled in) and keys (globs; none: any) a spec may name in these repositories.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileRule {
+    /// Repository URL globs, as in `policy.repos`.
+    pub repos: Vec<String>,
+    /// Globs of the values files' paths (`apps/*/overlays/*/values-*.yaml`).
+    pub paths: Vec<String>,
+    /// Globs of the keys (`image.version`); empty: any key.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// A list of the policy. Spelled `List` rather than `Vec<String>` so that clap takes a flag's
@@ -144,7 +214,8 @@ fn comma_list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
 impl PolicyConfig {
     /// The operator's own command line (`phasegate promote`) is trusted where the operator
     /// configured no list: the repository it names (which then gets the server's own
-    /// credentials), its command, and `--test none`. Lists that are configured still apply.
+    /// credentials), its command, test target and working directory, `--test none` and
+    /// `--rollback`. Lists that are configured still apply.
     pub fn trust_command_line(&mut self, repo: &str) {
         if self.repos.is_empty() {
             self.repos.push(globset::escape(repo));
@@ -152,7 +223,14 @@ impl PolicyConfig {
         if self.commands.is_empty() {
             self.commands.push("/**".into());
         }
+        if self.test_targets.is_empty() {
+            self.test_targets.push("**".into());
+        }
+        if self.test_workdirs.is_empty() {
+            self.test_workdirs.push("/**".into());
+        }
         self.allow_no_tests = true;
+        self.allow_rollback = true;
     }
 }
 
@@ -168,6 +246,22 @@ pub struct Policy {
     service_accounts: Vec<String>,
     allow_no_tests: bool,
     permissive: bool,
+    test_targets: Option<TargetGlobs>,
+    test_env: Option<GlobSet>,
+    job_commands: Option<GlobSet>,
+    test_workdirs: Option<GlobSet>,
+    allow_rollback: bool,
+    allow_phase_skips: bool,
+    files: Vec<Files>,
+    profiles: TestProfiles,
+}
+
+/// A compiled [`FileRule`].
+#[derive(Debug, Clone)]
+struct Files {
+    repos: RepoGlobs,
+    paths: GlobSet,
+    keys: Option<GlobSet>,
 }
 
 impl Policy {
@@ -186,7 +280,49 @@ impl Policy {
             service_accounts: cfg.test_service_accounts.clone(),
             allow_no_tests: cfg.allow_no_tests,
             permissive: cfg.permissive,
+            test_targets: TargetGlobs::new(&cfg.test_targets).map_err(|reason| {
+                PolicyError::BadGlob {
+                    list: "testTargets",
+                    reason,
+                }
+            })?,
+            test_env: globs("testEnv", &cfg.test_env)?,
+            job_commands: globs("jobCommands", &cfg.job_commands)?,
+            test_workdirs: globs("testWorkdirs", &cfg.test_workdirs)?,
+            allow_rollback: cfg.allow_rollback,
+            allow_phase_skips: cfg.allow_phase_skips,
+            files: cfg
+                .files
+                .iter()
+                .map(|rule| {
+                    Ok(Files {
+                        repos: RepoGlobs::new(&rule.repos).map_err(|reason| {
+                            PolicyError::BadGlob {
+                                list: "files.repos",
+                                reason,
+                            }
+                        })?,
+                        paths: globs("files.paths", &rule.paths)?.ok_or(PolicyError::BadGlob {
+                            list: "files.paths",
+                            reason: "is empty: list the values files".into(),
+                        })?,
+                        keys: globs("files.keys", &rule.keys)?,
+                    })
+                })
+                .collect::<Result<_, PolicyError>>()?,
+            profiles: TestProfiles::default(),
         })
+    }
+
+    /// The policy with the operator's test profiles (`testProfiles`).
+    pub fn with_profiles(mut self, profiles: TestProfiles) -> Policy {
+        self.profiles = profiles;
+        self
+    }
+
+    /// The operator's test profiles.
+    pub fn profiles(&self) -> &TestProfiles {
+        &self.profiles
     }
 
     /// True in permissive mode: any Sensor may push anywhere the credentials reach.
@@ -225,14 +361,44 @@ impl Policy {
                     .into(),
             );
         }
+        if plan.rollback && !(self.allow_rollback || self.permissive) {
+            return denied("rollback: true (policy.allowRollback is off)".into());
+        }
         let transition = format!("{}->{}", plan.source, plan.target);
         if let Some(set) = &self.transitions
             && !set.is_match(&transition)
         {
             return denied(format!("transition {transition} (policy.transitions)"));
         }
+        self.check_skips(&plan)?;
+        self.check_files(&plan)?;
+        if plan.profile.is_some() {
+            self.check_target(&plan)?;
+            // The operator's own test: only where its command is.
+            if let TestPlan::Command(cmd) = &mut plan.test {
+                cmd.resolved =
+                    Some(
+                        canonical_program(&cmd.program()).ok_or_else(|| PolicyError::Denied {
+                            what: format!(
+                                "test command {} of the test profile (not an executable file)",
+                                cmd.argv[0]
+                            ),
+                        })?,
+                    );
+            }
+            return Ok(plan);
+        }
         match &mut plan.test {
             TestPlan::Job(job) => {
+                if let Some(program) = job.command.first() {
+                    self.listed(
+                        &self.job_commands,
+                        program,
+                        "test Job command",
+                        "policy.jobCommands",
+                    )?;
+                }
+                self.check_env(job.env.keys())?;
                 self.listed(&self.images, &job.image, "test image", "policy.images")?;
                 if let Some(ns) = &job.namespace
                     && !self.names(&self.namespaces, ns)
@@ -248,6 +414,16 @@ impl Policy {
                 }
             }
             TestPlan::Command(cmd) => {
+                self.check_env(cmd.env.keys())?;
+                if let Some(dir) = &cmd.workdir {
+                    let dir = dir.display().to_string();
+                    self.listed(
+                        &self.test_workdirs,
+                        &dir,
+                        "testWorkdir",
+                        "policy.testWorkdirs",
+                    )?;
+                }
                 if let Some(dir) = cmd.workdir.as_ref().filter(|d| !d.is_dir()) {
                     return Err(PolicyError::NoWorkdir(dir.display().to_string()));
                 }
@@ -278,7 +454,101 @@ impl Policy {
             }
             TestPlan::Http(_) | TestPlan::None => {}
         }
+        self.check_target(&plan)?;
         Ok(plan)
+    }
+
+    /// With the spec's `phases`, a transition that skips some needs `policy.allowPhaseSkips`.
+    fn check_skips(&self, plan: &Plan) -> Result<(), PolicyError> {
+        let at = |p| plan.phases.iter().position(|x| x == p);
+        if let (Some(from), Some(to)) = (at(&plan.source), at(&plan.target))
+            && to > from + 1
+            && !(self.allow_phase_skips || self.permissive)
+        {
+            let skipped: Vec<_> = plan.phases[from + 1..to]
+                .iter()
+                .map(|p| p.as_str())
+                .collect();
+            return denied(format!(
+                "transition {}->{} over {} (policy.allowPhaseSkips is off)",
+                plan.source,
+                plan.target,
+                skipped.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// With `policy.files`, the files read and written and the keys must be one rule's of
+    /// the repository: a spec cannot read (and a dry run echo) what the operator did not list.
+    fn check_files(&self, plan: &Plan) -> Result<(), PolicyError> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let paths = [
+            plan.path.for_phase(&plan.source),
+            plan.path.for_phase(&plan.target),
+        ];
+        let allowed = self
+            .files
+            .iter()
+            .filter(|f| f.repos.is_match(&plan.repo))
+            .any(|f| {
+                paths.iter().all(|p| f.paths.is_match(p))
+                    && plan
+                        .keys
+                        .iter()
+                        .all(|k| f.keys.as_ref().is_none_or(|keys| keys.is_match(k)))
+            });
+        if allowed {
+            return Ok(());
+        }
+        denied(format!(
+            "values files {} and {} with keys {} of {} (no policy.files rule lists them)",
+            paths[0],
+            paths[1],
+            plan.keys.join(","),
+            plan.repo
+        ))
+    }
+
+    /// The test target must be one the operator lists: the profile's `testTargets`, else
+    /// `policy.testTargets`.
+    fn check_target(&self, plan: &Plan) -> Result<(), PolicyError> {
+        let Some(target) = plan.test.target() else {
+            return Ok(());
+        };
+        let profile = plan.profile.as_deref().and_then(|name| {
+            self.profiles
+                .get(name)
+                .and_then(|p| p.targets.as_ref())
+                .map(|globs| (globs, format!("testTargets of the test profile {name}")))
+        });
+        let (globs, key) = match profile {
+            Some((globs, key)) => (Some(globs), key),
+            None => (self.test_targets.as_ref(), "policy.testTargets".to_string()),
+        };
+        match globs {
+            Some(globs) if globs.is_match(target) => Ok(()),
+            None if self.permissive => Ok(()),
+            Some(_) => denied(format!("test target {target} ({key})")),
+            None => denied(format!("test target {target} ({key} lists none)")),
+        }
+    }
+
+    /// An inline `testEnv` sets only the names `policy.testEnv` lists.
+    fn check_env<'a>(
+        &self,
+        mut names: impl Iterator<Item = &'a String>,
+    ) -> Result<(), PolicyError> {
+        names.try_for_each(|name| {
+            self.listed(
+                &self.test_env,
+                name,
+                "test environment variable",
+                "policy.testEnv",
+            )
+        })
     }
 
     fn listed(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::{Resource, RunnerKind, SourceRef, TestSpec};
+use crate::spec::{Resource, RunnerKind, SourceRef, TestProfiles, TestSpec};
 
 fn resource(repo: &str, source: &str, target: &str, test: TestSpec) -> Resource {
     Resource {
@@ -27,8 +27,11 @@ fn job(image: &str) -> TestSpec {
 }
 
 fn plan(repo: &str, source: &str, target: &str) -> Plan {
-    Plan::from_resource(&resource(repo, source, target, job("evil.io/miner:1")))
-        .expect("valid plan")
+    Plan::from_resource(
+        &resource(repo, source, target, job("evil.io/miner:1")),
+        &TestProfiles::default(),
+    )
+    .expect("valid plan")
 }
 
 fn command_plan(program: &str) -> Plan {
@@ -38,7 +41,11 @@ fn command_plan(program: &str) -> Plan {
         target: "http://app.test".into(),
         ..Default::default()
     };
-    Plan::from_resource(&resource("https://x/y.git", "test", "prod", test)).expect("valid plan")
+    Plan::from_resource(
+        &resource("https://x/y.git", "test", "prod", test),
+        &TestProfiles::default(),
+    )
+    .expect("valid plan")
 }
 
 fn none_plan() -> Plan {
@@ -46,7 +53,11 @@ fn none_plan() -> Plan {
         runner: Some(RunnerKind::None),
         ..Default::default()
     };
-    Plan::from_resource(&resource("https://x/y.git", "test", "prod", test)).expect("valid plan")
+    Plan::from_resource(
+        &resource("https://x/y.git", "test", "prod", test),
+        &TestProfiles::default(),
+    )
+    .expect("valid plan")
 }
 
 fn denial(p: &Policy, plan: Plan) -> String {
@@ -67,7 +78,7 @@ fn refuses_everything_nobody_allowed_by_default() {
     .expect("compiles");
     let err = denial(&open_repos, plan("https://x/y.git", "test", "prod"));
     assert!(err.contains("policy.images lists none"), "{err}");
-    let err = denial(&open_repos, command_plan("sh"));
+    let err = denial(&open_repos, command_plan("true"));
     assert!(err.contains("policy.commands lists none"), "{err}");
     let err = denial(&open_repos, none_plan());
     assert!(err.contains("allowNoTests"), "{err}");
@@ -111,6 +122,7 @@ fn a_credential_scope_names_a_repo_for_the_policy() {
 fn refuses_repos_transitions_and_images_outside_the_lists() {
     let p = Policy::new(&PolicyConfig {
         repos: vec!["https://git.example.com/org/*".into()],
+        test_targets: vec!["http://app.test".into()],
         transitions: vec!["dev->test".into(), "test->prod".into()],
         images: vec!["registry.example.com/*".into()],
         ..Default::default()
@@ -136,11 +148,14 @@ fn refuses_repos_transitions_and_images_outside_the_lists() {
         "prod",
         job("registry.example.com/tests/deep:1"),
     );
-    let err = denial(&p, Plan::from_resource(&r).expect("valid"));
+    let err = denial(
+        &p,
+        Plan::from_resource(&r, &TestProfiles::default()).expect("valid"),
+    );
     assert!(err.contains("registry.example.com/tests/deep"), "{err}");
     r.test = job("registry.example.com/tests:1");
     p.admit(
-        Plan::from_resource(&r).expect("valid"),
+        Plan::from_resource(&r, &TestProfiles::default()).expect("valid"),
         &CredentialScopes::default(),
     )
     .expect("allowed image");
@@ -150,6 +165,7 @@ fn refuses_repos_transitions_and_images_outside_the_lists() {
 fn a_test_job_runs_only_in_listed_namespaces_and_as_listed_service_accounts() {
     let p = Policy::new(&PolicyConfig {
         repos: vec!["https://x/*".into()],
+        test_targets: vec!["http://app.test".into()],
         images: vec!["tests/*".into()],
         test_namespaces: vec!["tests".into()],
         test_service_accounts: vec!["test-runner".into()],
@@ -160,7 +176,11 @@ fn a_test_job_runs_only_in_listed_namespaces_and_as_listed_service_accounts() {
         let mut t = job("tests/app:1");
         t.namespace = ns.map(Into::into);
         t.service_account = sa.map(Into::into);
-        Plan::from_resource(&resource("https://x/y.git", "test", "prod", t)).expect("valid")
+        Plan::from_resource(
+            &resource("https://x/y.git", "test", "prod", t),
+            &TestProfiles::default(),
+        )
+        .expect("valid")
     };
     let none = CredentialScopes::default();
     p.admit(with(None, None), &none)
@@ -185,6 +205,7 @@ fn commands_are_matched_on_their_canonical_path() {
     let real = std::fs::canonicalize(&allowed).expect("canonical");
     let p = Policy::new(&PolicyConfig {
         repos: vec!["https://x/*".into()],
+        test_targets: vec!["http://app.test".into()],
         commands: vec![format!("{}/*", real.display())],
         ..Default::default()
     })
@@ -200,12 +221,12 @@ fn commands_are_matched_on_their_canonical_path() {
         cmd.resolved.as_deref(),
         Some(real.join("tests.sh").as_path())
     );
-    // `..` out of the allowed directory, a symlink inside it to /bin/sh, a bare name on PATH.
-    let escape = format!("{}/../../../../../../bin/sh", real.display());
-    std::os::unix::fs::symlink("/bin/sh", allowed.join("sh")).expect("symlink");
-    for program in [escape, format!("{}/sh", real.display()), "sh".into()] {
+    // `..` out of the allowed directory, a symlink inside it to /bin/cat, a bare name on PATH.
+    let escape = format!("{}/../../../../../../bin/cat", real.display());
+    std::os::unix::fs::symlink("/bin/cat", allowed.join("cat")).expect("symlink");
+    for program in [escape, format!("{}/cat", real.display()), "cat".into()] {
         let err = denial(&p, command_plan(&program));
-        let shell = std::fs::canonicalize("/bin/sh").expect("sh");
+        let shell = std::fs::canonicalize("/bin/cat").expect("cat");
         let named = format!("test command {program} resolved to {} ", shell.display());
         assert!(err.contains(&named), "{program}: {err}");
     }
@@ -217,6 +238,7 @@ fn commands_are_matched_on_their_canonical_path() {
 fn refuses_an_unmerged_source_unless_the_operator_allows_it() {
     let allowed = PolicyConfig {
         repos: vec!["https://x/*".into()],
+        test_targets: vec!["http://app.test".into()],
         images: vec!["**".into()],
         ..PolicyConfig::default()
     };

@@ -11,7 +11,7 @@ use phasegate::{
     Scalar, read_scalar, read_value,
     sensor::go_yaml,
     set_scalar,
-    spec::{Plan, Resource},
+    spec::{Plan, Resource, TestProfiles},
 };
 use proptest::{collection::btree_map, prelude::*, sample::select};
 
@@ -179,7 +179,7 @@ proptest! {
         let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"none"},"phases":["test","prod"]}"#;
         let payload = if flat { format!(r#"{{"source_commit":{payload:?},"source_phase":"test"}}"#) } else { payload };
         if let Ok(r) = Resource::from_execute(base, payload.as_bytes()) {
-            let _ = Plan::from_resource(&r);
+            let _ = Plan::from_resource(&r, &TestProfiles::default());
         }
     }
 
@@ -211,7 +211,7 @@ proptest! {
         let base = br#"{"repo":"file:///r","path":"a/{phase}.yaml","test":{"runner":"command","command":["./t"],"args":["{target}"]},"phases":["test","prod"]}"#;
         let payload = serde_json::to_vec(&serde_json::json!({"source_commit": "abcdef1", "source_phase": "test", "test_target": target})).expect("json");
         let r = Resource::from_execute(base, &payload).expect("event fields");
-        if let Ok(plan) = Plan::from_resource(&r) {
+        if let Ok(plan) = Plan::from_resource(&r, &TestProfiles::default()) {
             prop_assert!(target.starts_with("http"), "{}", target);
             prop_assert!(target.chars().all(|c| c.is_ascii_graphic()), "{:?}", target);
             let phasegate::spec::TestPlan::Command(cmd) = plan.test else { unreachable!("command runner") };

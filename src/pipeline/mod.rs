@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     outcome::{Outcome, Shared},
     policy::Policy,
-    spec::{Mode, Plan, PromoteVia, Resource},
+    spec::{Mode, Plan, PromoteVia, Resource, SpecError},
 };
 use answer::report_of;
 use engine::Engine;
@@ -96,13 +96,20 @@ impl Pipeline {
 
     /// FetchResource: the Sensor's spec YAML to the resource JSON.
     pub fn fetch_resource(&self, spec_yaml: &[u8]) -> Result<Vec<u8>> {
-        Ok(Resource::from_spec_yaml(spec_yaml)?.to_json())
+        let resource = Resource::from_spec_yaml(spec_yaml)?;
+        self.policy.profiles().check(&resource)?;
+        Ok(resource.to_json())
+    }
+
+    /// A resource's plan, its `testProfile` looked up in the server's profiles.
+    pub fn plan(&self, resource: &Resource) -> std::result::Result<Plan, SpecError> {
+        Plan::from_resource(resource, self.policy.profiles())
     }
 
     /// Execute: resource and payload to a run's answer.
     pub async fn execute(&self, resource: &[u8], payload: &[u8]) -> Shared {
         let plan = Resource::from_execute(resource, payload)
-            .and_then(|r| Plan::from_resource(&r))
+            .and_then(|r| self.plan(&r))
             .map_err(|e| Arc::new(e.into()))?;
         self.submit(plan).await
     }

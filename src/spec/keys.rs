@@ -32,6 +32,7 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("sourcePhase", "source.phase", Shape::Str),
     ("sourceCommit", "source.commit", Shape::Str),
     ("targetPhase", "target.phase", Shape::Str),
+    ("testProfile", "test.profile", Shape::Str),
     ("test", "test.runner", Shape::Str),
     ("testTarget", "test.target", Shape::Str),
     ("testImage", "test.image", Shape::Str),

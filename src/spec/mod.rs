@@ -11,11 +11,13 @@ mod keys;
 mod locate;
 mod payload;
 mod plan;
+mod profile;
 mod repo_globs;
 mod repo_url;
 mod resource;
 mod target;
 mod template;
+mod test_env;
 mod testing;
 
 pub use forge::{
@@ -25,9 +27,11 @@ pub use forge::{
 pub use keys::set_path as set_json_path;
 pub use locate::{Located, locate};
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
+pub use profile::{TestProfile, TestProfiles};
 pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
+pub use target::{TargetGlobs, forbidden_address};
 pub use template::{MessageTemplate, PathTemplate, Vars};
 
 /// Why a spec, resource or payload was refused. Every message names the field.

@@ -6,8 +6,10 @@ use regex::Regex;
 
 pub use super::testing::{CommandTest, HttpTest, JobTest, TestPlan};
 use super::{
-    Located, MessageTemplate, Mode, PathTemplate, RepoUrl, Resource, SpecError, bounds,
+    Located, MessageTemplate, Mode, PathTemplate, RepoUrl, Resource, SpecError, TestProfiles,
+    bounds,
     forge::{PromoteVia, forge_choice, located, promote_via},
+    profile::only_target,
     testing::test_plan,
 };
 
@@ -97,10 +99,14 @@ pub struct Plan {
     pub path: PathTemplate,
     pub keys: Vec<String>,
     pub credentials_secret: Option<String>,
+    /// The spec's `phases` (empty: none given).
+    pub phases: Vec<Phase>,
     pub source: Phase,
     pub target: Phase,
     pub commit: CommitId,
     pub test: TestPlan,
+    /// The operator's test profile `test` comes from; `None`: the spec's inline settings.
+    pub profile: Option<String>,
     pub argocd: Option<ArgoGate>,
     pub commit_message: MessageTemplate,
     pub dry_run: bool,
@@ -174,8 +180,9 @@ fn parse_static(r: &Resource) -> Result<Static, SpecError> {
 }
 
 impl Plan {
-    /// Validates a complete resource (after parameters and payload) into a plan.
-    pub fn from_resource(r: &Resource) -> Result<Plan, SpecError> {
+    /// Validates a complete resource (after parameters and payload) into a plan; a
+    /// `testProfile` is looked up in `profiles` (the server's).
+    pub fn from_resource(r: &Resource, profiles: &TestProfiles) -> Result<Plan, SpecError> {
         let s = parse_static(r)?;
         let source = Phase::parse("source.phase", &r.source.phase)?;
         let commit = CommitId::parse("source.commit", &r.source.commit)?;
@@ -187,16 +194,28 @@ impl Plan {
         if target == source {
             return Err(SpecError::invalid("target.phase", "equals source.phase"));
         }
+        check_order(&s.phases, &source, &target)?;
+        let test = match &r.test.profile {
+            Some(name) => {
+                only_target(&r.test)?;
+                let mut test = profiles.named(name)?.test.clone();
+                test.target.clone_from(&r.test.target);
+                test_plan(&test)?
+            }
+            None => test_plan(&r.test)?,
+        };
         Ok(Plan {
             repo: s.repo,
             branch: s.branch,
             path: s.path,
             keys: s.keys,
             credentials_secret: r.credentials_secret.clone(),
+            phases: s.phases,
             source,
             target,
             commit,
-            test: event_tested(test_plan(r)?)?,
+            test: event_tested(test)?,
+            profile: r.test.profile.clone(),
             argocd: s.argocd,
             commit_message: s.commit_message,
             dry_run: r.dry_run,
@@ -215,9 +234,13 @@ impl Plan {
         parse_static(r).map(drop)
     }
 
-    /// Checks the test settings of a resource whose runner is known.
+    /// Checks the test settings of a resource whose runner is known, or that names a profile
+    /// (whose existence the server checks: [`TestProfiles`]).
     pub fn check_test(r: &Resource) -> Result<(), SpecError> {
-        test_plan(r).map(drop)
+        match &r.test.profile {
+            Some(_) => only_target(&r.test),
+            None => test_plan(&r.test).map(drop),
+        }
     }
 }
 
@@ -225,13 +248,7 @@ impl Plan {
 /// only fail, after every pointless attempt. The target may come late (from the event), so
 /// only a complete request is refused.
 fn event_tested(test: TestPlan) -> Result<TestPlan, SpecError> {
-    let target = match &test {
-        TestPlan::Http(h) => Some(h.target.as_str()),
-        TestPlan::Command(c) => Some(c.target.as_str()),
-        TestPlan::Job(j) => Some(j.target.as_str()),
-        TestPlan::None => None,
-    };
-    if target.is_some_and(str::is_empty) {
+    if test.target().is_some_and(str::is_empty) {
         return Err(SpecError::invalid(
             "test.target",
             format!(
@@ -257,6 +274,27 @@ fn parse_phases(phases: &[String]) -> Result<Vec<Phase>, SpecError> {
         return Err(SpecError::invalid("phases", "lists a phase twice"));
     }
     Ok(parsed)
+}
+
+/// With `phases`, an event moves a version forward along them: the source and the target are
+/// both listed, the target after the source (whether it may skip phases is the policy's).
+fn check_order(phases: &[Phase], source: &Phase, target: &Phase) -> Result<(), SpecError> {
+    if phases.is_empty() {
+        return Ok(());
+    }
+    let at = |phase: &Phase, field: &str| {
+        phases
+            .iter()
+            .position(|p| p == phase)
+            .ok_or_else(|| SpecError::invalid(field, format!("`{phase}` is not one of `phases`")))
+    };
+    if at(target, "target.phase")? < at(source, "source.phase")? {
+        return Err(SpecError::invalid(
+            "target.phase",
+            format!("`{target}` comes before `{source}` in `phases`: versions move forward only"),
+        ));
+    }
+    Ok(())
 }
 
 fn next_phase(phases: &[Phase], source: &Phase) -> Result<Phase, SpecError> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::RunnerKind;
+use crate::spec::{RunnerKind, TestProfiles};
 
 fn resource() -> Resource {
     Resource {
@@ -20,7 +20,7 @@ fn resource() -> Resource {
 
 #[test]
 fn derives_the_target_from_the_phase_chain() {
-    let plan = Plan::from_resource(&resource()).expect("valid");
+    let plan = Plan::from_resource(&resource(), &TestProfiles::default()).expect("valid");
     assert_eq!(plan.target.as_str(), "prod");
     assert_eq!(plan.commit.as_str(), "abcdef1234");
 }
@@ -29,7 +29,9 @@ fn derives_the_target_from_the_phase_chain() {
 fn refuses_to_promote_from_the_last_phase() {
     let mut r = resource();
     r.source.phase = "prod".into();
-    let err = Plan::from_resource(&r).expect_err("last phase").to_string();
+    let err = Plan::from_resource(&r, &TestProfiles::default())
+        .expect_err("last phase")
+        .to_string();
     assert!(err.contains("last phase"), "{err}");
 }
 
@@ -44,7 +46,9 @@ fn refuses_paths_that_escape_the_repository() {
     ] {
         let mut r = resource();
         r.path = path.into();
-        let err = Plan::from_resource(&r).expect_err(path).to_string();
+        let err = Plan::from_resource(&r, &TestProfiles::default())
+            .expect_err(path)
+            .to_string();
         assert!(err.contains("`path`"), "{path}: {err}");
     }
 }
@@ -75,7 +79,10 @@ fn refuses_bad_phases_and_commits() {
         let mut r = resource();
         r.source.phase = phase.into();
         r.source.commit = commit.into();
-        assert!(Plan::from_resource(&r).is_err(), "{phase} {commit}");
+        assert!(
+            Plan::from_resource(&r, &TestProfiles::default()).is_err(),
+            "{phase} {commit}"
+        );
     }
 }
 
@@ -109,7 +116,10 @@ fn expands_the_target_in_job_args() {
         target: "http://app.test".into(),
         ..Default::default()
     };
-    let TestPlan::Job(job) = Plan::from_resource(&r).expect("valid").test else {
+    let TestPlan::Job(job) = Plan::from_resource(&r, &TestProfiles::default())
+        .expect("valid")
+        .test
+    else {
         panic!("job runner expected");
     };
     assert_eq!(job.args, vec!["http://app.test"]);

@@ -65,7 +65,11 @@ pub struct TargetRef {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestSpec {
-    /// The runner; `None` only before inference.
+    /// The operator's test profile (`testProfile`): it sets everything but the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The runner; `None` only before inference, and with a profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerKind>,
     /// URL of the deployment under test; `{target}` in args expands to it.
     pub target: String,
@@ -108,7 +112,7 @@ pub struct TestSpec {
 
 impl TestSpec {
     /// Fills the defaults of the chosen runner (docs/contract.md §2), so the resource shows them.
-    fn fill_defaults(&mut self) {
+    pub(super) fn fill_defaults(&mut self) {
         match self.runner {
             // Both run `<command> <test target>`, as the classic test step did.
             Some(RunnerKind::Job | RunnerKind::Command) => {
@@ -258,7 +262,7 @@ impl Resource {
 
     /// Chooses the runner when the spec did not: `job` with an image, `http` with a target.
     fn infer_runner(&mut self) -> Result<(), SpecError> {
-        if self.test.runner.is_some() {
+        if self.test.runner.is_some() || self.test.profile.is_some() {
             return Ok(());
         }
         self.test.runner = if self.test.image.is_some() {
@@ -268,8 +272,8 @@ impl Resource {
         } else {
             return Err(SpecError::invalid(
                 "test.runner",
-                "no runner set and none can be inferred: set testImage (job), testTarget (http), \
-                 or test: none to skip tests explicitly",
+                "no runner set and none can be inferred: name the operator's testProfile, or set \
+                 testImage (job), testTarget (http), or test: none to skip tests explicitly",
             ));
         };
         Ok(())
@@ -345,7 +349,7 @@ mod tests {
         };
         let r = spec(&format!("{base}{extra}"))?;
         let r = Resource::from_execute(&r.to_json(), b"")?;
-        match Plan::from_resource(&r)?.test {
+        match Plan::from_resource(&r, &crate::spec::TestProfiles::default())?.test {
             crate::spec::TestPlan::Command(c) => Ok(c),
             other => panic!("not the command runner: {other:?}"),
         }
@@ -373,11 +377,11 @@ mod tests {
             c.program(),
             std::path::Path::new("/opt/tests/petstore/launchTests.sh")
         );
-        let c = command_plan("testWorkdir: /opt/tests/petstore\ntestCommand: ../../../bin/sh\n")
+        let c = command_plan("testWorkdir: /opt/tests/petstore\ntestCommand: ../../../bin/cat\n")
             .expect("valid");
         assert_eq!(
             c.program(),
-            std::path::Path::new("/bin/sh"),
+            std::path::Path::new("/bin/cat"),
             "what the policy sees"
         );
         let c = command_plan("testWorkdir: /opt/tests\ntestCommand: robot\n").expect("valid");

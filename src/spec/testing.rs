@@ -11,10 +11,11 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    Resource, RunnerKind, SpecError, bounds,
+    RunnerKind, SpecError, TestSpec, bounds,
     plan::duration,
     resource::default_args,
-    target::{check_no_target_in_script, check_target},
+    target::{check_target, check_target_words},
+    test_env::check_env_name,
 };
 
 /// The built-in HTTP check: GET `url`, expect a status and a body pattern, retried.
@@ -105,6 +106,16 @@ impl CommandTest {
 }
 
 impl TestPlan {
+    /// The test target, for the runners that test a deployment.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            TestPlan::Http(h) => Some(&h.target),
+            TestPlan::Command(c) => Some(&c.target),
+            TestPlan::Job(j) => Some(&j.target),
+            TestPlan::None => None,
+        }
+    }
+
     /// The runner's name as it appears in the outcome JSON.
     pub fn runner(&self) -> &'static str {
         match self {
@@ -140,11 +151,12 @@ fn expand(args: &[String], target: &str) -> Vec<String> {
     args.iter().map(|a| a.replace("{target}", target)).collect()
 }
 
-pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
-    let t = &r.test;
+/// The plan of a test spec: the spec's own (inline) or a profile's with the event's target.
+pub(super) fn test_plan(t: &TestSpec) -> Result<TestPlan, SpecError> {
     let timeout = || duration("test.timeout", t.timeout.as_deref().unwrap_or("10m"));
     let env = t.env.clone().unwrap_or_default();
     bounds::env(&env)?;
+    env.keys().try_for_each(|name| check_env_name(name))?;
     bounds::words("test.command", &t.command)?;
     bounds::words("test.args", t.args.as_deref().unwrap_or_default())?;
     // A bad duration is a mistake whatever the runner: say so rather than ignore it.
@@ -204,7 +216,7 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
             }
             let mut argv = t.command.clone();
             argv.extend(t.args.clone().unwrap_or_else(default_args));
-            check_no_target_in_script(&argv)?;
+            check_target_words(Some(&argv[0]), &argv[1..])?;
             TestPlan::Command(CommandTest {
                 argv: expand(&argv, &t.target),
                 workdir: t.workdir.as_deref().map(workdir).transpose()?,
@@ -223,7 +235,12 @@ pub(super) fn test_plan(r: &Resource) -> Result<TestPlan, SpecError> {
                     SpecError::invalid("test.image", "is required for the job runner")
                 })?;
             let args = t.args.clone().unwrap_or_else(default_args);
-            check_no_target_in_script(&[&t.command[..], &args[..]].concat())?;
+            match t.command.split_first() {
+                Some((program, words)) => {
+                    check_target_words(Some(program), &[words, &args[..]].concat())?;
+                }
+                None => check_target_words(None, &args)?,
+            }
             TestPlan::Job(JobTest {
                 image,
                 command: expand(&t.command, &t.target),

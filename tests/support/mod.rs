@@ -39,7 +39,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The policy the tests serve under, written out as an operator would (the server is closed
 /// by default): every repository of this machine (`file://`, the local git servers over HTTP
-/// and SSH), any program, any test image, and `test: none`.
+/// and SSH), any program, test image, Job command, working directory, test target and
+/// `testEnv` name, rollbacks and `test: none`. `tests/security.rs` narrows it.
 pub(crate) fn test_policy() -> PolicyConfig {
     PolicyConfig {
         repos: vec![
@@ -49,6 +50,11 @@ pub(crate) fn test_policy() -> PolicyConfig {
         ],
         commands: vec!["/**".into()],
         images: vec!["**".into()],
+        job_commands: vec!["**".into()],
+        test_workdirs: vec!["/**".into()],
+        test_targets: vec!["**".into()],
+        test_env: vec!["*".into()],
+        allow_rollback: true,
         allow_no_tests: true,
         ..PolicyConfig::default()
     }
