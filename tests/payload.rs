@@ -183,7 +183,25 @@ async fn a_hostile_target_reaches_the_test_command_as_one_argument_never_as_code
             ("testArgs", r#"["{target}"]"#),
         ],
     );
-    let target = format!("http://app.test/$(touch$IFS{});x", pwned.display());
+    // Shell characters in the target are refused before anything runs.
+    let hostile = format!("http://app.test/$(touch$IFS{});x", pwned.display());
+    let mut params = sync_event(&synced);
+    params.push(param("test.target", json!(hostile)));
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &params, FROM_TEST)
+        .await
+        .expect_err("refused");
+    assert_eq!(failed.status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        failed.status.message().contains("'$'"),
+        "{}",
+        failed.status.message()
+    );
+    assert!(!seen.exists(), "nothing ran");
+    // What a URL may hold arrives as one argument, byte for byte.
+    let target = "http://app.test/a?b=1&c=2,3#frag!";
     let mut params = sync_event(&synced);
     params.push(param("test.target", json!(target)));
 

@@ -42,6 +42,12 @@ impl Server {
             .arg(dir.join("cache"))
             .args(policy)
             .args(["--policy-commands", "/**", "--policy-allow-no-tests"])
+            .args([
+                "--policy-test-targets",
+                "**",
+                "--policy-test-env",
+                "PASSWORD_FILE",
+            ])
             .env("RUST_LOG", "debug")
             .env_remove("GIT_USER")
             .env_remove("GIT_PASSWORD")

@@ -216,19 +216,24 @@ async fn a_server_with_no_configuration_refuses_what_nobody_allowed() {
         );
     }
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
-    // The HTTP runner needs nothing more than the repo.
+    // The HTTP runner reaches only listed targets (tests/attacks.rs tries the rest).
     let app = app(200, "Dog").await;
-    let fired = repos_only
+    let spec = petstore(&repo, &[("test", "http"), ("testPath", "/pet")]);
+    let failed = repos_only
         .sensor()
         .await
-        .fire(
-            &petstore(&repo, &[("test", "http"), ("testPath", "/pet")]),
-            &event(&synced, &app),
-            FROM_TEST,
-        )
+        .fire(&spec, &event(&synced, &app), FROM_TEST)
         .await
-        .expect("http runner on an allowed repo");
-    assert_eq!(fired.response["outcome"], "promoted");
+        .expect_err("no target is listed");
+    assert_eq!(failed.status.code(), Code::PermissionDenied);
+    assert!(
+        failed
+            .status
+            .message()
+            .contains("policy.testTargets lists none"),
+        "{}",
+        failed.status.message()
+    );
     repos_only.stop().await;
 }
 

@@ -10,6 +10,7 @@
 mod support;
 
 mod argocd;
+mod attacks;
 mod bitbucket_pull_requests;
 mod bounds;
 mod browser;
