@@ -11,6 +11,7 @@ mod keys;
 mod locate;
 mod payload;
 mod plan;
+mod pod_security;
 mod profile;
 mod repo_globs;
 mod repo_url;
@@ -27,6 +28,9 @@ pub use forge::{
 pub use keys::set_path as set_json_path;
 pub use locate::{Located, locate};
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
+pub use pod_security::{
+    PodSecurityLevel, check as check_pod_security, container_context, pod_context,
+};
 pub use profile::{TestProfile, TestProfiles};
 pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;

@@ -88,10 +88,12 @@ pub struct TestSpec {
     pub service_account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<Value>,
-    /// Job runner: the test container's securityContext (default: Pod Security "restricted").
+    /// Job runner: the test container's securityContext, merged over the Pod Security
+    /// "restricted" default ([`crate::spec::container_context`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security_context: Option<Value>,
-    /// Job runner: the pod's securityContext (default: Pod Security "restricted").
+    /// Job runner: the pod's securityContext, merged over the Pod Security "restricted"
+    /// default ([`crate::spec::pod_context`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_security_context: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

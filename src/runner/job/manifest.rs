@@ -1,13 +1,14 @@
 //! The test Job as phasegate creates it: one container named [`CONTAINER`], no retries, the
-//! run's deadline, Pod Security "restricted" by default, evictions not counted as failures, and
+//! run's deadline, the spec's security contexts merged over the Pod Security "restricted"
+//! defaults ([`crate::spec::pod_context`]), evictions not counted as failures, and
 //! an annotation proving which run it belongs to.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::spec::JobTest;
+use crate::spec::{JobTest, container_context, pod_context};
 
 /// The test container's name: logs are read from it by name, since a mesh (Istio, Linkerd)
 /// may inject a sidecar and a pod with two containers answers a log request without one 400.
@@ -17,17 +18,6 @@ pub(super) const CONTAINER: &str = "tests";
 pub(super) const RUN_KEY: &str = "phasegate.dev/run-key";
 /// Failed Jobs stay this long for `kubectl logs`, then the cluster removes them.
 const FAILED_JOB_TTL_SECONDS: u64 = 24 * 3600;
-
-/// The pod-level securityContext that passes Pod Security "restricted" (the test image must
-/// then run as a non-root user; `testPodSecurityContext` replaces it).
-fn restricted_pod() -> Value {
-    json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
-}
-
-/// The container-level securityContext "restricted" asks for (`testSecurityContext` replaces it).
-fn restricted_container() -> Value {
-    json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
-}
 
 /// Builds the Job; `Err` names the spec key whose JSON is not what Kubernetes accepts there.
 pub(super) fn manifest(
@@ -48,7 +38,7 @@ pub(super) fn manifest(
         "image": test.image,
         "args": test.args,
         "env": env,
-        "securityContext": test.security_context.clone().unwrap_or_else(restricted_container),
+        "securityContext": container_context(test.security_context.as_ref()),
     });
     if !test.command.is_empty() {
         container["command"] = json!(test.command);
@@ -59,7 +49,7 @@ pub(super) fn manifest(
     let mut pod_spec = json!({
         "restartPolicy": "Never",
         "containers": [container],
-        "securityContext": test.pod_security_context.clone().unwrap_or_else(restricted_pod),
+        "securityContext": pod_context(test.pod_security_context.as_ref()),
     });
     match &test.service_account {
         Some(sa) => pod_spec["serviceAccountName"] = json!(sa),
@@ -91,6 +81,8 @@ pub(super) fn manifest(
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use serde_json::Value;
 
     use super::*;
 
@@ -133,14 +125,42 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_replaces_the_security_contexts() {
+    fn the_spec_is_merged_over_the_security_contexts() {
         let mut t = test();
-        t.security_context = Some(json!({"runAsUser": 0, "allowPrivilegeEscalation": false}));
-        t.pod_security_context = Some(json!({"fsGroup": 1000}));
+        t.security_context = Some(json!({"runAsUser": 0, "capabilities": {"add": ["CHOWN"]}}));
+        t.pod_security_context = Some(json!({"fsGroup": 1000, "runAsNonRoot": false}));
         let job = as_json(&t);
         let pod = &job["spec"]["template"]["spec"];
-        assert_eq!(pod["securityContext"], json!({"fsGroup": 1000}));
-        assert_eq!(pod["containers"][0]["securityContext"]["runAsUser"], 0);
+        assert_eq!(
+            pod["securityContext"],
+            json!({"runAsNonRoot": false, "seccompProfile": {"type": "RuntimeDefault"},
+                   "fsGroup": 1000})
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            json!({"allowPrivilegeEscalation": false, "capabilities": {"add": ["CHOWN"]},
+                   "runAsUser": 0})
+        );
+    }
+
+    #[test]
+    fn the_job_carries_the_contexts_the_pod_security_check_reads() {
+        let mut t = test();
+        t.security_context = Some(json!({"readOnlyRootFilesystem": true}));
+        t.pod_security_context = Some(json!({"runAsUser": 1000}));
+        let job = as_json(&t);
+        let pod = &job["spec"]["template"]["spec"];
+        let container = &pod["containers"][0]["securityContext"];
+        assert_eq!(
+            pod["securityContext"],
+            pod_context(t.pod_security_context.as_ref())
+        );
+        assert_eq!(*container, container_context(t.security_context.as_ref()));
+        let level = crate::spec::PodSecurityLevel::Restricted;
+        assert_eq!(
+            crate::spec::check_pod_security(level, &pod["securityContext"], container),
+            Ok(())
+        );
     }
 
     #[test]
