@@ -15,7 +15,10 @@ use serde::Deserialize;
 
 use crate::{
     credentials::CredentialScopes,
-    spec::{Plan, RepoGlobs, TargetGlobs, TestPlan, TestProfiles, strict_glob},
+    spec::{
+        Plan, PodSecurityLevel, RepoGlobs, TargetGlobs, TestPlan, TestProfiles, check_pod_security,
+        container_context, pod_context, strict_glob,
+    },
 };
 
 /// Why the policy refused a run.
@@ -27,6 +30,9 @@ pub enum PolicyError {
     /// The request is outside the allowlists.
     #[error("server policy does not allow {what}")]
     Denied { what: String },
+    /// An inline test's security contexts are wider than `policy.testPodSecurity`.
+    #[error("{0}")]
+    PodSecurity(String),
     /// The command cannot be checked: its `testWorkdir` is missing on this server.
     #[error("testWorkdir {0:?} is not a directory on this server")]
     NoWorkdir(String),
@@ -37,9 +43,9 @@ impl PolicyError {
     pub fn kind(&self) -> crate::kind::ErrorKind {
         match self {
             PolicyError::NoWorkdir(_) => crate::kind::ErrorKind::FailedPrecondition,
-            PolicyError::BadGlob { .. } | PolicyError::Denied { .. } => {
-                crate::kind::ErrorKind::PermissionDenied
-            }
+            PolicyError::BadGlob { .. }
+            | PolicyError::Denied { .. }
+            | PolicyError::PodSecurity(_) => crate::kind::ErrorKind::PermissionDenied,
         }
     }
 }
@@ -143,6 +149,15 @@ pub struct PolicyConfig {
         help = "Allowed testWorkdir globs"
     )]
     pub test_workdirs: List,
+    /// The widest Pod Security level an inline test Job's security contexts may reach.
+    #[arg(
+        long = "policy-test-pod-security",
+        env = "PHASEGATE_POLICY_TEST_POD_SECURITY",
+        value_enum,
+        default_value_t,
+        help = "Widest Pod Security level of an inline test Job (restricted or baseline)"
+    )]
+    pub test_pod_security: PodSecurityLevel,
     /// Allow `rollback: true` (promote an older version on purpose, the new baseline).
     #[arg(
         long = "policy-allow-rollback",
@@ -252,6 +267,7 @@ pub struct Policy {
     test_workdirs: Option<GlobSet>,
     allow_rollback: bool,
     allow_phase_skips: bool,
+    test_pod_security: PodSecurityLevel,
     files: Vec<Files>,
     profiles: TestProfiles,
 }
@@ -291,6 +307,7 @@ impl Policy {
             test_workdirs: globs("testWorkdirs", &cfg.test_workdirs)?,
             allow_rollback: cfg.allow_rollback,
             allow_phase_skips: cfg.allow_phase_skips,
+            test_pod_security: cfg.test_pod_security,
             files: cfg
                 .files
                 .iter()
@@ -399,6 +416,10 @@ impl Policy {
                     )?;
                 }
                 self.check_env(job.env.keys())?;
+                let pod = pod_context(job.pod_security_context.as_ref());
+                let container = container_context(job.security_context.as_ref());
+                check_pod_security(self.test_pod_security, &pod, &container)
+                    .map_err(PolicyError::PodSecurity)?;
                 self.listed(&self.images, &job.image, "test image", "policy.images")?;
                 if let Some(ns) = &job.namespace
                     && !self.names(&self.namespaces, ns)

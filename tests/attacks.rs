@@ -18,6 +18,7 @@ use phasegate::{
     PolicyConfig,
     config::Config,
     sensor::{Failed, Parameter},
+    spec::PodSecurityLevel,
 };
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -490,4 +491,62 @@ async fn rollbacks_job_commands_and_workdirs_need_the_operators_policy() {
     }
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_spec_cannot_make_a_privileged_test_pod() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let repo = file_url(&bare);
+    let image = ("testImage", "registry.example.com/tests:1");
+    let params = event(&synced, PETSTORE_TEST);
+    for level in [PodSecurityLevel::Restricted, PodSecurityLevel::Baseline] {
+        let mut policy = test_policy();
+        policy.test_pod_security = level;
+        let server = TestServer::start(Config {
+            policy,
+            ..test_config()
+        })
+        .await;
+        for (key, context, needle) in [
+            (
+                "testSecurityContext",
+                r#"{"privileged":true,"capabilities":{"add":["SYS_ADMIN"]}}"#,
+                "privileged",
+            ),
+            (
+                "testSecurityContext",
+                r#"{"capabilities":{"drop":["ALL"],"add":["SYS_ADMIN"]}}"#,
+                "SYS_ADMIN",
+            ),
+            (
+                "testPodSecurityContext",
+                r#"{"hostNetwork":true}"#,
+                "hostNetwork",
+            ),
+        ] {
+            let spec = petstore(&repo, &[image, (key, context)]);
+            let result = fire(&server, &spec, &params, FROM_TEST).await;
+            assert_refused(result, Code::PermissionDenied, needle);
+        }
+        // Root is baseline, not restricted.
+        let root_user = petstore(
+            &repo,
+            &[image, ("testPodSecurityContext", r#"{"runAsUser":0}"#)],
+        );
+        let result = fire(&server, &root_user, &params, FROM_TEST).await;
+        match level {
+            PodSecurityLevel::Restricted => {
+                assert_refused(result, Code::PermissionDenied, "runAsUser");
+            }
+            // Admitted: the run goes on to the Job runner, which this server lacks.
+            PodSecurityLevel::Baseline => {
+                let failed = result.expect_err("no cluster");
+                assert_ne!(failed.status.code(), Code::PermissionDenied, "{failed:?}");
+            }
+        }
+        server.stop().await;
+    }
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }

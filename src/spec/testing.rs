@@ -57,9 +57,11 @@ pub struct JobTest {
     pub resources: Option<Value>,
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
-    /// The container's securityContext; `None`: Pod Security "restricted".
+    /// The spec's container securityContext, merged over Pod Security "restricted"
+    /// ([`super::container_context`]).
     pub security_context: Option<Value>,
-    /// The pod's securityContext; `None`: Pod Security "restricted".
+    /// The spec's pod securityContext, merged over Pod Security "restricted"
+    /// ([`super::pod_context`]).
     pub pod_security_context: Option<Value>,
 }
 
