@@ -84,6 +84,9 @@ enum Command {
         branch: String,
         #[arg(long, value_enum, default_value_t = PromoteTest::None)]
         test: PromoteTest,
+        /// A test profile of the configuration (`testProfiles`) instead of `--test`.
+        #[arg(long, conflicts_with_all = ["test", "test_command", "test_workdir"])]
+        test_profile: Option<String>,
         #[arg(long)]
         test_target: Option<String>,
         /// Test command for `--test command` (split like a shell would); it gets the test
@@ -206,6 +209,7 @@ async fn run(cli: Cli) -> ExitCode {
             key,
             branch,
             test,
+            test_profile,
             test_target,
             test_command,
             test_workdir,
@@ -244,7 +248,8 @@ async fn run(cli: Cli) -> ExitCode {
                     phase: target_phase,
                 },
                 test: phasegate::spec::TestSpec {
-                    runner: Some(test.into()),
+                    runner: test_profile.is_none().then(|| test.into()),
+                    profile: test_profile,
                     target: test_target.unwrap_or_default(),
                     command: test_command
                         .map(|c| shlex::split(&c).unwrap_or_else(|| vec![c]))

@@ -31,6 +31,70 @@ fn promote_args(bare: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+fn promote_runs_a_test_profile_of_the_configuration() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let cache = root.join("cache");
+    let config = root.join("config.yaml");
+    std::fs::write(
+        &config,
+        "testProfiles:\n  smoke:\n    test: command\n    testCommand: '[\"sh\", \"-c\", \"echo smoke at $1\", \"sh\"]'\n    testTargets: [\"http://petstore.test:8080\"]\n",
+    )
+    .expect("write");
+    let config = config.to_str().expect("utf-8");
+    let base = promote_args(&bare);
+    let base: Vec<&str> = base.iter().map(String::as_str).collect();
+    let run = |extra: &[&str]| {
+        let args = [
+            &base[..],
+            &["--config", config, "--source-commit", &synced],
+            extra,
+        ];
+        phasegate(&args.concat(), &cache)
+    };
+    let elsewhere = run(&[
+        "--test-profile",
+        "smoke",
+        "--test-target",
+        "http://other.test:8080",
+    ]);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(
+        stderr.contains("testTargets of the test profile smoke"),
+        "{stderr}"
+    );
+    let unknown = run(&[
+        "--test-profile",
+        "nope",
+        "--test-target",
+        "http://petstore.test:8080",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("(it has: smoke)"), "{stderr}");
+    let both = run(&["--test-profile", "smoke", "--test", "none"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "a profile or a runner, not both"
+    );
+
+    let ok = run(&[
+        "--test-profile",
+        "smoke",
+        "--test-target",
+        "http://petstore.test:8080",
+    ]);
+    let answer: Value = serde_json::from_slice(&ok.stdout).expect("JSON on stdout");
+    assert_eq!(answer["outcome"], "promoted", "{answer}");
+    let log = answer["test"]["log"].as_str().expect("log");
+    assert!(log.contains("smoke at http://petstore.test:8080"), "{log}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+#[test]
 fn promote_exits_0_on_success_1_on_failed_tests_2_on_bad_input() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");

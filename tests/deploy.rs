@@ -9,7 +9,7 @@ use phasegate::{
     config::Config,
     credentials::github_app::{BadAppField, GitHubApp},
     sensor::go_yaml,
-    spec::Resource,
+    spec::{Plan, Resource},
 };
 use serde_yaml_ng::Value;
 
@@ -69,6 +69,48 @@ fn accepted(custom: &Value) -> Resource {
     let spec: BTreeMap<String, String> =
         serde_yaml_ng::from_value(custom["spec"].clone()).expect("spec is a map of strings");
     Resource::from_spec_yaml(go_yaml(&spec).as_bytes()).expect("phasegate accepts the spec")
+}
+
+/// The server configuration of `deploy/base`'s ConfigMap, as phasegate reads it.
+fn config_map(docs: &[Value]) -> Config {
+    let config = find(docs, "ConfigMap")["data"]["config.yaml"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.yaml"), config).expect("write");
+    Config::load(Some(&dir.path().join("config.yaml"))).expect("phasegate reads its ConfigMap")
+}
+
+#[test]
+fn the_example_sensors_test_with_the_config_maps_profile_and_only_at_its_targets() {
+    let config = config_map(&documents(&render("base")));
+    let policy = phasegate::app::policy(&config).expect("the profiles compile");
+    let scopes = phasegate::credentials::CredentialScopes::default();
+    for sensor in ["sensor.yaml", "sensor-pull-request.yaml"] {
+        let custom = &example(sensor)["spec"]["triggers"][0]["template"]["custom"];
+        let resource = accepted(custom);
+        assert!(
+            resource.test.profile.is_some(),
+            "{sensor} names a test profile"
+        );
+        // The classic notification of petstore-test, as deploy/examples forwards it.
+        let event = |target: &str| {
+            let payload = serde_json::json!({"source_commit": "abcdef1", "source_phase": "test",
+                                             "test_target": target});
+            let r = Resource::from_execute(&resource.to_json(), payload.to_string().as_bytes())
+                .expect("the event applies");
+            Plan::from_resource(&r, policy.profiles()).expect("a plan")
+        };
+        let plan = policy
+            .admit(event("http://petstore.petstore-test.svc:8080"), &scopes)
+            .expect("the example event is admitted");
+        assert_eq!(plan.test.runner(), "job", "{sensor}");
+        let err = policy
+            .admit(event("http://kubernetes.default.svc:443"), &scopes)
+            .expect_err("another target");
+        assert!(err.to_string().contains("testTargets"), "{err}");
+    }
 }
 
 #[test]
@@ -132,14 +174,7 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
         "no cluster-wide rights"
     );
 
-    let config = find(&docs, "ConfigMap")["data"]["config.yaml"]
-        .as_str()
-        .expect("config")
-        .to_string();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("config.yaml"), config).expect("write");
-    let loaded =
-        Config::load(Some(&dir.path().join("config.yaml"))).expect("phasegate reads its ConfigMap");
+    let loaded = config_map(&docs);
     assert_eq!(loaded.listen.port(), 9000);
     assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
     assert_eq!(loaded.console_listen.map(|a| a.port()), Some(8080));
