@@ -11,6 +11,7 @@ mod keys;
 mod locate;
 mod payload;
 mod plan;
+mod reach;
 mod repo_globs;
 mod repo_url;
 mod resource;
@@ -25,6 +26,7 @@ pub use forge::{
 pub use keys::set_path as set_json_path;
 pub use locate::{Located, locate};
 pub use plan::{ArgoGate, CommandTest, CommitId, HttpTest, JobTest, Phase, Plan, TestPlan};
+pub(crate) use reach::is_forbidden_test_address;
 pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
