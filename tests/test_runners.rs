@@ -3,12 +3,19 @@
 //! an internal `https` deployment whose certificate a private CA signed (made with the openssl
 //! command line, served with rustls).
 
-use std::{path::Path, process::Command};
+use std::{
+    path::Path,
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use crate::support::{git_server::tls_acceptor, *};
 use phasegate::config::{Config, TestConfig};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpListener,
 };
 use tonic::Code;
@@ -111,34 +118,73 @@ async fn a_working_directory_missing_on_the_server_is_a_failed_precondition() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
 
-/// The petstore app over TLS with `app.pem`: every request gets `200` and `Dog`. Returns
-/// `https://localhost:PORT`.
-async fn https_app(dir: &Path) -> String {
-    let acceptor = tls_acceptor(dir);
+/// What a test app answers to a request line (`GET /pet HTTP/1.1`), given its own port.
+type Answer = fn(&str, u16) -> String;
+
+/// The petstore app: every request gets `200` and `Dog`.
+fn dog(_: &str, _: u16) -> String {
+    "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nDog".into()
+}
+
+/// A redirect to `location`.
+fn redirect(location: &str) -> String {
+    format!(
+        "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+}
+
+/// A test app on 127.0.0.1, over TLS with `app.pem` when `tls` is given: `answer` answers each
+/// request. Returns its port and the count of requests it received.
+async fn app(tls: Option<&Path>, answer: Answer) -> (u16, Arc<AtomicUsize>) {
+    let acceptor = tls.map(tls_acceptor);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
             tokio::spawn(async move {
-                // A client that does not trust the CA ends the handshake: nothing to answer.
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                match acceptor {
+                    Some(acceptor) => {
+                        // A client that does not trust the CA ends the handshake: nothing to
+                        // answer.
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            answer_one(tls, port, answer, &counted).await;
+                        }
                     }
+                    None => answer_one(tcp, port, answer, &counted).await,
                 }
-                let answer = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nDog";
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
             });
         }
     });
+    (port, requests)
+}
+
+async fn answer_one(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    port: u16,
+    answer: Answer,
+    requests: &AtomicUsize,
+) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    requests.fetch_add(1, Ordering::SeqCst);
+    let text = String::from_utf8_lossy(&request);
+    let line = text.lines().next().unwrap_or_default();
+    let _ = stream.write_all(answer(line, port).as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The petstore app over TLS with `app.pem`. Returns `https://localhost:PORT`.
+async fn https_app(dir: &Path) -> String {
+    let (port, _) = app(Some(dir), dog).await;
     format!("https://localhost:{port}")
 }
 
@@ -218,4 +264,94 @@ fn a_ca_file_that_holds_no_certificate_stops_the_server_with_its_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
+}
+
+/// The port of the app a redirect leads away to (set before the redirecting app answers).
+static ELSEWHERE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+#[tokio::test]
+async fn the_http_runner_follows_redirects_only_on_the_targets_origin() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let (elsewhere, reached) = app(None, dog).await;
+    ELSEWHERE.store(elsewhere, Ordering::SeqCst);
+    let (away, _) = app(None, |_, _| {
+        let port = ELSEWHERE.load(Ordering::SeqCst);
+        redirect(&format!("http://127.0.0.1:{port}/pet?token=secret"))
+    })
+    .await;
+
+    let refused = http_check(
+        test_config(),
+        &bare,
+        &synced,
+        &format!("http://127.0.0.1:{away}"),
+    )
+    .await;
+    assert_eq!(refused["outcome"], "tests-failed", "{refused}");
+    let log = refused["test"]["log"].as_str().unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "redirect to http://127.0.0.1:{elsewhere}/pet not followed: it leaves the target's \
+             origin http://127.0.0.1:{away}"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("secret"), "a log shows no query: {log}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the other port got a request"
+    );
+
+    // A redirect on the same origin (here with a query) is followed.
+    let (same, requests) = app(None, |line, _| {
+        if line.starts_with("GET /pet/dogs?") {
+            dog(line, 0)
+        } else {
+            redirect("/pet/dogs?kind=all")
+        }
+    })
+    .await;
+    let followed = http_check(
+        test_config(),
+        &bare,
+        &synced,
+        &format!("http://127.0.0.1:{same}"),
+    )
+    .await;
+    assert_eq!(followed["outcome"], "promoted", "{followed}");
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_http_runner_never_follows_https_to_http() {
+    let (_dir, root) = tempdir();
+    internal_ca(&root);
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    // The same host and port, over plain http.
+    let (port, requests) = app(Some(&root), |_, port| {
+        redirect(&format!("http://localhost:{port}/pet"))
+    })
+    .await;
+    let config = Config {
+        test: TestConfig {
+            ca_file: Some(root.join("ca.pem")),
+        },
+        ..test_config()
+    };
+
+    let refused = http_check(config, &bare, &synced, &format!("https://localhost:{port}")).await;
+    assert_eq!(refused["outcome"], "tests-failed", "{refused}");
+    let log = refused["test"]["log"].as_str().unwrap_or_default();
+    assert!(
+        log.contains(&format!(
+            "redirect to http://localhost:{port}/pet not followed: it leaves the target's origin \
+             https://localhost:{port}"
+        )),
+        "{log}"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "only the https request");
 }

@@ -5,6 +5,7 @@
 mod command;
 mod http;
 mod job;
+mod reach;
 
 use std::{collections::BTreeMap, time::Instant};
 
