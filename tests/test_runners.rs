@@ -228,6 +228,7 @@ async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
     let config = Config {
         test: TestConfig {
             ca_file: Some(root.join("ca.pem")),
+            ..TestConfig::default()
         },
         ..test_config()
     };
@@ -339,6 +340,7 @@ async fn the_http_runner_never_follows_https_to_http() {
     let config = Config {
         test: TestConfig {
             ca_file: Some(root.join("ca.pem")),
+            ..TestConfig::default()
         },
         ..test_config()
     };
@@ -354,4 +356,148 @@ async fn the_http_runner_never_follows_https_to_http() {
         "{log}"
     );
     assert_eq!(requests.load(Ordering::SeqCst), 1, "only the https request");
+}
+
+/// The lines of `/proc/self/status` that say what a process may do.
+const PRIVILEGES: &str =
+    "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status";
+
+/// What `/proc/self/status` says of a test command started by a server configured with `config`.
+async fn test_command_status(config: Config) -> serde_json::Value {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let command = serde_json::to_string(&["sh", "-c", PRIVILEGES]).expect("json");
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", &command)],
+    );
+    let server = TestServer::start(config).await;
+    server
+        .sensor()
+        .await
+        .fire(&spec, &event(&synced, TARGET), FROM_TEST)
+        .await
+        .map_or_else(
+            |failed| {
+                serde_json::json!({
+                    "error": failed.status.message(),
+                    "response": failed.response,
+                })
+            },
+            |fired| fired.response,
+        )
+}
+
+/// The value of `field` in a `/proc/<pid>/status` text, whitespace collapsed.
+fn status_field(status: &str, field: &str) -> Option<String> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        Some(value.split_whitespace().collect::<Vec<_>>().join(" "))
+    })
+}
+
+#[tokio::test]
+async fn a_test_command_runs_without_capabilities_and_with_no_new_privs() {
+    let own = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let root = status_field(&own, "Uid").is_some_and(|uid| uid.starts_with("0 "));
+
+    let answer = test_command_status(test_config()).await;
+    assert_eq!(answer["outcome"], "promoted", "{answer}");
+    let log = answer["test"]["log"].as_str().unwrap_or_default();
+    let field = |name| status_field(log, name);
+    const NONE: &str = "0000000000000000";
+    // Whoever runs the server, the test gets no capability and cannot gain any by exec.
+    assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{log}");
+    assert_eq!(field("CapEff").as_deref(), Some(NONE), "{log}");
+    assert_eq!(field("CapPrm").as_deref(), Some(NONE), "{log}");
+    assert_eq!(field("CapInh").as_deref(), Some(NONE), "{log}");
+    assert_eq!(field("CapAmb").as_deref(), Some(NONE), "{log}");
+    if root {
+        // A root server holds CAP_SETPCAP: it empties the bounding set too.
+        assert_ne!(
+            status_field(&own, "CapEff").as_deref(),
+            Some(NONE),
+            "root has some"
+        );
+        assert_eq!(field("CapBnd").as_deref(), Some(NONE), "{log}");
+        assert_eq!(field("Uid").as_deref(), Some("0 0 0 0"), "{log}");
+    } else {
+        // Not root (this machine's CI runs as root): the bounding set is the server's, which
+        // may not shrink it; no_new_privs and the empty sets above are what still holds.
+        eprintln!("not root: the bounding set and test.runAsUser are not checked");
+    }
+
+    let config = Config {
+        test: TestConfig {
+            run_as_user: Some("65534".parse().expect("a user")),
+            ..TestConfig::default()
+        },
+        ..test_config()
+    };
+    let answer = test_command_status(config).await;
+    if root {
+        assert_eq!(answer["outcome"], "promoted", "{answer}");
+        let log = answer["test"]["log"].as_str().unwrap_or_default();
+        let field = |name| status_field(log, name);
+        assert_eq!(
+            field("Uid").as_deref(),
+            Some("65534 65534 65534 65534"),
+            "{log}"
+        );
+        assert_eq!(
+            field("Gid").as_deref(),
+            Some("65534 65534 65534 65534"),
+            "{log}"
+        );
+        assert_eq!(
+            field("Groups").as_deref(),
+            Some(""),
+            "no supplementary group: {log}"
+        );
+        assert_eq!(field("CapEff").as_deref(), Some(NONE), "{log}");
+        assert_eq!(field("CapBnd").as_deref(), Some(NONE), "{log}");
+        assert_eq!(field("NoNewPrivs").as_deref(), Some("1"), "{log}");
+    } else {
+        // Only root may start a process as another user: the test cannot start.
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("could not be started"), "{answer}");
+    }
+}
+
+#[test]
+fn a_test_run_as_user_of_root_or_not_a_number_stops_the_server() {
+    let (_dir, root) = tempdir();
+    for (user, says) in [
+        ("0", "uid 0"),
+        ("0:0", "uid 0"),
+        ("nobody", "is not UID[:GID]"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-kubernetes"])
+            .args(["--test-run-as-user", user])
+            .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+            .output()
+            .expect("run phasegate");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{user}: {stderr}");
+        assert!(stderr.contains(says), "{user}: {stderr}");
+    }
+    let file = root.join("config.yaml");
+    std::fs::write(&file, "test:\n  runAsUser: 0\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-kubernetes",
+            "--config",
+        ])
+        .arg(&file)
+        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+        .output()
+        .expect("run phasegate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("uid 0"), "{stderr}");
 }
