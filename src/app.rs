@@ -29,6 +29,7 @@ use crate::{
     outcome::Shared,
     pipeline::{Parts, Pipeline},
     policy::Policy,
+    runner::RunnerSettings,
     server::{self, Listeners, ServeError},
     spec::{Resource, TestProfiles},
 };
@@ -84,14 +85,17 @@ async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartErr
     // Each CA bundle is read once, for every client that trusts it.
     let git_ca = ca_bundle(config.git.ca_file.as_deref())?;
     let test_ca = ca_bundle(config.test.ca_file.as_deref())?;
-    let http =
-        crate::runner::http_client(&[&git_ca[..], &test_ca[..]].concat()).map_err(ConfigError)?;
+    let runners = RunnerSettings {
+        http: crate::runner::http_client(&[&git_ca[..], &test_ca[..]].concat())
+            .map_err(ConfigError)?,
+        run_as: config.test.run_as_user,
+    };
     Ok(Parts {
         policy,
         git,
         cluster: cluster(config).await?,
         forge: forge_settings_trusting(config, &git_ca)?,
-        http,
+        runners,
         history: Arc::new(History::open(Some(&config.cache_dir))),
         metrics,
         max_runs: config.max_runs,

@@ -24,6 +24,8 @@ use crate::{
     policy::PolicyConfig,
 };
 
+pub use crate::runner::RunAs;
+
 mod flags;
 mod forge;
 
@@ -109,6 +111,17 @@ pub struct TestConfig {
         value_name = "CA_FILE"
     )]
     pub ca_file: Option<PathBuf>,
+    /// The user and group test commands run as, `UID[:GID]` (numeric; the group is the uid's
+    /// number when not given; never 0); phasegate's own otherwise. Test commands never get
+    /// capabilities either way.
+    #[arg(
+        id = "test_run_as_user",
+        long = "test-run-as-user",
+        env = "PHASEGATE_TEST_RUN_AS_USER",
+        value_name = "UID[:GID]",
+        help = "User (and group) test commands run as, numeric UID[:GID], never 0"
+    )]
+    pub run_as_user: Option<RunAs>,
 }
 
 /// TLS files of the gRPC listener.

@@ -11,6 +11,7 @@ use crate::{
     git::{GitPromoter, GitSettings},
     history::History,
     metrics::Metrics,
+    runner::RunnerSettings,
 };
 
 /// What every run shares, built once by the pipeline.
@@ -20,7 +21,7 @@ pub(super) struct Engine {
     pub(super) metrics: Arc<Metrics>,
     pub(super) cluster: Option<Cluster>,
     pub(super) secrets: SecretStore,
-    pub(super) http: reqwest::Client,
+    pub(super) runners: RunnerSettings,
     /// Ends the runs still in flight when the shutdown grace period is over.
     pub(super) interrupt: CancellationToken,
     pub(super) forge: ForgeSettings,
@@ -38,7 +39,7 @@ impl Engine {
         history: Arc<History>,
         metrics: Arc<Metrics>,
         cluster: Option<Cluster>,
-        http: reqwest::Client,
+        runners: RunnerSettings,
         forge: ForgeSettings,
         scopes: CredentialScopes,
     ) -> Engine {
@@ -48,7 +49,7 @@ impl Engine {
             metrics,
             cluster,
             secrets: SecretStore::default(),
-            http,
+            runners,
             interrupt: CancellationToken::new(),
             forge,
             scopes,

@@ -28,6 +28,7 @@ use crate::{
     metrics::Metrics,
     outcome::{Outcome, Shared},
     policy::Policy,
+    runner::RunnerSettings,
     spec::{Mode, Plan, PromoteVia, Resource, SpecError},
 };
 use answer::report_of;
@@ -52,8 +53,8 @@ pub struct Parts {
     pub(crate) git: GitSettings,
     pub(crate) cluster: Option<Cluster>,
     pub(crate) forge: ForgeSettings,
-    /// The HTTP runner's client (with the configured CA bundles).
-    pub(crate) http: reqwest::Client,
+    /// The HTTP runner's client (with the configured CA bundles), the command runner's user.
+    pub(crate) runners: RunnerSettings,
     pub(crate) history: Arc<History>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_runs: usize,
@@ -81,7 +82,7 @@ impl Pipeline {
                 parts.history,
                 parts.metrics,
                 parts.cluster,
-                parts.http,
+                parts.runners,
                 parts.forge,
                 scopes.clone(),
             )),

@@ -322,7 +322,8 @@ impl RunTask {
         ];
         TestContext {
             log,
-            http: e.http.clone(),
+            http: e.runners.http.clone(),
+            run_as: e.runners.run_as,
             cluster: e.cluster.clone(),
             job_name: runner::job_name(&self.key),
             run_key: runner::run_key(&self.key),

@@ -1,5 +1,6 @@
 //! The local command runner: starts the test program in its own process group, captures its
 //! merged output, and on timeout kills the whole group (a test script's children included).
+//! The process runs without any privilege, as `test.runAsUser` when set ([`privileges`]).
 
 use std::{process::Stdio, sync::Arc};
 
@@ -10,7 +11,7 @@ use tokio::{
     sync::Mutex,
 };
 
-use super::{LOG_TAIL_BYTES, LogSink, RunnerError, TestContext, Tested, tail};
+use super::{LOG_TAIL_BYTES, LogSink, RunnerError, TestContext, Tested, privileges, tail};
 use crate::spec::CommandTest;
 
 /// The only variables of phasegate's environment a test command inherits.
@@ -37,6 +38,7 @@ pub(super) async fn run(test: &CommandTest, ctx: &TestContext) -> Result<Tested,
         }
         command.current_dir(dir);
     }
+    privileges::unprivileged(&mut command, ctx.run_as);
     let mut child = command
         // The program's own name as the spec wrote it (`$0`), whatever path it was found by.
         .arg0(program)

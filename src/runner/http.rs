@@ -2,9 +2,12 @@
 //! `attempts` times `interval` apart. Enough for the classic campaign ("GET /pet answers 200
 //! with Dog, Cat or Bird; 3 tries, 0.5 s apart").
 
-use std::{fmt::Write, time::Duration};
+use std::{fmt::Write, sync::Arc, time::Duration};
 
-use super::{RunnerError, TestContext, Tested};
+use super::{
+    RunnerError, TestContext, Tested,
+    reach::{self, Resolver},
+};
 use crate::spec::HttpTest;
 
 /// The most of a response body the check reads: enough for any health or API answer, and a
@@ -16,7 +19,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTP runner's client: the public roots plus `ca` (the certificates of `git.caFile` and
 /// `test.caFile`: an internal CA signs the test deployments' certificates as it signs the git
-/// server's). Verification is never turned off.
+/// server's). Verification is never turned off. Redirects are followed only on the target's
+/// origin, and link-local and cloud metadata addresses are never connected to ([`reach`]).
 pub(crate) fn client(ca: &[reqwest::Certificate]) -> Result<reqwest::Client, String> {
     ca.iter()
         .cloned()
@@ -25,6 +29,8 @@ pub(crate) fn client(ca: &[reqwest::Certificate]) -> Result<reqwest::Client, Str
             reqwest::ClientBuilder::add_root_certificate,
         )
         .timeout(REQUEST_TIMEOUT)
+        .redirect(reach::redirect_policy())
+        .dns_resolver(Arc::new(Resolver))
         .user_agent(concat!("phasegate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("the HTTP runner's client: {}", error_chain(&e)))
@@ -61,11 +67,15 @@ pub(super) async fn run(test: &HttpTest, ctx: &TestContext) -> Result<Tested, Ru
 }
 
 async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, String> {
+    // An IP literal is never resolved: the resolver's filter would not see it.
+    if let Ok(url) = reqwest::Url::parse(&test.url) {
+        reach::forbidden_literal(&url)?;
+    }
     let response = client
         .get(&test.url)
         .send()
         .await
-        .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        .map_err(|e| format!("request failed: {}", request_error(e, &test.url)))?;
     let status = response.status().as_u16();
     let (body, truncated) = read_capped(response)
         .await
@@ -96,6 +106,20 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(String, bool), 
         bytes.extend_from_slice(&chunk);
     }
     Ok((String::from_utf8_lossy(&bytes).into_owned(), false))
+}
+
+/// Why a request failed, without the query of a URL redirected to (the line names the target).
+fn request_error(e: reqwest::Error, target: &str) -> String {
+    if e.is_redirect()
+        && let Some(why) = std::error::Error::source(&e)
+    {
+        // The policy's own sentence ([`reach::follow`]) names the hop as a log may show it.
+        return why.to_string();
+    }
+    match e.url().filter(|u| u.as_str() != target).map(reach::shown) {
+        Some(hop) => format!("{} (at {hop})", error_chain(&e.without_url())),
+        None => error_chain(&e),
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

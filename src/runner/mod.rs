@@ -5,6 +5,8 @@
 mod command;
 mod http;
 mod job;
+mod privileges;
+mod reach;
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use http::client as http_client;
 pub(crate) use job::{job_name, run_key};
+pub use privileges::RunAs;
 
 use crate::{
     cluster::{Cluster, ClusterError},
@@ -80,11 +83,23 @@ struct Tested {
 /// Receives each line of test output as it happens (for watchers and the server log).
 pub(crate) type LogSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
+/// What start-up builds for the runners, once: the HTTP runner's client and the command
+/// runner's user.
+#[derive(Clone)]
+pub(crate) struct RunnerSettings {
+    /// The HTTP runner's client, trusting the configured CA bundles ([`http_client`]).
+    pub(crate) http: reqwest::Client,
+    /// The user and group test commands run as (`test.runAsUser`); phasegate's otherwise.
+    pub(crate) run_as: Option<RunAs>,
+}
+
 /// What a runner needs besides its test: where output goes, and for Jobs the cluster.
 pub(crate) struct TestContext {
     pub log: LogSink,
     /// The HTTP runner's client, trusting the configured CA bundles ([`http_client`]).
     pub http: reqwest::Client,
+    /// The user and group test commands run as ([`RunnerSettings::run_as`]).
+    pub run_as: Option<RunAs>,
     pub cluster: Option<Cluster>,
     /// The Job's name, derived from the run's idempotency key ([`job_name`]).
     pub job_name: String,
@@ -105,6 +120,7 @@ impl TestContext {
         TestContext {
             log: std::sync::Arc::new(|_: &str| {}),
             http: reqwest::Client::new(),
+            run_as: None,
             cluster: None,
             job_name: String::new(),
             run_key: String::new(),

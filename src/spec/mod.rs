@@ -13,6 +13,7 @@ mod payload;
 mod plan;
 mod pod_security;
 mod profile;
+mod reach;
 mod repo_globs;
 mod repo_url;
 mod resource;
@@ -32,10 +33,11 @@ pub use pod_security::{
     PodSecurityLevel, check as check_pod_security, container_context, pod_context,
 };
 pub use profile::{TestProfile, TestProfiles};
+pub(crate) use reach::is_forbidden_test_address;
 pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
-pub use target::{TargetGlobs, forbidden_address};
+pub use target::TargetGlobs;
 pub use template::{MessageTemplate, PathTemplate, Vars};
 
 /// Why a spec, resource or payload was refused. Every message names the field.

@@ -1,7 +1,7 @@
 //! The test target: the one URL an event hands to the test runners, checked before it is
 //! expanded anywhere (docs/events.md).
 
-use super::SpecError;
+use super::{SpecError, is_forbidden_test_address};
 
 /// Longest test target: a URL of a deployment, not a document.
 const MAX_TARGET_LEN: usize = 2048;
@@ -36,9 +36,12 @@ pub(super) fn check_target(target: &str) -> Result<(), SpecError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(SpecError::invalid(FIELD, "must not carry credentials"));
     }
+    let address = |ip: std::net::IpAddr| {
+        is_forbidden_test_address(ip).then_some("a link-local or cloud metadata address")
+    };
     let forbidden = match url.host() {
-        Some(url::Host::Ipv4(ip)) => forbidden_address(ip.into()),
-        Some(url::Host::Ipv6(ip)) => forbidden_address(ip.into()),
+        Some(url::Host::Ipv4(ip)) => address(ip.into()),
+        Some(url::Host::Ipv6(ip)) => address(ip.into()),
         Some(url::Host::Domain(name)) => METADATA_NAMES
             .contains(&name.trim_end_matches('.'))
             .then_some("a cloud metadata service"),
@@ -87,28 +90,8 @@ impl TargetGlobs {
 const SHELL_CHARACTERS: &str = "\\\"`<>{}$;|()'*";
 
 /// Host names of cloud metadata services (GCP's; AWS, Azure, Alibaba and OpenStack answer on
-/// the addresses of [`forbidden_address`]).
+/// the addresses of [`is_forbidden_test_address`]).
 const METADATA_NAMES: &[&str] = &["metadata.google.internal", "metadata.goog", "metadata"];
-
-/// Why no test may reach `ip`, if it is link-local (`169.254.0.0/16`, `fe80::/10`: cloud
-/// metadata services, the node's own agents) or a cloud metadata address (AWS
-/// `fd00:ec2::254`, Alibaba `100.100.100.200`), also written IPv4-mapped.
-pub fn forbidden_address(ip: std::net::IpAddr) -> Option<&'static str> {
-    use std::net::IpAddr;
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
-        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
-        IpAddr::V4(v4) if v4.octets() == [100, 100, 100, 200] => Some("a cloud metadata service"),
-        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
-        IpAddr::V6(v6) if v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
-            Some("a cloud metadata service")
-        }
-        _ => None,
-    }
-}
 
 /// Shells and interpreters: they run code given as words (`sh -c`, `perl -E`, `node -p`,
 /// `pwsh -Command`) or the file named by their first operand. Compared with the program's file
@@ -392,7 +375,7 @@ mod tests {
             &["./t.sh", "x{target}"],
         ] {
             let err = check_target_words(Some(bad[0]), &words(&bad[1..]))
-                .expect_err(&format!("{bad:?}"))
+                .expect_err("refused")
                 .to_string();
             assert!(
                 err.contains("test.args") && err.contains("{target}"),
@@ -416,7 +399,8 @@ mod tests {
             &["pytest", "--base-url", "{target}"],
             &["robot", "--variable", "URL:{target}", "suite.robot"],
         ] {
-            check_target_words(Some(ok[0]), &words(&ok[1..])).expect(&format!("{ok:?}"));
+            check_target_words(Some(ok[0]), &words(&ok[1..]))
+                .unwrap_or_else(|e| panic!("{ok:?}: {e}"));
         }
         check_target_words(None, &words(&["{target}"])).expect("an entrypoint's argument");
         check_target_words(None, &words(&["--url", "{target}"])).expect("an option's value");
