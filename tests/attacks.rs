@@ -23,20 +23,6 @@ use phasegate::{
 use tokio::net::TcpListener;
 use tonic::Code;
 
-/// The event: `sha` synced to test, deployed at `target`.
-fn event(sha: &str, target: &str) -> Vec<Parameter> {
-    vec![
-        Parameter {
-            dest: "source.commit".into(),
-            value: serde_json::json!(sha),
-        },
-        Parameter {
-            dest: "test.target".into(),
-            value: serde_json::json!(target),
-        },
-    ]
-}
-
 async fn fire(
     server: &TestServer,
     spec: &BTreeMap<String, String>,
@@ -118,7 +104,7 @@ async fn test_env_cannot_run_code_through_a_listed_program() {
                 ("testEnv", &format!("{{\"{name}\": {value}}}")),
             ],
         );
-        let result = fire(&server, &spec, &event(&synced, PETSTORE_TEST), FROM_TEST).await;
+        let result = fire(&server, &spec, &event_at(&synced, PETSTORE_TEST), FROM_TEST).await;
         assert_refused(result, Code::InvalidArgument, "testEnv");
     }
     assert!(!marker.exists(), "the environment ran code");
@@ -141,7 +127,7 @@ async fn test_env_cannot_run_code_through_a_listed_program() {
             ("testEnv", r#"{"SUITE": "smoke", "LOG_LEVEL": "debug"}"#),
         ],
     );
-    let result = fire(&server, &spec, &event(&synced, PETSTORE_TEST), FROM_TEST).await;
+    let result = fire(&server, &spec, &event_at(&synced, PETSTORE_TEST), FROM_TEST).await;
     assert_refused(
         result,
         Code::PermissionDenied,
@@ -179,7 +165,7 @@ async fn the_events_test_target_never_becomes_shell_code() {
         let failed = server
             .sensor()
             .await
-            .fire(&spec, &event(&synced, PETSTORE_TEST), FROM_TEST)
+            .fire(&spec, &event_at(&synced, PETSTORE_TEST), FROM_TEST)
             .await
             .expect_err(command);
         assert_eq!(failed.step, "FetchResource", "{command}");
@@ -208,7 +194,7 @@ async fn the_events_test_target_never_becomes_shell_code() {
         let result = fire(
             &server,
             &spec,
-            &event(&synced, PETSTORE_TEST)[..1],
+            &event_at(&synced, PETSTORE_TEST)[..1],
             payload.to_string().as_bytes(),
         )
         .await;
@@ -244,7 +230,7 @@ async fn tests_reach_only_the_targets_the_operator_lists() {
         ],
     );
     // The secret on another loopback port: no probe reaches it, whatever the body regex.
-    let result = fire(&server, &oracle, &event(&synced, &secret), FROM_TEST).await;
+    let result = fire(&server, &oracle, &event_at(&synced, &secret), FROM_TEST).await;
     assert_refused(result, Code::PermissionDenied, "policy.testTargets");
     // Link-local and metadata addresses: refused whatever the policy says.
     for target in [
@@ -252,7 +238,7 @@ async fn tests_reach_only_the_targets_the_operator_lists() {
         "http://[fd00:ec2::254]/",
         "http://metadata.google.internal/computeMetadata/v1/",
     ] {
-        let result = fire(&server, &oracle, &event(&synced, target), FROM_TEST).await;
+        let result = fire(&server, &oracle, &event_at(&synced, target), FROM_TEST).await;
         assert_refused(result, Code::InvalidArgument, "no test may reach");
     }
     assert_eq!(
@@ -262,7 +248,7 @@ async fn tests_reach_only_the_targets_the_operator_lists() {
     );
     // The listed target is tested.
     let ok = petstore(&repo, &[("test", "http"), ("testPath", "/pet")]);
-    let answer = fire(&server, &ok, &event(&synced, &listed), FROM_TEST)
+    let answer = fire(&server, &ok, &event_at(&synced, &listed), FROM_TEST)
         .await
         .expect("a listed target");
     assert_eq!(answer["outcome"], "promoted");
@@ -277,7 +263,7 @@ async fn tests_reach_only_the_targets_the_operator_lists() {
         ..test_config()
     })
     .await;
-    let result = fire(&closed, &ok, &event(&synced, &listed), FROM_TEST).await;
+    let result = fire(&closed, &ok, &event_at(&synced, &listed), FROM_TEST).await;
     assert_refused(
         result,
         Code::PermissionDenied,
@@ -295,7 +281,7 @@ async fn an_event_promotes_only_forward_along_the_specs_phases() {
     let commits = commit_count(&bare);
     let server = TestServer::start(test_config()).await;
     let spec = petstore(&repo, &[("phases", "dev,test,prod"), ("test", "none")]);
-    let params = &event(&synced, PETSTORE_TEST)[..1];
+    let params = &event_at(&synced, PETSTORE_TEST)[..1];
     for (payload, needle) in [
         (
             r#"{"source_phase":"test","target_phase":"base"}"#,
@@ -364,7 +350,7 @@ async fn a_dry_run_echoes_no_value_the_policy_does_not_list() {
         ..test_config()
     })
     .await;
-    let params = &event(&synced, PETSTORE_TEST)[..1];
+    let params = &event_at(&synced, PETSTORE_TEST)[..1];
     // `image.repository` stands for any key nobody listed (a password in a real file).
     for (key, path) in [
         ("image.repository", PATH.replace("{app}", "petstore")),
@@ -417,9 +403,9 @@ async fn a_spec_names_the_operators_test_profile_and_cannot_change_it() {
     // The spec may not add to the profile, by key or by parameter.
     let mut widened = spec.clone();
     widened.insert("testImage".into(), "evil.io/miner:1".into());
-    let result = fire(&server, &widened, &event(&synced, &listed), FROM_TEST).await;
+    let result = fire(&server, &widened, &event_at(&synced, &listed), FROM_TEST).await;
     assert_refused(result, Code::InvalidArgument, "testImage");
-    let mut params = event(&synced, &listed);
+    let mut params = event_at(&synced, &listed);
     params.push(Parameter {
         dest: "test.command".into(),
         value: serde_json::json!(["sh", "-c", "id"]),
@@ -427,17 +413,17 @@ async fn a_spec_names_the_operators_test_profile_and_cannot_change_it() {
     let result = fire(&server, &spec, &params, FROM_TEST).await;
     assert_refused(result, Code::InvalidArgument, "profile");
     let unknown = petstore(&repo, &[("testProfile", "nope")]);
-    let result = fire(&server, &unknown, &event(&synced, &listed), FROM_TEST).await;
+    let result = fire(&server, &unknown, &event_at(&synced, &listed), FROM_TEST).await;
     assert_refused(result, Code::InvalidArgument, "petstore-smoke");
     // Only the profile's targets.
-    let result = fire(&server, &spec, &event(&synced, &other), FROM_TEST).await;
+    let result = fire(&server, &spec, &event_at(&synced, &other), FROM_TEST).await;
     assert_refused(
         result,
         Code::PermissionDenied,
         "testTargets of the test profile",
     );
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
-    let answer = fire(&server, &spec, &event(&synced, &listed), FROM_TEST)
+    let answer = fire(&server, &spec, &event_at(&synced, &listed), FROM_TEST)
         .await
         .expect("the profile runs");
     assert_eq!(answer["outcome"], "promoted");
@@ -462,7 +448,7 @@ async fn rollbacks_job_commands_and_workdirs_need_the_operators_policy() {
         ..test_config()
     })
     .await;
-    let params = event(&synced, PETSTORE_TEST);
+    let params = event_at(&synced, PETSTORE_TEST);
     let cases: [(&[(&str, &str)], &str); 3] = [
         (
             &[("test", "none"), ("rollback", "true")],
@@ -500,7 +486,7 @@ async fn a_spec_cannot_make_a_privileged_test_pod() {
     let synced = gitops_repo(&bare, &["petstore"]);
     let repo = file_url(&bare);
     let image = ("testImage", "registry.example.com/tests:1");
-    let params = event(&synced, PETSTORE_TEST);
+    let params = event_at(&synced, PETSTORE_TEST);
     for level in [PodSecurityLevel::Restricted, PodSecurityLevel::Baseline] {
         let mut policy = test_policy();
         policy.test_pod_security = level;

@@ -4,25 +4,10 @@
 //! phasegate's own service account. SECURITY.md lists what each one gets.
 
 use crate::support::{git_server::GitServer, *};
-use phasegate::{
-    PolicyConfig,
-    config::Config,
-    credentials::ScopeConfig,
-    sensor::{Failed, Parameter},
-};
+use phasegate::{PolicyConfig, config::Config, credentials::ScopeConfig, sensor::Failed};
 use tonic::Code;
 
 const PASSWORD: &str = "SENTINEL-scoped-77b1";
-
-/// The event of `sha`, with a test target (every runner but `none` needs one).
-fn event(sha: &str, target: &str) -> Vec<Parameter> {
-    let mut params = sync_event(sha);
-    params.push(Parameter {
-        dest: "test.target".into(),
-        value: serde_json::json!(target),
-    });
-    params
-}
 
 async fn refused(server: &TestServer, spec: &[(&str, &str)], repo: &str, sha: &str) -> Failed {
     server
@@ -30,7 +15,7 @@ async fn refused(server: &TestServer, spec: &[(&str, &str)], repo: &str, sha: &s
         .await
         .fire(
             &petstore(repo, spec),
-            &event(sha, "http://app.test"),
+            &event_at(sha, "http://app.test"),
             FROM_TEST,
         )
         .await
@@ -222,7 +207,7 @@ async fn a_server_with_no_configuration_refuses_what_nobody_allowed() {
     let failed = repos_only
         .sensor()
         .await
-        .fire(&spec, &event(&synced, &app), FROM_TEST)
+        .fire(&spec, &event_at(&synced, &app), FROM_TEST)
         .await
         .expect_err("no target is listed");
     assert_eq!(failed.status.code(), Code::PermissionDenied);

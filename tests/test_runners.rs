@@ -245,25 +245,25 @@ async fn the_http_runner_trusts_the_configured_ca_for_internal_https_targets() {
     assert_eq!(trusted["outcome"], "promoted", "{trusted}");
 }
 
+/// `phasegate serve` with `args`, which must stop it at start-up (exit 2): its stderr.
+fn refused_at_start(root: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-kubernetes"])
+        .args(args)
+        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
+        .output()
+        .expect("run phasegate");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn a_ca_file_that_holds_no_certificate_stops_the_server_with_its_name() {
     let (_dir, root) = tempdir();
     let bad = root.join("not-a-ca.pem");
     std::fs::write(&bad, "hello\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-kubernetes",
-            "--test-ca-file",
-        ])
-        .arg(&bad)
-        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
-        .output()
-        .expect("run phasegate");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_at_start(&root, &["--test-ca-file".as_ref(), bad.as_os_str()]);
     assert!(stderr.contains("not-a-ca.pem"), "{stderr}");
 }
 
@@ -473,31 +473,11 @@ fn a_test_run_as_user_of_root_or_not_a_number_stops_the_server() {
         ("0:0", "uid 0"),
         ("nobody", "is not UID[:GID]"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-kubernetes"])
-            .args(["--test-run-as-user", user])
-            .env("PHASEGATE_CACHE_DIR", root.join("cache"))
-            .output()
-            .expect("run phasegate");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{user}: {stderr}");
+        let stderr = refused_at_start(&root, &["--test-run-as-user".as_ref(), user.as_ref()]);
         assert!(stderr.contains(says), "{user}: {stderr}");
     }
     let file = root.join("config.yaml");
     std::fs::write(&file, "test:\n  runAsUser: 0\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-kubernetes",
-            "--config",
-        ])
-        .arg(&file)
-        .env("PHASEGATE_CACHE_DIR", root.join("cache"))
-        .output()
-        .expect("run phasegate");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_at_start(&root, &["--config".as_ref(), file.as_os_str()]);
     assert!(stderr.contains("uid 0"), "{stderr}");
 }

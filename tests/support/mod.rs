@@ -228,6 +228,11 @@ pub(crate) const PETSTORE_TEST: &str = "http://petstore.test.svc:8080";
 /// The parameters of an event that synced `sha` to the source phase, deployed at
 /// [`PETSTORE_TEST`].
 pub(crate) fn sync_event(sha: &str) -> Vec<Parameter> {
+    event_at(sha, PETSTORE_TEST)
+}
+
+/// The parameters of an event that synced `sha` to the source phase, deployed at `target`.
+pub(crate) fn event_at(sha: &str, target: &str) -> Vec<Parameter> {
     vec![
         Parameter {
             dest: "source.commit".into(),
@@ -235,7 +240,7 @@ pub(crate) fn sync_event(sha: &str) -> Vec<Parameter> {
         },
         Parameter {
             dest: "test.target".into(),
-            value: serde_json::json!(PETSTORE_TEST),
+            value: serde_json::json!(target),
         },
     ]
 }
