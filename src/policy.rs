@@ -8,18 +8,17 @@
 //! spec's `phases` chain them). `policy.permissive: true` brings back the old behaviour (an
 //! empty list allows everything), loudly. Globs' `*` never crosses `/` (`**` does).
 
-use std::path::{Path, PathBuf};
-
 use globset::{GlobSet, GlobSetBuilder};
-use serde::Deserialize;
 
 use crate::{
     credentials::CredentialScopes,
-    spec::{
-        Plan, PodSecurityLevel, RepoGlobs, TargetGlobs, TestPlan, TestProfiles, check_pod_security,
-        container_context, pod_context, strict_glob,
-    },
+    spec::{Plan, PodSecurityLevel, RepoGlobs, TargetGlobs, TestProfiles, strict_glob},
 };
+
+mod config;
+mod testing;
+
+pub use config::{FileRule, PolicyConfig};
 
 /// Why the policy refused a run.
 #[derive(Debug, thiserror::Error)]
@@ -47,205 +46,6 @@ impl PolicyError {
             | PolicyError::Denied { .. }
             | PolicyError::PodSecurity(_) => crate::kind::ErrorKind::PermissionDenied,
         }
-    }
-}
-
-/// Allowlists as written in the server configuration, and as `--policy-*` flags and
-/// `PHASEGATE_POLICY_*` variables (lists comma-separated).
-#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
-#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
-pub struct PolicyConfig {
-    /// Globs of repository URLs (`https://github.com/my-org/*`), matched on the normalised URL.
-    #[arg(
-        long = "policy-repos",
-        env = "PHASEGATE_POLICY_REPOS",
-        value_parser = comma_list,
-        help = "Allowed repository URL globs"
-    )]
-    pub repos: List,
-    /// Allowed transitions, `source->target` (`test->prod`); `*` matches any phase.
-    #[arg(
-        long = "policy-transitions",
-        env = "PHASEGATE_POLICY_TRANSITIONS",
-        value_parser = comma_list,
-        help = "Allowed transitions (`test->prod`)"
-    )]
-    pub transitions: List,
-    /// Globs of test images (`registry.example.com/tests/*`).
-    #[arg(
-        long = "policy-images",
-        env = "PHASEGATE_POLICY_IMAGES",
-        value_parser = comma_list,
-        help = "Allowed test image globs"
-    )]
-    pub images: List,
-    /// Globs of the canonical paths of programs the command runner may start.
-    #[arg(
-        long = "policy-commands",
-        env = "PHASEGATE_POLICY_COMMANDS",
-        value_parser = comma_list,
-        help = "Allowed test command globs (canonical paths)"
-    )]
-    pub commands: List,
-    /// Whether a spec may set `allowUnmergedSource` (promote a commit that is not on its
-    /// branch). Off by default: only merged versions are promoted.
-    #[arg(
-        long = "policy-allow-unmerged-source",
-        env = "PHASEGATE_POLICY_ALLOW_UNMERGED_SOURCE",
-        action = clap::ArgAction::Set,
-        help = "Let specs set allowUnmergedSource (promote commits that are not on their branch)"
-    )]
-    pub allow_unmerged_source: bool,
-    /// Namespaces a test Job may run in besides the server's own (`testNamespace`).
-    #[arg(
-        long = "policy-test-namespaces",
-        env = "PHASEGATE_POLICY_TEST_NAMESPACES",
-        value_parser = comma_list,
-        help = "Namespaces a test Job may run in besides the server's"
-    )]
-    pub test_namespaces: List,
-    /// Service accounts a test Job may run as (`testServiceAccount`); without one the Job runs
-    /// as its namespace's `default`.
-    #[arg(
-        long = "policy-test-service-accounts",
-        env = "PHASEGATE_POLICY_TEST_SERVICE_ACCOUNTS",
-        value_parser = comma_list,
-        help = "Service accounts a test Job may run as"
-    )]
-    pub test_service_accounts: List,
-    /// Globs of the test targets a spec's inline test may be given (`testTarget`, the event's
-    /// `test_target`), matched on the target or its origin; a profile's `testTargets` replace
-    /// them for its runs.
-    #[arg(
-        long = "policy-test-targets",
-        env = "PHASEGATE_POLICY_TEST_TARGETS",
-        value_parser = comma_list,
-        help = "Allowed test target globs (the URL or its origin)"
-    )]
-    pub test_targets: List,
-    /// Names (globs) of the environment variables a spec's inline `testEnv` may set; the
-    /// variables that run code are refused whatever this lists.
-    #[arg(
-        long = "policy-test-env",
-        env = "PHASEGATE_POLICY_TEST_ENV",
-        value_parser = comma_list,
-        help = "Environment variable names an inline testEnv may set"
-    )]
-    pub test_env: List,
-    /// Globs of the command a spec's inline Job may give its container (`testCommand`'s first
-    /// word); without one the image's entrypoint runs.
-    #[arg(
-        long = "policy-job-commands",
-        env = "PHASEGATE_POLICY_JOB_COMMANDS",
-        value_parser = comma_list,
-        help = "Allowed test Job command globs (the first word of testCommand)"
-    )]
-    pub job_commands: List,
-    /// Globs of the directories an inline command test may start in (`testWorkdir`).
-    #[arg(
-        long = "policy-test-workdirs",
-        env = "PHASEGATE_POLICY_TEST_WORKDIRS",
-        value_parser = comma_list,
-        help = "Allowed testWorkdir globs"
-    )]
-    pub test_workdirs: List,
-    /// The widest Pod Security level an inline test Job's security contexts may reach.
-    #[arg(
-        long = "policy-test-pod-security",
-        env = "PHASEGATE_POLICY_TEST_POD_SECURITY",
-        value_enum,
-        default_value_t,
-        help = "Widest Pod Security level of an inline test Job (restricted or baseline)"
-    )]
-    pub test_pod_security: PodSecurityLevel,
-    /// Allow `rollback: true` (promote an older version on purpose, the new baseline).
-    #[arg(
-        long = "policy-allow-rollback",
-        env = "PHASEGATE_POLICY_ALLOW_ROLLBACK",
-        value_parser = clap::builder::FalseyValueParser::new(),
-        help = "Allow rollback: true"
-    )]
-    pub allow_rollback: bool,
-    /// Allow a transition that skips phases of the spec's `phases` (`dev->prod` over `test`).
-    #[arg(
-        long = "policy-allow-phase-skips",
-        env = "PHASEGATE_POLICY_ALLOW_PHASE_SKIPS",
-        value_parser = clap::builder::FalseyValueParser::new(),
-        help = "Allow transitions that skip phases of the spec's `phases`"
-    )]
-    pub allow_phase_skips: bool,
-    /// Which values files and keys of which repositories a spec may name (file only); empty:
-    /// any of an allowed repository.
-    #[arg(skip)]
-    pub files: Vec<FileRule>,
-    /// Allow `test: none` (promote without testing).
-    #[arg(
-        long = "policy-allow-no-tests",
-        env = "PHASEGATE_POLICY_ALLOW_NO_TESTS",
-        value_parser = clap::builder::FalseyValueParser::new(),
-        help = "Allow `test: none`"
-    )]
-    pub allow_no_tests: bool,
-    /// Permissive mode: an empty policy list allows everything (warned about loudly), as
-    /// before phasegate was closed by default.
-    #[arg(
-        long = "policy-permissive",
-        env = "PHASEGATE_POLICY_PERMISSIVE",
-        value_parser = clap::builder::FalseyValueParser::new(),
-        help = "Permissive mode: an empty policy list allows everything (warned about loudly)"
-    )]
-    pub permissive: bool,
-}
-
-/// A `policy.files` rule: the values files (globs of the paths read and written, the
-/// `{phase}` filled in) and keys (globs; none: any) a spec may name in these repositories.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FileRule {
-    /// Repository URL globs, as in `policy.repos`.
-    pub repos: Vec<String>,
-    /// Globs of the values files' paths (`apps/*/overlays/*/values-*.yaml`).
-    pub paths: Vec<String>,
-    /// Globs of the keys (`image.version`); empty: any key.
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-/// A list of the policy. Spelled `List` rather than `Vec<String>` so that clap takes a flag's
-/// or variable's whole comma-separated text as one value ([`comma_list`]) instead of
-/// collecting one item per occurrence.
-pub(crate) type List = Vec<String>;
-
-/// A list setting's flag or variable: comma-separated, empty items dropped (so an empty
-/// variable empties the list).
-fn comma_list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
-    Ok(text
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect())
-}
-
-impl PolicyConfig {
-    /// The operator's own command line (`phasegate promote`) is trusted where the operator
-    /// configured no list: the repository it names (which then gets the server's own
-    /// credentials), its command, test target and working directory, `--test none` and
-    /// `--rollback`. Lists that are configured still apply.
-    pub fn trust_command_line(&mut self, repo: &str) {
-        if self.repos.is_empty() {
-            self.repos.push(globset::escape(repo));
-        }
-        if self.commands.is_empty() {
-            self.commands.push("/**".into());
-        }
-        if self.test_targets.is_empty() {
-            self.test_targets.push("**".into());
-        }
-        if self.test_workdirs.is_empty() {
-            self.test_workdirs.push("/**".into());
-        }
-        self.allow_no_tests = true;
-        self.allow_rollback = true;
     }
 }
 
@@ -389,93 +189,7 @@ impl Policy {
         }
         self.check_skips(&plan)?;
         self.check_files(&plan)?;
-        if plan.profile.is_some() {
-            self.check_target(&plan)?;
-            // The operator's own test: only where its command is.
-            if let TestPlan::Command(cmd) = &mut plan.test {
-                cmd.resolved =
-                    Some(
-                        canonical_program(&cmd.program()).ok_or_else(|| PolicyError::Denied {
-                            what: format!(
-                                "test command {} of the test profile (not an executable file)",
-                                cmd.argv[0]
-                            ),
-                        })?,
-                    );
-            }
-            return Ok(plan);
-        }
-        match &mut plan.test {
-            TestPlan::Job(job) => {
-                if let Some(program) = job.command.first() {
-                    self.listed(
-                        &self.job_commands,
-                        program,
-                        "test Job command",
-                        "policy.jobCommands",
-                    )?;
-                }
-                self.check_env(job.env.keys())?;
-                let pod = pod_context(job.pod_security_context.as_ref());
-                let container = container_context(job.security_context.as_ref());
-                check_pod_security(self.test_pod_security, &pod, &container)
-                    .map_err(PolicyError::PodSecurity)?;
-                self.listed(&self.images, &job.image, "test image", "policy.images")?;
-                if let Some(ns) = &job.namespace
-                    && !self.names(&self.namespaces, ns)
-                {
-                    return denied(format!("test namespace {ns} (policy.testNamespaces)"));
-                }
-                if let Some(sa) = &job.service_account
-                    && !self.names(&self.service_accounts, sa)
-                {
-                    return denied(format!(
-                        "test service account {sa} (policy.testServiceAccounts)"
-                    ));
-                }
-            }
-            TestPlan::Command(cmd) => {
-                self.check_env(cmd.env.keys())?;
-                if let Some(dir) = &cmd.workdir {
-                    let dir = dir.display().to_string();
-                    self.listed(
-                        &self.test_workdirs,
-                        &dir,
-                        "testWorkdir",
-                        "policy.testWorkdirs",
-                    )?;
-                }
-                if let Some(dir) = cmd.workdir.as_ref().filter(|d| !d.is_dir()) {
-                    return Err(PolicyError::NoWorkdir(dir.display().to_string()));
-                }
-                // `program()` joins a relative path to `testWorkdir`; a bare name is on PATH.
-                match canonical_program(&cmd.program()) {
-                    Some(path) => {
-                        let canonical = path.display().to_string();
-                        let what = if canonical == cmd.argv[0] {
-                            "test command".to_string()
-                        } else {
-                            format!("test command {} resolved to", cmd.argv[0])
-                        };
-                        self.listed(&self.commands, &canonical, &what, "policy.commands")?;
-                        cmd.resolved = Some(path);
-                    }
-                    // Permissive and unlisted: the runner reports a missing program itself.
-                    None if self.permissive && self.commands.is_none() => {}
-                    None => {
-                        return denied(format!(
-                            "test command {} (not an executable file on PATH)",
-                            cmd.argv[0]
-                        ));
-                    }
-                }
-            }
-            TestPlan::None if !(self.allow_no_tests || self.permissive) => {
-                return denied("test: none (policy.allowNoTests is off)".into());
-            }
-            TestPlan::Http(_) | TestPlan::None => {}
-        }
-        self.check_target(&plan)?;
+        self.admit_test(&mut plan)?;
         Ok(plan)
     }
 
@@ -533,45 +247,6 @@ impl Policy {
         ))
     }
 
-    /// The test target must be one the operator lists: the profile's `testTargets`, else
-    /// `policy.testTargets`.
-    fn check_target(&self, plan: &Plan) -> Result<(), PolicyError> {
-        let Some(target) = plan.test.target() else {
-            return Ok(());
-        };
-        let profile = plan.profile.as_deref().and_then(|name| {
-            self.profiles
-                .get(name)
-                .and_then(|p| p.targets.as_ref())
-                .map(|globs| (globs, format!("testTargets of the test profile {name}")))
-        });
-        let (globs, key) = match profile {
-            Some((globs, key)) => (Some(globs), key),
-            None => (self.test_targets.as_ref(), "policy.testTargets".to_string()),
-        };
-        match globs {
-            Some(globs) if globs.is_match(target) => Ok(()),
-            None if self.permissive => Ok(()),
-            Some(_) => denied(format!("test target {target} ({key})")),
-            None => denied(format!("test target {target} ({key} lists none)")),
-        }
-    }
-
-    /// An inline `testEnv` sets only the names `policy.testEnv` lists.
-    fn check_env<'a>(
-        &self,
-        mut names: impl Iterator<Item = &'a String>,
-    ) -> Result<(), PolicyError> {
-        names.try_for_each(|name| {
-            self.listed(
-                &self.test_env,
-                name,
-                "test environment variable",
-                "policy.testEnv",
-            )
-        })
-    }
-
     fn listed(
         &self,
         set: &Option<GlobSet>,
@@ -610,28 +285,5 @@ fn globs(list: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, Pol
     })
 }
 
-/// The canonical path of `program`: looked up on the server's `PATH` when it has no `/`, then
-/// with every symlink, `.` and `..` resolved; `None` unless it is an executable file.
-fn canonical_program(program: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    let found = if program.components().count() > 1 {
-        Some(program.to_path_buf())
-    } else if program.as_os_str().is_empty() {
-        None
-    } else {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .filter(|dir| dir.is_absolute())
-            .map(|dir| dir.join(program))
-            .find(|p| executable(p))
-    }?;
-    std::fs::canonicalize(found).ok().filter(|p| executable(p))
-}
-
 #[cfg(test)]
-#[path = "policy_tests.rs"]
 mod tests;

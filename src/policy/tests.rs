@@ -1,5 +1,5 @@
 use super::*;
-use crate::spec::{Resource, RunnerKind, SourceRef, TestProfiles, TestSpec};
+use crate::spec::{Resource, RunnerKind, SourceRef, TestPlan, TestProfiles, TestSpec};
 
 fn resource(repo: &str, source: &str, target: &str, test: TestSpec) -> Resource {
     Resource {
