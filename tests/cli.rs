@@ -203,6 +203,10 @@ fn promote_reads_its_configuration_from_phasegate_variables() {
         &[
             ("PHASEGATE_POLICY_REPOS", "file:///**"),
             ("PHASEGATE_GIT_AUTHOR_NAME", "release-bot"),
+            // A username that holds someone's email never becomes the author.
+            ("GIT_USER", "ceo@example.com"),
+            ("GIT_PASSWORD", "token"),
+            ("GIT_EMAIL", "bot@example.com"),
         ],
     );
     assert_eq!(
@@ -212,13 +216,13 @@ fn promote_reads_its_configuration_from_phasegate_variables() {
         String::from_utf8_lossy(&promoted.stderr)
     );
     let author = std::process::Command::new("git")
-        .args(["log", "-1", "--format=%an", "main"])
+        .args(["log", "-1", "--format=%an <%ae>", "main"])
         .current_dir(&bare)
         .output()
         .expect("git log");
     assert_eq!(
         String::from_utf8_lossy(&author.stdout).trim(),
-        "release-bot"
+        "release-bot <bot@example.com>"
     );
     assert!(
         std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),

@@ -420,17 +420,15 @@ pub(super) fn read_values(
     Ok((entry.filemode(), text.to_string()))
 }
 
+/// The author: always `git.authorName`, never the credentials' username (a username is a
+/// login, and one holding an email would pose as that person); the credentials' email (the
+/// classic `GIT_EMAIL`, a Secret's `email`) else `git.authorEmail`.
 fn signature(
     settings: &GitSettings,
     creds: Option<&Credentials>,
 ) -> Result<Signature<'static>, GitError> {
-    let sig = match creds {
-        Some(Credentials {
-            username,
-            email: Some(email),
-            ..
-        }) => Signature::now(username, email),
-        _ => Signature::now(&settings.author_name, &settings.author_email),
-    };
-    git(sig)
+    let email = creds
+        .and_then(|c| c.email.as_deref())
+        .unwrap_or(&settings.author_email);
+    git(Signature::now(&settings.author_name, email))
 }

@@ -9,7 +9,7 @@ use super::{Located, RepoUrl, Resource, SpecError, bounds, locate, plan::duratio
 
 /// The forge keys as the resource carries them (`forge`, `forgeApiUrl`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct ForgeSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -20,7 +20,7 @@ pub struct ForgeSpec {
 /// The pull-request keys as the resource carries them (`prLabels`, `prDraft`, `mergeMethod`,
 /// `autoMerge`, `waitForMerge`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullRequestSpec {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,

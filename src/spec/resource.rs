@@ -484,6 +484,16 @@ mod tests {
         let err = Resource::from_execute(&serde_json::to_vec(&json).expect("json"), b"")
             .expect_err("unknown field");
         assert!(err.to_string().contains("privileged"), "{err}");
+        for (object, field) in [("forge", "tokenUrl"), ("pullRequest", "reviewers")] {
+            let mut json: Value = serde_json::from_slice(&r.to_json()).expect("json");
+            json[object] = serde_json::json!({ field: "x" });
+            let err = Resource::from_execute(&serde_json::to_vec(&json).expect("json"), b"")
+                .expect_err("unknown field");
+            assert!(
+                err.to_string().contains(&format!("{object}.{field}")),
+                "{err}"
+            );
+        }
         let huge = vec![b' '; MAX_RESOURCE_BYTES + 1];
         assert!(matches!(
             Resource::from_execute(&huge, b""),
