@@ -9,6 +9,8 @@ use crate::proto::runs::{
     ListRunsRequest, Run, WatchRunRequest, run_event::Event, runs_client::RunsClient,
 };
 
+use crate::shown::escape_controls;
+
 /// Why `phasegate runs` could not show what was asked; each says it in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -180,8 +182,10 @@ pub async fn list(
     Ok(())
 }
 
+/// One line of `phasegate runs`; every column comes from the server, so none may hold a
+/// control character raw ([`escape_controls`]).
 fn row(out: &mut (dyn Write + Send), c: [&str; 7]) -> std::io::Result<()> {
-    let [run, outcome, phases, commit, version, started, place] = c;
+    let [run, outcome, phases, commit, version, started, place] = c.map(escape_controls);
     writeln!(
         out,
         "{run:<18} {outcome:<16} {phases:<18} {commit:<10} {version:<12} {started:<9} {place}"
@@ -200,21 +204,26 @@ pub async fn watch(server: &str, id: &str, out: &mut (dyn Write + Send)) -> Cons
     while let Some(event) = events.message().await.map_err(|s| refused(&url, &s))? {
         let at = started.elapsed().as_secs_f64();
         match event.event {
-            Some(Event::Stage(stage)) => writeln!(out, "[{at:6.1}s] ▶ {stage}")?,
-            Some(Event::LogLine(line)) => writeln!(out, "[{at:6.1}s]   │ {line}")?,
+            Some(Event::Stage(stage)) => {
+                writeln!(out, "[{at:6.1}s] ▶ {}", escape_controls(&stage))?;
+            }
+            // The test's output: it may try to drive the operator's terminal.
+            Some(Event::LogLine(line)) => {
+                writeln!(out, "[{at:6.1}s]   │ {}", escape_controls(&line))?;
+            }
             Some(Event::Finished(run)) => {
                 let result = if run.outcome == "error" {
                     format!("error: {}", run.error)
                 } else {
                     run.outcome.clone()
                 };
-                writeln!(out, "[{at:6.1}s] ■ {result}")?;
+                writeln!(out, "[{at:6.1}s] ■ {}", escape_controls(&result))?;
                 if !run.commit.is_empty() {
-                    writeln!(
-                        out,
-                        "           promoted {} -> {} in {}",
+                    let promoted = format!(
+                        "promoted {} -> {} in {}",
                         run.previous, run.version, run.commit
-                    )?;
+                    );
+                    writeln!(out, "           {}", escape_controls(&promoted))?;
                 }
                 return Ok(run);
             }

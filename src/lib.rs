@@ -73,6 +73,7 @@ pub mod proto;
 mod runner;
 pub mod sensor;
 mod server;
+pub mod shown;
 pub mod spec;
 mod values;
 mod web;

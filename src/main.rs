@@ -352,7 +352,7 @@ fn init_logs(format: LogFormat, quiet: bool) {
     if format == LogFormat::Json {
         builder.json().init();
     } else {
-        builder.init();
+        builder.fmt_fields(phasegate::shown::log_fields()).init();
     }
 }
 

@@ -394,7 +394,7 @@ async fn credentials_come_from_the_secret_and_never_reach_a_log() {
     assert!(
         phasegate::git::local::show(&bare, &head)
             .expect("show")
-            .contains("Author: ci-bot <ci-bot@example.com>")
+            .contains("Author: phasegate <ci-bot@example.com>")
     );
 
     server.stop().await;

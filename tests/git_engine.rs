@@ -57,7 +57,7 @@ async fn promotes_over_authenticated_smart_http_and_keeps_others_commits() {
     assert_eq!(log[1].1, "Someone else's commit");
     let shown = local::show(&bare, &log[0].0).expect("show");
     assert!(
-        shown.contains("Author: ci-bot <ci-bot@example.com>"),
+        shown.contains("Author: phasegate <ci-bot@example.com>"),
         "{shown}"
     );
     assert_no_secret_leaked(&[]);

@@ -127,6 +127,37 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
 }
 
 #[tokio::test]
+async fn a_test_cannot_drive_the_operators_terminal_through_runs_watch() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let gate = root.join("gate");
+    let server = TestServer::start(test_config()).await;
+    // A window title, a cleared screen, then a fake verdict.
+    let id = gated_run(
+        &server,
+        &bare,
+        &synced,
+        &gate,
+        "'\u{1b}]0;pwned\u{7}started'",
+        "'\u{1b}[2J\u{1b}[Hall tests passed\u{9b}31m'",
+    )
+    .await;
+    let (screen, watcher) = watch_in_background(&server, &id);
+    eventually(|| screen.text().contains('▶')).await;
+    std::fs::write(&gate, "").expect("open the gate");
+    watcher.await.expect("watcher");
+    let shown = screen.text();
+    assert!(!shown.contains(['\u{1b}', '\u{7}', '\u{9b}']), "{shown:?}");
+    assert!(shown.contains("\\x1b]0;pwned\\x07started"), "{shown}");
+    assert!(
+        shown.contains("\\x1b[2J\\x1b[Hall tests passed\\u{9b}31m"),
+        "{shown}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn runs_watch_attaching_mid_run_first_shows_the_output_so_far() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");

@@ -57,7 +57,9 @@ pub(crate) fn status_of(kind: ErrorKind, message: String) -> Status {
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     };
-    Status::new(code, message)
+    // A message may quote a remote, a forge or a test: no raw control character reaches the
+    // Sensor's log.
+    Status::new(code, crate::shown::escape_controls(&message).into_owned())
 }
 
 /// The sockets the server answers on.

@@ -6,6 +6,7 @@
 //! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
 
 mod bounds;
+mod controls;
 mod forge;
 mod keys;
 mod locate;

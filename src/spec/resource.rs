@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{
     Plan, SpecError,
+    controls::check_controls,
     forge::{ForgeSpec, PullRequestSpec},
     keys,
     payload::EventData,
@@ -220,6 +221,7 @@ impl Resource {
             _ => return Err(SpecError::NotMap("a single value")),
         };
         let json = keys::to_json(map)?;
+        check_controls(&json).map_err(keys::spec_named)?;
         let mut resource = deserialize(json).map_err(keys::spec_named)?;
         Plan::check_static(&resource).map_err(keys::spec_named)?;
         resource.infer_runner().map_err(keys::spec_named)?;
@@ -251,6 +253,7 @@ impl Resource {
         for (path, value) in EventData::parse(payload)?.fields() {
             keys::set_path(&mut json, path, Value::String(value.into()));
         }
+        check_controls(&json)?;
         let mut resource = deserialize(json)?;
         resource.infer_runner()?;
         resource.test.fill_defaults();
