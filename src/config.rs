@@ -58,6 +58,15 @@ pub struct Config {
         help = "The console's link to a commit on the forge (`{repo}`, `{commit}`)"
     )]
     pub console_commit_link: Option<String>,
+    /// The host names the console answers to besides the loopback ones (`localhost`,
+    /// `127.0.0.1`, `[::1]`): the name an authenticating proxy forwards, for instance.
+    #[arg(
+        long,
+        env = "PHASEGATE_CONSOLE_HOSTS",
+        value_parser = crate::policy::comma_list,
+        help = "Host names the console answers to besides localhost (comma-separated)"
+    )]
+    pub console_hosts: crate::policy::List,
     /// Webhooks posted when a run ends (file only).
     #[arg(skip)]
     pub notifications: Vec<crate::notify::NotificationConfig>,
@@ -260,6 +269,7 @@ impl Default for Config {
             metrics_listen: None,
             console_listen: None,
             console_commit_link: None,
+            console_hosts: Vec::new(),
             notifications: Vec::new(),
             policy: PolicyConfig::default(),
             test_profiles: Default::default(),

@@ -19,6 +19,7 @@ mod config;
 mod testing;
 
 pub use config::{FileRule, PolicyConfig};
+pub(crate) use config::{List, comma_list};
 
 /// Why the policy refused a run.
 #[derive(Debug, thiserror::Error)]

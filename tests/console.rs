@@ -268,6 +268,52 @@ async fn every_answer_carries_a_strict_content_security_policy_and_no_inline_scr
     server.stop().await;
 }
 
+/// The status line of a GET of the board sent with `host` as its `Host` header (none: an
+/// HTTP/1.0 request without one).
+async fn status_for_host(server: &TestServer, host: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.console_url().replace("http://", "");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = match host {
+        Some(host) => format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        None => "GET / HTTP/1.0\r\n\r\n".to_string(),
+    };
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn the_console_answers_only_on_its_own_host_names() {
+    let server = TestServer::start(Config {
+        console_hosts: vec!["phasegate.example.com".into()],
+        ..test_config()
+    })
+    .await;
+    for host in [
+        "localhost:8080",
+        "127.0.0.1:9",
+        "[::1]:8080",
+        "LOCALHOST",
+        "phasegate.example.com",
+    ] {
+        let status = status_for_host(&server, Some(host)).await;
+        assert!(status.contains(" 200 "), "{host}: {status}");
+    }
+    // A rebound DNS name (evil.example → 127.0.0.1) and a request without a Host.
+    for host in [
+        Some("evil.example:8080"),
+        Some("localhost.evil.example"),
+        None,
+    ] {
+        let status = status_for_host(&server, host).await;
+        assert!(status.contains(" 421 "), "{host:?}: {status}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn hostile_output_and_commit_messages_are_escaped_and_the_live_output_starts_with_the_lines_so_far()
  {

@@ -15,11 +15,12 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use super::{Config, ConfigError, GitHubAppConfig, TlsConfig, forge};
 
 /// The settings only `serve` has: `promote` does not listen.
-const SERVE_ONLY: [&str; 6] = [
+const SERVE_ONLY: [&str; 7] = [
     "listen",
     "metrics_listen",
     "console_listen",
     "console_commit_link",
+    "console_hosts",
     "cert_file",
     "key_file",
 ];

@@ -173,7 +173,7 @@ pub(crate) type List = Vec<String>;
 
 /// A list setting's flag or variable: comma-separated, empty items dropped (so an empty
 /// variable empties the list).
-fn comma_list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
+pub(crate) fn comma_list(text: &str) -> Result<Vec<String>, std::convert::Infallible> {
     Ok(text
         .split(',')
         .filter(|s| !s.is_empty())

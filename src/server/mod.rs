@@ -116,6 +116,7 @@ pub(crate) async fn serve(
             pipeline.history().clone(),
             config.cache_dir.clone(),
             config.console_commit_link.clone(),
+            config.console_hosts.clone(),
             stop_console.clone(),
         );
         tokio::spawn(crate::web::serve(l, Arc::new(console)))

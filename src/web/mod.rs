@@ -36,6 +36,8 @@ pub(crate) struct Console {
     history: Arc<History>,
     cache_dir: PathBuf,
     commit_link: Option<String>,
+    /// Host names answered besides the loopback ones, lower-case.
+    hosts: Vec<String>,
     versions: board::Versions,
     /// Cancelled at shutdown: ends the live streams, which would otherwise hold the server.
     stop: CancellationToken,
@@ -43,17 +45,20 @@ pub(crate) struct Console {
 
 impl Console {
     /// A console over `history`, reading versions from the clones in `cache_dir`, linking
-    /// commits with `commit_link` (`{repo}`, `{commit}`).
+    /// commits with `commit_link` (`{repo}`, `{commit}`), answering on the loopback names and
+    /// `hosts`.
     pub(crate) fn new(
         history: Arc<History>,
         cache_dir: PathBuf,
         commit_link: Option<String>,
+        hosts: Vec<String>,
         stop: CancellationToken,
     ) -> Console {
         Console {
             history,
             cache_dir,
             commit_link,
+            hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             versions: board::Versions::default(),
             stop,
         }
@@ -76,8 +81,48 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
             get(|| async { asset("text/css", STYLE) }),
         )
         .fallback(|| async { not_found("No such page.") })
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            own_host,
+        ))
         .layer(axum::middleware::map_response(secure))
         .with_state(console)
+}
+
+/// Answers only requests addressed to the console's own names: a page of another site that a
+/// DNS name rebound to 127.0.0.1 (a port-forward on the operator's machine) reads nothing.
+/// 421 Misdirected Request otherwise.
+async fn own_host(
+    State(c): State<Arc<Console>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .map(|h| host_name(h).to_ascii_lowercase());
+    let allowed = host.is_some_and(|h| {
+        matches!(h.as_str(), "localhost" | "127.0.0.1" | "[::1]") || c.hosts.contains(&h)
+    });
+    if allowed {
+        return next.run(request).await;
+    }
+    let mut r = page(Missing {
+        title: "Not this host".into(),
+        message: "This console answers only on localhost and the names in consoleHosts.",
+    });
+    *r.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+    r
+}
+
+/// The host of a `Host` header, without its port (`[::1]:8080` → `[::1]`).
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() => name,
+        _ => host,
+    }
 }
 
 /// Serves the console on `listener` until `console`'s stop token is cancelled.
