@@ -86,6 +86,8 @@ pub async fn run(
         policy: PolicyConfig {
             repos: vec![format!("file://{}", repo.display())],
             transitions: vec!["test->prod".into()],
+            // The demo's own throw-away repository: no hooks to run.
+            allow_file_repos: true,
             ..PolicyConfig::default()
         },
         test_profiles: [(

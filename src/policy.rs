@@ -68,6 +68,7 @@ pub struct Policy {
     test_workdirs: Option<GlobSet>,
     allow_rollback: bool,
     allow_phase_skips: bool,
+    allow_file_repos: bool,
     test_pod_security: PodSecurityLevel,
     files: Vec<Files>,
     profiles: TestProfiles,
@@ -108,6 +109,7 @@ impl Policy {
             test_workdirs: globs("testWorkdirs", &cfg.test_workdirs)?,
             allow_rollback: cfg.allow_rollback,
             allow_phase_skips: cfg.allow_phase_skips,
+            allow_file_repos: cfg.allow_file_repos,
             test_pod_security: cfg.test_pod_security,
             files: cfg
                 .files
@@ -162,6 +164,13 @@ impl Policy {
         if !repo_ok {
             return denied(format!(
                 "repository {} (neither policy.repos nor a credential scope names it)",
+                plan.repo
+            ));
+        }
+        if plan.repo.local_path().is_some() && !(self.allow_file_repos || self.permissive) {
+            return denied(format!(
+                "repository {}: a push to a file:// repository skips its hooks \
+                 (policy.allowFileRepos is off)",
                 plan.repo
             ));
         }

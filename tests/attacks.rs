@@ -389,6 +389,7 @@ async fn a_spec_names_the_operators_test_profile_and_cannot_change_it() {
     let server = TestServer::start(Config {
         policy: PolicyConfig {
             repos: vec!["file:///**".into()],
+            allow_file_repos: true,
             ..PolicyConfig::default()
         },
         test_profiles: [(
@@ -535,4 +536,35 @@ async fn a_spec_cannot_make_a_privileged_test_pod() {
         server.stop().await;
     }
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}
+
+#[tokio::test]
+async fn a_served_file_repository_whose_hooks_would_not_run_is_refused_unless_allowed() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    // The repository's own hook refuses every push; libgit2's local push would not run it.
+    let hook = bare.join("hooks/pre-receive");
+    std::fs::create_dir_all(bare.join("hooks")).expect("hooks");
+    std::fs::write(&hook, "#!/bin/sh\necho refused by policy >&2\nexit 1\n").expect("hook");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let mut policy = test_policy();
+    policy.allow_file_repos = false;
+    let server = TestServer::start(Config {
+        policy,
+        ..test_config()
+    })
+    .await;
+    let spec = petstore(&file_url(&bare), &[("test", "none")]);
+    let result = fire(&server, &spec, &event_at(&synced, PETSTORE_TEST), FROM_TEST).await;
+    assert_refused(result, Code::PermissionDenied, "policy.allowFileRepos");
+    assert_eq!(
+        version_of(&bare, "petstore", "prod"),
+        "1.0",
+        "the hook was bypassed"
+    );
+    server.stop().await;
 }

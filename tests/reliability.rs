@@ -47,6 +47,7 @@ impl Server {
                 "**",
                 "--policy-test-env",
                 "PASSWORD_FILE",
+                "--policy-allow-file-repos",
             ])
             .env("RUST_LOG", "debug")
             .env_remove("GIT_USER")

@@ -171,6 +171,7 @@ async fn a_server_with_no_configuration_refuses_what_nobody_allowed() {
     let repos_only = TestServer::start(Config {
         policy: PolicyConfig {
             repos: vec!["file:///**".into()],
+            allow_file_repos: true,
             ..PolicyConfig::default()
         },
         ..Config::default()
@@ -240,6 +241,7 @@ async fn urls_and_command_paths_cannot_escape_the_policy() {
             test_service_accounts: vec!["petstore-tests".into()],
             images: vec!["registry.example.com/tests/*".into()],
             allow_no_tests: true,
+            allow_file_repos: true,
             ..PolicyConfig::default()
         },
         ..Config::default()

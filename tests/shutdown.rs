@@ -57,7 +57,7 @@ fn serve(root: &Path, grpc: u16, metrics: u16) -> Child {
         .args(["serve", "--no-kubernetes"])
         // Closed by default: the operator names the repositories and programs it allows.
         .args(["--policy-repos", "file:///**", "--policy-commands", "/**"])
-        .args(["--policy-test-targets", "**"])
+        .args(["--policy-test-targets", "**", "--policy-allow-file-repos"])
         .args(["--listen", &format!("127.0.0.1:{grpc}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
         .arg("--cache-dir")

@@ -113,6 +113,15 @@ pub struct PolicyConfig {
         help = "Widest Pod Security level of an inline test Job (restricted or baseline)"
     )]
     pub test_pod_security: PodSecurityLevel,
+    /// Allow `file://` repositories when serving: a push there moves the ref without running
+    /// the repository's `pre-receive`/`update` hooks (libgit2 writes the files directly).
+    #[arg(
+        long = "policy-allow-file-repos",
+        env = "PHASEGATE_POLICY_ALLOW_FILE_REPOS",
+        value_parser = clap::builder::FalseyValueParser::new(),
+        help = "Allow file:// repositories (their hooks do not run)"
+    )]
+    pub allow_file_repos: bool,
     /// Allow `rollback: true` (promote an older version on purpose, the new baseline).
     #[arg(
         long = "policy-allow-rollback",
@@ -201,5 +210,6 @@ impl PolicyConfig {
         }
         self.allow_no_tests = true;
         self.allow_rollback = true;
+        self.allow_file_repos = true;
     }
 }

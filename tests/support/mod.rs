@@ -55,6 +55,7 @@ pub(crate) fn test_policy() -> PolicyConfig {
         test_targets: vec!["**".into()],
         test_env: vec!["*".into()],
         allow_rollback: true,
+        allow_file_repos: true,
         allow_no_tests: true,
         ..PolicyConfig::default()
     }
