@@ -84,7 +84,7 @@ pub use history::{History, RunRecord, Stage, now_unix_ms};
 pub use kind::ErrorKind;
 pub use notify::{Format, NotificationConfig};
 pub use outcome::{Outcome, RunReport};
-pub use policy::{FileRule, PolicyConfig};
+pub use policy::{FileRule, PolicyConfig, SecretBinding};
 pub use runner::TestReport;
 pub use server::{Listeners, MAX_REQUEST_BYTES};
 pub use values::{Scalar, read_scalar, read_value, set_scalar};

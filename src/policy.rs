@@ -18,7 +18,7 @@ use crate::{
 mod config;
 mod testing;
 
-pub use config::{FileRule, PolicyConfig};
+pub use config::{FileRule, PolicyConfig, SecretBinding};
 pub(crate) use config::{List, comma_list};
 
 /// Why the policy refused a run.
@@ -69,6 +69,8 @@ pub struct Policy {
     allow_rollback: bool,
     allow_phase_skips: bool,
     allow_file_repos: bool,
+    /// `policy.credentialsSecrets`: each Secret's name and the repositories it serves.
+    secrets: Vec<(String, RepoGlobs)>,
     test_pod_security: PodSecurityLevel,
     files: Vec<Files>,
     profiles: TestProfiles,
@@ -110,6 +112,18 @@ impl Policy {
             allow_rollback: cfg.allow_rollback,
             allow_phase_skips: cfg.allow_phase_skips,
             allow_file_repos: cfg.allow_file_repos,
+            secrets: cfg
+                .credentials_secrets
+                .iter()
+                .map(|b| {
+                    let globs =
+                        RepoGlobs::new(&b.repos).map_err(|reason| PolicyError::BadGlob {
+                            list: "credentialsSecrets.repos",
+                            reason,
+                        })?;
+                    Ok((b.name.clone(), globs))
+                })
+                .collect::<Result<_, PolicyError>>()?,
             test_pod_security: cfg.test_pod_security,
             files: cfg
                 .files
@@ -173,6 +187,19 @@ impl Policy {
                  (policy.allowFileRepos is off)",
                 plan.repo
             ));
+        }
+        if let Some(name) = &plan.credentials_secret {
+            let bound = self
+                .secrets
+                .iter()
+                .any(|(secret, repos)| secret == name && repos.is_match(&plan.repo));
+            if !(bound || (self.permissive && self.secrets.is_empty())) {
+                return denied(format!(
+                    "credentialsSecret {name} for {} (policy.credentialsSecrets does not bind \
+                     it to this repository)",
+                    plan.repo
+                ));
+            }
         }
         if plan.credentials_secret.is_some() && !scopes.may_send_to(&plan.repo) {
             return denied(format!(

@@ -404,3 +404,97 @@ async fn credentials_come_from_the_secret_and_never_reach_a_log() {
         assert!(!m.contains("SENTINEL"));
     }
 }
+
+/// `policy.credentialsSecrets` binds each Secret to repositories: a Secret named for another
+/// repository is refused before it is read, and a Secret whose own `url` (Argo CD's key) names
+/// another repository is never sent anywhere else.
+#[tokio::test]
+async fn a_credentials_secret_serves_only_the_repositories_it_is_bound_to() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let git = GitServer::start(&root, "ci-bot", "SENTINEL-bound-51e0").await;
+    let kube = FakeKube::start().await;
+    let creds = [("username", "ci-bot"), ("password", "SENTINEL-bound-51e0")];
+    kube.put_secret(NS, "team-a", &creds);
+    let elsewhere = [&creds[..], &[("url", "https://github.com/team-a")]].concat();
+    kube.put_secret(NS, "team-a-github", &elsewhere);
+    let gitops = git.url("gitops");
+    let ours = [&creds[..], &[("url", gitops.as_str())]].concat();
+    kube.put_secret(NS, "team-a-gitops", &ours);
+    let mut policy = config(&kube).policy;
+    policy.credentials_secrets = ["team-a-github", "team-a-gitops"]
+        .into_iter()
+        .map(|name| phasegate::SecretBinding {
+            name: name.into(),
+            repos: vec!["http://127.0.0.1:*/**".into()],
+        })
+        .chain([phasegate::SecretBinding {
+            name: "team-a".into(),
+            repos: vec!["https://git.example.com/team-a/*".into()],
+        }])
+        .collect();
+    let server = TestServer::start(Config {
+        policy,
+        git: GitConfig {
+            allow_insecure_http: true,
+            ..GitConfig::default()
+        },
+        ..config(&kube)
+    })
+    .await;
+    let spec = |secret: &str| {
+        spec(&[
+            ("repo", &gitops),
+            ("path", &PATH.replace("{app}", "petstore")),
+            ("phases", "test,prod"),
+            ("test", "none"),
+            ("credentialsSecret", secret),
+        ])
+    };
+    // Bound to another repository: refused, and never read.
+    let refused = fire(&server, &spec("team-a"), &synced)
+        .await
+        .expect_err("unbound");
+    assert_eq!(refused.status.code(), Code::PermissionDenied);
+    assert!(
+        refused
+            .status
+            .message()
+            .contains("policy.credentialsSecrets"),
+        "{}",
+        refused.status.message()
+    );
+    assert!(
+        kube.requests()
+            .iter()
+            .all(|r| !r.ends_with("/secrets/team-a")),
+        "{:?}",
+        kube.requests()
+    );
+    // Bound here, but its own `url` names github.com: read, never sent.
+    let refused = fire(&server, &spec("team-a-github"), &synced)
+        .await
+        .expect_err("its url is elsewhere");
+    assert_eq!(refused.status.code(), Code::PermissionDenied);
+    assert!(
+        refused
+            .status
+            .message()
+            .contains("`url` key names https://github.com/team-a"),
+        "{}",
+        refused.status.message()
+    );
+    assert!(
+        git.authorizations().is_empty(),
+        "{:?}",
+        git.authorizations()
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    // Bound here and its `url` is this repository: used.
+    let fired = fire(&server, &spec("team-a-gitops"), &synced)
+        .await
+        .expect("promotes");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}

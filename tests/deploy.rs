@@ -87,9 +87,22 @@ fn the_example_sensors_test_with_the_config_maps_profile_and_only_at_its_targets
     let config = config_map(&documents(&render("base")));
     let policy = phasegate::app::policy(&config).expect("the profiles compile");
     let scopes = phasegate::credentials::CredentialScopes::default();
-    for sensor in ["sensor.yaml", "sensor-pull-request.yaml"] {
+    for (sensor, secret) in [
+        ("sensor.yaml", "github-credentials.yaml"),
+        ("sensor-pull-request.yaml", "github-app-credentials.yaml"),
+    ] {
         let custom = &example(sensor)["spec"]["triggers"][0]["template"]["custom"];
         let resource = accepted(custom);
+        // Its Secret is for the Sensor's repository (Argo CD's `url` key).
+        let secret = example(secret);
+        assert_eq!(
+            resource.credentials_secret.as_deref(),
+            secret["metadata"]["name"].as_str()
+        );
+        let url = secret["stringData"]["url"].as_str().expect("url");
+        let repo = phasegate::spec::RepoUrl::parse(&resource.repo).expect("repo");
+        let covered = phasegate::credentials::url_covers(url, &repo).ok();
+        assert_eq!(covered, Some(true), "{url} covers {repo}");
         assert!(
             resource.test.profile.is_some(),
             "{sensor} names a test profile"

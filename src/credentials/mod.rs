@@ -11,7 +11,7 @@ mod secret_store;
 use std::{fmt, path::Path};
 
 pub use github_app::GitHubApp;
-pub use scopes::{CredentialScopes, ScopeConfig, ScopeError};
+pub use scopes::{CredentialScopes, ScopeConfig, ScopeError, url_covers};
 pub use secret_store::SecretStore;
 
 /// A secret string whose `Debug` and `Display` never show it.

@@ -218,6 +218,12 @@ fn under(key: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// Whether a Secret's `url` (Argo CD's repository-credential key: a repository URL or a prefix
+/// of them) covers `repo`: its match key is `url`'s or below it at a `/` boundary, same scheme.
+pub fn url_covers(url: &str, repo: &RepoUrl) -> Result<bool, ScopeError> {
+    Ok(under(repo.match_key(), &prefix_key(url, true)?))
+}
+
 /// The match key of a scope's URL prefix, which may stop at the host or at any directory.
 fn prefix_key(url: &str, allow_insecure_http: bool) -> Result<String, ScopeError> {
     let bad = |problem: String| ScopeError::BadPrefix {

@@ -1,7 +1,8 @@
 //! `credentialsSecret`: git credentials from a Secret in the server's namespace (keys
 //! `username`, `password`, `email`, as in the classic setup; or a GitHub App with Argo CD's
 //! keys `githubAppID`, `githubAppInstallationID`, `githubAppPrivateKey`; optionally
-//! `signingKey` and `signingKeyPassphrase` to sign the commits), cached briefly, never logged.
+//! `signingKey` and `signingKeyPassphrase` to sign the commits, and Argo CD's `url`: the
+//! repository, or prefix of repositories, the Secret is for), cached briefly, never logged.
 
 use std::{
     collections::HashMap,
@@ -18,8 +19,9 @@ use super::{
 };
 use crate::cluster::{Cluster, ClusterError};
 
-/// A Secret's credentials and, when it has one, its signing key.
-type FromSecret = (RepoAuth, Option<SigningKeySource>);
+/// A Secret's credentials, its signing key and its `url` (Argo CD's key: the repository or
+/// prefix it is for), when it has them.
+type FromSecret = (RepoAuth, Option<SigningKeySource>, Option<String>);
 
 /// Argo CD's names of a GitHub App's keys in a repository Secret.
 const GITHUB_APP_KEYS: [&str; 3] = [
@@ -97,7 +99,7 @@ impl SecretStore {
             }),
             None => None,
         };
-        let creds = (creds, signing);
+        let creds = (creds, signing, field("url")?);
         self.lock()
             .insert(name.to_string(), (Instant::now(), creds.clone()));
         Ok(creds)

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use super::run::RunTask;
 use crate::{
     Error, Result,
-    credentials::{Credentials, SigningKeySource},
+    credentials::{Credentials, SigningKeySource, url_covers},
     error::Need,
     forge::access::RunAccess,
     git::{Promotion, Signer},
+    policy::PolicyError,
+    spec::RepoUrl,
 };
 
 /// The credentials of a run, chosen before any test: a bad Secret, key or App fails first.
@@ -17,6 +19,26 @@ pub(super) struct Access {
     pub(super) run: RunAccess,
     credentials: Option<Credentials>,
     signer: Option<Arc<Signer>>,
+}
+
+/// A Secret that says which repository it is for (Argo CD's `url` key, as in its
+/// repository and repo-creds Secrets) serves that repository, or the repositories below that
+/// prefix, only: `PERMISSION_DENIED` otherwise, before anything is sent.
+fn secret_url_covers(name: &str, url: &str, repo: &RepoUrl) -> Result<()> {
+    let denied = |why: String| PolicyError::Denied {
+        what: format!("credentialsSecret {name} for {repo}: {why}"),
+    };
+    match url_covers(url, repo) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(denied(format!(
+            "its `url` key names {url}, which does not cover it"
+        ))
+        .into()),
+        Err(e) => Err(denied(format!(
+            "its `url` key is not a repository URL or prefix ({e})"
+        ))
+        .into()),
+    }
 }
 
 impl RunTask {
@@ -27,7 +49,10 @@ impl RunTask {
         let (from_secret, signing_key) = match &plan.credentials_secret {
             Some(name) => {
                 let cluster = self.cluster(Need::CredentialsSecret)?;
-                let (auth, key) = e.secrets.credentials(cluster, name).await?;
+                let (auth, key, url) = e.secrets.credentials(cluster, name).await?;
+                if let Some(url) = url {
+                    secret_url_covers(name, &url, &plan.repo)?;
+                }
                 (Some(auth), key)
             }
             None => (None, None),

@@ -113,6 +113,10 @@ pub struct PolicyConfig {
         help = "Widest Pod Security level of an inline test Job (restricted or baseline)"
     )]
     pub test_pod_security: PodSecurityLevel,
+    /// Which Secrets a spec may name as `credentialsSecret`, and for which repositories (file
+    /// only); none listed: no spec may name one.
+    #[arg(skip)]
+    pub credentials_secrets: Vec<SecretBinding>,
     /// Allow `file://` repositories when serving: a push there moves the ref without running
     /// the repository's `pre-receive`/`update` hooks (libgit2 writes the files directly).
     #[arg(
@@ -173,6 +177,17 @@ pub struct FileRule {
     /// Globs of the keys (`image.version`); empty: any key.
     #[serde(default)]
     pub keys: Vec<String>,
+}
+
+/// A `policy.credentialsSecrets` entry: the Secret `name` may serve the repositories `repos`
+/// (globs, as in `policy.repos`), and its signing key signs only for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretBinding {
+    /// The Secret's name in phasegate's namespace.
+    pub name: String,
+    /// Repository URL globs it may serve.
+    pub repos: Vec<String>,
 }
 
 /// A list of the policy. Spelled `List` rather than `Vec<String>` so that clap takes a flag's

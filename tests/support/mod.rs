@@ -56,6 +56,25 @@ pub(crate) fn test_policy() -> PolicyConfig {
         test_env: vec!["*".into()],
         allow_rollback: true,
         allow_file_repos: true,
+        // The Secrets the tests' fake clusters hold, for every local repository.
+        credentials_secrets: [
+            "github-credentials",
+            "github-app",
+            "broken-app",
+            "half-secret",
+            "no-such-secret",
+            "ssh-rsa",
+            "pgp",
+            "no-passphrase",
+            "wrong-passphrase",
+            "other-email",
+        ]
+        .into_iter()
+        .map(|name| phasegate::SecretBinding {
+            name: name.into(),
+            repos: vec!["**".into()],
+        })
+        .collect(),
         allow_no_tests: true,
         ..PolicyConfig::default()
     }
