@@ -150,6 +150,9 @@ impl CredentialScopes {
                 .usable(repo, scope.allow_insecure_http)
                 .then_some(&scope.credentials);
         }
+        if self.below_a_secure_scope(repo) {
+            return None;
+        }
         let legacy = self.legacy.as_deref()?;
         (legacy.repos.is_match(repo) && self.usable(repo, self.insecure_outside_scopes))
             .then_some(&legacy.credentials)
@@ -180,9 +183,22 @@ impl CredentialScopes {
     pub fn may_send_to(&self, repo: &RepoUrl) -> bool {
         let insecure_ok = match self.scope_of(repo) {
             Some(scope) => scope.allow_insecure_http,
-            None => self.insecure_outside_scopes,
+            None => self.insecure_outside_scopes && !self.below_a_secure_scope(repo),
         };
         self.usable(repo, insecure_ok)
+    }
+
+    /// An `http://` repository whose `https://` form an https-only scope covers: the scheme is
+    /// part of the scope, so it is not "outside every scope", and `git.allowInsecureHttp` does
+    /// not send it anything in clear text.
+    fn below_a_secure_scope(&self, repo: &RepoUrl) -> bool {
+        let Some(rest) = repo.match_key().strip_prefix("http://") else {
+            return false;
+        };
+        let as_https = format!("https://{rest}");
+        self.scopes
+            .iter()
+            .any(|s| !s.allow_insecure_http && under(&as_https, &s.prefix))
     }
 
     /// True when the server's own credentials are set but `policy.repos` is empty, so they
@@ -339,6 +355,28 @@ mod tests {
         let err = prefix_key("http://git.internal/lab", false).expect_err("cleartext");
         assert!(err.to_string().contains("allowInsecureHttp"), "{err}");
         prefix_key("http://git.internal/lab", true).expect("allowed");
+    }
+
+    #[test]
+    fn an_http_twin_of_an_https_only_scope_is_not_outside_every_scope() {
+        // git.allowInsecureHttp sends the server's own credentials (and a credentialsSecret)
+        // over http:// outside the scopes; an https-only scope's http:// twin is not outside.
+        let repos = RepoGlobs::new(&["**".into()]).expect("globs");
+        let s = scopes(&[("https://git.internal/secure", "secure", false)]).with_legacy(
+            Some(creds("legacy")),
+            repos,
+            true,
+        );
+        let twin = RepoUrl::parse("http://git.internal/secure/x.git").expect("url");
+        assert_eq!(s.credentials_for(&twin).map(|c| c.username.clone()), None);
+        assert!(!s.may_send_to(&twin), "no credentialsSecret there either");
+        let outside = RepoUrl::parse("http://git.internal/lab/x.git").expect("url");
+        assert_eq!(
+            s.credentials_for(&outside).map(|c| c.username.as_str()),
+            Some("legacy"),
+            "outside every scope, as configured"
+        );
+        assert!(s.may_send_to(&outside));
     }
 
     #[test]
