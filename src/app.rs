@@ -82,6 +82,12 @@ async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartErr
         )
         .into());
     }
+    // The clones and the history are phasegate's alone: a cache directory someone else owns or
+    // may write stops the start, naming why.
+    crate::hardening::private_dir(&config.cache_dir)
+        .map_err(|e| ConfigError(format!("cacheDir {}: {e}", config.cache_dir.display())))?;
+    crate::hardening::owned_dir(&config.cache_dir)
+        .map_err(|why| ConfigError(format!("cacheDir is not phasegate's own: {why}")))?;
     // Each CA bundle is read once, for every client that trusts it.
     let git_ca = ca_bundle(config.git.ca_file.as_deref())?;
     let test_ca = ca_bundle(config.test.ca_file.as_deref())?;

@@ -133,6 +133,21 @@ pub struct TestConfig {
     pub run_as_user: Option<RunAs>,
 }
 
+/// The default cache: the user's own (`$XDG_CACHE_HOME/phasegate`, else
+/// `$HOME/.cache/phasegate`), never a name in the shared temporary directory another user could
+/// create first; without a home, `$TMPDIR/phasegate-cache-<uid>` (whose owner and mode are
+/// checked before use like any cache).
+fn default_cache_dir() -> PathBuf {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").and_then(absolute) {
+        return dir.join("phasegate");
+    }
+    if let Some(home) = std::env::var_os("HOME").and_then(absolute) {
+        return home.join(".cache/phasegate");
+    }
+    std::env::temp_dir().join(format!("phasegate-cache-{}", nix::unistd::geteuid()))
+}
+
 /// TLS files of the gRPC listener.
 #[derive(Debug, Clone, Deserialize, clap::Args)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -275,7 +290,7 @@ impl Default for Config {
             test_profiles: Default::default(),
             credentials: Vec::new(),
             git: GitConfig::default(),
-            cache_dir: std::env::temp_dir().join("phasegate-cache"),
+            cache_dir: default_cache_dir(),
             max_runs: 8,
             shutdown_grace: Duration::from_secs(60),
             tls: None,

@@ -35,6 +35,33 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Refuses a directory (the cache, a clone) that is not this process's own: a symlink, owned by
+/// another user, or writable by its group or others. Someone who can write there could plant a
+/// clone whose configuration sends the credentials elsewhere.
+pub fn owned_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory (a symlink?)", dir.display()));
+    }
+    if meta.uid() != me {
+        return Err(format!(
+            "{} is owned by uid {}, not phasegate's ({me})",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by its group or others (mode {mode:o})",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +77,28 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+        owned_dir(&cache).expect("ours");
+    }
+
+    #[test]
+    fn a_directory_others_may_write_or_a_symlink_is_not_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let err = owned_dir(&open).expect_err("world-writable");
+        assert!(err.contains("writable by its group or others"), "{err}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).expect("symlink");
+        assert!(owned_dir(&link).expect_err("symlink").contains("symlink"));
+        let other = std::path::Path::new("/");
+        if nix::unistd::geteuid().as_raw() != 0 {
+            assert!(
+                owned_dir(other)
+                    .expect_err("root's")
+                    .contains("owned by uid 0")
+            );
+        }
     }
 }

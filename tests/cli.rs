@@ -521,3 +521,39 @@ fn serve_stops_naming_a_listen_address_already_in_use() {
         );
     }
 }
+
+/// A cache directory others may write is refused before anything is fetched: whoever can
+/// write there could plant a clone that sends the credentials elsewhere.
+#[test]
+fn promote_refuses_a_cache_directory_others_can_write() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let mut args = promote_args(&bare);
+    args.extend(["--source-commit".to_string(), synced]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let open_cache = root.join("open-cache");
+    std::fs::create_dir(&open_cache).expect("mkdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o777);
+        std::fs::set_permissions(&open_cache, open).expect("chmod");
+    }
+    let refused = phasegate(&args, &open_cache);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cacheDir is not phasegate's own"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("writable by its group or others"),
+        "{stderr}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+
+    let promoted = phasegate(&args, &root.join("cache"));
+    let stderr = String::from_utf8_lossy(&promoted.stderr);
+    assert_eq!(promoted.status.code(), Some(0), "{stderr}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}

@@ -329,3 +329,53 @@ async fn urls_and_command_paths_cannot_escape_the_policy() {
     );
     server.stop().await;
 }
+
+/// A clone planted or changed in the cache (here: `url.<evil>.insteadOf = <good>` added to the
+/// cached clone's config, as another process of the server's user could) does not move the
+/// next promotion: phasegate keeps only its own settings in its clones.
+#[tokio::test]
+async fn a_url_rewrite_planted_in_a_cached_clone_does_not_move_the_promotion() {
+    let (_d, root) = tempdir();
+    let good = root.join("good.git");
+    let synced = gitops_repo(&good, &["petstore"]);
+    let evil = root.join("evil.git");
+    gitops_repo(&evil, &["petstore"]);
+    let cache = root.join("cache");
+    let server = TestServer::start(Config {
+        cache_dir: cache.clone(),
+        ..test_config()
+    })
+    .await;
+    let spec = petstore(&file_url(&good), &[("test", "none")]);
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("first promotion");
+    assert_eq!(fired.response["outcome"], "promoted");
+    let clone = std::fs::read_dir(&cache)
+        .expect("cache")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "git") && p.is_dir())
+        .expect("a cached clone");
+    let mut config = std::fs::read_to_string(clone.join("config")).expect("config");
+    config.push_str(&format!(
+        "[url \"{}\"]\n\tinsteadOf = {}\n",
+        file_url(&evil),
+        file_url(&good)
+    ));
+    std::fs::write(clone.join("config"), config).expect("plant");
+
+    let newer = bump(&good, &["petstore"], "test", "3.0");
+    let fired = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&newer), FROM_TEST)
+        .await
+        .expect("second promotion");
+    assert_eq!(fired.response["outcome"], "promoted");
+    assert_eq!(version_of(&good, "petstore", "prod"), "3.0");
+    assert_eq!(version_of(&evil, "petstore", "prod"), "1.0", "rewritten");
+    server.stop().await;
+}

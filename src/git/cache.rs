@@ -10,6 +10,11 @@ use tracing::{info, warn};
 use super::{GitError, GitSettings, auth, heal};
 use crate::spec::RepoUrl;
 
+/// A clone's whole configuration: what `git init --bare` writes, nothing a remote, a URL
+/// rewrite or a hook path could hide in.
+const CLONE_CONFIG: &str =
+    "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n";
+
 /// The clones (the promoter serialises work on each one).
 #[derive(Debug)]
 pub(super) struct RepoCache {
@@ -27,9 +32,16 @@ impl RepoCache {
     /// a pack is damaged. The clone is this batch's until the lock is dropped.
     pub(super) fn take(&self, url: &RepoUrl) -> Result<(heal::CloneLock, Repository), GitError> {
         let path = self.path_of(url.as_str());
-        crate::hardening::private_dir(&self.dir)
-            .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
+        self.own_dir()?;
         let held = heal::lock(&path)?;
+        // A clone someone else could have planted or changed is not used (its config could
+        // rewrite the URL, its hooks do not run, but its objects are not ours either).
+        if path.exists()
+            && let Err(why) = crate::hardening::owned_dir(&path)
+        {
+            warn!(cache = %path.display(), %why, "cached clone is not phasegate's; cloning again");
+            self.discard(&path)?;
+        }
         if path.exists()
             && let heal::Healed::Damaged(why) = heal::heal(&path)?
         {
@@ -44,6 +56,10 @@ impl RepoCache {
     fn open(&self, url: &RepoUrl) -> Result<Repository, GitError> {
         let path = self.path_of(url.as_str());
         if path.exists() {
+            // Only phasegate's own settings: a planted `url.<x>.insteadOf` would make libgit2
+            // connect elsewhere than the URL the policy matched, credentials and all.
+            std::fs::write(path.join("config"), CLONE_CONFIG)
+                .map_err(|e| GitError::Other(format!("cannot reset the clone's config: {e}")))?;
             match Repository::open_bare(&path) {
                 Ok(repo) => return Ok(repo),
                 Err(e) => {
@@ -52,9 +68,20 @@ impl RepoCache {
                 }
             }
         }
+        self.own_dir()?;
+        Repository::init_bare(&path).map_err(|e| GitError::Other(e.message().to_string()))
+    }
+
+    /// The cache directory, created private when missing, and refused unless it is
+    /// phasegate's own (owner, mode, not a symlink).
+    fn own_dir(&self) -> Result<(), GitError> {
         crate::hardening::private_dir(&self.dir)
             .map_err(|e| GitError::Other(format!("cannot create cache directory: {e}")))?;
-        Repository::init_bare(&path).map_err(|e| GitError::Other(e.message().to_string()))
+        crate::hardening::owned_dir(&self.dir).map_err(|why| {
+            GitError::Other(format!(
+                "the cache directory is not phasegate's own: {why}; remove it or set cacheDir"
+            ))
+        })
     }
 
     /// Removes the clone of `url`, e.g. after a fetch found its object store damaged.

@@ -241,6 +241,27 @@ pub unsafe fn defer_ca_bundle() {
     }
 }
 
+/// Makes libgit2 read no system, global (`~/.gitconfig`), XDG or ProgramData configuration:
+/// an `url.<x>.insteadOf` there would connect elsewhere than the URL the policy matched, with
+/// the credentials. phasegate's clones keep only their own minimal config (`cache.rs`).
+///
+/// # Safety
+/// Changes libgit2's global settings: call it before any other thread runs.
+#[allow(unsafe_code)]
+pub unsafe fn isolate_from_git_config() -> Result<(), git2::Error> {
+    use git2::ConfigLevel;
+    for level in [
+        ConfigLevel::System,
+        ConfigLevel::Global,
+        ConfigLevel::XDG,
+        ConfigLevel::ProgramData,
+    ] {
+        // SAFETY: no other thread runs (the caller's promise).
+        unsafe { git2::opts::set_search_path(level, "")? };
+    }
+    Ok(())
+}
+
 /// Loads the CA bundle [`defer_ca_bundle`] deferred, once, before the first connection to an
 /// https remote (`url`); nothing for other remotes or when nothing was deferred.
 pub(crate) fn load_deferred_ca_bundle(url: &RepoUrl) -> Result<(), GitError> {
