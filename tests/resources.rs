@@ -3,11 +3,26 @@
 //! limit. The server runs in this process: its growth is this process's
 //! ([`MemoryWatch`]), measured against a margin that leaves room for tests running alongside.
 
-use crate::support::{memory::MemoryWatch, *};
+use crate::support::{git_server::GitServer, memory::MemoryWatch, *};
+use phasegate::{config::Config, git::local};
+use std::path::Path;
 
 /// Most the process may grow while the server reads 64 MiB it must not keep, in MiB: what
 /// the server keeps is a few MiB; unbounded, each of these grew it by 130 MiB or more.
 const MARGIN_MIB: u64 = 40;
+
+/// The tests' configuration, with `user` and `password` (in files under `root`) for the
+/// repositories of a [`GitServer`] on plain http.
+fn over_http(root: &Path, user: &str, password: &str) -> Config {
+    let (user_file, password_file) = (root.join("username"), root.join("password"));
+    std::fs::write(&user_file, user).expect("write");
+    std::fs::write(&password_file, password).expect("write");
+    let mut config = test_config();
+    config.git.allow_insecure_http = true;
+    config.git.username_file = Some(user_file);
+    config.git.password_file = Some(password_file);
+    config
+}
 
 /// Execute's answer to a command test `script` (run by `sh -c`), and how much the process grew
 /// meanwhile (MiB).
@@ -74,4 +89,55 @@ async fn a_test_printing_bytes_that_are_not_utf8_keeps_its_output_and_exit_code(
         log.contains("last words") && log.contains("exit status: 4"),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn a_huge_values_file_is_refused_by_a_promotion_and_the_board_before_it_is_read() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    // Over smart HTTP, as from a forge: git's local transport (file://) inflates every object
+    // it sends, in this process.
+    let git = GitServer::start(&root, "bot", "git-password").await;
+    let server = TestServer::start(over_http(&root, "bot", "git-password")).await;
+    let spec = petstore(&git.url("gitops"), &[("test", "none")]);
+    let sensor = server.sensor().await;
+    sensor
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("promotes");
+    // Someone commits 64 MiB of spaces into prod's values file: 64 KiB once compressed.
+    let prod = values_path("petstore", "prod");
+    let huge = format!("{}{}", values("2.0"), " ".repeat(64 << 20));
+    local::commit_files(&bare, "main", &[(&prod, &huge)], "oops").expect("commit");
+    drop(huge);
+    let synced = bump(&bare, &["petstore"], "test", "3.0");
+
+    let memory = MemoryWatch::start();
+    let failed = sensor
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("a huge values file");
+    let board = reqwest::get(server.console_url())
+        .await
+        .expect("board")
+        .text()
+        .await
+        .expect("board page");
+    let grown = memory.growth_mib();
+
+    assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
+    assert_eq!(failed.status.code(), tonic::Code::InvalidArgument);
+    let message = failed.status.message();
+    assert!(
+        message.contains(&prod) && message.contains("more than the 1048576 bytes (1 MiB)"),
+        "{message}"
+    );
+    let prod_phase = board.find(">prod<").expect("prod phase");
+    let version = board[prod_phase..].split("class=\"version\">").nth(1);
+    assert!(
+        !version.is_some_and(|v| v.starts_with("2.0")),
+        "the board shows no version for a file it did not read:\n{board}"
+    );
+    assert!(board.contains(">test<"), "{board}");
 }

@@ -6,12 +6,14 @@
 //! promotions waiting for the same remote go out in one push, a commit each.
 //! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
 //! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`promote`] is the
-//! read-edit-commit algorithm, [`index`] remembers what the last promotion of each file
+//! read-edit-commit algorithm ([`blob`] reads a values file, its size checked before it is
+//! inflated), [`index`] remembers what the last promotion of each file
 //! recorded (for `superseded`), and [`push`] puts the commits on the remote without ever losing
 //! someone else's. [`signing`] writes every commit, signed with an SSH or OpenPGP key when
 //! signing is configured.
 
 mod auth;
+mod blob;
 mod cache;
 mod heal;
 mod index;
@@ -66,6 +68,12 @@ pub enum GitError {
     /// The values file is not something phasegate may edit (a symlink, a directory, not UTF-8).
     #[error("{path}: {reason}")]
     Unsupported { path: String, reason: &'static str },
+    /// The values file is larger than phasegate reads (refused before it is inflated).
+    #[error(
+        "{path}: is {size} bytes, more than the {} bytes (1 MiB) a values file may hold",
+        blob::MAX_VALUES_BYTES
+    )]
+    TooLarge { path: String, size: u64 },
     /// The remote refused phasegate's credentials, or asked for some and none are configured.
     #[error("git remote refused the credentials: {0}")]
     AuthRejected(String),
@@ -97,7 +105,7 @@ impl GitError {
                 ValuesError::KeyMissing(_) => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
             },
-            GitError::Unsupported { .. } => ErrorKind::InvalidArgument,
+            GitError::Unsupported { .. } | GitError::TooLarge { .. } => ErrorKind::InvalidArgument,
             GitError::AuthRejected(_) | GitError::PushRefused(_) => ErrorKind::PermissionDenied,
             GitError::Unreachable(_) => ErrorKind::Unavailable,
             GitError::PushRejected { .. } => ErrorKind::Aborted,
