@@ -141,3 +141,33 @@ async fn a_huge_values_file_is_refused_by_a_promotion_and_the_board_before_it_is
     );
     assert!(board.contains(">test<"), "{board}");
 }
+
+#[tokio::test]
+async fn a_forge_answering_more_than_the_bound_is_refused_without_holding_the_answer() {
+    use crate::support::{fake_forge::Fronted, fake_github::FakeGitHub, forge_bed::ForgeBed};
+    let bed = ForgeBed::<FakeGitHub>::start().await;
+    // A first pull request: the fake GitHub loads its API description once, 90 MiB.
+    let opened = bed.fire(&bed.pr_spec(&[]), &bed.synced).await;
+    assert_eq!(opened.expect("opens")["outcome"], "pr-opened");
+    let synced = bump(&bed.bare, &["petstore"], "test", "3.0");
+    bed.forge
+        .with_front(|front| front.answer_huge("GET", "/pulls", 64 << 20));
+
+    let memory = MemoryWatch::start();
+    let refused = bed.fire(&bed.pr_spec(&[]), &synced).await;
+    let grown = memory.growth_mib();
+
+    assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
+    let status = refused.expect_err("a 64 MiB answer");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("GitHub: GET repos/org/gitops/pulls")
+            && status
+                .message()
+                .contains("larger than 4194304 bytes (4 MiB)"),
+        "{status:?}"
+    );
+    assert_eq!(bed.forge.pulls().len(), 1, "no second pull request");
+}
