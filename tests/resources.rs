@@ -171,3 +171,45 @@ async fn a_forge_answering_more_than_the_bound_is_refused_without_holding_the_an
     );
     assert_eq!(bed.forge.pulls().len(), 1, "no second pull request");
 }
+
+#[tokio::test]
+async fn a_fetch_receiving_more_than_git_max_fetch_bytes_is_cancelled() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    gitops_repo(&bare, &["petstore"]);
+    // 512 KiB that do not compress much (hex of a pseudo-random sequence): about 256 KiB in a
+    // pack, beside the values files.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..64 * 1024)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            format!("{:08x}", x >> 32)
+        })
+        .collect();
+    local::commit_files(&bare, "main", &[("assets/noise.txt", &noise)], "assets").expect("commit");
+    let synced = bump(&bare, &["petstore"], "test", "3.0");
+    let git = GitServer::start(&root, "bot", "git-password").await;
+    let mut config = over_http(&root, "bot", "git-password");
+    config.git.max_fetch_bytes = 64 * 1024;
+    let server = TestServer::start(config).await;
+
+    let failed = server
+        .sensor()
+        .await
+        .fire(
+            &petstore(&git.url("gitops"), &[("test", "none")]),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("a fetch over the bound");
+
+    assert_eq!(failed.status.code(), tonic::Code::FailedPrecondition);
+    let message = failed.status.message();
+    assert!(
+        message.contains(&git.url("gitops"))
+            && message.contains("more than git.maxFetchBytes (65536 bytes) allows"),
+        "{message}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}

@@ -49,6 +49,10 @@ use crate::{
 /// Other promoters and humans push to the same branch: retry a rejected push this often.
 pub const DEFAULT_PUSH_ATTEMPTS: u32 = 10;
 
+/// The most one fetch may receive (`git.maxFetchBytes`): far above any GitOps repository
+/// (tens of MiB for years of history), far below what fills a cache volume or memory.
+pub const DEFAULT_MAX_FETCH_BYTES: u64 = 1 << 30;
+
 /// Why a promotion failed. Messages name the repository path, key or commit, never a credential.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GitError {
@@ -74,6 +78,16 @@ pub enum GitError {
         blob::MAX_VALUES_BYTES
     )]
     TooLarge { path: String, size: u64 },
+    /// A fetch received more than `git.maxFetchBytes` and was cancelled.
+    #[error(
+        "the fetch from {url} was cancelled after {received} bytes: more than git.maxFetchBytes \
+         ({bound} bytes) allows"
+    )]
+    FetchTooLarge {
+        url: String,
+        received: u64,
+        bound: u64,
+    },
     /// The remote refused phasegate's credentials, or asked for some and none are configured.
     #[error("git remote refused the credentials: {0}")]
     AuthRejected(String),
@@ -100,7 +114,9 @@ impl GitError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GitError::NotFound(_) => ErrorKind::NotFound,
-            GitError::NotOnBranch { .. } => ErrorKind::FailedPrecondition,
+            GitError::NotOnBranch { .. } | GitError::FetchTooLarge { .. } => {
+                ErrorKind::FailedPrecondition
+            }
             GitError::Values { source, .. } => match source {
                 ValuesError::KeyMissing(_) => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
@@ -122,6 +138,8 @@ pub struct GitSettings {
     pub cache_dir: PathBuf,
     /// Push attempts before `ABORTED`.
     pub push_attempts: u32,
+    /// The most one fetch may receive, in bytes; beyond it the fetch is cancelled.
+    pub max_fetch_bytes: u64,
     /// Commit author when the credentials carry no email.
     pub author_name: String,
     /// Commit author email when the credentials carry none.
