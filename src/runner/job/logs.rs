@@ -167,3 +167,20 @@ async fn read_lines(stream: impl AsyncBufRead, mut line: impl FnMut(String)) -> 
         stream.consume_unpin(read);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_a_log_stream_in_cut_lines_with_bytes_that_are_not_utf8_replaced() {
+        let mut log = b"start \xff\n".to_vec();
+        log.extend(vec![b'x'; MAX_LINE_BYTES + 5]);
+        log.extend(b"\nend");
+        let mut lines = Vec::new();
+        let ended = read_lines(futures_util::io::Cursor::new(log), |l| lines.push(l)).await;
+        assert!(ended);
+        let long = format!("{} … [cut: 5 bytes]", "x".repeat(MAX_LINE_BYTES));
+        assert_eq!(lines, ["start \u{FFFD}", long.as_str(), "end"]);
+    }
+}
