@@ -1,6 +1,8 @@
 //! Test runners: one enum ([`TestPlan`]) dispatches, one file per runner, each the same shape:
 //! `async fn run(&Test, &TestContext) -> Result<Tested, RunnerError>`. A failing test is a
-//! report with `passed: false`; an error means the test could not be run at all.
+//! report with `passed: false`; an error means the test could not be run at all. The runners
+//! that read an output stream (command, Job) read it through [`lines`]: lines of bounded
+//! length, decoded lossily.
 
 mod command;
 mod http;
