@@ -323,12 +323,16 @@ fn git_settings_under(config: &Config, policy: &Policy) -> Result<GitSettings, C
     if g.push_attempts == 0 {
         return Err(ConfigError("git.pushAttempts must be at least 1".into()));
     }
+    if g.max_fetch_bytes == 0 {
+        return Err(ConfigError("git.maxFetchBytes must be at least 1".into()));
+    }
     if let Some(file) = &g.ssh_known_hosts {
         crate::git::validate_known_hosts(file).map_err(ConfigError)?;
     }
     Ok(GitSettings {
         cache_dir: config.cache_dir.clone(),
         push_attempts: g.push_attempts,
+        max_fetch_bytes: g.max_fetch_bytes,
         author_name: g.author_name.clone(),
         author_email: g.author_email.clone(),
         credentials,

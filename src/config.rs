@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::{
     credentials::ScopeConfig,
-    git::{DEFAULT_PUSH_ATTEMPTS, SigningFormat},
+    git::{DEFAULT_MAX_FETCH_BYTES, DEFAULT_PUSH_ATTEMPTS, SigningFormat},
     policy::PolicyConfig,
 };
 
@@ -230,6 +230,9 @@ pub struct GitConfig {
     /// Push attempts before ABORTED.
     #[arg(long = "push-attempts", env = "PHASEGATE_PUSH_ATTEMPTS")]
     pub push_attempts: u32,
+    /// The most one fetch may receive, in bytes; a larger fetch is cancelled.
+    #[arg(long = "git-max-fetch-bytes", env = "PHASEGATE_GIT_MAX_FETCH_BYTES")]
+    pub max_fetch_bytes: u64,
     /// Private key (OpenSSH or armored OpenPGP) to sign every promotion commit with.
     #[arg(long = "git-signing-key", env = "PHASEGATE_GIT_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
@@ -312,6 +315,7 @@ impl Default for GitConfig {
             ssh_known_hosts: None,
             ca_file: None,
             push_attempts: DEFAULT_PUSH_ATTEMPTS,
+            max_fetch_bytes: DEFAULT_MAX_FETCH_BYTES,
             signing_key: None,
             signing_key_passphrase_file: None,
             signing_format: None,
@@ -378,7 +382,7 @@ mod tests {
         let file = dir.path().join("c.yaml");
         std::fs::write(
             &file,
-            "maxRuns: 2\ngit:\n  authorName: from-file\n  pushAttempts: 3\npolicy:\n  repos: [\"https://a/*\"]\n",
+            "maxRuns: 2\ngit:\n  authorName: from-file\n  pushAttempts: 3\n  maxFetchBytes: 1048576\npolicy:\n  repos: [\"https://a/*\"]\n",
         )
         .expect("write");
         let flags = [
@@ -406,6 +410,7 @@ mod tests {
             "the file stays where no flag is given"
         );
         assert_eq!(c.git.author_name, "from-file");
+        assert_eq!(c.git.max_fetch_bytes, 1 << 20);
         assert_eq!(
             c.policy.repos,
             [

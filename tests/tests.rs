@@ -32,6 +32,7 @@ mod observability;
 mod payload;
 mod pull_requests;
 mod reliability;
+mod resources;
 mod security;
 mod shutdown;
 mod signing;

@@ -134,6 +134,25 @@ pub(super) struct ApiClient {
 /// No forge call may hang a run.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most of a forge's answer read. phasegate reads single objects (a pull request, a
+/// commit status list, a token) of a few KiB; GitHub's largest page of 100 pull requests is
+/// about 1 MiB. A larger answer is refused, never held whole.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Why [`ApiClient::send`] got no answer to read.
+enum SendError {
+    /// The request failed (connection, timeout, TLS): worth another attempt.
+    Http(reqwest::Error),
+    /// The answer was larger than [`MAX_ANSWER_BYTES`]: another attempt would be too.
+    TooLarge,
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> SendError {
+        SendError::Http(e)
+    }
+}
+
 /// The forges' HTTP client: the public roots plus `ca` (the certificates of `git.caFile`, the
 /// bundle git trusts).
 pub(crate) fn http_client(ca: &[reqwest::Certificate]) -> Result<reqwest::Client, ForgeError> {
@@ -204,7 +223,14 @@ impl ApiClient {
             // Asked on every attempt: a minted token is renewed when it nears its expiry.
             let token = self.token.token().await?;
             let wait = match self.send(&token, &method, path, body).await {
-                Err(e) => {
+                Err(SendError::TooLarge) => {
+                    return Err(ForgeError::Refused(format!(
+                        "{}: {what}: the answer is larger than {MAX_ANSWER_BYTES} bytes \
+                         (4 MiB), more than phasegate reads",
+                        self.forge
+                    )));
+                }
+                Err(SendError::Http(e)) => {
                     last = format!("{what}: {}", redact(&token, &e.without_url().to_string()));
                     self.retry.backoff(attempt)
                 }
@@ -328,7 +354,7 @@ impl ApiClient {
         method: &Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, HeaderMap, Value), reqwest::Error> {
+    ) -> Result<(StatusCode, HeaderMap, Value), SendError> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
         let mut auth = HeaderValue::from_str(&format!("{} {}", self.auth_scheme, token.expose()))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -345,9 +371,16 @@ impl ApiClient {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        let response = request.send().await?;
+        let mut response = request.send().await?;
         let (status, headers) = (response.status(), response.headers().clone());
-        let bytes = response.bytes().await?;
+        // Read chunk by chunk up to the bound: `bytes()` would hold any size the forge sends.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(SendError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok((status, headers, body))
     }

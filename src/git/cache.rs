@@ -117,7 +117,14 @@ pub(super) fn fetch(
     creds: Option<&crate::credentials::Credentials>,
 ) -> Result<(), GitError> {
     super::load_deferred_ca_bundle(url)?;
-    let (callbacks, trace) = auth::callbacks(url, creds, settings);
+    let (mut callbacks, trace) = auth::callbacks(url, creds, settings);
+    // Returning false from the progress callback cancels the fetch: a repository (or a
+    // hostile server) sending more than the bound fills neither the cache volume nor memory.
+    let (bound, received) = (settings.max_fetch_bytes, std::cell::Cell::new(0u64));
+    callbacks.transfer_progress(|progress| {
+        received.set(progress.received_bytes() as u64);
+        received.get() <= bound
+    });
     let mut opts = FetchOptions::new();
     // A redirect to another host would take the credentials (and the preemptive header) with
     // it: only the same host's redirects are followed (libgit2 compares hosts, not ports).
@@ -133,9 +140,16 @@ pub(super) fn fetch(
         .remote_anonymous(url.as_str())
         .map_err(|e| classify(e, None))?;
     let started = std::time::Instant::now();
-    remote
-        .fetch(refspecs, Some(&mut opts), None)
-        .map_err(|e| classify(e, trace.failure()))?;
+    let fetched = remote.fetch(refspecs, Some(&mut opts), None);
+    drop(opts);
+    if received.get() > bound {
+        return Err(GitError::FetchTooLarge {
+            url: url.as_str().to_string(),
+            received: received.get(),
+            bound,
+        });
+    }
+    fetched.map_err(|e| classify(e, trace.failure()))?;
     let stats = remote.stats();
     info!(
         objects = stats.received_objects(),

@@ -216,7 +216,7 @@ fn record(
                 .as_ref()
                 .filter(|_| rollback)
                 .and_then(|tree| tree.get_path(std::path::Path::new(path)).ok())
-                .and_then(|entry| repo.find_blob(entry.id()).ok())
+                .and_then(|entry| super::blob::values_blob(repo, entry.id(), path).ok())
                 .and_then(|blob| String::from_utf8(blob.content().to_vec()).ok());
             keys.iter()
                 .map(|key| {

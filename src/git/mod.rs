@@ -6,12 +6,14 @@
 //! promotions waiting for the same remote go out in one push, a commit each.
 //! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
 //! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`promote`] is the
-//! read-edit-commit algorithm, [`index`] remembers what the last promotion of each file
+//! read-edit-commit algorithm ([`blob`] reads a values file, its size checked before it is
+//! inflated), [`index`] remembers what the last promotion of each file
 //! recorded (for `superseded`), and [`push`] puts the commits on the remote without ever losing
 //! someone else's. [`signing`] writes every commit, signed with an SSH or OpenPGP key when
 //! signing is configured.
 
 mod auth;
+mod blob;
 mod cache;
 mod heal;
 mod index;
@@ -47,6 +49,10 @@ use crate::{
 /// Other promoters and humans push to the same branch: retry a rejected push this often.
 pub const DEFAULT_PUSH_ATTEMPTS: u32 = 10;
 
+/// The most one fetch may receive (`git.maxFetchBytes`): far above any GitOps repository
+/// (tens of MiB for years of history), far below what fills a cache volume or memory.
+pub const DEFAULT_MAX_FETCH_BYTES: u64 = 1 << 30;
+
 /// Why a promotion failed. Messages name the repository path, key or commit, never a credential.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GitError {
@@ -66,6 +72,22 @@ pub enum GitError {
     /// The values file is not something phasegate may edit (a symlink, a directory, not UTF-8).
     #[error("{path}: {reason}")]
     Unsupported { path: String, reason: &'static str },
+    /// The values file is larger than phasegate reads (refused before it is inflated).
+    #[error(
+        "{path}: is {size} bytes, more than the {} bytes (1 MiB) a values file may hold",
+        blob::MAX_VALUES_BYTES
+    )]
+    TooLarge { path: String, size: u64 },
+    /// A fetch received more than `git.maxFetchBytes` and was cancelled.
+    #[error(
+        "the fetch from {url} was cancelled after {received} bytes: more than git.maxFetchBytes \
+         ({bound} bytes) allows"
+    )]
+    FetchTooLarge {
+        url: String,
+        received: u64,
+        bound: u64,
+    },
     /// The remote refused phasegate's credentials, or asked for some and none are configured.
     #[error("git remote refused the credentials: {0}")]
     AuthRejected(String),
@@ -92,12 +114,14 @@ impl GitError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             GitError::NotFound(_) => ErrorKind::NotFound,
-            GitError::NotOnBranch { .. } => ErrorKind::FailedPrecondition,
+            GitError::NotOnBranch { .. } | GitError::FetchTooLarge { .. } => {
+                ErrorKind::FailedPrecondition
+            }
             GitError::Values { source, .. } => match source {
                 ValuesError::KeyMissing(_) => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
             },
-            GitError::Unsupported { .. } => ErrorKind::InvalidArgument,
+            GitError::Unsupported { .. } | GitError::TooLarge { .. } => ErrorKind::InvalidArgument,
             GitError::AuthRejected(_) | GitError::PushRefused(_) => ErrorKind::PermissionDenied,
             GitError::Unreachable(_) => ErrorKind::Unavailable,
             GitError::PushRejected { .. } => ErrorKind::Aborted,
@@ -114,6 +138,8 @@ pub struct GitSettings {
     pub cache_dir: PathBuf,
     /// Push attempts before `ABORTED`.
     pub push_attempts: u32,
+    /// The most one fetch may receive, in bytes; beyond it the fetch is cancelled.
+    pub max_fetch_bytes: u64,
     /// Commit author when the credentials carry no email.
     pub author_name: String,
     /// Commit author email when the credentials carry none.

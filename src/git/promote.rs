@@ -8,7 +8,7 @@ use git2::{Commit, Oid, Repository, Signature, Tree};
 use tracing::{Span, info, warn};
 
 use super::{
-    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
+    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult, blob,
     cache::{self, RepoCache, git, tracking_ref},
     index::{Latest, PromotionIndex},
     push::{backoff, push},
@@ -19,9 +19,6 @@ use crate::{
     diff::{Edit, changed_lines},
     values,
 };
-
-/// Values files are small; a huge one is a mistake or an attack, refused before parsing.
-const MAX_VALUES_BYTES: usize = 1 << 20;
 
 const FILE_MODES: [i32; 2] = [0o100644, 0o100755];
 
@@ -412,10 +409,7 @@ pub(super) fn read_values(
         }
         _ => return Err(unsupported("is not a regular file")),
     }
-    let blob = git(repo.find_blob(entry.id()))?;
-    if blob.size() > MAX_VALUES_BYTES {
-        return Err(unsupported("is larger than 1 MiB"));
-    }
+    let blob = blob::values_blob(repo, entry.id(), path)?;
     let text = std::str::from_utf8(blob.content()).map_err(|_| unsupported("is not UTF-8"))?;
     Ok((entry.filemode(), text.to_string()))
 }

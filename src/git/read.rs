@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use git2::Repository;
 
 use super::{
-    GitError,
+    GitError, blob,
     cache::{RepoCache, git, tracking_ref},
 };
 use crate::values;
@@ -44,7 +44,7 @@ pub fn values_at_branch(
             let text = texts.entry(path).or_insert_with(|| {
                 let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
                 let entry = trees.get(dir)?.get_name(name)?.id();
-                let blob = repo.find_blob(entry).ok()?;
+                let blob = blob::values_blob(&repo, entry, path).ok()?;
                 String::from_utf8(blob.content().to_vec()).ok()
             });
             text.as_deref()

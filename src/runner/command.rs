@@ -6,12 +6,14 @@ use std::{process::Stdio, sync::Arc};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    io::{AsyncRead, AsyncReadExt},
     process::Command,
     sync::Mutex,
 };
 
-use super::{LOG_TAIL_BYTES, LogSink, RunnerError, TestContext, Tested, privileges, tail};
+use super::{
+    LOG_TAIL_BYTES, LogSink, RunnerError, TestContext, Tested, lines::LineCutter, privileges, tail,
+};
 use crate::spec::CommandTest;
 
 /// The only variables of phasegate's environment a test command inherits.
@@ -122,21 +124,39 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Appends lines of `out` to `log`, keeping only a bounded tail in memory.
+/// Appends lines of `out` to `log`, keeping only a bounded tail in memory. Reads chunks, not
+/// lines: a line is cut at its bound ([`LineCutter`]), and bytes that are not UTF-8 are
+/// replaced, so the pipe is read to its end (a reader that stopped would kill the test with
+/// SIGPIPE on its next write).
 fn collect(
-    out: impl AsyncRead + Unpin + Send + 'static,
+    mut out: impl AsyncRead + Unpin + Send + 'static,
     log: Arc<Mutex<String>>,
     sink: LogSink,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink(&line);
-            let mut log = log.lock().await;
-            log.push_str(&line);
-            log.push('\n');
-            if log.len() > 4 * LOG_TAIL_BYTES {
-                *log = tail(&log, LOG_TAIL_BYTES);
+        let mut cutter = LineCutter::default();
+        let mut chunk = vec![0; 64 * 1024];
+        let mut lines = Vec::new();
+        loop {
+            let read = out.read(&mut chunk).await.unwrap_or(0);
+            if read == 0 {
+                std::mem::take(&mut cutter).finish(&mut |l| lines.push(l));
+            } else {
+                cutter.feed(&chunk[..read], &mut |l| lines.push(l));
+            }
+            if !lines.is_empty() {
+                let mut log = log.lock().await;
+                for line in lines.drain(..) {
+                    sink(&line);
+                    log.push_str(&line);
+                    log.push('\n');
+                    if log.len() > 4 * LOG_TAIL_BYTES {
+                        *log = tail(&log, LOG_TAIL_BYTES);
+                    }
+                }
+            }
+            if read == 0 {
+                return;
             }
         }
     })

@@ -1,10 +1,13 @@
 //! Test runners: one enum ([`TestPlan`]) dispatches, one file per runner, each the same shape:
 //! `async fn run(&Test, &TestContext) -> Result<Tested, RunnerError>`. A failing test is a
-//! report with `passed: false`; an error means the test could not be run at all.
+//! report with `passed: false`; an error means the test could not be run at all. The runners
+//! that read an output stream (command, Job) read it through [`lines`]: lines of bounded
+//! length, decoded lossily.
 
 mod command;
 mod http;
 mod job;
+mod lines;
 mod privileges;
 mod reach;
 
@@ -158,19 +161,22 @@ pub(crate) async fn run(plan: &TestPlan, ctx: &TestContext) -> Result<TestReport
     })
 }
 
-/// The last `max` bytes of `s`, cut at a line start when one is near, never inside a character.
+/// The last `max` bytes of `s`, cut at a line start when one is near (within a quarter of
+/// `max`), never inside a character. Otherwise the first line kept is the end of a long one,
+/// marked `…`: its end (a cut line's `[cut: N bytes]`) is what a reader looks for.
 pub(crate) fn tail(s: &str, max: usize) -> String {
+    const MARK: &str = "…";
     if s.len() <= max {
         return s.to_string();
     }
-    let mut start = s.len() - max;
+    let mut start = s.len() - max + MARK.len();
     while !s.is_char_boundary(start) {
         start += 1;
     }
     let cut = &s[start..];
     match cut.find('\n') {
-        Some(nl) if nl + 1 < cut.len() => cut[nl + 1..].to_string(),
-        _ => cut.to_string(),
+        Some(nl) if nl + 1 < cut.len() && nl < max / 4 => cut[nl + 1..].to_string(),
+        _ => format!("{MARK}{cut}"),
     }
 }
 
@@ -185,6 +191,15 @@ mod tests {
         assert!(t.len() <= LOG_TAIL_BYTES);
         assert!(t.starts_with("line "));
         assert!(t.ends_with("line 1999\n"));
+    }
+
+    #[test]
+    fn keeps_the_end_of_a_long_line_marked() {
+        let log = format!("{} … [cut: 9 bytes]\nexited: 0\n", "x".repeat(16 * 1024));
+        let t = tail(&log, LOG_TAIL_BYTES);
+        assert!(t.len() <= LOG_TAIL_BYTES);
+        assert!(t.starts_with("…xxx"), "{t}");
+        assert!(t.ends_with("x … [cut: 9 bytes]\nexited: 0\n"), "{t}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub(crate) fn settings(cache: &Path, password: Option<&str>) -> GitSettings {
     GitSettings {
         cache_dir: cache.to_path_buf(),
         push_attempts: 10,
+        max_fetch_bytes: phasegate::git::DEFAULT_MAX_FETCH_BYTES,
         author_name: "phasegate".into(),
         author_email: "phasegate@example.com".into(),
         // The server's own credentials, for the local git server (plain http, allowed here).

@@ -61,6 +61,9 @@ pub(crate) struct Front {
     pub restricted: bool,
     /// Canned answers for the next requests: (status, headers).
     failures: VecDeque<(u16, Vec<(&'static str, String)>)>,
+    /// The next request with this method and path end is answered 200 with this many bytes
+    /// of JSON whitespace.
+    huge: Option<(&'static str, &'static str, usize)>,
 }
 
 impl Front {
@@ -74,6 +77,17 @@ impl Front {
         let headers: Vec<_> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
         self.failures
             .extend(std::iter::repeat_n((status, headers), times));
+    }
+
+    /// The next `method` request to a path ending in `path_end` is answered `200` with a body
+    /// of `bytes` spaces (JSON whitespace), streamed: the fake never holds it.
+    pub(crate) fn answer_huge(
+        &mut self,
+        method: &'static str,
+        path_end: &'static str,
+        bytes: usize,
+    ) {
+        self.huge = Some((method, path_end, bytes));
     }
 
     /// Fails the test if any request broke the API description (`whose`: what refuses them).
@@ -219,6 +233,13 @@ async fn handle<F: ForgeApi>(State(fake): State<Arc<Mutex<F>>>, request: Request
     if !s.authenticated(&request) {
         return F::unauthorized();
     }
+    if let Some((method, end, bytes)) = s.front().huge
+        && request.method == method
+        && request.path.ends_with(end)
+    {
+        s.front().huge = None;
+        return huge(bytes);
+    }
     if let Some((status, headers)) = s.front().failures.pop_front() {
         let mut r = F::failure(status);
         for (k, v) in headers {
@@ -230,6 +251,16 @@ async fn handle<F: ForgeApi>(State(fake): State<Arc<Mutex<F>>>, request: Request
         return F::forbidden();
     }
     s.route(request)
+}
+
+/// A `200` answer of `bytes` spaces, streamed in 64 KiB chunks.
+fn huge(bytes: usize) -> Response {
+    static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    let chunks = (0..bytes.div_ceil(SPACES.len()))
+        .map(|_| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(&SPACES)));
+    Response::new(axum::body::Body::from_stream(futures_util::stream::iter(
+        chunks,
+    )))
 }
 
 /// A forge's git identity: it commits in its bare repositories as the forge does.

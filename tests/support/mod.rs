@@ -15,6 +15,7 @@ pub(crate) mod forge_scenarios;
 pub(crate) mod git_server;
 pub(crate) mod github_app;
 pub(crate) mod gitlab_api;
+pub(crate) mod memory;
 pub(crate) mod openapi;
 pub(crate) mod ssh_server;
 pub(crate) mod swagger;

@@ -8,16 +8,22 @@ use std::{
     time::Duration,
 };
 
-use futures_util::{AsyncBufReadExt, StreamExt};
+use futures_util::{AsyncBufRead, AsyncBufReadExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, api::LogParams};
 use tokio::task::JoinHandle;
 
 use super::manifest::CONTAINER;
-use crate::runner::LogSink;
+use crate::runner::{
+    LogSink,
+    lines::{LineCutter, MAX_LINE_BYTES},
+};
 
 /// Lines of the pod's log kept (the answer keeps the last 4 KiB of them).
 const LOG_LINES: usize = 200;
+/// The most of the pod's log read back when following did not see it end: its last
+/// [`LOG_LINES`] lines, each cut at [`MAX_LINE_BYTES`] (the kubelet's `limitBytes`).
+const LOG_READ_BYTES: usize = LOG_LINES * MAX_LINE_BYTES;
 /// Once the Job has ended, how long its log stream may take to deliver its last lines.
 const LOG_DRAIN: Duration = Duration::from_secs(5);
 
@@ -66,19 +72,15 @@ impl LogFollower {
             let Ok(stream) = pods.log_stream(&pod_name, &params).await else {
                 return false;
             };
-            let mut stream = stream.lines();
-            while let Some(line) = stream.next().await {
-                let Ok(line) = line else {
-                    return false;
-                };
+            read_lines(stream, |line| {
                 sink(&line);
                 let mut kept = lines.lock().expect("log lines");
                 if kept.len() == LOG_LINES {
                     kept.pop_front();
                 }
                 kept.push_back(line);
-            }
-            true
+            })
+            .await
         });
         self.task = Some((name, task));
     }
@@ -132,7 +134,53 @@ async fn pod_log(pods: &Api<Pod>, selector: &str) -> String {
     };
     let params = LogParams {
         tail_lines: Some(LOG_LINES as i64),
+        limit_bytes: Some(LOG_READ_BYTES as i64),
         ..params()
     };
-    pods.logs(&pod, &params).await.unwrap_or_default()
+    let Ok(stream) = pods.log_stream(&pod, &params).await else {
+        return String::new();
+    };
+    let mut log = String::new();
+    read_lines(stream, |line| {
+        log.push_str(&line);
+        log.push('\n');
+    })
+    .await;
+    log
+}
+
+/// Reads a log stream to its end in lines cut at [`MAX_LINE_BYTES`], bytes that are not UTF-8
+/// replaced ([`LineCutter`]); `false` when the stream broke.
+async fn read_lines(stream: impl AsyncBufRead, mut line: impl FnMut(String)) -> bool {
+    let mut stream = std::pin::pin!(stream);
+    let mut cutter = LineCutter::default();
+    loop {
+        let Ok(chunk) = stream.fill_buf().await else {
+            return false;
+        };
+        if chunk.is_empty() {
+            cutter.finish(&mut line);
+            return true;
+        }
+        let read = chunk.len();
+        cutter.feed(chunk, &mut line);
+        stream.consume_unpin(read);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_a_log_stream_in_cut_lines_with_bytes_that_are_not_utf8_replaced() {
+        let mut log = b"start \xff\n".to_vec();
+        log.extend(vec![b'x'; MAX_LINE_BYTES + 5]);
+        log.extend(b"\nend");
+        let mut lines = Vec::new();
+        let ended = read_lines(futures_util::io::Cursor::new(log), |l| lines.push(l)).await;
+        assert!(ended);
+        let long = format!("{} … [cut: 5 bytes]", "x".repeat(MAX_LINE_BYTES));
+        assert_eq!(lines, ["start \u{FFFD}", long.as_str(), "end"]);
+    }
 }

@@ -1,0 +1,67 @@
+//! How much this test process's resident memory grows while something runs: a thread samples
+//! `VmRSS` of `/proc/self/status` every millisecond. The server runs in this process
+//! ([`super::TestServer`]), so what it holds shows here. Other tests running at the same time
+//! add to it: a bound asserted with it leaves a margin for them.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+/// Samples the process's resident memory from its start to [`MemoryWatch::growth`].
+pub(crate) struct MemoryWatch {
+    before: u64,
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: JoinHandle<()>,
+}
+
+/// The process's resident memory now, in bytes.
+fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+impl MemoryWatch {
+    /// Starts sampling.
+    pub(crate) fn start() -> MemoryWatch {
+        let before = resident();
+        let (peak, stop) = (
+            Arc::new(AtomicU64::new(before)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let sampler = std::thread::spawn({
+            let (peak, stop) = (peak.clone(), stop.clone());
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(resident(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        MemoryWatch {
+            before,
+            peak,
+            stop,
+            sampler,
+        }
+    }
+
+    /// Stops sampling: the most the resident memory grew above where it was at the start, in
+    /// MiB.
+    pub(crate) fn growth_mib(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler.join().expect("sampler");
+        let peak = self.peak.load(Ordering::Relaxed).max(resident());
+        peak.saturating_sub(self.before) / (1024 * 1024)
+    }
+}
