@@ -55,6 +55,7 @@ pub(crate) fn status_of(kind: ErrorKind, message: String) -> Status {
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
     };
     Status::new(code, message)

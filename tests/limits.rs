@@ -1,0 +1,125 @@
+//! Every resource bounded (issue 22), over the real server: the queue of waiting runs, and the
+//! memory a flood of refused runs costs.
+
+use crate::support::*;
+use phasegate::{
+    config::Config,
+    proto::runs::{ListRunsRequest, runs_client::RunsClient},
+};
+use tonic::Code;
+
+/// Every run the server's history lists.
+async fn runs(server: &TestServer) -> Vec<phasegate::proto::runs::Run> {
+    let mut client = RunsClient::connect(server.url()).await.expect("connect");
+    let request = ListRunsRequest::default();
+    client.list(request).await.expect("list").into_inner().runs
+}
+
+/// This process's resident memory in KiB (the test server runs in it).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Refused runs keep no memory: 2000 distinct runs queued without the bound grew this process
+/// by 156 MiB (80 KiB a queued run: its task, ledger entry and history record); refused, by
+/// about 1 MiB. The process is shared with the other tests, hence the margin.
+const FLOOD: usize = 2000;
+const FLOOD_MARGIN_KIB: u64 = 64 * 1024;
+
+#[tokio::test]
+async fn runs_beyond_the_queue_are_resource_exhausted_until_a_slot_frees() {
+    let (_dir, root) = tempdir();
+    let apps = ["a1", "a2", "a3", "a4", "a5"];
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &apps);
+    // Each test waits until the test lets it end: the one slot stays taken until then.
+    let release = root.join("release");
+    let script = format!("while [ ! -e {0} ]; do sleep 0.05; done", release.display());
+    let command = serde_json::to_string(&["sh", "-c", &script]).expect("json");
+    let server = TestServer::start(Config {
+        max_runs: 1,
+        max_queued_runs: 2,
+        ..test_config()
+    })
+    .await;
+    let sensor = server.sensor().await;
+    let spec_of = |app: &str| {
+        let mut spec = petstore(
+            &file_url(&bare),
+            &[
+                ("test", "command"),
+                ("testCommand", &command),
+                ("mode", "async"),
+            ],
+        );
+        spec.insert("path".into(), PATH.replace("{app}", app));
+        spec
+    };
+    let fire = |app: &str, sha: &str| {
+        let (sensor, spec, params) = (sensor.clone(), spec_of(app), sync_event(sha));
+        async move { sensor.fire(&spec, &params, FROM_TEST).await }
+    };
+
+    // One runs, two wait: the queue is full.
+    for app in &apps[..3] {
+        let fired = fire(app, &synced).await.expect("accepted");
+        assert_eq!(fired.response["outcome"], "accepted");
+    }
+    let refused = fire(apps[3], &synced).await.expect_err("the queue is full");
+    assert_eq!(refused.step, "Execute");
+    assert_eq!(refused.status.code(), Code::ResourceExhausted);
+    assert!(
+        refused.status.message().contains("maxQueuedRuns"),
+        "{}",
+        refused.status.message()
+    );
+    // A duplicate of a queued run joins it: it is no new run.
+    let joined = fire(apps[1], &synced).await.expect("a duplicate joins");
+    assert_eq!(joined.response["outcome"], "accepted");
+    assert_eq!(
+        runs(&server).await.len(),
+        3,
+        "a refused run is not recorded"
+    );
+
+    // A flood of distinct runs is refused without keeping memory.
+    let before = rss_kib();
+    for i in 0..FLOOD {
+        let err = fire(apps[4], &format!("{i:040x}")).await.expect_err("full");
+        assert_eq!(err.status.code(), Code::ResourceExhausted);
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < FLOOD_MARGIN_KIB,
+        "{FLOOD} refused runs grew the process by {grown} KiB"
+    );
+    assert_eq!(runs(&server).await.len(), 3);
+    let (_, scrape) = server.probe("/metrics").await;
+    assert_eq!(metric(&scrape, "phasegate_runs_in_flight"), 3.0, "{scrape}");
+    let refused = (FLOOD + 1) as f64;
+    assert_eq!(
+        metric(&scrape, "phasegate_runs_refused_total"),
+        refused,
+        "{scrape}"
+    );
+
+    // Once the runs end, a new one is accepted.
+    std::fs::write(&release, "").expect("release");
+    let mut ended = false;
+    for _ in 0..1000 {
+        if runs(&server).await.iter().all(|r| r.stage == "done") {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ended, "the released runs end within 20 s");
+    let fired = fire(apps[3], &synced).await.expect("a slot is free again");
+    assert_eq!(fired.response["outcome"], "accepted");
+    server.stop().await;
+}
