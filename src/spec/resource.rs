@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Plan, SpecError,
+    Plan, SpecError, bounds,
     forge::{ForgeSpec, PullRequestSpec},
     keys,
     payload::EventData,
@@ -220,6 +220,7 @@ impl Resource {
             _ => return Err(SpecError::NotMap("a single value")),
         };
         let json = keys::to_json(map)?;
+        bounds::texts(&json).map_err(keys::spec_named)?;
         let mut resource = deserialize(json).map_err(keys::spec_named)?;
         Plan::check_static(&resource).map_err(keys::spec_named)?;
         resource.infer_runner().map_err(keys::spec_named)?;
@@ -251,6 +252,7 @@ impl Resource {
         for (path, value) in EventData::parse(payload)?.fields() {
             keys::set_path(&mut json, path, Value::String(value.into()));
         }
+        bounds::texts(&json)?;
         let mut resource = deserialize(json)?;
         resource.infer_runner()?;
         resource.test.fill_defaults();
