@@ -1,5 +1,5 @@
-//! Every resource bounded (issue 22), over the real server: the queue of waiting runs, and the
-//! memory a flood of refused runs costs.
+//! Every resource bounded (issue 22), over the real server: the queue of waiting runs and the
+//! memory a flood of refused runs costs, the history file read at start.
 
 use crate::support::*;
 use phasegate::{
@@ -15,14 +15,20 @@ async fn runs(server: &TestServer) -> Vec<phasegate::proto::runs::Run> {
     client.list(request).await.expect("list").into_inner().runs
 }
 
-/// This process's resident memory in KiB (the test server runs in it).
-fn rss_kib() -> u64 {
+/// A memory figure of this process in KiB (the test server runs in it): `VmRSS` (resident
+/// now) or `VmHWM` (the peak).
+fn memory_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+        .expect(field)
+}
+
+/// This process's resident memory in KiB.
+fn rss_kib() -> u64 {
+    memory_kib("VmRSS")
 }
 
 /// Refused runs keep no memory: 2000 distinct runs queued without the bound grew this process
@@ -121,5 +127,57 @@ async fn runs_beyond_the_queue_are_resource_exhausted_until_a_slot_frees() {
     assert!(ended, "the released runs end within 20 s");
     let fired = fire(apps[3], &synced).await.expect("a slot is free again");
     assert_eq!(fired.response["outcome"], "accepted");
+    server.stop().await;
+}
+
+/// A history file of a bad disk or another program: 64 MiB on one line, then 32 MiB of short
+/// garbage lines, then one real record.
+fn damaged_history(file: &std::path::Path) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).expect("create"));
+    let chunk = vec![b'{'; 1 << 20];
+    for _ in 0..64 {
+        out.write_all(&chunk).expect("write");
+    }
+    out.write_all(b"\n").expect("write");
+    let mut garbage = vec![b'g'; 1023];
+    garbage.push(b'\n');
+    for _ in 0..32 * 1024 {
+        out.write_all(&garbage).expect("write");
+    }
+    let record = r#"{"id":"newest","key":"k","repo":"file:///r","branch":"main","path":"a/{phase}.yaml","sourcePhase":"test","targetPhase":"prod","sourceCommit":"abcdef1","stage":"done","report":null,"error":"boom","startedUnixMs":0}"#;
+    writeln!(out, "{record}").expect("write");
+    out.flush().expect("flush");
+}
+
+/// What reading the 96 MiB damaged history may cost at its peak: its last 32 MiB are read a
+/// line (at most 256 KiB) at a time.
+const HISTORY_MARGIN_KIB: u64 = 32 * 1024;
+
+#[tokio::test]
+async fn a_huge_damaged_history_file_neither_blows_memory_nor_stops_the_start() {
+    let (_dir, root) = tempdir();
+    let cache = root.join("cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let file = cache.join("history.jsonl");
+    damaged_history(&file);
+    // Reset the peak (Linux: `5` to clear_refs), so that the start's own peak is measured.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = memory_kib("VmHWM");
+    let server = TestServer::start(Config {
+        cache_dir: cache.clone(),
+        ..test_config()
+    })
+    .await;
+    let listed = runs(&server).await;
+    let peak = memory_kib("VmHWM").saturating_sub(before);
+    assert!(
+        peak < HISTORY_MARGIN_KIB,
+        "reading a 96 MiB history raised the peak by {peak} KiB"
+    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, "newest");
+    let size = std::fs::metadata(&file).expect("history file").len();
+    assert!(size < 4096, "rewritten with what was kept: {size} bytes");
     server.stop().await;
 }
