@@ -255,7 +255,5 @@ pub(crate) async fn serve(
             }),
         )
         .with_state(metrics);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, router, shutdown).await
 }

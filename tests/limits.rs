@@ -181,3 +181,88 @@ async fn a_huge_damaged_history_file_neither_blows_memory_nor_stops_the_start() 
     assert!(size < 4096, "rewritten with what was kept: {size} bytes");
     server.stop().await;
 }
+
+/// The console's and the metrics listener's bounds (docs/contract.md §8).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_CONNECTIONS: usize = 128;
+
+/// Reads `stream` to its end; fails the test when the server keeps it open for twice the
+/// header read timeout.
+async fn closed_by_the_server(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(2 * HEADER_READ_TIMEOUT, stream.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    seen
+}
+
+#[tokio::test]
+async fn a_slow_or_idle_client_is_disconnected_from_the_console_and_the_metrics() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(test_config()).await;
+    let mut clients = Vec::new();
+    for (addr, path) in [
+        (server.console_addr, "/"),
+        (server.metrics_addr, "/healthz"),
+    ] {
+        // Half a request header, never finished.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let start = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
+        slow.write_all(start.as_bytes()).await.expect("write");
+        clients.push((addr, slow, false));
+        // A keep-alive connection that stays idle after its answer.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let whole = format!("{start}\r\n");
+        idle.write_all(whole.as_bytes()).await.expect("write");
+        clients.push((addr, idle, true));
+    }
+    for (addr, mut stream, answered) in clients {
+        let seen = closed_by_the_server(&mut stream).await;
+        let seen = String::from_utf8_lossy(&seen);
+        assert_eq!(seen.starts_with("HTTP/1.1 200"), answered, "{addr}: {seen}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_others_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(test_config()).await;
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        let stream = tokio::net::TcpStream::connect(server.console_addr)
+            .await
+            .expect("connect");
+        held.push(stream);
+    }
+    // Every place is taken: the next connection's request is not served…
+    let mut waiting = tokio::net::TcpStream::connect(server.console_addr)
+        .await
+        .expect("the backlog takes it");
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        waiting.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "served beyond the limit: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    // …until the others go: then it is, and the console answers again.
+    drop(held);
+    let read = tokio::time::timeout(HEADER_READ_TIMEOUT, waiting.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "not served after the others closed");
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{answer:?}"
+    );
+    let page = reqwest::get(server.console_url()).await.expect("console");
+    assert!(page.status().is_success());
+    server.stop().await;
+}
