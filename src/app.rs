@@ -105,6 +105,7 @@ async fn parts(config: &Config, metrics: Arc<Metrics>) -> Result<Parts, StartErr
         history: Arc::new(History::open(Some(&config.cache_dir))),
         metrics,
         max_runs: config.max_runs,
+        max_queued_runs: config.max_queued_runs,
     })
 }
 

@@ -32,6 +32,11 @@ mod forge;
 pub use flags::{Overrides, ServeOverrides};
 pub use forge::{ForgeConfig, GitHubAppConfig};
 
+/// Runs that may wait for a slot: eight rounds of the default `maxRuns`, far more than a burst
+/// of Sensor events, far fewer than would hold memory an operator would notice (a queued run is
+/// a task, a ledger entry and a history record: a few KiB).
+pub const DEFAULT_MAX_QUEUED_RUNS: usize = 64;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -89,6 +94,10 @@ pub struct Config {
     /// Runs at once; the rest queue.
     #[arg(long, env = "PHASEGATE_MAX_RUNS")]
     pub max_runs: usize,
+    /// Runs waiting for one of the `maxRuns` slots; beyond them Execute answers
+    /// `RESOURCE_EXHAUSTED` (a duplicate joining a run in flight is not a new run).
+    #[arg(long, env = "PHASEGATE_MAX_QUEUED_RUNS")]
+    pub max_queued_runs: usize,
     /// How long SIGTERM waits for runs in flight (`60s`).
     #[arg(long, env = "PHASEGATE_SHUTDOWN_GRACE", value_parser = humantime::parse_duration)]
     #[serde(deserialize_with = "grace")]
@@ -295,6 +304,7 @@ impl Default for Config {
             git: GitConfig::default(),
             cache_dir: default_cache_dir(),
             max_runs: 8,
+            max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
             shutdown_grace: Duration::from_secs(60),
             tls: None,
             kubernetes: KubernetesConfig::default(),
@@ -382,7 +392,7 @@ mod tests {
         let file = dir.path().join("c.yaml");
         std::fs::write(
             &file,
-            "maxRuns: 2\ngit:\n  authorName: from-file\n  pushAttempts: 3\n  maxFetchBytes: 1048576\npolicy:\n  repos: [\"https://a/*\"]\n",
+            "maxRuns: 2\nmaxQueuedRuns: 7\ngit:\n  authorName: from-file\n  pushAttempts: 3\n  maxFetchBytes: 1048576\npolicy:\n  repos: [\"https://a/*\"]\n",
         )
         .expect("write");
         let flags = [
@@ -405,6 +415,7 @@ mod tests {
         let c = Cli::parse_from(flags).overrides.load().expect("loads");
 
         assert_eq!(c.max_runs, 5, "the flag wins");
+        assert_eq!(c.max_queued_runs, 7);
         assert_eq!(
             c.git.push_attempts, 3,
             "the file stays where no flag is given"

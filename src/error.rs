@@ -38,6 +38,11 @@ pub enum Error {
          event runs it again"
     )]
     Interrupted,
+    /// `maxQueuedRuns` runs already wait for a slot: the run was not queued (nor recorded).
+    #[error(
+        "{0} runs already wait for a slot (maxQueuedRuns): the run was not queued; retry later"
+    )]
+    QueueFull(usize),
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,6 +60,7 @@ impl Error {
             Error::Forge(e) => e.kind(),
             Error::Unconfigured(_) => ErrorKind::FailedPrecondition,
             Error::Interrupted => ErrorKind::Unavailable,
+            Error::QueueFull(_) => ErrorKind::ResourceExhausted,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }

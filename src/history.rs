@@ -72,6 +72,9 @@ struct Inner {
 pub struct History {
     inner: Mutex<Inner>,
     file: Option<PathBuf>,
+    /// Lines in the file; its lock serialises appending and compacting, so no line is lost
+    /// to a rename.
+    file_lines: Mutex<usize>,
     ended: broadcast::Sender<RunRecord>,
 }
 
@@ -80,6 +83,7 @@ impl Default for History {
         History {
             inner: Mutex::default(),
             file: None,
+            file_lines: Mutex::new(0),
             ended: broadcast::channel(ENDED_BUFFER).0,
         }
     }
@@ -90,45 +94,42 @@ impl History {
     /// A truncated or corrupt file is recovered from: bad lines are skipped with a warning.
     pub fn open(dir: Option<&Path>) -> History {
         let file = dir.map(|d| d.join("history.jsonl"));
-        let history = History {
+        let mut history = History {
             file: file.clone(),
             ..History::default()
         };
         if let Some(file) = &file {
-            history.load(file);
+            let lines = history.load(file);
+            *history
+                .file_lines
+                .get_mut()
+                .unwrap_or_else(|p| p.into_inner()) = lines;
         }
         history
     }
 
-    fn load(&self, file: &Path) {
-        let Ok(text) = std::fs::read(file) else {
-            return;
-        };
-        let text = String::from_utf8_lossy(&text);
-        let (mut skipped, mut lines) = (0, 0);
+    /// Loads the runs of `file`, rewriting it if it holds more or other lines than those
+    /// kept; returns the lines it holds then.
+    fn load(&self, file: &Path) -> usize {
         let mut inner = self.lock();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            lines += 1;
-            match serde_json::from_str::<RunRecord>(line) {
-                Ok(record) => insert(&mut inner, record),
-                Err(_) => skipped += 1,
-            }
-        }
-        if skipped > 0 {
-            warn!(file = %file.display(), skipped, "ignored corrupt lines of the run history");
+        let Some(found) = store::read(file, |record| insert(&mut inner, record)) else {
+            return 0;
+        };
+        if found.skipped > 0 {
+            warn!(file = %file.display(), skipped = found.skipped, "ignored corrupt lines of the run history");
         }
         // Rewrite what was kept, so the file stays bounded and loses its bad lines (a file
         // with one good line per kept run, ending in a newline, is left as it is).
-        let kept: Vec<&RunRecord> = inner
-            .order
-            .iter()
-            .filter_map(|id| inner.runs.get(id))
-            .collect();
-        if kept.len() == lines && text.ends_with('\n') {
-            return;
+        let kept = kept(&inner);
+        if kept.len() == found.lines && !found.partial {
+            return found.lines;
         }
-        if let Err(e) = store::rewrite(file, &kept) {
-            warn!(file = %file.display(), error = %e, "cannot rewrite the run history");
+        match store::rewrite(file, &kept) {
+            Ok(()) => kept.len(),
+            Err(e) => {
+                warn!(file = %file.display(), error = %e, "cannot rewrite the run history");
+                found.lines
+            }
         }
     }
 
@@ -203,10 +204,29 @@ impl History {
         inner.live.remove(id);
         drop(inner);
         let _ = self.ended.send(record.clone());
-        if let Some(file) = &self.file
-            && let Err(e) = store::append(file, &record)
-        {
+        if let Some(file) = &self.file {
+            self.persist(file, &record);
+        }
+    }
+
+    /// Appends a finished run to the file; once the file holds twice the runs kept, rewrites
+    /// it with those kept (about once per [`KEPT_RUNS`] runs, a write of the size the file
+    /// has after start-up), so it never grows far beyond its record limit while serving.
+    fn persist(&self, file: &Path, record: &RunRecord) {
+        let mut lines = self.file_lines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = store::append(file, record) {
             warn!(file = %file.display(), error = %e, "cannot persist the run history");
+            return;
+        }
+        *lines += 1;
+        if *lines < 2 * KEPT_RUNS {
+            return;
+        }
+        let inner = self.lock();
+        let kept = kept(&inner);
+        match store::rewrite(file, &kept) {
+            Ok(()) => *lines = kept.len(),
+            Err(e) => warn!(file = %file.display(), error = %e, "cannot compact the run history"),
         }
     }
 
@@ -288,6 +308,16 @@ impl History {
     }
 }
 
+/// The finished runs kept, oldest first: what the file holds after a rewrite.
+fn kept(inner: &Inner) -> Vec<&RunRecord> {
+    inner
+        .order
+        .iter()
+        .filter_map(|id| inner.runs.get(id))
+        .filter(|r| r.stage == Stage::Done)
+        .collect()
+}
+
 fn insert(inner: &mut Inner, record: RunRecord) {
     if inner
         .runs
@@ -302,3 +332,6 @@ fn insert(inner: &mut Inner, record: RunRecord) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A wait the request asked for (`waitForMerge`) passed.
     DeadlineExceeded,
+    /// The server is at a bound (e.g. `maxQueuedRuns`): a retry later may succeed.
+    ResourceExhausted,
     /// A bug, or an environment failure nobody can fix by changing the request.
     Internal,
 }
@@ -35,6 +37,7 @@ impl ErrorKind {
             ErrorKind::Aborted => "aborted",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::DeadlineExceeded => "deadline-exceeded",
+            ErrorKind::ResourceExhausted => "resource-exhausted",
             ErrorKind::Internal => "internal",
         }
     }

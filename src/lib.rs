@@ -41,7 +41,8 @@
 //! - `forge`: pull requests and commit statuses on GitHub, GitLab, Gitea/Forgejo and Bitbucket
 //!   Data Center (one trait, one module per forge, typed answers).
 //! - `history`: every run's stages and result, persisted; watchers follow a run live.
-//!   `web`: the console; `notify`: run-end webhooks; `metrics`: Prometheus and the probes.
+//!   `web`: the console; `notify`: run-end webhooks; `metrics`: Prometheus and the probes;
+//!   `http`: serves those two listeners with header and idle timeouts and a connection cap.
 //! - `server`: the gRPC adapter (trigger, run history, health, reflection).
 //! - Our own clients: [`sensor`] drives the server exactly as an Argo Events Sensor does;
 //!   [`demo`] plays the whole loop on this machine; [`console`] is `phasegate runs`.
@@ -63,6 +64,7 @@ mod forge;
 pub mod git;
 pub mod hardening;
 mod history;
+mod http;
 mod kind;
 mod metrics;
 mod notify;

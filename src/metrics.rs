@@ -52,6 +52,7 @@ pub(crate) struct Metrics {
     push_attempts: Counter,
     push_rejections: Counter,
     duplicate_joins: Family<JoinLabels, Counter>,
+    runs_refused: Counter,
     tests: Family<TestLabels, Counter>,
     notifications: Family<NotifyLabels, Counter>,
     notification_retries: Counter,
@@ -111,6 +112,12 @@ impl Metrics {
             "Duplicate events answered without a new run",
             duplicate_joins.clone(),
         );
+        let runs_refused = Counter::default();
+        registry.register(
+            "runs_refused",
+            "Runs refused because maxQueuedRuns runs already waited for a slot",
+            runs_refused.clone(),
+        );
         registry.register("tests", "Test runs by runner and result", tests.clone());
         let notifications = Family::<NotifyLabels, Counter>::default();
         let notification_retries = Counter::default();
@@ -138,6 +145,7 @@ impl Metrics {
             push_attempts,
             push_rejections,
             duplicate_joins,
+            runs_refused,
             tests,
             notifications,
             notification_retries,
@@ -178,6 +186,11 @@ impl Metrics {
         self.duplicate_joins
             .get_or_create(&JoinLabels { kind })
             .inc();
+    }
+
+    /// A run was refused: the queue was full.
+    pub(crate) fn refused(&self) {
+        self.runs_refused.inc();
     }
 
     /// A test ran.
@@ -242,7 +255,5 @@ pub(crate) async fn serve(
             }),
         )
         .with_state(metrics);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, router, shutdown).await
 }

@@ -113,3 +113,98 @@ async fn a_run_that_fails_after_it_started_ends_its_record_and_the_in_flight_gau
     assert_eq!(metric(&scrape, ended), 1.0, "{scrape}");
     server.stop().await;
 }
+
+/// Every string key of the spec, the resource path a Sensor parameter sets it at, and its
+/// documented longest value in bytes (docs/events.md#bounds).
+const TEXT_BOUNDS: &[(&str, &str, usize)] = &[
+    ("repo", "repo", 2048),
+    ("branch", "branch", 255),
+    ("path", "path", 1024),
+    ("credentialsSecret", "credentialsSecret", 253),
+    ("phases", "phases", 63),
+    ("sourcePhase", "source.phase", 63),
+    ("sourceCommit", "source.commit", 64),
+    ("targetPhase", "target.phase", 63),
+    ("testProfile", "test.profile", 253),
+    ("test", "test.runner", 16),
+    ("testTarget", "test.target", 2048),
+    ("testImage", "test.image", 1024),
+    ("testWorkdir", "test.workdir", 4096),
+    ("testNamespace", "test.namespace", 63),
+    ("testServiceAccount", "test.serviceAccount", 253),
+    ("testTimeout", "test.timeout", 64),
+    ("testPath", "test.path", 2048),
+    ("testExpectBody", "test.expectBody", 4096),
+    ("testInterval", "test.interval", 64),
+    ("argocdApp", "argocd.app", 317),
+    ("argocdTimeout", "argocd.timeout", 64),
+    ("commitMessage", "commitMessage", 4096),
+    ("mode", "mode", 16),
+    ("promoteVia", "promoteVia", 32),
+    ("forge", "forge.kind", 32),
+    ("forgeApiUrl", "forge.apiUrl", 2048),
+    ("prLabels", "pullRequest.labels", 256),
+    ("mergeMethod", "pullRequest.mergeMethod", 16),
+    ("waitForMerge", "pullRequest.waitForMerge", 64),
+];
+
+#[tokio::test]
+async fn every_string_field_beyond_its_length_is_refused_naming_it_without_echoing_it() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(test_config()).await;
+    let sensor = server.sensor().await;
+    for &(key, path, most) in TEXT_BOUNDS {
+        let long = "Z".repeat(most + 1);
+        let expected = format!("{} bytes long; at most {most} are allowed", most + 1);
+
+        // In the spec: FetchResource refuses it, naming the spec key.
+        let spec = petstore(&file_url(&bare), &[("test", "none"), (key, &long)]);
+        let failed = sensor
+            .fire(&spec, &sync_event(&synced), FROM_TEST)
+            .await
+            .expect_err(key);
+        assert_eq!(failed.step, "FetchResource", "{key}");
+        assert_eq!(failed.status.code(), Code::InvalidArgument, "{key}");
+        let message = failed.status.message();
+        assert!(
+            message.contains(&format!("`{key}`")) && message.contains(&expected),
+            "{key}: {message}"
+        );
+        assert!(!message.contains("ZZZZ"), "{key}: the value is echoed");
+
+        // From a Sensor parameter: Execute refuses it, naming the resource path.
+        let spec = petstore(&file_url(&bare), &[("test", "none")]);
+        let mut params = sync_event(&synced);
+        let value = if matches!(path, "phases" | "pullRequest.labels") {
+            json!([long])
+        } else {
+            json!(long)
+        };
+        params.push(Parameter {
+            dest: path.into(),
+            value,
+        });
+        // The payload's `source_phase` would win over the parameter.
+        let payload: &[u8] = if path == "source.phase" {
+            b"{}"
+        } else {
+            FROM_TEST
+        };
+        let failed = sensor.fire(&spec, &params, payload).await.expect_err(path);
+        assert_eq!(failed.step, "Execute", "{path}");
+        assert_eq!(failed.status.code(), Code::InvalidArgument, "{path}");
+        let message = failed.status.message();
+        assert!(
+            message.contains(&format!("`{path}`")) && message.contains(&expected),
+            "{path}: {message}"
+        );
+        assert!(!message.contains("ZZZZ"), "{path}: the value is echoed");
+    }
+    assert!(
+        runs(&server).await.is_empty(),
+        "a refused request is no run"
+    );
+    server.stop().await;
+}

@@ -25,6 +25,7 @@ mod gitea_pull_requests;
 mod github_app;
 mod grpcurl;
 mod jobs;
+mod limits;
 mod merge_requests;
 mod module_graph;
 mod notifications;

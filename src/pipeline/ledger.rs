@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::{
     Error,
@@ -29,6 +29,9 @@ pub(super) enum Claim {
     },
     /// A run of this key already succeeded.
     Done(Arc<RunReport>),
+    /// Nobody runs this key and no new run may start (the queue is full): nothing was
+    /// recorded.
+    Refused,
 }
 
 #[derive(Default)]
@@ -44,17 +47,25 @@ pub(super) struct RunLedger {
     inner: Arc<Mutex<Inner>>,
 }
 
-/// The right and duty to run a key and publish its result.
+/// The right and duty to run a key and publish its result. It holds the run's place in the
+/// pipeline (its admission permit) until the result is published.
 pub(super) struct Lease {
     key: String,
     tx: Option<watch::Sender<Option<Shared>>>,
     ledger: RunLedger,
+    _admitted: OwnedSemaphorePermit,
 }
 
 impl RunLedger {
-    /// Claims `key`: lead a new run (with id `run`), join the one in flight, or get the
-    /// recorded success.
-    pub(super) fn claim(&self, key: &str, run: &str) -> Claim {
+    /// Claims `key`: lead a new run (with id `run`) if `admit` gives it a place, join the one
+    /// in flight, or get the recorded success. `admit` is asked only for a new run, under the
+    /// ledger's lock, so a duplicate never takes a place and a refused run leaves no trace.
+    pub(super) fn claim(
+        &self,
+        key: &str,
+        run: &str,
+        admit: impl FnOnce() -> Option<OwnedSemaphorePermit>,
+    ) -> Claim {
         let mut inner = self.lock();
         if let Some(report) = inner.done.get(key) {
             return Claim::Done(report.clone());
@@ -65,12 +76,16 @@ impl RunLedger {
                 rx: rx.clone(),
             };
         }
+        let Some(admitted) = admit() else {
+            return Claim::Refused;
+        };
         let (tx, rx) = watch::channel(None);
         inner.running.insert(key.to_string(), (run.to_string(), rx));
         Claim::Lead(Lease {
             key: key.to_string(),
             tx: Some(tx),
             ledger: self.clone(),
+            _admitted: admitted,
         })
     }
 
@@ -146,6 +161,12 @@ pub(super) async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
 mod tests {
     use super::*;
     use crate::outcome::Outcome;
+    use tokio::sync::Semaphore;
+
+    /// An admission that always has a place.
+    fn free() -> Option<OwnedSemaphorePermit> {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().ok()
+    }
 
     fn report(outcome: Outcome) -> Shared {
         Ok(Arc::new(RunReport {
@@ -166,39 +187,57 @@ mod tests {
     #[tokio::test]
     async fn duplicates_in_flight_join_and_get_the_same_answer() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1", free) else {
             panic!("first claim leads")
         };
-        let Claim::Join { rx, .. } = ledger.claim("k", "r2") else {
+        let Claim::Join { rx, .. } = ledger.claim("k", "r2", free) else {
             panic!("second claim joins")
         };
         lease.finish(report(Outcome::Promoted));
         let joined = wait(rx).await.expect("success");
         assert_eq!(joined.outcome, Outcome::Promoted);
-        assert!(matches!(ledger.claim("k", "r1"), Claim::Done(_)));
+        assert!(matches!(ledger.claim("k", "r1", free), Claim::Done(_)));
     }
 
     #[test]
     fn forgets_failures_so_a_retry_runs_again() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1", free) else {
             panic!("leads")
         };
         lease.finish(report(Outcome::TestsFailed));
-        assert!(matches!(ledger.claim("k", "r1"), Claim::Lead(_)));
+        assert!(matches!(ledger.claim("k", "r1", free), Claim::Lead(_)));
     }
 
     #[tokio::test]
     async fn a_lease_dropped_without_result_frees_the_key() {
         let ledger = RunLedger::default();
-        let Claim::Lead(lease) = ledger.claim("k", "r1") else {
+        let Claim::Lead(lease) = ledger.claim("k", "r1", free) else {
             panic!("leads")
         };
-        let Claim::Join { rx, .. } = ledger.claim("k", "r2") else {
+        let Claim::Join { rx, .. } = ledger.claim("k", "r2", free) else {
             panic!("joins")
         };
         drop(lease);
         assert!(wait(rx).await.is_err());
-        assert!(matches!(ledger.claim("k", "r1"), Claim::Lead(_)));
+        assert!(matches!(ledger.claim("k", "r1", free), Claim::Lead(_)));
+    }
+
+    #[test]
+    fn a_full_pipeline_refuses_a_new_key_but_lets_duplicates_join() {
+        let places = Arc::new(Semaphore::new(1));
+        let admit = || places.clone().try_acquire_owned().ok();
+        let ledger = RunLedger::default();
+        let Claim::Lead(lease) = ledger.claim("k", "r1", admit) else {
+            panic!("the one place leads")
+        };
+        assert!(matches!(ledger.claim("k", "r2", admit), Claim::Join { .. }));
+        assert!(matches!(ledger.claim("other", "r3", admit), Claim::Refused));
+        assert!(
+            ledger.lock().running.len() == 1,
+            "a refused run leaves no trace"
+        );
+        lease.finish(report(Outcome::TestsFailed));
+        assert!(matches!(ledger.claim("other", "r4", admit), Claim::Lead(_)));
     }
 }

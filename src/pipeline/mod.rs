@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::{
-    Result,
+    Error, Result,
     cluster::Cluster,
     credentials::CredentialScopes,
     forge::ForgeSettings,
@@ -41,7 +41,12 @@ pub struct Pipeline {
     policy: Policy,
     scopes: CredentialScopes,
     ledger: RunLedger,
+    /// Slots of the runs that run (`maxRuns`).
     permits: Arc<Semaphore>,
+    /// Places of the runs that run or wait (`maxRuns` + `maxQueuedRuns`): a run that finds
+    /// none is refused before anything is spawned or recorded.
+    admitted: Arc<Semaphore>,
+    max_queued_runs: usize,
     tasks: TaskTracker,
     /// What every run shares: the promoter, the history, the cluster, the forge settings.
     engine: Arc<Engine>,
@@ -58,14 +63,17 @@ pub struct Parts {
     pub(crate) history: Arc<History>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) max_runs: usize,
+    /// Runs that may wait for a slot beyond `max_runs`.
+    pub(crate) max_queued_runs: usize,
 }
 
 /// After the grace period, how long the interrupted runs get to record themselves.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 impl Pipeline {
-    /// A pipeline over the server's parts: at most `max_runs` runs at once (the rest queue),
-    /// answering duplicates of the successes in the history.
+    /// A pipeline over the server's parts: at most `max_runs` runs at once, at most
+    /// `max_queued_runs` more waiting (the rest refused), answering duplicates of the successes
+    /// in the history.
     pub fn new(parts: Parts) -> Pipeline {
         let ledger = RunLedger::default();
         for (key, report) in parts.history.successes() {
@@ -76,6 +84,10 @@ impl Pipeline {
             policy: parts.policy,
             ledger,
             permits: Arc::new(Semaphore::new(parts.max_runs.max(1))),
+            admitted: Arc::new(Semaphore::new(
+                parts.max_runs.max(1).saturating_add(parts.max_queued_runs),
+            )),
+            max_queued_runs: parts.max_queued_runs,
             tasks: TaskTracker::new(),
             engine: Arc::new(Engine::new(
                 parts.git,
@@ -124,7 +136,16 @@ impl Pipeline {
         let key = idempotency_key(&plan);
         let id = run_id();
         let metrics = &self.engine.metrics;
-        let (run, waiter) = match self.ledger.claim(&key, &id) {
+        let admit = || self.admitted.clone().try_acquire_owned().ok();
+        let (run, waiter) = match self.ledger.claim(&key, &id, admit) {
+            Claim::Refused => {
+                metrics.refused();
+                warn!(
+                    queued = self.max_queued_runs,
+                    "run refused: the queue is full"
+                );
+                return Err(Arc::new(Error::QueueFull(self.max_queued_runs)));
+            }
             Claim::Done(report) => {
                 metrics.duplicate(false);
                 return Ok(report);

@@ -55,6 +55,7 @@ pub(crate) fn status_of(kind: ErrorKind, message: String) -> Status {
         ErrorKind::Aborted => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
     };
     // A message may quote a remote, a forge or a test: no raw control character reaches the

@@ -1,9 +1,12 @@
-//! The most each list and map of a spec or resource may hold, and each of their entries: a
-//! hand-written spec or a Sensor parameter must not make a run carry unbounded argv, environment
-//! or commits. Durations are bounded in `plan.rs`; the payload, the resource and the test target
-//! in their own files. Every bound is `INVALID_ARGUMENT` naming the key and the limit.
+//! The most each list and map of a spec or resource may hold, each of their entries, and each
+//! string field ([`TEXT_BOUNDS`]): a hand-written spec or a Sensor parameter must not make a run
+//! carry unbounded argv, environment, commits or history records. Durations are bounded in
+//! `plan.rs`; the payload, the resource and the test target in their own files. Every bound is
+//! `INVALID_ARGUMENT` naming the key and the limit.
 
 use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use super::SpecError;
 
@@ -25,6 +28,72 @@ pub(super) const MAX_ENV_NAME_LEN: usize = 256;
 pub(super) const MAX_ENV_VALUE_LEN: usize = 32 * 1024;
 /// Labels of a pull request.
 pub(super) const MAX_LABELS: usize = 32;
+
+/// The longest value of each string field of the resource (by its path; of each entry, for a
+/// list), checked on the JSON before it is read into types, so that no later message echoes an
+/// oversized value and no run records one. Each is far above any real value and far below what
+/// would weigh on a history line (the history keeps 1000 runs). `keys`, `test.command`,
+/// `test.args` and `test.env` have their own bounds above; `test.target` is also bounded (with
+/// its other rules) in `target.rs`.
+pub(super) const TEXT_BOUNDS: &[(&str, usize)] = &[
+    // URLs: what browsers and proxies commonly accept.
+    ("repo", 2048),
+    // git stores a branch as a file name.
+    ("branch", 255),
+    ("path", 1024),
+    // Kubernetes object names (DNS subdomains) and namespaces (DNS labels).
+    ("credentialsSecret", 253),
+    ("phases", 63),
+    ("source.phase", 63),
+    // The longest commit id: SHA-256's 64 hex digits.
+    ("source.commit", 64),
+    ("target.phase", 63),
+    ("test.profile", 253),
+    ("test.runner", 16),
+    ("test.target", 2048),
+    // A registry host, a repository path, a tag and a digest.
+    ("test.image", 1024),
+    // Linux's PATH_MAX.
+    ("test.workdir", 4096),
+    ("test.namespace", 63),
+    ("test.serviceAccount", 253),
+    // `90s`, `1h 30m`: a duration is a few words.
+    ("test.timeout", 64),
+    ("test.path", 2048),
+    ("test.expectBody", 4096),
+    ("test.interval", 64),
+    // `namespace/name`: a DNS label, a slash, a DNS subdomain.
+    ("argocd.app", 317),
+    ("argocd.timeout", 64),
+    // A subject line template; the commit's trailers come on top.
+    ("commitMessage", 4096),
+    ("mode", 16),
+    ("promoteVia", 32),
+    ("forge.kind", 32),
+    ("forge.apiUrl", 2048),
+    ("pullRequest.labels", 256),
+    ("pullRequest.mergeMethod", 16),
+    ("pullRequest.waitForMerge", 64),
+];
+
+/// Every string field of a resource's JSON within its [`TEXT_BOUNDS`]; a field of another type
+/// is left to the parse that follows.
+pub(super) fn texts(resource: &Value) -> Result<(), SpecError> {
+    for &(path, most) in TEXT_BOUNDS {
+        match resource.pointer(&format!("/{}", path.replace('.', "/"))) {
+            Some(Value::String(text)) => length(path, "the value", text, most)?,
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::String(text) = item {
+                        length(path, &format!("entry {}", i + 1), text, most)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// Refuses more than `most` entries in `field`; `what` names them in the message.
 pub(super) fn count(field: &str, what: &str, n: usize, most: usize) -> Result<(), SpecError> {
@@ -212,5 +281,20 @@ mod tests {
                 .to_string()
                 .contains("at most 128")
         );
+    }
+
+    #[test]
+    fn bounds_every_string_field_and_list_entry_without_echoing_it() {
+        for &(path, most) in TEXT_BOUNDS {
+            let mut json = serde_json::json!({});
+            crate::spec::keys::set_path(&mut json, path, Value::from("v".repeat(most)));
+            texts(&json).expect("at the bound");
+            let long = "v".repeat(most + 1);
+            crate::spec::keys::set_path(&mut json, path, Value::from(vec![long.clone()]));
+            let err = texts(&json).expect_err(path).to_string();
+            let expected = format!("invalid `{path}`: entry 1 is {} bytes long", most + 1);
+            assert!(err.starts_with(&expected), "{err}");
+            assert!(!err.contains(&long), "{path}: echoed");
+        }
     }
 }

@@ -135,12 +135,12 @@ fn convert(text: &str, shape: Shape) -> Result<Value, String> {
         Shape::Bool => match text.trim() {
             "true" => Value::Bool(true),
             "false" | "" => Value::Bool(false),
-            other => return Err(format!("`{other}` is not true or false")),
+            other => return Err(format!("{} is not true or false", shown(other))),
         },
         Shape::Int => Value::from(
             text.trim()
                 .parse::<u64>()
-                .map_err(|_| format!("`{text}` is not a whole number"))?,
+                .map_err(|_| format!("{} is not a whole number", shown(text)))?,
         ),
         Shape::Argv if text.trim_start().starts_with('[') => json_of(text, Value::is_array)?,
         Shape::Argv => shlex::split(text)
@@ -151,6 +151,17 @@ fn convert(text: &str, shape: Shape) -> Result<Value, String> {
         Shape::JsonArray => json_of(text, Value::is_array)?,
         Shape::JsonObject => json_of(text, Value::is_object)?,
     })
+}
+
+/// A value quoted in a message, or only its length when it is longer than any valid one would
+/// be (a message never carries an oversized value).
+fn shown(text: &str) -> String {
+    const SHOWN: usize = 32;
+    if text.len() <= SHOWN {
+        format!("`{text}`")
+    } else {
+        format!("a value of {} bytes", text.len())
+    }
 }
 
 fn json_of(text: &str, ok: fn(&Value) -> bool) -> Result<Value, String> {

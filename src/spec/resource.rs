@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Plan, SpecError,
+    Plan, SpecError, bounds,
     controls::check_controls,
     forge::{ForgeSpec, PullRequestSpec},
     keys,
@@ -221,6 +221,7 @@ impl Resource {
             _ => return Err(SpecError::NotMap("a single value")),
         };
         let json = keys::to_json(map)?;
+        bounds::texts(&json).map_err(keys::spec_named)?;
         check_controls(&json).map_err(keys::spec_named)?;
         let mut resource = deserialize(json).map_err(keys::spec_named)?;
         Plan::check_static(&resource).map_err(keys::spec_named)?;
@@ -253,6 +254,7 @@ impl Resource {
         for (path, value) in EventData::parse(payload)?.fields() {
             keys::set_path(&mut json, path, Value::String(value.into()));
         }
+        bounds::texts(&json)?;
         check_controls(&json)?;
         let mut resource = deserialize(json)?;
         resource.infer_runner()?;

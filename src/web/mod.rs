@@ -128,9 +128,12 @@ fn host_name(host: &str) -> &str {
 /// Serves the console on `listener` until `console`'s stop token is cancelled.
 pub(crate) async fn serve(listener: TcpListener, console: Arc<Console>) -> std::io::Result<()> {
     let stop = console.stop.clone();
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    crate::http::serve(
+        listener,
+        router(console),
+        async move { stop.cancelled().await },
+    )
+    .await
 }
 
 async fn secure(mut response: Response) -> Response {
