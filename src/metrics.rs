@@ -123,7 +123,7 @@ impl Metrics {
         let notification_retries = Counter::default();
         registry.register(
             "notifications",
-            "Run-end webhooks delivered, or failed after every retry",
+            "Run-end webhooks delivered, failed after every retry, or dropped (too many in flight)",
             notifications.clone(),
         );
         registry.register(
@@ -206,6 +206,13 @@ impl Metrics {
         let result = if delivered { "delivered" } else { "failed" };
         self.notifications
             .get_or_create(&NotifyLabels { result })
+            .inc();
+    }
+
+    /// A run-end webhook post is not made: too many are in flight.
+    pub(crate) fn notification_dropped(&self) {
+        self.notifications
+            .get_or_create(&NotifyLabels { result: "dropped" })
             .inc();
     }
 

@@ -18,6 +18,10 @@ const ATTEMPTS: u32 = 3;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 /// A receiver that accepts the connection and never answers is given up on after this.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Posts in flight at most (each ends within its attempts' timeouts, about half a minute): a
+/// receiver that hangs while runs keep ending holds this many, and the next are dropped,
+/// logged and counted, instead of piling up tasks and memory.
+pub(crate) const MAX_POSTS_IN_FLIGHT: usize = 32;
 
 /// A notification that cannot be configured.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,7 @@ impl Notifier {
             targets,
             http: client,
         } = self;
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_POSTS_IN_FLIGHT));
         loop {
             let run = match ended.recv().await {
                 Ok(run) => run,
@@ -128,10 +133,21 @@ impl Notifier {
             let outcome = run.outcome();
             for target in targets.iter() {
                 if target.outcomes.is_empty() || target.outcomes.contains(&outcome) {
+                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                        warn!(
+                            run = %run.id,
+                            "notification dropped: {MAX_POSTS_IN_FLIGHT} posts are still in flight"
+                        );
+                        metrics.notification_dropped();
+                        continue;
+                    };
                     let body = body(&run, target.format);
                     let (client, metrics, url) =
                         (client.clone(), metrics.clone(), target.url.clone());
-                    tokio::spawn(async move { post(&client, &url, &body, &metrics).await });
+                    tokio::spawn(async move {
+                        post(&client, &url, &body, &metrics).await;
+                        drop(permit);
+                    });
                 }
             }
         }

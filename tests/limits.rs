@@ -39,6 +39,7 @@ const FLOOD_MARGIN_KIB: u64 = 64 * 1024;
 
 #[tokio::test]
 async fn runs_beyond_the_queue_are_resource_exhausted_until_a_slot_frees() {
+    let _alone = crate::support::memory::alone().await;
     let (_dir, root) = tempdir();
     let apps = ["a1", "a2", "a3", "a4", "a5"];
     let bare = root.join("gitops.git");
@@ -156,6 +157,7 @@ const HISTORY_MARGIN_KIB: u64 = 32 * 1024;
 
 #[tokio::test]
 async fn a_huge_damaged_history_file_neither_blows_memory_nor_stops_the_start() {
+    let _alone = crate::support::memory::alone().await;
     let (_dir, root) = tempdir();
     let cache = root.join("cache");
     std::fs::create_dir_all(&cache).expect("cache dir");
@@ -198,6 +200,7 @@ async fn closed_by_the_server(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_slow_or_idle_client_is_disconnected_from_the_console_and_the_metrics() {
+    let _alone = crate::support::memory::alone().await;
     use tokio::io::AsyncWriteExt;
     let server = TestServer::start(test_config()).await;
     let mut clients = Vec::new();
@@ -207,7 +210,7 @@ async fn a_slow_or_idle_client_is_disconnected_from_the_console_and_the_metrics(
     ] {
         // Half a request header, never finished.
         let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let start = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
+        let start = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
         slow.write_all(start.as_bytes()).await.expect("write");
         clients.push((addr, slow, false));
         // A keep-alive connection that stays idle after its answer.
@@ -226,6 +229,7 @@ async fn a_slow_or_idle_client_is_disconnected_from_the_console_and_the_metrics(
 
 #[tokio::test]
 async fn connections_beyond_the_limit_wait_until_others_close() {
+    let _alone = crate::support::memory::alone().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start(test_config()).await;
     let mut held = Vec::new();
@@ -240,7 +244,7 @@ async fn connections_beyond_the_limit_wait_until_others_close() {
         .await
         .expect("the backlog takes it");
     waiting
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut answer = Vec::new();

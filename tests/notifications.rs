@@ -198,6 +198,53 @@ async fn a_receiver_that_hangs_never_holds_a_run() {
     }
 }
 
+/// Runs that keep ending while the receiver hangs hold at most 32 posts; the rest are dropped
+/// and counted, not piled up.
+#[tokio::test]
+async fn posts_in_flight_are_bounded_while_a_receiver_hangs() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    gitops_repo(&bare, &["petstore"]);
+    let (hanging, url) = receiver(Receiver {
+        hang: Some(tokio::sync::Notify::new()),
+        ..Receiver::default()
+    })
+    .await;
+    let server = TestServer::start(Config {
+        notifications: vec![hook(&url, Format::Json, &[])],
+        ..test_config()
+    })
+    .await;
+    let spec = petstore(&file_url(&bare), &[("test", "none")]);
+    // A commit the repository lacks: each run ends in an error, and failed runs are not
+    // remembered, so each call is a new run and a new notification.
+    let missing = sync_event("0123456789abcdef0123456789abcdef01234567");
+    let sensor = server.sensor().await;
+    for _ in 0..40 {
+        sensor
+            .fire(&spec, &missing, FROM_TEST)
+            .await
+            .expect_err("no such commit");
+    }
+    let mut scrape = String::new();
+    for _ in 0..500 {
+        scrape = server.probe("/metrics").await.1;
+        if scrape.contains(r#"phasegate_notifications_total{result="dropped"} 8"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        scrape.contains(r#"phasegate_notifications_total{result="dropped"} 8"#),
+        "{scrape}"
+    );
+    assert_eq!(hanging.bodies.lock().expect("bodies").len(), 32);
+    server.stop().await;
+    if let Some(hang) = &hanging.hang {
+        hang.notify_waiters();
+    }
+}
+
 #[tokio::test]
 async fn a_webhook_that_is_not_an_http_url_is_refused_at_start() {
     let (_dir, root) = tempdir();

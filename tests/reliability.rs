@@ -363,7 +363,10 @@ async fn symlinks_oversized_files_and_oversized_messages_are_refused() {
         .expect_err("huge file");
     assert_eq!(oversized.status.code(), Code::InvalidArgument);
     assert!(
-        oversized.status.message().contains("larger than 1 MiB"),
+        oversized
+            .status
+            .message()
+            .contains("more than the 1048576 bytes (1 MiB) a values file may hold"),
         "{}",
         oversized.status.message()
     );

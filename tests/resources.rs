@@ -57,6 +57,7 @@ fn huge_line_then(end: &str) -> String {
 
 #[tokio::test]
 async fn a_test_printing_a_huge_line_is_decided_by_its_exit_code_and_its_line_is_cut() {
+    let _alone = crate::support::memory::alone().await;
     let (answer, grown) = command_test(&huge_line_then("done")).await;
     assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
     let log = answer["test"]["log"].as_str().unwrap_or_default();
@@ -75,6 +76,7 @@ async fn a_test_printing_a_huge_line_is_decided_by_its_exit_code_and_its_line_is
 
 #[tokio::test]
 async fn a_test_printing_bytes_that_are_not_utf8_keeps_its_output_and_exit_code() {
+    let _alone = crate::support::memory::alone().await;
     let script = "printf 'before \\377\\376 after\\n'; sleep 0.2; echo still here; exit 0";
     let (answer, _) = command_test(script).await;
     let log = answer["test"]["log"].as_str().unwrap_or_default();
@@ -93,6 +95,7 @@ async fn a_test_printing_bytes_that_are_not_utf8_keeps_its_output_and_exit_code(
 
 #[tokio::test]
 async fn a_huge_values_file_is_refused_by_a_promotion_and_the_board_before_it_is_read() {
+    let _alone = crate::support::memory::alone().await;
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
@@ -144,6 +147,7 @@ async fn a_huge_values_file_is_refused_by_a_promotion_and_the_board_before_it_is
 
 #[tokio::test]
 async fn a_forge_answering_more_than_the_bound_is_refused_without_holding_the_answer() {
+    let _alone = crate::support::memory::alone().await;
     use crate::support::{fake_forge::Fronted, fake_github::FakeGitHub, forge_bed::ForgeBed};
     let bed = ForgeBed::<FakeGitHub>::start().await;
     // A first pull request: the fake GitHub loads its API description once, 90 MiB.
@@ -174,6 +178,7 @@ async fn a_forge_answering_more_than_the_bound_is_refused_without_holding_the_an
 
 #[tokio::test]
 async fn a_fetch_receiving_more_than_git_max_fetch_bytes_is_cancelled() {
+    let _alone = crate::support::memory::alone().await;
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     gitops_repo(&bare, &["petstore"]);

@@ -81,6 +81,8 @@ impl Front {
 
     /// The next `method` request to a path ending in `path_end` is answered `200` with a body
     /// of `bytes` spaces (JSON whitespace), streamed: the fake never holds it.
+    // Used by the `isolated` binary only (tests/resources.rs).
+    #[allow(dead_code)]
     pub(crate) fn answer_huge(
         &mut self,
         method: &'static str,

@@ -1,7 +1,7 @@
 //! How much this test process's resident memory grows while something runs: a thread samples
 //! `VmRSS` of `/proc/self/status` every millisecond. The server runs in this process
-//! ([`super::TestServer`]), so what it holds shows here. Other tests running at the same time
-//! add to it: a bound asserted with it leaves a margin for them.
+//! ([`super::TestServer`]), so what it holds shows here. The tests that use it live in the
+//! `memory` test binary and take turns ([`alone`]), so no other test's allocations count.
 
 use std::{
     sync::{
@@ -64,4 +64,11 @@ impl MemoryWatch {
         let peak = self.peak.load(Ordering::Relaxed).max(resident());
         peak.saturating_sub(self.before) / (1024 * 1024)
     }
+}
+
+/// Taken for the whole of each test of the `isolated` binary: they run one at a time, so no
+/// other test's allocations show as the server's growth.
+pub(crate) async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ALONE.lock().await
 }

@@ -15,6 +15,8 @@ pub(crate) mod forge_scenarios;
 pub(crate) mod git_server;
 pub(crate) mod github_app;
 pub(crate) mod gitlab_api;
+// Used by the `isolated` binary only (tests/isolated.rs).
+#[allow(dead_code)]
 pub(crate) mod memory;
 pub(crate) mod openapi;
 pub(crate) mod ssh_server;
