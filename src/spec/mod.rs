@@ -5,6 +5,7 @@
 //! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths
 //! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
 
+mod body_pattern;
 mod bounds;
 mod forge;
 mod keys;
