@@ -6,7 +6,7 @@
 
 use git2::{Commit, Oid};
 
-use super::Promotion;
+use super::{GitError, Promotion};
 use crate::spec::Vars;
 
 const TARGET_PHASE: &str = "Target-Phase";
@@ -57,21 +57,29 @@ pub(super) fn recorded(commit: &Commit) -> Option<Recorded> {
 }
 
 /// The message of the promotion commit of `p`: subject from the spec's template, the changed
-/// keys, the trailers.
+/// keys, the trailers. Refused when a version would break the subject's line (the new one is
+/// refused earlier, by the values edit; `{previous}` is read from the target as it is).
 pub(super) fn message(
     p: &Promotion,
     versions: &[String],
     previous: &[String],
     source: Oid,
-) -> String {
-    let subject = p.message.render(&Vars {
-        version: &versions[0],
-        previous: &previous[0],
-        keys: &p.keys,
-        source: &p.source,
-        target: &p.target,
-        commit: &source.to_string(),
-    });
+) -> Result<String, GitError> {
+    let subject = p
+        .message
+        .render(&Vars {
+            version: &versions[0],
+            previous: &previous[0],
+            keys: &p.keys,
+            source: &p.source,
+            target: &p.target,
+            commit: &source.to_string(),
+        })
+        .map_err(|_| GitError::Unsupported {
+            path: p.path.for_phase(&p.target),
+            reason: "a version in it would put a line break or control character in the \
+                     commit subject (`commitMessage`)",
+        })?;
     let mut body = String::new();
     for ((key, new), old) in p.keys.iter().zip(versions).zip(previous) {
         body.push_str(&format!("{key}: {old} -> {new}\n"));
@@ -81,14 +89,14 @@ pub(super) fn message(
     } else {
         String::new()
     };
-    format!(
+    Ok(format!(
         "{subject}\n\n{body}\nPromoted-Version: {}\nSource-Phase: {}\n{SOURCE_COMMIT}: {source}\n{TARGET_PHASE}: {}\n{PROMOTED_KEYS}: {}\n{rollback}Promotion-Run: {}\n",
         versions[0],
         p.source,
         p.target,
         p.keys.join(","),
         p.run_id
-    )
+    ))
 }
 
 #[cfg(test)]
