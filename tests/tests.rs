@@ -19,6 +19,7 @@ mod cluster;
 mod console;
 mod deploy;
 mod expect_body;
+mod forged_trailers;
 mod fuzz;
 mod git_conditions;
 mod git_engine;
