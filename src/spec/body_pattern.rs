@@ -7,10 +7,12 @@
 //! `0`/`1` body). The PikeVM's cost is the body's length times the positions alive at once,
 //! at most the characters and classes the pattern spells out. Measured on the 2-core
 //! development machine (release build, regex 1.13, shared with other work, load 3 to 4), on a
-//! 1 MiB body: `1[01]{2000}[^01]` 12.7 s, `1[01]{128}[^01]` 1.15 s, `1[01]{64}[^01]` 0.61 s,
-//! `1[01]{32}[^01]` 0.36 s of CPU (0.46 s wall), `é.{32}x` 0.20 s. The compiled size alone
-//! cannot bound this: `\w+` needs 50 KB of it while 50 KB already holds `1[01]{700}[^01]`
-//! (about 10 s). So a pattern is bounded three ways:
+//! random 1 MiB body: `1[01]{438}[^01]` 6.6 s, `1[01]{128}[^01]` 1.15 s, `1[01]{64}[^01]`
+//! 0.61 s, `1[01]{32}[^01]` 0.36 s, `é.{32}x` 0.20 s (CPU time); the costliest accepted,
+//! `1[01]{30}[^01]`, 0.31 s (three runs). The issue measured `1[01]{2000}[^01]` at 12.7 s. A
+//! debug build is about 20 times slower. The compiled size alone cannot bound this: `\w+`
+//! needs 50 KB of it, while 32 KB already holds `1[01]{438}[^01]`. So a pattern is bounded
+//! three ways:
 //!
 //! - [`MAX_POSITIONS`] characters and classes, counted repetitions expanded: the cost;
 //! - [`SIZE_LIMIT`] and [`DFA_SIZE_LIMIT`]: the memory of the compiled pattern and of its lazy
@@ -25,8 +27,8 @@ use super::SpecError;
 const FIELD: &str = "test.expectBody";
 
 /// Characters and classes a pattern spells out, counted repetitions expanded (`Dog|Cat|Bird`
-/// 10, `[0-9a-f]{12}` 12, `\w+` 2): the worst such pattern (`1[01]{30}[^01]`) costs about
-/// 0.35 s of CPU against a random 1 MiB body here, and a health or API check needs far fewer.
+/// 10, `[0-9a-f]{12}` 12, `\w+` 2): the worst such pattern (`1[01]{30}[^01]`) costs 0.31 s
+/// against a random 1 MiB body here, and a health or API check needs far fewer.
 pub(crate) const MAX_POSITIONS: u64 = 32;
 
 /// The compiled pattern's memory (regex's default is 10 MiB): enough for 32 Unicode `.` or
