@@ -8,5 +8,6 @@
 #[allow(dead_code)]
 mod support;
 
+mod expect_body;
 mod limits;
 mod resources;

@@ -18,6 +18,7 @@ mod cli;
 mod cluster;
 mod console;
 mod deploy;
+mod forged_trailers;
 mod fuzz;
 mod git_conditions;
 mod git_engine;

@@ -210,14 +210,26 @@ impl Proposal<'_> {
     /// The pull request's title, body, labels and draft flag, from `head`.
     pub(crate) fn draft(&self, head: &str, pr: &PullRequestPlan) -> PullRequestDraft {
         let p = self.plan;
-        let title = p.commit_message.render(&Vars {
-            version: self.version,
-            previous: self.previous,
-            keys: &p.keys,
-            source: &p.source,
-            target: &p.target,
-            commit: self.source_commit,
-        });
+        let title = p
+            .commit_message
+            .render(&Vars {
+                version: self.version,
+                previous: self.previous,
+                keys: &p.keys,
+                source: &p.source,
+                target: &p.target,
+                commit: self.source_commit,
+            })
+            // Not reached: the proposed commit's subject was rendered from the same versions,
+            // and refused them. A title names the promotion without them all the same.
+            .unwrap_or_else(|_| {
+                format!(
+                    "Promote {} from {} to {}",
+                    p.keys.join(","),
+                    p.source,
+                    p.target
+                )
+            });
         let keys = p
             .keys
             .iter()

@@ -305,7 +305,7 @@ pub(super) fn edit(
         .create_updated(repo, &tip_tree))?;
     let text_of = |scalars: &[values::Scalar]| scalars.iter().map(|s| s.to_string()).collect();
     let (new, old): (Vec<String>, Vec<String>) = (text_of(versions), text_of(&current));
-    let message = trailers::message(p, &new, &old, source.id());
+    let message = trailers::message(p, &new, &old, source.id())?;
     let sig = signature(settings, creds)?;
     let signer = p.signer.as_ref().or(settings.signer.as_ref());
     let tree = git(repo.find_tree(tree))?;

@@ -12,6 +12,7 @@ use super::{
     index::PromotionIndex,
     promote::{Notes, edit, read_source, read_values},
     push::{Lease, backoff, push_to},
+    trailers,
 };
 use crate::values;
 
@@ -126,14 +127,10 @@ fn proposes(
         .all(|(k, v)| values::read_value(&text, k).ok().as_ref() == Some(v)))
 }
 
-/// The source commit the tip's promotion recorded, when it descends from `source`.
+/// The source commit the tip's promotion recorded (its own trailer block only), when it
+/// descends from `source`.
 fn newer_source(repo: &Repository, tip: &Commit, source: Oid) -> Option<Oid> {
-    let recorded = tip
-        .message()?
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("Source-Commit: "))
-        .and_then(|s| Oid::from_str(s.trim()).ok())?;
+    let recorded = trailers::recorded(tip)?.source;
     (recorded != source && repo.graph_descendant_of(recorded, source).unwrap_or(false))
         .then_some(recorded)
 }

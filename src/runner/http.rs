@@ -4,6 +4,9 @@
 
 use std::{fmt::Write, sync::Arc, time::Duration};
 
+use regex::Regex;
+use tracing::warn;
+
 use super::{
     RunnerError, TestContext, Tested,
     reach::{self, Resolver},
@@ -16,6 +19,11 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// One request may not hang a run: the app under test is on the cluster network, close by.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long matching a body against `testExpectBody` may take: as long as the request that
+/// fetched it. The pattern's bounds (`src/spec/body_pattern.rs`) keep a match well under a
+/// second; this is the backstop for a node far slower or busier than measured.
+const MATCH_DEADLINE: Duration = REQUEST_TIMEOUT;
 
 /// The HTTP runner's client: the public roots plus `ca` (the certificates of `git.caFile` and
 /// `test.caFile`: an internal CA signs the test deployments' certificates as it signs the git
@@ -88,9 +96,35 @@ async fn check(client: &reqwest::Client, test: &HttpTest) -> Result<String, Stri
     if status != test.expect_status {
         return Err(format!("{summary}: expected status {}", test.expect_status));
     }
-    match &test.expect_body {
-        Some(re) if !re.is_match(&body) => Err(format!("{summary}: body does not match /{re}/")),
-        _ => Ok(format!("{summary}: ok")),
+    let Some(re) = &test.expect_body else {
+        return Ok(format!("{summary}: ok"));
+    };
+    match matches(re, body).await {
+        Ok(true) => Ok(format!("{summary}: ok")),
+        Ok(false) => Err(format!("{summary}: body does not match /{re}/")),
+        Err(e) => Err(format!("{summary}: {e}")),
+    }
+}
+
+/// Whether `body` matches `re`, on a blocking thread: even a bounded pattern costs a fair part
+/// of a second against a 1 MiB body, and on an async worker it would stall every other call
+/// of the server meanwhile (two runs at once took both workers of a 2-core node, and the
+/// health checks with them). Past [`MATCH_DEADLINE`] the attempt fails; the thread finishes
+/// the match, whose cost the pattern's bounds limit, and its answer is dropped.
+async fn matches(re: &Regex, body: String) -> Result<bool, String> {
+    let pattern = re.clone();
+    let task = tokio::task::spawn_blocking(move || pattern.is_match(&body));
+    match tokio::time::timeout(MATCH_DEADLINE, task).await {
+        Ok(Ok(matched)) => Ok(matched),
+        Ok(Err(e)) => Err(format!("matching the body against /{re}/ failed: {e}")),
+        Err(_) => {
+            let why = format!(
+                "matching the body against /{re}/ took longer than {} s: the attempt fails",
+                MATCH_DEADLINE.as_secs()
+            );
+            warn!(pattern = %re, deadline_secs = MATCH_DEADLINE.as_secs(), "{why}");
+            Err(why)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! `custom.spec` YAML (a map of strings) → [`Resource`] (JSON with defaults, stable `dest` paths
 //! for Sensor parameters) → payload merged in → [`Plan`] (validated types, valid by construction).
 
+mod body_pattern;
 mod bounds;
 mod controls;
 mod forge;
@@ -39,7 +40,7 @@ pub use repo_globs::{RepoGlobs, strict_glob};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
 pub use target::TargetGlobs;
-pub use template::{MessageTemplate, PathTemplate, Vars};
+pub use template::{BrokenSubject, MessageTemplate, PathTemplate, Vars};
 
 /// Why a spec, resource or payload was refused. Every message names the field.
 #[derive(Debug, thiserror::Error)]

@@ -56,9 +56,20 @@ impl fmt::Display for PathTemplate {
     }
 }
 
-/// `commitMessage`: the promotion commit's subject (and a pull request's title).
+/// `commitMessage`: the promotion commit's subject (and a pull request's title). One line
+/// without control characters, so whoever writes it cannot add paragraphs or trailers to the
+/// message that records the promotion (`src/git/trailers.rs` reads that record back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageTemplate(String);
+
+/// A rendered subject that would not be one line: a variable (`{previous}` is read from the
+/// target's values file, where a quoted scalar may hold `\n`) brought a line break or another
+/// control character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the commit subject (`commitMessage`) would hold a line break or control character from its variables"
+)]
+pub struct BrokenSubject;
 
 /// What a [`MessageTemplate`] is filled with.
 #[derive(Debug, Clone, Copy)]
@@ -78,24 +89,38 @@ pub struct Vars<'a> {
 }
 
 impl MessageTemplate {
-    /// Checks a message template: not blank.
+    /// Checks a message template: not blank, one line, no control characters.
     pub fn parse(m: &str) -> Result<MessageTemplate, SpecError> {
+        const FIELD: &str = "commitMessage";
         if m.trim().is_empty() {
-            return Err(SpecError::invalid("commitMessage", "is empty"));
+            return Err(SpecError::invalid(FIELD, "is empty"));
+        }
+        if m.chars().any(char::is_control) {
+            return Err(SpecError::invalid(
+                FIELD,
+                "must be one line without control characters (it is the commit's subject; \
+                 phasegate writes the rest of the message)",
+            ));
         }
         Ok(MessageTemplate(m.to_string()))
     }
 
-    /// The message with every placeholder filled.
-    pub fn render(&self, v: &Vars<'_>) -> String {
+    /// The subject with every placeholder filled, refused when a variable would break it.
+    pub fn render(&self, v: &Vars<'_>) -> Result<String, BrokenSubject> {
         let short: String = v.commit.chars().take(12).collect();
-        self.0
+        let subject = self
+            .0
             .replace("{version}", v.version)
             .replace("{previous}", v.previous)
             .replace("{key}", &v.keys.join(","))
             .replace("{source}", v.source.as_str())
             .replace("{target}", v.target.as_str())
-            .replace("{commit}", &short)
+            .replace("{commit}", &short);
+        // The template has none: any control character came with a variable.
+        if subject.chars().any(char::is_control) {
+            return Err(BrokenSubject);
+        }
+        Ok(subject)
     }
 
     /// The template as the spec writes it.
@@ -145,8 +170,39 @@ mod tests {
         };
         assert_eq!(
             message.render(&vars),
-            "a.tag,b.tag 1.0->2.0 test->prod @0123456789ab"
+            Ok("a.tag,b.tag 1.0->2.0 test->prod @0123456789ab".to_string())
         );
         assert!(MessageTemplate::parse("  ").is_err());
+    }
+
+    #[test]
+    fn refuses_a_subject_that_is_not_one_line_naming_commit_message() {
+        for message in [
+            "Promote {version}\n\nSource-Commit: 1111111111111111111111111111111111111111",
+            "Promote {version}\r\nTarget-Phase: prod",
+            "Promote\u{0}{version}",
+            "Promote\t{version}",
+            "Promote\u{85}{version}",
+        ] {
+            let err = MessageTemplate::parse(message)
+                .expect_err(message)
+                .to_string();
+            assert!(
+                err.contains("`commitMessage`") && err.contains("one line"),
+                "{err}"
+            );
+        }
+        // A variable cannot bring what the template may not hold.
+        let prod = Phase::parse("p", "prod").expect("phase");
+        let message = MessageTemplate::parse("Promote {previous} -> {version}").expect("ok");
+        let vars = Vars {
+            version: "2.0",
+            previous: "1.0\n\nPromotion-Rollback: true",
+            keys: &[],
+            source: &prod,
+            target: &prod,
+            commit: "",
+        };
+        assert_eq!(message.render(&vars), Err(BrokenSubject));
     }
 }

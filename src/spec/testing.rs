@@ -11,7 +11,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::{
-    RunnerKind, SpecError, TestSpec, bounds,
+    RunnerKind, SpecError, TestSpec, body_pattern, bounds,
     plan::duration,
     resource::default_args,
     target::{check_target, check_target_words},
@@ -25,6 +25,7 @@ pub struct HttpTest {
     /// The deployment's URL as given (`url` is it joined with the path).
     pub target: String,
     pub expect_status: u16,
+    /// `testExpectBody`, compiled within [`body_pattern`]'s bounds.
     pub expect_body: Option<Regex>,
     pub attempts: u32,
     pub interval: Duration,
@@ -193,9 +194,8 @@ pub(super) fn test_plan(t: &TestSpec) -> Result<TestPlan, SpecError> {
             let expect_body = t
                 .expect_body
                 .as_deref()
-                .map(Regex::new)
-                .transpose()
-                .map_err(|e| SpecError::invalid("test.expectBody", e.to_string()))?;
+                .map(body_pattern::compile)
+                .transpose()?;
             let attempts = t.attempts.unwrap_or(3);
             if !(1..=100).contains(&attempts) {
                 return Err(SpecError::invalid("test.attempts", "must be 1 to 100"));

@@ -67,8 +67,15 @@ impl MemoryWatch {
 }
 
 /// Taken for the whole of each test of the `isolated` binary: they run one at a time, so no
-/// other test's allocations show as the server's growth.
+/// other test's allocations or work show as the server's growth or delay.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// [`ALONE`], from an async test.
 pub(crate) async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
-    static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     ALONE.lock().await
+}
+
+/// [`ALONE`], from a test that runs its own runtimes.
+pub(crate) fn alone_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    ALONE.blocking_lock()
 }
