@@ -248,6 +248,17 @@ async fn the_example_github_app_secret_promotes_through_a_pull_request() {
         })
         .collect();
     assert_eq!(ours.len(), 3);
+    // As it stands the example's App is github.com's: its JWT never goes to this GitHub
+    // Enterprise on 127.0.0.1, whatever host the spec's repository names.
+    kube.put_secret(NS, "github-app-com", &ours);
+    let spec = bed.pr_spec(&[("credentialsSecret", "github-app-com")]);
+    let elsewhere = ["the App's key is never sent there"];
+    bed.refused(&spec, &bed.synced, Code::InvalidArgument, &elsewhere)
+        .await;
+    assert!(issued(&bed).is_empty(), "no token was minted");
+    // With Argo CD's key naming this API, it is.
+    let api = bed.forge.api_url();
+    let ours = [&ours[..], &[("githubAppEnterpriseBaseUrl", api.as_str())]].concat();
     let name = example["metadata"]["name"].as_str().expect("name");
     kube.put_secret(NS, name, &ours);
     let broken_key = "-----BEGIN RSA PRIVATE KEY-----\nSENTINEL\n-----END RSA PRIVATE KEY-----";

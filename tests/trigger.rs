@@ -391,14 +391,29 @@ async fn each_error_kind_has_its_status_code() {
     }
     server.stop().await;
 
-    // A cache directory that cannot be created is the server's own fault: INTERNAL.
+    // A cache directory that cannot be created stops the start, naming it…
     let not_a_dir = root.join("file");
     std::fs::write(&not_a_dir, "x").expect("write");
-    let server = TestServer::start(Config {
+    let unusable = Config {
         cache_dir: not_a_dir.join("cache"),
+        ..test_config()
+    };
+    let err = phasegate::app::pipeline(&unusable)
+        .await
+        .err()
+        .expect("refused at start");
+    assert!(err.to_string().contains("cacheDir"), "{err}");
+    // …and one that goes away while serving is the server's own fault: INTERNAL.
+    let cache = root.join("cache");
+    let server = TestServer::start(Config {
+        cache_dir: cache.clone(),
         ..test_config()
     })
     .await;
+    // Once it serves (its cache made at start), the cache goes away.
+    assert_eq!(server.probe("/readyz").await.0, 200);
+    std::fs::remove_dir_all(&cache).expect("remove the cache");
+    std::fs::write(&cache, "x").expect("a file in its place");
     let failed = server
         .sensor()
         .await

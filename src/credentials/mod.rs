@@ -50,9 +50,11 @@ pub struct Credentials {
 pub enum RepoAuth {
     /// A username and a password or token (the token also authenticates the forge API).
     Password(Credentials),
-    /// A GitHub App installation. Its commits are authored as the server's configured author
-    /// (`git.authorName`, `git.authorEmail`): an App has no user of its own to sign in as.
-    GitHubApp(GitHubApp),
+    /// A GitHub App installation, and the one API its JWT and tokens may go to
+    /// (`https://api.github.com`, or the Secret's `githubAppEnterpriseBaseUrl`). Its commits are
+    /// authored as the server's configured author (`git.authorName`, `git.authorEmail`): an
+    /// App has no user of its own to sign in as.
+    GitHubApp(GitHubApp, url::Url),
 }
 
 impl RepoAuth {
@@ -60,7 +62,7 @@ impl RepoAuth {
     pub fn email(&self) -> Option<&str> {
         match self {
             RepoAuth::Password(c) => c.email.as_deref(),
-            RepoAuth::GitHubApp(_) => None,
+            RepoAuth::GitHubApp(..) => None,
         }
     }
 }

@@ -30,6 +30,30 @@ const GITHUB_APP_KEYS: [&str; 3] = [
     "githubAppPrivateKey",
 ];
 
+/// Argo CD's key of a GitHub Enterprise App's API root (`https://ghe.example.com/api/v3`).
+const GITHUB_ENTERPRISE_URL: &str = "githubAppEnterpriseBaseUrl";
+
+/// The API a Secret's GitHub App talks to: its `githubAppEnterpriseBaseUrl`, else
+/// `https://api.github.com`; an http(s) URL without credentials, query or fragment.
+fn app_api(enterprise: Option<String>, what: &str) -> Result<url::Url, ClusterError> {
+    let text = enterprise.unwrap_or_else(|| "https://api.github.com".into());
+    url::Url::parse(&text)
+        .ok()
+        .filter(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.has_host()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        })
+        .ok_or_else(|| {
+            ClusterError::Precondition(format!(
+                "{what}: key `{GITHUB_ENTERPRISE_URL}` is not an http(s) API root URL"
+            ))
+        })
+}
+
 /// A rotated Secret is picked up within this long; meanwhile runs do not hammer the API.
 const CACHE_FOR: Duration = Duration::from_secs(30);
 
@@ -84,7 +108,7 @@ impl SecretStore {
                     ClusterError::Precondition(format!("{what}: key `{k}` {}", bad.problem()))
                 },
             )?;
-            RepoAuth::GitHubApp(app)
+            RepoAuth::GitHubApp(app, app_api(field(GITHUB_ENTERPRISE_URL)?, &what)?)
         } else {
             RepoAuth::Password(Credentials {
                 username: field("username")?.ok_or_else(|| missing("username"))?,

@@ -62,7 +62,7 @@ impl RunAccess {
                 password: Some(c),
                 app: None,
             }),
-            Some(RepoAuth::GitHubApp(github_app)) => {
+            Some(RepoAuth::GitHubApp(github_app, api)) => {
                 let Some(located) = &plan.located else {
                     // No forge was named (one named must be located, or the spec is refused):
                     // why the repository's own host gave none, if it is a forge's.
@@ -74,6 +74,16 @@ impl RunAccess {
                     };
                     return Err(ForgeError::Invalid(why));
                 };
+                // The JWT mints tokens for every installation of the App: it goes to the App's
+                // own API only, never to one derived from the spec's repository host.
+                if !same_api(&located.api, &api) {
+                    return Err(ForgeError::Invalid(format!(
+                        "the credentialsSecret holds a GitHub App of {api} (its \
+                         githubAppEnterpriseBaseUrl, else api.github.com); this repository's API \
+                         is {}: the App's key is never sent there",
+                        located.api
+                    )));
+                }
                 app(github_app, located)
             }
             None => {

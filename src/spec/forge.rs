@@ -145,6 +145,12 @@ pub(super) fn forge_choice(r: &Resource) -> Result<ForgeChoice, SpecError> {
                     "must not carry credentials",
                 ));
             }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(SpecError::invalid(
+                    "forgeApiUrl",
+                    "must not have a query or fragment: it is the API's root",
+                ));
+            }
             Some(url)
         }
     };

@@ -101,6 +101,12 @@ fn refuses_unknown_forges_and_api_urls_that_are_not_plain_http() {
         .to_string();
     assert!(err.contains("must not carry credentials"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
+    for api in [
+        "https://git.example/api/v4?x=1",
+        "https://git.example/api/v4#f",
+    ] {
+        refused(choice(None, Some(api)), "forgeApiUrl", "query or fragment");
+    }
     let ok = choice(Some("gitlab"), Some("https://git.example/api/v4")).expect("valid");
     assert_eq!(ok.kind, Some(ForgeKind::GitLab));
 }

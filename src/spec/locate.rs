@@ -172,12 +172,18 @@ fn default_api(kind: ForgeKind, at: &RepoLocation, context: &str) -> Result<Url,
     Url::parse(&text).map_err(|e| SpecError::Forge(format!("forge API URL: {e}")))
 }
 
-/// An API URL set in the spec must be on the repository's host (github.com's is
-/// api.github.com), over TLS when the repository is.
+/// An API URL set in the spec must be on the repository's origin: its host (github.com's is
+/// api.github.com) and port, over TLS when the repository is. An ssh repository's port says
+/// nothing of its web server's, so its API (and api.github.com) must be on the default port.
 fn check_scope(api: &Url, at: &RepoLocation) -> Result<(), SpecError> {
     let host = api.host_str().unwrap_or("").to_ascii_lowercase();
     let same_host = host == at.host || (at.host == "github.com" && host == "api.github.com");
-    let same_port = !at.web || host != at.host || api.port_or_known_default() == at.port;
+    let port = api.port_or_known_default();
+    let same_port = if at.web && host == at.host {
+        port == at.port
+    } else {
+        port == Some(if at.secure { 443 } else { 80 })
+    };
     if at.secure && api.scheme() != "https" {
         return Err(SpecError::Forge(
             "`forgeApiUrl` must be https:// for an https:// or ssh repository".into(),
@@ -362,6 +368,32 @@ mod tests {
             Some("https://evil.example.com/api/v1"),
         );
         assert!(err.contains("not on the repository's host"), "{err}");
+        // An ssh repository's port is not its API's: any other than 443 is another server.
+        for api in [
+            "https://git.example.com:8443/api/v1",
+            "https://git.example.com:22/api/v1",
+        ] {
+            let err = locate_str(
+                "ssh://git@git.example.com:2222/org/app.git",
+                Some(ForgeKind::Forgejo),
+                Some(api),
+            );
+            assert!(err.contains("not on the repository's host"), "{api}: {err}");
+        }
+        let err = locate_str(
+            "https://github.com/org/app.git",
+            None,
+            Some("https://api.github.com:8443"),
+        );
+        assert!(err.contains("not on the repository's host"), "{err}");
+        assert_eq!(
+            locate_str(
+                "ssh://git@git.example.com:2222/org/app.git",
+                Some(ForgeKind::Forgejo),
+                Some("https://git.example.com/api/v1"),
+            ),
+            "Forgejo https://git.example.com/api/v1 org/app"
+        );
     }
 
     #[test]

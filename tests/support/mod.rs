@@ -63,6 +63,7 @@ pub(crate) fn test_policy() -> PolicyConfig {
         credentials_secrets: [
             "github-credentials",
             "github-app",
+            "github-app-com",
             "broken-app",
             "half-secret",
             "no-such-secret",
