@@ -49,13 +49,24 @@ impl RepoUrl {
         if s.is_empty() {
             return Err(SpecError::invalid(FIELD, "is required"));
         }
+        if s.chars().any(char::is_control) {
+            return Err(SpecError::invalid(FIELD, "holds a control character"));
+        }
         if let Some(c) = SCP_LIKE.captures(s) {
             let (host, path) = (&c["host"], &c["path"]);
             not_normal_if(
                 host.chars().any(|c| c.is_ascii_uppercase()) || host.ends_with('.'),
                 "the host must be lower case, without a final '.'",
             )?;
-            let path = path.strip_prefix('/').unwrap_or(path);
+            // `git@h:/org/x` is the server's /org/x, `git@h:org/x` is below the login's home:
+            // two repositories one match key would confuse (a scope for one admitting the other).
+            if path.starts_with('/') {
+                return Err(SpecError::invalid(
+                    FIELD,
+                    "`user@host:/path` is ambiguous: write ssh://user@host/path for the \
+                     absolute path, or user@host:path for a path below the login's home",
+                ));
+            }
             check_path(path)?;
             let key = format!("ssh://{host}/{}", strip_git(path));
             return Ok(RepoUrl {
@@ -312,5 +323,22 @@ mod tests {
                 .expect("scp")
                 .is_scp_like()
         );
+    }
+
+    #[test]
+    fn refuses_an_ambiguous_scp_path_and_control_characters() {
+        let err = RepoUrl::parse("git@github.com:/org/x.git")
+            .expect_err("absolute scp path")
+            .to_string();
+        assert!(err.contains("ambiguous"), "{err}");
+        RepoUrl::parse("ssh://git@github.com/org/x.git").expect("the absolute path, spelled out");
+        for bad in [
+            "git@github.com:org/x\u{1b}[2J.git",
+            "git@github.com:org/x\n.git",
+            "https://github.com/org/x\t.git",
+        ] {
+            let err = RepoUrl::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("control character"), "{bad:?}: {err}");
+        }
     }
 }
