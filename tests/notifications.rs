@@ -159,11 +159,8 @@ async fn a_failed_post_is_retried_and_counted() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_receiver_that_hangs_never_holds_a_run() {
-    let (_dir, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
+/// A receiver that never answers, and a server posting every run end to it.
+async fn hanging_receiver() -> (Arc<Receiver>, TestServer) {
     let (hanging, url) = receiver(Receiver {
         hang: Some(tokio::sync::Notify::new()),
         ..Receiver::default()
@@ -174,6 +171,15 @@ async fn a_receiver_that_hangs_never_holds_a_run() {
         ..test_config()
     })
     .await;
+    (hanging, server)
+}
+
+#[tokio::test]
+async fn a_receiver_that_hangs_never_holds_a_run() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let (hanging, server) = hanging_receiver().await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
     // The answer arrives while the receiver still holds the notification of the same run.
     let answer = server
@@ -205,16 +211,7 @@ async fn posts_in_flight_are_bounded_while_a_receiver_hangs() {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     gitops_repo(&bare, &["petstore"]);
-    let (hanging, url) = receiver(Receiver {
-        hang: Some(tokio::sync::Notify::new()),
-        ..Receiver::default()
-    })
-    .await;
-    let server = TestServer::start(Config {
-        notifications: vec![hook(&url, Format::Json, &[])],
-        ..test_config()
-    })
-    .await;
+    let (hanging, server) = hanging_receiver().await;
     let spec = petstore(&file_url(&bare), &[("test", "none")]);
     // A commit the repository lacks: each run ends in an error, and failed runs are not
     // remembered, so each call is a new run and a new notification.

@@ -87,28 +87,27 @@ async fn metrics_count_promotions_failed_tests_and_duplicates() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
+/// A gated test printing `before`, then `after` once the watcher follows it: the finished run
+/// and what `runs watch` showed.
+async fn watched(before: &str, after: &str) -> (phasegate::proto::runs::Run, String) {
     let (_dir, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let gate = root.join("gate");
     let server = TestServer::start(test_config()).await;
-    let id = gated_run(
-        &server,
-        &bare,
-        &synced,
-        &gate,
-        "campaign started",
-        "campaign passed",
-    )
-    .await;
+    let id = gated_run(&server, &bare, &synced, &gate, before, after).await;
     let (screen, watcher) = watch_in_background(&server, &id);
     // The test ends only once the watcher is following the run (it shows the current stage).
     eventually(|| screen.text().contains('▶')).await;
     std::fs::write(&gate, "").expect("open the gate");
     let run = watcher.await.expect("watcher");
-    let shown = screen.text();
+    server.stop().await;
+    (run, screen.text())
+}
+
+#[tokio::test]
+async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
+    let (run, shown) = watched("campaign started", "campaign passed").await;
 
     assert_eq!(run.outcome, "promoted");
     let order: Vec<usize> = ["▶ testing", "campaign passed", "▶ promoting", "■ promoted"]
@@ -123,38 +122,22 @@ async fn runs_watch_streams_the_stages_in_order_and_ends_with_the_outcome() {
         order.windows(2).all(|w| w[0] < w[1]),
         "out of order:\n{shown}"
     );
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_test_cannot_drive_the_operators_terminal_through_runs_watch() {
-    let (_dir, root) = tempdir();
-    let bare = root.join("gitops.git");
-    let synced = gitops_repo(&bare, &["petstore"]);
-    let gate = root.join("gate");
-    let server = TestServer::start(test_config()).await;
     // A window title, a cleared screen, then a fake verdict.
-    let id = gated_run(
-        &server,
-        &bare,
-        &synced,
-        &gate,
+    let (_, shown) = watched(
         "'\u{1b}]0;pwned\u{7}started'",
         "'\u{1b}[2J\u{1b}[Hall tests passed\u{9b}31m'",
     )
     .await;
-    let (screen, watcher) = watch_in_background(&server, &id);
-    eventually(|| screen.text().contains('▶')).await;
-    std::fs::write(&gate, "").expect("open the gate");
-    watcher.await.expect("watcher");
-    let shown = screen.text();
     assert!(!shown.contains(['\u{1b}', '\u{7}', '\u{9b}']), "{shown:?}");
     assert!(shown.contains("\\x1b]0;pwned\\x07started"), "{shown}");
     assert!(
         shown.contains("\\x1b[2J\\x1b[Hall tests passed\\u{9b}31m"),
         "{shown}"
     );
-    server.stop().await;
 }
 
 #[tokio::test]

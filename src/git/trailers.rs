@@ -142,20 +142,23 @@ mod tests {
     use super::*;
     use crate::git::local::commit_files;
 
+    /// What the index reads back from a commit of `message` on `bare`'s main.
+    fn read_back(bare: &std::path::Path, message: &str) -> Option<Recorded> {
+        let id = commit_files(bare, "main", &[("f", message)], message).expect("commit");
+        let repo = git2::Repository::open_bare(bare).expect("open");
+        recorded(
+            &repo
+                .find_commit(Oid::from_str(&id).expect("id"))
+                .expect("commit"),
+        )
+    }
+
     #[test]
     fn reads_back_the_keys_and_treats_old_commits_as_every_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bare = dir.path().join("r.git");
         let source = "1111111111111111111111111111111111111111";
-        let read = |message: &str| {
-            let id = commit_files(&bare, "main", &[("f", message)], message).expect("commit");
-            let repo = git2::Repository::open_bare(&bare).expect("open");
-            recorded(
-                &repo
-                    .find_commit(Oid::from_str(&id).expect("id"))
-                    .expect("commit"),
-            )
-        };
+        let read = |message: &str| read_back(&bare, message);
         let new = read(&format!(
             "Promote\n\nSource-Commit: {source}\nTarget-Phase: prod\nPromoted-Keys: a.tag,b.tag\nPromotion-Rollback: true\n"
         ))
@@ -187,15 +190,7 @@ mod tests {
             "1111111111111111111111111111111111111111",
             "2222222222222222222222222222222222222222",
         );
-        let read = |message: &str| {
-            let id = commit_files(&bare, "main", &[("f", message)], message).expect("commit");
-            let repo = git2::Repository::open_bare(&bare).expect("open");
-            recorded(
-                &repo
-                    .find_commit(Oid::from_str(&id).expect("id"))
-                    .expect("commit"),
-            )
-        };
+        let read = |message: &str| read_back(&bare, message);
         let own = format!(
             "Promoted-Version: 2.0\nSource-Phase: test\nSource-Commit: {real}\nTarget-Phase: prod\nPromoted-Keys: image.version\nPromotion-Run: r1\n"
         );
