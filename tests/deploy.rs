@@ -413,3 +413,109 @@ fn only_sensor_pods_reach_the_trigger_port() {
         "only pods of the policy's own namespace"
     );
 }
+
+/// The top-level paths `cargo build --bin phasegate` reads, found in the sources rather than
+/// listed by hand: the manifest, the lock file, the build script and `src/`; what the build
+/// script compiles (`proto/…`); askama's `templates/` when a `#[template(path = …)]` uses it;
+/// and whatever a non-test `include_str!`/`include_bytes!` in `src/` names.
+fn paths_the_build_reads() -> std::collections::BTreeSet<String> {
+    let root = Path::new(ROOT);
+    let top = |path: &Path| {
+        let relative = path.strip_prefix(root).expect("inside the repository");
+        let first = relative.components().next().expect("a path");
+        first.as_os_str().to_string_lossy().into_owned()
+    };
+    let mut paths: std::collections::BTreeSet<String> =
+        ["Cargo.toml", "Cargo.lock", "build.rs", "src"]
+            .map(String::from)
+            .into();
+    let build = std::fs::read_to_string(root.join("build.rs")).expect("build.rs");
+    let proto = regex::Regex::new(r#""([A-Za-z0-9_.-]+)/[^"]*\.proto""#).expect("regex");
+    paths.extend(proto.captures_iter(&build).map(|c| c[1].to_string()));
+    let include = regex::Regex::new(r#"include_(?:str|bytes)!\(\s*"([^"]+)"\s*\)"#).expect("regex");
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if !name.ends_with(".rs") || name == "tests.rs" || name.ends_with("_tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            // What a test module includes is not built into the binary.
+            let built = text.split("#[cfg(test)]").next().unwrap_or_default();
+            if built.contains("#[template(path =") {
+                paths.insert("templates".into());
+            }
+            for c in include.captures_iter(built) {
+                let included = path.parent().expect("dir").join(&c[1]);
+                let included = std::fs::canonicalize(&included).expect("an included file");
+                paths.insert(top(&included));
+            }
+        }
+    }
+    paths
+}
+
+/// What the Dockerfile's build stage copies from the context: the sources of `COPY` lines
+/// without `--from`.
+fn copied_by_the_dockerfile() -> std::collections::BTreeSet<String> {
+    let dockerfile =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/Dockerfile")).expect("Dockerfile");
+    dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+        .filter(|args| !args.trim_start().starts_with("--"))
+        .flat_map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len().saturating_sub(1)]
+                .iter()
+                .map(|w| w.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_copies_every_path_the_build_reads_and_exposes_every_port() {
+    let needed = paths_the_build_reads();
+    assert!(
+        needed.contains("templates") && needed.contains("proto"),
+        "{needed:?}"
+    );
+    let copied = copied_by_the_dockerfile();
+    let missing: Vec<_> = needed.difference(&copied).collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/Dockerfile does not copy {missing:?}, which the build reads"
+    );
+    let dockerfile =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/Dockerfile")).expect("Dockerfile");
+    let exposed: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("EXPOSE "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let deployment = find(&documents(&render("base")), "Deployment").clone();
+    for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_sequence()
+        .expect("ports")
+    {
+        let port = port["containerPort"]
+            .as_u64()
+            .expect("containerPort")
+            .to_string();
+        assert!(
+            exposed.contains(&port.as_str()),
+            "EXPOSE lacks {port}: {exposed:?}"
+        );
+    }
+}
