@@ -208,3 +208,31 @@ async fn every_string_field_beyond_its_length_is_refused_naming_it_without_echoi
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_pattern_past_the_bound_is_refused_naming_the_key_and_the_limit() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(test_config()).await;
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "http"),
+            ("testPath", "/pet"),
+            ("testExpectBody", "1[01]{2000}[^01]"),
+        ],
+    );
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &event_at(&synced, "http://app.test"), FROM_TEST)
+        .await
+        .expect_err("refused");
+    assert_eq!(failed.status.code(), Code::InvalidArgument);
+    let message = failed.status.message();
+    assert!(
+        message.contains("`testExpectBody`") && message.contains("at most 32"),
+        "{message}"
+    );
+}
