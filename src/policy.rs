@@ -8,11 +8,11 @@
 //! spec's `phases` chain them). `policy.permissive: true` brings back the old behaviour (an
 //! empty list allows everything), loudly. Globs' `*` never crosses `/` (`**` does).
 
-use globset::{GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 
 use crate::{
     credentials::CredentialScopes,
-    spec::{Plan, PodSecurityLevel, RepoGlobs, TargetGlobs, TestProfiles, strict_glob},
+    spec::{Plan, PodSecurityLevel, RepoGlobs, TargetGlobs, TestProfiles, glob_set},
 };
 
 mod config;
@@ -309,17 +309,7 @@ fn denied<T>(what: String) -> Result<T, PolicyError> {
 }
 
 fn globs(list: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, PolicyError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut set = GlobSetBuilder::new();
-    for p in patterns {
-        set.add(strict_glob(p).map_err(|reason| PolicyError::BadGlob { list, reason })?);
-    }
-    set.build().map(Some).map_err(|e| PolicyError::BadGlob {
-        list,
-        reason: e.to_string(),
-    })
+    glob_set(patterns).map_err(|reason| PolicyError::BadGlob { list, reason })
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub use pod_security::{
 };
 pub use profile::{TestProfile, TestProfiles};
 pub(crate) use reach::is_forbidden_test_address;
-pub use repo_globs::{RepoGlobs, strict_glob};
+pub use repo_globs::{RepoGlobs, glob_set};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};
 pub use target::TargetGlobs;

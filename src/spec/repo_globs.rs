@@ -11,16 +11,7 @@ pub struct RepoGlobs(Option<globset::GlobSet>);
 impl RepoGlobs {
     /// Compiles the globs; the error names the glob that does not parse.
     pub fn new(patterns: &[String]) -> Result<RepoGlobs, String> {
-        if patterns.is_empty() {
-            return Ok(RepoGlobs(None));
-        }
-        let mut set = globset::GlobSetBuilder::new();
-        for p in patterns {
-            set.add(strict_glob(p)?);
-        }
-        set.build()
-            .map(|s| RepoGlobs(Some(s)))
-            .map_err(|e| e.to_string())
+        glob_set(patterns).map(RepoGlobs)
     }
 
     /// True when no glob is configured.
@@ -38,8 +29,21 @@ impl RepoGlobs {
     }
 }
 
+/// The [`strict_glob`]s of `patterns` as one set; `None` when there are none. The error names
+/// the glob that does not parse.
+pub fn glob_set(patterns: &[String]) -> Result<Option<globset::GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for p in patterns {
+        set.add(strict_glob(p)?);
+    }
+    set.build().map(Some).map_err(|e| e.to_string())
+}
+
 /// A glob whose `*` and `?` never match `/` (only `**` crosses directories).
-pub fn strict_glob(pattern: &str) -> Result<globset::Glob, String> {
+fn strict_glob(pattern: &str) -> Result<globset::Glob, String> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)

@@ -65,16 +65,7 @@ pub struct TargetGlobs(globset::GlobSet);
 impl TargetGlobs {
     /// Compiles the globs; `None` when there are none. The error names the glob.
     pub fn new(patterns: &[String]) -> Result<Option<TargetGlobs>, String> {
-        if patterns.is_empty() {
-            return Ok(None);
-        }
-        let mut set = globset::GlobSetBuilder::new();
-        for p in patterns {
-            set.add(super::strict_glob(p)?);
-        }
-        set.build()
-            .map(|s| Some(TargetGlobs(s)))
-            .map_err(|e| e.to_string())
+        Ok(super::glob_set(patterns)?.map(TargetGlobs))
     }
 
     /// True when a glob matches `target` or its origin.
