@@ -262,22 +262,12 @@ fn server_app(c: &GitHubAppConfig) -> Result<ServerApp, ConfigError> {
         };
         ConfigError(format!("forge.githubApp.{field} {}", bad.problem()))
     })?;
-    // The JWT is a credential: over TLS, or to this machine (a local proxy).
-    let api = url::Url::parse(&c.api_url)
-        .ok()
-        .filter(|u| match (u.scheme(), u.host()) {
-            ("https", Some(_)) => true,
-            ("http", Some(url::Host::Domain(d))) => d == "localhost",
-            ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
-            ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
-            _ => false,
-        })
-        .ok_or_else(|| {
-            ConfigError(format!(
-                "forge.githubApp.apiUrl {:?} is not an https:// URL",
-                c.api_url
-            ))
-        })?;
+    let api = crate::credentials::github_app::app_api_root(&c.api_url).ok_or_else(|| {
+        ConfigError(format!(
+            "forge.githubApp.apiUrl {:?} is not an https:// URL",
+            c.api_url
+        ))
+    })?;
     Ok(ServerApp { app, api })
 }
 

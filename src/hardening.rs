@@ -39,10 +39,25 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
 /// another user, or writable by its group or others. Someone who can write there could plant a
 /// clone whose configuration sends the credentials elsewhere.
 pub fn owned_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
+    let meta = ours(dir)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by its group or others (mode {mode:o})",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a directory that is a symlink or another user's (its mode is not looked at: inside
+/// the private cache directory, nobody else reaches it whatever its mode, and libgit2 makes
+/// clones with the process's umask).
+pub fn ours(dir: &Path) -> Result<std::fs::Metadata, String> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let me = nix::unistd::geteuid().as_raw();
-    let mode = meta.permissions().mode() & 0o7777;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory (a symlink?)", dir.display()));
     }
@@ -53,13 +68,7 @@ pub fn owned_dir(dir: &Path) -> Result<(), String> {
             meta.uid()
         ));
     }
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by its group or others (mode {mode:o})",
-            dir.display()
-        ));
-    }
-    Ok(())
+    Ok(meta)
 }
 
 #[cfg(test)]

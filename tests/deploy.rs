@@ -188,6 +188,19 @@ fn the_deployment_is_hardened_and_probed_and_its_config_loads() {
     );
 
     let loaded = config_map(&docs);
+    // The cache is a directory phasegate makes inside the volume, never the volume's root (an
+    // emptyDir is root-owned and world-writable: phasegate refuses it as its cache).
+    let cache_volume = mounts
+        .iter()
+        .filter_map(|m| m.as_str())
+        .find(|m| *m == "/var/cache/phasegate")
+        .expect("the cache volume");
+    assert!(
+        loaded.cache_dir.starts_with(cache_volume)
+            && loaded.cache_dir != std::path::Path::new(cache_volume),
+        "{}",
+        loaded.cache_dir.display()
+    );
     assert_eq!(loaded.listen.port(), 9000);
     assert_eq!(loaded.metrics_listen.map(|a| a.port()), Some(9090));
     assert_eq!(loaded.console_listen.map(|a| a.port()), Some(8080));

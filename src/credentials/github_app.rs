@@ -44,6 +44,25 @@ impl BadAppField {
     }
 }
 
+/// The API root a GitHub App's JWT may go to: the JWT is a credential, so https, or http to
+/// this machine only (a local proxy); no credentials, query or fragment in it.
+pub fn app_api_root(text: &str) -> Option<url::Url> {
+    url::Url::parse(text).ok().filter(|u| {
+        let secure_or_local = match (u.scheme(), u.host()) {
+            ("https", Some(_)) => true,
+            ("http", Some(url::Host::Domain(d))) => d == "localhost",
+            ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+            ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+            _ => false,
+        };
+        secure_or_local
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.query().is_none()
+            && u.fragment().is_none()
+    })
+}
+
 /// A GitHub App installation's credentials: app id, installation id and private key.
 #[derive(Clone)]
 pub struct GitHubApp {
@@ -133,6 +152,27 @@ impl GitHubApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_apps_jwt_goes_over_tls_or_to_this_machine_only() {
+        for ok in [
+            "https://api.github.com",
+            "https://ghe.example.com/api/v3",
+            "http://127.0.0.1:8080/api/v3",
+            "http://localhost/api/v3",
+        ] {
+            assert!(app_api_root(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "http://ghe.internal/api/v3",
+            "https://bot:pw@ghe.example.com/api/v3",
+            "https://ghe.example.com/api/v3?x=1",
+            "ftp://ghe.example.com/",
+            "not a url",
+        ] {
+            assert!(app_api_root(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn refuses_values_that_are_not_app_credentials_without_echoing_them() {

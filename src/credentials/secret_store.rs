@@ -15,7 +15,7 @@ use kube::Api;
 
 use super::{
     Credentials, RepoAuth, Secret, SigningKeySource,
-    github_app::{BadAppField, GitHubApp},
+    github_app::{BadAppField, GitHubApp, app_api_root},
 };
 use crate::cluster::{Cluster, ClusterError};
 
@@ -34,24 +34,15 @@ const GITHUB_APP_KEYS: [&str; 3] = [
 const GITHUB_ENTERPRISE_URL: &str = "githubAppEnterpriseBaseUrl";
 
 /// The API a Secret's GitHub App talks to: its `githubAppEnterpriseBaseUrl`, else
-/// `https://api.github.com`; an http(s) URL without credentials, query or fragment.
+/// `https://api.github.com`; held to the server App's rule ([`app_api_root`]).
 fn app_api(enterprise: Option<String>, what: &str) -> Result<url::Url, ClusterError> {
     let text = enterprise.unwrap_or_else(|| "https://api.github.com".into());
-    url::Url::parse(&text)
-        .ok()
-        .filter(|u| {
-            matches!(u.scheme(), "https" | "http")
-                && u.has_host()
-                && u.username().is_empty()
-                && u.password().is_none()
-                && u.query().is_none()
-                && u.fragment().is_none()
-        })
-        .ok_or_else(|| {
-            ClusterError::Precondition(format!(
-                "{what}: key `{GITHUB_ENTERPRISE_URL}` is not an http(s) API root URL"
-            ))
-        })
+    app_api_root(&text).ok_or_else(|| {
+        ClusterError::Precondition(format!(
+            "{what}: key `{GITHUB_ENTERPRISE_URL}` is not an https:// API root URL (http only \
+             to this machine)"
+        ))
+    })
 }
 
 /// A rotated Secret is picked up within this long; meanwhile runs do not hammer the API.

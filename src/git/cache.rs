@@ -34,10 +34,10 @@ impl RepoCache {
         let path = self.path_of(url.as_str());
         self.own_dir()?;
         let held = heal::lock(&path)?;
-        // A clone someone else could have planted or changed is not used (its config could
-        // rewrite the URL, its hooks do not run, but its objects are not ours either).
+        // A clone someone else could have planted is not used (its objects are not ours); the
+        // cache directory is private, so its mode does not matter.
         if path.exists()
-            && let Err(why) = crate::hardening::owned_dir(&path)
+            && let Err(why) = crate::hardening::ours(&path)
         {
             warn!(cache = %path.display(), %why, "cached clone is not phasegate's; cloning again");
             self.discard(&path)?;
@@ -68,7 +68,7 @@ impl RepoCache {
                 }
             }
         }
-        self.own_dir()?;
+        // The cache directory was checked (and made) by `take`, which every batch starts with.
         Repository::init_bare(&path).map_err(|e| GitError::Other(e.message().to_string()))
     }
 

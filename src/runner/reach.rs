@@ -5,10 +5,7 @@
 //! carrying a request (and its answer, in the test log) to the node's cloud credentials or to
 //! another service.
 
-use std::{
-    fmt::Write,
-    net::{IpAddr, SocketAddr},
-};
+use std::{fmt::Write, net::SocketAddr};
 
 use reqwest::{
     Url,
@@ -63,17 +60,12 @@ pub(super) fn follow(first: &Url, next: &Url, followed: usize) -> Result<(), Str
 /// Refuses a URL whose host is a forbidden IP literal (a literal is never resolved, so the
 /// [`Resolver`] does not see it).
 pub(super) fn forbidden_literal(url: &Url) -> Result<(), String> {
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-        _ => return Ok(()),
-    };
-    if is_forbidden_test_address(ip) {
-        return Err(format!(
+    match crate::spec::forbidden_literal(url) {
+        Some(ip) => Err(format!(
             "{ip} is a link-local or cloud metadata address, which tests may not reach"
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A URL as a log line may show it: origin and path, at most [`MAX_SHOWN_URL`] characters.

@@ -35,7 +35,7 @@ pub use pod_security::{
     PodSecurityLevel, check as check_pod_security, container_context, pod_context,
 };
 pub use profile::{TestProfile, TestProfiles};
-pub(crate) use reach::is_forbidden_test_address;
+pub(crate) use reach::{forbidden_literal, is_forbidden_test_address};
 pub use repo_globs::{RepoGlobs, glob_set};
 pub use repo_url::RepoUrl;
 pub use resource::{Mode, Resource, RunnerKind, SourceRef, TargetRef, TestSpec};

@@ -30,6 +30,17 @@ pub(crate) fn is_forbidden_test_address(ip: IpAddr) -> bool {
     }
 }
 
+/// The forbidden IP literal a URL's host is, if it is one (a literal is never resolved, so only
+/// this check sees it).
+pub(crate) fn forbidden_literal(url: &url::Url) -> Option<IpAddr> {
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    is_forbidden_test_address(ip).then_some(ip)
+}
+
 fn forbidden_v4(ip: Ipv4Addr) -> bool {
     ip.is_link_local() || ip == ALIBABA_METADATA
 }

@@ -1,7 +1,7 @@
 //! The test target: the one URL an event hands to the test runners, checked before it is
 //! expanded anywhere (docs/events.md).
 
-use super::{SpecError, is_forbidden_test_address};
+use super::{SpecError, forbidden_literal};
 
 /// Longest test target: a URL of a deployment, not a document.
 const MAX_TARGET_LEN: usize = 2048;
@@ -36,16 +36,11 @@ pub(super) fn check_target(target: &str) -> Result<(), SpecError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(SpecError::invalid(FIELD, "must not carry credentials"));
     }
-    let address = |ip: std::net::IpAddr| {
-        is_forbidden_test_address(ip).then_some("a link-local or cloud metadata address")
-    };
     let forbidden = match url.host() {
-        Some(url::Host::Ipv4(ip)) => address(ip.into()),
-        Some(url::Host::Ipv6(ip)) => address(ip.into()),
         Some(url::Host::Domain(name)) => METADATA_NAMES
             .contains(&name.trim_end_matches('.'))
             .then_some("a cloud metadata service"),
-        None => None,
+        _ => forbidden_literal(&url).map(|_| "a link-local or cloud metadata address"),
     };
     if let Some(what) = forbidden {
         return Err(SpecError::invalid(
@@ -81,7 +76,7 @@ impl TargetGlobs {
 const SHELL_CHARACTERS: &str = "\\\"`<>{}$;|()'*";
 
 /// Host names of cloud metadata services (GCP's; AWS, Azure, Alibaba and OpenStack answer on
-/// the addresses of [`is_forbidden_test_address`]).
+/// the addresses of [`super::is_forbidden_test_address`]).
 const METADATA_NAMES: &[&str] = &["metadata.google.internal", "metadata.goog", "metadata"];
 
 /// Shells and interpreters: they run code given as words (`sh -c`, `perl -E`, `node -p`,
