@@ -222,9 +222,10 @@ impl History {
         if *lines < 2 * KEPT_RUNS {
             return;
         }
-        let inner = self.lock();
-        let kept = kept(&inner);
-        match store::rewrite(file, &kept) {
+        // A copy, so the history's lock (the console, the live logs) is not held while the
+        // file is written.
+        let kept: Vec<RunRecord> = kept(&self.lock()).into_iter().cloned().collect();
+        match store::rewrite(file, &kept.iter().collect::<Vec<_>>()) {
             Ok(()) => *lines = kept.len(),
             Err(e) => warn!(file = %file.display(), error = %e, "cannot compact the run history"),
         }

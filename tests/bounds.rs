@@ -134,7 +134,7 @@ const TEXT_BOUNDS: &[(&str, &str, usize)] = &[
     ("testServiceAccount", "test.serviceAccount", 253),
     ("testTimeout", "test.timeout", 64),
     ("testPath", "test.path", 2048),
-    ("testExpectBody", "test.expectBody", 4096),
+    ("testExpectBody", "test.expectBody", 1024),
     ("testInterval", "test.interval", 64),
     ("argocdApp", "argocd.app", 317),
     ("argocdTimeout", "argocd.timeout", 64),

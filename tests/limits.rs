@@ -1,6 +1,7 @@
 //! Every resource bounded (issue 22), over the real server: the queue of waiting runs and the
 //! memory a flood of refused runs costs, the history file read at start.
 
+use crate::support::memory::status_kib as memory_kib;
 use crate::support::*;
 use phasegate::{
     config::Config,
@@ -15,25 +16,14 @@ async fn runs(server: &TestServer) -> Vec<phasegate::proto::runs::Run> {
     client.list(request).await.expect("list").into_inner().runs
 }
 
-/// A memory figure of this process in KiB (the test server runs in it): `VmRSS` (resident
-/// now) or `VmHWM` (the peak).
-fn memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect(field)
-}
-
-/// This process's resident memory in KiB.
+/// This process's resident memory in KiB (the test server runs in it).
 fn rss_kib() -> u64 {
     memory_kib("VmRSS")
 }
 
 /// Refused runs keep no memory: 2000 distinct runs queued without the bound grew this process
 /// by 156 MiB (80 KiB a queued run: its task, ledger entry and history record); refused, by
-/// about 1 MiB. The process is shared with the other tests, hence the margin.
+/// about 1 MiB. The margin is the runtime's own growth (the tests of this binary run alone).
 const FLOOD: usize = 2000;
 const FLOOD_MARGIN_KIB: u64 = 64 * 1024;
 
@@ -164,7 +154,7 @@ async fn a_huge_damaged_history_file_neither_blows_memory_nor_stops_the_start() 
     let file = cache.join("history.jsonl");
     damaged_history(&file);
     // Reset the peak (Linux: `5` to clear_refs), so that the start's own peak is measured.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak before measuring it");
     let before = memory_kib("VmHWM");
     let server = TestServer::start(Config {
         cache_dir: cache.clone(),

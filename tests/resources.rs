@@ -1,7 +1,8 @@
 //! Every resource bounded (issue 22): what a test, a GitOps repository, a forge or a git
 //! server sends is read up to a bound, so none of them can grow the server's memory without
 //! limit. The server runs in this process: its growth is this process's
-//! ([`MemoryWatch`]), measured against a margin that leaves room for tests running alongside.
+//! ([`MemoryWatch`]), measured against a margin for the runtime's own growth (the tests of the
+//! `isolated` binary run one at a time).
 
 use crate::support::{git_server::GitServer, memory::MemoryWatch, *};
 use phasegate::{config::Config, git::local};

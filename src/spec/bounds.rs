@@ -50,7 +50,7 @@ pub(super) const TEXT_BOUNDS: &[(&str, usize)] = &[
     ("target.phase", 63),
     ("test.profile", 253),
     ("test.runner", 16),
-    ("test.target", 2048),
+    ("test.target", super::target::MAX_TARGET_LEN),
     // A registry host, a repository path, a tag and a digest.
     ("test.image", 1024),
     // Linux's PATH_MAX.
@@ -60,7 +60,7 @@ pub(super) const TEXT_BOUNDS: &[(&str, usize)] = &[
     // `90s`, `1h 30m`: a duration is a few words.
     ("test.timeout", 64),
     ("test.path", 2048),
-    ("test.expectBody", 4096),
+    ("test.expectBody", super::body_pattern::MAX_PATTERN_LEN),
     ("test.interval", 64),
     // `namespace/name`: a DNS label, a slash, a DNS subdomain.
     ("argocd.app", 317),

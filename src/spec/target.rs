@@ -4,7 +4,7 @@
 use super::{SpecError, forbidden_literal};
 
 /// Longest test target: a URL of a deployment, not a document.
-const MAX_TARGET_LEN: usize = 2048;
+pub(super) const MAX_TARGET_LEN: usize = 2048;
 
 /// The test target comes from the event: before it is expanded anywhere, it must be a plain
 /// `http(s)` URL — ASCII, no whitespace or control characters, no credentials.

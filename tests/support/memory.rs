@@ -1,7 +1,7 @@
 //! How much this test process's resident memory grows while something runs: a thread samples
 //! `VmRSS` of `/proc/self/status` every millisecond. The server runs in this process
 //! ([`super::TestServer`]), so what it holds shows here. The tests that use it live in the
-//! `memory` test binary and take turns ([`alone`]), so no other test's allocations count.
+//! `isolated` test binary and take turns ([`alone`]), so no other test's allocations count.
 
 use std::{
     sync::{
@@ -20,15 +20,19 @@ pub(crate) struct MemoryWatch {
     sampler: JoinHandle<()>,
 }
 
+/// A memory figure of this process in KiB: `VmRSS` (resident now) or `VmHWM` (the peak).
+pub(crate) fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect(field)
+}
+
 /// The process's resident memory now, in bytes.
 fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS in kB");
-    kib * 1024
+    status_kib("VmRSS") * 1024
 }
 
 impl MemoryWatch {
