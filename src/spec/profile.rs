@@ -83,9 +83,12 @@ impl TestProfile {
                         .ok_or("testTargets: a list of strings")
                 })
                 .collect::<Result<_, _>>()?,
-            Some(serde_yaml_ng::Value::String(list)) => {
-                list.split(',').map(|s| s.trim().to_string()).collect()
-            }
+            Some(serde_yaml_ng::Value::String(list)) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
             Some(_) => return Err("testTargets: a list of strings".into()),
         };
         let targets = TargetGlobs::new(&targets).map_err(|e| format!("testTargets: {e}"))?;
