@@ -84,8 +84,26 @@ fi
 # git's own smart-HTTP server, used behind the tests' CGI host.
 test -x "$(git --exec-path)/git-http-backend" || { echo "git http-backend not found" >&2; exit 1; }
 
+# buildah, podman and runc (Debian's), to build the image with no registry and run it as the
+# Deployment runs it (tests/image.rs); Debian's python3.11 for the Robot Framework image
+# (examples/robot-image).
+if ! command -v buildah >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null \
+   || ! test -f /usr/lib/python3.11/json/__init__.py; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq buildah podman runc python3.11 >/dev/null
+fi
+for tool in buildah podman runc; do
+  command -v $tool >/dev/null || { echo "$tool not found (needed by tests/image.rs)" >&2; exit 1; }
+done
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The code's docs (the developers' map, private items included) have no broken link.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --document-private-items
+# The image, from the release binary, and the command runner's Robot Framework image built on it:
+# tests/image.rs runs both as the Deployment runs phasegate.
+PHASEGATE_IMAGE=$(deploy/image/build.sh | tail -n1)
+PHASEGATE_ROBOT_IMAGE=$(examples/robot-image/build.sh --base "$PHASEGATE_IMAGE" | tail -n1)
+export PHASEGATE_IMAGE PHASEGATE_ROBOT_IMAGE
 cargo test --all-targets --locked

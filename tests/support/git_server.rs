@@ -72,7 +72,13 @@ impl GitServer {
         password: &str,
         api: Option<Router>,
     ) -> GitServer {
-        GitServer::open(root, user, password, api, None).await
+        GitServer::open(root, user, password, api, None, "127.0.0.1:0").await
+    }
+
+    /// [`GitServer::start`] on every address of this machine, so that a container reaches it
+    /// through its gateway ([`GitServer::url_as`] with `host.containers.internal`).
+    pub(crate) async fn start_for_containers(root: &Path, user: &str, password: &str) -> GitServer {
+        GitServer::open(root, user, password, None, None, "0.0.0.0:0").await
     }
 
     /// [`GitServer::start_with_api`] over https as `localhost`, with `app.pem` and `app.key`
@@ -84,7 +90,8 @@ impl GitServer {
         api: Router,
         ca_dir: &Path,
     ) -> GitServer {
-        GitServer::open(root, user, password, Some(api), Some(tls_acceptor(ca_dir))).await
+        let tls = Some(tls_acceptor(ca_dir));
+        GitServer::open(root, user, password, Some(api), tls, "127.0.0.1:0").await
     }
 
     async fn open(
@@ -93,6 +100,7 @@ impl GitServer {
         password: &str,
         api: Option<Router>,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        bind: &str,
     ) -> GitServer {
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
@@ -103,9 +111,7 @@ impl GitServer {
             before_push: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
         });
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind git server");
+        let listener = TcpListener::bind(bind).await.expect("bind git server");
         let addr = listener.local_addr().expect("addr");
         let mut server = GitServer {
             addr,
@@ -126,7 +132,15 @@ impl GitServer {
         password: &str,
         ca_dir: &Path,
     ) -> GitServer {
-        GitServer::open(root, user, password, None, Some(tls_acceptor(ca_dir))).await
+        GitServer::open(
+            root,
+            user,
+            password,
+            None,
+            Some(tls_acceptor(ca_dir)),
+            "127.0.0.1:0",
+        )
+        .await
     }
 
     /// `http://127.0.0.1:PORT` (`https://localhost:PORT` over https).
@@ -135,6 +149,11 @@ impl GitServer {
             Some(_) => format!("https://localhost:{}", self.addr.port()),
             None => format!("http://{}", self.addr),
         }
+    }
+
+    /// The port it serves on.
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// Clone URL of the bare repository `root/<name>.git` (no credentials in it).
