@@ -737,3 +737,66 @@ async fn a_derived_image_runs_the_robot_campaign_with_the_command_runner() {
         "nothing pushed"
     );
 }
+
+/// Runs one of `deploy/image`'s scripts; its exit status and standard error.
+fn script(name: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(Path::new(ROOT).join("deploy/image").join(name))
+        .args(args)
+        .output()
+        .expect("run the script");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_image_scripts_refuse_what_they_cannot_build_and_say_why() {
+    let (_dir, root) = tempdir();
+    let binary = env!("CARGO_BIN_EXE_phasegate");
+    let dest = root.join("rootfs");
+    let dest = dest.to_str().expect("utf8");
+
+    let (ok, err) = script("rootfs.sh", &["/nonexistent/phasegate", dest]);
+    assert!(
+        !ok && err.contains("/nonexistent/phasegate is not an executable"),
+        "{err}"
+    );
+    std::fs::create_dir_all(root.join("rootfs/leftover")).expect("leftover");
+    let (ok, err) = script("rootfs.sh", &[binary, dest]);
+    assert!(!ok && err.contains("is not empty"), "{err}");
+    assert!(
+        !root.join("rootfs/usr").exists(),
+        "nothing written into a tree that was not empty"
+    );
+    let (ok, err) = script("build.sh", &["--push"]);
+    assert!(!ok && err.contains("unknown argument --push"), "{err}");
+
+    // A program linking a library this machine does not have stops the build, naming it.
+    let c = root.join("main.c");
+    std::fs::write(&c, "int gone(void);\nint main(void) { return gone(); }\n").expect("main.c");
+    std::fs::write(root.join("gone.c"), "int gone(void) { return 0; }\n").expect("gone.c");
+    let lib = root.join("libgone.so");
+    succeed(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(root.join("gone.c")),
+        "a C compiler (gcc)",
+    );
+    let program = root.join("needs-gone");
+    succeed(
+        Command::new("cc").arg("-o").arg(&program).arg(&c).arg(&lib),
+        "a C compiler (gcc)",
+    );
+    std::fs::remove_file(&lib).expect("remove the library");
+    let libraries = root.join("libraries");
+    let (ok, err) = script(
+        "libraries.sh",
+        &[
+            libraries.to_str().expect("utf8"),
+            program.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!ok && err.contains("libgone.so => not found"), "{err}");
+}
