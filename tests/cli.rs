@@ -557,3 +557,33 @@ fn promote_refuses_a_cache_directory_others_can_write() {
     assert_eq!(promoted.status.code(), Some(0), "{stderr}");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
 }
+
+/// Issue 25: after `--rollback` from 3.0 to 2.0, Argo CD's next re-sync of the test phase at
+/// 3.0's own source commit must not promote 3.0 again.
+#[test]
+fn a_rollback_holds_when_the_rolled_back_versions_source_commit_comes_again() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced_2 = gitops_repo(&bare, &["petstore"]);
+    let synced_3 = bump(&bare, &["petstore"], "test", "3.0");
+    let cache = root.join("cache");
+    let base = promote_args(&bare);
+    let outcome = |commit: &str, extra: &[&str]| {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend(["--source-commit", commit]);
+        args.extend(extra);
+        let out = phasegate(&args, &cache);
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        answer["outcome"].as_str().expect("outcome").to_string()
+    };
+    assert_eq!(outcome(&synced_2, &[]), "promoted");
+    assert_eq!(outcome(&synced_3, &[]), "promoted");
+    assert_eq!(outcome(&synced_2, &["--rollback"]), "promoted");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+
+    let commits = commit_count(&bare);
+    assert_eq!(outcome(&synced_3, &[]), "superseded");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    assert_eq!(commit_count(&bare), commits, "nothing pushed");
+}

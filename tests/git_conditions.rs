@@ -188,6 +188,12 @@ async fn a_rollback_promotes_an_older_version_and_becomes_the_baseline() {
         promote(&initial, false).await.outcome,
         PromotionOutcome::Superseded
     );
+    // ...the rolled-back version stays out when its own source commit comes again (Argo CD
+    // re-syncing the test phase at the same commit)...
+    assert_eq!(
+        promote(&synced_3, false).await.outcome,
+        PromotionOutcome::Superseded
+    );
     // ...the rolled-back version stays out when the source phase re-syncs with it (a newer
     // commit, the same 3.0), also for a fresh process reading it from history...
     let resynced = local::commit_files(&bare, "main", &[("README.md", "hi\n")], "docs")
@@ -240,6 +246,15 @@ async fn the_rollback_spec_key_rolls_back_through_the_trigger() {
 
     assert_eq!(rolled_back["outcome"], "promoted", "{rolled_back}");
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    let resynced = fire(&plain, &synced_3).await;
+    assert_eq!(
+        (
+            resynced["outcome"].as_str(),
+            version_of(&bare, "petstore", "prod")
+        ),
+        (Some("superseded"), "2.0".to_string()),
+        "{resynced}"
+    );
     server.stop().await;
 }
 

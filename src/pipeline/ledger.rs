@@ -1,6 +1,9 @@
 //! The run ledger: idempotency (docs/contract.md §5). Runs with the same key are one run: a
 //! duplicate that arrives while it is in flight waits for the same result; a duplicate after
-//! success gets the recorded result. Failures are forgotten, so a retry tests again.
+//! success gets the recorded result, until a later run promotes into the same values file and
+//! phase: then the recorded answers of that place are stale (a re-sync of a version a rollback
+//! replaced would be told "promoted" again), and a duplicate is judged anew. Failures are
+//! forgotten, so a retry tests again.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -11,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::{
     Error,
-    outcome::{RunReport, Shared},
+    outcome::{Outcome, RunReport, Shared},
 };
 
 /// Successful runs remembered for duplicates; older ones are forgotten first.
@@ -94,13 +97,20 @@ impl RunLedger {
         self.settle(key, &Ok(report));
     }
 
-    /// Records a finished run: remembered only when it succeeded.
+    /// Records a finished run: remembered only when it succeeded. A promotion makes the
+    /// remembered answers of its place stale: they are forgotten.
     fn settle(&self, key: &str, result: &Shared) {
         let mut inner = self.lock();
         inner.running.remove(key);
         if let Ok(report) = result
             && report.succeeded()
         {
+            if report.outcome == Outcome::Promoted {
+                let here = place(key);
+                let Inner { done, order, .. } = &mut *inner;
+                done.retain(|other, _| place(other) != here);
+                order.retain(|other| done.contains_key(other));
+            }
             inner.done.insert(key.to_string(), report.clone());
             inner.order.push_back(key.to_string());
             while inner.order.len() > REMEMBERED_RUNS {
@@ -147,6 +157,16 @@ impl Drop for Lease {
     }
 }
 
+/// Where a run of `key` writes: its repository, branch, values file and target phase (fields
+/// 0, 1, 2 and 6 of the pipeline's `idempotency_key`; none of them can hold a newline).
+fn place(key: &str) -> [&str; 4] {
+    let mut fields = key.split('\n');
+    let mut next = || fields.next().unwrap_or_default();
+    let (repo, branch, path) = (next(), next(), next());
+    let (_keys, _commit, _source) = (next(), next(), next());
+    [repo, branch, path, next()]
+}
+
 /// Waits for the result of a run in flight.
 pub(super) async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
     match rx.wait_for(Option::is_some).await {
@@ -160,7 +180,6 @@ pub(super) async fn wait(mut rx: watch::Receiver<Option<Shared>>) -> Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Outcome;
     use tokio::sync::Semaphore;
 
     /// An admission that always has a place.
@@ -207,6 +226,49 @@ mod tests {
         };
         lease.finish(report(Outcome::TestsFailed));
         assert!(matches!(ledger.claim("k", "r1", free), Claim::Lead(_)));
+    }
+
+    /// A key as the pipeline writes it, of `commit` into prod's values file of `path`.
+    fn key(path: &str, commit: &str, rollback: bool) -> String {
+        format!(
+            "https://git.example/gitops\nmain\n{path}\nimage.tag\n{commit}\ntest\nprod\nfalse\n{rollback}\nfalse"
+        )
+    }
+
+    fn settle(ledger: &RunLedger, key: &str, outcome: Outcome) {
+        let Claim::Lead(lease) = ledger.claim(key, "r", free) else {
+            panic!("leads")
+        };
+        lease.finish(report(outcome));
+    }
+
+    #[test]
+    fn a_promotion_makes_the_recorded_answers_of_its_file_and_phase_stale() {
+        let ledger = RunLedger::default();
+        let (two, three) = (key("a.yaml", "c2", false), key("a.yaml", "c3", false));
+        let elsewhere = key("b.yaml", "c2", false);
+        settle(&ledger, &two, Outcome::Promoted);
+        settle(&ledger, &elsewhere, Outcome::Promoted);
+        settle(&ledger, &three, Outcome::Promoted);
+        // 3.0 landed after 2.0: 2.0's "promoted" is no longer true of a.yaml.
+        assert!(matches!(ledger.claim(&two, "r", free), Claim::Lead(_)));
+        assert!(matches!(
+            ledger.claim(&elsewhere, "r", free),
+            Claim::Done(_)
+        ));
+
+        // A rollback to 2.0's commit: 3.0's recorded "promoted" goes too.
+        let ledger = RunLedger::default();
+        settle(&ledger, &three, Outcome::Promoted);
+        settle(&ledger, &key("a.yaml", "c2", true), Outcome::Promoted);
+        assert!(matches!(ledger.claim(&three, "r", free), Claim::Lead(_)));
+
+        // What pushes nothing changes nothing.
+        let ledger = RunLedger::default();
+        settle(&ledger, &three, Outcome::Promoted);
+        settle(&ledger, &two, Outcome::Superseded);
+        settle(&ledger, &key("a.yaml", "c4", false), Outcome::DryRun);
+        assert!(matches!(ledger.claim(&three, "r", free), Claim::Done(_)));
     }
 
     #[tokio::test]

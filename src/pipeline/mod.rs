@@ -205,7 +205,7 @@ impl Pipeline {
 /// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
 /// phase); a dry run, a rollback or a pull request is a different run, so it never answers
 /// for a plain one (a rollback of a commit once answered `superseded` must not get that answer
-/// back).
+/// back). The ledger reads the place a run writes from fields 0, 1, 2 and 6 (`ledger::place`).
 fn idempotency_key(plan: &Plan) -> String {
     format!(
         "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
