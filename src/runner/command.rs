@@ -1,5 +1,5 @@
 //! The local command runner: starts the test program in its own process group, captures its
-//! merged output, and on timeout kills the whole group (a test script's children included).
+//! output (stdout and stderr as one pipe, in the order written), and on timeout kills the whole group (a test script's children included).
 //! The process runs without any privilege, as `test.runAsUser` when set ([`privileges`]).
 
 use std::{process::Stdio, sync::Arc};
@@ -7,6 +7,7 @@ use std::{process::Stdio, sync::Arc};
 use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
+    net::unix::pipe,
     process::Command,
     sync::Mutex,
 };
@@ -41,7 +42,15 @@ pub(super) async fn run(test: &CommandTest, ctx: &TestContext) -> Result<Tested,
         command.current_dir(dir);
     }
     privileges::unprivileged(&mut command, ctx.run_as);
-    let mut child = command
+    let spawn_error = |e: std::io::Error| RunnerError::Spawn {
+        program: program.clone(),
+        reason: e.to_string(),
+    };
+    // stdout and stderr are one pipe, as `2>&1` makes them: the lines arrive in the order the
+    // test wrote them (two pipes read by two tasks would race).
+    let (output, writer) = std::io::pipe().map_err(spawn_error)?;
+    let also_writer = writer.try_clone().map_err(spawn_error)?;
+    let spawned = command
         // The program's own name as the spec wrote it (`$0`), whatever path it was found by.
         .arg0(program)
         .args(args)
@@ -55,28 +64,19 @@ pub(super) async fn run(test: &CommandTest, ctx: &TestContext) -> Result<Tested,
         .envs(&test.env)
         .env("TEST_TARGET", &test.target)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(also_writer))
         // Its own process group, so a timeout can kill the script and everything it started.
         .process_group(0)
         .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| RunnerError::Spawn {
-            program: program.clone(),
-            reason: e.to_string(),
-        })?;
+        .spawn();
+    // Our copies of the write end go with the command, so the output ends when the test's do.
+    drop(command);
+    let mut child = spawned.map_err(spawn_error)?;
     let mut group = ProcessGroup(child.id().and_then(|id| i32::try_from(id).ok()));
     let log = Arc::new(Mutex::new(String::new()));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| collect(o, log.clone(), sink.clone())),
-        child
-            .stderr
-            .take()
-            .map(|e| collect(e, log.clone(), sink.clone())),
-    ];
+    let output = pipe::Receiver::from_owned_fd(output.into()).map_err(spawn_error)?;
+    let reader = collect(output, log.clone(), sink.clone());
     let (passed, ending) = match tokio::time::timeout(test.timeout, child.wait()).await {
         Ok(Ok(status)) => (status.success(), format!("{program} exited: {status}")),
         Ok(Err(e)) => (false, format!("waiting for {program} failed: {e}")),
@@ -91,10 +91,8 @@ pub(super) async fn run(test: &CommandTest, ctx: &TestContext) -> Result<Tested,
         }
     };
     group.0 = None;
-    for reader in readers.into_iter().flatten() {
-        // A child that escaped the group (setsid) may hold the pipe open: do not wait for it.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
-    }
+    // A child that escaped the group (setsid) may hold the pipe open: do not wait for it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), reader).await;
     sink(&ending);
     let mut log = log.lock().await.clone();
     log.push_str(&ending);
@@ -182,6 +180,18 @@ mod tests {
             env: [("GREETING".to_string(), "hi".to_string())].into(),
             timeout,
         }
+    }
+
+    #[tokio::test]
+    async fn output_keeps_the_order_in_which_stdout_and_stderr_were_written() {
+        // A TAP-style suite: the header and results on stdout, the failure on stderr.
+        let script = "i=0; while [ $i -lt 200 ]; do echo \"ok $i\"; echo \"not ok $i\" >&2; \
+                      i=$((i+1)); done";
+        let (_, _, log) = run_quiet(&test(script, Duration::from_secs(10)))
+            .await
+            .expect("runs");
+        let written: String = (0..200).map(|i| format!("ok {i}\nnot ok {i}\n")).collect();
+        assert!(log.starts_with(&written), "out of order:\n{log}");
     }
 
     #[tokio::test]
