@@ -157,6 +157,14 @@ impl History {
         }
     }
 
+    /// The version a run tests, and the target's before it.
+    pub fn under_test(&self, id: &str, version: &str, previous: &str) {
+        if let Some(run) = self.lock().runs.get_mut(id) {
+            run.version = Some(version.to_string());
+            run.previous = Some(previous.to_string());
+        }
+    }
+
     /// A line of a run's test output.
     pub fn log(&self, id: &str, line: &str) {
         let mut inner = self.lock();

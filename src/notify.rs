@@ -192,8 +192,7 @@ async fn post(client: &reqwest::Client, url: &str, body: &Value, metrics: &Metri
 /// The body posted for `run`: run data only (the repository without any userinfo).
 pub(crate) fn body(run: &RunRecord, format: Format) -> Value {
     let report = run.report.as_ref();
-    let version = report.and_then(|r| r.version.clone());
-    let previous = report.and_then(|r| r.previous.clone());
+    let (version, previous) = (run.version(), run.previous());
     let commit = report.and_then(|r| r.commit.clone());
     let outcome = run.outcome();
     match format {
@@ -213,7 +212,7 @@ pub(crate) fn body(run: &RunRecord, format: Format) -> Value {
             "durationMs": report.map(|r| r.duration_ms),
         }),
         Format::Slack => {
-            let what = match (&version, &previous) {
+            let what = match (version, previous) {
                 (Some(v), Some(p)) => format!(" {p} → {v}"),
                 (Some(v), None) => format!(" {v}"),
                 _ => String::new(),

@@ -392,3 +392,63 @@ async fn hostile_output_and_commit_messages_are_escaped_and_the_live_output_star
     );
     server.stop().await;
 }
+
+/// Issue 27: "which version failed?" is the first question after a red card. The version under
+/// test is read before the test starts: the run page and the list show it while the test
+/// runs, and Execute's tests-failed answer, the list and the page after it.
+#[tokio::test]
+async fn a_failing_run_names_the_version_it_tested_while_running_and_after() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(test_config()).await;
+    let go = root.join("go");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; exit 1",
+        go.display()
+    );
+    let command = serde_json::json!(["sh", "-c", script]).to_string();
+    let spec = petstore(
+        &file_url(&bare),
+        &[("test", "command"), ("testCommand", &command)],
+    );
+    let sensor = server.sensor().await;
+    let firing = {
+        let (sensor, spec) = (sensor.clone(), spec.clone());
+        tokio::spawn(async move { sensor.fire(&spec, &sync_event(&synced), FROM_TEST).await })
+    };
+    let runs = format!("{}/runs", server.console_url());
+    let list = || get(&runs);
+    let mut running = String::new();
+    for _ in 0..400 {
+        running = list().await.2;
+        if running.contains(">testing</span>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(running.contains(">testing</span>"), "{running}");
+    assert!(
+        running.contains("<td>1.0 → 2.0</td>"),
+        "while testing: {running}"
+    );
+
+    std::fs::write(&go, "").expect("let the test end");
+    let failed = firing.await.expect("joins").expect_err("the test fails");
+    let answer = failed.response.expect("Execute's answer");
+    assert_eq!(answer["outcome"], "tests-failed");
+    assert_eq!(
+        (&answer["version"], &answer["previous"]),
+        (&"2.0".into(), &"1.0".into())
+    );
+    let run = answer["run"].as_str().expect("run");
+    let listed = list().await.2;
+    assert!(
+        listed.contains(">tests-failed</span>") && listed.contains("<td>1.0 → 2.0</td>"),
+        "{listed}"
+    );
+    let (_, _, page) = get(&format!("{}/runs/{run}", server.console_url())).await;
+    assert!(page.contains("1.0 → 2.0"), "{page}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}

@@ -80,6 +80,8 @@ fn run(i: usize, repo: &str, started: i64) -> (RunRecord, RunReport) {
         target_phase: "prod".into(),
         source_commit: source_commit.clone(),
         stage: Stage::Queued,
+        version: None,
+        previous: None,
         report: None,
         error: None,
         started_unix_ms: started,

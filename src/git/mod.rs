@@ -234,6 +234,17 @@ pub struct PromotionResult {
     pub edit: Option<crate::diff::Edit>,
 }
 
+impl PromotionResult {
+    /// The answer is known without testing: the target already holds the version, or a newer
+    /// source already won.
+    pub fn decides(&self) -> bool {
+        matches!(
+            self.outcome,
+            PromotionOutcome::AlreadyPromoted | PromotionOutcome::Superseded
+        )
+    }
+}
+
 /// A remote that accepts the connection and then hangs must not hang a run forever.
 const CONNECT_TIMEOUT_MS: i32 = 10_000;
 const IO_TIMEOUT_MS: i32 = 60_000;
@@ -417,19 +428,14 @@ impl GitPromoter {
 }
 
 impl GitPromoter {
-    /// What the target already holds for `promotion`, decided before any test runs: the
-    /// answer when it is already there (`AlreadyPromoted`) or a newer source already won
-    /// (`Superseded`), `None` when the promotion would commit. Fetches the branch and decides
-    /// exactly as [`GitPromoter::promote`] would, but pushes nothing.
-    pub async fn check(&self, promotion: &Promotion) -> Result<Option<PromotionResult>, GitError> {
+    /// What promoting `promotion` would do, found before any test runs: fetches the branch
+    /// and decides exactly as [`GitPromoter::promote`] would, but pushes nothing. The answer is
+    /// a dry run's ([`PromotionResult::decides`] when the target already holds the version or
+    /// a newer source already won), with the version under test and the target's before it.
+    pub async fn check(&self, promotion: &Promotion) -> Result<PromotionResult, GitError> {
         let mut probe = promotion.clone();
         probe.dry_run = true;
-        let answer = self.promote(probe).await?;
-        let decided = matches!(
-            answer.outcome,
-            PromotionOutcome::AlreadyPromoted | PromotionOutcome::Superseded
-        );
-        Ok(decided.then_some(answer))
+        self.promote(probe).await
     }
 }
 

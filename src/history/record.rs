@@ -46,6 +46,12 @@ pub struct RunRecord {
     pub target_phase: String,
     pub source_commit: String,
     pub stage: Stage,
+    /// The version under test and the target's before it, once read (before testing): shown
+    /// while the run goes on, and kept when it ends in an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
     /// Execute's answer of a finished run.
     pub report: Option<RunReport>,
     /// The error of a failed run.
@@ -68,6 +74,18 @@ pub struct StageMark {
 }
 
 impl RunRecord {
+    /// The version the run tested or promoted, once read.
+    pub fn version(&self) -> Option<&str> {
+        let answered = self.report.as_ref().and_then(|r| r.version.as_deref());
+        answered.or(self.version.as_deref())
+    }
+
+    /// The target's version before the run, once read.
+    pub fn previous(&self) -> Option<&str> {
+        let answered = self.report.as_ref().and_then(|r| r.previous.as_deref());
+        answered.or(self.previous.as_deref())
+    }
+
     /// The outcome name, `error`, or empty while running.
     pub fn outcome(&self) -> String {
         match (&self.report, &self.error) {

@@ -15,6 +15,8 @@ fn record(id: &str) -> RunRecord {
         target_phase: "prod".into(),
         source_commit: "abcdef1".into(),
         stage: Stage::Queued,
+        version: None,
+        previous: None,
         report: None,
         error: None,
         started_unix_ms: 0,

@@ -73,6 +73,8 @@ impl RunTask {
             target_phase: p.target.to_string(),
             source_commit: p.commit.to_string(),
             stage: Stage::Queued,
+            version: None,
+            previous: None,
             report: None,
             error: None,
             started_unix_ms: now_unix_ms(),
@@ -171,14 +173,27 @@ impl RunTask {
             }
             _ => None,
         };
-        if let Some(report) = self.decided_before_testing(&promotion).await? {
+        let probe = self.probe(&promotion).await?;
+        if let Some(decided) = probe.clone().filter(PromotionResult::decides) {
+            info!(outcome = ?decided.outcome, "decided before testing: no test started");
+            let mut report = report_of(plan, self.id.clone(), Outcome::TestsFailed);
+            fill(&mut report, decided);
+            report.duration_ms = millis(started.elapsed());
             return Ok(report);
+        }
+        let mut report = report_of(plan, self.id.clone(), Outcome::TestsFailed);
+        if let Some(probe) = probe {
+            // The version under test, in the answer of every outcome and in the history at once.
+            self.engine
+                .history
+                .under_test(&self.id, &probe.version, &probe.previous);
+            report.version = Some(probe.version);
+            report.previous = Some(probe.previous);
         }
         self.engine.history.stage(&self.id, Stage::Testing);
         let ctx = self.test_context();
         self.gate(&ctx).await?;
         let test = self.test(&ctx, started).await?;
-        let mut report = report_of(plan, self.id.clone(), Outcome::TestsFailed);
         report.test = Some(test.clone());
         if test.passed {
             let promoted = self.promote(promotion, access).await?;
@@ -193,23 +208,16 @@ impl RunTask {
         Ok(report)
     }
 
-    /// Before any test: when the target already holds the version or a newer source already
-    /// won, the answer is known and no test (Job, HTTP check, command) is started. Every
-    /// unrelated GitOps commit re-syncs the source phase; it must not cost a test campaign.
-    /// With no test to save (`test: none`) the promotion itself decides, in one fetch.
-    async fn decided_before_testing(&self, promotion: &Promotion) -> Result<Option<RunReport>> {
+    /// Before any test, what promoting would do: when the target already holds the version or
+    /// a newer source already won, the answer is known and no test (Job, HTTP check, command)
+    /// is started; every unrelated GitOps commit re-syncs the source phase, and it must not cost
+    /// a test campaign. Otherwise it names the version under test. With no test to save
+    /// (`test: none`) the promotion itself decides, in one fetch: `None`.
+    async fn probe(&self, promotion: &Promotion) -> Result<Option<PromotionResult>> {
         if matches!(self.plan.test, TestPlan::None) {
             return Ok(None);
         }
-        let started = Instant::now();
-        let Some(decided) = self.engine.promoter.check(promotion).await? else {
-            return Ok(None);
-        };
-        info!(outcome = ?decided.outcome, "decided before testing: no test started");
-        let mut report = report_of(&self.plan, self.id.clone(), Outcome::TestsFailed);
-        fill(&mut report, decided);
-        report.duration_ms = millis(started.elapsed());
-        Ok(Some(report))
+        Ok(Some(self.engine.promoter.check(promotion).await?))
     }
 
     /// The Argo CD gate: waits until the Application is synced to the source commit and healthy.

@@ -141,8 +141,8 @@ fn to_proto(r: &RunRecord) -> Run {
         source_commit: r.source_commit.clone(),
         stage: r.stage.as_str().into(),
         outcome: r.outcome(),
-        version: report.and_then(|x| x.version.clone()).unwrap_or_default(),
-        previous: report.and_then(|x| x.previous.clone()).unwrap_or_default(),
+        version: r.version().unwrap_or_default().to_string(),
+        previous: r.previous().unwrap_or_default().to_string(),
         commit: report.and_then(|x| x.commit.clone()).unwrap_or_default(),
         error: r.error.clone().unwrap_or_default(),
         report_json: report

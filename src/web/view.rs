@@ -77,11 +77,7 @@ pub(super) fn class(run: &RunRecord) -> &'static str {
 
 /// `previous → version`, or what is known of it.
 pub(super) fn versions(run: &RunRecord) -> String {
-    let r = run.report.as_ref();
-    match (
-        r.and_then(|r| r.previous.as_deref()),
-        r.and_then(|r| r.version.as_deref()),
-    ) {
+    match (run.previous(), run.version()) {
         (Some(p), Some(v)) if p != v => format!("{p} → {v}"),
         (_, Some(v)) => v.to_string(),
         _ => String::new(),
