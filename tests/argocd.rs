@@ -218,3 +218,56 @@ async fn a_missing_application_is_not_found() {
     assert!(failed.status.message().contains("argocd/petstore-test"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_later_commit_for_another_app_does_not_hide_the_synced_commit() {
+    // A busy monorepo: the commit was synced, then a commit that changes only another app moved
+    // the comparison past it. No operation ran since: what runs is still what the sync applied.
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore", "catalog"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Healthy");
+    let other_app = bump(&bare, &["catalog"], "test", "3.0");
+    app.compare_at(&other_app);
+    let server = TestServer::start(config(&kube)).await;
+
+    let fired = fire(&server, &bare, "5s", &synced)
+        .await
+        .expect("the synced commit is still what runs");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_commit_whose_deployment_a_later_sync_replaced_is_answered_at_once() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Healthy");
+    let later = bump(&bare, &["petstore"], "test", "3.0");
+    app.sync(&later, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Healthy");
+    let server = TestServer::start(config(&kube)).await;
+
+    // The timeout is long: the answer must come from the later sync, not from waiting.
+    let answered = tokio::time::timeout(
+        Duration::from_secs(20),
+        fire(&server, &bare, "10m", &synced),
+    )
+    .await
+    .expect("answered at once, not at argocdTimeout");
+    let message = refused(answered);
+
+    assert!(message.contains("superseded"), "{message}");
+    assert!(message.contains(&later), "{message}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}

@@ -7,8 +7,12 @@
 //! changes nothing in the app, no sync happened and the app compares `Synced` at that commit),
 //! the controller reconciled the app after that operation ended (`reconciledAt` ≥
 //! `operationState.finishedAt`, so the health is that of the new state), the sync status is
-//! `Synced` at the commit and the health is `Healthy`. A `Failed`/`Error` sync of the commit and
-//! `Degraded`/`Missing` health at the commit end the wait at once.
+//! `Synced` and the health is `Healthy`. `Synced` counts at the commit, or at a later revision
+//! when the last operation is the commit's: `CompareAppState` compares at the branch head, and
+//! a later commit that renders the same manifests causes no operation (a busy monorepo). A
+//! `Failed`/`Error` sync of the commit and `Degraded`/`Missing` health at the commit end the
+//! wait at once; so does a later sync once the commit was deployed (it is in `status.history`,
+//! which `persistRevisionHistory` appends to on every successful sync): superseded.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,6 +26,9 @@ pub(super) enum Gate {
     Waiting(String),
     /// Will not get there by waiting: the sync failed, or the new state is unhealthy.
     Refused(String),
+    /// The commit was deployed, but a later sync has replaced (or is replacing) it: what runs
+    /// is no longer the commit.
+    Superseded(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +52,9 @@ struct Status {
     operation_state: Option<OperationState>,
     #[serde(deserialize_with = "nullable")]
     reconciled_at: Option<String>,
+    /// The successful syncs, oldest first (`persistRevisionHistory`).
+    #[serde(deserialize_with = "nullable")]
+    history: Vec<Revisions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,13 +116,16 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
         Err(e) => return Gate::Waiting(format!("its status cannot be read yet ({e})")),
     };
     let s = &app.status;
+    if let Some(why) = superseded(s, commit) {
+        return Gate::Superseded(why);
+    }
     if app.operation.is_some() {
         return Gate::Waiting("a sync operation was requested and has not started".into());
     }
     let health = s.health.status.as_str();
-    let mut no_op_sync = false;
+    let mut ours = false;
     if let Some(op) = &s.operation_state {
-        let ours = op.sync_result.as_ref().is_some_and(|r| r.at(commit));
+        ours = op.sync_result.as_ref().is_some_and(|r| r.at(commit));
         let finished = op.finished_at.is_some()
             && matches!(op.phase.as_str(), "Succeeded" | "Failed" | "Error");
         if !finished {
@@ -140,31 +153,57 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
                 "Argo CD has not yet reconciled the app since its last sync finished".into(),
             );
         }
-        no_op_sync = !ours;
     } else if s.reconciled_at.is_none() {
         return Gate::Waiting("Argo CD has not reconciled the app yet".into());
     }
-    if !s.sync.at(commit) {
-        return Gate::Waiting(format!(
-            "it is {} at revision {}, not {commit}",
-            or_unknown(&s.sync.status),
+    let deployed = match (s.sync.at(commit), ours) {
+        (true, true) => format!("synced {commit}"),
+        // A commit that changes nothing the app renders: no operation, compared at it.
+        (true, false) => format!("Synced at {commit} (nothing to sync for it)"),
+        // A busy monorepo: a later commit compared the app Synced without an operation, so
+        // the live state is still what the sync of the commit applied.
+        (false, true) if s.sync.status == "Synced" => format!(
+            "synced {commit}, which still runs at the later revision {}",
             s.sync.shown()
-        ));
-    }
+        ),
+        (false, _) => {
+            return Gate::Waiting(format!(
+                "it is {} at revision {}, not {commit}",
+                or_unknown(&s.sync.status),
+                s.sync.shown()
+            ));
+        }
+    };
     if s.sync.status != "Synced" {
         return Gate::Waiting(format!("it is {} at {commit}", or_unknown(&s.sync.status)));
     }
     match health {
-        "Healthy" if no_op_sync => Gate::Passed(format!(
-            "Synced at {commit} (nothing to sync for it) and Healthy"
-        )),
-        "Healthy" => Gate::Passed(format!("synced {commit}: Synced and Healthy")),
+        "Healthy" => Gate::Passed(format!("{deployed}: Synced and Healthy")),
         "Degraded" | "Missing" => Gate::Refused(format!("it is Synced at {commit} but {health}")),
         other => Gate::Waiting(format!(
             "it is Synced at {commit}, health {}",
             or_unknown(other)
         )),
     }
+}
+
+/// A later sync replaced the commit: a successful sync of it is in `status.history`, and the
+/// last operation (which started after that one ended) is for another revision.
+fn superseded(s: &Status, commit: &str) -> Option<String> {
+    let op = s.operation_state.as_ref()?;
+    let later = op.sync_result.as_ref()?;
+    if later.at(commit) || !s.history.iter().any(|h| h.at(commit)) {
+        return None;
+    }
+    let how = match op.phase.as_str() {
+        "Succeeded" => "synced".to_string(),
+        "Failed" | "Error" if op.finished_at.is_some() => format!("ran a sync ({}) of", op.phase),
+        _ => "is syncing".to_string(),
+    };
+    Some(format!(
+        "superseded: Argo CD deployed {commit}, then {how} revision {}",
+        later.shown()
+    ))
 }
 
 /// `null` reads as the default, as Go's JSON decoding that Argo CD uses reads it.

@@ -68,6 +68,11 @@ pub(crate) async fn wait_synced(
                         "{what} is not deployed at {commit}: {why}"
                     )));
                 }
+                Gate::Superseded(why) => {
+                    return Err(ClusterError::Precondition(format!(
+                        "{what} no longer runs {commit}: {why}"
+                    )));
+                }
                 Gate::Waiting(why) => last = why,
             }
         }

@@ -3,9 +3,12 @@
 //! through the states a real sync writes — operation requested, running, finished
 //! (Succeeded/Failed/Error), then reconciled with a fresh sync status and health — each
 //! `status` field where Argo CD writes it (`operationState.phase/finishedAt/syncResult`,
-//! `sync.status/revision(s)`, `health.status`, `reconciledAt`).
+//! `sync.status/revision(s)`, `health.status`, `reconciledAt`), and a successful sync appended
+//! to `status.history` before its operation is marked finished, as `persistRevisionHistory`
+//! (`controller/state.go`, called from `SyncAppState`) does.
 //!
-//! Does not model: the resource tree, hooks, retries, the source hydrator.
+//! Does not model: the resource tree, hooks, retries, the source hydrator,
+//! `revisionHistoryLimit` (the history is never truncated).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -88,14 +91,41 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// The sync of `revision` ends in `phase` (`Succeeded`, `Failed`, `Error`) — not yet
-    /// reconciled: health and sync status are still those computed before.
+    /// reconciled: health and sync status are still those computed before. A successful one is
+    /// first recorded in `status.history` (only successful syncs are).
     pub(crate) fn sync(&mut self, revision: &str, phase: &str, message: &str) {
         self.start_sync(revision);
+        if phase == "Succeeded" {
+            self.record_history(revision);
+        }
         let finished = self.now();
         let op = &mut self.object["status"]["operationState"];
         op["phase"] = json!(phase);
         op["message"] = json!(message);
         op["finishedAt"] = json!(finished);
+        self.write();
+    }
+
+    fn record_history(&mut self, revision: &str) {
+        let deployed = self.now();
+        let op = &self.object["status"]["operationState"];
+        let mut entry = json!({
+            "deployedAt": deployed,
+            "deployStartedAt": op["startedAt"],
+            "initiatedBy": op["operation"]["initiatedBy"],
+        });
+        self.revision(&mut entry, revision);
+        let history = &mut self.object["status"]["history"];
+        if !history.is_array() {
+            *history = json!([]);
+        }
+        let entries = history.as_array_mut().expect("array");
+        let id = entries
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .map_or(0, |id| id + 1);
+        entry["id"] = json!(id);
+        entries.push(entry);
         self.write();
     }
 

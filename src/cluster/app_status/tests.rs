@@ -131,3 +131,34 @@ fn an_application_without_status_waits() {
                       "metadata": {"name": "petstore-test"}});
     assert!(matches!(decide(&bare, COMMIT), Gate::Waiting(_)));
 }
+
+#[test]
+fn a_later_commit_with_nothing_to_sync_keeps_the_synced_commit_deployed() {
+    // A busy monorepo: the comparison moved to NEXT (another app's commit), no operation ran.
+    let later = with(app(SYNCED), |s| {
+        s["sync"]["revision"] = json!(NEXT);
+        s["reconciledAt"] = json!("2024-03-05T07:40:00Z");
+    });
+    assert!(matches!(decide(&later, COMMIT), Gate::Passed(p) if p.contains(NEXT)));
+    // NEXT changes the app: OutOfSync until its own sync runs.
+    let changed = with(later.clone(), |s| s["sync"]["status"] = json!("OutOfSync"));
+    assert!(matches!(decide(&changed, COMMIT), Gate::Waiting(w) if w.contains("OutOfSync")));
+}
+
+#[test]
+fn a_later_sync_after_the_commit_was_deployed_supersedes_it() {
+    let deployed = json!([{"id": 0, "revision": COMMIT, "deployedAt": "2024-03-05T07:33:04Z"}]);
+    let later = with(app(SYNCED), |s| {
+        s["history"] = deployed.clone();
+        s["operationState"]["syncResult"]["revision"] = json!(NEXT);
+        s["operationState"]["phase"] = json!("Running");
+        s["operationState"]["finishedAt"] = Value::Null;
+    });
+    assert!(matches!(decide(&later, COMMIT), Gate::Superseded(w) if w.contains(NEXT)));
+    // Never deployed (the last operation is an older commit's): the sync of COMMIT is awaited.
+    let older = with(later.clone(), |s| s["history"] = json!([]));
+    assert!(matches!(decide(&older, COMMIT), Gate::Waiting(_)));
+    // The deployed commit's own sync is never its own successor.
+    let own = with(app(SYNCED), |s| s["history"] = deployed.clone());
+    assert!(matches!(decide(&own, COMMIT), Gate::Passed(_)));
+}
