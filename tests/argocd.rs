@@ -131,7 +131,33 @@ async fn health_from_before_the_sync_finished_does_not_count() {
 }
 
 #[tokio::test]
-async fn degraded_after_the_sync_ends_the_wait_with_the_health() {
+async fn a_rollout_that_turns_degraded_ends_the_wait_with_the_health() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Progressing");
+    let server = TestServer::start(config(&kube)).await;
+
+    // The timeout is long: the refusal must come from the transition, not from waiting.
+    let run = fire_in_background(server.sensor().await, &gated(&bare, "10m"), &synced);
+    eventually(|| kube.watches_started() >= 1).await;
+    app.reconcile("Synced", "Degraded");
+    let message = refused(run.await.expect("task"));
+
+    assert!(
+        message.contains("from Progressing to Degraded"),
+        "{message}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_hpa_degraded_for_a_while_after_the_rollout_is_waited_out() {
+    // Right after a rollout an HPA has no metrics of the new pods yet and Argo CD calls it
+    // (and so the app) Degraded for about a minute, then Healthy.
     let (_d, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
@@ -141,8 +167,31 @@ async fn degraded_after_the_sync_ends_the_wait_with_the_health() {
     app.reconcile("Synced", "Degraded");
     let server = TestServer::start(config(&kube)).await;
 
-    let message = refused(fire(&server, &bare, "10m", &synced).await);
+    let run = fire_in_background(server.sensor().await, &gated(&bare, "1m"), &synced);
+    eventually(|| kube.watches_started() >= 1 || run.is_finished()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!run.is_finished(), "a first Degraded is waited out");
+    app.reconcile("Synced", "Healthy");
 
+    let fired = run.await.expect("task").expect("promotes once Healthy");
+    assert_eq!(fired.response["outcome"], "promoted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_degraded_app_that_stays_degraded_says_so_at_the_timeout() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD);
+    app.sync(&synced, "Succeeded", "successfully synced (all tasks run)");
+    app.reconcile("Synced", "Degraded");
+    let server = TestServer::start(config(&kube)).await;
+
+    let message = refused(fire(&server, &bare, "1s", &synced).await);
+
+    assert!(message.contains("within 1s"), "{message}");
     assert!(message.contains("Degraded"), "{message}");
     server.stop().await;
 }

@@ -10,8 +10,8 @@
 //! `Synced` and the health is `Healthy`. `Synced` counts at the commit, or at a later revision
 //! when the last operation is the commit's: `CompareAppState` compares at the branch head, and
 //! a later commit that renders the same manifests causes no operation (a busy monorepo). A
-//! `Failed`/`Error` sync of the commit and `Degraded`/`Missing` health at the commit end the
-//! wait at once; so does a later sync once the commit was deployed (it is in `status.history`,
+//! `Failed`/`Error` sync of the commit and `Missing` health at the commit end the wait at once
+//! (`Degraded` is the [`Follower`]'s to judge, over several observations); so does a later sync once the commit was deployed (it is in `status.history`,
 //! which `persistRevisionHistory` appends to on every successful sync): superseded.
 
 use serde::Deserialize;
@@ -26,6 +26,14 @@ pub(super) enum Gate {
     Waiting(String),
     /// Will not get there by waiting: the sync failed, or the new state is unhealthy.
     Refused(String),
+    /// Deployed at the commit and reconciled, but not `Healthy` yet: [`Follower`] decides
+    /// from the healths seen before whether this is still worth waiting for.
+    Unhealthy {
+        /// `status.health.status` (`Unknown` when empty).
+        health: String,
+        /// What is awaited.
+        why: String,
+    },
     /// The commit was deployed, but a later sync has replaced (or is replacing) it: what runs
     /// is no longer the commit.
     Superseded(String),
@@ -179,11 +187,11 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
     }
     match health {
         "Healthy" => Gate::Passed(format!("{deployed}: Synced and Healthy")),
-        "Degraded" | "Missing" => Gate::Refused(format!("it is Synced at {commit} but {health}")),
-        other => Gate::Waiting(format!(
-            "it is Synced at {commit}, health {}",
-            or_unknown(other)
-        )),
+        "Missing" => Gate::Refused(format!("it is Synced at {commit} but {health}")),
+        other => Gate::Unhealthy {
+            health: or_unknown(other).to_string(),
+            why: format!("it is Synced at {commit}, health {}", or_unknown(other)),
+        },
     }
 }
 
@@ -227,6 +235,9 @@ fn reconciled_after(reconciled_at: Option<&str>, finished_at: Option<&str>) -> b
         _ => false,
     }
 }
+
+mod follower;
+pub(super) use follower::Follower;
 
 #[cfg(test)]
 mod tests;

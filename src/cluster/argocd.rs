@@ -14,7 +14,13 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-use super::{Cluster, ClusterError, app_status::Gate, watch};
+use std::time::Instant;
+
+use super::{
+    Cluster, ClusterError,
+    app_status::{Follower, Gate},
+    watch,
+};
 use crate::spec::ArgoGate;
 
 fn application() -> ApiResource {
@@ -42,14 +48,37 @@ pub(crate) async fn wait_synced(
     let events = watcher(api, config).default_backoff();
     let waited = tokio::time::timeout(gate.timeout, async {
         let mut events = std::pin::pin!(watch::tolerant(events, &what));
-        let mut seen = false;
-        while let Some(event) = events.try_next().await? {
+        let mut follower = Follower::default();
+        let mut latest: Option<serde_json::Value> = None;
+        loop {
+            // A `Degraded` being waited out is judged again when its grace ends, even if the
+            // Application does not change by then.
+            let event = match (follower.recheck_at(), &latest) {
+                (Some(at), Some(object)) => {
+                    match tokio::time::timeout_at(at.into(), events.try_next()).await {
+                        Ok(event) => event?,
+                        Err(_) => {
+                            match step(
+                                follower.observe(object, commit, Instant::now()),
+                                &what,
+                                commit,
+                            ) {
+                                Step::Done(done) => return done,
+                                Step::Wait(why) => last = why,
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => events.try_next().await?,
+            };
+            let Some(event) = event else { break };
             let app = match event {
                 watcher::Event::Init => {
-                    seen = false;
+                    latest = None;
                     continue;
                 }
-                watcher::Event::InitDone if !seen => {
+                watcher::Event::InitDone if latest.is_none() => {
                     return Err(ClusterError::NotFound(format!("{what} not found")));
                 }
                 watcher::Event::InitDone => continue,
@@ -58,22 +87,13 @@ pub(crate) async fn wait_synced(
                 }
                 watcher::Event::Apply(app) | watcher::Event::InitApply(app) => app,
             };
-            seen = true;
             let object = serde_json::to_value(&app)
                 .map_err(|e| ClusterError::Other(format!("{what} cannot be read: {e}")))?;
-            match super::app_status::decide(&object, commit) {
-                Gate::Passed(why) => return Ok(why),
-                Gate::Refused(why) => {
-                    return Err(ClusterError::Precondition(format!(
-                        "{what} is not deployed at {commit}: {why}"
-                    )));
-                }
-                Gate::Superseded(why) => {
-                    return Err(ClusterError::Precondition(format!(
-                        "{what} no longer runs {commit}: {why}"
-                    )));
-                }
-                Gate::Waiting(why) => last = why,
+            let gate = follower.observe(&object, commit, Instant::now());
+            latest = Some(object);
+            match step(gate, &what, commit) {
+                Step::Done(done) => return done,
+                Step::Wait(why) => last = why,
             }
         }
         Err(ClusterError::Unavailable(format!(
@@ -85,8 +105,30 @@ pub(crate) async fn wait_synced(
         Ok(Ok(why)) => Ok(format!("{what}: {why}")),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(ClusterError::Precondition(format!(
-            "{what} was not deployed at {commit} within {}: {last}",
+            "{what} was not deployed at {commit} within {}: {}",
             humantime::format_duration(gate.timeout),
+            last,
         ))),
     }
+}
+
+/// What one observation means for the wait.
+enum Step {
+    /// The wait is over: passed (why) or refused.
+    Done(Result<String, ClusterError>),
+    /// Still waiting, for this.
+    Wait(String),
+}
+
+fn step(gate: Gate, what: &str, commit: &str) -> Step {
+    Step::Done(match gate {
+        Gate::Passed(why) => Ok(why),
+        Gate::Refused(why) => Err(ClusterError::Precondition(format!(
+            "{what} is not deployed at {commit}: {why}"
+        ))),
+        Gate::Superseded(why) => Err(ClusterError::Precondition(format!(
+            "{what} no longer runs {commit}: {why}"
+        ))),
+        Gate::Waiting(why) | Gate::Unhealthy { why, .. } => return Step::Wait(why),
+    })
 }

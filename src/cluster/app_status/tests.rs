@@ -2,9 +2,11 @@
 //! (`tests/fixtures/argocd/`, each saying where it came from), and on the states a sync passes
 //! through on its way there, as kube-runtime's `wait.rs` tests its conditions.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
-use super::{Gate, decide};
+use super::{Follower, Gate, decide, follower::DEGRADED_GRACE};
 
 const SYNCED: &str = include_str!("../../../tests/fixtures/argocd/application-synced.yaml");
 const MULTI: &str = include_str!("../../../tests/fixtures/argocd/application-multi-source.yaml");
@@ -88,15 +90,77 @@ fn an_older_revision_waits_and_a_progressing_rollout_waits() {
     let progressing = with(app(SYNCED), |s| {
         s["health"]["status"] = json!("Progressing")
     });
-    assert!(matches!(decide(&progressing, COMMIT), Gate::Waiting(w) if w.contains("Progressing")));
+    assert!(
+        matches!(decide(&progressing, COMMIT), Gate::Unhealthy { health, .. } if health == "Progressing")
+    );
 }
 
 #[test]
-fn degraded_or_missing_at_the_commit_is_refused_at_once() {
-    for health in ["Degraded", "Missing"] {
-        let bad = with(app(SYNCED), |s| s["health"]["status"] = json!(health));
-        assert!(refused(decide(&bad, COMMIT)).contains(health));
-    }
+fn missing_at_the_commit_is_refused_at_once() {
+    let bad = with(app(SYNCED), |s| s["health"]["status"] = json!("Missing"));
+    assert!(refused(decide(&bad, COMMIT)).contains("Missing"));
+}
+
+#[test]
+fn a_degraded_app_first_seen_degraded_is_waited_out_for_the_grace() {
+    // An HPA without metrics of the new pods: Degraded for about a minute, then Healthy.
+    let degraded = with(app(SYNCED), |s| s["health"]["status"] = json!("Degraded"));
+    let start = Instant::now();
+    let mut follower = Follower::default();
+    let first = follower.observe(&degraded, COMMIT, start);
+    assert!(
+        matches!(&first, Gate::Waiting(w) if w.contains("Degraded")),
+        "{first:?}"
+    );
+    assert_eq!(follower.recheck_at(), Some(start + DEGRADED_GRACE));
+    let later = follower.observe(&degraded, COMMIT, start + Duration::from_secs(60));
+    assert!(matches!(later, Gate::Waiting(_)));
+    let healed = follower.observe(&app(SYNCED), COMMIT, start + Duration::from_secs(70));
+    assert!(matches!(healed, Gate::Passed(_)));
+}
+
+#[test]
+fn a_degraded_app_that_stays_degraded_past_the_grace_is_refused() {
+    let degraded = with(app(SYNCED), |s| s["health"]["status"] = json!("Degraded"));
+    let start = Instant::now();
+    let mut follower = Follower::default();
+    follower.observe(&degraded, COMMIT, start);
+    let reason = refused(follower.observe(&degraded, COMMIT, start + DEGRADED_GRACE));
+    assert!(reason.contains("Degraded for 2m"), "{reason}");
+}
+
+#[test]
+fn a_health_that_turns_degraded_is_refused_at_once_as_argocd_app_wait_does() {
+    let health = |h: &str| with(app(SYNCED), |s| s["health"]["status"] = json!(h));
+    let now = Instant::now();
+    let mut follower = Follower::default();
+    assert!(matches!(
+        follower.observe(&health("Progressing"), COMMIT, now),
+        Gate::Waiting(w) if w.contains("Progressing")
+    ));
+    let reason = refused(follower.observe(&health("Degraded"), COMMIT, now));
+    assert!(reason.contains("from Progressing to Degraded"), "{reason}");
+    // From Unknown it is no transition (upstream's rule), nor after a state that did not count
+    // (the old state's health, before the controller reconciled after the sync).
+    let mut follower = Follower::default();
+    follower.observe(&health("Unknown"), COMMIT, now);
+    assert!(matches!(
+        follower.observe(&health("Degraded"), COMMIT, now),
+        Gate::Waiting(_)
+    ));
+    let mut follower = Follower::default();
+    let stale = with(health("Progressing"), |s| {
+        s["reconciledAt"] = json!("2024-03-05T07:33:03Z")
+    });
+    follower.observe(&stale, COMMIT, now);
+    assert!(matches!(
+        follower.observe(&health("Degraded"), COMMIT, now),
+        Gate::Waiting(_)
+    ));
+}
+
+#[test]
+fn degraded_at_an_older_revision_waits() {
     // Degraded at an older revision: the sync of the commit may still heal it.
     let old = with(app(SYNCED), |s| s["health"]["status"] = json!("Degraded"));
     assert!(matches!(decide(&old, NEXT), Gate::Waiting(_)));
