@@ -320,3 +320,63 @@ async fn a_commit_whose_deployment_a_later_sync_replaced_is_answered_at_once() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_hydrated_app_is_gated_on_the_commit_hydrated_from_the_event_dry_commit() {
+    // Argo CD 3.x source hydrator: the event names the dry commit (what phasegate promotes),
+    // the app syncs the commit the hydrator pushed for it.
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let dry = gitops_repo(&bare, &["petstore", "catalog"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD).hydrated();
+    let server = TestServer::start(config(&kube)).await;
+
+    let run = fire_in_background(server.sensor().await, &gated(&bare, "10s"), &dry);
+    let hydrated = app.hydrate(&dry);
+    app.sync(
+        &hydrated,
+        "Succeeded",
+        "successfully synced (all tasks run)",
+    );
+    app.reconcile("Synced", "Progressing");
+    app.reconcile("Synced", "Healthy");
+
+    let fired = run.await.expect("task").expect("promotes once deployed");
+    assert_eq!(fired.response["outcome"], "promoted");
+
+    // A dry commit for another app: the hydrator has nothing to render for this one, and its
+    // hydrated commit is still what runs.
+    let other_app = bump(&bare, &["catalog"], "test", "3.0");
+    app.compare_dry(&other_app);
+    let fired = fire(&server, &bare, "10s", &other_app)
+        .await
+        .expect("nothing to hydrate");
+    assert_eq!(fired.response["outcome"], "already-promoted");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_hydration_of_the_dry_commit_is_refused_at_once() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let dry = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD).hydrated();
+    app.hydration_fails(
+        &dry,
+        "failed to get manifests: kustomize build failed: accumulating resources",
+    );
+    let server = TestServer::start(config(&kube)).await;
+
+    // The timeout is long: the refusal must come from the failed hydration, not from waiting.
+    let answered = tokio::time::timeout(Duration::from_secs(20), fire(&server, &bare, "10m", &dry))
+        .await
+        .expect("answered at once, not at argocdTimeout");
+    let message = refused(answered);
+
+    assert!(message.contains("hydrat"), "{message}");
+    assert!(message.contains("kustomize build failed"), "{message}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    server.stop().await;
+}

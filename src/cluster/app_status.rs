@@ -42,6 +42,8 @@ pub(super) enum Gate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct Application {
+    #[serde(deserialize_with = "nullable")]
+    spec: Spec,
     /// A requested operation the controller has not yet taken up.
     #[serde(deserialize_with = "nullable")]
     operation: Option<Value>,
@@ -51,7 +53,17 @@ struct Application {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
+struct Spec {
+    /// Argo CD 3.x: the app syncs what the hydrator renders from a dry source.
+    #[serde(deserialize_with = "nullable")]
+    source_hydrator: Option<hydrator::SourceHydrator>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 struct Status {
+    #[serde(deserialize_with = "nullable")]
+    source_hydrator: hydrator::HydratorStatus,
     #[serde(deserialize_with = "nullable")]
     sync: Revisions,
     #[serde(deserialize_with = "nullable")]
@@ -100,11 +112,9 @@ struct OperationState {
 impl Revisions {
     /// True when the recorded revision (or one source's) is `commit` (which may be abbreviated).
     fn at(&self, commit: &str) -> bool {
-        let same =
-            |r: &String| r.len() >= commit.len() && r[..commit.len()].eq_ignore_ascii_case(commit);
         std::iter::once(&self.revision)
             .chain(&self.revisions)
-            .any(|r| !r.is_empty() && same(r))
+            .any(|r| names(r, commit))
     }
 
     fn shown(&self) -> String {
@@ -123,6 +133,17 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
         Ok(app) => app,
         Err(e) => return Gate::Waiting(format!("its status cannot be read yet ({e})")),
     };
+    let Some(spec) = &app.spec.source_hydrator else {
+        return decide_at(&app, commit);
+    };
+    match hydrator::deployed_commit(spec, &app.status.source_hydrator, commit) {
+        Ok((synced, how)) => decide_at(&app, &synced).explained(&how),
+        Err(gate) => gate,
+    }
+}
+
+/// Decides the gate for the commit the app syncs.
+fn decide_at(app: &Application, commit: &str) -> Gate {
     let s = &app.status;
     if let Some(why) = superseded(s, commit) {
         return Gate::Superseded(why);
@@ -195,6 +216,23 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
     }
 }
 
+impl Gate {
+    /// The same decision, its reason prefixed with `how` (how the commit was found).
+    fn explained(self, how: &str) -> Gate {
+        let explain = |why: String| format!("{how}; {why}");
+        match self {
+            Gate::Passed(why) => Gate::Passed(explain(why)),
+            Gate::Waiting(why) => Gate::Waiting(explain(why)),
+            Gate::Refused(why) => Gate::Refused(explain(why)),
+            Gate::Superseded(why) => Gate::Superseded(explain(why)),
+            Gate::Unhealthy { health, why } => Gate::Unhealthy {
+                health,
+                why: explain(why),
+            },
+        }
+    }
+}
+
 /// A later sync replaced the commit: a successful sync of it is in `status.history`, and the
 /// last operation (which started after that one ended) is for another revision.
 fn superseded(s: &Status, commit: &str) -> Option<String> {
@@ -212,6 +250,14 @@ fn superseded(s: &Status, commit: &str) -> Option<String> {
         "superseded: Argo CD deployed {commit}, then {how} revision {}",
         later.shown()
     ))
+}
+
+/// True when the recorded revision `recorded` is `commit` (which may be abbreviated).
+fn names(recorded: &str, commit: &str) -> bool {
+    !recorded.is_empty()
+        && recorded
+            .get(..commit.len())
+            .is_some_and(|r| r.eq_ignore_ascii_case(commit))
 }
 
 /// `null` reads as the default, as Go's JSON decoding that Argo CD uses reads it.
@@ -237,6 +283,7 @@ fn reconciled_after(reconciled_at: Option<&str>, finished_at: Option<&str>) -> b
 }
 
 mod follower;
+mod hydrator;
 pub(super) use follower::Follower;
 
 #[cfg(test)]

@@ -226,3 +226,67 @@ fn a_later_sync_after_the_commit_was_deployed_supersedes_it() {
     let own = with(app(SYNCED), |s| s["history"] = deployed.clone());
     assert!(matches!(decide(&own, COMMIT), Gate::Passed(_)));
 }
+
+const HYDRATED: &str = include_str!("../../../tests/fixtures/argocd/application-hydrated.yaml");
+const DRY: &str = "c0ffee1d2e3f405162738495a6b7c8d9e0f1a2b3";
+const HYDRATED_SHA: &str = "5e0a1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b";
+
+fn hydrator(app: &mut Value) -> &mut Value {
+    &mut app["status"]["sourceHydrator"]
+}
+
+#[test]
+fn a_hydrated_app_passes_for_the_dry_commit_of_its_synced_hydrated_commit() {
+    let passed = decide(&app(HYDRATED), DRY);
+    assert!(
+        matches!(&passed, Gate::Passed(p) if p.contains(HYDRATED_SHA)),
+        "{passed:?}"
+    );
+    assert!(matches!(
+        decide(&app(HYDRATED), &DRY[..10]),
+        Gate::Passed(_)
+    ));
+    // The hydrated commit itself is not what phasegate promotes: said at once.
+    let reason = refused(decide(&app(HYDRATED), HYDRATED_SHA));
+    assert!(reason.contains("not a dry commit"), "{reason}");
+}
+
+#[test]
+fn a_dry_commit_being_hydrated_waits_and_a_failed_hydration_of_it_is_refused() {
+    let mut hydrating = app(HYDRATED);
+    hydrator(&mut hydrating)["currentOperation"] = json!({"phase": "Hydrating", "message": ""});
+    assert!(matches!(decide(&hydrating, NEXT), Gate::Waiting(w) if w.contains("hydrating")));
+    // The previous dry commit's hydrated commit still runs while a later one is hydrated.
+    assert!(matches!(decide(&hydrating, DRY), Gate::Passed(_)));
+
+    let mut failed = app(HYDRATED);
+    hydrator(&mut failed)["currentOperation"] = json!({
+        "phase": "Failed", "drySHA": NEXT,
+        "message": "Failed to hydrate: failed to get manifests: helm template failed"});
+    let reason = refused(decide(&failed, NEXT));
+    assert!(reason.contains("helm template failed"), "{reason}");
+    // Another dry commit's failure: this one is awaited, the failure named.
+    let waiting = decide(&failed, COMMIT);
+    assert!(
+        matches!(&waiting, Gate::Waiting(w) if w.contains("Failed")),
+        "{waiting:?}"
+    );
+}
+
+#[test]
+fn a_dry_commit_with_nothing_to_hydrate_for_the_app_keeps_its_hydrated_commit() {
+    let mut unchanged = app(HYDRATED);
+    hydrator(&mut unchanged)["lastComparedDryRevision"] = json!(NEXT);
+    assert!(matches!(decide(&unchanged, NEXT), Gate::Passed(p) if p.contains("nothing")));
+    // Not yet compared: waits.
+    assert!(matches!(decide(&app(HYDRATED), NEXT), Gate::Waiting(_)));
+}
+
+#[test]
+fn a_hydrated_app_with_a_staging_branch_is_refused_with_the_reason() {
+    let mut staged = app(HYDRATED);
+    staged["spec"]["sourceHydrator"]["hydrateTo"] =
+        json!({"targetBranch": "environments/test-next"});
+    let reason = refused(decide(&staged, DRY));
+    assert!(reason.contains("hydrateTo"), "{reason}");
+}
