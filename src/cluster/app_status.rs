@@ -9,10 +9,13 @@
 //! `operationState.finishedAt`, so the health is that of the new state), the sync status is
 //! `Synced` and the health is `Healthy`. `Synced` counts at the commit, or at a later revision
 //! when the last operation is the commit's: `CompareAppState` compares at the branch head, and
-//! a later commit that renders the same manifests causes no operation (a busy monorepo). A
-//! `Failed`/`Error` sync of the commit and `Missing` health at the commit end the wait at once
-//! (`Degraded` is the [`Follower`]'s to judge, over several observations); so does a later sync once the commit was deployed (it is in `status.history`,
-//! which `persistRevisionHistory` appends to on every successful sync): superseded.
+//! a later commit that renders the same manifests causes no operation (a busy monorepo).
+//!
+//! Ended at once: a `Failed`/`Error` sync of the commit, `Missing` health at the commit, and a
+//! later sync once the commit was deployed (it is in `status.history`, which
+//! `persistRevisionHistory` appends to on every successful sync): superseded. `Degraded` is
+//! the [`Follower`]'s to judge, over several observations. A hydrated app is decided on the
+//! commit the hydrator pushed for the event's dry commit ([`hydrator`]).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -284,6 +287,8 @@ fn reconciled_after(reconciled_at: Option<&str>, finished_at: Option<&str>) -> b
 
 mod follower;
 mod hydrator;
+#[cfg(test)]
+pub(super) use follower::DEGRADED_GRACE;
 pub(super) use follower::Follower;
 
 #[cfg(test)]
