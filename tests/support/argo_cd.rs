@@ -14,9 +14,10 @@
 //! commit without changes for the app only moves `lastComparedDryRevision`. The app then syncs
 //! the hydrated commit.
 //!
-//! Does not model: the resource tree, hooks, retries, `revisionHistoryLimit` (the history is
-//! never truncated), the hydrator's git pushes (hydrated commits are made-up ids), its retry
-//! after a failure, `hydrateTo`.
+//! Does not model: the resource tree and per-resource health (the app's health is written
+//! directly, e.g. `Degraded` then `Healthy` for an HPA without metrics after a rollout), hooks,
+//! retries, `revisionHistoryLimit` (the history is never truncated), the hydrator's git pushes
+//! (hydrated commits are made-up ids), its retry after a failure, `hydrateTo`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
