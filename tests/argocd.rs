@@ -380,3 +380,22 @@ async fn a_failed_hydration_of_the_dry_commit_is_refused_at_once() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_app_hydrated_to_a_staging_branch_is_refused_up_front() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let dry = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let mut app = ArgoApp::deployed(&kube, "argocd", "petstore-test", OLD)
+        .hydrated()
+        .hydrated_to("environments/test-next");
+    app.hydrate(&dry);
+    let server = TestServer::start(config(&kube)).await;
+
+    let message = refused(fire(&server, &bare, "10m", &dry).await);
+
+    assert!(message.contains("cannot be gated"), "{message}");
+    assert!(message.contains("hydrateTo"), "{message}");
+    server.stop().await;
+}

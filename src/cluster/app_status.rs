@@ -37,6 +37,9 @@ pub(super) enum Gate {
         /// What is awaited.
         why: String,
     },
+    /// The gate cannot tell for this app or this commit (a hydrated app with `hydrateTo`, an
+    /// event naming the hydrated commit): waiting would never end.
+    Unsupported(String),
     /// The commit was deployed, but a later sync has replaced (or is replacing) it: what runs
     /// is no longer the commit.
     Superseded(String),
@@ -228,6 +231,7 @@ impl Gate {
             Gate::Waiting(why) => Gate::Waiting(explain(why)),
             Gate::Refused(why) => Gate::Refused(explain(why)),
             Gate::Superseded(why) => Gate::Superseded(explain(why)),
+            Gate::Unsupported(why) => Gate::Unsupported(explain(why)),
             Gate::Unhealthy { health, why } => Gate::Unhealthy {
                 health,
                 why: explain(why),

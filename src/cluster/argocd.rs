@@ -138,6 +138,9 @@ fn step(gate: Gate, what: &str, commit: &str) -> Step {
         Gate::Superseded(why) => Err(ClusterError::Precondition(format!(
             "{what} no longer runs {commit}: {why}"
         ))),
+        Gate::Unsupported(why) => Err(ClusterError::Precondition(format!(
+            "{what} cannot be gated on {commit}: {why}"
+        ))),
         Gate::Waiting(why) | Gate::Unhealthy { why, .. } => return Step::Wait(why),
     })
 }

@@ -17,7 +17,8 @@
 //! Does not model: the resource tree and per-resource health (the app's health is written
 //! directly, e.g. `Degraded` then `Healthy` for an HPA without metrics after a rollout), hooks,
 //! retries, `revisionHistoryLimit` (the history is never truncated), the hydrator's git pushes
-//! (hydrated commits are made-up ids), its retry after a failure, `hydrateTo`.
+//! (hydrated commits are made-up ids), its retry after a failure, the tool that merges a
+//! `hydrateTo` branch.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -77,6 +78,13 @@ impl<'a> ArgoApp<'a> {
                           "targetRevision": "main"},
             "syncSource": {"targetBranch": "environments/test", "path": "petstore-test"},
         });
+        self.write();
+        self
+    }
+
+    /// Hydrates to a staging branch (`hydrateTo`) that another tool merges into the synced one.
+    pub(crate) fn hydrated_to(mut self, staging: &str) -> Self {
+        self.object["spec"]["sourceHydrator"]["hydrateTo"] = json!({"targetBranch": staging});
         self.write();
         self
     }

@@ -58,7 +58,7 @@ pub(super) fn deployed_commit(
     dry: &str,
 ) -> Result<(String, String), Gate> {
     if spec.hydrate_to.is_some() {
-        return Err(Gate::Refused(
+        return Err(Gate::Unsupported(
             "its spec.sourceHydrator.hydrateTo sends the hydrated manifests to a staging branch \
              that another tool merges into the synced one, so the synced commit cannot be \
              traced back to a dry commit; gate on an app without hydrateTo"
@@ -73,7 +73,7 @@ pub(super) fn deployed_commit(
         .chain(last)
         .any(|op| names(&op.hydrated_sha, dry))
     {
-        return Err(Gate::Refused(format!(
+        return Err(Gate::Unsupported(format!(
             "{dry} is the commit the source hydrator pushed, not a dry commit: the event must \
              name the dry commit (status.sourceHydrator.lastSuccessfulOperation.drySHA, as \
              deploy/examples/argocd-notifications-cm.yaml sends it)"

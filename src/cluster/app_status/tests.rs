@@ -29,6 +29,13 @@ fn refused(gate: Gate) -> String {
     }
 }
 
+fn unsupported(gate: Gate) -> String {
+    match gate {
+        Gate::Unsupported(reason) => reason,
+        other => panic!("expected the app or event to be unsupported, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_succeeded_sync_of_the_commit_reconciled_synced_and_healthy_passes() {
     assert!(matches!(decide(&app(SYNCED), COMMIT), Gate::Passed(_)));
@@ -247,7 +254,7 @@ fn a_hydrated_app_passes_for_the_dry_commit_of_its_synced_hydrated_commit() {
         Gate::Passed(_)
     ));
     // The hydrated commit itself is not what phasegate promotes: said at once.
-    let reason = refused(decide(&app(HYDRATED), HYDRATED_SHA));
+    let reason = unsupported(decide(&app(HYDRATED), HYDRATED_SHA));
     assert!(reason.contains("not a dry commit"), "{reason}");
 }
 
@@ -287,6 +294,6 @@ fn a_hydrated_app_with_a_staging_branch_is_refused_with_the_reason() {
     let mut staged = app(HYDRATED);
     staged["spec"]["sourceHydrator"]["hydrateTo"] =
         json!({"targetBranch": "environments/test-next"});
-    let reason = refused(decide(&staged, DRY));
+    let reason = unsupported(decide(&staged, DRY));
     assert!(reason.contains("hydrateTo"), "{reason}");
 }
