@@ -27,7 +27,8 @@ pub(super) enum Gate {
     Passed(String),
     /// Not yet (the reason says what is awaited).
     Waiting(String),
-    /// Will not get there by waiting: the sync failed, or the new state is unhealthy.
+    /// Will not get there by waiting: the sync (or the hydration) of the commit failed, or the
+    /// new state is unhealthy.
     Refused(String),
     /// Deployed at the commit and reconciled, but not `Healthy` yet: [`Follower`] decides
     /// from the healths seen before whether this is still worth waiting for.
