@@ -90,6 +90,7 @@ fn the_example_sensors_test_with_the_config_maps_profile_and_only_at_its_targets
     for (sensor, secret) in [
         ("sensor.yaml", "github-credentials.yaml"),
         ("sensor-pull-request.yaml", "github-app-credentials.yaml"),
+        ("sensor-sources.yaml", "github-credentials.yaml"),
     ] {
         let custom = &example(sensor)["spec"]["triggers"][0]["template"]["custom"];
         let resource = accepted(custom);
@@ -339,6 +340,72 @@ fn the_notification_webhook_event_source_and_application_point_at_each_other() {
             "{field} in the notification body"
         );
     }
+}
+
+#[test]
+fn the_multi_source_and_hydrated_notification_reaches_its_own_sensor_and_gate() {
+    let events = example("eventsource.yaml");
+    let cm = example("argocd-notifications-cm.yaml");
+    let sensor = example("sensor-sources.yaml");
+    let hook = &events["spec"]["webhook"]["app-synced-sources"];
+    let service: Value = serde_yaml_ng::from_str(
+        cm["data"]["service.webhook.argo-events-sources"]
+            .as_str()
+            .expect("service"),
+    )
+    .expect("YAML");
+    let expected = format!(
+        "http://{}-eventsource-svc.argo-events.svc:{}{}",
+        events["metadata"]["name"].as_str().expect("name"),
+        hook["port"].as_str().expect("port"),
+        hook["endpoint"].as_str().expect("endpoint")
+    );
+    assert_eq!(service["url"].as_str(), Some(expected.as_str()));
+    assert_eq!(
+        hook["authSecret"],
+        events["spec"]["webhook"]["app-synced"]["authSecret"]
+    );
+    let dependency = &sensor["spec"]["dependencies"][0];
+    assert_eq!(dependency["eventName"], "app-synced-sources");
+    let trigger: Value = serde_yaml_ng::from_str(
+        cm["data"]["trigger.on-synced-healthy-sources"]
+            .as_str()
+            .expect("trigger"),
+    )
+    .expect("YAML");
+    assert_eq!(trigger[0]["send"][0], "app-synced-sources");
+    let template: Value = serde_yaml_ng::from_str(
+        cm["data"]["template.app-synced-sources"]
+            .as_str()
+            .expect("template"),
+    )
+    .expect("YAML");
+    let body = template["webhook"]["argo-events-sources"]["body"]
+        .as_str()
+        .expect("body");
+    // The dry commit of a hydrated app, the gitops repository's revision of a multi-source one.
+    assert!(
+        body.contains("sourceHydrator.lastSuccessfulOperation.drySHA"),
+        "{body}"
+    );
+    assert!(body.contains("syncResult.revisions"), "{body}");
+    let custom = &sensor["spec"]["triggers"][0]["template"]["custom"];
+    let repo = custom["spec"]["repo"].as_str().expect("repo");
+    assert!(
+        body.contains(&format!("{repo:?}")),
+        "the template picks {repo}'s source"
+    );
+    for field in ["source_phase", "source_commit", "test_target"] {
+        assert!(body.contains(&format!("\"{field}\"")), "{field}");
+    }
+    // The gate waits on the one Application whose events the Sensor takes.
+    let resource = accepted(custom);
+    let app = custom["spec"]["argocdApp"].as_str().expect("argocdApp");
+    assert_eq!(
+        Some(app.rsplit('/').next().unwrap_or(app)),
+        dependency["filters"]["data"][0]["value"][0].as_str()
+    );
+    assert!(resource.argocd.is_some(), "the spec sets the Argo CD gate");
 }
 
 #[test]

@@ -7,8 +7,15 @@
 //! changes nothing in the app, no sync happened and the app compares `Synced` at that commit),
 //! the controller reconciled the app after that operation ended (`reconciledAt` ≥
 //! `operationState.finishedAt`, so the health is that of the new state), the sync status is
-//! `Synced` at the commit and the health is `Healthy`. A `Failed`/`Error` sync of the commit and
-//! `Degraded`/`Missing` health at the commit end the wait at once.
+//! `Synced` and the health is `Healthy`. `Synced` counts at the commit, or at a later revision
+//! when the last operation is the commit's: `CompareAppState` compares at the branch head, and
+//! a later commit that renders the same manifests causes no operation (a busy monorepo).
+//!
+//! Ended at once: a `Failed`/`Error` sync of the commit, `Missing` health at the commit, and a
+//! later sync once the commit was deployed (it is in `status.history`, which
+//! `persistRevisionHistory` appends to on every successful sync): superseded. `Degraded` is
+//! the [`Follower`]'s to judge, over several observations. A hydrated app is decided on the
+//! commit the hydrator pushed for the event's dry commit ([`hydrator`]).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,13 +27,30 @@ pub(super) enum Gate {
     Passed(String),
     /// Not yet (the reason says what is awaited).
     Waiting(String),
-    /// Will not get there by waiting: the sync failed, or the new state is unhealthy.
+    /// Will not get there by waiting: the sync (or the hydration) of the commit failed, or the
+    /// new state is unhealthy.
     Refused(String),
+    /// Deployed at the commit and reconciled, but not `Healthy` yet: [`Follower`] decides
+    /// from the healths seen before whether this is still worth waiting for.
+    Unhealthy {
+        /// `status.health.status` (`Unknown` when empty).
+        health: String,
+        /// What is awaited.
+        why: String,
+    },
+    /// The gate cannot tell for this app or this commit (a hydrated app with `hydrateTo`, an
+    /// event naming the hydrated commit): waiting would never end.
+    Unsupported(String),
+    /// The commit was deployed, but a later sync has replaced (or is replacing) it: what runs
+    /// is no longer the commit.
+    Superseded(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct Application {
+    #[serde(deserialize_with = "nullable")]
+    spec: Spec,
     /// A requested operation the controller has not yet taken up.
     #[serde(deserialize_with = "nullable")]
     operation: Option<Value>,
@@ -36,7 +60,17 @@ struct Application {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
+struct Spec {
+    /// Argo CD 3.x: the app syncs what the hydrator renders from a dry source.
+    #[serde(deserialize_with = "nullable")]
+    source_hydrator: Option<hydrator::SourceHydrator>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 struct Status {
+    #[serde(deserialize_with = "nullable")]
+    source_hydrator: hydrator::HydratorStatus,
     #[serde(deserialize_with = "nullable")]
     sync: Revisions,
     #[serde(deserialize_with = "nullable")]
@@ -45,6 +79,9 @@ struct Status {
     operation_state: Option<OperationState>,
     #[serde(deserialize_with = "nullable")]
     reconciled_at: Option<String>,
+    /// The successful syncs, oldest first (`persistRevisionHistory`).
+    #[serde(deserialize_with = "nullable")]
+    history: Vec<Revisions>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,11 +119,9 @@ struct OperationState {
 impl Revisions {
     /// True when the recorded revision (or one source's) is `commit` (which may be abbreviated).
     fn at(&self, commit: &str) -> bool {
-        let same =
-            |r: &String| r.len() >= commit.len() && r[..commit.len()].eq_ignore_ascii_case(commit);
         std::iter::once(&self.revision)
             .chain(&self.revisions)
-            .any(|r| !r.is_empty() && same(r))
+            .any(|r| names(r, commit))
     }
 
     fn shown(&self) -> String {
@@ -105,14 +140,28 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
         Ok(app) => app,
         Err(e) => return Gate::Waiting(format!("its status cannot be read yet ({e})")),
     };
+    let Some(spec) = &app.spec.source_hydrator else {
+        return decide_at(&app, commit);
+    };
+    match hydrator::deployed_commit(spec, &app.status.source_hydrator, commit) {
+        Ok((synced, how)) => decide_at(&app, &synced).explained(&how),
+        Err(gate) => gate,
+    }
+}
+
+/// Decides the gate for the commit the app syncs.
+fn decide_at(app: &Application, commit: &str) -> Gate {
     let s = &app.status;
+    if let Some(why) = superseded(s, commit) {
+        return Gate::Superseded(why);
+    }
     if app.operation.is_some() {
         return Gate::Waiting("a sync operation was requested and has not started".into());
     }
     let health = s.health.status.as_str();
-    let mut no_op_sync = false;
+    let mut ours = false;
     if let Some(op) = &s.operation_state {
-        let ours = op.sync_result.as_ref().is_some_and(|r| r.at(commit));
+        ours = op.sync_result.as_ref().is_some_and(|r| r.at(commit));
         let finished = op.finished_at.is_some()
             && matches!(op.phase.as_str(), "Succeeded" | "Failed" | "Error");
         if !finished {
@@ -140,31 +189,83 @@ pub(super) fn decide(app: &Value, commit: &str) -> Gate {
                 "Argo CD has not yet reconciled the app since its last sync finished".into(),
             );
         }
-        no_op_sync = !ours;
     } else if s.reconciled_at.is_none() {
         return Gate::Waiting("Argo CD has not reconciled the app yet".into());
     }
-    if !s.sync.at(commit) {
-        return Gate::Waiting(format!(
-            "it is {} at revision {}, not {commit}",
-            or_unknown(&s.sync.status),
+    let deployed = match (s.sync.at(commit), ours) {
+        (true, true) => format!("synced {commit}"),
+        // A commit that changes nothing the app renders: no operation, compared at it.
+        (true, false) => format!("Synced at {commit} (nothing to sync for it)"),
+        // A busy monorepo: a later commit compared the app Synced without an operation, so
+        // the live state is still what the sync of the commit applied.
+        (false, true) if s.sync.status == "Synced" => format!(
+            "synced {commit}, which still runs at the later revision {}",
             s.sync.shown()
-        ));
-    }
+        ),
+        (false, _) => {
+            return Gate::Waiting(format!(
+                "it is {} at revision {}, not {commit}",
+                or_unknown(&s.sync.status),
+                s.sync.shown()
+            ));
+        }
+    };
     if s.sync.status != "Synced" {
         return Gate::Waiting(format!("it is {} at {commit}", or_unknown(&s.sync.status)));
     }
     match health {
-        "Healthy" if no_op_sync => Gate::Passed(format!(
-            "Synced at {commit} (nothing to sync for it) and Healthy"
-        )),
-        "Healthy" => Gate::Passed(format!("synced {commit}: Synced and Healthy")),
-        "Degraded" | "Missing" => Gate::Refused(format!("it is Synced at {commit} but {health}")),
-        other => Gate::Waiting(format!(
-            "it is Synced at {commit}, health {}",
-            or_unknown(other)
-        )),
+        "Healthy" => Gate::Passed(format!("{deployed}: Synced and Healthy")),
+        "Missing" => Gate::Refused(format!("it is Synced at {commit} but {health}")),
+        other => Gate::Unhealthy {
+            health: or_unknown(other).to_string(),
+            why: format!("it is Synced at {commit}, health {}", or_unknown(other)),
+        },
     }
+}
+
+impl Gate {
+    /// The same decision, its reason prefixed with `how` (how the commit was found).
+    fn explained(self, how: &str) -> Gate {
+        let explain = |why: String| format!("{how}; {why}");
+        match self {
+            Gate::Passed(why) => Gate::Passed(explain(why)),
+            Gate::Waiting(why) => Gate::Waiting(explain(why)),
+            Gate::Refused(why) => Gate::Refused(explain(why)),
+            Gate::Superseded(why) => Gate::Superseded(explain(why)),
+            Gate::Unsupported(why) => Gate::Unsupported(explain(why)),
+            Gate::Unhealthy { health, why } => Gate::Unhealthy {
+                health,
+                why: explain(why),
+            },
+        }
+    }
+}
+
+/// A later sync replaced the commit: a successful sync of it is in `status.history`, and the
+/// last operation (which started after that one ended) is for another revision.
+fn superseded(s: &Status, commit: &str) -> Option<String> {
+    let op = s.operation_state.as_ref()?;
+    let later = op.sync_result.as_ref()?;
+    if later.at(commit) || !s.history.iter().any(|h| h.at(commit)) {
+        return None;
+    }
+    let how = match op.phase.as_str() {
+        "Succeeded" => "synced".to_string(),
+        "Failed" | "Error" if op.finished_at.is_some() => format!("ran a sync ({}) of", op.phase),
+        _ => "is syncing".to_string(),
+    };
+    Some(format!(
+        "superseded: Argo CD deployed {commit}, then {how} revision {}",
+        later.shown()
+    ))
+}
+
+/// True when the recorded revision `recorded` is `commit` (which may be abbreviated).
+fn names(recorded: &str, commit: &str) -> bool {
+    !recorded.is_empty()
+        && recorded
+            .get(..commit.len())
+            .is_some_and(|r| r.eq_ignore_ascii_case(commit))
 }
 
 /// `null` reads as the default, as Go's JSON decoding that Argo CD uses reads it.
@@ -188,6 +289,12 @@ fn reconciled_after(reconciled_at: Option<&str>, finished_at: Option<&str>) -> b
         _ => false,
     }
 }
+
+mod follower;
+mod hydrator;
+#[cfg(test)]
+pub(super) use follower::DEGRADED_GRACE;
+pub(super) use follower::Follower;
 
 #[cfg(test)]
 mod tests;

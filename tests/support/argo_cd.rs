@@ -3,9 +3,22 @@
 //! through the states a real sync writes — operation requested, running, finished
 //! (Succeeded/Failed/Error), then reconciled with a fresh sync status and health — each
 //! `status` field where Argo CD writes it (`operationState.phase/finishedAt/syncResult`,
-//! `sync.status/revision(s)`, `health.status`, `reconciledAt`).
+//! `sync.status/revision(s)`, `health.status`, `reconciledAt`), and a successful sync appended
+//! to `status.history` before its operation is marked finished, as `persistRevisionHistory`
+//! (`controller/state.go`, called from `SyncAppState`) does.
 //!
-//! Does not model: the resource tree, hooks, retries, the source hydrator.
+//! With [`ArgoApp::hydrated`], the app has a `spec.sourceHydrator` (Argo CD 3.x) and the
+//! hydrator's steps are played as `controller/hydrator/hydrator.go` writes them to
+//! `status.sourceHydrator`: `currentOperation` `Hydrating` without a `drySHA`, then `Hydrated`
+//! with `drySHA`/`hydratedSHA` and `lastSuccessfulOperation`, or `Failed` with its message; a dry
+//! commit without changes for the app only moves `lastComparedDryRevision`. The app then syncs
+//! the hydrated commit.
+//!
+//! Does not model: the resource tree and per-resource health (the app's health is written
+//! directly, e.g. `Degraded` then `Healthy` for an HPA without metrics after a rollout), hooks,
+//! retries, `revisionHistoryLimit` (the history is never truncated), the hydrator's git pushes
+//! (hydrated commits are made-up ids), its retry after a failure, the tool that merges a
+//! `hydrateTo` branch.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -54,6 +67,80 @@ impl<'a> ArgoApp<'a> {
         self
     }
 
+    /// Gives the app a source hydrator: its dry source is the gitops repository's test overlay,
+    /// the hydrated manifests go to `environments/test`, which the app syncs.
+    pub(crate) fn hydrated(mut self) -> Self {
+        let spec = &mut self.object["spec"];
+        spec.as_object_mut().expect("object").remove("source");
+        spec["sourceHydrator"] = json!({
+            "drySource": {"repoURL": "https://github.com/my-org/gitops.git",
+                          "path": "argo-projects/petstore/manifests/overlays/test",
+                          "targetRevision": "main"},
+            "syncSource": {"targetBranch": "environments/test", "path": "petstore-test"},
+        });
+        self.write();
+        self
+    }
+
+    /// Hydrates to a staging branch (`hydrateTo`) that another tool merges into the synced one.
+    pub(crate) fn hydrated_to(mut self, staging: &str) -> Self {
+        self.object["spec"]["sourceHydrator"]["hydrateTo"] = json!({"targetBranch": staging});
+        self.write();
+        self
+    }
+
+    /// The hydrator starts on the dry source's new head: `Hydrating`, the dry commit not yet
+    /// resolved (`markAppsHydrating`).
+    pub(crate) fn start_hydrating(&mut self) {
+        let started = self.now();
+        let spec = self.object["spec"]["sourceHydrator"].clone();
+        self.object["status"]["sourceHydrator"]["currentOperation"] = json!({
+            "startedAt": started, "phase": "Hydrating", "message": "", "sourceHydrator": spec,
+        });
+        self.write();
+    }
+
+    /// The hydrator renders `dry` and pushes the result: returns the hydrated commit, which
+    /// the app then syncs.
+    pub(crate) fn hydrate(&mut self, dry: &str) -> String {
+        self.start_hydrating();
+        let hydrated = hydrated_commit(dry);
+        let finished = self.now();
+        let status = &mut self.object["status"]["sourceHydrator"];
+        let op = &mut status["currentOperation"];
+        op["phase"] = json!("Hydrated");
+        op["finishedAt"] = json!(finished);
+        op["drySHA"] = json!(dry);
+        op["hydratedSHA"] = json!(hydrated);
+        status["lastSuccessfulOperation"] = json!({
+            "drySHA": dry, "hydratedSHA": hydrated, "sourceHydrator": op["sourceHydrator"],
+        });
+        status["lastComparedDryRevision"] = json!(dry);
+        self.write();
+        hydrated
+    }
+
+    /// The hydration of `dry` fails (`setAppHydratorError`): nothing is pushed or synced.
+    pub(crate) fn hydration_fails(&mut self, dry: &str, error: &str) {
+        self.start_hydrating();
+        let finished = self.now();
+        let status = &mut self.object["status"]["sourceHydrator"];
+        let op = &mut status["currentOperation"];
+        op["phase"] = json!("Failed");
+        op["finishedAt"] = json!(finished);
+        op["drySHA"] = json!(dry);
+        op["message"] = json!(format!("Failed to hydrate: {error}"));
+        status["lastComparedDryRevision"] = json!(dry);
+        self.write();
+    }
+
+    /// A dry commit that changes nothing under the app's dry path: the hydrator compares it
+    /// and does not hydrate (`appNeedsHydration`: "hydration not needed").
+    pub(crate) fn compare_dry(&mut self, dry: &str) {
+        self.object["status"]["sourceHydrator"]["lastComparedDryRevision"] = json!(dry);
+        self.write();
+    }
+
     fn now(&mut self) -> String {
         self.clock += 7;
         let at = UNIX_EPOCH + Duration::from_secs(1_780_000_000 + self.clock);
@@ -88,14 +175,41 @@ impl<'a> ArgoApp<'a> {
     }
 
     /// The sync of `revision` ends in `phase` (`Succeeded`, `Failed`, `Error`) — not yet
-    /// reconciled: health and sync status are still those computed before.
+    /// reconciled: health and sync status are still those computed before. A successful one is
+    /// first recorded in `status.history` (only successful syncs are).
     pub(crate) fn sync(&mut self, revision: &str, phase: &str, message: &str) {
         self.start_sync(revision);
+        if phase == "Succeeded" {
+            self.record_history(revision);
+        }
         let finished = self.now();
         let op = &mut self.object["status"]["operationState"];
         op["phase"] = json!(phase);
         op["message"] = json!(message);
         op["finishedAt"] = json!(finished);
+        self.write();
+    }
+
+    fn record_history(&mut self, revision: &str) {
+        let deployed = self.now();
+        let op = &self.object["status"]["operationState"];
+        let mut entry = json!({
+            "deployedAt": deployed,
+            "deployStartedAt": op["startedAt"],
+            "initiatedBy": op["operation"]["initiatedBy"],
+        });
+        self.revision(&mut entry, revision);
+        let history = &mut self.object["status"]["history"];
+        if !history.is_array() {
+            *history = json!([]);
+        }
+        let entries = history.as_array_mut().expect("array");
+        let id = entries
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .map_or(0, |id| id + 1);
+        entry["id"] = json!(id);
+        entries.push(entry);
         self.write();
     }
 
@@ -121,4 +235,15 @@ impl<'a> ArgoApp<'a> {
         self.kube
             .put(API, &self.namespace, "applications", self.object.clone());
     }
+}
+
+/// A made-up id for the commit the hydrator pushes for `dry`: a different id of the same shape.
+pub(crate) fn hydrated_commit(dry: &str) -> String {
+    dry.chars()
+        .rev()
+        .map(|c| match c {
+            '0' => 'f',
+            c => c,
+        })
+        .collect()
 }
