@@ -172,12 +172,11 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
 }
 
 #[tokio::test]
-async fn only_this_runs_pod_and_test_container_are_read() {
+async fn only_this_runs_pod_is_read() {
     let (_d, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
-    kube.inject_sidecar();
     let server = TestServer::start(config(&kube, "10m")).await;
     let fixed = root.join("fixed");
     let script = format!(
@@ -190,10 +189,7 @@ async fn only_this_runs_pod_and_test_container_are_read() {
             .await
             .expect_err("first run fails"),
     );
-    assert!(
-        old.contains("OLD-RUN failed"),
-        "the sidecar's pod is read by container: {old}"
-    );
+    assert!(old.contains("OLD-RUN failed"), "{old}");
     // Someone deletes the kept Job through the REST API, without propagationPolicy: its
     // pod is orphaned, and keeps its job-name label.
     let name = jobs(&kube).remove(0);
@@ -221,7 +217,39 @@ async fn only_this_runs_pod_and_test_container_are_read() {
         !log.contains("OLD-RUN"),
         "the orphaned pod's log was read: {log}"
     );
+    server.stop().await;
+}
+
+/// A mesh sidecar injected as an ordinary container (Istio before native sidecars) keeps the
+/// pod Running after the tests exit, so the Job never completes: the verdict is the tests
+/// container's exit code, and the Job is ended rather than left to its deadline.
+#[tokio::test]
+async fn a_mesh_sidecar_keeping_the_pod_running_does_not_hold_the_verdict() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    kube.inject_sidecar();
+    let server = TestServer::start(config(&kube, "10m")).await;
+    // Past this deadline the Job controller would end the Job "DeadlineExceeded".
+    let deadline = ("testTimeout", "5s");
+
+    let fails = spec_of(&bare, "echo 1 test failed; exit 3", &[deadline]);
+    let log = log_of(fire(&server, &fails, &synced).await.expect_err("fails"));
+    assert!(log.contains("1 test failed"), "{log}");
+    assert!(log.contains("exited with code 3 (Error)"), "{log}");
+    assert!(!log.contains("DeadlineExceeded"), "{log}");
+    assert!(jobs(&kube).is_empty(), "the Job is ended");
+
+    let passes = spec_of(&bare, "echo 3 tests passed", &[deadline]);
+    let fired = fire(&server, &passes, &synced).await.expect("passes");
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(log.contains("istio-proxy kept its pod Running"), "{log}");
     assert!(!log.contains("envoy"), "the sidecar's log was read: {log}");
+    eventually(|| kube.names("/api/v1", NS, "pods").is_empty()).await;
+    assert!(jobs(&kube).is_empty(), "the Job is ended");
     server.stop().await;
 }
 

@@ -79,6 +79,16 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
             true,
             format!("{what} failed: {reason} (kept for debugging)"),
         ),
+        // Ended either way: kept, its pod would run until the deadline and then be deleted
+        // with its log (which is in this answer).
+        Ok(Ok(Ending::TestsExited(verdict, note))) => match verdict {
+            Verdict::Passed => (true, false, format!("{what} succeeded: {note}; Job ended")),
+            Verdict::Failed(reason) | Verdict::TimedOut(reason) => (
+                false,
+                false,
+                format!("{what} failed: {reason}; {note}; Job ended"),
+            ),
+        },
         Ok(Ok(Ending::CannotRun(reason))) => (false, false, format!("{what} cannot run: {reason}")),
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => (

@@ -8,6 +8,10 @@
 //! an evicted pod gets `DisruptionTarget` and, under a `podFailurePolicy` rule `Ignore` on it,
 //! is replaced instead of failing the Job; a pod naming a service account that does not exist
 //! is never created (a `FailedCreate` Warning on the Job, with the API server's message).
+//! Container statuses are the kubelet's (`running`, then `terminated` with the exit code and
+//! `Completed`, `Error`, or `OOMKilled` for a SIGKILL under a memory limit); the phase follows
+//! `getPhase`: with a mesh sidecar ([`super::FakeKube::inject_sidecar`], an ordinary
+//! container) the pod stays `Running` after `tests` exits, until the deadline or an eviction.
 //!
 //! Image names trigger simulations: `no-such-image` never pulls, `flaky-pull` fails to pull for
 //! a moment, `invalid-image` is an `InvalidImageName`, `unschedulable` finds no node,
@@ -28,6 +32,8 @@ use tokio::{
 
 use super::{PodLog, Shared, save, update};
 
+/// The image of the mesh sidecar [`super::FakeKube::inject_sidecar`] adds.
+const SIDECAR_IMAGE: &str = "docker.io/istio/proxyv2:1.24.0";
 /// How long the transient simulations (`flaky-pull`, `autoscaled`) last.
 const TRANSIENT: Duration = Duration::from_millis(600);
 
@@ -160,7 +166,7 @@ async fn run_pod(
     }
     let mut spec = template["spec"].clone();
     if shared.sidecar.load(std::sync::atomic::Ordering::SeqCst) {
-        let sidecar = json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"});
+        let sidecar = json!({"name": "istio-proxy", "image": SIDECAR_IMAGE});
         spec["containers"]
             .as_array_mut()
             .expect("containers")
@@ -281,14 +287,24 @@ async fn run_container(
         .expect("store")
         .pod_logs
         .insert(log.clone(), PodLog::default());
+    let image = container["image"].as_str().unwrap_or_default().to_string();
+    let sidecar = shared.sidecar.load(std::sync::atomic::Ordering::SeqCst);
+    let started = now();
     update(shared, pods, pod_name, |p| {
-        p["status"]["phase"] = json!("Running")
+        p["status"]["phase"] = json!("Running");
+        let mut statuses = vec![running("tests", &image, &started)];
+        if sidecar {
+            statuses.push(running("istio-proxy", SIDECAR_IMAGE, &started));
+        }
+        p["status"]["containerStatuses"] = json!(statuses);
     });
     let grace = Duration::from_secs(
         template["spec"]["terminationGracePeriodSeconds"]
             .as_u64()
             .unwrap_or(30),
     );
+    let memory_limit = container["resources"]["limits"]["memory"].is_string();
+    let mut on_deadline = Some(on_deadline);
     let spawned =
         tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()))
             .args(argv.iter().skip(1))
@@ -297,26 +313,31 @@ async fn run_container(
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn();
-    let end = match spawned {
+    // How the tests container stopped: its exit code and the kubelet's reason.
+    let (stop, code, reason) = match spawned {
         Ok(mut child) => {
             let readers = [
                 child.stdout.take().map(|o| append_lines(shared, &log, o)),
                 child.stderr.take().map(|e| append_lines(shared, &log, e)),
             ];
-            let end = tokio::select! {
-                exit = child.wait() => match exit {
-                    Ok(status) if status.success() => PodEnd::Succeeded,
-                    _ => PodEnd::Failed,
-                },
-                () = tokio::time::sleep_until(deadline) => PodEnd::Deadline,
-                () = evicted(shared, pod_name) => PodEnd::Disrupted,
+            let stop = tokio::select! {
+                exit = child.wait() => Stop::Exited(exit.map_or(128, exit_code)),
+                () = tokio::time::sleep_until(deadline) => Stop::Deadline,
+                () = evicted(shared, pod_name) => Stop::Disrupted,
             };
-            if matches!(end, PodEnd::Deadline) {
-                on_deadline();
-                terminate(&mut child, grace).await;
-            } else if matches!(end, PodEnd::Disrupted) {
-                let _ = child.kill().await;
-            }
+            let code = match stop {
+                Stop::Exited(code) => code,
+                Stop::Deadline => {
+                    if let Some(mark) = on_deadline.take() {
+                        mark();
+                    }
+                    terminate(&mut child, grace).await
+                }
+                Stop::Disrupted => {
+                    let _ = child.kill().await;
+                    137
+                }
+            };
             for reader in readers.into_iter().flatten() {
                 // A grandchild may hold the pipe open after a kill: do not wait for it forever.
                 let abort = reader.abort_handle();
@@ -327,17 +348,55 @@ async fn run_container(
                     abort.abort();
                 }
             }
-            end
+            // The kernel's OOM killer sends SIGKILL; the kubelet reports it as OOMKilled.
+            let reason = match (stop, code) {
+                (Stop::Exited(_), 0) => "Completed",
+                (Stop::Exited(_), 137) if memory_limit => "OOMKilled",
+                _ => "Error",
+            };
+            (stop, code, reason)
         }
         Err(e) => {
             append(shared, &log, &format!("exec: {e}"));
-            PodEnd::Failed
+            (Stop::Exited(128), 128, "StartError")
         }
     };
     if let Some(l) = shared.store.lock().expect("store").pod_logs.get_mut(&log) {
         l.done = true;
     }
+    let ended = terminated("tests", &image, code, reason, &started);
+    // An ordinary sidecar keeps running after `tests` has exited: the pod stays Running
+    // (kubelet `getPhase`: Running while any container runs) until the Job's deadline or an
+    // eviction stops it.
+    let stop = match stop {
+        Stop::Exited(_) if sidecar => {
+            update(shared, pods, pod_name, |p| set_status(p, ended.clone()));
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    if let Some(mark) = on_deadline.take() {
+                        mark();
+                    }
+                    Stop::Deadline
+                }
+                () = evicted(shared, pod_name) => Stop::Disrupted,
+            }
+        }
+        stop => stop,
+    };
+    let end = match stop {
+        Stop::Exited(0) => PodEnd::Succeeded,
+        Stop::Exited(_) => PodEnd::Failed,
+        Stop::Deadline => PodEnd::Deadline,
+        Stop::Disrupted => PodEnd::Disrupted,
+    };
     update(shared, pods, pod_name, |p| {
+        set_status(p, ended);
+        if sidecar {
+            set_status(
+                p,
+                terminated("istio-proxy", SIDECAR_IMAGE, 0, "Completed", &started),
+            );
+        }
         p["status"]["phase"] = json!(if matches!(end, PodEnd::Succeeded) {
             "Succeeded"
         } else {
@@ -351,16 +410,62 @@ async fn run_container(
     end
 }
 
-/// SIGTERM, then SIGKILL once the grace period is over, as the kubelet stops a container.
-async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
+/// Why the tests container stopped.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// It exited on its own, with this code.
+    Exited(i32),
+    /// The Job's deadline.
+    Deadline,
+    /// An eviction.
+    Disrupted,
+}
+
+/// A process's exit code as the kubelet reports it: 128 + the signal that killed it.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(128)
+}
+
+/// A running container's status, as the kubelet writes it.
+fn running(name: &str, image: &str, since: &str) -> Value {
+    json!({"name": name, "image": image, "imageID": "", "ready": true, "started": true,
+           "restartCount": 0, "state": {"running": {"startedAt": since}}})
+}
+
+/// A terminated container's status, as the kubelet writes it.
+fn terminated(name: &str, image: &str, code: i32, reason: &str, since: &str) -> Value {
+    json!({"name": name, "image": image, "imageID": "", "ready": false, "started": false,
+           "restartCount": 0, "state": {"terminated": {"exitCode": code, "reason": reason,
+           "startedAt": since, "finishedAt": now()}}})
+}
+
+/// Replaces the status of the container `status` names.
+fn set_status(pod: &mut Value, status: Value) {
+    if let Some(all) = pod["status"]["containerStatuses"].as_array_mut() {
+        all.retain(|c| c["name"] != status["name"]);
+        all.push(status);
+    }
+}
+
+/// SIGTERM, then SIGKILL once the grace period is over, as the kubelet stops a container;
+/// answers its exit code.
+async fn terminate(child: &mut tokio::process::Child, grace: Duration) -> i32 {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
         );
     }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(exit) => exit.map_or(143, exit_code),
+        Err(_) => {
+            let _ = child.kill().await;
+            137
+        }
     }
 }
 

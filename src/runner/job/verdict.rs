@@ -11,8 +11,16 @@
 //!   retries `ErrImagePull`/`ImagePullBackOff`/`CreateContainerError`/
 //!   `CreateContainerConfigError`): those end a run only once they have lasted a while.
 //! - A pod the Job controller cannot create leaves a `FailedCreate` Warning event on the Job.
+//! - A pod stays `Running` while any of its containers runs (kubelet `getPhase`): a mesh
+//!   sidecar injected as an ordinary container keeps it up after the tests exit, and the Job
+//!   never completes. The tests container's own exit code is then the verdict.
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Event, core::v1::Pod};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{ContainerStateTerminated, Event, Pod},
+};
+
+use super::manifest::CONTAINER;
 
 /// How the Job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +50,54 @@ pub(super) fn job_verdict(job: &Job) -> Option<Verdict> {
         });
     }
     holds(["SuccessCriteriaMet", "Complete"]).map(|_| Verdict::Passed)
+}
+
+/// The verdict of the tests container that has exited while another container (a mesh
+/// sidecar) keeps its pod `Running`, with a note naming that container; `None` while the tests
+/// run, once the pod itself has ended (the Job controller decides), and for a pod being
+/// deleted (its containers are being stopped).
+pub(super) fn tests_exited(pod: &Pod) -> Option<(Verdict, String)> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let containers = status.container_statuses.as_deref()?;
+    let ended = containers
+        .iter()
+        .find(|c| c.name == CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?;
+    let running: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .map(|c| c.name.as_str())
+        .collect();
+    let keeper = if running.is_empty() {
+        "another container".to_string()
+    } else {
+        running.join(", ")
+    };
+    let end = termination(ended);
+    let note = format!(
+        "the {CONTAINER} container exited ({end}) while {keeper} kept its pod Running (a sidecar \
+         that is not a native one): its exit code is the verdict"
+    );
+    let verdict = if ended.exit_code == 0 {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(format!("the {CONTAINER} container exited with {end}"))
+    };
+    Some((verdict, note))
+}
+
+/// How a container ended, as `kubectl describe` says it: `code 137 (OOMKilled)`.
+fn termination(ended: &ContainerStateTerminated) -> String {
+    match ended.reason.as_deref() {
+        Some(reason) => format!("code {} ({reason})", ended.exit_code),
+        None => format!("code {}", ended.exit_code),
+    }
 }
 
 /// Something keeping a pod from running its tests.

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::{
     logs::LogFollower,
-    verdict::{PodProblem, Verdict, failed_create, job_verdict, pod_problem},
+    verdict::{PodProblem, Verdict, failed_create, job_verdict, pod_problem, tests_exited},
 };
 use crate::{
     cluster::{ClusterError, watch},
@@ -28,6 +28,9 @@ use crate::{
 pub(super) enum Ending {
     /// The Job controller's verdict.
     Verdict(Verdict),
+    /// The tests container's exit code, while another container (a mesh sidecar) keeps its
+    /// pod Running and the Job would run to its deadline; the note says so.
+    TestsExited(Verdict, String),
     /// The pod can never run its tests (bad image, never created, no node for too long).
     CannotRun(String),
 }
@@ -145,6 +148,10 @@ pub(super) async fn wait(
             }
             Seen::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let name = pod.metadata.name.clone().unwrap_or_default();
+                if let Some((verdict, note)) = tests_exited(&pod) {
+                    follower.follow(pods, &pod, sink);
+                    return Ok(Ending::TestsExited(verdict, note));
+                }
                 match pod_problem(&pod) {
                     Some(PodProblem::Permanent(detail)) => return Ok(Ending::CannotRun(detail)),
                     Some(PodProblem::Transient { reason, detail }) => {

@@ -83,3 +83,27 @@ fn a_failed_create_warning_carries_the_admission_message() {
     let message = failed_create(&event).expect("FailedCreate");
     assert!(message.contains("violates PodSecurity"), "{message}");
 }
+
+#[test]
+fn a_sidecar_keeping_the_pod_running_after_the_tests_exited_gives_the_exit_code_as_verdict() {
+    let mut pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    let (verdict, note) = tests_exited(&pod).expect("the tests exited");
+    assert_eq!(
+        verdict,
+        Verdict::Failed("the tests container exited with code 1 (Error)".into())
+    );
+    assert!(note.contains("istio-proxy kept its pod Running"), "{note}");
+    // Being deleted (the deadline, an eviction): the Job controller decides.
+    pod.metadata.deletion_timestamp = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].state.as_ref()?.running.as_ref()?.started_at.clone());
+    assert_eq!(tests_exited(&pod), None);
+}
+
+#[test]
+fn a_pod_whose_tests_still_run_has_no_exit_verdict() {
+    let pod: Pod = load!("pod-unschedulable.yaml");
+    assert_eq!(tests_exited(&pod), None);
+}
