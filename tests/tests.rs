@@ -25,6 +25,7 @@ mod git_engine;
 mod gitea_pull_requests;
 mod github_app;
 mod grpcurl;
+mod job_admission;
 mod jobs;
 mod merge_requests;
 mod module_graph;

@@ -10,6 +10,7 @@
 //! `propagationPolicy: Background`, since the REST API's default for Jobs orphans them) on
 //! success, on a timeout and when it cannot run; a failed one is kept a day for debugging.
 
+mod clocks;
 mod logs;
 mod manifest;
 mod verdict;
@@ -121,28 +122,31 @@ async fn start(
     name: &str,
     what: &str,
     ctx: &TestContext,
-) -> Result<String, ClusterError> {
+) -> Result<String, RunnerError> {
     let kube_err = |e| ClusterError::from_kube(e, what);
     for _ in 0..RECREATE_ATTEMPTS {
         let existing = match jobs.create(&PostParams::default(), job).await {
             Ok(created) => {
                 ctx.sink(&format!("created {what} running {}", job_image(job)));
-                return uid_of(&created, what);
+                return Ok(uid_of(&created, what)?);
             }
             Err(kube::Error::Api(status)) if status.code == 409 => match jobs.get(name).await {
                 Ok(existing) => existing,
                 Err(kube::Error::Api(s)) if s.code == 404 => continue, // deleted meanwhile
-                Err(e) => return Err(kube_err(e)),
+                Err(e) => return Err(kube_err(e).into()),
             },
-            Err(e) => return Err(kube_err(e)),
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                return Err(RunnerError::InvalidJob(refused_job(what, &status.message)));
+            }
+            Err(e) => return Err(kube_err(e).into()),
         };
         let annotations = existing.metadata.annotations.as_ref();
         if annotations.and_then(|a| a.get(RUN_KEY)) != Some(&ctx.run_key) {
-            return Err(ClusterError::Precondition(format!(
+            return Err(RunnerError::Cluster(ClusterError::Precondition(format!(
                 "{what} exists but phasegate did not create it for this run (its annotation \
                  {RUN_KEY} differs): refusing to let someone else's Job decide the outcome; \
                  delete it or use another testNamespace"
-            )));
+            ))));
         }
         if existing.metadata.deletion_timestamp.is_some() {
             tokio::time::sleep(Duration::from_millis(200)).await; // being deleted: wait it out
@@ -152,7 +156,7 @@ async fn start(
             ctx.sink(&format!(
                 "{what} already exists (another replica or an earlier run): attaching"
             ));
-            return uid_of(&existing, what);
+            return Ok(uid_of(&existing, what)?);
         }
         ctx.sink(&format!("{what} failed before: replacing it to test again"));
         jobs.delete(name, &DeleteParams::background())
@@ -160,7 +164,19 @@ async fn start(
             .map_err(kube_err)?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(ClusterError::Other(format!("{what} could not be replaced")))
+    Err(ClusterError::Other(format!("{what} could not be replaced")).into())
+}
+
+/// The API server's 422 on the Job, with the spec keys behind the fields it names: the spec
+/// gave something Kubernetes does not accept there (`INVALID_ARGUMENT`).
+fn refused_job(what: &str, message: &str) -> String {
+    let keys = manifest::spec_keys_in(message);
+    let hint = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" (set by {})", keys.join(", "))
+    };
+    format!("Kubernetes refused {what} as invalid: {message}{hint}")
 }
 
 fn uid_of(job: &Job, what: &str) -> Result<String, ClusterError> {

@@ -9,8 +9,12 @@
 //! one). A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
 //! intermediate conditions, grace periods, evictions, transient pod problems, `FailedCreate`).
 //!
-//! Does not model: authentication and RBAC (only a switch answering 403 to everything), Pod
-//! Security and other admission (a missing service account is the one `FailedCreate`),
+//! A created Job gets the API server's defaults and its 422 validation, and its pods Pod
+//! Security "restricted" ([`FakeKube::enforce_restricted`]), a LimitRange's maximum and a used-up
+//! ResourceQuota (`fake_admission.rs`, which says what of those it leaves out).
+//!
+//! Does not model: authentication and RBAC (only a switch answering 403 to everything), other
+//! admission (mutating webhooks beyond the sidecar, which Pod Security does not check),
 //! optimistic-concurrency conflicts, set-based label selectors, pagination,
 //! `ttlSecondsAfterFinished`, images (names only trigger simulations, see `fake_kubelet.rs`),
 //! and garbage collection beyond a Job's pods.
@@ -40,6 +44,8 @@ use hyper_util::{
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
 
+#[path = "fake_admission.rs"]
+mod admission;
 #[path = "fake_kubelet.rs"]
 mod kubelet;
 
@@ -83,6 +89,12 @@ struct Shared {
     watches_started: AtomicUsize,
     /// A mesh injects a sidecar container into every pod.
     sidecar: AtomicBool,
+    /// The namespace enforces Pod Security "restricted" (`pod-security.kubernetes.io/enforce`).
+    restricted: AtomicBool,
+    /// A LimitRange's maximum per container: (resource, quantity).
+    limit_range: Mutex<Option<(String, String)>>,
+    /// Until then, a ResourceQuota of the namespace is used up by others.
+    quota_exhausted_until: Mutex<Option<tokio::time::Instant>>,
     /// Pods the tests asked to evict.
     evictions: Mutex<std::collections::BTreeSet<String>>,
     /// `METHOD path` of every request served.
@@ -108,6 +120,9 @@ impl FakeKube {
             compacted: std::sync::atomic::AtomicU64::new(0),
             watches_started: AtomicUsize::new(0),
             sidecar: AtomicBool::new(false),
+            restricted: AtomicBool::new(false),
+            limit_range: Mutex::new(None),
+            quota_exhausted_until: Mutex::new(None),
             evictions: Mutex::default(),
             requests: Mutex::default(),
         });
@@ -194,6 +209,25 @@ impl FakeKube {
     /// mesh's admission webhook does.
     pub(crate) fn inject_sidecar(&self) {
         self.shared.sidecar.store(true, Ordering::SeqCst);
+    }
+
+    /// Labels the namespace `pod-security.kubernetes.io/enforce: restricted`: a pod that
+    /// violates the level is never created (a `FailedCreate` Warning on its Job).
+    pub(crate) fn enforce_restricted(&self) {
+        self.shared.restricted.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds a LimitRange with a per-container maximum of `max` for `resource` (`cpu`).
+    pub(crate) fn limit_range(&self, resource: &str, max: &str) {
+        *self.shared.limit_range.lock().expect("limit range") =
+            Some((resource.to_string(), max.to_string()));
+    }
+
+    /// Uses up the namespace's ResourceQuota for `duration` (other workloads' pods): the Job
+    /// controller's pod creations are refused and retried until it frees up.
+    pub(crate) fn exhaust_quota_for(&self, duration: Duration) {
+        *self.shared.quota_exhausted_until.lock().expect("quota") =
+            Some(tokio::time::Instant::now() + duration);
     }
 
     /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
@@ -641,6 +675,18 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
             "AlreadyExists",
             &format!("jobs.batch \"{name}\" already exists"),
         );
+    }
+    if collection.ends_with("/jobs") {
+        admission::default_job(&mut object);
+        let causes = admission::invalid_job(&object);
+        if !causes.is_empty() {
+            let refusal = admission::invalid_status(&name, &causes);
+            return Response::builder()
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(refusal.to_string()))
+                .expect("response");
+        }
     }
     object["metadata"]["namespace"] = json!(namespace);
     object["metadata"]["uid"] = json!(format!("uid-{}", store.version + 1));

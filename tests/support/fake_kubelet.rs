@@ -13,9 +13,17 @@
 //! `getPhase`: with a mesh sidecar ([`super::FakeKube::inject_sidecar`], an ordinary
 //! container) the pod stays `Running` after `tests` exits, until the deadline or an eviction.
 //!
+//! A pod the API server refuses ([`refused`]) is never created: a `FailedCreate` Warning on the
+//! Job, folded and counted as the event recorder does, retried while the refusal may clear (a
+//! quota). A pod that never runs, or is never created, is failed at `activeDeadlineSeconds`
+//! (`DeadlineExceeded`) like one that runs too long.
+//!
 //! Image names trigger simulations: `no-such-image` never pulls, `flaky-pull` fails to pull for
-//! a moment, `invalid-image` is an `InvalidImageName`, `unschedulable` finds no node,
-//! `autoscaled` finds one after a moment (a node being added).
+//! a moment, `invalid-image` is an `InvalidImageName`, `inspect-error` an `ImageInspectError`,
+//! `unschedulable` finds no node, `autoscaled` finds one after a moment (a node being added);
+//! `root-image` runs as root and `named-user` as a user name, which the kubelet's
+//! `verifyRunAsNonRoot` refuses under `runAsNonRoot` (`CreateContainerConfigError`, for as long
+//! as the pod lives); any other image runs as user 65532.
 
 use std::{
     process::Stdio,
@@ -30,10 +38,12 @@ use tokio::{
     time::Instant,
 };
 
-use super::{PodLog, Shared, save, update};
+use super::{PodLog, Shared, admission, save, update};
 
 /// The image of the mesh sidecar [`super::FakeKube::inject_sidecar`] adds.
 const SIDECAR_IMAGE: &str = "docker.io/istio/proxyv2:1.24.0";
+/// The Job controller's back-off between two attempts to create a pod.
+const CREATE_RETRY: Duration = Duration::from_millis(100);
 /// How long the transient simulations (`flaky-pull`, `autoscaled`) last.
 const TRANSIENT: Duration = Duration::from_millis(600);
 
@@ -60,23 +70,6 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let template = &job["spec"]["template"];
-    if let Some(sa) = template["spec"]["serviceAccountName"].as_str() {
-        let accounts = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
-        let known = shared
-            .store
-            .lock()
-            .expect("store")
-            .objects
-            .contains_key(&(accounts, sa.to_string()));
-        if !known {
-            let message = format!(
-                "Error creating: pods \"{name}-x7k2p\" is forbidden: error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
-            );
-            warn_on_job(&shared, &namespace, &name, &uid, "FailedCreate", &message);
-            return;
-        }
-    }
     let deadline = Instant::now()
         + Duration::from_secs(
             job["spec"]["activeDeadlineSeconds"]
@@ -95,19 +88,43 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
     loop {
         let suffix: String = (0..5).map(|_| fastrand::lowercase()).collect();
         let pod = format!("{name}-{suffix}");
-        let end = run_pod(&shared, &jobs, &namespace, &job, &pod, deadline).await;
+        let end = match refused(&shared, &namespace, &job) {
+            Some((refusal, lasting)) => {
+                let message = format!("Error creating: pods \"{pod}\" is forbidden: {refusal}");
+                warn_on_job(&shared, &namespace, &name, &uid, "FailedCreate", &message);
+                if !lasting && Instant::now() < deadline {
+                    // The controller retries the creation (with a back-off).
+                    tokio::time::sleep(CREATE_RETRY).await;
+                    continue;
+                }
+                None
+            }
+            None => run_pod(&shared, &jobs, &namespace, &job, &pod, deadline).await,
+        };
+        let end = match end {
+            Some(end) => end,
+            None => {
+                // Never runs: at the deadline the controller fails the Job, deleting its pod.
+                tokio::time::sleep_until(deadline).await;
+                let pods = format!("/api/v1/namespaces/{namespace}/pods");
+                let mut store = shared.store.lock().expect("store");
+                if let Some(o) = store.objects.get(&(pods.clone(), pod.clone())).cloned() {
+                    save(&shared, &mut store, &pods, &pod, o, "DELETED");
+                }
+                PodEnd::Deadline
+            }
+        };
         let (first, last) = match end {
-            None => return, // never runs: the pod stays as it is
-            Some(PodEnd::Disrupted) if ignores_disruption => continue,
-            Some(PodEnd::Succeeded) => ("SuccessCriteriaMet", "Complete"),
-            Some(_) => ("FailureTarget", "Failed"),
+            PodEnd::Disrupted if ignores_disruption => continue,
+            PodEnd::Succeeded => ("SuccessCriteriaMet", "Complete"),
+            _ => ("FailureTarget", "Failed"),
         };
         let (reason, message) = match end {
-            Some(PodEnd::Succeeded) => (
+            PodEnd::Succeeded => (
                 "CompletionsReached",
                 "Reached expected number of succeeded pods",
             ),
-            Some(PodEnd::Deadline) => (
+            PodEnd::Deadline => (
                 "DeadlineExceeded",
                 "Job was active longer than specified deadline",
             ),
@@ -138,6 +155,49 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
         });
         return;
     }
+}
+
+/// Why the API server refuses to create the Job's next pod, if it does, and whether the
+/// refusal lasts (a missing service account, Pod Security, a LimitRange) or may clear (an
+/// exhausted ResourceQuota), in the admission plugins' order and words.
+fn refused(shared: &Shared, namespace: &str, job: &Value) -> Option<(String, bool)> {
+    let spec = &job["spec"]["template"]["spec"];
+    if let Some(sa) = spec["serviceAccountName"].as_str() {
+        let accounts = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
+        let store = shared.store.lock().expect("store");
+        if !store.objects.contains_key(&(accounts, sa.to_string())) {
+            return Some((
+                format!(
+                    "error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
+                ),
+                true,
+            ));
+        }
+    }
+    if shared.restricted.load(std::sync::atomic::Ordering::SeqCst) {
+        let violations = admission::restricted_violations(spec);
+        if !violations.is_empty() {
+            let listed = violations.join(", ");
+            return Some((
+                format!("violates PodSecurity \"restricted:latest\": {listed}"),
+                true,
+            ));
+        }
+    }
+    let limit = shared.limit_range.lock().expect("limit range").clone();
+    if let Some((resource, max)) = limit
+        && let Some(refusal) = admission::above_limit_range(spec, &resource, &max)
+    {
+        return Some((refusal, true));
+    }
+    let exhausted = *shared.quota_exhausted_until.lock().expect("quota");
+    exhausted.filter(|until| Instant::now() < *until).map(|_| {
+        (
+            "exceeded quota: compute-resources, requested: pods=1, used: pods=10, limited: pods=10"
+                .to_string(),
+            false,
+        )
+    })
 }
 
 /// Runs one pod to its end; `None` when it never gets to run.
@@ -215,10 +275,21 @@ async fn run_pod(
                 &format!("couldn't parse image name \"{image}\""),
             ),
         ))
+    } else if image.contains("inspect-error") {
+        let message = format!(
+            "Failed to inspect image \"{image}\": rpc error: code = Unknown desc = invalid image config"
+        );
+        Some(("containerStatuses", waiting("ImageInspectError", &message)))
     } else if image.contains("unschedulable") || image.contains("autoscaled") {
         Some(("conditions", unschedulable))
     } else {
-        None
+        let kubelet_name = format!("{pod_name}_{namespace}({pod_name}-uid)");
+        admission::verify_run_as_non_root(&template["spec"], container, &kubelet_name).map(|e| {
+            (
+                "containerStatuses",
+                waiting("CreateContainerConfigError", &e),
+            )
+        })
     };
     if let Some((field, value)) = problem {
         update(shared, &pods, pod_name, |p| p["status"][field] = value);
@@ -503,7 +574,17 @@ fn warn_on_job(
         "source": {"component": "job-controller"}, "reportingComponent": "job-controller",
         "firstTimestamp": now(), "lastTimestamp": now()});
     let mut store = shared.store.lock().expect("store");
-    save(shared, &mut store, &events, &name, event, "ADDED");
+    // The event recorder folds a repeated event into one, counting it.
+    let (kind, event) = match store.objects.get(&(events.clone(), name.clone())) {
+        Some(old) => {
+            let mut event = event;
+            event["count"] = json!(old["count"].as_u64().unwrap_or(1) + 1);
+            event["firstTimestamp"] = old["firstTimestamp"].clone();
+            ("MODIFIED", event)
+        }
+        None => ("ADDED", event),
+    };
+    save(shared, &mut store, &events, &name, event, kind);
 }
 
 /// Copies a container's output into its log line by line, as a kubelet would.

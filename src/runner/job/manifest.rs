@@ -78,6 +78,32 @@ pub(super) fn manifest(
     })
 }
 
+/// The spec keys behind the fields of the Job an API server's 422 message names (`… is
+/// invalid: spec.template.spec.containers[0].resources.requests: Invalid value: …`), most
+/// specific first; empty when it names none phasegate takes from the spec.
+pub(super) fn spec_keys_in(message: &str) -> Vec<&'static str> {
+    const FIELDS: [(&str, &str); 10] = [
+        ("containers[0].resources", "testResources"),
+        ("containers[0].securityContext", "testSecurityContext"),
+        (
+            "spec.template.spec.securityContext",
+            "testPodSecurityContext",
+        ),
+        ("containers[0].env", "testEnv"),
+        ("containers[0].image", "testImage"),
+        ("containers[0].command", "testCommand"),
+        ("containers[0].args", "testArgs"),
+        ("serviceAccountName", "testServiceAccount"),
+        ("activeDeadlineSeconds", "testTimeout"),
+        ("metadata.namespace", "testNamespace"),
+    ];
+    FIELDS
+        .iter()
+        .filter(|(field, _)| message.contains(field))
+        .map(|(_, key)| *key)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -169,6 +195,16 @@ mod tests {
         t.security_context = Some(json!({"runAsUser": "root"}));
         let e = manifest(&t, "n", "ns", &BTreeMap::new(), "k").expect_err("invalid");
         assert!(e.contains("testSecurityContext"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_field_is_traced_back_to_its_spec_key() {
+        let message = "Job.batch \"phasegate-1\" is invalid: [spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1, spec.template.spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive]";
+        assert_eq!(
+            spec_keys_in(message),
+            ["testResources", "testPodSecurityContext"]
+        );
+        assert!(spec_keys_in("spec.completions: Invalid value").is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the Job) through kube-runtime's watcher ([`crate::cluster::watch`]), until the controller
 //! gives its verdict or it is certain the pod will never run.
 
-use std::{collections::BTreeMap, pin::Pin, time::Duration};
+use std::{collections::BTreeSet, pin::Pin, time::Duration};
 
 use futures_util::{Stream, StreamExt, stream};
 use k8s_openapi::api::{
@@ -16,6 +16,7 @@ use kube::{
 use tokio::time::Instant;
 
 use super::{
+    clocks::{CREATION, Clocks},
     logs::LogFollower,
     verdict::{PodProblem, Verdict, failed_create, job_verdict, pod_problem, tests_exited},
 };
@@ -102,27 +103,18 @@ pub(super) async fn wait(
             Seen::Event,
         ),
     ]);
-    let gone =
-        || ClusterError::Precondition(format!("{} was deleted while its tests ran", job.what));
-    // Transient problems per pod: (reason, detail, first seen).
-    let mut problems: BTreeMap<String, (String, String, Instant)> = BTreeMap::new();
-    let mut job_seen = false;
+    let mut progress = Progress {
+        job,
+        clocks: Clocks::new(job.tolerance),
+        pods: BTreeSet::new(),
+        job_seen: false,
+    };
     loop {
-        let due = problems
-            .values()
-            .map(|(_, _, since)| *since + job.tolerance)
-            .min();
         let seen = tokio::select! {
             seen = all.next() => seen,
-            () = sleep_until(due) => {
-                let (_, detail, _) = problems
-                    .values()
-                    .min_by_key(|(_, _, since)| *since)
-                    .expect("a problem is due");
-                return Ok(Ending::CannotRun(format!(
-                    "{detail} (for {})",
-                    humantime::format_duration(job.tolerance)
-                )));
+            () = sleep_until(progress.clocks.due()) => {
+                let oldest = progress.clocks.oldest().expect("a problem is due");
+                return Ok(Ending::CannotRun(oldest));
             }
         };
         let Some(seen) = seen else {
@@ -131,55 +123,89 @@ pub(super) async fn wait(
                 job.what
             )));
         };
-        match seen? {
-            Seen::Job(watcher::Event::Init) => job_seen = false,
-            Seen::Job(watcher::Event::InitDone) if !job_seen => return Err(gone()),
+        if let Some(ending) = progress.on(seen?, pods, follower, sink)? {
+            return Ok(ending);
+        }
+    }
+}
+
+/// What the watches have shown so far.
+struct Progress<'a> {
+    job: &'a Watched<'a>,
+    clocks: Clocks,
+    /// The run's pods that exist.
+    pods: BTreeSet<String>,
+    /// The Job was listed since its watch last (re)started.
+    job_seen: bool,
+}
+
+impl Progress<'_> {
+    /// Takes in one watch event; `Some` once the wait is over.
+    fn on(
+        &mut self,
+        seen: Seen,
+        pods: &Api<Pod>,
+        follower: &mut LogFollower,
+        sink: &LogSink,
+    ) -> Result<Option<Ending>, ClusterError> {
+        let job = self.job;
+        let gone =
+            || ClusterError::Precondition(format!("{} was deleted while its tests ran", job.what));
+        match seen {
+            Seen::Job(watcher::Event::Init) => self.job_seen = false,
+            Seen::Job(watcher::Event::InitDone) if !self.job_seen => return Err(gone()),
             Seen::Job(watcher::Event::Delete(_)) => return Err(gone()),
             Seen::Job(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
-                job_seen = true;
+                self.job_seen = true;
                 if j.metadata.uid.as_deref() != Some(job.uid)
                     || j.metadata.deletion_timestamp.is_some()
                 {
                     return Err(gone());
                 }
-                if let Some(v) = job_verdict(&j) {
-                    return Ok(Ending::Verdict(v));
-                }
+                return Ok(job_verdict(&j).map(Ending::Verdict));
             }
             Seen::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let name = pod.metadata.name.clone().unwrap_or_default();
+                // A pod exists: its creation is no problem (any more).
+                self.clocks.stop(CREATION);
+                self.pods.insert(name.clone());
                 if let Some((verdict, note)) = tests_exited(&pod) {
                     follower.follow(pods, &pod, sink);
-                    return Ok(Ending::TestsExited(verdict, note));
+                    return Ok(Some(Ending::TestsExited(verdict, note)));
                 }
                 match pod_problem(&pod) {
-                    Some(PodProblem::Permanent(detail)) => return Ok(Ending::CannotRun(detail)),
+                    Some(PodProblem::Permanent(detail)) => {
+                        return Ok(Some(Ending::CannotRun(detail)));
+                    }
                     Some(PodProblem::Transient { reason, detail }) => {
-                        let entry = problems
-                            .entry(name)
-                            .or_insert_with(|| (reason.clone(), detail.clone(), Instant::now()));
-                        if entry.0 != reason {
-                            *entry = (reason, detail, Instant::now());
-                        } else {
-                            entry.1 = detail;
-                        }
+                        self.clocks.saw(&name, reason, detail);
                     }
                     None => {
-                        problems.remove(&name);
+                        self.clocks.stop(&name);
                         follower.follow(pods, &pod, sink);
                     }
                 }
             }
             Seen::Pod(watcher::Event::Delete(pod)) => {
-                problems.remove(&pod.metadata.name.unwrap_or_default());
+                let name = pod.metadata.name.unwrap_or_default();
+                self.clocks.stop(&name);
+                self.pods.remove(&name);
             }
             Seen::Event(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
-                if let Some(message) = failed_create(&e) {
-                    return Ok(Ending::CannotRun(message));
+                match failed_create(&e) {
+                    Some(PodProblem::Permanent(detail)) => {
+                        return Ok(Some(Ending::CannotRun(detail)));
+                    }
+                    // The controller retries; an older event once a pod exists is history.
+                    Some(PodProblem::Transient { reason, detail }) if self.pods.is_empty() => {
+                        self.clocks.saw(CREATION, reason, detail);
+                    }
+                    _ => {}
                 }
             }
             _ => {}
         }
+        Ok(None)
     }
 }
 

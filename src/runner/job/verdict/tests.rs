@@ -80,8 +80,74 @@ fn an_evicted_pod_is_not_the_tests_problem() {
 #[test]
 fn a_failed_create_warning_carries_the_admission_message() {
     let event: Event = load!("event-failed-create.yaml");
-    let message = failed_create(&event).expect("FailedCreate");
-    assert!(message.contains("violates PodSecurity"), "{message}");
+    let problem = failed_create(&event).expect("FailedCreate");
+    assert!(
+        matches!(&problem, PodProblem::Permanent(m) if m.contains("violates PodSecurity") && m.contains("testSecurityContext")),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_failed_create_for_a_quota_or_a_webhook_timeout_is_retried_by_the_controller() {
+    let mut event: Event = load!("event-failed-create.yaml");
+    for message in [
+        "Error creating: pods \"phasegate-1-x\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10",
+        "Error creating: Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istiod.istio-system.svc:443/inject\": context deadline exceeded",
+    ] {
+        event.message = Some(message.into());
+        assert!(
+            matches!(failed_create(&event), Some(PodProblem::Transient { reason, .. }) if reason == "FailedCreate"),
+            "{message}"
+        );
+    }
+    event.message = Some(
+        "Error creating: pods \"phasegate-1-x\" is forbidden: maximum cpu usage per Container is 1, but limit is 2".into(),
+    );
+    assert!(
+        matches!(failed_create(&event), Some(PodProblem::Permanent(m)) if m.contains("testResources"))
+    );
+}
+
+#[test]
+fn run_as_non_root_with_a_root_image_is_permanent_and_names_the_pod_security_context() {
+    let pod: Pod = load!("pod-run-as-non-root-root-image.yaml");
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Permanent(d))
+            if d.starts_with("CreateContainerConfigError: container has runAsNonRoot and image will run as root")
+            && d.contains("testPodSecurityContext")),
+        "{:?}",
+        pod_problem(&pod)
+    );
+    // A missing ConfigMap is another CreateContainerConfigError, which its creation clears.
+    let mut pod = pod;
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    let waiting = statuses
+        .and_then(|c| c[0].state.as_mut()?.waiting.as_mut())
+        .expect("waiting");
+    waiting.message = Some("configmap \"petstore-tests\" not found".into());
+    assert!(matches!(
+        pod_problem(&pod),
+        Some(PodProblem::Transient { .. })
+    ));
+}
+
+#[test]
+fn an_image_that_cannot_be_inspected_is_permanent() {
+    let mut pod: Pod = load!("pod-run-as-non-root-root-image.yaml");
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    let waiting = statuses
+        .and_then(|c| c[0].state.as_mut()?.waiting.as_mut())
+        .expect("waiting");
+    waiting.reason = Some("ImageInspectError".into());
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Permanent(d)) if d.starts_with("ImageInspectError"))
+    );
 }
 
 #[test]
