@@ -67,8 +67,12 @@ pub(super) fn manifest(
             "ttlSecondsAfterFinished": FAILED_JOB_TTL_SECONDS,
             // An eviction, preemption or node drain is not the test's failure: the Job
             // controller starts the pod again instead of failing the Job (Kubernetes ≥ 1.26).
+            // `status` is written: k8s-openapi would send the field as "", which an API
+            // server without `SetDefaults_PodFailurePolicyOnPodConditionsPattern` refuses
+            // ("onPodConditions[0].status: Required value", kubernetes#131512).
             "podFailurePolicy": {"rules": [
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+                {"action": "Ignore",
+                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -213,6 +217,7 @@ mod tests {
         let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
         assert_eq!(rule["action"], "Ignore");
         assert_eq!(rule["onPodConditions"][0]["type"], "DisruptionTarget");
+        assert_eq!(rule["onPodConditions"][0]["status"], "True");
         assert_eq!(job["metadata"]["annotations"][RUN_KEY], "k");
     }
 }
