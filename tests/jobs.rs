@@ -295,6 +295,39 @@ async fn a_job_of_the_same_name_that_is_not_this_runs_is_refused() {
     server.stop().await;
 }
 
+/// A replica that saw its Job time out and died before deleting it leaves it behind: a retry
+/// of the event tests again instead of repeating the old timeout.
+#[tokio::test]
+async fn a_job_of_this_run_that_already_timed_out_is_replaced_not_attached_to() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube, "10m")).await;
+    let fixed = root.join("fixed");
+    let script = format!(
+        "if [ -e {} ]; then echo 3 tests passed; else echo failed; exit 1; fi",
+        fixed.display()
+    );
+    let spec = spec_of(&bare, &script, &[]);
+    log_of(fire(&server, &spec, &synced).await.expect_err("fails"));
+    let name = jobs(&kube).remove(0);
+    let mut timed_out: Value = kube.get(JOBS.0, NS, JOBS.1, &name).expect("job");
+    timed_out["status"]["conditions"] = json!([{"type": "FailureTarget", "status": "True",
+        "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline",
+        "lastProbeTime": "2026-05-12T09:00:00Z", "lastTransitionTime": "2026-05-12T09:00:00Z"}]);
+    kube.put(JOBS.0, NS, JOBS.1, timed_out);
+    std::fs::write(&fixed, "").expect("fix");
+
+    let fired = fire(&server, &spec, &synced).await.expect("tested again");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert_eq!(kube.jobs_created(), 2, "the timed-out Job was replaced");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_job_deleted_under_the_run_is_an_error_not_a_failed_test() {
     let (_d, root) = tempdir();

@@ -115,7 +115,7 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
 
 /// Creates the Job, or attaches to the one already running for this run, and answers its uid.
 /// A Job of that name that phasegate did not create for this run is refused; one that already
-/// failed is replaced (failures are not remembered: a retry tests again).
+/// failed or timed out is replaced (neither is remembered: a retry tests again).
 async fn start(
     jobs: &Api<Job>,
     job: &Job,
@@ -152,13 +152,19 @@ async fn start(
             tokio::time::sleep(Duration::from_millis(200)).await; // being deleted: wait it out
             continue;
         }
-        if !matches!(job_verdict(&existing), Some(Verdict::Failed(_))) {
-            ctx.sink(&format!(
-                "{what} already exists (another replica or an earlier run): attaching"
-            ));
-            return Ok(uid_of(&existing, what)?);
-        }
-        ctx.sink(&format!("{what} failed before: replacing it to test again"));
+        let ended = match job_verdict(&existing) {
+            Some(Verdict::Failed(_)) => "failed",
+            Some(Verdict::TimedOut(_)) => "timed out",
+            Some(Verdict::Passed) | None => {
+                ctx.sink(&format!(
+                    "{what} already exists (another replica or an earlier run): attaching"
+                ));
+                return Ok(uid_of(&existing, what)?);
+            }
+        };
+        ctx.sink(&format!(
+            "{what} {ended} before: replacing it to test again"
+        ));
         jobs.delete(name, &DeleteParams::background())
             .await
             .map_err(kube_err)?;
