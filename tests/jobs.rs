@@ -153,8 +153,11 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube, "10m")).await;
     let gate = root.join("drained");
+    // The replacement runs a while: the controller's late update of the evicted pod comes
+    // meanwhile.
     let script = format!(
-        "if [ -e {g} ]; then echo 3 tests passed; else touch {g}; echo first pod; sleep 60; fi",
+        "if [ -e {g} ]; then echo second pod; sleep 1; echo 3 tests passed; \
+         else touch {g}; echo first pod; sleep 60; fi",
         g = gate.display()
     );
     let spec = spec_of(&bare, &script, &[]);
@@ -167,7 +170,11 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
 
     assert_eq!(fired.response["outcome"], "promoted");
     let log = fired.response["test"]["log"].as_str().expect("log");
-    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(log.contains("second pod\n3 tests passed"), "{log}");
+    assert!(
+        !log.contains(&format!("was replaced by {}", pods[0])),
+        "the log follower went back to the evicted pod: {log}"
+    );
     server.stop().await;
 }
 

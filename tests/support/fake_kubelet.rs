@@ -6,8 +6,10 @@
 //! `Complete`) only once its pod has terminated; at `activeDeadlineSeconds` the container gets
 //! SIGTERM and, if it ignores it, SIGKILL after `terminationGracePeriodSeconds` (default 30);
 //! an evicted pod gets `DisruptionTarget` and, under a `podFailurePolicy` rule `Ignore` on it,
-//! is replaced instead of failing the Job; a pod naming a service account that does not exist
-//! is never created (a `FailedCreate` Warning on the Job, with the API server's message).
+//! is replaced instead of failing the Job, and the controller's removal of its
+//! `batch.kubernetes.io/job-tracking` finalizer updates it once the replacement runs; a pod
+//! naming a service account that does not exist is never created (a `FailedCreate` Warning on
+//! the Job, with the API server's message).
 //! Container statuses are the kubelet's (`running`, then `terminated` with the exit code and
 //! `Completed`, `Error`, or `OOMKilled` for a SIGKILL under a memory limit); the phase follows
 //! `getPhase`: with a mesh sidecar ([`super::FakeKube::inject_sidecar`], an ordinary
@@ -42,6 +44,8 @@ use super::{PodLog, Shared, admission, save, update};
 
 /// The image of the mesh sidecar [`super::FakeKube::inject_sidecar`] adds.
 const SIDECAR_IMAGE: &str = "docker.io/istio/proxyv2:1.24.0";
+/// The finalizer the Job controller puts on its pods until it has counted their end.
+const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 /// The Job controller's back-off between two attempts to create a pod.
 const CREATE_RETRY: Duration = Duration::from_millis(100);
 /// How long the transient simulations (`flaky-pull`, `autoscaled`) last.
@@ -115,7 +119,14 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
             }
         };
         let (first, last) = match end {
-            PodEnd::Disrupted if ignores_disruption => continue,
+            PodEnd::Disrupted if ignores_disruption => {
+                tokio::spawn(account_when_replaced(
+                    shared.clone(),
+                    namespace.clone(),
+                    pod,
+                ));
+                continue;
+            }
             PodEnd::Succeeded => ("SuccessCriteriaMet", "Complete"),
             _ => ("FailureTarget", "Failed"),
         };
@@ -155,6 +166,30 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
         });
         return;
     }
+}
+
+/// The Job controller accounts for a disrupted pod (removes its [`TRACKING`] finalizer) in a
+/// later sync: here once its replacement runs, an update of the old pod arriving after the
+/// new one's (the controller's syncs are not ordered with the kubelet's status updates).
+async fn account_when_replaced(shared: Arc<Shared>, namespace: String, old: String) {
+    let pods = format!("/api/v1/namespaces/{namespace}/pods");
+    for _ in 0..500 {
+        let replaced = {
+            let store = shared.store.lock().expect("store");
+            store
+                .objects
+                .iter()
+                .any(|((c, n), o)| *c == pods && *n != old && o["status"]["phase"] == "Running")
+        };
+        if replaced {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    update(&shared, &pods, &old, |p| {
+        p["metadata"]["finalizers"] = json!([]);
+    });
 }
 
 /// Why the API server refuses to create the Job's next pod, if it does, and whether the
@@ -234,7 +269,7 @@ async fn run_pod(
     }
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name, "namespace": namespace, "labels": labels, "uid": format!("{pod_name}-uid"),
-                     "creationTimestamp": now(),
+                     "creationTimestamp": now(), "finalizers": [TRACKING],
                      "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
                                           "controller": true, "blockOwnerDeletion": true}]},
         "spec": spec, "status": {"phase": "Pending", "qosClass": "BestEffort"}});
