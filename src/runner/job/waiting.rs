@@ -103,12 +103,7 @@ pub(super) async fn wait(
             Seen::Event,
         ),
     ]);
-    let mut progress = Progress {
-        job,
-        clocks: Clocks::new(job.tolerance),
-        pods: BTreeSet::new(),
-        job_seen: false,
-    };
+    let mut progress = Progress::new(job);
     loop {
         let seen = tokio::select! {
             seen = all.next() => seen,
@@ -137,9 +132,26 @@ struct Progress<'a> {
     pods: BTreeSet<String>,
     /// The Job was listed since its watch last (re)started.
     job_seen: bool,
+    /// The pods listed so far while the pod watch (re)lists: after `410 Gone` or a broken
+    /// connection the watcher lists again, and a pod deleted meanwhile is simply not listed
+    /// (no deletion is ever seen): its problem's clock must stop with it.
+    pods_listed: Option<BTreeSet<String>>,
+    /// While the event watch (re)lists: whether a retried `FailedCreate` was listed again.
+    creation_listed: Option<bool>,
 }
 
-impl Progress<'_> {
+impl<'a> Progress<'a> {
+    fn new(job: &'a Watched<'a>) -> Progress<'a> {
+        Progress {
+            job,
+            clocks: Clocks::new(job.tolerance),
+            pods: BTreeSet::new(),
+            job_seen: false,
+            pods_listed: None,
+            creation_listed: None,
+        }
+    }
+
     /// Takes in one watch event; `Some` once the wait is over.
     fn on(
         &mut self,
@@ -164,8 +176,19 @@ impl Progress<'_> {
                 }
                 return Ok(job_verdict(&j).map(Ending::Verdict));
             }
+            Seen::Pod(watcher::Event::Init) => self.pods_listed = Some(BTreeSet::new()),
+            Seen::Pod(watcher::Event::InitDone) => {
+                let listed = self.pods_listed.take().unwrap_or_default();
+                for gone in self.pods.difference(&listed) {
+                    self.clocks.stop(gone);
+                }
+                self.pods = listed;
+            }
             Seen::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let name = pod.metadata.name.clone().unwrap_or_default();
+                if let Some(listed) = &mut self.pods_listed {
+                    listed.insert(name.clone());
+                }
                 // A pod exists: its creation is no problem (any more).
                 self.clocks.stop(CREATION);
                 self.pods.insert(name.clone());
@@ -191,6 +214,13 @@ impl Progress<'_> {
                 self.clocks.stop(&name);
                 self.pods.remove(&name);
             }
+            Seen::Event(watcher::Event::Init) => self.creation_listed = Some(false),
+            Seen::Event(watcher::Event::InitDone) => {
+                let not_listed_again = self.creation_listed.take() == Some(false);
+                if not_listed_again {
+                    self.clocks.stop(CREATION);
+                }
+            }
             Seen::Event(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
                 match failed_create(&e) {
                     Some(PodProblem::Permanent(detail)) => {
@@ -199,6 +229,9 @@ impl Progress<'_> {
                     // The controller retries; an older event once a pod exists is history.
                     Some(PodProblem::Transient { reason, detail }) if self.pods.is_empty() => {
                         self.clocks.saw(CREATION, reason, detail);
+                        if let Some(listed) = &mut self.creation_listed {
+                            *listed = true;
+                        }
                     }
                     _ => {}
                 }
@@ -215,3 +248,6 @@ async fn sleep_until(due: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;
