@@ -70,6 +70,33 @@ async fn a_deadline_is_a_timeout_at_failure_target_not_after_the_pods_grace_peri
     server.stop().await;
 }
 
+/// The Job's own message says only that the backoff limit was reached: the container's
+/// terminated reason says why.
+#[tokio::test]
+async fn a_test_killed_for_memory_says_oom_killed() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube, "10m")).await;
+    // Under a memory limit, a SIGKILL is the kernel's OOM killer.
+    let spec = spec_of(
+        &bare,
+        "echo loading fixtures; kill -9 $$",
+        &[("testResources", r#"{"limits":{"memory":"64Mi"}}"#)],
+    );
+
+    let log = log_of(fire(&server, &spec, &synced).await.expect_err("killed"));
+
+    assert!(log.contains("loading fixtures"), "{log}");
+    assert!(
+        log.contains("BackoffLimitExceeded")
+            && log.contains("the tests container exited with code 137 (OOMKilled)"),
+        "{log}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn transient_pod_problems_are_waited_out_and_permanent_ones_end_the_run_at_once() {
     let (_d, root) = tempdir();

@@ -21,15 +21,15 @@ use std::time::Duration;
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{
     Api,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
 use tracing::info;
 
 use super::{RunnerError, TestContext, Tested};
 use crate::{cluster::ClusterError, spec::JobTest};
 use logs::LogFollower;
-use manifest::{RUN_KEY, manifest};
-use verdict::{Verdict, job_verdict};
+use manifest::{CONTAINER, RUN_KEY, manifest};
+use verdict::{Verdict, job_verdict, tests_ended};
 use waiting::Ending;
 
 /// Past `activeDeadlineSeconds`, how long phasegate waits for the Job controller to say so
@@ -75,11 +75,17 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
         Ok(Ok(Ending::Verdict(Verdict::TimedOut(reason)))) => {
             (false, false, format!("{what} timed out: {reason}"))
         }
-        Ok(Ok(Ending::Verdict(Verdict::Failed(reason)))) => (
-            false,
-            true,
-            format!("{what} failed: {reason} (kept for debugging)"),
-        ),
+        Ok(Ok(Ending::Verdict(Verdict::Failed(reason)))) => {
+            let ended = match how_tests_ended(&pods, &selector).await {
+                Some(ended) => format!(" (the {CONTAINER} container exited with {ended})"),
+                None => String::new(),
+            };
+            (
+                false,
+                true,
+                format!("{what} failed: {reason}{ended} (kept for debugging)"),
+            )
+        }
         // Ended either way: kept, its pod would run until the deadline and then be deleted
         // with its log (which is in this answer).
         Ok(Ok(Ending::TestsExited(verdict, note))) => match verdict {
@@ -183,6 +189,22 @@ fn refused_job(what: &str, message: &str) -> String {
         format!(" (set by {})", keys.join(", "))
     };
     format!("Kubernetes refused {what} as invalid: {message}{hint}")
+}
+
+/// How the tests container of the run's newest pod ended (`code 137 (OOMKilled)`), read once
+/// the Job failed: the controller's message (`BackoffLimitExceeded: Job has reached the
+/// specified backoff limit`) does not say why, and the pod watch may not have delivered the
+/// pod's end before the Job's.
+async fn how_tests_ended(pods: &Api<Pod>, selector: &str) -> Option<String> {
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    let newest = list
+        .items
+        .iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())?;
+    tests_ended(newest)
 }
 
 fn uid_of(job: &Job, what: &str) -> Result<String, ClusterError> {

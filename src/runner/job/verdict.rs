@@ -97,6 +97,15 @@ pub(super) fn tests_exited(pod: &Pod) -> Option<(Verdict, String)> {
     Some((verdict, note))
 }
 
+/// How the tests container of `pod` ended, once it has: `code 137 (OOMKilled)`. The Job's
+/// own message (`BackoffLimitExceeded: Job has reached the specified backoff limit`) does not
+/// say why its pod failed.
+pub(super) fn tests_ended(pod: &Pod) -> Option<String> {
+    let containers = pod.status.as_ref()?.container_statuses.as_deref()?;
+    let tests = containers.iter().find(|c| c.name == CONTAINER)?;
+    tests.state.as_ref()?.terminated.as_ref().map(termination)
+}
+
 /// How a container ended, as `kubectl describe` says it: `code 137 (OOMKilled)`.
 fn termination(ended: &ContainerStateTerminated) -> String {
     match ended.reason.as_deref() {

@@ -173,3 +173,11 @@ fn a_pod_whose_tests_still_run_has_no_exit_verdict() {
     let pod: Pod = load!("pod-unschedulable.yaml");
     assert_eq!(tests_exited(&pod), None);
 }
+
+#[test]
+fn a_terminated_tests_container_is_named_with_its_reason() {
+    let pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    assert_eq!(tests_ended(&pod).as_deref(), Some("code 1 (Error)"));
+    let pod: Pod = load!("pod-unschedulable.yaml");
+    assert_eq!(tests_ended(&pod), None);
+}
