@@ -70,6 +70,31 @@ async fn a_deadline_is_a_timeout_at_failure_target_not_after_the_pods_grace_peri
     server.stop().await;
 }
 
+/// Kueue holds a Job suspended until its queue admits it: the run is queued, not failed, and
+/// the wait does not count against `testTimeout` (nor, in the cluster, against
+/// `activeDeadlineSeconds`, which starts when the Job resumes).
+#[tokio::test]
+async fn a_job_suspended_in_a_queue_is_queued_and_its_queue_time_is_not_test_time() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    kube.queue_jobs_for(Duration::from_millis(1500));
+    let server = TestServer::start(config(&kube, "10m")).await;
+    let spec = spec_of(&bare, "echo 3 tests passed", &[("testTimeout", "1s")]);
+
+    let fired = fire(&server, &spec, &synced).await.expect("passes");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(
+        log.contains("queued 1s before it ran: Suspended: JobSuspended: Job suspended"),
+        "{log}"
+    );
+    server.stop().await;
+}
+
 /// The Job's own message says only that the backoff limit was reached: the container's
 /// terminated reason says why.
 #[tokio::test]

@@ -61,52 +61,18 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
         uid: &uid,
         what: &what,
         tolerance: cluster.pod_problem_tolerance,
+        timeout: test.timeout + DEADLINE_GRACE,
     };
-    let waited = tokio::time::timeout(
-        test.timeout + DEADLINE_GRACE,
-        waiting::wait(&watched, &pods, &mut follower, &ctx.log),
-    )
-    .await;
-    let ended = matches!(waited, Ok(Ok(_)));
+    let waited = waiting::wait(&watched, &pods, &mut follower, &ctx.log).await;
+    let ended = matches!(&waited, Ok(w) if !matches!(w.ending, Ending::NotEnded));
     let log = follower.finish(&pods, &selector, &ctx.log, ended).await;
     info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
-    let (passed, keep, ending) = match waited {
-        Ok(Ok(Ending::Verdict(Verdict::Passed))) => (true, false, format!("{what} succeeded")),
-        Ok(Ok(Ending::Verdict(Verdict::TimedOut(reason)))) => {
-            (false, false, format!("{what} timed out: {reason}"))
-        }
-        Ok(Ok(Ending::Verdict(Verdict::Failed(reason)))) => {
-            let ended = match how_tests_ended(&pods, &selector).await {
-                Some(ended) => format!(" (the {CONTAINER} container exited with {ended})"),
-                None => String::new(),
-            };
-            (
-                false,
-                true,
-                format!("{what} failed: {reason}{ended} (kept for debugging)"),
-            )
-        }
-        // Ended either way: kept, its pod would run until the deadline and then be deleted
-        // with its log (which is in this answer).
-        Ok(Ok(Ending::TestsExited(verdict, note))) => match verdict {
-            Verdict::Passed => (true, false, format!("{what} succeeded: {note}; Job ended")),
-            Verdict::Failed(reason) | Verdict::TimedOut(reason) => (
-                false,
-                false,
-                format!("{what} failed: {reason}; {note}; Job ended"),
-            ),
-        },
-        Ok(Ok(Ending::CannotRun(reason))) => (false, false, format!("{what} cannot run: {reason}")),
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => (
-            false,
-            false,
-            format!(
-                "{what} timed out after {} (the cluster did not end it)",
-                humantime::format_duration(test.timeout)
-            ),
-        ),
-    };
+    let waited = waited?;
+    let (passed, keep, mut ending) = conclude(waited.ending, &what, test, &pods, &selector).await;
+    if let Some((queued, why)) = waited.queued {
+        let queued = humantime::format_duration(queued);
+        ending.push_str(&format!(" (queued {queued} before it ran: {why})"));
+    }
     if !keep {
         // Background: the Job's pods go with it (the REST default for Jobs orphans them).
         let _ = jobs.delete(name, &DeleteParams::background()).await;
@@ -117,6 +83,50 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
         attempts: 1,
         log: format!("{log}{ending}\n"),
     })
+}
+
+/// What the run reports for how the wait ended: passed, whether the Job is kept (for
+/// `kubectl logs`), and the closing line of the log.
+async fn conclude(
+    ending: Ending,
+    what: &str,
+    test: &JobTest,
+    pods: &Api<Pod>,
+    selector: &str,
+) -> (bool, bool, String) {
+    match ending {
+        Ending::Verdict(Verdict::Passed) => (true, false, format!("{what} succeeded")),
+        Ending::Verdict(Verdict::TimedOut(reason)) => {
+            (false, false, format!("{what} timed out: {reason}"))
+        }
+        Ending::Verdict(Verdict::Failed(reason)) => {
+            let ended = match how_tests_ended(pods, selector).await {
+                Some(ended) => format!(" (the {CONTAINER} container exited with {ended})"),
+                None => String::new(),
+            };
+            let ending = format!("{what} failed: {reason}{ended} (kept for debugging)");
+            (false, true, ending)
+        }
+        // Ended either way: kept, its pod would run until the deadline and then be deleted
+        // with its log (which is in this answer).
+        Ending::TestsExited(Verdict::Passed, note) => {
+            (true, false, format!("{what} succeeded: {note}; Job ended"))
+        }
+        Ending::TestsExited(Verdict::Failed(reason) | Verdict::TimedOut(reason), note) => (
+            false,
+            false,
+            format!("{what} failed: {reason}; {note}; Job ended"),
+        ),
+        Ending::CannotRun(reason) => (false, false, format!("{what} cannot run: {reason}")),
+        Ending::NotEnded => (
+            false,
+            false,
+            format!(
+                "{what} timed out after {} (the cluster did not end it)",
+                humantime::format_duration(test.timeout)
+            ),
+        ),
+    }
 }
 
 /// Creates the Job, or attaches to the one already running for this run, and answers its uid.

@@ -95,6 +95,8 @@ struct Shared {
     limit_range: Mutex<Option<(String, String)>>,
     /// Until then, a ResourceQuota of the namespace is used up by others.
     quota_exhausted_until: Mutex<Option<tokio::time::Instant>>,
+    /// A queue (Kueue) holds every new Job suspended this long before admitting it.
+    queue: Mutex<Option<Duration>>,
     /// Pods the tests asked to evict.
     evictions: Mutex<std::collections::BTreeSet<String>>,
     /// `METHOD path` of every request served.
@@ -123,6 +125,7 @@ impl FakeKube {
             restricted: AtomicBool::new(false),
             limit_range: Mutex::new(None),
             quota_exhausted_until: Mutex::new(None),
+            queue: Mutex::new(None),
             evictions: Mutex::default(),
             requests: Mutex::default(),
         });
@@ -228,6 +231,12 @@ impl FakeKube {
     pub(crate) fn exhaust_quota_for(&self, duration: Duration) {
         *self.shared.quota_exhausted_until.lock().expect("quota") =
             Some(tokio::time::Instant::now() + duration);
+    }
+
+    /// Queues every Job created from now on for `duration`, as Kueue does: its webhook creates
+    /// the Job with `suspend: true`, and it unsuspends the Job once admitted.
+    pub(crate) fn queue_jobs_for(&self, duration: Duration) {
+        *self.shared.queue.lock().expect("queue") = Some(duration);
     }
 
     /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
@@ -677,6 +686,9 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
         );
     }
     if collection.ends_with("/jobs") {
+        if shared.queue.lock().expect("queue").is_some() {
+            object["spec"]["suspend"] = json!(true); // Kueue's mutating webhook
+        }
         admission::default_job(&mut object);
         let causes = admission::invalid_job(&object);
         if !causes.is_empty() {

@@ -15,6 +15,10 @@
 //! `getPhase`: with a mesh sidecar ([`super::FakeKube::inject_sidecar`], an ordinary
 //! container) the pod stays `Running` after `tests` exits, until the deadline or an eviction.
 //!
+//! A Job created suspended ([`super::FakeKube::queue_jobs_for`], as Kueue's webhook does) gets
+//! `Suspended` and no pod until the queue admits it, then `JobResumed`, a new `startTime` and
+//! its deadline from there.
+//!
 //! A pod the API server refuses ([`refused`]) is never created: a `FailedCreate` Warning on the
 //! Job, folded and counted as the event recorder does, retried while the refusal may clear (a
 //! quota). A pod that never runs, or is never created, is failed at `activeDeadlineSeconds`
@@ -74,6 +78,10 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
         .as_str()
         .unwrap_or_default()
         .to_string();
+    if job["spec"]["suspend"] == true {
+        wait_in_queue(&shared, &jobs, &name, &uid).await;
+    }
+    // `activeDeadlineSeconds` counts from `startTime`, which a resumed Job gets anew.
     let deadline = Instant::now()
         + Duration::from_secs(
             job["spec"]["activeDeadlineSeconds"]
@@ -580,6 +588,30 @@ async fn evicted(shared: &Shared, pod: &str) {
     while !shared.evictions.lock().expect("evictions").contains(pod) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A suspended Job (Kueue's webhook creates it so): the controller says `Suspended` and runs
+/// no pod until the queue admits it (unsuspends it), then says `JobResumed` and starts it.
+async fn wait_in_queue(shared: &Arc<Shared>, jobs: &str, name: &str, uid: &str) {
+    let suspended = |status: &str, reason: &str, message: &str| {
+        json!({"type": "Suspended", "status": status, "reason": reason, "message": message,
+               "lastProbeTime": now(), "lastTransitionTime": now()})
+    };
+    let condition = suspended("True", "JobSuspended", "Job suspended");
+    update_job(shared, jobs, name, uid, |j| {
+        j["status"]["conditions"] = json!([condition]);
+    });
+    let queued = *shared.queue.lock().expect("queue");
+    tokio::time::sleep(queued.unwrap_or_default()).await;
+    // Kueue admits the workload: it unsuspends the Job.
+    update_job(shared, jobs, name, uid, |j| {
+        j["spec"]["suspend"] = json!(false)
+    });
+    let condition = suspended("False", "JobResumed", "Job resumed");
+    update_job(shared, jobs, name, uid, |j| {
+        j["status"]["conditions"] = json!([condition]);
+        j["status"]["startTime"] = json!(now());
+    });
 }
 
 /// Changes the Job `name` if it is still the one with `uid` (not a successor of that name).

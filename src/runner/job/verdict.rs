@@ -114,6 +114,29 @@ fn termination(ended: &ContainerStateTerminated) -> String {
     }
 }
 
+/// Why the Job waits in a queue, if it does: `spec.suspend` is true (Kueue creates Jobs
+/// suspended and unsuspends them once the queue admits them), in the words of the
+/// controller's `Suspended` condition when it has written it. A suspended Job runs no pod, and
+/// the controller starts `activeDeadlineSeconds` only when it resumes (`startTime`).
+pub(super) fn job_queued(job: &Job) -> Option<String> {
+    if job.spec.as_ref()?.suspend != Some(true) {
+        return None;
+    }
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let suspended = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Suspended" && c.status == "True");
+    Some(match suspended {
+        Some(c) => format!(
+            "Suspended: {}: {}",
+            c.reason.as_deref().unwrap_or("Suspended"),
+            c.message.as_deref().unwrap_or("")
+        ),
+        None => "spec.suspend is true".into(),
+    })
+}
+
 /// Something keeping a pod from running its tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum PodProblem {

@@ -16,7 +16,7 @@ use kube::{
 use tokio::time::Instant;
 
 use super::{
-    clocks::{CREATION, Clocks},
+    clocks::{CREATION, Clocks, Queue},
     logs::LogFollower,
     verdict::{PodProblem, Verdict, failed_create, job_verdict, pod_problem, tests_exited},
 };
@@ -34,6 +34,8 @@ pub(super) enum Ending {
     TestsExited(Verdict, String),
     /// The pod can never run its tests (bad image, never created, no node for too long).
     CannotRun(String),
+    /// The cluster did not end the Job within [`Watched::timeout`].
+    NotEnded,
 }
 
 /// The Job waited for.
@@ -47,6 +49,16 @@ pub(super) struct Watched<'a> {
     pub what: &'a str,
     /// How long a transient pod problem is waited out.
     pub tolerance: Duration,
+    /// How long the Job may run before phasegate gives up on the cluster ending it; time in a
+    /// queue (suspended) does not count.
+    pub timeout: Duration,
+}
+
+/// How the wait ended, and how long the Job was queued (suspended) before it ran, with the
+/// controller's words for it.
+pub(super) struct Waited {
+    pub ending: Ending,
+    pub queued: Option<(Duration, String)>,
 }
 
 #[expect(
@@ -81,7 +93,7 @@ pub(super) async fn wait(
     pods: &Api<Pod>,
     follower: &mut LogFollower,
     sink: &LogSink,
-) -> Result<Ending, ClusterError> {
+) -> Result<Waited, ClusterError> {
     let ns = job.namespace;
     let mut all = stream::select_all([
         watched(
@@ -104,13 +116,14 @@ pub(super) async fn wait(
         ),
     ]);
     let mut progress = Progress::new(job);
-    loop {
+    let ending = loop {
         let seen = tokio::select! {
             seen = all.next() => seen,
             () = sleep_until(progress.clocks.due()) => {
                 let oldest = progress.clocks.oldest().expect("a problem is due");
-                return Ok(Ending::CannotRun(oldest));
+                break Ending::CannotRun(oldest);
             }
+            () = sleep_until(progress.queue.deadline()) => break Ending::NotEnded,
         };
         let Some(seen) = seen else {
             return Err(ClusterError::Unavailable(format!(
@@ -119,9 +132,13 @@ pub(super) async fn wait(
             )));
         };
         if let Some(ending) = progress.on(seen?, pods, follower, sink)? {
-            return Ok(ending);
+            break ending;
         }
-    }
+    };
+    Ok(Waited {
+        ending,
+        queued: progress.queue.waited(),
+    })
 }
 
 /// What the watches have shown so far.
@@ -138,6 +155,8 @@ struct Progress<'a> {
     pods_listed: Option<BTreeSet<String>>,
     /// While the event watch (re)lists: whether a retried `FailedCreate` was listed again.
     creation_listed: Option<bool>,
+    /// The Job's time in a queue, and phasegate's deadline, which that time pushes back.
+    queue: Queue,
 }
 
 impl<'a> Progress<'a> {
@@ -149,6 +168,7 @@ impl<'a> Progress<'a> {
             job_seen: false,
             pods_listed: None,
             creation_listed: None,
+            queue: Queue::new(job.timeout),
         }
     }
 
@@ -174,6 +194,7 @@ impl<'a> Progress<'a> {
                 {
                     return Err(gone());
                 }
+                self.queue.saw(&j, sink, job.what);
                 return Ok(job_verdict(&j).map(Ending::Verdict));
             }
             Seen::Pod(watcher::Event::Init) => self.pods_listed = Some(BTreeSet::new()),

@@ -181,3 +181,15 @@ fn a_terminated_tests_container_is_named_with_its_reason() {
     let pod: Pod = load!("pod-unschedulable.yaml");
     assert_eq!(tests_ended(&pod), None);
 }
+
+#[test]
+fn a_suspended_job_is_queued_in_the_controllers_words_and_no_verdict() {
+    let job: Job = load!("job-suspended.yaml");
+    assert_eq!(
+        job_queued(&job).as_deref(),
+        Some("Suspended: JobSuspended: Job suspended")
+    );
+    assert_eq!(job_verdict(&job), None);
+    let job: Job = load!("job-success-criteria-met.yaml");
+    assert_eq!(job_queued(&job), None);
+}

@@ -26,6 +26,7 @@ async fn a_relist_stops_the_clock_of_a_pod_deleted_while_the_watch_was_away() {
         uid: "6b0e1c7a-3f51-4d8e-9a0c-2f7d5e4b1a93",
         what: "Job `argo-events/phasegate-5d1f0c9a2b3e4f60`",
         tolerance: Duration::from_secs(300),
+        timeout: Duration::from_secs(630),
     };
     let pods: Api<Pod> = Api::namespaced(client, "argo-events");
     let mut follower = LogFollower::default();
