@@ -6,7 +6,7 @@
 //! carrying `410 Gone` ([`FakeKube::compact`]) and send a `BOOKMARK` when asked. Delete honours
 //! `propagationPolicy` with the REST API's orphaning default for Jobs. Logs take the
 //! `container` parameter as the API server does (a 400 for a pod of several containers without
-//! one). A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
+//! one), `tailLines`, `limitBytes` and `follow`; a followed stream can be made to break. A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
 //! intermediate conditions, grace periods, evictions, transient pod problems, `FailedCreate`).
 //!
 //! A created Job gets the API server's defaults and its 422 validation, and its pods Pod
@@ -95,11 +95,13 @@ struct Shared {
     limit_range: Mutex<Option<(String, String)>>,
     /// Until then, a ResourceQuota of the namespace is used up by others.
     quota_exhausted_until: Mutex<Option<tokio::time::Instant>>,
+    /// Followed log streams break after this many bytes (a dropped connection).
+    log_breaks_after: Mutex<Option<usize>>,
     /// A queue (Kueue) holds every new Job suspended this long before admitting it.
     queue: Mutex<Option<Duration>>,
     /// Pods the tests asked to evict.
     evictions: Mutex<std::collections::BTreeSet<String>>,
-    /// `METHOD path` of every request served.
+    /// `METHOD path?query` of every request served.
     requests: Mutex<Vec<String>>,
 }
 
@@ -126,6 +128,7 @@ impl FakeKube {
             limit_range: Mutex::new(None),
             quota_exhausted_until: Mutex::new(None),
             queue: Mutex::new(None),
+            log_breaks_after: Mutex::new(None),
             evictions: Mutex::default(),
             requests: Mutex::default(),
         });
@@ -198,7 +201,7 @@ impl FakeKube {
         self.put("/api/v1", namespace, "secrets", secret);
     }
 
-    /// `METHOD path` of every request served so far, oldest first.
+    /// `METHOD path?query` of every request served so far, oldest first.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.shared.requests.lock().expect("requests").clone()
     }
@@ -237,6 +240,12 @@ impl FakeKube {
     /// the Job with `suspend: true`, and it unsuspends the Job once admitted.
     pub(crate) fn queue_jobs_for(&self, duration: Duration) {
         *self.shared.queue.lock().expect("queue") = Some(duration);
+    }
+
+    /// Breaks every followed log stream once it has sent `bytes` (a connection dropped by a
+    /// proxy or the kubelet restarting): the client must read the log back another way.
+    pub(crate) fn break_log_streams_after(&self, bytes: usize) {
+        *self.shared.log_breaks_after.lock().expect("log breaks") = Some(bytes);
     }
 
     /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
@@ -398,11 +407,13 @@ fn selected(object: &Value, q: &BTreeMap<String, String>) -> bool {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    shared.requests.lock().expect("requests").push(format!(
-        "{} {}",
-        request.method(),
-        request.uri().path()
-    ));
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    shared
+        .requests
+        .lock()
+        .expect("requests")
+        .push(format!("{} {target}", request.method()));
     if shared.forbidden.load(Ordering::SeqCst) {
         return status(
             403,
@@ -454,8 +465,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
 }
 
-/// `GET …/pods/NAME/log`: the container's whole log or its `tailLines`; with `follow=true`, a
-/// stream that grows as the container writes and ends when it ends. As the API server: a pod
+/// `GET …/pods/NAME/log`: the container's whole log or its `tailLines`, at most `limitBytes`
+/// of it; with `follow=true`, a stream that grows as the container writes and ends when it ends
+/// (or at `limitBytes`, or breaks: [`FakeKube::break_log_streams_after`]). As the API server: a pod
 /// with several containers and no `container` parameter is a 400 naming them, an unknown
 /// container is a 400, a container that has not started yet is a 400.
 fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {
@@ -506,18 +518,33 @@ fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, Str
         .map(|l| l.text.clone())
         .unwrap_or_default();
     drop(store);
+    let limit: usize = q
+        .get("limitBytes")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
     if q.get("follow").is_some_and(|f| f == "true") {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let shared = shared.clone();
+        let breaks = *shared.log_breaks_after.lock().expect("log breaks");
         tokio::spawn(async move {
             let mut sent = 0;
             while !tx.is_closed() {
                 let (text, done) = match shared.store.lock().expect("store").pod_logs.get(&key) {
-                    Some(log) => (log.text[sent..].to_string(), log.done),
-                    None => (String::new(), true),
+                    Some(log) => (log.text.as_bytes()[sent..].to_vec(), log.done),
+                    None => (Vec::new(), true),
                 };
-                sent += text.len();
-                if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() || done {
+                let room = limit.min(breaks.unwrap_or(usize::MAX)) - sent;
+                let chunk = &text[..text.len().min(room)];
+                sent += chunk.len();
+                if !chunk.is_empty() && tx.send(Ok(Bytes::copy_from_slice(chunk))).await.is_err() {
+                    return;
+                }
+                if breaks.is_some_and(|b| sent >= b) {
+                    let broken = std::io::Error::other("connection reset by the fake");
+                    let _ = tx.send(Err(broken)).await;
+                    return;
+                }
+                if done || sent >= limit {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -535,8 +562,10 @@ fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, Str
         .unwrap_or(usize::MAX);
     let lines: Vec<&str> = text.lines().collect();
     let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
+    let mut kept = if kept.is_empty() { kept } else { kept + "\n" }.into_bytes();
+    kept.truncate(limit);
     Response::builder()
-        .body(Body::from(if kept.is_empty() { kept } else { kept + "\n" }))
+        .body(Body::from(kept))
         .expect("response")
 }
 
