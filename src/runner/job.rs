@@ -5,10 +5,13 @@
 //! another — but only to a Job whose annotation proves phasegate created it for this same run.
 //! Its pods are followed by the Job's uid (`batch.kubernetes.io/controller-uid`), never by the
 //! `job-name` label a replaced Job shares with its predecessor, and its log is read from the
-//! test container by name. The verdict is the Job controller's ([`verdict`]); a pod that cannot
-//! run ends the run early only once that is certain. The Job is deleted (with its pods:
-//! `propagationPolicy: Background`, since the REST API's default for Jobs orphans them) on
-//! success, on a timeout and when it cannot run; a failed one is kept a day for debugging.
+//! test container by name. The verdict is the Job controller's ([`verdict`]), or the tests
+//! container's exit code when a sidecar that is not a native one keeps its pod running; a pod
+//! that cannot run ends the run early only once that is certain. A Job suspended in a queue
+//! (Kueue) waits there without its time counting against the test's timeout. The Job is
+//! deleted (with its pods: `propagationPolicy: Background`, since the REST API's default for
+//! Jobs orphans them) on success, on a timeout and when it cannot run; a failed one is kept a
+//! day for debugging (unless a sidecar would keep its pod running to the deadline).
 
 mod clocks;
 mod logs;

@@ -7,8 +7,10 @@
 //! `verifyRunAsNonRoot` against the image's user.
 //!
 //! Does not model: the other validation rules, quantities that do not parse (a 400 from
-//! decoding), Pod Security levels other than "restricted" or its checks of volumes, host
-//! namespaces, ports, sysctls, AppArmor and SELinux, LimitRange minimums, defaults and ratios.
+//! decoding), the generated `spec.selector`, Pod Security levels other than "restricted" or
+//! its checks of volumes, host namespaces, ports, sysctls, AppArmor and SELinux, LimitRange
+//! minimums, defaults and ratios, and a ResourceQuota's accounting (only "used up for a
+//! while"); image users come from image names, not from an image config.
 
 use serde_json::{Value, json};
 

@@ -14,7 +14,9 @@
 //! ResourceQuota (`fake_admission.rs`, which says what of those it leaves out).
 //!
 //! Does not model: authentication and RBAC (only a switch answering 403 to everything), other
-//! admission (mutating webhooks beyond the sidecar, which Pod Security does not check),
+//! admission (mutating webhooks beyond the sidecar, which Pod Security does not check, and
+//! Kueue's, which only suspends Jobs: no Workload objects, quotas or preemption), native
+//! sidecars (init containers with `restartPolicy: Always`),
 //! optimistic-concurrency conflicts, set-based label selectors, pagination,
 //! `ttlSecondsAfterFinished`, images (names only trigger simulations, see `fake_kubelet.rs`),
 //! and garbage collection beyond a Job's pods.

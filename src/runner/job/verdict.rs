@@ -58,9 +58,9 @@ pub(super) fn job_verdict(job: &Job) -> Option<Verdict> {
 }
 
 /// The verdict of the tests container that has exited while another container (a mesh
-/// sidecar) keeps its pod `Running`, with a note naming that container; `None` while the tests
-/// run, once the pod itself has ended (the Job controller decides), and for a pod being
-/// deleted (its containers are being stopped).
+/// sidecar) keeps running and its pod `Running`, with a note naming that container; `None`
+/// while the tests run, once the pod itself has ended or no other container runs (the Job
+/// controller decides), and for a pod being deleted (its containers are being stopped).
 pub(super) fn tests_exited(pod: &Pod) -> Option<(Verdict, String)> {
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() != Some("Running") || pod.metadata.deletion_timestamp.is_some() {
@@ -79,11 +79,11 @@ pub(super) fn tests_exited(pod: &Pod) -> Option<(Verdict, String)> {
         .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
         .map(|c| c.name.as_str())
         .collect();
-    let keeper = if running.is_empty() {
-        "another container".to_string()
-    } else {
-        running.join(", ")
-    };
+    if running.is_empty() {
+        // The pod is ending (a native sidecar being stopped): the controller decides.
+        return None;
+    }
+    let keeper = running.join(", ");
     let end = termination(ended);
     let note = format!(
         "the {CONTAINER} container exited ({end}) while {keeper} kept its pod Running (a sidecar \

@@ -169,6 +169,19 @@ fn a_sidecar_keeping_the_pod_running_after_the_tests_exited_gives_the_exit_code_
 }
 
 #[test]
+fn a_pod_whose_other_containers_have_stopped_too_is_left_to_the_controller() {
+    let mut pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    if let Some(proxy) = statuses.and_then(|c| c.iter_mut().find(|c| c.name == "istio-proxy")) {
+        proxy.state = None;
+    }
+    assert_eq!(tests_exited(&pod), None);
+}
+
+#[test]
 fn a_pod_whose_tests_still_run_has_no_exit_verdict() {
     let pod: Pod = load!("pod-unschedulable.yaml");
     assert_eq!(tests_exited(&pod), None);
