@@ -180,14 +180,28 @@ impl<'a> Progress<'a> {
         follower: &mut LogFollower,
         sink: &LogSink,
     ) -> Result<Option<Ending>, ClusterError> {
+        match seen {
+            Seen::Job(event) => self.on_job(event, sink),
+            Seen::Pod(event) => Ok(self.on_pod(event, pods, follower, sink)),
+            Seen::Event(event) => Ok(self.on_event(event)),
+        }
+    }
+
+    /// The Job: its verdict, its queue, or its deletion (an error, not a verdict).
+    fn on_job(
+        &mut self,
+        event: watcher::Event<Job>,
+        sink: &LogSink,
+    ) -> Result<Option<Ending>, ClusterError> {
         let job = self.job;
         let gone =
             || ClusterError::Precondition(format!("{} was deleted while its tests ran", job.what));
-        match seen {
-            Seen::Job(watcher::Event::Init) => self.job_seen = false,
-            Seen::Job(watcher::Event::InitDone) if !self.job_seen => return Err(gone()),
-            Seen::Job(watcher::Event::Delete(_)) => return Err(gone()),
-            Seen::Job(watcher::Event::Apply(j) | watcher::Event::InitApply(j)) => {
+        match event {
+            watcher::Event::Init => self.job_seen = false,
+            watcher::Event::InitDone if !self.job_seen => return Err(gone()),
+            watcher::Event::InitDone => {}
+            watcher::Event::Delete(_) => return Err(gone()),
+            watcher::Event::Apply(j) | watcher::Event::InitApply(j) => {
                 self.job_seen = true;
                 if j.metadata.uid.as_deref() != Some(job.uid)
                     || j.metadata.deletion_timestamp.is_some()
@@ -197,69 +211,88 @@ impl<'a> Progress<'a> {
                 self.queue.saw(&j, sink, job.what);
                 return Ok(job_verdict(&j).map(Ending::Verdict));
             }
-            Seen::Pod(watcher::Event::Init) => self.pods_listed = Some(BTreeSet::new()),
-            Seen::Pod(watcher::Event::InitDone) => {
+        }
+        Ok(None)
+    }
+
+    /// A pod of the run: the tests container's exit under a sidecar, a problem, or a pod to
+    /// follow; a re-list forgets the pods it does not list again.
+    fn on_pod(
+        &mut self,
+        event: watcher::Event<Pod>,
+        pods: &Api<Pod>,
+        follower: &mut LogFollower,
+        sink: &LogSink,
+    ) -> Option<Ending> {
+        let pod = match event {
+            watcher::Event::Init => {
+                self.pods_listed = Some(BTreeSet::new());
+                return None;
+            }
+            watcher::Event::InitDone => {
                 let listed = self.pods_listed.take().unwrap_or_default();
                 for gone in self.pods.difference(&listed) {
                     self.clocks.stop(gone);
                 }
                 self.pods = listed;
+                return None;
             }
-            Seen::Pod(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                if let Some(listed) = &mut self.pods_listed {
-                    listed.insert(name.clone());
-                }
-                // A pod exists: its creation is no problem (any more).
-                self.clocks.stop(CREATION);
-                self.pods.insert(name.clone());
-                if let Some((verdict, note)) = tests_exited(&pod) {
-                    follower.follow(pods, &pod, sink);
-                    return Ok(Some(Ending::TestsExited(verdict, note)));
-                }
-                match pod_problem(&pod) {
-                    Some(PodProblem::Permanent(detail)) => {
-                        return Ok(Some(Ending::CannotRun(detail)));
-                    }
-                    Some(PodProblem::Transient { reason, detail }) => {
-                        self.clocks.saw(&name, reason, detail);
-                    }
-                    None => {
-                        self.clocks.stop(&name);
-                        follower.follow(pods, &pod, sink);
-                    }
-                }
-            }
-            Seen::Pod(watcher::Event::Delete(pod)) => {
+            watcher::Event::Delete(pod) => {
                 let name = pod.metadata.name.unwrap_or_default();
                 self.clocks.stop(&name);
                 self.pods.remove(&name);
+                return None;
             }
-            Seen::Event(watcher::Event::Init) => self.creation_listed = Some(false),
-            Seen::Event(watcher::Event::InitDone) => {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => pod,
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Some(listed) = &mut self.pods_listed {
+            listed.insert(name.clone());
+        }
+        // A pod exists: its creation is no problem (any more).
+        self.clocks.stop(CREATION);
+        self.pods.insert(name.clone());
+        if let Some((verdict, note)) = tests_exited(&pod) {
+            follower.follow(pods, &pod, sink);
+            return Some(Ending::TestsExited(verdict, note));
+        }
+        match pod_problem(&pod) {
+            Some(PodProblem::Permanent(detail)) => return Some(Ending::CannotRun(detail)),
+            Some(PodProblem::Transient { reason, detail }) => {
+                self.clocks.saw(&name, reason, detail);
+            }
+            None => {
+                self.clocks.stop(&name);
+                follower.follow(pods, &pod, sink);
+            }
+        }
+        None
+    }
+
+    /// An event on the Job: a `FailedCreate`, permanent or retried by the controller.
+    fn on_event(&mut self, event: watcher::Event<Event>) -> Option<Ending> {
+        match event {
+            watcher::Event::Init => self.creation_listed = Some(false),
+            watcher::Event::InitDone => {
                 let not_listed_again = self.creation_listed.take() == Some(false);
                 if not_listed_again {
                     self.clocks.stop(CREATION);
                 }
             }
-            Seen::Event(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
-                match failed_create(&e) {
-                    Some(PodProblem::Permanent(detail)) => {
-                        return Ok(Some(Ending::CannotRun(detail)));
+            watcher::Event::Apply(e) | watcher::Event::InitApply(e) => match failed_create(&e) {
+                Some(PodProblem::Permanent(detail)) => return Some(Ending::CannotRun(detail)),
+                // The controller retries; an older event once a pod exists is history.
+                Some(PodProblem::Transient { reason, detail }) if self.pods.is_empty() => {
+                    self.clocks.saw(CREATION, reason, detail);
+                    if let Some(listed) = &mut self.creation_listed {
+                        *listed = true;
                     }
-                    // The controller retries; an older event once a pod exists is history.
-                    Some(PodProblem::Transient { reason, detail }) if self.pods.is_empty() => {
-                        self.clocks.saw(CREATION, reason, detail);
-                        if let Some(listed) = &mut self.creation_listed {
-                            *listed = true;
-                        }
-                    }
-                    _ => {}
                 }
-            }
-            _ => {}
+                _ => {}
+            },
+            watcher::Event::Delete(_) => {}
         }
-        Ok(None)
+        None
     }
 }
 
