@@ -70,6 +70,58 @@ async fn a_deadline_is_a_timeout_at_failure_target_not_after_the_pods_grace_peri
     server.stop().await;
 }
 
+/// Kueue holds a Job suspended until its queue admits it: the run is queued, not failed, and
+/// the wait does not count against `testTimeout` (nor, in the cluster, against
+/// `activeDeadlineSeconds`, which starts when the Job resumes).
+#[tokio::test]
+async fn a_job_suspended_in_a_queue_is_queued_and_its_queue_time_is_not_test_time() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    kube.queue_jobs_for(Duration::from_millis(1500));
+    let server = TestServer::start(config(&kube, "10m")).await;
+    let spec = spec_of(&bare, "echo 3 tests passed", &[("testTimeout", "1s")]);
+
+    let fired = fire(&server, &spec, &synced).await.expect("passes");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(
+        log.contains("queued 1s before it ran: Suspended: JobSuspended: Job suspended"),
+        "{log}"
+    );
+    server.stop().await;
+}
+
+/// The Job's own message says only that the backoff limit was reached: the container's
+/// terminated reason says why.
+#[tokio::test]
+async fn a_test_killed_for_memory_says_oom_killed() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube, "10m")).await;
+    // Under a memory limit, a SIGKILL is the kernel's OOM killer.
+    let spec = spec_of(
+        &bare,
+        "echo loading fixtures; kill -9 $$",
+        &[("testResources", r#"{"limits":{"memory":"64Mi"}}"#)],
+    );
+
+    let log = log_of(fire(&server, &spec, &synced).await.expect_err("killed"));
+
+    assert!(log.contains("loading fixtures"), "{log}");
+    assert!(
+        log.contains("BackoffLimitExceeded")
+            && log.contains("the tests container exited with code 137 (OOMKilled)"),
+        "{log}"
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn transient_pod_problems_are_waited_out_and_permanent_ones_end_the_run_at_once() {
     let (_d, root) = tempdir();
@@ -153,8 +205,11 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
     let kube = FakeKube::start().await;
     let server = TestServer::start(config(&kube, "10m")).await;
     let gate = root.join("drained");
+    // The replacement runs a while: the controller's late update of the evicted pod comes
+    // meanwhile.
     let script = format!(
-        "if [ -e {g} ]; then echo 3 tests passed; else touch {g}; echo first pod; sleep 60; fi",
+        "if [ -e {g} ]; then echo second pod; sleep 1; echo 3 tests passed; \
+         else touch {g}; echo first pod; sleep 60; fi",
         g = gate.display()
     );
     let spec = spec_of(&bare, &script, &[]);
@@ -167,17 +222,20 @@ async fn an_evicted_pod_is_replaced_and_its_replacement_decides() {
 
     assert_eq!(fired.response["outcome"], "promoted");
     let log = fired.response["test"]["log"].as_str().expect("log");
-    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(log.contains("second pod\n3 tests passed"), "{log}");
+    assert!(
+        !log.contains(&format!("was replaced by {}", pods[0])),
+        "the log follower went back to the evicted pod: {log}"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
-async fn only_this_runs_pod_and_test_container_are_read() {
+async fn only_this_runs_pod_is_read() {
     let (_d, root) = tempdir();
     let bare = root.join("gitops.git");
     let synced = gitops_repo(&bare, &["petstore"]);
     let kube = FakeKube::start().await;
-    kube.inject_sidecar();
     let server = TestServer::start(config(&kube, "10m")).await;
     let fixed = root.join("fixed");
     let script = format!(
@@ -190,10 +248,7 @@ async fn only_this_runs_pod_and_test_container_are_read() {
             .await
             .expect_err("first run fails"),
     );
-    assert!(
-        old.contains("OLD-RUN failed"),
-        "the sidecar's pod is read by container: {old}"
-    );
+    assert!(old.contains("OLD-RUN failed"), "{old}");
     // Someone deletes the kept Job through the REST API, without propagationPolicy: its
     // pod is orphaned, and keeps its job-name label.
     let name = jobs(&kube).remove(0);
@@ -221,7 +276,39 @@ async fn only_this_runs_pod_and_test_container_are_read() {
         !log.contains("OLD-RUN"),
         "the orphaned pod's log was read: {log}"
     );
+    server.stop().await;
+}
+
+/// A mesh sidecar injected as an ordinary container (Istio before native sidecars) keeps the
+/// pod Running after the tests exit, so the Job never completes: the verdict is the tests
+/// container's exit code, and the Job is ended rather than left to its deadline.
+#[tokio::test]
+async fn a_mesh_sidecar_keeping_the_pod_running_does_not_hold_the_verdict() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    kube.inject_sidecar();
+    let server = TestServer::start(config(&kube, "10m")).await;
+    // Past this deadline the Job controller would end the Job "DeadlineExceeded".
+    let deadline = ("testTimeout", "5s");
+
+    let fails = spec_of(&bare, "echo 1 test failed; exit 3", &[deadline]);
+    let log = log_of(fire(&server, &fails, &synced).await.expect_err("fails"));
+    assert!(log.contains("1 test failed"), "{log}");
+    assert!(log.contains("exited with code 3 (Error)"), "{log}");
+    assert!(!log.contains("DeadlineExceeded"), "{log}");
+    assert!(jobs(&kube).is_empty(), "the Job is ended");
+
+    let passes = spec_of(&bare, "echo 3 tests passed", &[deadline]);
+    let fired = fire(&server, &passes, &synced).await.expect("passes");
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert!(log.contains("istio-proxy kept its pod Running"), "{log}");
     assert!(!log.contains("envoy"), "the sidecar's log was read: {log}");
+    eventually(|| kube.names("/api/v1", NS, "pods").is_empty()).await;
+    assert!(jobs(&kube).is_empty(), "the Job is ended");
     server.stop().await;
 }
 
@@ -264,6 +351,39 @@ async fn a_job_of_the_same_name_that_is_not_this_runs_is_refused() {
         1,
         "the foreign Job was neither replaced nor attached to"
     );
+    server.stop().await;
+}
+
+/// A replica that saw its Job time out and died before deleting it leaves it behind: a retry
+/// of the event tests again instead of repeating the old timeout.
+#[tokio::test]
+async fn a_job_of_this_run_that_already_timed_out_is_replaced_not_attached_to() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let kube = FakeKube::start().await;
+    let server = TestServer::start(config(&kube, "10m")).await;
+    let fixed = root.join("fixed");
+    let script = format!(
+        "if [ -e {} ]; then echo 3 tests passed; else echo failed; exit 1; fi",
+        fixed.display()
+    );
+    let spec = spec_of(&bare, &script, &[]);
+    log_of(fire(&server, &spec, &synced).await.expect_err("fails"));
+    let name = jobs(&kube).remove(0);
+    let mut timed_out: Value = kube.get(JOBS.0, NS, JOBS.1, &name).expect("job");
+    timed_out["status"]["conditions"] = json!([{"type": "FailureTarget", "status": "True",
+        "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline",
+        "lastProbeTime": "2026-05-12T09:00:00Z", "lastTransitionTime": "2026-05-12T09:00:00Z"}]);
+    kube.put(JOBS.0, NS, JOBS.1, timed_out);
+    std::fs::write(&fixed, "").expect("fix");
+
+    let fired = fire(&server, &spec, &synced).await.expect("tested again");
+
+    assert_eq!(fired.response["outcome"], "promoted");
+    let log = fired.response["test"]["log"].as_str().expect("log");
+    assert!(log.contains("3 tests passed"), "{log}");
+    assert_eq!(kube.jobs_created(), 2, "the timed-out Job was replaced");
     server.stop().await;
 }
 

@@ -26,6 +26,8 @@ mod gitea_pull_requests;
 mod github_app;
 mod grpcurl;
 mod image;
+mod job_admission;
+mod job_logs;
 mod jobs;
 mod merge_requests;
 mod module_graph;

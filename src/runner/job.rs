@@ -5,11 +5,15 @@
 //! another — but only to a Job whose annotation proves phasegate created it for this same run.
 //! Its pods are followed by the Job's uid (`batch.kubernetes.io/controller-uid`), never by the
 //! `job-name` label a replaced Job shares with its predecessor, and its log is read from the
-//! test container by name. The verdict is the Job controller's ([`verdict`]); a pod that cannot
-//! run ends the run early only once that is certain. The Job is deleted (with its pods:
-//! `propagationPolicy: Background`, since the REST API's default for Jobs orphans them) on
-//! success, on a timeout and when it cannot run; a failed one is kept a day for debugging.
+//! test container by name. The verdict is the Job controller's ([`verdict`]), or the tests
+//! container's exit code when a sidecar that is not a native one keeps its pod running; a pod
+//! that cannot run ends the run early only once that is certain. A Job suspended in a queue
+//! (Kueue) waits there without its time counting against the test's timeout. The Job is
+//! deleted (with its pods: `propagationPolicy: Background`, since the REST API's default for
+//! Jobs orphans them) on success, on a timeout and when it cannot run; a failed one is kept a
+//! day for debugging (unless a sidecar would keep its pod running to the deadline).
 
+mod clocks;
 mod logs;
 mod manifest;
 mod verdict;
@@ -20,15 +24,15 @@ use std::time::Duration;
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::{
     Api,
-    api::{DeleteParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
 };
 use tracing::info;
 
 use super::{RunnerError, TestContext, Tested};
 use crate::{cluster::ClusterError, spec::JobTest};
 use logs::LogFollower;
-use manifest::{RUN_KEY, manifest};
-use verdict::{Verdict, job_verdict};
+use manifest::{CONTAINER, RUN_KEY, manifest};
+use verdict::{Verdict, job_verdict, tests_ended};
 use waiting::Ending;
 
 /// Past `activeDeadlineSeconds`, how long phasegate waits for the Job controller to say so
@@ -60,36 +64,18 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
         uid: &uid,
         what: &what,
         tolerance: cluster.pod_problem_tolerance,
+        timeout: test.timeout + DEADLINE_GRACE,
     };
-    let waited = tokio::time::timeout(
-        test.timeout + DEADLINE_GRACE,
-        waiting::wait(&watched, &pods, &mut follower, &ctx.log),
-    )
-    .await;
-    let ended = matches!(waited, Ok(Ok(_)));
+    let waited = waiting::wait(&watched, &pods, &mut follower, &ctx.log).await;
+    let ended = matches!(&waited, Ok(w) if !matches!(w.ending, Ending::NotEnded));
     let log = follower.finish(&pods, &selector, &ctx.log, ended).await;
     info!(job = %name, log = %super::tail(&log, 1024), "test Job log");
-    let (passed, keep, ending) = match waited {
-        Ok(Ok(Ending::Verdict(Verdict::Passed))) => (true, false, format!("{what} succeeded")),
-        Ok(Ok(Ending::Verdict(Verdict::TimedOut(reason)))) => {
-            (false, false, format!("{what} timed out: {reason}"))
-        }
-        Ok(Ok(Ending::Verdict(Verdict::Failed(reason)))) => (
-            false,
-            true,
-            format!("{what} failed: {reason} (kept for debugging)"),
-        ),
-        Ok(Ok(Ending::CannotRun(reason))) => (false, false, format!("{what} cannot run: {reason}")),
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => (
-            false,
-            false,
-            format!(
-                "{what} timed out after {} (the cluster did not end it)",
-                humantime::format_duration(test.timeout)
-            ),
-        ),
-    };
+    let waited = waited?;
+    let (passed, keep, mut ending) = conclude(waited.ending, &what, test, &pods, &selector).await;
+    if let Some((queued, why)) = waited.queued {
+        let queued = humantime::format_duration(queued);
+        ending.push_str(&format!(" (queued {queued} before it ran: {why})"));
+    }
     if !keep {
         // Background: the Job's pods go with it (the REST default for Jobs orphans them).
         let _ = jobs.delete(name, &DeleteParams::background()).await;
@@ -102,55 +88,136 @@ pub(super) async fn run(test: &JobTest, ctx: &TestContext) -> Result<Tested, Run
     })
 }
 
+/// What the run reports for how the wait ended: passed, whether the Job is kept (for
+/// `kubectl logs`), and the closing line of the log.
+async fn conclude(
+    ending: Ending,
+    what: &str,
+    test: &JobTest,
+    pods: &Api<Pod>,
+    selector: &str,
+) -> (bool, bool, String) {
+    match ending {
+        Ending::Verdict(Verdict::Passed) => (true, false, format!("{what} succeeded")),
+        Ending::Verdict(Verdict::TimedOut(reason)) => {
+            (false, false, format!("{what} timed out: {reason}"))
+        }
+        Ending::Verdict(Verdict::Failed(reason)) => {
+            let ended = match how_tests_ended(pods, selector).await {
+                Some(ended) => format!(" (the {CONTAINER} container exited with {ended})"),
+                None => String::new(),
+            };
+            let ending = format!("{what} failed: {reason}{ended} (kept for debugging)");
+            (false, true, ending)
+        }
+        // Ended either way: kept, its pod would run until the deadline and then be deleted
+        // with its log (which is in this answer).
+        Ending::TestsExited(Verdict::Passed, note) => {
+            (true, false, format!("{what} succeeded: {note}; Job ended"))
+        }
+        Ending::TestsExited(Verdict::Failed(reason) | Verdict::TimedOut(reason), note) => (
+            false,
+            false,
+            format!("{what} failed: {reason}; {note}; Job ended"),
+        ),
+        Ending::CannotRun(reason) => (false, false, format!("{what} cannot run: {reason}")),
+        Ending::NotEnded => (
+            false,
+            false,
+            format!(
+                "{what} timed out after {} (the cluster did not end it)",
+                humantime::format_duration(test.timeout)
+            ),
+        ),
+    }
+}
+
 /// Creates the Job, or attaches to the one already running for this run, and answers its uid.
 /// A Job of that name that phasegate did not create for this run is refused; one that already
-/// failed is replaced (failures are not remembered: a retry tests again).
+/// failed or timed out is replaced (neither is remembered: a retry tests again).
 async fn start(
     jobs: &Api<Job>,
     job: &Job,
     name: &str,
     what: &str,
     ctx: &TestContext,
-) -> Result<String, ClusterError> {
+) -> Result<String, RunnerError> {
     let kube_err = |e| ClusterError::from_kube(e, what);
     for _ in 0..RECREATE_ATTEMPTS {
         let existing = match jobs.create(&PostParams::default(), job).await {
             Ok(created) => {
                 ctx.sink(&format!("created {what} running {}", job_image(job)));
-                return uid_of(&created, what);
+                return Ok(uid_of(&created, what)?);
             }
             Err(kube::Error::Api(status)) if status.code == 409 => match jobs.get(name).await {
                 Ok(existing) => existing,
                 Err(kube::Error::Api(s)) if s.code == 404 => continue, // deleted meanwhile
-                Err(e) => return Err(kube_err(e)),
+                Err(e) => return Err(kube_err(e).into()),
             },
-            Err(e) => return Err(kube_err(e)),
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                return Err(RunnerError::InvalidJob(refused_job(what, &status.message)));
+            }
+            Err(e) => return Err(kube_err(e).into()),
         };
         let annotations = existing.metadata.annotations.as_ref();
         if annotations.and_then(|a| a.get(RUN_KEY)) != Some(&ctx.run_key) {
-            return Err(ClusterError::Precondition(format!(
+            return Err(RunnerError::Cluster(ClusterError::Precondition(format!(
                 "{what} exists but phasegate did not create it for this run (its annotation \
                  {RUN_KEY} differs): refusing to let someone else's Job decide the outcome; \
                  delete it or use another testNamespace"
-            )));
+            ))));
         }
         if existing.metadata.deletion_timestamp.is_some() {
             tokio::time::sleep(Duration::from_millis(200)).await; // being deleted: wait it out
             continue;
         }
-        if !matches!(job_verdict(&existing), Some(Verdict::Failed(_))) {
-            ctx.sink(&format!(
-                "{what} already exists (another replica or an earlier run): attaching"
-            ));
-            return uid_of(&existing, what);
-        }
-        ctx.sink(&format!("{what} failed before: replacing it to test again"));
+        let ended = match job_verdict(&existing) {
+            Some(Verdict::Failed(_)) => "failed",
+            Some(Verdict::TimedOut(_)) => "timed out",
+            Some(Verdict::Passed) | None => {
+                ctx.sink(&format!(
+                    "{what} already exists (another replica or an earlier run): attaching"
+                ));
+                return Ok(uid_of(&existing, what)?);
+            }
+        };
+        ctx.sink(&format!(
+            "{what} {ended} before: replacing it to test again"
+        ));
         jobs.delete(name, &DeleteParams::background())
             .await
             .map_err(kube_err)?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(ClusterError::Other(format!("{what} could not be replaced")))
+    Err(ClusterError::Other(format!("{what} could not be replaced")).into())
+}
+
+/// The API server's 422 on the Job, with the spec keys behind the fields it names: the spec
+/// gave something Kubernetes does not accept there (`INVALID_ARGUMENT`).
+fn refused_job(what: &str, message: &str) -> String {
+    let keys = manifest::spec_keys_in(message);
+    let hint = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" (set by {})", keys.join(", "))
+    };
+    format!("Kubernetes refused {what} as invalid: {message}{hint}")
+}
+
+/// How the tests container of the run's newest pod ended (`code 137 (OOMKilled)`), read once
+/// the Job failed: the controller's message (`BackoffLimitExceeded: Job has reached the
+/// specified backoff limit`) does not say why, and the pod watch may not have delivered the
+/// pod's end before the Job's.
+async fn how_tests_ended(pods: &Api<Pod>, selector: &str) -> Option<String> {
+    let list = pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    let newest = list
+        .items
+        .iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())?;
+    tests_ended(newest)
 }
 
 fn uid_of(job: &Job, what: &str) -> Result<String, ClusterError> {

@@ -6,11 +6,17 @@
 //! carrying `410 Gone` ([`FakeKube::compact`]) and send a `BOOKMARK` when asked. Delete honours
 //! `propagationPolicy` with the REST API's orphaning default for Jobs. Logs take the
 //! `container` parameter as the API server does (a 400 for a pod of several containers without
-//! one). A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
+//! one), `tailLines`, `limitBytes` and `follow`; a followed stream can be made to break. A created Job really runs (`fake_kubelet.rs` plays the Job controller and the kubelet:
 //! intermediate conditions, grace periods, evictions, transient pod problems, `FailedCreate`).
 //!
-//! Does not model: authentication and RBAC (only a switch answering 403 to everything), Pod
-//! Security and other admission (a missing service account is the one `FailedCreate`),
+//! A created Job gets the API server's defaults and its 422 validation, and its pods Pod
+//! Security "restricted" ([`FakeKube::enforce_restricted`]), a LimitRange's maximum and a used-up
+//! ResourceQuota (`fake_admission.rs`, which says what of those it leaves out).
+//!
+//! Does not model: authentication and RBAC (only a switch answering 403 to everything), other
+//! admission (mutating webhooks beyond the sidecar, which Pod Security does not check, and
+//! Kueue's, which only suspends Jobs: no Workload objects, quotas or preemption), native
+//! sidecars (init containers with `restartPolicy: Always`),
 //! optimistic-concurrency conflicts, set-based label selectors, pagination,
 //! `ttlSecondsAfterFinished`, images (names only trigger simulations, see `fake_kubelet.rs`),
 //! and garbage collection beyond a Job's pods.
@@ -40,6 +46,8 @@ use hyper_util::{
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
 
+#[path = "fake_admission.rs"]
+mod admission;
 #[path = "fake_kubelet.rs"]
 mod kubelet;
 
@@ -83,9 +91,19 @@ struct Shared {
     watches_started: AtomicUsize,
     /// A mesh injects a sidecar container into every pod.
     sidecar: AtomicBool,
+    /// The namespace enforces Pod Security "restricted" (`pod-security.kubernetes.io/enforce`).
+    restricted: AtomicBool,
+    /// A LimitRange's maximum per container: (resource, quantity).
+    limit_range: Mutex<Option<(String, String)>>,
+    /// Until then, a ResourceQuota of the namespace is used up by others.
+    quota_exhausted_until: Mutex<Option<tokio::time::Instant>>,
+    /// Followed log streams break after this many bytes (a dropped connection).
+    log_breaks_after: Mutex<Option<usize>>,
+    /// A queue (Kueue) holds every new Job suspended this long before admitting it.
+    queue: Mutex<Option<Duration>>,
     /// Pods the tests asked to evict.
     evictions: Mutex<std::collections::BTreeSet<String>>,
-    /// `METHOD path` of every request served.
+    /// `METHOD path?query` of every request served.
     requests: Mutex<Vec<String>>,
 }
 
@@ -108,6 +126,11 @@ impl FakeKube {
             compacted: std::sync::atomic::AtomicU64::new(0),
             watches_started: AtomicUsize::new(0),
             sidecar: AtomicBool::new(false),
+            restricted: AtomicBool::new(false),
+            limit_range: Mutex::new(None),
+            quota_exhausted_until: Mutex::new(None),
+            queue: Mutex::new(None),
+            log_breaks_after: Mutex::new(None),
             evictions: Mutex::default(),
             requests: Mutex::default(),
         });
@@ -180,7 +203,7 @@ impl FakeKube {
         self.put("/api/v1", namespace, "secrets", secret);
     }
 
-    /// `METHOD path` of every request served so far, oldest first.
+    /// `METHOD path?query` of every request served so far, oldest first.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.shared.requests.lock().expect("requests").clone()
     }
@@ -194,6 +217,37 @@ impl FakeKube {
     /// mesh's admission webhook does.
     pub(crate) fn inject_sidecar(&self) {
         self.shared.sidecar.store(true, Ordering::SeqCst);
+    }
+
+    /// Labels the namespace `pod-security.kubernetes.io/enforce: restricted`: a pod that
+    /// violates the level is never created (a `FailedCreate` Warning on its Job).
+    pub(crate) fn enforce_restricted(&self) {
+        self.shared.restricted.store(true, Ordering::SeqCst);
+    }
+
+    /// Adds a LimitRange with a per-container maximum of `max` for `resource` (`cpu`).
+    pub(crate) fn limit_range(&self, resource: &str, max: &str) {
+        *self.shared.limit_range.lock().expect("limit range") =
+            Some((resource.to_string(), max.to_string()));
+    }
+
+    /// Uses up the namespace's ResourceQuota for `duration` (other workloads' pods): the Job
+    /// controller's pod creations are refused and retried until it frees up.
+    pub(crate) fn exhaust_quota_for(&self, duration: Duration) {
+        *self.shared.quota_exhausted_until.lock().expect("quota") =
+            Some(tokio::time::Instant::now() + duration);
+    }
+
+    /// Queues every Job created from now on for `duration`, as Kueue does: its webhook creates
+    /// the Job with `suspend: true`, and it unsuspends the Job once admitted.
+    pub(crate) fn queue_jobs_for(&self, duration: Duration) {
+        *self.shared.queue.lock().expect("queue") = Some(duration);
+    }
+
+    /// Breaks every followed log stream once it has sent `bytes` (a connection dropped by a
+    /// proxy or the kubelet restarting): the client must read the log back another way.
+    pub(crate) fn break_log_streams_after(&self, bytes: usize) {
+        *self.shared.log_breaks_after.lock().expect("log breaks") = Some(bytes);
     }
 
     /// Evicts `pod` (a node drain): it gets `DisruptionTarget`, its container is killed.
@@ -355,11 +409,13 @@ fn selected(object: &Value, q: &BTreeMap<String, String>) -> bool {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    shared.requests.lock().expect("requests").push(format!(
-        "{} {}",
-        request.method(),
-        request.uri().path()
-    ));
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    shared
+        .requests
+        .lock()
+        .expect("requests")
+        .push(format!("{} {target}", request.method()));
     if shared.forbidden.load(Ordering::SeqCst) {
         return status(
             403,
@@ -411,8 +467,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
 }
 
-/// `GET …/pods/NAME/log`: the container's whole log or its `tailLines`; with `follow=true`, a
-/// stream that grows as the container writes and ends when it ends. As the API server: a pod
+/// `GET …/pods/NAME/log`: the container's whole log or its `tailLines`, at most `limitBytes`
+/// of it; with `follow=true`, a stream that grows as the container writes and ends when it ends
+/// (or at `limitBytes`, or breaks: [`FakeKube::break_log_streams_after`]). As the API server: a pod
 /// with several containers and no `container` parameter is a 400 naming them, an unknown
 /// container is a 400, a container that has not started yet is a 400.
 fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, String>) -> Response {
@@ -463,18 +520,33 @@ fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, Str
         .map(|l| l.text.clone())
         .unwrap_or_default();
     drop(store);
+    let limit: usize = q
+        .get("limitBytes")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
     if q.get("follow").is_some_and(|f| f == "true") {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let shared = shared.clone();
+        let breaks = *shared.log_breaks_after.lock().expect("log breaks");
         tokio::spawn(async move {
             let mut sent = 0;
             while !tx.is_closed() {
                 let (text, done) = match shared.store.lock().expect("store").pod_logs.get(&key) {
-                    Some(log) => (log.text[sent..].to_string(), log.done),
-                    None => (String::new(), true),
+                    Some(log) => (log.text.as_bytes()[sent..].to_vec(), log.done),
+                    None => (Vec::new(), true),
                 };
-                sent += text.len();
-                if !text.is_empty() && tx.send(Ok(Bytes::from(text))).await.is_err() || done {
+                let room = limit.min(breaks.unwrap_or(usize::MAX)) - sent;
+                let chunk = &text[..text.len().min(room)];
+                sent += chunk.len();
+                if !chunk.is_empty() && tx.send(Ok(Bytes::copy_from_slice(chunk))).await.is_err() {
+                    return;
+                }
+                if breaks.is_some_and(|b| sent >= b) {
+                    let broken = std::io::Error::other("connection reset by the fake");
+                    let _ = tx.send(Err(broken)).await;
+                    return;
+                }
+                if done || sent >= limit {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -492,8 +564,10 @@ fn pod_log(shared: &Arc<Shared>, pods: &str, pod: &str, q: &BTreeMap<String, Str
         .unwrap_or(usize::MAX);
     let lines: Vec<&str> = text.lines().collect();
     let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
+    let mut kept = if kept.is_empty() { kept } else { kept + "\n" }.into_bytes();
+    kept.truncate(limit);
     Response::builder()
-        .body(Body::from(if kept.is_empty() { kept } else { kept + "\n" }))
+        .body(Body::from(kept))
         .expect("response")
 }
 
@@ -641,6 +715,21 @@ fn create(shared: &Arc<Shared>, collection: &str, body: &[u8]) -> Response {
             "AlreadyExists",
             &format!("jobs.batch \"{name}\" already exists"),
         );
+    }
+    if collection.ends_with("/jobs") {
+        if shared.queue.lock().expect("queue").is_some() {
+            object["spec"]["suspend"] = json!(true); // Kueue's mutating webhook
+        }
+        admission::default_job(&mut object);
+        let causes = admission::invalid_job(&object);
+        if !causes.is_empty() {
+            let refusal = admission::invalid_status(&name, &causes);
+            return Response::builder()
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(refusal.to_string()))
+                .expect("response");
+        }
     }
     object["metadata"]["namespace"] = json!(namespace);
     object["metadata"]["uid"] = json!(format!("uid-{}", store.version + 1));

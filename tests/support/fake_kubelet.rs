@@ -1,4 +1,5 @@
-//! The Job controller and the kubelet behind the fake API server (`super`), for one Job.
+//! The Job controller and the kubelet behind the fake API server (`super`), for one Job (the
+//! test container itself runs in `fake_container.rs`).
 //!
 //! As Kubernetes 1.31+ does: pods carry `batch.kubernetes.io/controller-uid`, `controller-uid`,
 //! `batch.kubernetes.io/job-name` and `job-name` labels and a controller owner reference; the
@@ -6,28 +7,51 @@
 //! `Complete`) only once its pod has terminated; at `activeDeadlineSeconds` the container gets
 //! SIGTERM and, if it ignores it, SIGKILL after `terminationGracePeriodSeconds` (default 30);
 //! an evicted pod gets `DisruptionTarget` and, under a `podFailurePolicy` rule `Ignore` on it,
-//! is replaced instead of failing the Job; a pod naming a service account that does not exist
-//! is never created (a `FailedCreate` Warning on the Job, with the API server's message).
+//! is replaced instead of failing the Job, and the controller's removal of its
+//! `batch.kubernetes.io/job-tracking` finalizer updates it once the replacement runs; a pod
+//! naming a service account that does not exist is never created (a `FailedCreate` Warning on
+//! the Job, with the API server's message).
+//! Container statuses are the kubelet's (`running`, then `terminated` with the exit code and
+//! `Completed`, `Error`, or `OOMKilled` for a SIGKILL under a memory limit); the phase follows
+//! `getPhase`: with a mesh sidecar ([`super::FakeKube::inject_sidecar`], an ordinary
+//! container) the pod stays `Running` after `tests` exits, until the deadline or an eviction.
+//!
+//! A Job created suspended ([`super::FakeKube::queue_jobs_for`], as Kueue's webhook does) gets
+//! `Suspended` and no pod until the queue admits it, then `JobResumed`, a new `startTime` and
+//! its deadline from there.
+//!
+//! A pod the API server refuses ([`refused`]) is never created: a `FailedCreate` Warning on the
+//! Job, folded and counted as the event recorder does, retried while the refusal may clear (a
+//! quota). A pod that never runs, or is never created, is failed at `activeDeadlineSeconds`
+//! (`DeadlineExceeded`) like one that runs too long.
 //!
 //! Image names trigger simulations: `no-such-image` never pulls, `flaky-pull` fails to pull for
-//! a moment, `invalid-image` is an `InvalidImageName`, `unschedulable` finds no node,
-//! `autoscaled` finds one after a moment (a node being added).
+//! a moment, `invalid-image` is an `InvalidImageName`, `inspect-error` an `ImageInspectError`,
+//! `unschedulable` finds no node, `autoscaled` finds one after a moment (a node being added);
+//! `root-image` runs as root and `named-user` as a user name, which the kubelet's
+//! `verifyRunAsNonRoot` refuses under `runAsNonRoot` (`CreateContainerConfigError`, for as long
+//! as the pod lives); any other image runs as user 65532.
 
 use std::{
-    process::Stdio,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    task::JoinHandle,
-    time::Instant,
-};
+use tokio::time::Instant;
 
-use super::{PodLog, Shared, save, update};
+use super::{PodLog, Shared, admission, save, update};
+use container::run_container;
 
+#[path = "fake_container.rs"]
+mod container;
+
+/// The image of the mesh sidecar [`super::FakeKube::inject_sidecar`] adds.
+const SIDECAR_IMAGE: &str = "docker.io/istio/proxyv2:1.24.0";
+/// The finalizer the Job controller puts on its pods until it has counted their end.
+const TRACKING: &str = "batch.kubernetes.io/job-tracking";
+/// The Job controller's back-off between two attempts to create a pod.
+const CREATE_RETRY: Duration = Duration::from_millis(100);
 /// How long the transient simulations (`flaky-pull`, `autoscaled`) last.
 const TRANSIENT: Duration = Duration::from_millis(600);
 
@@ -54,23 +78,10 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let template = &job["spec"]["template"];
-    if let Some(sa) = template["spec"]["serviceAccountName"].as_str() {
-        let accounts = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
-        let known = shared
-            .store
-            .lock()
-            .expect("store")
-            .objects
-            .contains_key(&(accounts, sa.to_string()));
-        if !known {
-            let message = format!(
-                "Error creating: pods \"{name}-x7k2p\" is forbidden: error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
-            );
-            warn_on_job(&shared, &namespace, &name, &uid, "FailedCreate", &message);
-            return;
-        }
+    if job["spec"]["suspend"] == true {
+        wait_in_queue(&shared, &jobs, &name, &uid).await;
     }
+    // `activeDeadlineSeconds` counts from `startTime`, which a resumed Job gets anew.
     let deadline = Instant::now()
         + Duration::from_secs(
             job["spec"]["activeDeadlineSeconds"]
@@ -89,19 +100,50 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
     loop {
         let suffix: String = (0..5).map(|_| fastrand::lowercase()).collect();
         let pod = format!("{name}-{suffix}");
-        let end = run_pod(&shared, &jobs, &namespace, &job, &pod, deadline).await;
+        let end = match refused(&shared, &namespace, &job) {
+            Some((refusal, lasting)) => {
+                let message = format!("Error creating: pods \"{pod}\" is forbidden: {refusal}");
+                warn_on_job(&shared, &namespace, &name, &uid, "FailedCreate", &message);
+                if !lasting && Instant::now() < deadline {
+                    // The controller retries the creation (with a back-off).
+                    tokio::time::sleep(CREATE_RETRY).await;
+                    continue;
+                }
+                None
+            }
+            None => run_pod(&shared, &jobs, &namespace, &job, &pod, deadline).await,
+        };
+        let end = match end {
+            Some(end) => end,
+            None => {
+                // Never runs: at the deadline the controller fails the Job, deleting its pod.
+                tokio::time::sleep_until(deadline).await;
+                let pods = format!("/api/v1/namespaces/{namespace}/pods");
+                let mut store = shared.store.lock().expect("store");
+                if let Some(o) = store.objects.get(&(pods.clone(), pod.clone())).cloned() {
+                    save(&shared, &mut store, &pods, &pod, o, "DELETED");
+                }
+                PodEnd::Deadline
+            }
+        };
         let (first, last) = match end {
-            None => return, // never runs: the pod stays as it is
-            Some(PodEnd::Disrupted) if ignores_disruption => continue,
-            Some(PodEnd::Succeeded) => ("SuccessCriteriaMet", "Complete"),
-            Some(_) => ("FailureTarget", "Failed"),
+            PodEnd::Disrupted if ignores_disruption => {
+                tokio::spawn(account_when_replaced(
+                    shared.clone(),
+                    namespace.clone(),
+                    pod,
+                ));
+                continue;
+            }
+            PodEnd::Succeeded => ("SuccessCriteriaMet", "Complete"),
+            _ => ("FailureTarget", "Failed"),
         };
         let (reason, message) = match end {
-            Some(PodEnd::Succeeded) => (
+            PodEnd::Succeeded => (
                 "CompletionsReached",
                 "Reached expected number of succeeded pods",
             ),
-            Some(PodEnd::Deadline) => (
+            PodEnd::Deadline => (
                 "DeadlineExceeded",
                 "Job was active longer than specified deadline",
             ),
@@ -134,6 +176,73 @@ pub(super) async fn run_job(shared: Arc<Shared>, jobs: String, namespace: String
     }
 }
 
+/// The Job controller accounts for a disrupted pod (removes its [`TRACKING`] finalizer) in a
+/// later sync: here once its replacement runs, an update of the old pod arriving after the
+/// new one's (the controller's syncs are not ordered with the kubelet's status updates).
+async fn account_when_replaced(shared: Arc<Shared>, namespace: String, old: String) {
+    let pods = format!("/api/v1/namespaces/{namespace}/pods");
+    for _ in 0..500 {
+        let replaced = {
+            let store = shared.store.lock().expect("store");
+            store
+                .objects
+                .iter()
+                .any(|((c, n), o)| *c == pods && *n != old && o["status"]["phase"] == "Running")
+        };
+        if replaced {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    update(&shared, &pods, &old, |p| {
+        p["metadata"]["finalizers"] = json!([]);
+    });
+}
+
+/// Why the API server refuses to create the Job's next pod, if it does, and whether the
+/// refusal lasts (a missing service account, Pod Security, a LimitRange) or may clear (an
+/// exhausted ResourceQuota), in the admission plugins' order and words.
+fn refused(shared: &Shared, namespace: &str, job: &Value) -> Option<(String, bool)> {
+    let spec = &job["spec"]["template"]["spec"];
+    if let Some(sa) = spec["serviceAccountName"].as_str() {
+        let accounts = format!("/api/v1/namespaces/{namespace}/serviceaccounts");
+        let store = shared.store.lock().expect("store");
+        if !store.objects.contains_key(&(accounts, sa.to_string())) {
+            return Some((
+                format!(
+                    "error looking up service account {namespace}/{sa}: serviceaccount \"{sa}\" not found"
+                ),
+                true,
+            ));
+        }
+    }
+    if shared.restricted.load(std::sync::atomic::Ordering::SeqCst) {
+        let violations = admission::restricted_violations(spec);
+        if !violations.is_empty() {
+            let listed = violations.join(", ");
+            return Some((
+                format!("violates PodSecurity \"restricted:latest\": {listed}"),
+                true,
+            ));
+        }
+    }
+    let limit = shared.limit_range.lock().expect("limit range").clone();
+    if let Some((resource, max)) = limit
+        && let Some(refusal) = admission::above_limit_range(spec, &resource, &max)
+    {
+        return Some((refusal, true));
+    }
+    let exhausted = *shared.quota_exhausted_until.lock().expect("quota");
+    exhausted.filter(|until| Instant::now() < *until).map(|_| {
+        (
+            "exceeded quota: compute-resources, requested: pods=1, used: pods=10, limited: pods=10"
+                .to_string(),
+            false,
+        )
+    })
+}
+
 /// Runs one pod to its end; `None` when it never gets to run.
 async fn run_pod(
     shared: &Arc<Shared>,
@@ -160,7 +269,7 @@ async fn run_pod(
     }
     let mut spec = template["spec"].clone();
     if shared.sidecar.load(std::sync::atomic::Ordering::SeqCst) {
-        let sidecar = json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"});
+        let sidecar = json!({"name": "istio-proxy", "image": SIDECAR_IMAGE});
         spec["containers"]
             .as_array_mut()
             .expect("containers")
@@ -168,7 +277,7 @@ async fn run_pod(
     }
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name, "namespace": namespace, "labels": labels, "uid": format!("{pod_name}-uid"),
-                     "creationTimestamp": now(),
+                     "creationTimestamp": now(), "finalizers": [TRACKING],
                      "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
                                           "controller": true, "blockOwnerDeletion": true}]},
         "spec": spec, "status": {"phase": "Pending", "qosClass": "BestEffort"}});
@@ -209,10 +318,21 @@ async fn run_pod(
                 &format!("couldn't parse image name \"{image}\""),
             ),
         ))
+    } else if image.contains("inspect-error") {
+        let message = format!(
+            "Failed to inspect image \"{image}\": rpc error: code = Unknown desc = invalid image config"
+        );
+        Some(("containerStatuses", waiting("ImageInspectError", &message)))
     } else if image.contains("unschedulable") || image.contains("autoscaled") {
         Some(("conditions", unschedulable))
     } else {
-        None
+        let kubelet_name = format!("{pod_name}_{namespace}({pod_name}-uid)");
+        admission::verify_run_as_non_root(&template["spec"], container, &kubelet_name).map(|e| {
+            (
+                "containerStatuses",
+                waiting("CreateContainerConfigError", &e),
+            )
+        })
     };
     if let Some((field, value)) = problem {
         update(shared, &pods, pod_name, |p| p["status"][field] = value);
@@ -251,124 +371,28 @@ async fn run_pod(
     )
 }
 
-/// The kubelet: runs the container's `command` + `args` as a local process.
-async fn run_container(
-    shared: &Arc<Shared>,
-    pods: &str,
-    pod_name: &str,
-    container: &Value,
-    template: &Value,
-    deadline: Instant,
-    on_deadline: impl FnOnce(),
-) -> PodEnd {
-    let argv: Vec<String> = container["command"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(container["args"].as_array().into_iter().flatten())
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let env = container["env"].as_array().into_iter().flatten().map(|e| {
-        (
-            e["name"].as_str().unwrap_or_default().to_string(),
-            e["value"].as_str().unwrap_or_default().to_string(),
-        )
-    });
-    let log = format!("{pod_name}/tests");
-    shared
-        .store
-        .lock()
-        .expect("store")
-        .pod_logs
-        .insert(log.clone(), PodLog::default());
-    update(shared, pods, pod_name, |p| {
-        p["status"]["phase"] = json!("Running")
-    });
-    let grace = Duration::from_secs(
-        template["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .unwrap_or(30),
-    );
-    let spawned =
-        tokio::process::Command::new(argv.first().cloned().unwrap_or_else(|| "true".into()))
-            .args(argv.iter().skip(1))
-            .envs(env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-    let end = match spawned {
-        Ok(mut child) => {
-            let readers = [
-                child.stdout.take().map(|o| append_lines(shared, &log, o)),
-                child.stderr.take().map(|e| append_lines(shared, &log, e)),
-            ];
-            let end = tokio::select! {
-                exit = child.wait() => match exit {
-                    Ok(status) if status.success() => PodEnd::Succeeded,
-                    _ => PodEnd::Failed,
-                },
-                () = tokio::time::sleep_until(deadline) => PodEnd::Deadline,
-                () = evicted(shared, pod_name) => PodEnd::Disrupted,
-            };
-            if matches!(end, PodEnd::Deadline) {
-                on_deadline();
-                terminate(&mut child, grace).await;
-            } else if matches!(end, PodEnd::Disrupted) {
-                let _ = child.kill().await;
-            }
-            for reader in readers.into_iter().flatten() {
-                // A grandchild may hold the pipe open after a kill: do not wait for it forever.
-                let abort = reader.abort_handle();
-                if tokio::time::timeout(Duration::from_secs(1), reader)
-                    .await
-                    .is_err()
-                {
-                    abort.abort();
-                }
-            }
-            end
-        }
-        Err(e) => {
-            append(shared, &log, &format!("exec: {e}"));
-            PodEnd::Failed
-        }
+/// A suspended Job (Kueue's webhook creates it so): the controller says `Suspended` and runs
+/// no pod until the queue admits it (unsuspends it), then says `JobResumed` and starts it.
+async fn wait_in_queue(shared: &Arc<Shared>, jobs: &str, name: &str, uid: &str) {
+    let suspended = |status: &str, reason: &str, message: &str| {
+        json!({"type": "Suspended", "status": status, "reason": reason, "message": message,
+               "lastProbeTime": now(), "lastTransitionTime": now()})
     };
-    if let Some(l) = shared.store.lock().expect("store").pod_logs.get_mut(&log) {
-        l.done = true;
-    }
-    update(shared, pods, pod_name, |p| {
-        p["status"]["phase"] = json!(if matches!(end, PodEnd::Succeeded) {
-            "Succeeded"
-        } else {
-            "Failed"
-        });
-        if matches!(end, PodEnd::Disrupted) {
-            p["status"]["conditions"] = json!([{"type": "DisruptionTarget", "status": "True",
-                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting", "lastTransitionTime": now()}]);
-        }
+    let condition = suspended("True", "JobSuspended", "Job suspended");
+    update_job(shared, jobs, name, uid, |j| {
+        j["status"]["conditions"] = json!([condition]);
     });
-    end
-}
-
-/// SIGTERM, then SIGKILL once the grace period is over, as the kubelet stops a container.
-async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        let _ = child.kill().await;
-    }
-}
-
-/// Resolves once the test asked the fake to evict `pod`.
-async fn evicted(shared: &Shared, pod: &str) {
-    while !shared.evictions.lock().expect("evictions").contains(pod) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let queued = *shared.queue.lock().expect("queue");
+    tokio::time::sleep(queued.unwrap_or_default()).await;
+    // Kueue admits the workload: it unsuspends the Job.
+    update_job(shared, jobs, name, uid, |j| {
+        j["spec"]["suspend"] = json!(false)
+    });
+    let condition = suspended("False", "JobResumed", "Job resumed");
+    update_job(shared, jobs, name, uid, |j| {
+        j["status"]["conditions"] = json!([condition]);
+        j["status"]["startTime"] = json!(now());
+    });
 }
 
 /// Changes the Job `name` if it is still the one with `uid` (not a successor of that name).
@@ -398,27 +422,15 @@ fn warn_on_job(
         "source": {"component": "job-controller"}, "reportingComponent": "job-controller",
         "firstTimestamp": now(), "lastTimestamp": now()});
     let mut store = shared.store.lock().expect("store");
-    save(shared, &mut store, &events, &name, event, "ADDED");
-}
-
-/// Copies a container's output into its log line by line, as a kubelet would.
-fn append_lines(
-    shared: &Arc<Shared>,
-    log: &str,
-    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-) -> JoinHandle<()> {
-    let (shared, log) = (shared.clone(), log.to_string());
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            append(&shared, &log, &line);
+    // The event recorder folds a repeated event into one, counting it.
+    let (kind, event) = match store.objects.get(&(events.clone(), name.clone())) {
+        Some(old) => {
+            let mut event = event;
+            event["count"] = json!(old["count"].as_u64().unwrap_or(1) + 1);
+            event["firstTimestamp"] = old["firstTimestamp"].clone();
+            ("MODIFIED", event)
         }
-    })
-}
-
-fn append(shared: &Shared, log: &str, line: &str) {
-    let mut store = shared.store.lock().expect("store");
-    let log = store.pod_logs.entry(log.to_string()).or_default();
-    log.text.push_str(line);
-    log.text.push('\n');
+        None => ("ADDED", event),
+    };
+    save(shared, &mut store, &events, &name, event, kind);
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use futures_util::{AsyncBufRead, AsyncBufReadExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{Api, api::LogParams};
 use tokio::task::JoinHandle;
 
@@ -41,20 +41,41 @@ pub(super) struct LogFollower {
     /// The pod followed, and the task following it: `true` when the stream ended with the
     /// container, `false` when it broke.
     task: Option<(String, JoinHandle<bool>)>,
+    /// When the pod followed was created: an older pod never takes over again.
+    created: Option<Time>,
 }
 
 impl LogFollower {
     /// Follows `pod` once its container has started (the kubelet refuses before). A pod that
-    /// replaces a disrupted one takes over.
+    /// replaces a disrupted one takes over; a disrupted (evicted, preempted) or older pod,
+    /// which a late update or a re-list shows again, never does.
     pub(super) fn follow(&mut self, pods: &Api<Pod>, pod: &Pod, sink: &LogSink) {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref());
         let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
+        let disrupted = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        });
         let Some(name) = pod.metadata.name.clone() else {
             return;
         };
+        let created = pod.metadata.creation_timestamp.clone();
+        let older = self
+            .created
+            .as_ref()
+            .is_some_and(|followed| created.as_ref() < Some(followed));
         let followed = self.task.as_ref().map(|(p, _)| p.as_str());
-        if !started || pod.metadata.deletion_timestamp.is_some() || followed == Some(&name) {
+        if !started
+            || disrupted
+            || older
+            || pod.metadata.deletion_timestamp.is_some()
+            || followed == Some(&name)
+        {
             return;
+        }
+        if created.is_some() {
+            self.created = created;
         }
         if let Some((old, task)) = self.task.take() {
             task.abort();

@@ -67,8 +67,12 @@ pub(super) fn manifest(
             "ttlSecondsAfterFinished": FAILED_JOB_TTL_SECONDS,
             // An eviction, preemption or node drain is not the test's failure: the Job
             // controller starts the pod again instead of failing the Job (Kubernetes ≥ 1.26).
+            // `status` is written: k8s-openapi would send the field as "", which an API
+            // server without `SetDefaults_PodFailurePolicyOnPodConditionsPattern` refuses
+            // ("onPodConditions[0].status: Required value", kubernetes#131512).
             "podFailurePolicy": {"rules": [
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+                {"action": "Ignore",
+                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
             ]},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -76,6 +80,32 @@ pub(super) fn manifest(
     serde_json::from_value(job).map_err(|e| {
         format!("testResources, testSecurityContext or testPodSecurityContext is not valid for a Job: {e}")
     })
+}
+
+/// The spec keys behind the fields of the Job an API server's 422 message names (`… is
+/// invalid: spec.template.spec.containers[0].resources.requests: Invalid value: …`), most
+/// specific first; empty when it names none phasegate takes from the spec.
+pub(super) fn spec_keys_in(message: &str) -> Vec<&'static str> {
+    const FIELDS: [(&str, &str); 10] = [
+        ("containers[0].resources", "testResources"),
+        ("containers[0].securityContext", "testSecurityContext"),
+        (
+            "spec.template.spec.securityContext",
+            "testPodSecurityContext",
+        ),
+        ("containers[0].env", "testEnv"),
+        ("containers[0].image", "testImage"),
+        ("containers[0].command", "testCommand"),
+        ("containers[0].args", "testArgs"),
+        ("serviceAccountName", "testServiceAccount"),
+        ("activeDeadlineSeconds", "testTimeout"),
+        ("metadata.namespace", "testNamespace"),
+    ];
+    FIELDS
+        .iter()
+        .filter(|(field, _)| message.contains(field))
+        .map(|(_, key)| *key)
+        .collect()
 }
 
 #[cfg(test)]
@@ -172,11 +202,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_field_is_traced_back_to_its_spec_key() {
+        let message = "Job.batch \"phasegate-1\" is invalid: [spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1, spec.template.spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive]";
+        assert_eq!(
+            spec_keys_in(message),
+            ["testResources", "testPodSecurityContext"]
+        );
+        assert!(spec_keys_in("spec.completions: Invalid value").is_empty());
+    }
+
+    #[test]
     fn evictions_are_not_counted_as_failures() {
         let job = as_json(&test());
         let rule = &job["spec"]["podFailurePolicy"]["rules"][0];
         assert_eq!(rule["action"], "Ignore");
         assert_eq!(rule["onPodConditions"][0]["type"], "DisruptionTarget");
+        assert_eq!(rule["onPodConditions"][0]["status"], "True");
         assert_eq!(job["metadata"]["annotations"][RUN_KEY], "k");
     }
 }

@@ -6,13 +6,26 @@
 //!   `PodFailurePolicy`…) or `SuccessCriteriaMet`, and the terminal `Failed`/`Complete` only
 //!   once the pods are gone (after their grace period): the first one is the verdict. Counters
 //!   (`failed`, `succeeded`) are not: a disrupted pod is replaced, not a failure.
-//! - A pod problem is permanent (`ErrImageNeverPull`, `InvalidImageName`: no retry fixes
-//!   them) or transient (`Unschedulable` makes a cluster autoscaler add a node, the kubelet
-//!   retries `ErrImagePull`/`ImagePullBackOff`/`CreateContainerError`/
-//!   `CreateContainerConfigError`): those end a run only once they have lasted a while.
-//! - A pod the Job controller cannot create leaves a `FailedCreate` Warning event on the Job.
+//! - A pod problem is permanent (`ErrImageNeverPull`, `InvalidImageName`, `ImageInspectError`:
+//!   no retry fixes them) or transient (`Unschedulable` makes a cluster autoscaler add a node,
+//!   the kubelet retries `ErrImagePull`/`ImagePullBackOff`/`CreateContainerError`/
+//!   `CreateContainerConfigError`): those end a run only once they have lasted a while. The
+//!   message decides too: a `CreateContainerConfigError` from the kubelet's
+//!   `verifyRunAsNonRoot` (the image runs as root, or as a user name, under `runAsNonRoot`)
+//!   never clears for that pod, unlike one for a ConfigMap or Secret not created yet.
+//! - A pod the Job controller cannot create leaves a `FailedCreate` Warning event on the Job;
+//!   the controller retries, which helps when a ResourceQuota frees up or an admission webhook
+//!   answers again, never against Pod Security, a LimitRange or a missing service account.
+//! - A pod stays `Running` while any of its containers runs (kubelet `getPhase`): a mesh
+//!   sidecar injected as an ordinary container keeps it up after the tests exit, and the Job
+//!   never completes. The tests container's own exit code is then the verdict.
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Event, core::v1::Pod};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{ContainerStateTerminated, Event, Pod},
+};
+
+use super::manifest::CONTAINER;
 
 /// How the Job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +57,86 @@ pub(super) fn job_verdict(job: &Job) -> Option<Verdict> {
     holds(["SuccessCriteriaMet", "Complete"]).map(|_| Verdict::Passed)
 }
 
+/// The verdict of the tests container that has exited while another container (a mesh
+/// sidecar) keeps running and its pod `Running`, with a note naming that container; `None`
+/// while the tests run, once the pod itself has ended or no other container runs (the Job
+/// controller decides), and for a pod being deleted (its containers are being stopped).
+pub(super) fn tests_exited(pod: &Pod) -> Option<(Verdict, String)> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let containers = status.container_statuses.as_deref()?;
+    let ended = containers
+        .iter()
+        .find(|c| c.name == CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?;
+    let running: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .map(|c| c.name.as_str())
+        .collect();
+    if running.is_empty() {
+        // The pod is ending (a native sidecar being stopped): the controller decides.
+        return None;
+    }
+    let keeper = running.join(", ");
+    let end = termination(ended);
+    let note = format!(
+        "the {CONTAINER} container exited ({end}) while {keeper} kept its pod Running (a sidecar \
+         that is not a native one): its exit code is the verdict"
+    );
+    let verdict = if ended.exit_code == 0 {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(format!("the {CONTAINER} container exited with {end}"))
+    };
+    Some((verdict, note))
+}
+
+/// How the tests container of `pod` ended, once it has: `code 137 (OOMKilled)`. The Job's
+/// own message (`BackoffLimitExceeded: Job has reached the specified backoff limit`) does not
+/// say why its pod failed.
+pub(super) fn tests_ended(pod: &Pod) -> Option<String> {
+    let containers = pod.status.as_ref()?.container_statuses.as_deref()?;
+    let tests = containers.iter().find(|c| c.name == CONTAINER)?;
+    tests.state.as_ref()?.terminated.as_ref().map(termination)
+}
+
+/// How a container ended, as `kubectl describe` says it: `code 137 (OOMKilled)`.
+fn termination(ended: &ContainerStateTerminated) -> String {
+    match ended.reason.as_deref() {
+        Some(reason) => format!("code {} ({reason})", ended.exit_code),
+        None => format!("code {}", ended.exit_code),
+    }
+}
+
+/// Why the Job waits in a queue, if it does: `spec.suspend` is true (Kueue creates Jobs
+/// suspended and unsuspends them once the queue admits them), in the words of the
+/// controller's `Suspended` condition when it has written it. A suspended Job runs no pod, and
+/// the controller starts `activeDeadlineSeconds` only when it resumes (`startTime`).
+pub(super) fn job_queued(job: &Job) -> Option<String> {
+    if job.spec.as_ref()?.suspend != Some(true) {
+        return None;
+    }
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let suspended = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Suspended" && c.status == "True");
+    Some(match suspended {
+        Some(c) => format!(
+            "Suspended: {}: {}",
+            c.reason.as_deref().unwrap_or("Suspended"),
+            c.message.as_deref().unwrap_or("")
+        ),
+        None => "spec.suspend is true".into(),
+    })
+}
+
 /// Something keeping a pod from running its tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum PodProblem {
@@ -54,13 +147,25 @@ pub(super) enum PodProblem {
 }
 
 /// Waiting reasons no retry fixes.
-const PERMANENT: [&str; 2] = ["ErrImageNeverPull", "InvalidImageName"];
+const PERMANENT: [&str; 3] = ["ErrImageNeverPull", "InvalidImageName", "ImageInspectError"];
 /// Waiting reasons the kubelet retries.
 const TRANSIENT: [&str; 4] = [
     "ErrImagePull",
     "ImagePullBackOff",
     "CreateContainerError",
     "CreateContainerConfigError",
+];
+/// Words of the kubelet's `verifyRunAsNonRoot` errors (`container has runAsNonRoot and image
+/// will run as root`, `… image has non-numeric user …`, `container's runAsUser breaks non-root
+/// policy`): the image's user does not change while the pod lives.
+const NON_ROOT_REFUSALS: [&str; 2] = ["has runAsNonRoot and image", "breaks non-root policy"];
+/// Words of `FailedCreate` messages the Job controller's retries can outlast: a ResourceQuota
+/// used up by other pods, an admission webhook that timed out or could not be reached (one
+/// that answers with a denial says `denied the request`, which lasts).
+const RETRIED_CREATES: [&str; 3] = [
+    "exceeded quota",
+    "failed calling webhook",
+    "failed to call webhook",
 ];
 
 /// What keeps `pod` from running, if anything. A disrupted pod (evicted, preempted, drained:
@@ -84,9 +189,19 @@ pub(super) fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         let Some(reason) = w.reason.as_deref() else {
             continue;
         };
-        let detail = format!("{reason}: {}", w.message.as_deref().unwrap_or(""));
+        let message = w.message.as_deref().unwrap_or("");
+        let detail = format!("{reason}: {message}");
         if PERMANENT.contains(&reason) {
             return Some(PodProblem::Permanent(detail));
+        }
+        if reason == "CreateContainerConfigError"
+            && NON_ROOT_REFUSALS.iter().any(|w| message.contains(w))
+        {
+            return Some(PodProblem::Permanent(format!(
+                "{detail}; the pod runs with runAsNonRoot (Pod Security \"restricted\"), so the \
+                 image must run as a numeric non-root user: give testPodSecurityContext a \
+                 runAsUser (e.g. {{\"runAsUser\": 1000}}) or the image a numeric USER"
+            )));
         }
         if TRANSIENT.contains(&reason) {
             // Pull errors alternate with their back-off: one clock for both.
@@ -110,11 +225,32 @@ pub(super) fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         })
 }
 
-/// The message of a `FailedCreate` Warning on the Job: its pod cannot be created at all
-/// (Pod Security admission, quota, a missing service account, an admission webhook).
-pub(super) fn failed_create(event: &Event) -> Option<String> {
-    (event.reason.as_deref() == Some("FailedCreate") && event.type_.as_deref() == Some("Warning"))
-        .then(|| format!("FailedCreate: {}", event.message.as_deref().unwrap_or("")))
+/// A `FailedCreate` Warning on the Job: its pod could not be created (Pod Security admission,
+/// a LimitRange, a quota, a missing service account, an admission webhook). Transient when the
+/// controller's retries can succeed ([`RETRIED_CREATES`]), permanent otherwise, with the spec
+/// key to look at when the message points at one.
+pub(super) fn failed_create(event: &Event) -> Option<PodProblem> {
+    if event.reason.as_deref() != Some("FailedCreate") || event.type_.as_deref() != Some("Warning")
+    {
+        return None;
+    }
+    let message = event.message.as_deref().unwrap_or("");
+    let detail = format!("FailedCreate: {message}");
+    if RETRIED_CREATES.iter().any(|w| message.contains(w)) {
+        return Some(PodProblem::Transient {
+            reason: "FailedCreate".into(),
+            detail,
+        });
+    }
+    let hint = if message.contains("violates PodSecurity") {
+        " (the namespace's Pod Security level refuses the test pod: see testSecurityContext \
+         and testPodSecurityContext)"
+    } else if message.contains("usage per Container") || message.contains("usage per Pod") {
+        " (a LimitRange of the namespace: see testResources)"
+    } else {
+        ""
+    };
+    Some(PodProblem::Permanent(format!("{detail}{hint}")))
 }
 
 #[cfg(test)]

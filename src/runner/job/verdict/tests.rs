@@ -80,6 +80,129 @@ fn an_evicted_pod_is_not_the_tests_problem() {
 #[test]
 fn a_failed_create_warning_carries_the_admission_message() {
     let event: Event = load!("event-failed-create.yaml");
-    let message = failed_create(&event).expect("FailedCreate");
-    assert!(message.contains("violates PodSecurity"), "{message}");
+    let problem = failed_create(&event).expect("FailedCreate");
+    assert!(
+        matches!(&problem, PodProblem::Permanent(m) if m.contains("violates PodSecurity") && m.contains("testSecurityContext")),
+        "{problem:?}"
+    );
+}
+
+#[test]
+fn a_failed_create_for_a_quota_or_a_webhook_timeout_is_retried_by_the_controller() {
+    let mut event: Event = load!("event-failed-create.yaml");
+    for message in [
+        "Error creating: pods \"phasegate-1-x\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10",
+        "Error creating: Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istiod.istio-system.svc:443/inject\": context deadline exceeded",
+    ] {
+        event.message = Some(message.into());
+        assert!(
+            matches!(failed_create(&event), Some(PodProblem::Transient { reason, .. }) if reason == "FailedCreate"),
+            "{message}"
+        );
+    }
+    event.message = Some(
+        "Error creating: pods \"phasegate-1-x\" is forbidden: maximum cpu usage per Container is 1, but limit is 2".into(),
+    );
+    assert!(
+        matches!(failed_create(&event), Some(PodProblem::Permanent(m)) if m.contains("testResources"))
+    );
+}
+
+#[test]
+fn run_as_non_root_with_a_root_image_is_permanent_and_names_the_pod_security_context() {
+    let pod: Pod = load!("pod-run-as-non-root-root-image.yaml");
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Permanent(d))
+            if d.starts_with("CreateContainerConfigError: container has runAsNonRoot and image will run as root")
+            && d.contains("testPodSecurityContext")),
+        "{:?}",
+        pod_problem(&pod)
+    );
+    // A missing ConfigMap is another CreateContainerConfigError, which its creation clears.
+    let mut pod = pod;
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    let waiting = statuses
+        .and_then(|c| c[0].state.as_mut()?.waiting.as_mut())
+        .expect("waiting");
+    waiting.message = Some("configmap \"petstore-tests\" not found".into());
+    assert!(matches!(
+        pod_problem(&pod),
+        Some(PodProblem::Transient { .. })
+    ));
+}
+
+#[test]
+fn an_image_that_cannot_be_inspected_is_permanent() {
+    let mut pod: Pod = load!("pod-run-as-non-root-root-image.yaml");
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    let waiting = statuses
+        .and_then(|c| c[0].state.as_mut()?.waiting.as_mut())
+        .expect("waiting");
+    waiting.reason = Some("ImageInspectError".into());
+    assert!(
+        matches!(pod_problem(&pod), Some(PodProblem::Permanent(d)) if d.starts_with("ImageInspectError"))
+    );
+}
+
+#[test]
+fn a_sidecar_keeping_the_pod_running_after_the_tests_exited_gives_the_exit_code_as_verdict() {
+    let mut pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    let (verdict, note) = tests_exited(&pod).expect("the tests exited");
+    assert_eq!(
+        verdict,
+        Verdict::Failed("the tests container exited with code 1 (Error)".into())
+    );
+    assert!(note.contains("istio-proxy kept its pod Running"), "{note}");
+    // Being deleted (the deadline, an eviction): the Job controller decides.
+    pod.metadata.deletion_timestamp = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c[0].state.as_ref()?.running.as_ref()?.started_at.clone());
+    assert_eq!(tests_exited(&pod), None);
+}
+
+#[test]
+fn a_pod_whose_other_containers_have_stopped_too_is_left_to_the_controller() {
+    let mut pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    let statuses = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut());
+    if let Some(proxy) = statuses.and_then(|c| c.iter_mut().find(|c| c.name == "istio-proxy")) {
+        proxy.state = None;
+    }
+    assert_eq!(tests_exited(&pod), None);
+}
+
+#[test]
+fn a_pod_whose_tests_still_run_has_no_exit_verdict() {
+    let pod: Pod = load!("pod-unschedulable.yaml");
+    assert_eq!(tests_exited(&pod), None);
+}
+
+#[test]
+fn a_terminated_tests_container_is_named_with_its_reason() {
+    let pod: Pod = load!("pod-sidecar-keeps-running.yaml");
+    assert_eq!(tests_ended(&pod).as_deref(), Some("code 1 (Error)"));
+    let pod: Pod = load!("pod-unschedulable.yaml");
+    assert_eq!(tests_ended(&pod), None);
+}
+
+#[test]
+fn a_suspended_job_is_queued_in_the_controllers_words_and_no_verdict() {
+    let job: Job = load!("job-suspended.yaml");
+    assert_eq!(
+        job_queued(&job).as_deref(),
+        Some("Suspended: JobSuspended: Job suspended")
+    );
+    assert_eq!(job_verdict(&job), None);
+    let job: Job = load!("job-success-criteria-met.yaml");
+    assert_eq!(job_queued(&job), None);
 }
