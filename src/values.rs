@@ -2,7 +2,8 @@
 //!
 //! A YAML library that loads and re-dumps the file loses comments, quoting and layout, which is
 //! exactly what a GitOps repository must keep. So the edit replaces only the bytes of one scalar:
-//! a real YAML parser finds the node at the dotted key and where its token lies (`find`);
+//! a real YAML parser finds the node a key names (`key`: mapping keys, list items by index or by
+//! a field's value, an image reference's tag or digest) and where its token lies (`find`);
 //! everything else — comments, order, quoting of other values, indentation, blank lines, CRLF,
 //! a missing final newline, `---` markers — is kept byte for byte.
 //!
@@ -15,8 +16,12 @@ use std::fmt;
 use saphyr_parser::ScalarStyle;
 
 mod find;
+mod key;
+mod reference;
 mod scalar;
 
+use key::Part;
+pub(crate) use key::{check as check_key, split_pair as split_key};
 use scalar::Kind;
 
 /// Errors of reading or editing a values file. Messages name the key.
@@ -25,9 +30,19 @@ pub enum ValuesError {
     /// The file is not valid YAML.
     #[error("values file is not valid YAML: {0}")]
     Invalid(String),
-    /// No node at the dotted key.
-    #[error("key `{0}` not found in values file")]
-    KeyMissing(String),
+    /// The key is not written as the key syntax says.
+    #[error("key `{key}` is malformed: {reason}")]
+    BadKey { key: String, reason: String },
+    /// No node at the key; `why` names the step that found nothing.
+    #[error("key `{key}` not found in values file: {why}")]
+    KeyMissing { key: String, why: String },
+    /// A list selector matches more than one item.
+    #[error("key `{key}` is ambiguous: {count} items match `{selector}`")]
+    Ambiguous {
+        key: String,
+        selector: String,
+        count: usize,
+    },
     /// The node at the key is not a single-line scalar.
     #[error("key `{key}` is not a scalar ({found})")]
     NotScalar { key: String, found: &'static str },
@@ -69,13 +84,13 @@ impl fmt::Display for Scalar {
     }
 }
 
-/// Reads the string value of the scalar at a dotted key path (e.g. `image.version`), unquoted.
+/// Reads the string value of the scalar at `key` (e.g. `image.version`), unquoted.
 pub fn read_scalar(text: &str, key: &str) -> Result<String, ValuesError> {
-    find::find(text, key).map(|f| f.value)
+    read_value(text, key).map(|s| s.text)
 }
 
-/// Reads the scalar at a dotted key path with its type, to be written elsewhere by
-/// [`set_scalar`].
+/// Reads the scalar at `key` with its type, to be written elsewhere by [`set_scalar`]. The tag
+/// or digest of an image reference (`…image@tag`) is a string, whatever the source's quoting.
 pub fn read_value(text: &str, key: &str) -> Result<Scalar, ValuesError> {
     let found = find::find(text, key)?;
     let quoted = found.style != ScalarStyle::Plain;
@@ -85,10 +100,28 @@ pub fn read_value(text: &str, key: &str) -> Result<Scalar, ValuesError> {
             reason: "YAML readers disagree on the type of a plain scalar tagged `!` (quote it, or tag it `!!str`)",
         }
     })?;
-    Ok(Scalar {
-        text: found.value,
-        kind,
-    })
+    let part = key::parse(key)?.part;
+    if part == Part::Whole {
+        return Ok(Scalar {
+            text: found.value,
+            kind,
+        });
+    }
+    if kind != Kind::Str {
+        return Err(ValuesError::BadValue {
+            key: key.to_string(),
+            reason: "an image reference is a string, and this scalar is not one",
+        });
+    }
+    let range = reference::range(&found.value, part).ok_or_else(|| ValuesError::KeyMissing {
+        key: key.to_string(),
+        why: format!(
+            "the image reference `{}` has no {}",
+            found.value,
+            if part == Part::Tag { "tag" } else { "digest" }
+        ),
+    })?;
+    Ok(Scalar::string(&found.value[range]))
 }
 
 /// Returns `text` with the scalar at `key` replaced by `value`, everything else byte for byte.
@@ -108,6 +141,14 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
         ));
     }
     let found = find::find(text, key)?;
+    let part = key::parse(key)?.part;
+    let whole;
+    let value = if part == Part::Whole {
+        value
+    } else {
+        whole = with_part(&found.value, part, value).map_err(bad)?;
+        &whole
+    };
     let token = token(&found, value).ok_or_else(|| {
         bad("the target scalar's tag would give it another type than the source scalar has")
     })?;
@@ -118,12 +159,33 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
         token
     };
     let edited = format!("{}{token}{}", &text[..found.start], &text[found.end..]);
-    match read_value(&edited, key) {
+    let back = read_value(&edited, key.strip_suffix(part.suffix()).unwrap_or(key));
+    match back {
         Ok(back) if back == *value => Ok(edited),
         _ => Err(bad(
             "the edited file would not read back the same value with the same type",
         )),
     }
+}
+
+/// The image reference `reference` with its tag or digest replaced by `value`, as a string.
+fn with_part(reference: &str, part: Part, value: &Scalar) -> Result<Scalar, &'static str> {
+    if !reference::valid(&value.text, part) {
+        return Err(match part {
+            Part::Tag => "it is not an image tag (letters, digits, `_`, `.`, `-`)",
+            _ => "it is not an image digest (`sha256:` and hex digits)",
+        });
+    }
+    if part == Part::Tag && reference::range(reference, Part::Digest).is_some() {
+        return Err(
+            "the image reference pins a digest, which wins over its tag: promote `@digest`",
+        );
+    }
+    // A reference without the part is refused by `find` reading it first.
+    let range = reference::range(reference, part).ok_or("the image reference has no such part")?;
+    let mut whole = reference.to_string();
+    whole.replace_range(range, &value.text);
+    Ok(Scalar::string(whole))
 }
 
 /// The token that gives `value` its own type where `found` is; None when the target's tag
@@ -176,3 +238,6 @@ fn plain_is_safe(value: &str) -> bool {
 
 #[cfg(test)]
 mod corpus;
+
+#[cfg(test)]
+mod corpus_lists;

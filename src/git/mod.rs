@@ -118,7 +118,7 @@ impl GitError {
                 ErrorKind::FailedPrecondition
             }
             GitError::Values { source, .. } => match source {
-                ValuesError::KeyMissing(_) => ErrorKind::NotFound,
+                ValuesError::KeyMissing { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
             },
             GitError::Unsupported { .. } | GitError::TooLarge { .. } => ErrorKind::InvalidArgument,
@@ -164,6 +164,8 @@ pub struct Promotion {
     pub branch: String,
     /// Values file path template with `{phase}`.
     pub path: PathTemplate,
+    /// The keys as the spec wrote them: `image.version`, or `source->target` when the source
+    /// and target files hold the version at different keys.
     pub keys: Vec<String>,
     pub source: Phase,
     pub target: Phase,
@@ -184,6 +186,25 @@ pub struct Promotion {
     pub signer: Option<Arc<Signer>>,
     /// Pull-request mode: the commit goes to this phasegate-owned branch, not to `branch`.
     pub proposal: Option<ProposalBranch>,
+}
+
+impl Promotion {
+    /// The key of each version in the source phase's values file.
+    pub(crate) fn source_keys(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| crate::values::split_key(k).0)
+            .collect()
+    }
+
+    /// The key of each version in the target phase's values file: what is edited, what
+    /// `Promoted-Keys` records and what superseded is decided by.
+    pub(crate) fn target_keys(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| crate::values::split_key(k).1)
+            .collect()
+    }
 }
 
 /// The branch a pull-request promotion is pushed to (force-updated: phasegate owns it).

@@ -342,12 +342,7 @@ fn check_keys(keys: &[String]) -> Result<(), SpecError> {
     bounds::count("keys", "keys", keys.len(), bounds::MAX_KEYS)?;
     for (i, k) in keys.iter().enumerate() {
         bounds::length("keys", &format!("key {}", i + 1), k, bounds::MAX_KEY_LEN)?;
-        if k.split('.').any(|seg| seg.trim().is_empty()) {
-            return Err(SpecError::invalid(
-                "key",
-                format!("{k:?} has an empty segment"),
-            ));
-        }
+        crate::values::check_key(k).map_err(|problem| SpecError::invalid("key", problem))?;
     }
     Ok(())
 }

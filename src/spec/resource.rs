@@ -431,6 +431,34 @@ mod tests {
     }
 
     #[test]
+    fn keeps_list_keys_and_source_target_pairs_as_written() {
+        let r = spec(
+            "repo: file:///r\npath: a/{phase}.yaml\ntest: none\n\
+             key: 'image.tag -> images[name=petstore].newTag, ports[0].containerPort'\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            r.keys,
+            [
+                "image.tag -> images[name=petstore].newTag",
+                "ports[0].containerPort"
+            ]
+        );
+        for (key, says) in [
+            ("images[name=]", "has no value"),
+            ("a->b..c", "empty segment"),
+            ("ports[x]", "neither an index"),
+        ] {
+            let err = spec(&format!(
+                "repo: file:///r\npath: a/{{phase}}.yaml\ntest: none\nkey: '{key}'\n"
+            ))
+            .expect_err(key)
+            .to_string();
+            assert!(err.contains("`key`") && err.contains(says), "{key}: {err}");
+        }
+    }
+
+    #[test]
     fn names_the_key_of_every_bad_spec() {
         let base = "repo: file:///r\npath: a/{phase}.yaml\ntest: none\n";
         for (extra, key) in [
