@@ -248,6 +248,7 @@ async fn run(cli: Cli) -> ExitCode {
                 source: phasegate::spec::SourceRef {
                     phase: source_phase,
                     commit: source_commit,
+                    path: String::new(),
                 },
                 target: phasegate::spec::TargetRef {
                     phase: target_phase,

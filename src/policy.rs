@@ -258,7 +258,10 @@ impl Policy {
             return Ok(());
         }
         let paths = [
-            plan.path.for_phase(&plan.source),
+            plan.source_path
+                .as_ref()
+                .unwrap_or(&plan.path)
+                .for_phase(&plan.source),
             plan.path.for_phase(&plan.target),
         ];
         let allowed = self

@@ -27,6 +27,7 @@ mod github_app;
 mod grpcurl;
 mod image;
 mod jobs;
+mod kustomize;
 mod merge_requests;
 mod module_graph;
 mod notifications;

@@ -164,6 +164,9 @@ pub struct Promotion {
     pub branch: String,
     /// Values file path template with `{phase}`.
     pub path: PathTemplate,
+    /// The source phase's values file when it is not `path`'s (a Helm values file promoted
+    /// into a kustomization).
+    pub source_path: Option<PathTemplate>,
     /// The keys as the spec wrote them: `image.version`, or `source->target` when the source
     /// and target files hold the version at different keys.
     pub keys: Vec<String>,
@@ -189,6 +192,14 @@ pub struct Promotion {
 }
 
 impl Promotion {
+    /// The source phase's values file, read at the tested commit.
+    pub(crate) fn source_file(&self) -> String {
+        self.source_path
+            .as_ref()
+            .unwrap_or(&self.path)
+            .for_phase(&self.source)
+    }
+
     /// The key of each version in the source phase's values file.
     pub(crate) fn source_keys(&self) -> Vec<&str> {
         self.keys

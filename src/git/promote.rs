@@ -212,7 +212,7 @@ pub(super) fn read_source<'r>(
     if !p.allow_unmerged_source {
         check_on_branch(repo, p, source.id())?;
     }
-    let source_path = p.path.for_phase(&p.source);
+    let source_path = p.source_file();
     let at = format!("at source commit {}", p.commit);
     let (_, text) = read_values(repo, &git(source.tree())?, &source_path, &at)?;
     let versions = p

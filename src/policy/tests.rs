@@ -7,6 +7,7 @@ fn resource(repo: &str, source: &str, target: &str, test: TestSpec) -> Resource 
         path: "a/{phase}.yaml".into(),
         source: SourceRef {
             phase: source.into(),
+            path: String::new(),
             commit: "abcdef1".into(),
         },
         target: crate::spec::TargetRef {

@@ -52,6 +52,10 @@ pub struct SourceRef {
     pub phase: String,
     /// The GitOps commit Argo CD synced to the source phase.
     pub commit: String,
+    /// The source phase's values file, when it is not `path`'s (a Helm values file promoted
+    /// into a kustomization): a path template with `{phase}`; empty: `path`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
 }
 
 /// The phase that receives the tested version.
@@ -455,6 +459,19 @@ mod tests {
             .expect_err(key)
             .to_string();
             assert!(err.contains("`key`") && err.contains(says), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_source_path_names_the_source_phase_file_apart() {
+        let base = "repo: file:///r\npath: k/{phase}/kustomization.yaml\ntest: none\n";
+        let r = spec(&format!("{base}sourcePath: helm/values-{{phase}}.yaml\n")).expect("valid");
+        assert_eq!(r.source.path, "helm/values-{phase}.yaml");
+        for bad in ["/etc/values.yaml", "helm/values.yaml", "../{phase}.yaml"] {
+            let err = spec(&format!("{base}sourcePath: '{bad}'\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("`sourcePath`"), "{bad}: {err}");
         }
     }
 
