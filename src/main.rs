@@ -126,6 +126,10 @@ enum Command {
         /// (Ctrl-C stops it).
         #[arg(long)]
         console: bool,
+        /// Keep the versions in kustomize overlays (`images[name=petstore].newTag`) instead
+        /// of Helm values files.
+        #[arg(long)]
+        kustomize: bool,
     },
     /// Recent runs as a table; `runs watch ID` follows one live and exits with its result.
     Runs {
@@ -306,7 +310,12 @@ async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             })
         }
-        Command::Demo { console } => match phasegate::demo::run(
+        Command::Demo { console, kustomize } => match phasegate::demo::run(
+            if kustomize {
+                phasegate::demo::Layout::Kustomize
+            } else {
+                phasegate::demo::Layout::HelmValues
+            },
             &mut std::io::stdout(),
             console.then(|| Box::pin(shutdown_signal()) as _),
         )

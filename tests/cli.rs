@@ -266,6 +266,46 @@ fn demo_ends_with_a_commit_changing_only_prods_version_line() {
     );
 }
 
+#[test]
+fn demo_with_kustomize_promotes_only_prods_images_new_tag() {
+    let (_dir, root) = tempdir();
+    let out = phasegate(&["demo", "--kustomize"], &root);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("images[name=petstore].newTag"), "{text}");
+    let changed: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+                && !l.starts_with("- name:")
+                && !l.starts_with("- ../")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "-  newTag: \"1.0\"  # promoted by phasegate",
+            "+  newTag: \"2.0\"  # promoted by phasegate"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("+++ b/apps/petstore/overlays/prod/kustomization.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Promoted-Keys: images[name=petstore].newTag"),
+        "{text}"
+    );
+}
+
 /// `phasegate runs ARGS…`, its stdout, and its stderr, which must be one line when it fails.
 fn runs(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))
