@@ -78,6 +78,9 @@ enum Command {
             default_value = "argo-projects/app/manifests/overlays/{phase}/values-{phase}.yaml"
         )]
         path: String,
+        /// The source phase's values file when it is not `--path`'s (`sourcePath`).
+        #[arg(long)]
+        source_path: Option<String>,
         #[arg(long, default_value = "image.version")]
         key: String,
         #[arg(long, default_value = "main")]
@@ -215,6 +218,7 @@ async fn run(cli: Cli) -> ExitCode {
             source_phase,
             target_phase,
             path,
+            source_path,
             key,
             branch,
             test,
@@ -252,7 +256,7 @@ async fn run(cli: Cli) -> ExitCode {
                 source: phasegate::spec::SourceRef {
                     phase: source_phase,
                     commit: source_commit,
-                    path: String::new(),
+                    path: source_path.unwrap_or_default(),
                 },
                 target: phasegate::spec::TargetRef {
                     phase: target_phase,

@@ -1,7 +1,8 @@
 //! Promotions into kustomize overlays: the version kept in another overlay's `images:` or in a
 //! Helm values file (`sourcePath`, `source->target` keys) lands in the target overlay's
 //! `images:` entry, and `kubectl kustomize` renders the overlay before and after: the image
-//! changes, nothing else does. A missing `images:` entry is refused, not created.
+//! changes, nothing else does. A missing `images:` entry is refused, not created; an older tag
+//! is superseded per list key, and a rollback promotes it anyway.
 
 use std::{path::Path, process::Command};
 
@@ -194,5 +195,40 @@ async fn a_missing_images_entry_is_not_found_naming_the_selector_and_nothing_is_
     assert_eq!(
         local::read_file(&bare, "main", PROD_PATH).expect("prod"),
         PROD
+    );
+}
+
+#[tokio::test]
+async fn an_older_tag_is_superseded_per_list_key_and_a_rollback_still_promotes_it() {
+    let (_d, root) = tempdir();
+    let test_path = PROD_PATH.replace("prod", "test");
+    let test = |tag: &str| PROD.replace("\"1.2\"", &format!("\"{tag}\""));
+    let synced_3 = repository(&root, &[(&test_path, &test("1.3"))]);
+    let bare = root.join("gitops.git");
+    let synced_4 = local::commit_files(&bare, "main", &[(&test_path, &test("1.4"))], "1.4 to test")
+        .expect("commit");
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, None));
+    let url = format!("file://{}", bare.display());
+    let at = |commit: &str| {
+        let mut p = promotion(&url, "petstore", commit);
+        p.path =
+            PathTemplate::parse("apps/petstore/overlays/{phase}/kustomization.yaml").expect("path");
+        p.keys = vec!["images[name=petstore].newTag".into()];
+        p
+    };
+
+    let newer = promoter.promote(at(&synced_4)).await.expect("1.4");
+    let older = promoter.promote(at(&synced_3)).await.expect("1.3");
+
+    assert_eq!(newer.outcome, PromotionOutcome::Promoted);
+    assert_eq!(older.outcome, PromotionOutcome::Superseded);
+    let mut rollback = at(&synced_3);
+    rollback.rollback = true;
+    let back = promoter.promote(rollback).await.expect("rollback");
+    assert_eq!(back.outcome, PromotionOutcome::Promoted);
+    assert_eq!(
+        local::read_file(&bare, "main", PROD_PATH).expect("prod"),
+        PROD.replace("\"1.2\"", "\"1.3\"")
     );
 }

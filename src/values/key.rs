@@ -62,6 +62,13 @@ pub(crate) fn split_pair(key: &str) -> (&str, &str) {
 
 /// Checks a promotion's key (either side of `->`): the message says what is wrong.
 pub(crate) fn check(key: &str) -> Result<(), String> {
+    // The comma separates keys in the spec and in `Promoted-Keys`; a line break would end the
+    // trailer it is written in.
+    if key.contains(',') || key.chars().any(char::is_control) {
+        return Err(format!(
+            "{key:?}: a key holds no comma (it separates keys) and no control character"
+        ));
+    }
     let (source, target) = split_pair(key);
     for side in [source, target] {
         parse(side).map_err(|e| match e {
@@ -311,5 +318,9 @@ mod tests {
         }
         let err = check("image.tag->a..b").expect_err("target side");
         assert!(err.contains("empty segment"), "{err}");
+        for key in ["\"a,b\"", "a[n=x,y]", "a\nPromoted-Keys: b", "a->b\r"] {
+            let err = check(key).expect_err(key);
+            assert!(err.contains("no comma"), "{key:?}: {err}");
+        }
     }
 }
