@@ -152,8 +152,8 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
     let token = token(&found, value).ok_or_else(|| {
         bad("the target scalar's tag would give it another type than the source scalar has")
     })?;
-    // `version:` with nothing after the colon: the empty scalar sits right after it.
-    let token = if found.start == found.end && text[..found.start].ends_with(':') {
+    // `version:` or a list's `-` with nothing after it: the empty scalar sits right after it.
+    let token = if found.start == found.end && text[..found.start].ends_with([':', '-']) {
         format!(" {token}")
     } else {
         token

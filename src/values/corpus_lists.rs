@@ -89,6 +89,20 @@ const CORPUS: &[(&str, &str, &str, &str, &str)] = &[
         "metadata:\r\n  annotations:\r\n    example.com/version: &v \"2.0\"\r\nother: *v\r\n",
     ),
     (
+        "empty list items, with and without a space after the dash",
+        "a:\n- \n-\n- x\n",
+        "a[1]",
+        "'2.0'",
+        "a:\n- \n- '2.0'\n- x\n",
+    ),
+    (
+        "an empty value in a flow mapping item",
+        "a: [{n: x, v: }]\n",
+        "a[n=x].v",
+        "v2",
+        "a: [{n: x, v: v2 }]\n",
+    ),
+    (
         "the tag of an image reference, the rest kept",
         "containers:\n- name: app\n  image: \"registry:5000/team/app:1.0\"\n",
         "containers[name=app].image@tag",
@@ -236,4 +250,13 @@ fn keeps_the_type_rules_in_lists() {
     // A string that plain text would type is quoted, in a flow list too.
     let out = set_scalar("p: [1.0]\n", "p[0]", &source("'1.10'")).expect("string");
     assert_eq!(out, "p: ['1.10']\n");
+}
+
+/// The parser's depth limit bounds the tree a key walks (and drops, recursively).
+#[test]
+fn a_deeply_nested_file_is_refused_as_invalid_not_overflowing_the_stack() {
+    let depth = 200_000;
+    let text = format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+    let err = read_value(&text, "a[0][0]").expect_err("too deep");
+    assert!(matches!(err, ValuesError::Invalid(_)), "{err}");
 }
