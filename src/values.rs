@@ -92,7 +92,36 @@ pub fn read_scalar(text: &str, key: &str) -> Result<String, ValuesError> {
 /// Reads the scalar at `key` with its type, to be written elsewhere by [`set_scalar`]. The tag
 /// or digest of an image reference (`…image@tag`) is a string, whatever the source's quoting.
 pub fn read_value(text: &str, key: &str) -> Result<Scalar, ValuesError> {
-    let found = find::find(text, key)?;
+    let path = key::parse(key)?;
+    let whole = read_whole(text, key, &path)?;
+    if path.part == Part::Whole {
+        return Ok(whole);
+    }
+    if whole.kind != Kind::Str {
+        return Err(ValuesError::BadValue {
+            key: key.to_string(),
+            reason: "an image reference is a string, and this scalar is not one",
+        });
+    }
+    let range =
+        reference::range(&whole.text, path.part).ok_or_else(|| ValuesError::KeyMissing {
+            key: key.to_string(),
+            why: format!(
+                "the image reference `{}` has no {}",
+                whole.text,
+                if path.part == Part::Tag {
+                    "tag"
+                } else {
+                    "digest"
+                }
+            ),
+        })?;
+    Ok(Scalar::string(&whole.text[range]))
+}
+
+/// The whole scalar `path` names (an image reference's part included), with its type.
+fn read_whole(text: &str, key: &str, path: &key::Path) -> Result<Scalar, ValuesError> {
+    let found = find::find(text, key, path)?;
     let quoted = found.style != ScalarStyle::Plain;
     let kind = scalar::kind(&found.value, quoted, found.tag.as_deref()).ok_or_else(|| {
         ValuesError::BadValue {
@@ -100,28 +129,10 @@ pub fn read_value(text: &str, key: &str) -> Result<Scalar, ValuesError> {
             reason: "YAML readers disagree on the type of a plain scalar tagged `!` (quote it, or tag it `!!str`)",
         }
     })?;
-    let part = key::parse(key)?.part;
-    if part == Part::Whole {
-        return Ok(Scalar {
-            text: found.value,
-            kind,
-        });
-    }
-    if kind != Kind::Str {
-        return Err(ValuesError::BadValue {
-            key: key.to_string(),
-            reason: "an image reference is a string, and this scalar is not one",
-        });
-    }
-    let range = reference::range(&found.value, part).ok_or_else(|| ValuesError::KeyMissing {
-        key: key.to_string(),
-        why: format!(
-            "the image reference `{}` has no {}",
-            found.value,
-            if part == Part::Tag { "tag" } else { "digest" }
-        ),
-    })?;
-    Ok(Scalar::string(&found.value[range]))
+    Ok(Scalar {
+        text: found.value,
+        kind,
+    })
 }
 
 /// Returns `text` with the scalar at `key` replaced by `value`, everything else byte for byte.
@@ -140,13 +151,13 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
             "it contains a line break, control or invisible format character",
         ));
     }
-    let found = find::find(text, key)?;
-    let part = key::parse(key)?.part;
+    let path = key::parse(key)?;
+    let found = find::find(text, key, &path)?;
     let whole;
-    let value = if part == Part::Whole {
+    let value = if path.part == Part::Whole {
         value
     } else {
-        whole = with_part(&found.value, part, value).map_err(bad)?;
+        whole = with_part(&found.value, path.part, value).map_err(bad)?;
         &whole
     };
     let token = token(&found, value).ok_or_else(|| {
@@ -159,8 +170,7 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
         token
     };
     let edited = format!("{}{token}{}", &text[..found.start], &text[found.end..]);
-    let back = read_value(&edited, key.strip_suffix(part.suffix()).unwrap_or(key));
-    match back {
+    match read_whole(&edited, key, &path) {
         Ok(back) if back == *value => Ok(edited),
         _ => Err(bad(
             "the edited file would not read back the same value with the same type",

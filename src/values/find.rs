@@ -9,7 +9,7 @@
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 
 use super::ValuesError;
-use super::key::{self, Path, Step};
+use super::key::{Path, Step};
 
 /// A scalar found in the text: its decoded value, style, and the byte range of its token.
 #[derive(Debug)]
@@ -67,15 +67,15 @@ impl Node {
     }
 }
 
-/// The scalar at `key` in the first document of `text`.
-pub(super) fn find(text: &str, key: &str) -> Result<Found, ValuesError> {
-    let path = key::parse(key)?;
+/// The scalar `path` (parsed from `key`, which messages name) names in the first document of
+/// `text`; the image reference's part, if any, is the caller's.
+pub(super) fn find(text: &str, key: &str, path: &Path) -> Result<Found, ValuesError> {
     let missing = |why: String| ValuesError::KeyMissing {
         key: key.to_string(),
         why,
     };
     let root = document(text)?.ok_or_else(|| missing("the file holds no document".into()))?;
-    let node = walk(&root, &path, key)?;
+    let node = walk(&root, path, key)?;
     let Node::Scalar {
         value,
         style,
