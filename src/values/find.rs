@@ -121,26 +121,14 @@ fn walk<'n>(root: &'n Node, path: &Path, key: &str) -> Result<&'n Node, ValuesEr
                 ))
             })?,
             (Step::Match { field, value }, Node::Seq(items)) => {
-                let mut matching = Vec::new();
-                for item in items {
-                    let Node::Map(entries) = item else { continue };
-                    let mut fields = Node::values(entries, field);
-                    let first = fields.next();
-                    if fields.next().is_some() {
-                        return Err(ValuesError::DuplicateKey(key.to_string()));
-                    }
-                    if first.and_then(Node::text) == Some(value) {
-                        matching.push(item);
-                    }
-                }
-                match matching[..] {
+                match matching(items, field, value, key)?[..] {
                     [one] => one,
                     [] => return Err(missing(format!("no item of {within} matches `{written}`"))),
-                    _ => {
+                    ref many => {
                         return Err(ValuesError::Ambiguous {
                             key: key.to_string(),
                             selector: written.clone(),
-                            count: matching.len(),
+                            count: many.len(),
                         });
                     }
                 }
@@ -164,6 +152,29 @@ fn walk<'n>(root: &'n Node, path: &Path, key: &str) -> Result<&'n Node, ValuesEr
         here.push_str(written);
     }
     Ok(node)
+}
+
+/// The items of a list that are mappings whose `field` holds the scalar `value`; an item holding
+/// `field` twice is refused, as parsers disagree on which one counts.
+fn matching<'n>(
+    items: &'n [Node],
+    field: &str,
+    value: &str,
+    key: &str,
+) -> Result<Vec<&'n Node>, ValuesError> {
+    let mut found = Vec::new();
+    for item in items {
+        let Node::Map(entries) = item else { continue };
+        let mut fields = Node::values(entries, field);
+        let first = fields.next();
+        if fields.next().is_some() {
+            return Err(ValuesError::DuplicateKey(key.to_string()));
+        }
+        if first.and_then(Node::text) == Some(value) {
+            found.push(item);
+        }
+    }
+    Ok(found)
 }
 
 /// The first document of `text` as a tree (None: no document).
