@@ -160,9 +160,7 @@ pub fn set_scalar(text: &str, key: &str, value: &Scalar) -> Result<String, Value
         whole = with_part(&found.value, path.part, value).map_err(bad)?;
         &whole
     };
-    let token = token(&found, value).ok_or_else(|| {
-        bad("the target scalar's tag would give it another type than the source scalar has")
-    })?;
+    let token = token(&found, value).map_err(bad)?;
     // `version:` or a list's `-` with nothing after it: the empty scalar sits right after it.
     let token = if found.start == found.end && text[..found.start].ends_with([':', '-']) {
         format!(" {token}")
@@ -198,28 +196,37 @@ fn with_part(reference: &str, part: Part, value: &Scalar) -> Result<Scalar, &'st
     Ok(Scalar::string(whole))
 }
 
-/// The token that gives `value` its own type where `found` is; None when the target's tag
-/// would impose another type.
-fn token(found: &find::Found, value: &Scalar) -> Option<String> {
+/// The token that gives `value` its own type where `found` is; the reason when none can.
+fn token(found: &find::Found, value: &Scalar) -> Result<String, &'static str> {
     let v = value.text.as_str();
     let string_target = found.tag.as_deref().is_none_or(scalar::is_string_tag);
+    let styled = |plain_types_ok| styled(found, v, plain_types_ok);
     match &value.kind {
-        Kind::Str if string_target => Some(styled(found.style, v, scalar::is_string(v))),
+        Kind::Str if string_target => Ok(styled(scalar::is_string(v))),
+        // Go YAML v2 (Helm) refuses a plain `12:30` in a flow collection, and quoted it would
+        // be a string.
+        Kind::Plain if found.flow && v.contains(':') => Err(
+            "a plain scalar with `:` (the source's type) cannot stand in a flow collection \
+             (`[…]`, `{…}`) for Go YAML v2 (Helm)",
+        ),
         // The source's plain text is its type: quoting it would make it a string.
-        Kind::Plain if found.tag.is_none() => Some(v.to_string()),
+        Kind::Plain if found.tag.is_none() => Ok(v.to_string()),
         // The tag gives the type whatever the style.
-        Kind::Tagged(tag) if found.tag.as_ref() == Some(tag) => Some(styled(found.style, v, true)),
-        _ => None,
+        Kind::Tagged(tag) if found.tag.as_ref() == Some(tag) => Ok(styled(true)),
+        _ => Err("the target scalar's tag would give it another type than the source scalar has"),
     }
 }
 
 /// `value` in the target's quote style; a plain target stays plain when `plain_types_ok` and
-/// plain text reads back as the same string, else it becomes single-quoted.
-fn styled(style: ScalarStyle, value: &str, plain_types_ok: bool) -> String {
-    match style {
+/// plain text reads back as the same string (in a flow collection, without `:`, which Go YAML
+/// v2 refuses there), else it becomes single-quoted.
+fn styled(found: &find::Found, value: &str, plain_types_ok: bool) -> String {
+    match found.style {
         ScalarStyle::SingleQuoted => single_quoted(value),
         ScalarStyle::DoubleQuoted => double_quoted(value),
-        _ if plain_types_ok && plain_is_safe(value) => value.to_string(),
+        _ if plain_types_ok && plain_is_safe(value) && !(found.flow && value.contains(':')) => {
+            value.to_string()
+        }
         _ => single_quoted(value),
     }
 }

@@ -425,7 +425,9 @@ proptest! {
                 let tagged = from.starts_with('!') && e.contains("tag");
                 let hidden = value.text().chars().any(|c| c.is_control() || !c.is_ascii())
                     && e.contains("control or invisible");
-                prop_assert!(tagged || hidden, "{} refused: {}", from, e);
+                // libyaml refuses a plain `12:30` in a flow collection; quoted, it is a string.
+                let flow_colon = e.contains("flow collection") && value.text().contains(':');
+                prop_assert!(tagged || hidden || flow_colon, "{} refused: {}", from, e);
                 prop_assert!(e.contains(&key));
             }
         }

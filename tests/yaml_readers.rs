@@ -87,9 +87,14 @@ fn written_in_lists() -> Vec<(String, String)> {
                     ),
                     format!("images: [{{name: web, newTag: x}}, {{newTag: {old}, name: app}}]\n"),
                 ] {
-                    let out = set_scalar(&target, "images[name=app].newTag", &scalar)
-                        .unwrap_or_else(|e| panic!("{source} over {target}: {e}"));
-                    pairs.push((source.clone(), out));
+                    match set_scalar(&target, "images[name=app].newTag", &scalar) {
+                        Ok(out) => pairs.push((source.clone(), out)),
+                        // Go YAML v2 (Helm) refuses a plain `12:30` in a flow collection.
+                        Err(e) if e.to_string().contains("flow collection") => {
+                            assert!(quote.is_empty() && value.contains(':'), "{source}: {e}");
+                        }
+                        Err(e) => panic!("{source} over {target}: {e}"),
+                    }
                 }
             }
         }

@@ -260,3 +260,28 @@ fn a_deeply_nested_file_is_refused_as_invalid_not_overflowing_the_stack() {
     let err = read_value(&text, "a[0][0]").expect_err("too deep");
     assert!(matches!(err, ValuesError::Invalid(_)), "{err}");
 }
+
+/// Go YAML v2 (under Helm) refuses `a:b` plain in a flow collection, and libyaml `a:?` (the
+/// YAML 1.2 spec allows both): a string with `:` is quoted there, and stays plain in block
+/// context; a typed plain scalar with `:` cannot be written there.
+#[test]
+fn quotes_a_colon_in_a_flow_collection_and_refuses_a_typed_one() {
+    for (target, written) in [
+        ("a: [x]\n", "a: ['reg:5000/app:1']\n"),
+        ("a: &l [x]\n", "a: &l ['reg:5000/app:1']\n"),
+        ("a: {b: [x]}\n", "a: {b: ['reg:5000/app:1']}\n"),
+        ("a:\n- x\n", "a:\n- reg:5000/app:1\n"),
+    ] {
+        let key = if target.contains("b:") {
+            "a.b[0]"
+        } else {
+            "a[0]"
+        };
+        let out = set_scalar(target, key, &Scalar::string("reg:5000/app:1")).expect(target);
+        assert_eq!(out, written, "{target}");
+    }
+    let err = set_scalar("a: [x]\n", "a[0]", &source("12:30")).expect_err("sexagesimal");
+    assert!(err.to_string().contains("flow collection"), "{err}");
+    let out = set_scalar("a:\n- x\n", "a[0]", &source("12:30")).expect("block");
+    assert_eq!(out, "a:\n- 12:30\n");
+}

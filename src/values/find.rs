@@ -18,6 +18,9 @@ pub(super) struct Found {
     pub(super) style: ScalarStyle,
     /// The scalar's explicit tag, resolved (`!!str` is `tag:yaml.org,2002:str`).
     pub(super) tag: Option<String>,
+    /// Inside a flow collection (`[…]`, `{…}`), where libyaml-based readers refuse some `:` in
+    /// a plain scalar (Go YAML v2, under Helm, any `:` not followed by a space).
+    pub(super) flow: bool,
     pub(super) start: usize,
     pub(super) end: usize,
 }
@@ -30,6 +33,7 @@ enum Node {
         tag: Option<String>,
         /// Byte offset where the parser puts the scalar (its properties included).
         at: usize,
+        flow: bool,
     },
     Map(Vec<(Node, Node)>),
     Seq(Vec<Node>),
@@ -81,6 +85,7 @@ pub(super) fn find(text: &str, key: &str, path: &Path) -> Result<Found, ValuesEr
         style,
         tag,
         at,
+        flow,
     } = node
     else {
         return Err(ValuesError::NotScalar {
@@ -88,7 +93,11 @@ pub(super) fn find(text: &str, key: &str, path: &Path) -> Result<Found, ValuesEr
             found: node.kind(),
         });
     };
-    locate(text, key, value, *style, tag.clone(), *at)
+    let found = locate(text, key, value, *style, tag.clone(), *at)?;
+    Ok(Found {
+        flow: *flow,
+        ..found
+    })
 }
 
 /// Follows the key's steps from the root; a step that finds nothing is named.
@@ -181,38 +190,43 @@ fn matching<'n>(
 fn document(text: &str) -> Result<Option<Node>, ValuesError> {
     let mut offsets: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
     offsets.push(text.len());
-    // Open containers, each a mapping's pending key beside it.
-    let mut open: Vec<(Node, Option<Node>)> = Vec::new();
+    // Open containers, each with a mapping's pending key and whether it is a flow collection.
+    let mut open: Vec<(Node, Option<Node>, bool)> = Vec::new();
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| ValuesError::Invalid(e.to_string()))?;
+        let at = offsets[span.start.index().min(offsets.len() - 1)];
+        // Nothing in a flow collection is block; a flow collection opens with its bracket.
+        let flow = open.last().is_some_and(|o| o.2)
+            || text[skip_properties(text, at)..].starts_with(['[', '{']);
         let node = match event {
             // Helm reads the first document only: a key in a later one is not in the values.
             Event::DocumentEnd => break,
             Event::MappingStart(..) => {
-                open.push((Node::Map(Vec::new()), None));
+                open.push((Node::Map(Vec::new()), None, flow));
                 continue;
             }
             Event::SequenceStart(..) => {
-                open.push((Node::Seq(Vec::new()), None));
+                open.push((Node::Seq(Vec::new()), None, flow));
                 continue;
             }
             Event::MappingEnd | Event::SequenceEnd => match open.pop() {
-                Some((node, _)) => node,
+                Some((node, ..)) => node,
                 None => continue,
             },
             Event::Scalar(value, style, _, tag) => Node::Scalar {
                 value: value.to_string(),
                 style,
                 tag: tag.as_deref().map(tag_name),
-                at: offsets[span.start.index().min(offsets.len() - 1)],
+                at,
+                flow: open.last().is_some_and(|o| o.2),
             },
             Event::Alias(_) => Node::Alias,
             _ => continue,
         };
         match open.last_mut() {
             None => return Ok(Some(node)),
-            Some((Node::Seq(items), _)) => items.push(node),
-            Some((Node::Map(entries), pending)) => match pending.take() {
+            Some((Node::Seq(items), ..)) => items.push(node),
+            Some((Node::Map(entries), pending, _)) => match pending.take() {
                 Some(k) => entries.push((k, node)),
                 None => *pending = Some(node),
             },
@@ -256,6 +270,7 @@ fn locate(
         value: value.to_string(),
         style,
         tag,
+        flow: false,
         start,
         end: start + len,
     })
