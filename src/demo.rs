@@ -45,6 +45,26 @@ impl Layout {
         }
     }
 
+    /// The files every phase shares: the kustomize base the overlays patch.
+    fn shared(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Layout::HelmValues => &[],
+            Layout::Kustomize => &[
+                (
+                    "apps/petstore/base/kustomization.yaml",
+                    "resources:\n- deployment.yaml\n",
+                ),
+                (
+                    "apps/petstore/base/deployment.yaml",
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: petstore\nspec:\n  \
+                     selector:\n    matchLabels: {app: petstore}\n  template:\n    metadata:\n      \
+                     labels: {app: petstore}\n    spec:\n      containers:\n      - name: app\n        \
+                     image: petstore\n      - name: proxy\n        image: envoy\n",
+                ),
+            ],
+        }
+    }
+
     /// The phase's file holding `version`.
     fn file(self, phase: &str, version: &str) -> String {
         match self {
@@ -87,13 +107,13 @@ pub async fn run(
     let (values_path, key) = layout.path_and_key();
     let path = |phase: &str| values_path.replace("{phase}", phase);
     let (test_file, prod_file) = (path("test"), path("prod"));
+    let (test_1, prod_1) = (layout.file("test", "1.0"), layout.file("prod", "1.0"));
+    let mut files: Vec<(&str, &str)> = layout.shared().to_vec();
+    files.extend([(test_file.as_str(), test_1.as_str()), (&prod_file, &prod_1)]);
     local::commit_files(
         &repo,
         "main",
-        &[
-            (&test_file, &layout.file("test", "1.0")),
-            (&prod_file, &layout.file("prod", "1.0")),
-        ],
+        &files,
         "Deploy petstore 1.0 to test and prod",
     )?;
     let synced = local::commit_files(
