@@ -383,7 +383,11 @@ proptest! {
     }
 
     #[test]
-    fn values_edits_of_any_text_never_panic(text in "\\PC{0,200}", key in "[a-z]{1,3}(\\.[a-z]{1,3}){0,2}", value in "\\PC{0,12}") {
+    fn values_edits_of_any_text_never_panic(text in "\\PC{0,200}", key in prop_oneof![
+        "[a-z]{1,3}(\\.[a-z]{1,3}){0,2}",
+        "[a-z]{1,3}(\\[[0-9]\\]|\\[n=[a-z:]{1,3}\\])?(\\.(\"[a-z.]{1,3}\"|[a-z]{1,3})){0,2}(@tag|@digest)?",
+        "\\PC{0,24}",
+    ], value in "\\PC{0,12}") {
         let _ = read_scalar(&text, &key);
         let value = Scalar::string(value);
         if let Ok(out) = set_scalar(&text, &key, &value) {
