@@ -70,6 +70,11 @@ pub(crate) fn check(key: &str) -> Result<(), String> {
         ));
     }
     let (source, target) = split_pair(key);
+    if outside_quotes(target, "->").is_some() {
+        return Err(format!(
+            "{key:?} has more than one `->` (a mapping key holding `->` is written in quotes)"
+        ));
+    }
     for side in [source, target] {
         parse(side).map_err(|e| match e {
             ValuesError::BadKey { reason, .. } => format!("{key:?}: {reason}"),
@@ -318,6 +323,9 @@ mod tests {
         }
         let err = check("image.tag->a..b").expect_err("target side");
         assert!(err.contains("empty segment"), "{err}");
+        let err = check("a->b->c").expect_err("two arrows");
+        assert!(err.contains("more than one `->`"), "{err}");
+        check("\"a->b\"->c").expect("a quoted arrow");
         for key in ["\"a,b\"", "a[n=x,y]", "a\nPromoted-Keys: b", "a->b\r"] {
             let err = check(key).expect_err(key);
             assert!(err.contains("no comma"), "{key:?}: {err}");
