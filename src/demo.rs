@@ -1,7 +1,8 @@
 //! `phasegate demo`: the whole promotion loop on this machine with nothing installed — a
 //! throw-away GitOps repository with `test` and `prod` phases, a small app standing in for the
 //! `test` deployment, the trigger server, and a client calling FetchResource → Execute →
-//! ApplyPolicy exactly as an Argo Events Sensor does.
+//! ApplyPolicy exactly as an Argo Events Sensor does. The repository holds Helm values files, or
+//! with `--kustomize` kustomize overlays whose `images:` entry is promoted.
 
 use std::{collections::BTreeMap, io::Write};
 
@@ -20,7 +21,69 @@ use crate::{
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const VALUES_PATH: &str = "apps/petstore/overlays/{phase}/values-{phase}.yaml";
+/// Where the demo's GitOps repository keeps the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A Helm values file per phase, `image.version`.
+    HelmValues,
+    /// A kustomize overlay per phase, `images[name=petstore].newTag`.
+    Kustomize,
+}
+
+impl Layout {
+    /// The values file path template and the key of the version in it.
+    fn path_and_key(self) -> (&'static str, &'static str) {
+        match self {
+            Layout::HelmValues => (
+                "apps/petstore/overlays/{phase}/values-{phase}.yaml",
+                "image.version",
+            ),
+            Layout::Kustomize => (
+                "apps/petstore/overlays/{phase}/kustomization.yaml",
+                "images[name=petstore].newTag",
+            ),
+        }
+    }
+
+    /// The files every phase shares: the kustomize base the overlays patch.
+    fn shared(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Layout::HelmValues => &[],
+            Layout::Kustomize => &[
+                (
+                    "apps/petstore/base/kustomization.yaml",
+                    "resources:\n- deployment.yaml\n",
+                ),
+                (
+                    "apps/petstore/base/deployment.yaml",
+                    "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: petstore\nspec:\n  \
+                     selector:\n    matchLabels: {app: petstore}\n  template:\n    metadata:\n      \
+                     labels: {app: petstore}\n    spec:\n      containers:\n      - name: app\n        \
+                     image: petstore\n      - name: proxy\n        image: envoy\n",
+                ),
+            ],
+        }
+    }
+
+    /// The phase's file holding `version`.
+    fn file(self, phase: &str, version: &str) -> String {
+        match self {
+            Layout::HelmValues => values(phase, version),
+            Layout::Kustomize => kustomization(phase, version),
+        }
+    }
+}
+
+fn kustomization(phase: &str, version: &str) -> String {
+    format!(
+        "# petstore in {phase} (managed by GitOps)\n\
+         resources:\n- ../../base\n\
+         images:\n\
+         # the proxy, pinned by hand\n\
+         - name: envoy\n  newTag: v1.30.1\n\
+         - name: petstore\n  newName: registry.example.com/petstore\n  newTag: \"{version}\"  # promoted by phasegate\n"
+    )
+}
 
 fn values(phase: &str, version: &str) -> String {
     format!(
@@ -35,26 +98,28 @@ fn values(phase: &str, version: &str) -> String {
 /// Runs the demo, printing each step to `out`. With `console`, the server also serves the web
 /// console and keeps running after the promotion, until `console` resolves (Ctrl-C).
 pub async fn run(
+    layout: Layout,
     out: &mut (dyn Write + Send),
     console: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 ) -> DemoResult<()> {
     let dir = tempfile::tempdir()?;
     let repo = dir.path().join("gitops.git");
-    let path = |phase: &str| VALUES_PATH.replace("{phase}", phase);
+    let (values_path, key) = layout.path_and_key();
+    let path = |phase: &str| values_path.replace("{phase}", phase);
     let (test_file, prod_file) = (path("test"), path("prod"));
+    let (test_1, prod_1) = (layout.file("test", "1.0"), layout.file("prod", "1.0"));
+    let mut files: Vec<(&str, &str)> = layout.shared().to_vec();
+    files.extend([(test_file.as_str(), test_1.as_str()), (&prod_file, &prod_1)]);
     local::commit_files(
         &repo,
         "main",
-        &[
-            (&test_file, &values("test", "1.0")),
-            (&prod_file, &values("prod", "1.0")),
-        ],
+        &files,
         "Deploy petstore 1.0 to test and prod",
     )?;
     let synced = local::commit_files(
         &repo,
         "main",
-        &[(&test_file, &values("test", "2.0"))],
+        &[(&test_file, &layout.file("test", "2.0"))],
         "Deploy petstore 2.0 to test",
     )?;
     writeln!(
@@ -127,8 +192,8 @@ pub async fn run(
 
     let spec: BTreeMap<String, String> = [
         ("repo", format!("file://{}", repo.display())),
-        ("path", VALUES_PATH.to_string()),
-        ("key", "image.version".into()),
+        ("path", values_path.to_string()),
+        ("key", key.to_string()),
         ("phases", "test,prod".into()),
         ("testProfile", "petstore-smoke".into()),
     ]

@@ -78,6 +78,9 @@ enum Command {
             default_value = "argo-projects/app/manifests/overlays/{phase}/values-{phase}.yaml"
         )]
         path: String,
+        /// The source phase's values file when it is not `--path`'s (`sourcePath`).
+        #[arg(long)]
+        source_path: Option<String>,
         #[arg(long, default_value = "image.version")]
         key: String,
         #[arg(long, default_value = "main")]
@@ -126,6 +129,10 @@ enum Command {
         /// (Ctrl-C stops it).
         #[arg(long)]
         console: bool,
+        /// Keep the versions in kustomize overlays (`images[name=petstore].newTag`) instead
+        /// of Helm values files.
+        #[arg(long)]
+        kustomize: bool,
     },
     /// Recent runs as a table; `runs watch ID` follows one live and exits with its result.
     Runs {
@@ -211,6 +218,7 @@ async fn run(cli: Cli) -> ExitCode {
             source_phase,
             target_phase,
             path,
+            source_path,
             key,
             branch,
             test,
@@ -248,6 +256,7 @@ async fn run(cli: Cli) -> ExitCode {
                 source: phasegate::spec::SourceRef {
                     phase: source_phase,
                     commit: source_commit,
+                    path: source_path.unwrap_or_default(),
                 },
                 target: phasegate::spec::TargetRef {
                     phase: target_phase,
@@ -305,7 +314,12 @@ async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             })
         }
-        Command::Demo { console } => match phasegate::demo::run(
+        Command::Demo { console, kustomize } => match phasegate::demo::run(
+            if kustomize {
+                phasegate::demo::Layout::Kustomize
+            } else {
+                phasegate::demo::Layout::HelmValues
+            },
             &mut std::io::stdout(),
             console.then(|| Box::pin(shutdown_signal()) as _),
         )

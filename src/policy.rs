@@ -258,7 +258,10 @@ impl Policy {
             return Ok(());
         }
         let paths = [
-            plan.path.for_phase(&plan.source),
+            plan.source_path
+                .as_ref()
+                .unwrap_or(&plan.path)
+                .for_phase(&plan.source),
             plan.path.for_phase(&plan.target),
         ];
         let allowed = self
@@ -267,10 +270,13 @@ impl Policy {
             .filter(|f| f.repos.is_match(&plan.repo))
             .any(|f| {
                 paths.iter().all(|p| f.paths.is_match(p))
-                    && plan
-                        .keys
-                        .iter()
-                        .all(|k| f.keys.as_ref().is_none_or(|keys| keys.is_match(k)))
+                    && plan.keys.iter().all(|k| {
+                        // Both the key read and the key written must be listed.
+                        let (source, target) = crate::values::split_key(k);
+                        f.keys
+                            .as_ref()
+                            .is_none_or(|keys| keys.is_match(source) && keys.is_match(target))
+                    })
             });
         if allowed {
             return Ok(());

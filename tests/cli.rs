@@ -266,6 +266,91 @@ fn demo_ends_with_a_commit_changing_only_prods_version_line() {
     );
 }
 
+#[test]
+fn demo_with_kustomize_promotes_only_prods_images_new_tag() {
+    let (_dir, root) = tempdir();
+    let out = phasegate(&["demo", "--kustomize"], &root);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("images[name=petstore].newTag"), "{text}");
+    let changed: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+                && !l.starts_with("- name:")
+                && !l.starts_with("- ../")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "-  newTag: \"1.0\"  # promoted by phasegate",
+            "+  newTag: \"2.0\"  # promoted by phasegate"
+        ],
+        "{text}"
+    );
+    assert!(
+        text.contains("+++ b/apps/petstore/overlays/prod/kustomization.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Promoted-Keys: images[name=petstore].newTag"),
+        "{text}"
+    );
+}
+
+#[test]
+fn promote_writes_a_helm_values_tag_into_a_kustomization_with_source_path_and_a_key_pair() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let prod = "images:\n- name: petstore # the app\n  newTag: '1.2'\n";
+    let synced = phasegate::git::local::commit_files(
+        &bare,
+        "main",
+        &[
+            ("helm/values-test.yaml", "image:\n  tag: 1.3.0\n"),
+            ("overlays/prod/kustomization.yaml", prod),
+        ],
+        "Deploy 1.3.0 to test",
+    )
+    .expect("commit");
+    let out = phasegate(
+        &[
+            "promote",
+            "--git-repo",
+            &file_url(&bare),
+            "--path",
+            "overlays/{phase}/kustomization.yaml",
+            "--source-path",
+            "helm/values-{phase}.yaml",
+            "--key",
+            "image.tag->images[name=petstore].newTag",
+            "--source-phase",
+            "test",
+            "--target-phase",
+            "prod",
+            "--source-commit",
+            &synced,
+        ],
+        &root.join("cache"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = phasegate::git::local::read_file(&bare, "main", "overlays/prod/kustomization.yaml")
+        .expect("prod");
+    assert_eq!(after, prod.replace("'1.2'", "'1.3.0'"));
+}
+
 /// `phasegate runs ARGS…`, its stdout, and its stderr, which must be one line when it fails.
 fn runs(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phasegate"))

@@ -29,6 +29,7 @@ mod image;
 mod job_admission;
 mod job_logs;
 mod jobs;
+mod kustomize;
 mod merge_requests;
 mod module_graph;
 mod notifications;

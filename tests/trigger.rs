@@ -343,6 +343,16 @@ async fn each_error_kind_has_its_status_code() {
             "apps/missing/test/values.yaml",
         ),
         (
+            petstore_spec(
+                &bare,
+                &[("test", "none"), ("key", "image[name=app].version")],
+            ),
+            event(&synced, PETSTORE_TEST),
+            FROM_TEST,
+            Code::NotFound,
+            "`image` is a mapping, not a list to select `[name=app]` in",
+        ),
+        (
             petstore_spec(&bare, &[("test", "none"), ("key", "image")]),
             event(&synced, PETSTORE_TEST),
             FROM_TEST,

@@ -2,7 +2,8 @@
 //! and `on`, octal `017`, `1_000`, sexagesimal `12:30`, timestamps, the resolution Helm's Go YAML
 //! follows), and serde_yaml_ng (YAML 1.2). For every source scalar of every type class, written
 //! over targets of other types, each reader must see in the target exactly the value and type
-//! it sees in the source. And through a real promotion: each key takes its source's type.
+//! it sees in the source, in a mapping and in a list's item. And through a real promotion: each
+//! key takes its source's type.
 
 use std::process::Command;
 
@@ -69,6 +70,82 @@ print(json.dumps(bad))
         pairs.len(),
         support::TYPED_SCALARS.len() * 3 * TARGETS.len()
     );
+}
+
+/// (source file, written target file) for every source value written into a kustomization's
+/// `images:` list, block and flow, selected by name: the version is `images[1].newTag`.
+fn written_in_lists() -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for value in support::TYPED_SCALARS {
+        for quote in ["", "'", "\""] {
+            let source = format!("image:\n  version: {}\n", support::yaml_token(value, quote));
+            let scalar = read_value(&source, "image.version").expect(&source);
+            for old in TARGETS {
+                for target in [
+                    format!(
+                        "images:\n- name: web\n  newTag: x\n# app\n- name: app\n  newTag: {old}  # c\n"
+                    ),
+                    format!("images: [{{name: web, newTag: x}}, {{newTag: {old}, name: app}}]\n"),
+                ] {
+                    match set_scalar(&target, "images[name=app].newTag", &scalar) {
+                        Ok(out) => pairs.push((source.clone(), out)),
+                        // Go YAML v2 (Helm) refuses a plain `12:30` in a flow collection.
+                        Err(e) if e.to_string().contains("flow collection") => {
+                            assert!(quote.is_empty() && value.contains(':'), "{source}: {e}");
+                        }
+                        Err(e) => panic!("{source} over {target}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    pairs
+}
+
+#[test]
+fn yaml_1_1_reads_a_value_written_in_a_list_as_it_reads_the_source() {
+    const SCRIPT: &str = r#"
+import json, sys, yaml
+bad = []
+for source, written in json.load(open(sys.argv[1])):
+    a = yaml.safe_load(source)["image"]["version"]
+    b = yaml.safe_load(written)["images"][1]["newTag"]
+    if (type(a), repr(a)) != (type(b), repr(b)):
+        bad.append([source, written, repr(a), repr(b)])
+print(json.dumps(bad))
+"#;
+    let pairs = written_in_lists();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), json!(pairs).to_string()).expect("write cases");
+    let out = support::succeed(
+        Command::new("python3")
+            .args(["-c", SCRIPT])
+            .arg(file.path()),
+        "python3 with PyYAML (installed by .ci/test.sh)",
+    );
+    let bad: Vec<Vec<String>> = serde_json::from_slice(&out).expect("json");
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ: {bad:#?}",
+        bad.len(),
+        pairs.len()
+    );
+    let read = |text: &str, list: bool| {
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("valid YAML");
+        let value = if list {
+            &doc["images"][1]["newTag"]
+        } else {
+            &doc["image"]["version"]
+        };
+        format!("{value:?}")
+    };
+    for (source, written) in &pairs {
+        assert_eq!(
+            read(written, true),
+            read(source, false),
+            "{source} -> {written}"
+        );
+    }
 }
 
 #[test]

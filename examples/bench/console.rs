@@ -98,6 +98,7 @@ fn run(i: usize, repo: &str, started: i64) -> (RunRecord, RunReport) {
         source: SourceRef {
             phase: "test".into(),
             commit: source_commit,
+            path: String::new(),
         },
         target: TargetRef {
             phase: "prod".into(),

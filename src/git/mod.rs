@@ -118,7 +118,7 @@ impl GitError {
                 ErrorKind::FailedPrecondition
             }
             GitError::Values { source, .. } => match source {
-                ValuesError::KeyMissing(_) => ErrorKind::NotFound,
+                ValuesError::KeyMissing { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::InvalidArgument,
             },
             GitError::Unsupported { .. } | GitError::TooLarge { .. } => ErrorKind::InvalidArgument,
@@ -164,6 +164,11 @@ pub struct Promotion {
     pub branch: String,
     /// Values file path template with `{phase}`.
     pub path: PathTemplate,
+    /// The source phase's values file when it is not `path`'s (a Helm values file promoted
+    /// into a kustomization).
+    pub source_path: Option<PathTemplate>,
+    /// The keys as the spec wrote them: `image.version`, or `source->target` when the source
+    /// and target files hold the version at different keys.
     pub keys: Vec<String>,
     pub source: Phase,
     pub target: Phase,
@@ -184,6 +189,33 @@ pub struct Promotion {
     pub signer: Option<Arc<Signer>>,
     /// Pull-request mode: the commit goes to this phasegate-owned branch, not to `branch`.
     pub proposal: Option<ProposalBranch>,
+}
+
+impl Promotion {
+    /// The source phase's values file, read at the tested commit.
+    pub(crate) fn source_file(&self) -> String {
+        self.source_path
+            .as_ref()
+            .unwrap_or(&self.path)
+            .for_phase(&self.source)
+    }
+
+    /// The key of each version in the source phase's values file.
+    pub(crate) fn source_keys(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| crate::values::split_key(k).0)
+            .collect()
+    }
+
+    /// The key of each version in the target phase's values file: what is edited, what
+    /// `Promoted-Keys` records and what superseded is decided by.
+    pub(crate) fn target_keys(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| crate::values::split_key(k).1)
+            .collect()
+    }
 }
 
 /// The branch a pull-request promotion is pushed to (force-updated: phasegate owns it).

@@ -212,12 +212,12 @@ pub(super) fn read_source<'r>(
     if !p.allow_unmerged_source {
         check_on_branch(repo, p, source.id())?;
     }
-    let source_path = p.path.for_phase(&p.source);
+    let source_path = p.source_file();
     let at = format!("at source commit {}", p.commit);
     let (_, text) = read_values(repo, &git(source.tree())?, &source_path, &at)?;
     let versions = p
-        .keys
-        .iter()
+        .source_keys()
+        .into_iter()
         .map(|k| values::read_value(&text, k).map_err(values_error(&source_path)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((source, versions))
@@ -245,8 +245,8 @@ pub(super) fn edit(
     let tip_tree = git(tip.tree())?;
     let at_head = format!("at the head of branch `{}`", p.branch);
     let (mode, text) = read_values(repo, &tip_tree, &target_path, &at_head)?;
-    let current = p
-        .keys
+    let keys = p.target_keys();
+    let current = keys
         .iter()
         .map(|k| values::read_value(&text, k).map_err(values_error(&target_path)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -268,8 +268,8 @@ pub(super) fn edit(
     }
     let target = p.target.as_str();
     // A deliberate rollback promotes an older version on purpose.
-    for (key, version) in p.keys.iter().zip(versions).filter(|_| !p.rollback) {
-        let noted = noted.get(&(target_path.clone(), target.to_string(), key.clone()));
+    for (&key, version) in keys.iter().zip(versions).filter(|_| !p.rollback) {
+        let noted = noted.get(&(target_path.clone(), target.to_string(), key.to_string()));
         let recorded = match noted {
             Some(latest) => Some(latest.clone()),
             None => index.latest(repo, (&target_path, target, key), source.time().seconds())?,
@@ -291,7 +291,7 @@ pub(super) fn edit(
         }
     }
     let mut edited = text.clone();
-    for (key, value) in p.keys.iter().zip(versions) {
+    for (key, value) in keys.iter().zip(versions) {
         edited = values::set_scalar(&edited, key, value).map_err(values_error(&target_path))?;
     }
     let blob = git(repo.blob(edited.as_bytes()))?;
@@ -310,13 +310,13 @@ pub(super) fn edit(
     let signer = p.signer.as_ref().or(settings.signer.as_ref());
     let tree = git(repo.find_tree(tree))?;
     let commit = signing::write_commit(repo, signer, &sig, &message, &tree, tip)?;
-    for (key, before) in p.keys.iter().zip(&current) {
+    for (key, before) in keys.iter().zip(&current) {
         let latest = Latest {
             source: source.id(),
             rolled_back: p.rollback.then(|| before.to_string()),
         };
         noted.insert(
-            (target_path.clone(), target.to_string(), key.clone()),
+            (target_path.clone(), target.to_string(), key.to_string()),
             latest,
         );
     }

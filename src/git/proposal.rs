@@ -121,8 +121,8 @@ fn proposes(
     let Ok((_, text)) = read_values(repo, &git(tip.tree())?, &path, "") else {
         return Ok(false);
     };
-    Ok(p.keys
-        .iter()
+    Ok(p.target_keys()
+        .into_iter()
         .zip(versions)
         .all(|(k, v)| values::read_value(&text, k).ok().as_ref() == Some(v)))
 }

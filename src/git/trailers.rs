@@ -119,7 +119,8 @@ pub(super) fn message(
                      commit subject (`commitMessage`)",
         })?;
     let mut body = String::new();
-    for ((key, new), old) in p.keys.iter().zip(versions).zip(previous) {
+    let keys = p.target_keys();
+    for ((key, new), old) in keys.iter().zip(versions).zip(previous) {
         body.push_str(&format!("{key}: {old} -> {new}\n"));
     }
     let rollback = if p.rollback {
@@ -132,7 +133,7 @@ pub(super) fn message(
         versions[0],
         p.source,
         p.target,
-        p.keys.join(","),
+        keys.join(","),
         p.run_id
     ))
 }

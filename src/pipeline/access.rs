@@ -102,6 +102,7 @@ impl RunTask {
             repo: plan.repo.clone(),
             branch: plan.branch.clone(),
             path: plan.path.clone(),
+            source_path: plan.source_path.clone(),
             keys: plan.keys.clone(),
             source: plan.source.clone(),
             target: plan.target.clone(),

@@ -55,6 +55,10 @@ pub(super) fn report_of(plan: &Plan, run: String, outcome: Outcome) -> RunReport
         source: SourceRef {
             phase: plan.source.to_string(),
             commit: plan.commit.to_string(),
+            path: plan
+                .source_path
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
         },
         target: TargetRef {
             phase: plan.target.to_string(),

@@ -208,10 +208,11 @@ impl Pipeline {
 /// back). The ledger reads the place a run writes from fields 0, 1, 2 and 6 (`ledger::place`).
 fn idempotency_key(plan: &Plan) -> String {
     format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         plan.repo,
         plan.branch,
         plan.path,
+        plan.source_path.as_ref().map(ToString::to_string),
         plan.keys.join(","),
         plan.commit,
         plan.source,

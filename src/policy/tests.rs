@@ -7,6 +7,7 @@ fn resource(repo: &str, source: &str, target: &str, test: TestSpec) -> Resource 
         path: "a/{phase}.yaml".into(),
         source: SourceRef {
             phase: source.into(),
+            path: String::new(),
             commit: "abcdef1".into(),
         },
         target: crate::spec::TargetRef {
@@ -254,4 +255,51 @@ fn refuses_an_unmerged_source_unless_the_operator_allows_it() {
     .expect("compiles");
     open.admit(unmerged, &CredentialScopes::default())
         .expect("allowed by the operator");
+}
+
+#[test]
+fn files_rules_list_both_sides_of_a_key_pair_and_the_source_path() {
+    let rule = |keys: &[&str]| FileRule {
+        repos: vec!["https://x/*".into()],
+        paths: vec!["helm/*.yaml".into(), "k/*/kustomization.yaml".into()],
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    };
+    let mut r = resource(
+        "https://x/y.git",
+        "test",
+        "prod",
+        TestSpec {
+            runner: Some(RunnerKind::None),
+            ..Default::default()
+        },
+    );
+    r.path = "k/{phase}/kustomization.yaml".into();
+    r.source.path = "helm/values-{phase}.yaml".into();
+    r.keys = vec!["image.tag->images[name=app].newTag".into()];
+    let plan = |r: &Resource| Plan::from_resource(r, &TestProfiles::default()).expect("valid");
+    let none = CredentialScopes::default();
+    let policy = |keys: &[&str]| {
+        Policy::new(&PolicyConfig {
+            allow_no_tests: true,
+            repos: vec!["https://x/*".into()],
+            files: vec![rule(keys)],
+            ..Default::default()
+        })
+        .expect("compiles")
+    };
+    // In a glob `[` opens a class: `[[]` is a literal one.
+    policy(&["image.tag", "images[[]name=app].newTag"])
+        .admit(plan(&r), &none)
+        .expect("both sides listed");
+    let err = policy(&["images[[]name=app].newTag"])
+        .admit(plan(&r), &none)
+        .expect_err("the source key is not listed")
+        .to_string();
+    assert!(err.contains("image.tag->images[name=app].newTag"), "{err}");
+    r.source.path = "other/values-{phase}.yaml".into();
+    let err = policy(&[])
+        .admit(plan(&r), &none)
+        .expect_err("the source file is not listed")
+        .to_string();
+    assert!(err.contains("other/values-test.yaml"), "{err}");
 }

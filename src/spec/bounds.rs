@@ -41,6 +41,7 @@ pub(super) const TEXT_BOUNDS: &[(&str, usize)] = &[
     // git stores a branch as a file name.
     ("branch", 255),
     ("path", 1024),
+    ("source.path", 1024),
     // Kubernetes object names (DNS subdomains) and namespaces (DNS labels).
     ("credentialsSecret", 253),
     ("phases", 63),

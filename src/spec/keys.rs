@@ -31,6 +31,7 @@ const SPEC_KEYS: &[(&str, &str, Shape)] = &[
     ("phases", "phases", Shape::List),
     ("sourcePhase", "source.phase", Shape::Str),
     ("sourceCommit", "source.commit", Shape::Str),
+    ("sourcePath", "source.path", Shape::Str),
     ("targetPhase", "target.phase", Shape::Str),
     ("testProfile", "test.profile", Shape::Str),
     ("test", "test.runner", Shape::Str),

@@ -97,6 +97,8 @@ pub struct Plan {
     pub branch: String,
     /// Values file path template with `{phase}`; safe by construction.
     pub path: PathTemplate,
+    /// The source phase's values file when it is not `path`'s (the spec's `sourcePath`).
+    pub source_path: Option<PathTemplate>,
     pub keys: Vec<String>,
     pub credentials_secret: Option<String>,
     /// The spec's `phases` (empty: none given).
@@ -127,6 +129,7 @@ struct Static {
     repo: RepoUrl,
     branch: String,
     path: PathTemplate,
+    source_path: Option<PathTemplate>,
     keys: Vec<String>,
     phases: Vec<Phase>,
     commit_message: MessageTemplate,
@@ -142,6 +145,13 @@ fn parse_static(r: &Resource) -> Result<Static, SpecError> {
     let repo = RepoUrl::parse(&r.repo)?;
     check_branch(&r.branch)?;
     let path = PathTemplate::parse(&r.path)?;
+    let source_path = match r.source.path.as_str() {
+        "" => None,
+        p => Some(PathTemplate::parse(p).map_err(|e| match e {
+            SpecError::Invalid { problem, .. } => SpecError::invalid("source.path", problem),
+            other => other,
+        })?),
+    };
     check_keys(&r.keys)?;
     if let Some(secret) = &r.credentials_secret
         && !DNS_NAME.is_match(secret)
@@ -170,6 +180,7 @@ fn parse_static(r: &Resource) -> Result<Static, SpecError> {
         repo,
         branch: r.branch.clone(),
         path,
+        source_path,
         keys: r.keys.clone(),
         phases,
         commit_message,
@@ -208,6 +219,7 @@ impl Plan {
             repo: s.repo,
             branch: s.branch,
             path: s.path,
+            source_path: s.source_path,
             keys: s.keys,
             credentials_secret: r.credentials_secret.clone(),
             phases: s.phases,
@@ -342,12 +354,7 @@ fn check_keys(keys: &[String]) -> Result<(), SpecError> {
     bounds::count("keys", "keys", keys.len(), bounds::MAX_KEYS)?;
     for (i, k) in keys.iter().enumerate() {
         bounds::length("keys", &format!("key {}", i + 1), k, bounds::MAX_KEY_LEN)?;
-        if k.split('.').any(|seg| seg.trim().is_empty()) {
-            return Err(SpecError::invalid(
-                "key",
-                format!("{k:?} has an empty segment"),
-            ));
-        }
+        crate::values::check_key(k).map_err(|problem| SpecError::invalid("key", problem))?;
     }
     Ok(())
 }

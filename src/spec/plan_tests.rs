@@ -8,6 +8,7 @@ fn resource() -> Resource {
         phases: vec!["dev".into(), "test".into(), "prod".into()],
         source: crate::spec::SourceRef {
             phase: "test".into(),
+            path: String::new(),
             commit: "ABCDEF1234".into(),
         },
         test: crate::spec::TestSpec {

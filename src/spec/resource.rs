@@ -52,6 +52,10 @@ pub struct SourceRef {
     pub phase: String,
     /// The GitOps commit Argo CD synced to the source phase.
     pub commit: String,
+    /// The source phase's values file, when it is not `path`'s (a Helm values file promoted
+    /// into a kustomization): a path template with `{phase}`; empty: `path`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
 }
 
 /// The phase that receives the tested version.
@@ -428,6 +432,47 @@ mod tests {
     fn treats_an_empty_map_as_missing_repo() {
         let err = spec("{}").expect_err("no repo").to_string();
         assert!(err.contains("`repo`"), "{err}");
+    }
+
+    #[test]
+    fn keeps_list_keys_and_source_target_pairs_as_written() {
+        let r = spec(
+            "repo: file:///r\npath: a/{phase}.yaml\ntest: none\n\
+             key: 'image.tag -> images[name=petstore].newTag, ports[0].containerPort'\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            r.keys,
+            [
+                "image.tag -> images[name=petstore].newTag",
+                "ports[0].containerPort"
+            ]
+        );
+        for (key, says) in [
+            ("images[name=]", "has no value"),
+            ("a->b..c", "empty segment"),
+            ("ports[x]", "neither an index"),
+        ] {
+            let err = spec(&format!(
+                "repo: file:///r\npath: a/{{phase}}.yaml\ntest: none\nkey: '{key}'\n"
+            ))
+            .expect_err(key)
+            .to_string();
+            assert!(err.contains("`key`") && err.contains(says), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_source_path_names_the_source_phase_file_apart() {
+        let base = "repo: file:///r\npath: k/{phase}/kustomization.yaml\ntest: none\n";
+        let r = spec(&format!("{base}sourcePath: helm/values-{{phase}}.yaml\n")).expect("valid");
+        assert_eq!(r.source.path, "helm/values-{phase}.yaml");
+        for bad in ["/etc/values.yaml", "helm/values.yaml", "../{phase}.yaml"] {
+            let err = spec(&format!("{base}sourcePath: '{bad}'\n"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("`sourcePath`"), "{bad}: {err}");
+        }
     }
 
     #[test]

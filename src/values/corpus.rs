@@ -322,7 +322,7 @@ fn reads_and_edits_only_the_first_document() {
     let text = "a: 1\n---\nimage:\n  version: 1\n";
     assert!(matches!(
         read_scalar(text, "image.version"),
-        Err(ValuesError::KeyMissing(_))
+        Err(ValuesError::KeyMissing { .. })
     ));
 }
 
@@ -339,7 +339,7 @@ fn reads_the_unquoted_value() {
 fn names_the_missing_key() {
     let err = read_scalar("image:\n  tag: 1\n", "image.version").expect_err("missing");
     assert!(
-        matches!(&err, ValuesError::KeyMissing(k) if k == "image.version"),
+        matches!(&err, ValuesError::KeyMissing { key: k, .. } if k == "image.version"),
         "{err}"
     );
     for (text, key) in [
@@ -348,7 +348,7 @@ fn names_the_missing_key() {
     ] {
         assert!(matches!(
             read_scalar(text, key),
-            Err(ValuesError::KeyMissing(_))
+            Err(ValuesError::KeyMissing { .. })
         ));
     }
 }

@@ -211,18 +211,36 @@ pub(super) fn rows(runs: &[RunRecord], cache_dir: &Path, versions: &Versions) ->
         .collect()
 }
 
+/// Where the board reads a phase's version: `path`'s file at the key written there (the target
+/// side of a `source->target` key).
 fn place(p: &Pipeline, phase: &str, key: &str) -> Place {
     (
         p.repo.to_string(),
         p.branch.to_string(),
         p.path.replace("{phase}", phase),
-        key.to_string(),
+        crate::values::split_key(key).1.to_string(),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_phases_version_at_the_target_side_of_a_key_pair() {
+        let p = Pipeline {
+            repo: "https://git.example.com/gitops.git",
+            branch: "main",
+            path: "overlays/{phase}/kustomization.yaml",
+            key: None,
+            phases: Vec::new(),
+            last: HashMap::new(),
+        };
+        let (_, _, file, key) = place(&p, "prod", "image.tag->images[name=app].newTag");
+        assert_eq!(file, "overlays/prod/kustomization.yaml");
+        assert_eq!(key, "images[name=app].newTag");
+        assert_eq!(place(&p, "prod", "image.version").3, "image.version");
+    }
 
     #[test]
     fn phases_follow_the_transitions() {

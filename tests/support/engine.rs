@@ -45,6 +45,7 @@ pub(crate) fn promotion(url: &str, app: &str, commit: &str) -> Promotion {
         repo: RepoUrl::parse(url).expect("url"),
         branch: "main".into(),
         path: PathTemplate::parse(&PATH.replace("{app}", app)).expect("path"),
+        source_path: None,
         keys: vec!["image.version".into()],
         source: Phase::parse("source", "test").expect("phase"),
         target: Phase::parse("target", "prod").expect("phase"),
