@@ -1,5 +1,5 @@
 //! One run's stages, a method each: [`RunTask::access`] (the `credentialsSecret`, the signing
-//! key, the credentials choice) → [`RunTask::decided_before_testing`] → [`RunTask::gate`] (Argo
+//! key, the credentials choice) → [`RunTask::probe`] → [`RunTask::gate`] (Argo
 //! CD) → [`RunTask::test`] → [`RunTask::promote`] → [`RunTask::propose`] (pull-request mode).
 
 use std::{
