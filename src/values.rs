@@ -181,7 +181,9 @@ fn with_part(reference: &str, part: Part, value: &Scalar) -> Result<Scalar, &'st
     if !reference::valid(&value.text, part) {
         return Err(match part {
             Part::Tag => "it is not an image tag (letters, digits, `_`, `.`, `-`)",
-            _ => "it is not an image digest (`sha256:` and hex digits)",
+            _ => {
+                "it is not an image digest (`algorithm:encoded`, e.g. `sha256:` and 64 hex digits)"
+            }
         });
     }
     if part == Part::Tag && reference::range(reference, Part::Digest).is_some() {

@@ -159,7 +159,7 @@ impl Drop for Lease {
 
 /// Where a run of `key` writes: its repository, branch, values file and target phase (fields
 /// 0, 1, 2 and 6 of the pipeline's `idempotency_key`; none of them can hold a newline).
-fn place(key: &str) -> [&str; 4] {
+pub(super) fn place(key: &str) -> [&str; 4] {
     let mut fields = key.split('\n');
     let mut next = || fields.next().unwrap_or_default();
     let (repo, branch, path) = (next(), next(), next());

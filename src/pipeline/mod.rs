@@ -203,16 +203,17 @@ impl Pipeline {
 }
 
 /// docs/contract.md §5: (repo, branch, path, keys, source commit, source phase, target
-/// phase); a dry run, a rollback or a pull request is a different run, so it never answers
-/// for a plain one (a rollback of a commit once answered `superseded` must not get that answer
-/// back). The ledger reads the place a run writes from fields 0, 1, 2 and 6 (`ledger::place`).
+/// phase, and the source file when `sourcePath` names one); a dry run, a rollback or a pull
+/// request is a different run, so it never answers for a plain one (a rollback of a commit once
+/// answered `superseded` must not get that answer back). The layout is kept across versions (the
+/// history's recorded answers and the Job names depend on it): a new field goes at the end. The
+/// ledger reads the place a run writes from fields 0, 1, 2 and 6 (`ledger::place`).
 fn idempotency_key(plan: &Plan) -> String {
-    format!(
-        "{}\n{}\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+    let mut key = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         plan.repo,
         plan.branch,
         plan.path,
-        plan.source_path.as_ref().map(ToString::to_string),
         plan.keys.join(","),
         plan.commit,
         plan.source,
@@ -220,7 +221,11 @@ fn idempotency_key(plan: &Plan) -> String {
         plan.dry_run,
         plan.rollback,
         matches!(plan.via, PromoteVia::PullRequest(_))
-    )
+    );
+    if let Some(source_path) = &plan.source_path {
+        key.push_str(&format!("\nsource-path {source_path}"));
+    }
+    key
 }
 
 /// A run id: time-ordered, unique enough across restarts.
@@ -229,4 +234,53 @@ fn run_id() -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     format!("{ms:x}-{:04x}", fastrand::u16(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Resource, SourceRef, TargetRef, TestProfiles};
+
+    #[test]
+    fn the_ledger_reads_the_file_and_phase_a_run_writes_from_its_key() {
+        let resource = Resource {
+            repo: "https://git.example/gitops.git".into(),
+            path: "apps/petstore/{phase}/values.yaml".into(),
+            source: SourceRef {
+                phase: "test".into(),
+                path: "apps/petstore/{phase}/chart-values.yaml".into(),
+                commit: "abcdef1".into(),
+            },
+            target: TargetRef {
+                phase: "prod".into(),
+            },
+            test: crate::spec::TestSpec {
+                runner: Some(crate::spec::RunnerKind::None),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let plan = Plan::from_resource(&resource, &TestProfiles::default()).expect("a plan");
+        assert!(
+            plan.source_path.is_some(),
+            "the source file is part of the key"
+        );
+        let key = idempotency_key(&plan);
+        assert_eq!(
+            ledger::place(&key),
+            [
+                plan.repo.to_string().as_str(),
+                plan.branch.as_str(),
+                plan.path.to_string().as_str(),
+                "prod"
+            ]
+        );
+        // The layout of keys recorded before `sourcePath` existed is unchanged.
+        let without = Plan {
+            source_path: None,
+            ..plan.clone()
+        };
+        assert_eq!(idempotency_key(&without).lines().count(), 10);
+        assert!(key.starts_with(&idempotency_key(&without)));
+    }
 }

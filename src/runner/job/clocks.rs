@@ -74,6 +74,10 @@ impl Clocks {
     }
 }
 
+/// How long a Job may stay queued at a stretch: a queue that never admits it (no LocalQueue,
+/// no quota, a Job suspended by hand) would otherwise hold the run, and its slot, for ever.
+pub(super) const QUEUE_LIMIT: Duration = Duration::from_secs(3600);
+
 /// A Job's time in a queue (`spec.suspend`, as Kueue holds it until admitted) and phasegate's
 /// deadline for the Job, which does not run while queued: the Job controller too starts
 /// `activeDeadlineSeconds` only when the Job resumes.
@@ -121,9 +125,18 @@ impl Queue {
         }
     }
 
-    /// When phasegate stops waiting for the cluster to end the Job; none while it is queued.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.since.is_none().then_some(self.deadline)
+    /// When phasegate stops waiting: for the cluster to end the Job, or, while it is queued,
+    /// for the queue to admit it ([`QUEUE_LIMIT`] after it was queued).
+    pub(super) fn deadline(&self) -> Instant {
+        match &self.since {
+            Some((since, _)) => *since + QUEUE_LIMIT,
+            None => self.deadline,
+        }
+    }
+
+    /// Whether the Job is queued now.
+    pub(super) fn queued(&self) -> bool {
+        self.since.is_some()
     }
 
     /// The time queued, in whole seconds, and the controller's words for it; `None` if the Job
@@ -175,8 +188,9 @@ mod tests {
         assert_eq!(clocks.due(), None);
     }
 
-    #[test]
-    fn a_queued_job_has_no_deadline_and_its_queue_time_pushes_it_back() {
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_job_waits_for_the_queue_at_most_an_hour_and_its_queue_time_pushes_the_deadline_back()
+     {
         let suspended: Job = serde_yaml_ng::from_str(include_str!(
             "../../../tests/fixtures/kubernetes/job-suspended.yaml"
         ))
@@ -191,14 +205,18 @@ mod tests {
             kept.lock().expect("lines").push(l.to_string());
         });
         let mut queue = Queue::new(Duration::from_secs(630));
-        let deadline = queue.deadline().expect("a deadline");
+        let deadline = queue.deadline();
 
         queue.saw(&suspended, &sink, "Job `j`");
-        assert_eq!(queue.deadline(), None, "no deadline while queued");
+        assert!(queue.queued());
+        assert_eq!(queue.deadline(), Instant::now() + QUEUE_LIMIT);
+        tokio::time::advance(Duration::from_secs(60)).await;
         queue.saw(&resumed, &sink, "Job `j`");
 
-        assert!(queue.deadline() >= Some(deadline));
-        let (_, why) = queue.waited().expect("was queued");
+        assert!(!queue.queued());
+        assert_eq!(queue.deadline(), deadline + Duration::from_secs(60));
+        let (waited, why) = queue.waited().expect("was queued");
+        assert_eq!(waited, Duration::from_secs(60));
         assert_eq!(why, "Suspended: JobSuspended: Job suspended");
         let lines = lines.lock().expect("lines");
         assert!(

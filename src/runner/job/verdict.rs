@@ -159,13 +159,34 @@ const TRANSIENT: [&str; 4] = [
 /// will run as root`, `… image has non-numeric user …`, `container's runAsUser breaks non-root
 /// policy`): the image's user does not change while the pod lives.
 const NON_ROOT_REFUSALS: [&str; 2] = ["has runAsNonRoot and image", "breaks non-root policy"];
-/// Words of `FailedCreate` messages the Job controller's retries can outlast: a ResourceQuota
-/// used up by other pods, an admission webhook that timed out or could not be reached (one
-/// that answers with a denial says `denied the request`, which lasts).
-const RETRIED_CREATES: [&str; 3] = [
-    "exceeded quota",
-    "failed calling webhook",
-    "failed to call webhook",
+/// Words of `FailedCreate` messages no retry of the Job controller outlasts, with the spec key
+/// to look at: Pod Security admission, a LimitRange, an admission webhook that answered with a
+/// denial, a service account the namespace does not have (the controller retries it, but a
+/// misnamed account is the usual cause). Every other `FailedCreate` (a used-up ResourceQuota, a
+/// webhook that timed out, a passing API server error) is waited out within the tolerance, as
+/// the controller retries it.
+const LASTING_CREATE_REFUSALS: [(&str, &str); 5] = [
+    (
+        "violates PodSecurity",
+        " (the namespace's Pod Security level refuses the test pod: see testSecurityContext \
+         and testPodSecurityContext)",
+    ),
+    (
+        "usage per Container",
+        " (a LimitRange of the namespace: see testResources)",
+    ),
+    (
+        "usage per Pod",
+        " (a LimitRange of the namespace: see testResources)",
+    ),
+    (
+        "denied the request",
+        " (an admission webhook of the cluster)",
+    ),
+    (
+        "error looking up service account",
+        " (see testServiceAccount)",
+    ),
 ];
 
 /// What keeps `pod` from running, if anything. A disrupted pod (evicted, preempted, drained:
@@ -226,9 +247,8 @@ pub(super) fn pod_problem(pod: &Pod) -> Option<PodProblem> {
 }
 
 /// A `FailedCreate` Warning on the Job: its pod could not be created (Pod Security admission,
-/// a LimitRange, a quota, a missing service account, an admission webhook). Transient when the
-/// controller's retries can succeed ([`RETRIED_CREATES`]), permanent otherwise, with the spec
-/// key to look at when the message points at one.
+/// a LimitRange, a quota, a missing service account, an admission webhook). Permanent when no
+/// retry of the controller outlasts it ([`LASTING_CREATE_REFUSALS`]), transient otherwise.
 pub(super) fn failed_create(event: &Event) -> Option<PodProblem> {
     if event.reason.as_deref() != Some("FailedCreate") || event.type_.as_deref() != Some("Warning")
     {
@@ -236,21 +256,16 @@ pub(super) fn failed_create(event: &Event) -> Option<PodProblem> {
     }
     let message = event.message.as_deref().unwrap_or("");
     let detail = format!("FailedCreate: {message}");
-    if RETRIED_CREATES.iter().any(|w| message.contains(w)) {
-        return Some(PodProblem::Transient {
+    match LASTING_CREATE_REFUSALS
+        .iter()
+        .find(|(words, _)| message.contains(words))
+    {
+        Some((_, hint)) => Some(PodProblem::Permanent(format!("{detail}{hint}"))),
+        None => Some(PodProblem::Transient {
             reason: "FailedCreate".into(),
             detail,
-        });
+        }),
     }
-    let hint = if message.contains("violates PodSecurity") {
-        " (the namespace's Pod Security level refuses the test pod: see testSecurityContext \
-         and testPodSecurityContext)"
-    } else if message.contains("usage per Container") || message.contains("usage per Pod") {
-        " (a LimitRange of the namespace: see testResources)"
-    } else {
-        ""
-    };
-    Some(PodProblem::Permanent(format!("{detail}{hint}")))
 }
 
 #[cfg(test)]

@@ -123,7 +123,16 @@ pub(super) async fn wait(
                 let oldest = progress.clocks.oldest().expect("a problem is due");
                 break Ending::CannotRun(oldest);
             }
-            () = sleep_until(progress.queue.deadline()) => break Ending::NotEnded,
+            () = tokio::time::sleep_until(progress.queue.deadline()) => {
+                break if progress.queue.queued() {
+                    Ending::CannotRun(format!(
+                        "still queued after {}: the queue did not admit it",
+                        humantime::format_duration(super::clocks::QUEUE_LIMIT)
+                    ))
+                } else {
+                    Ending::NotEnded
+                };
+            }
         };
         let Some(seen) = seen else {
             return Err(ClusterError::Unavailable(format!(
@@ -279,18 +288,23 @@ impl<'a> Progress<'a> {
                     self.clocks.stop(CREATION);
                 }
             }
-            watcher::Event::Apply(e) | watcher::Event::InitApply(e) => match failed_create(&e) {
-                Some(PodProblem::Permanent(detail)) => return Some(Ending::CannotRun(detail)),
-                // The controller retries; an older event once a pod exists is history.
-                Some(PodProblem::Transient { reason, detail }) if self.pods.is_empty() => {
-                    self.clocks.saw(CREATION, reason, detail);
-                    if let Some(listed) = &mut self.creation_listed {
-                        *listed = true;
+            // Once a pod exists, an event about creating one is history (a re-list or an
+            // attached Job replays events up to an hour old).
+            watcher::Event::Apply(e) | watcher::Event::InitApply(e) if self.pods.is_empty() => {
+                match failed_create(&e) {
+                    Some(PodProblem::Permanent(detail)) => return Some(Ending::CannotRun(detail)),
+                    // The controller retries.
+                    Some(PodProblem::Transient { reason, detail }) => {
+                        self.clocks.saw(CREATION, reason, detail);
+                        if let Some(listed) = &mut self.creation_listed {
+                            *listed = true;
+                        }
                     }
+                    None => {}
                 }
-                _ => {}
-            },
-            watcher::Event::Delete(_) => {}
+            }
+            watcher::Event::Apply(_) | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {
+            }
         }
         None
     }

@@ -93,6 +93,7 @@ fn a_failed_create_for_a_quota_or_a_webhook_timeout_is_retried_by_the_controller
     for message in [
         "Error creating: pods \"phasegate-1-x\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10",
         "Error creating: Internal error occurred: failed calling webhook \"sidecar-injector.istio.io\": failed to call webhook: Post \"https://istiod.istio-system.svc:443/inject\": context deadline exceeded",
+        "Error creating: etcdserver: request timed out",
     ] {
         event.message = Some(message.into());
         assert!(
@@ -106,6 +107,13 @@ fn a_failed_create_for_a_quota_or_a_webhook_timeout_is_retried_by_the_controller
     assert!(
         matches!(failed_create(&event), Some(PodProblem::Permanent(m)) if m.contains("testResources"))
     );
+    event.message = Some(
+        "Error creating: admission webhook \"policy.example.com\" denied the request: no latest tags".into(),
+    );
+    assert!(matches!(
+        failed_create(&event),
+        Some(PodProblem::Permanent(_))
+    ));
 }
 
 #[test]
