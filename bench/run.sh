@@ -4,6 +4,8 @@
 # the generated repository's size (default 10,000 commits over 2,000 files); BENCH_CONSOLE_ONLY=1
 # runs only the web console's rows (its pages with 1,000 runs in the history), BENCH_ONE_SHOT_ONLY=1
 # only the one-shot `phasegate promote` rows (cold against a bare clone, warm against the floor).
+# BENCH_DELTA_HEAVY=1 makes the pages 6 KB of incompressible text rewritten a line at a time and
+# packs the repository with `git gc --aggressive` (long delta chains, as real monorepos have).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml

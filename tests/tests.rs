@@ -38,6 +38,7 @@ mod payload;
 mod pull_requests;
 mod reliability;
 mod security;
+mod shallow_cache;
 mod shutdown;
 mod signing;
 mod ssh;

@@ -55,6 +55,19 @@ pub(crate) fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult
         }
         Ok(())
     };
+    // `BENCH_DELTA_HEAVY=1`: pages of 6 KB of incompressible text, one line of which each
+    // revision rewrites, packed by `git gc --aggressive`: long delta chains, as real monorepos
+    // have, which libgit2's indexer resolves on one thread.
+    let heavy = std::env::var_os("BENCH_DELTA_HEAVY").is_some();
+    let page = |f: usize, revision: usize| {
+        if heavy {
+            heavy_page(f, revision)
+        } else if revision == 0 {
+            format!("# Page {f}\n\nSome text.\n")
+        } else {
+            format!("# Page {f}\n\nRevision {revision}.\n")
+        }
+    };
     let mut initial = Vec::new();
     for a in 0..APPS {
         let app = format!("app{a:03}");
@@ -62,10 +75,7 @@ pub(crate) fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult
         initial.push((path(&app, "prod"), values(&app, "1.0")));
     }
     for f in initial.len()..files {
-        initial.push((
-            format!("docs/section{}/page{f}.md", f % 40),
-            format!("# Page {f}\n\nSome text.\n"),
-        ));
+        initial.push((format!("docs/section{}/page{f}.md", f % 40), page(f, 0)));
     }
     commit(&mut out, "initial", &initial)?;
     for c in 1..commits {
@@ -74,11 +84,53 @@ pub(crate) fn generate(bare: &Path, commits: usize, files: usize) -> BenchResult
         let content = if p.ends_with(".yaml") {
             values(p.split('/').nth(1).unwrap_or("app"), &format!("1.{c}"))
         } else {
-            format!("# Page {f}\n\nRevision {c}.\n")
+            page(f, c)
         };
         commit(&mut out, &format!("change {c}"), &[(p.clone(), content)])?;
     }
     drop(out);
     child.wait()?;
+    if heavy {
+        eprintln!("git gc --aggressive…");
+        let gc = Command::new("git")
+            .args(["gc", "--aggressive", "--prune=now", "--quiet"])
+            .current_dir(bare)
+            .status()?;
+        if !gc.success() {
+            return Err("git gc --aggressive failed".into());
+        }
+    }
     Ok(())
+}
+
+/// Page `f` at `revision`: 96 lines of 64 random characters (6 KB that do not compress), of
+/// which each revision rewrote one.
+fn heavy_page(f: usize, revision: usize) -> String {
+    const LINES: usize = 96;
+    let line = |n: usize, seed: usize| {
+        let mut x = (f as u64) << 40 ^ (n as u64) << 20 ^ seed as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        (0..64)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(x % 64) as usize],
+                )
+            })
+            .collect::<String>()
+    };
+    // The revision that last rewrote each line (revisions are commit numbers).
+    let mut text = format!("# Page {f}\n\n");
+    for n in 0..LINES {
+        let seed = if revision > 0 && revision % LINES == n {
+            revision
+        } else {
+            0
+        };
+        text.push_str(&line(n, seed));
+        text.push('\n');
+    }
+    text
 }

@@ -53,14 +53,14 @@ impl RepoCache {
 
     /// The clone of `url` (only one promotion batch may use it at a time). A clone that
     /// cannot be opened is removed and started afresh.
-    fn open(&self, url: &RepoUrl) -> Result<Repository, GitError> {
+    pub(super) fn open(&self, url: &RepoUrl) -> Result<Repository, GitError> {
         let path = self.path_of(url.as_str());
         if path.exists() {
             // Only phasegate's own settings: a planted `url.<x>.insteadOf` would make libgit2
             // connect elsewhere than the URL the policy matched, credentials and all.
             std::fs::write(path.join("config"), CLONE_CONFIG)
                 .map_err(|e| GitError::Other(format!("cannot reset the clone's config: {e}")))?;
-            match Repository::open_bare(&path) {
+            match super::shallow::open(&path) {
                 Ok(repo) => return Ok(repo),
                 Err(e) => {
                     warn!(cache = %path.display(), error = %e, "cached clone is corrupt; cloning again");
@@ -108,13 +108,27 @@ pub(super) fn tracking_ref(branch: &str) -> String {
     format!("refs/remotes/origin/{branch}")
 }
 
-/// Fetches `refspecs` from `url` into `repo`.
+/// Fetches `refspecs` from `url` into `repo` (a shallow clone stays shallow: only what is new
+/// comes).
 pub(super) fn fetch(
     repo: &Repository,
     url: &RepoUrl,
     refspecs: &[&str],
     settings: &GitSettings,
     creds: Option<&crate::credentials::Credentials>,
+) -> Result<(), GitError> {
+    fetch_at_depth(repo, url, refspecs, settings, creds, None)
+}
+
+/// Fetches `refspecs` from `url` into `repo`, `depth` commits deep from their heads when given
+/// (see [`super::shallow`]).
+pub(super) fn fetch_at_depth(
+    repo: &Repository,
+    url: &RepoUrl,
+    refspecs: &[&str],
+    settings: &GitSettings,
+    creds: Option<&crate::credentials::Credentials>,
+    depth: Option<i32>,
 ) -> Result<(), GitError> {
     super::load_deferred_ca_bundle(url)?;
     let (mut callbacks, trace) = auth::callbacks(url, creds, settings);
@@ -132,6 +146,9 @@ pub(super) fn fetch(
         .download_tags(AutotagOption::None)
         .update_fetchhead(false)
         .follow_redirects(RemoteRedirect::None);
+    if let Some(depth) = depth {
+        opts.depth(depth);
+    }
     let header = auth::preemptive_header(url, creds);
     if let Some(h) = &header {
         opts.custom_headers(&[h.as_str()]);

@@ -17,6 +17,7 @@ use tracing::warn;
 use super::{
     GitError,
     cache::git,
+    shallow::{self, CLOCK_SKEW_SECS},
     trailers::{self, Recorded},
 };
 
@@ -24,11 +25,6 @@ use super::{
 /// between two promotions of a file; past it, older promotions are not seen (a promotion is
 /// then not refused as `superseded`) and a warning says so.
 const HISTORY_SCAN_LIMIT: usize = 20_000;
-
-/// A promotion commit is made after the source commit it records, which descends from (so is
-/// made after) any commit it supersedes; clocks of different machines disagree, by far less
-/// than this.
-const CLOCK_SKEW_SECS: i64 = 24 * 3600;
 
 /// (values file path, target phase).
 type Target = (String, String);
@@ -109,11 +105,17 @@ impl PromotionIndex {
         git(walk.push(head))?;
         git(walk.hide(old))?;
         let mut newer: HashMap<Target, Record> = HashMap::new();
+        let roots = shallow::roots(repo);
         for (n, oid) in walk.enumerate() {
             if n == HISTORY_SCAN_LIMIT {
                 return self.restart(repo, head);
             }
-            record(repo, &git(repo.find_commit(git(oid)?))?, &mut newer)?;
+            let oid = git(oid)?;
+            if roots.contains(&oid) {
+                // What a commit changed is read against its parent, which is not here.
+                return Err(GitError::NeedsHistory);
+            }
+            record(repo, &git(repo.find_commit(oid))?, &mut newer)?;
         }
         for (target, record) in newer {
             match self.records.entry(target) {
@@ -140,6 +142,7 @@ impl PromotionIndex {
         since: i64,
     ) -> Result<Option<Latest>, GitError> {
         let wanted = (path.to_string(), target.to_string());
+        let roots = shallow::roots(repo);
         loop {
             if let Some(found) = self.records.get(&wanted).and_then(|r| r.get(key)) {
                 return Ok(Some(found));
@@ -159,6 +162,10 @@ impl PromotionIndex {
             }
             if self.read > HISTORY_SCAN_LIMIT {
                 return Ok(None);
+            }
+            if roots.contains(&oid) {
+                // A shallow clone's boundary: the walk goes on once the clone is deeper.
+                return Err(GitError::NeedsHistory);
             }
             self.pending.pop();
             self.read += 1;

@@ -23,6 +23,7 @@ mod promote;
 mod proposal;
 mod push;
 mod read;
+mod shallow;
 mod signing;
 mod socket;
 mod trailers;
@@ -104,6 +105,10 @@ pub enum GitError {
     /// The signing key cannot sign (a per-spec key from the `credentialsSecret`).
     #[error(transparent)]
     Signing(#[from] SigningError),
+    /// A check reached the boundary of a shallow clone before it had its answer: the clone is
+    /// deepened and the batch decided again (see [`shallow`]); never an answer.
+    #[error("git: the cached clone's history is not deep enough for this check")]
+    NeedsHistory,
     /// Anything else libgit2 or the file system reported.
     #[error("git: {0}")]
     Other(String),
@@ -126,7 +131,7 @@ impl GitError {
             GitError::Unreachable(_) => ErrorKind::Unavailable,
             GitError::PushRejected { .. } => ErrorKind::Aborted,
             GitError::Signing(_) => ErrorKind::FailedPrecondition,
-            GitError::Other(_) => ErrorKind::Internal,
+            GitError::Other(_) | GitError::NeedsHistory => ErrorKind::Internal,
         }
     }
 }

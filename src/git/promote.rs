@@ -12,7 +12,7 @@ use super::{
     cache::{self, RepoCache, git, tracking_ref},
     index::{Latest, PromotionIndex},
     push::{backoff, push},
-    signing, trailers,
+    shallow, signing, trailers,
 };
 use crate::{
     credentials::Credentials,
@@ -92,19 +92,77 @@ fn run_batch(
         tracking_ref(&first.branch)
     );
     let (_held, mut repo) = cache.take(url)?;
-    if let Err(e) = cache::fetch(&repo, url, &[&branch_spec], settings, creds) {
+    // A clone made from nothing starts shallow.
+    let depth = |repo: &Repository| shallow::first_depth(repo, url);
+    let fetched = cache::fetch_at_depth(&repo, url, &[&branch_spec], settings, creds, depth(&repo));
+    if let Err(e) = fetched {
         if !cache::is_corruption(&e) {
             return Err(e);
         }
         warn!(error = %e, "fetch into the cached clone failed; cloning again");
         repo = cache.reset(url)?;
-        cache::fetch(&repo, url, &[&branch_spec], settings, creds)?;
+        cache::fetch_at_depth(&repo, url, &[&branch_spec], settings, creds, depth(&repo))?;
     }
     let fetched_ms = started.elapsed().as_millis() as u64;
+    let batch = Batch {
+        settings,
+        creds,
+        promotions: batch,
+        spans,
+        branch_spec: &branch_spec,
+        started,
+        fetched_ms,
+    };
+    loop {
+        match decide_and_push(&repo, &batch, index, answers) {
+            Err(GitError::NeedsHistory) => {
+                answers.iter_mut().for_each(|answer| *answer = None);
+                let remote = (url, branch_spec.as_str());
+                let head = tracking_ref(&first.branch);
+                shallow::deepen(&repo, &head, remote, settings, creds)?;
+                repo = cache.open(url)?;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One batch of promotions, fetched.
+struct Batch<'a> {
+    settings: &'a GitSettings,
+    creds: Option<&'a Credentials>,
+    promotions: &'a [Promotion],
+    spans: &'a [Span],
+    branch_spec: &'a str,
+    started: std::time::Instant,
+    fetched_ms: u64,
+}
+
+/// Decides every promotion of the batch and pushes their commits, fetching again on a lost
+/// race. [`GitError::NeedsHistory`] (a shallow clone must be deepened first) leaves every
+/// answer to the next call.
+fn decide_and_push(
+    repo: &Repository,
+    b: &Batch,
+    index: &mut PromotionIndex,
+    answers: &mut [Option<Result<PromotionResult, GitError>>],
+) -> Result<(), GitError> {
+    let Batch {
+        settings,
+        creds,
+        promotions: batch,
+        spans,
+        branch_spec,
+        started,
+        fetched_ms,
+    } = *b;
+    let first = &batch[0];
+    let url = &first.repo;
     let mut sources = Vec::with_capacity(batch.len());
     for ((p, answer), span) in batch.iter().zip(answers.iter_mut()).zip(spans) {
-        match span.in_scope(|| read_source(&repo, p, settings, creds)) {
+        match span.in_scope(|| read_source(repo, p, settings, creds)) {
             Ok(source) => sources.push(Some(source)),
+            Err(GitError::NeedsHistory) => return Err(GitError::NeedsHistory),
             Err(e) => {
                 *answer = Some(Err(e));
                 sources.push(None);
@@ -115,13 +173,13 @@ fn run_batch(
     for attempt in 1..=settings.push_attempts {
         if attempt > 1 {
             std::thread::sleep(backoff(attempt));
-            cache::fetch(&repo, url, &[&branch_spec], settings, creds)?;
+            cache::fetch(repo, url, &[branch_spec], settings, creds)?;
         }
         let head = repo
             .find_reference(&tracking_ref(&first.branch))
             .and_then(|r| r.peel_to_commit())
             .map_err(|_| GitError::NotFound(format!("branch `{}` not found", first.branch)))?;
-        index.update(&repo, head.id())?;
+        index.update(repo, head.id())?;
         // Outcomes hold only once the commits they stand on are pushed; so do their notes.
         let mut tentative = Vec::new();
         let mut tip = head.clone();
@@ -133,7 +191,7 @@ fn run_batch(
             };
             let edited = spans[i].in_scope(|| {
                 edit(
-                    &repo,
+                    repo,
                     settings,
                     creds,
                     p,
@@ -150,6 +208,7 @@ fn run_batch(
                     }
                     tentative.push((i, result, commit));
                 }
+                Err(GitError::NeedsHistory) => return Err(GitError::NeedsHistory),
                 Err(e) => answers[i] = Some(Err(e)),
             }
         }
@@ -164,7 +223,7 @@ fn run_batch(
             return Ok(());
         }
         let pushing = std::time::Instant::now();
-        if push(&repo, first, tip.id(), head.id(), settings, creds)? {
+        if push(repo, first, tip.id(), head.id(), settings, creds)? {
             let push_ms = pushing.elapsed().as_millis() as u64;
             git(repo.reference(
                 &tracking_ref(&first.branch),
@@ -281,11 +340,7 @@ pub(super) fn edit(
             info!(run = %p.run_id, key = %key, version = %version, "this version was rolled back; only a rollback promotes it again");
             return Ok((result(PromotionOutcome::Superseded), None));
         }
-        let newer = recorded.source != source.id()
-            && repo
-                .graph_descendant_of(recorded.source, source.id())
-                .unwrap_or(false);
-        if newer {
+        if shallow::descends(repo, recorded.source, source.id())? {
             info!(run = %p.run_id, key = %key, newer = %recorded.source, "a newer source commit was already promoted");
             return Ok((result(PromotionOutcome::Superseded), None));
         }
@@ -348,6 +403,10 @@ fn find_source<'r>(
     if let Some(c) = find() {
         return Ok(c);
     }
+    if repo.is_shallow() {
+        // Deeper on the branch, most likely: deepen before looking at other branches.
+        return Err(GitError::NeedsHistory);
+    }
     let url = &p.repo;
     cache::fetch(
         repo,
@@ -377,7 +436,7 @@ fn check_on_branch(repo: &Repository, p: &Promotion, source: Oid) -> Result<(), 
         .and_then(|r| r.peel_to_commit())
         .map_err(|_| GitError::NotFound(format!("branch `{}` not found", p.branch)))?
         .id();
-    if head == source || git(repo.graph_descendant_of(head, source))? {
+    if head == source || shallow::descends(repo, head, source)? {
         return Ok(());
     }
     Err(GitError::NotOnBranch {

@@ -12,9 +12,9 @@ use super::{
     index::PromotionIndex,
     promote::{Notes, edit, read_source, read_values},
     push::{Lease, backoff, push_to},
-    trailers,
+    shallow, trailers,
 };
-use crate::values;
+use crate::{credentials::Credentials, values};
 
 /// Runs one pull-request promotion: decides against the base branch (`already-promoted`,
 /// `superseded`), then against the open pull request's branch when there is one (the same
@@ -36,7 +36,45 @@ pub(super) fn run(
         .for_run(&p.repo, p.credentials.as_ref());
     let base_spec = format!("+refs/heads/{0}:{1}", p.branch, tracking_ref(&p.branch));
     let proposal_spec = format!("+refs/heads/{branch}:{}", tracking_ref(branch));
-    let (_held, repo) = cache.take(url)?;
+    // A clone made from nothing starts shallow.
+    let fetch = |repo: &Repository| {
+        let depth = shallow::first_depth(repo, url);
+        cache::fetch_at_depth(
+            repo,
+            url,
+            &[&base_spec, &proposal_spec],
+            settings,
+            creds,
+            depth,
+        )
+    };
+    let (_held, mut repo) = cache.take(url)?;
+    loop {
+        match propose(&repo, (settings, creds), p, index, &fetch) {
+            Err(GitError::NeedsHistory) => {
+                let remote = (url, base_spec.as_str());
+                let head = tracking_ref(&p.branch);
+                shallow::deepen(&repo, &head, remote, settings, creds)?;
+                repo = cache.open(url)?;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// [`run`] on the clone, fetching with `fetch`: [`GitError::NeedsHistory`] when a shallow
+/// clone must be deepened first.
+fn propose(
+    repo: &Repository,
+    (settings, creds): (&GitSettings, Option<&Credentials>),
+    p: &Promotion,
+    index: &mut PromotionIndex,
+    fetch: &dyn Fn(&Repository) -> Result<(), GitError>,
+) -> Result<PromotionResult, GitError> {
+    let Some(proposal) = p.proposal.as_ref() else {
+        return Err(GitError::Other("not a pull-request promotion".into()));
+    };
+    let branch = proposal.name.as_str();
     for attempt in 1..=settings.push_attempts {
         if attempt > 1 {
             std::thread::sleep(backoff(attempt));
@@ -45,16 +83,16 @@ pub(super) fn run(
         if let Ok(mut stale) = repo.find_reference(&tracking_ref(branch)) {
             git(stale.delete())?;
         }
-        cache::fetch(&repo, url, &[&base_spec, &proposal_spec], settings, creds)?;
-        let (source, versions) = read_source(&repo, p, settings, creds)?;
+        fetch(repo)?;
+        let (source, versions) = read_source(repo, p, settings, creds)?;
         let head = repo
             .find_reference(&tracking_ref(&p.branch))
             .and_then(|r| r.peel_to_commit())
             .map_err(|_| GitError::NotFound(format!("branch `{}` not found", p.branch)))?;
-        index.update(&repo, head.id())?;
+        index.update(repo, head.id())?;
         let mut noted = Notes::new();
         let (mut result, commit) = edit(
-            &repo,
+            repo,
             settings,
             creds,
             p,
@@ -71,13 +109,13 @@ pub(super) fn run(
             .and_then(|r| r.peel_to_commit())
             .ok();
         if let Some(tip) = tip.as_ref().filter(|_| proposal.open) {
-            if proposes(&repo, tip, p, &versions)? {
+            if proposes(repo, tip, p, &versions)? {
                 result.outcome = PromotionOutcome::AlreadyProposed;
                 result.commit = Some(tip.id().to_string());
                 return Ok(result);
             }
             // A deliberate rollback proposes an older version on purpose.
-            if let Some(newer) = newer_source(&repo, tip, source.id()).filter(|_| !p.rollback) {
+            if let Some(newer) = newer_source(repo, tip, source.id())?.filter(|_| !p.rollback) {
                 info!(run = %p.run_id, newer = %newer, "the open pull request proposes a newer source commit");
                 result.outcome = PromotionOutcome::Superseded;
                 return Ok(result);
@@ -92,7 +130,7 @@ pub(super) fn run(
             expected: tip.as_ref().map_or_else(Oid::zero, Commit::id),
             force: true,
         };
-        if push_to(&repo, p, commit, lease, settings, creds)? {
+        if push_to(repo, p, commit, lease, settings, creds)? {
             git(repo.reference(&tracking_ref(branch), commit, true, "phasegate proposal"))?;
             info!(branch, commit = %commit, attempt, "pushed the pull request branch");
             result.outcome = PromotionOutcome::Proposed;
@@ -129,8 +167,9 @@ fn proposes(
 
 /// The source commit the tip's promotion recorded (its own trailer block only), when it
 /// descends from `source`.
-fn newer_source(repo: &Repository, tip: &Commit, source: Oid) -> Option<Oid> {
-    let recorded = trailers::recorded(tip)?.source;
-    (recorded != source && repo.graph_descendant_of(recorded, source).unwrap_or(false))
-        .then_some(recorded)
+fn newer_source(repo: &Repository, tip: &Commit, source: Oid) -> Result<Option<Oid>, GitError> {
+    let Some(recorded) = trailers::recorded(tip).map(|r| r.source) else {
+        return Ok(None);
+    };
+    Ok(shallow::descends(repo, recorded, source)?.then_some(recorded))
 }

@@ -26,7 +26,7 @@ pub fn values_at_branch(
     if !clone.exists() {
         return Ok(vec![None; wanted.len()]);
     }
-    let repo = git(Repository::open_bare(&clone))?;
+    let repo = git(super::shallow::open(&clone))?;
     let Ok(head) = repo
         .find_reference(&tracking_ref(branch))
         .and_then(|r| r.peel_to_commit())
