@@ -113,18 +113,13 @@ fn run_batch(
         started,
         fetched_ms,
     };
-    loop {
-        match decide_and_push(&repo, &batch, index, answers) {
-            Err(GitError::NeedsHistory) => {
-                answers.iter_mut().for_each(|answer| *answer = None);
-                let remote = (url, branch_spec.as_str());
-                let head = tracking_ref(&first.branch);
-                shallow::deepen(&repo, &head, remote, settings, creds)?;
-                repo = cache.open(url)?;
-            }
-            done => return done,
-        }
-    }
+    let head = tracking_ref(&first.branch);
+    let remote = (url, head.as_str(), branch_spec.as_str());
+    let open = || cache.open(url);
+    shallow::deepening(&mut repo, open, remote, (settings, creds), |repo| {
+        answers.iter_mut().for_each(|answer| *answer = None);
+        decide_and_push(repo, &batch, index, answers)
+    })
 }
 
 /// One batch of promotions, fetched.

@@ -49,17 +49,12 @@ pub(super) fn run(
         )
     };
     let (_held, mut repo) = cache.take(url)?;
-    loop {
-        match propose(&repo, (settings, creds), p, index, &fetch) {
-            Err(GitError::NeedsHistory) => {
-                let remote = (url, base_spec.as_str());
-                let head = tracking_ref(&p.branch);
-                shallow::deepen(&repo, &head, remote, settings, creds)?;
-                repo = cache.open(url)?;
-            }
-            done => return done,
-        }
-    }
+    let head = tracking_ref(&p.branch);
+    let remote = (url, head.as_str(), base_spec.as_str());
+    let open = || cache.open(url);
+    shallow::deepening(&mut repo, open, remote, (settings, creds), |repo| {
+        propose(repo, (settings, creds), p, index, &fetch)
+    })
 }
 
 /// [`run`] on the clone, fetching with `fetch`: [`GitError::NeedsHistory`] when a shallow

@@ -28,6 +28,9 @@ const DEEPEN_FACTOR: usize = 8;
 /// Past this depth, the next deepening fetches the whole history.
 const WHOLE_HISTORY_PAST: usize = 1 << 18;
 
+/// More than the deepenings from [`FIRST_DEPTH`] to the whole history take.
+const MAX_DEEPENINGS: usize = 8;
+
 /// libgit2's `GIT_FETCH_DEPTH_UNSHALLOW`: fetch the whole history, ending the shallow clone.
 const UNSHALLOW: i32 = i32::MAX;
 
@@ -101,11 +104,35 @@ pub(super) fn first_depth(repo: &Repository, url: &RepoUrl) -> Option<i32> {
     (cold && url.scheme() != "file").then_some(FIRST_DEPTH)
 }
 
+/// Runs `decide` on the clone until it answers without asking for more history, deepening the
+/// clone (fetching `refspec` of `url`; `head` is its tracking ref) and opening it again with
+/// `open` between tries. Past [`MAX_DEEPENINGS`] (a server that does not deepen), an error.
+pub(super) fn deepening<T>(
+    repo: &mut Repository,
+    open: impl Fn() -> Result<Repository, GitError>,
+    (url, head, refspec): (&RepoUrl, &str, &str),
+    (settings, creds): (&GitSettings, Option<&Credentials>),
+    mut decide: impl FnMut(&Repository) -> Result<T, GitError>,
+) -> Result<T, GitError> {
+    for _ in 0..MAX_DEEPENINGS {
+        match decide(repo) {
+            Err(GitError::NeedsHistory) => {
+                deepen(repo, head, (url, refspec), settings, creds)?;
+                *repo = open()?;
+            }
+            done => return done,
+        }
+    }
+    Err(GitError::Other(format!(
+        "the cached clone of {url} is still shallow after deepening it {MAX_DEEPENINGS} times"
+    )))
+}
+
 /// Deepens a shallow clone: fetches `refspec` again, [`DEEPEN_FACTOR`] times as deep as the
 /// commits reachable from `head` in the clone, or the whole history past
 /// [`WHOLE_HISTORY_PAST`]. Callers open the clone again afterwards: libgit2 keeps commits it
 /// parsed as they were.
-pub(super) fn deepen(
+fn deepen(
     repo: &Repository,
     head: &str,
     (url, refspec): (&RepoUrl, &str),
