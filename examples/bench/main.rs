@@ -304,7 +304,7 @@ async fn main() -> BenchResult<()> {
     let script = format!("echo run >> {}; sleep 0.2", counter.display());
     dup_spec.insert(
         "testCommand".into(),
-        serde_json::to_string(&["sh", "-c", &script])?,
+        serde_json::to_string(&["/bin/sh", "-c", &script])?,
     );
     let before = local::log(&bare, "main", commits * 2)?.len();
     let tasks: Vec<_> = (0..1000)
@@ -312,17 +312,22 @@ async fn main() -> BenchResult<()> {
             let (sensor, spec, p) = (sensor.clone(), dup_spec.clone(), params(&commit));
             tokio::spawn(async move {
                 let started = Instant::now();
-                let ok = sensor.fire(&spec, &p, FROM_TEST).await.is_ok();
-                (ok, started.elapsed().as_secs_f64() * 1000.0)
+                let failure = sensor.fire(&spec, &p, FROM_TEST).await.err();
+                let failure = failure.map(|f| f.status.message().to_string());
+                (failure, started.elapsed().as_secs_f64() * 1000.0)
             })
         })
         .collect();
     let mut answers = Vec::new();
-    let mut failures = 0;
+    let (mut failures, mut first_failure) = (0, None);
     for t in tasks {
-        let (ok, ms) = t.await?;
-        failures += usize::from(!ok);
+        let (failure, ms) = t.await?;
+        failures += usize::from(failure.is_some());
+        first_failure = first_failure.or(failure);
         answers.push(ms);
+    }
+    if let Some(why) = first_failure {
+        eprintln!("a duplicate Execute failed: {why}");
     }
     answers.sort_by(f64::total_cmp);
     let test_runs = std::fs::read_to_string(&counter)

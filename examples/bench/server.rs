@@ -33,10 +33,15 @@ impl Server {
     pub(crate) fn spawn_with(bin: &Path, cache: &Path, console: bool) -> BenchResult<Server> {
         let (port, metrics) = (free_port()?, free_port()?);
         let console = console.then(free_port).transpose()?;
+        // A fan-in of 100 apps queues more runs than the default queue holds.
+        let config = cache.with_extension("config.yaml");
+        std::fs::write(&config, "maxQueuedRuns: 256\n")?;
         let mut command = Command::new(bin);
         command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
             .args([
-                "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--metrics-listen",
