@@ -46,9 +46,41 @@ pub struct RunFilter {
     pub repo: String,
     pub phase: String,
     pub outcome: String,
+    /// Text in the values path (so in the app's name), any case.
+    pub text: String,
+    /// The version under test, exactly.
+    pub version: String,
+    /// The start of the tested commit or of the promotion commit.
+    pub commit: String,
+    /// The start of the run id.
+    pub run: String,
     /// Matching runs to skip (paging).
     pub offset: usize,
     pub limit: usize,
+}
+
+impl RunFilter {
+    /// True when `r` passes every filter that is set.
+    fn keeps(&self, r: &RunRecord) -> bool {
+        let starts = |have: &str, want: &str| {
+            have.get(..want.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(want))
+        };
+        (self.repo.is_empty() || r.repo == self.repo)
+            && (self.phase.is_empty()
+                || r.source_phase == self.phase
+                || r.target_phase == self.phase)
+            && (self.outcome.is_empty() || r.outcome() == self.outcome)
+            && (self.text.is_empty() || r.path.to_lowercase().contains(&self.text.to_lowercase()))
+            && (self.version.is_empty() || r.version() == Some(self.version.as_str()))
+            && (self.commit.is_empty()
+                || starts(&r.source_commit, &self.commit)
+                || r.report
+                    .as_ref()
+                    .and_then(|x| x.commit.as_deref())
+                    .is_some_and(|c| starts(c, &self.commit)))
+            && (self.run.is_empty() || starts(&r.id, &self.run))
+    }
 }
 
 /// A run as a watcher first sees it: its record, the output so far (numbered from `first`), and
@@ -241,24 +273,28 @@ impl History {
 
     /// Recent runs, newest first.
     pub fn list(&self, filter: &RunFilter) -> Vec<RunRecord> {
+        self.find(filter).1
+    }
+
+    /// How many runs match `filter`, and its page of them (newest first).
+    pub fn find(&self, filter: &RunFilter) -> (usize, Vec<RunRecord>) {
         let inner = self.lock();
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
-        inner
+        let mut total = 0;
+        let mut page = Vec::new();
+        for r in inner
             .order
             .iter()
             .rev()
             .filter_map(|id| inner.runs.get(id))
-            .filter(|r| filter.repo.is_empty() || r.repo == filter.repo)
-            .filter(|r| {
-                filter.phase.is_empty()
-                    || r.source_phase == filter.phase
-                    || r.target_phase == filter.phase
-            })
-            .filter(|r| filter.outcome.is_empty() || r.outcome() == filter.outcome)
-            .skip(filter.offset)
-            .take(limit)
-            .cloned()
-            .collect()
+            .filter(|r| filter.keeps(r))
+        {
+            if total >= filter.offset && page.len() < limit {
+                page.push(r.clone());
+            }
+            total += 1;
+        }
+        (total, page)
     }
 
     /// One run.

@@ -107,10 +107,14 @@ async fn the_runs_list_filters_and_pages_and_unknown_runs_are_not_found() {
 
     let list = |q: &str| get_text(format!("{}/runs{q}", server.console_url()));
     let all = list("").await;
-    assert_eq!(all.matches("<td><a href=\"/runs/").count(), 2, "{all}");
+    assert_eq!(
+        all.matches("<a class=\"run\" href=\"/runs/").count(),
+        2,
+        "{all}"
+    );
     let failed = list("?outcome=tests-failed").await;
     assert_eq!(
-        failed.matches("<td><a href=\"/runs/").count(),
+        failed.matches("<a class=\"run\" href=\"/runs/").count(),
         1,
         "{failed}"
     );
@@ -429,7 +433,7 @@ async fn a_failing_run_names_the_version_it_tested_while_running_and_after() {
     }
     assert!(running.contains(">testing</span>"), "{running}");
     assert!(
-        running.contains("<td>1.0 → 2.0</td>"),
+        running.contains("<span class=\"version\">1.0 → 2.0</span>"),
         "while testing: {running}"
     );
 
@@ -444,7 +448,8 @@ async fn a_failing_run_names_the_version_it_tested_while_running_and_after() {
     let run = answer["run"].as_str().expect("run");
     let listed = list().await.2;
     assert!(
-        listed.contains(">tests-failed</span>") && listed.contains("<td>1.0 → 2.0</td>"),
+        listed.contains(">tests-failed</span>")
+            && listed.contains("<span class=\"version\">1.0 → 2.0</span>"),
         "{listed}"
     );
     let (_, _, page) = get(&format!("{}/runs/{run}", server.console_url())).await;

@@ -98,3 +98,47 @@ fn a_huge_line_and_a_huge_file_are_skipped_not_read_whole() {
     assert_eq!(history.all().len(), 1);
     assert_eq!(lines(&file), 1, "rewritten with what was kept");
 }
+
+#[test]
+fn finds_runs_by_path_text_version_commit_and_id_with_their_total() {
+    let history = History::default();
+    for (id, path, version, commit) in [
+        ("r1-aa", "apps/petstore/{phase}/v.yaml", "2.0", "abc123"),
+        ("r2-bb", "apps/billing/{phase}/v.yaml", "2.0", "def456"),
+        ("r3-cc", "apps/petstore/{phase}/v.yaml", "2.1", "abd789"),
+    ] {
+        let mut r = record(id);
+        r.path = path.into();
+        r.source_commit = commit.into();
+        history.start(r);
+        history.under_test(id, version, "1.0");
+    }
+    let ids = |filter: RunFilter| {
+        let (total, runs) = history.find(&RunFilter { limit: 1, ..filter });
+        (total, runs.into_iter().map(|r| r.id).collect::<Vec<_>>())
+    };
+    let text = RunFilter {
+        text: "PETSTORE".into(),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        ids(text),
+        (2, vec!["r3-cc".to_string()]),
+        "a total beyond the page"
+    );
+    let version = RunFilter {
+        version: "2.0".into(),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(version).0, 2);
+    let commit = RunFilter {
+        commit: "AB".into(),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(commit).0, 2, "a prefix of the tested commit, any case");
+    let run = RunFilter {
+        run: "r2".into(),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(run), (1, vec!["r2-bb".to_string()]));
+}

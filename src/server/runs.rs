@@ -63,8 +63,8 @@ impl Runs for RunsService {
             repo: r.repo,
             phase: r.phase,
             outcome: r.outcome,
-            offset: 0,
             limit: usize::try_from(r.limit).unwrap_or(usize::MAX),
+            ..RunFilter::default()
         };
         let runs = self.history.list(&filter).iter().map(to_proto).collect();
         Ok(Response::new(ListRunsResponse { runs }))

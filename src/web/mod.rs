@@ -5,6 +5,7 @@
 //! Not to be confused with [`crate::console`], the `phasegate runs` command line.
 
 mod board;
+mod naming;
 mod runs;
 mod view;
 
@@ -162,24 +163,60 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[template(path = "board.html")]
 struct BoardPage {
     title: String,
-    rows: Vec<board::Row>,
+    board: board::Board,
+    /// The filter as typed, echoed into the form.
+    repo: String,
+    q: String,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
-async fn board_page(State(c): State<Arc<Console>>) -> Response {
+/// The board's query string (docs/console.md): `repo`, `q` (text in the app or path), `page`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct BoardQuery {
+    #[serde(default)]
+    repo: String,
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+/// `GET /`.
+async fn board_page(
+    State(c): State<Arc<Console>>,
+    axum::extract::Query(q): axum::extract::Query<BoardQuery>,
+) -> Response {
+    let filter = board::Filter {
+        repo: view::bounded(&q.repo),
+        text: view::bounded(&q.q),
+    };
+    let page_no = q.page.unwrap_or(1).clamp(1, 10_000);
     let console = c.clone();
+    let (repo, text) = (filter.repo.clone(), filter.text.clone());
     // Reading versions opens git clones (blocking): off the async workers.
-    let rows = tokio::task::spawn_blocking(move || {
-        board::rows(
+    let board = tokio::task::spawn_blocking(move || {
+        board::board(
             &console.history.all(),
+            &filter,
+            page_no,
             &console.cache_dir,
             &console.versions,
+            crate::history::now_unix_ms(),
         )
     })
-    .await
-    .unwrap_or_default();
+    .await;
+    let Ok(board) = board else {
+        return not_found("The board could not be read.");
+    };
+    let link = |n: usize| view::link("/", &[("repo", &repo), ("q", &text)], n);
     page(BoardPage {
         title: "Phases".into(),
-        rows,
+        previous: (page_no > 1).then(|| link(page_no - 1)),
+        next: board.more.then(|| link(page_no + 1)),
+        board,
+        repo,
+        q: text,
     })
 }
 

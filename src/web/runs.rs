@@ -17,7 +17,8 @@ use serde::Deserialize;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{Console, page, view};
+use super::{Console, naming::app_name, page, view};
+use crate::history::now_unix_ms;
 use crate::history::{RunEvent, RunFilter, RunRecord};
 
 /// Runs per page of the list.
@@ -32,8 +33,49 @@ pub(super) struct ListQuery {
     phase: String,
     #[serde(default)]
     outcome: String,
+    /// Text in the app or the values path.
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    version: String,
+    /// The start of the tested or the promotion commit.
+    #[serde(default)]
+    commit: String,
+    /// The start of the run id.
+    #[serde(default)]
+    run: String,
     #[serde(default)]
     page: Option<usize>,
+}
+
+impl ListQuery {
+    /// Every filter bounded ([`view::bounded`]): they are echoed into the page and compared
+    /// with every run.
+    fn bounded(self) -> ListQuery {
+        ListQuery {
+            repo: view::bounded(&self.repo),
+            phase: view::bounded(&self.phase),
+            outcome: view::bounded(&self.outcome),
+            q: view::bounded(&self.q),
+            version: view::bounded(&self.version),
+            commit: view::bounded(&self.commit),
+            run: view::bounded(&self.run),
+            page: self.page,
+        }
+    }
+
+    /// The filters as (name, value), in the order of the form.
+    fn pairs(&self) -> [(&'static str, &str); 7] {
+        [
+            ("q", &self.q),
+            ("repo", &self.repo),
+            ("phase", &self.phase),
+            ("outcome", &self.outcome),
+            ("version", &self.version),
+            ("commit", &self.commit),
+            ("run", &self.run),
+        ]
+    }
 }
 
 /// A row of the list.
@@ -41,26 +83,37 @@ pub(super) struct RunRow {
     pub id: String,
     pub status: String,
     pub class: &'static str,
+    /// Why it failed, in one line (ApplyPolicy's for `tests-failed`).
+    pub reason: Option<String>,
+    pub app: String,
     pub transition: String,
     pub versions: String,
+    /// When it started: how long ago, and the moment.
+    pub ago: String,
     pub started: String,
     pub took: String,
     pub repo: String,
     pub path: String,
+    /// The values file the run writes (the path with the target phase).
+    pub file: String,
 }
 
 impl RunRow {
-    fn of(r: &RunRecord) -> RunRow {
+    fn of(r: &RunRecord, now_ms: i64) -> RunRow {
         RunRow {
             id: r.id.clone(),
             status: view::status(r),
             class: view::class(r),
+            reason: view::reason(r),
+            app: app_name(&r.path),
             transition: format!("{} → {}", r.source_phase, r.target_phase),
             versions: view::versions(r),
+            ago: view::ago(r.started_unix_ms, now_ms),
             started: view::when(r.started_unix_ms),
             took: view::duration(r),
             repo: view::shown_repo(&r.repo),
             path: r.path.clone(),
+            file: r.path.replace("{phase}", &r.target_phase),
         }
     }
 }
@@ -70,10 +123,17 @@ impl RunRow {
 struct RunsPage {
     title: String,
     rows: Vec<RunRow>,
+    /// The filters as typed, echoed into the form.
+    query: ListQuery,
     /// (value, shown, selected) of each filter's choices.
     repos: Vec<(String, String, bool)>,
     phases: Vec<(String, bool)>,
     outcomes: Vec<(String, bool)>,
+    /// Runs that match, the first and last shown (1-based).
+    total: usize,
+    from: usize,
+    to: usize,
+    filtered: bool,
     previous: Option<String>,
     next: Option<String>,
     page: usize,
@@ -93,17 +153,20 @@ const OUTCOMES: [&str; 9] = [
 
 /// `GET /runs`.
 pub(super) async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuery>) -> Response {
-    let page_no = q.page.unwrap_or(1).max(1);
+    let q = q.bounded();
+    let page_no = q.page.unwrap_or(1).clamp(1, 10_000);
     let filter = RunFilter {
         repo: q.repo.clone(),
         phase: q.phase.clone(),
         outcome: q.outcome.clone(),
+        text: q.q.clone(),
+        version: q.version.clone(),
+        commit: q.commit.clone(),
+        run: q.run.clone(),
         offset: (page_no - 1).saturating_mul(PAGE_SIZE),
-        limit: PAGE_SIZE + 1,
+        limit: PAGE_SIZE,
     };
-    let mut runs = c.history.list(&filter);
-    let more = runs.len() > PAGE_SIZE;
-    runs.truncate(PAGE_SIZE);
+    let (total, runs) = c.history.find(&filter);
     let all = c.history.all();
     let mut repos: Vec<&str> = all.iter().map(|r| r.repo.as_str()).collect();
     repos.sort_unstable();
@@ -114,23 +177,11 @@ pub(super) async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuer
         .collect();
     phases.sort_unstable();
     phases.dedup();
-    let link = |page: usize| {
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("repo", &q.repo),
-            ("phase", &q.phase),
-            ("outcome", &q.outcome),
-        ] {
-            if !v.is_empty() {
-                s.append_pair(k, v);
-            }
-        }
-        s.append_pair("page", &page.to_string());
-        format!("/runs?{}", s.finish())
-    };
+    let link = |page: usize| view::link("/runs", &q.pairs(), page);
+    let now = now_unix_ms();
     page(RunsPage {
         title: "Runs".into(),
-        rows: runs.iter().map(RunRow::of).collect(),
+        rows: runs.iter().map(|r| RunRow::of(r, now)).collect(),
         repos: repos
             .iter()
             .map(|r| (r.to_string(), view::shown_repo(r), *r == q.repo))
@@ -143,9 +194,18 @@ pub(super) async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuer
             .iter()
             .map(|o| (o.to_string(), *o == q.outcome))
             .collect(),
+        from: if runs.is_empty() {
+            0
+        } else {
+            filter.offset + 1
+        },
+        to: filter.offset + runs.len(),
+        filtered: q.pairs().iter().any(|(_, v)| !v.is_empty()),
         previous: (page_no > 1).then(|| link(page_no - 1)),
-        next: more.then(|| link(page_no + 1)),
+        next: (total > filter.offset + runs.len()).then(|| link(page_no + 1)),
+        total,
         page: page_no,
+        query: q,
     })
 }
 
@@ -156,6 +216,8 @@ struct RunPage {
     run: RunRow,
     branch: String,
     source_commit: String,
+    /// The tested commit on the forge, when the repository URL or `consoleCommitLink` says.
+    source_commit_url: Option<String>,
     timeline: Vec<(String, String)>,
     error: Option<String>,
     commit: Option<String>,
@@ -192,8 +254,13 @@ pub(super) async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) 
     }));
     page(RunPage {
         title: format!("Run {}", r.id),
-        run: RunRow::of(r),
+        run: RunRow::of(r, now_unix_ms()),
         branch: r.branch.clone(),
+        source_commit_url: view::forge_commit_link(
+            c.commit_link.as_deref(),
+            &r.repo,
+            &r.source_commit,
+        ),
         source_commit: r.source_commit.clone(),
         timeline,
         error: r.error.clone(),

@@ -29,6 +29,32 @@ pub(super) fn commit_link(template: Option<&str>, repo: &str, commit: &str) -> O
     template.map(|t| t.replace("{repo}", &path).replace("{commit}", commit))
 }
 
+/// The link to `commit` on the forge: from the configured template, else from an `https://`
+/// repository URL (`https://git.example/org/gitops.git` → `…/org/gitops/commit/<sha>`, the
+/// page GitHub, GitLab, Gitea and Forgejo serve), else none; only for a hexadecimal commit id.
+pub(super) fn forge_commit_link(
+    template: Option<&str>,
+    repo: &str,
+    commit: &str,
+) -> Option<String> {
+    if commit.is_empty() || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    if template.is_some() {
+        return commit_link(template, repo, commit);
+    }
+    let url = url::Url::parse(repo).ok()?;
+    if url.scheme() != "https" || !url.has_host() || url.query().is_some() {
+        return None;
+    }
+    let path = repo_path(repo)?;
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str()?),
+        None => url.host_str()?.to_string(),
+    };
+    Some(format!("https://{host}/{path}/commit/{commit}"))
+}
+
 /// Checks a commit link template: an http(s) URL (never `javascript:` or a relative link).
 pub(crate) fn valid_commit_link(template: &str) -> bool {
     template.starts_with("https://") || template.starts_with("http://")
@@ -84,6 +110,56 @@ pub(super) fn versions(run: &RunRecord) -> String {
     }
 }
 
+/// How long ago `unix_ms` was, seen at `now_ms`: `just now`, `42 s ago`, `5 min ago`,
+/// `3 h ago`, `12 d ago` (a moment in the future, from a skewed clock, is `just now`).
+pub(super) fn ago(unix_ms: i64, now_ms: i64) -> String {
+    let s = (now_ms - unix_ms).max(0) / 1000;
+    match s {
+        0..5 => "just now".into(),
+        5..60 => format!("{s} s ago"),
+        60..3_600 => format!("{} min ago", s / 60),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// Longest text a console query parameter keeps (characters): filters are typed by people,
+/// and whatever arrives is echoed into the page and compared against every run.
+pub(super) const QUERY_CHARS: usize = 200;
+
+/// A query parameter as the console uses it: trimmed, at most [`QUERY_CHARS`] characters.
+pub(super) fn bounded(text: &str) -> String {
+    text.trim().chars().take(QUERY_CHARS).collect()
+}
+
+/// A console URL: `path` with the non-empty `pairs` and the page number.
+pub(super) fn link(path: &str, pairs: &[(&str, &str)], page: usize) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            s.append_pair(k, v);
+        }
+    }
+    if page > 1 {
+        s.append_pair("page", &page.to_string());
+    }
+    match s.finish() {
+        q if q.is_empty() => path.to_string(),
+        q => format!("{path}?{q}"),
+    }
+}
+
+/// Why a run failed, in one line: ApplyPolicy's for `tests-failed` (the last line of the
+/// output), the error's first line for an error; `None` for every other outcome.
+pub(super) fn reason(run: &RunRecord) -> Option<String> {
+    let line = match (&run.report, &run.error) {
+        (Some(r), _) if !r.succeeded() => r.summary(),
+        (None, Some(e)) => e.lines().next().unwrap_or_default().to_string(),
+        _ => return None,
+    };
+    Some(line)
+}
+
 /// How long a run took (or has been going).
 pub(super) fn duration(run: &RunRecord) -> String {
     match &run.report {
@@ -130,6 +206,29 @@ mod tests {
     }
 
     #[test]
+    fn a_tested_commit_links_to_an_https_forge() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            forge_commit_link(None, "https://git.example/org/gitops.git", sha).as_deref(),
+            Some(format!("https://git.example/org/gitops/commit/{sha}").as_str())
+        );
+        assert_eq!(forge_commit_link(None, "file:///srv/gitops.git", sha), None);
+        assert_eq!(
+            forge_commit_link(None, "http://git.example/org/gitops.git", sha),
+            None
+        );
+        assert_eq!(
+            forge_commit_link(None, "https://git.example/o/g.git", "<x>"),
+            None
+        );
+        let t = Some("https://forge.example/{repo}/-/commit/{commit}");
+        assert_eq!(
+            forge_commit_link(t, "git@forge.example:o/g.git", sha).as_deref(),
+            Some(format!("https://forge.example/o/g/-/commit/{sha}").as_str())
+        );
+    }
+
+    #[test]
     fn only_http_urls_become_pull_request_links() {
         assert!(valid_link("https://github.com/org/gitops/pull/7"));
         assert!(valid_link("HTTP://git.example/pr/7"));
@@ -144,5 +243,24 @@ mod tests {
         assert_eq!(took(12_345), "12.3 s");
         assert_eq!(took(245_000), "4 min 05 s");
         assert_eq!(when(0), "1970-01-01 00:00:00Z");
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        let now = 1_000_000_000;
+        assert_eq!(ago(now + 5_000, now), "just now");
+        assert_eq!(ago(now - 42_000, now), "42 s ago");
+        assert_eq!(ago(now - 300_000, now), "5 min ago");
+        assert_eq!(ago(now - 3 * 3_600_000, now), "3 h ago");
+        assert_eq!(ago(now - 12 * 86_400_000, now), "12 d ago");
+    }
+
+    #[test]
+    fn query_parameters_are_bounded_and_links_keep_only_what_is_set() {
+        assert_eq!(bounded(&"x".repeat(10_000)).len(), QUERY_CHARS);
+        assert_eq!(bounded("  pet  "), "pet");
+        assert_eq!(link("/", &[("repo", ""), ("q", "a&b")], 1), "/?q=a%26b");
+        assert_eq!(link("/runs", &[("q", "")], 2), "/runs?page=2");
+        assert_eq!(link("/runs", &[], 1), "/runs");
     }
 }
