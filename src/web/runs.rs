@@ -266,7 +266,7 @@ pub(super) async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) 
         error: r.error.clone(),
         commit_url: commit
             .as_deref()
-            .and_then(|sha| view::commit_link(c.commit_link.as_deref(), &r.repo, sha)),
+            .and_then(|sha| view::forge_commit_link(c.commit_link.as_deref(), &r.repo, sha)),
         commit,
         pull_request: report.and_then(|x| x.pull_request.as_ref()).map(|pr| {
             (
