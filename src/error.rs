@@ -46,6 +46,15 @@ pub enum Error {
     /// Something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A run failed after reading the version under test: its error answer names the version
+    /// (and the target's), as a `tests-failed` answer does.
+    #[error("{source} (version under test {version}, {target} at {previous})")]
+    AfterRead {
+        version: String,
+        previous: String,
+        target: String,
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -62,6 +71,7 @@ impl Error {
             Error::Interrupted => ErrorKind::Unavailable,
             Error::QueueFull(_) => ErrorKind::ResourceExhausted,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::AfterRead { source, .. } => source.kind(),
         }
     }
 }

@@ -457,3 +457,39 @@ async fn a_failing_run_names_the_version_it_tested_while_running_and_after() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_error_after_reading_the_source_names_the_version_in_the_answer_and_the_console() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(test_config()).await;
+    // An Argo CD gate on a server without Kubernetes: an error, after the version was read.
+    let spec = petstore(
+        &file_url(&bare),
+        &[
+            ("test", "command"),
+            ("testCommand", r#"["true"]"#),
+            ("argocdApp", "petstore-test"),
+        ],
+    );
+    let failed = server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect_err("the command cannot run");
+    assert_eq!(failed.step, "Execute");
+    let message = failed.status.message();
+    assert!(
+        message.ends_with("(version under test 2.0, prod at 1.0)"),
+        "{message}"
+    );
+    let listed = get_text(format!("{}/runs?outcome=error", server.console_url())).await;
+    assert!(
+        listed.contains("<span class=\"version\">1.0 → 2.0</span>")
+            && listed.contains("version under test 2.0, prod at 1.0"),
+        "the list shows the version and the reason: {listed}"
+    );
+    server.stop().await;
+}

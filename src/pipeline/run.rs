@@ -190,22 +190,36 @@ impl RunTask {
             report.version = Some(probe.version);
             report.previous = Some(probe.previous);
         }
-        self.engine.history.stage(&self.id, Stage::Testing);
-        let ctx = self.test_context();
-        self.gate(&ctx).await?;
-        let test = self.test(&ctx, started).await?;
-        report.test = Some(test.clone());
-        if test.passed {
-            let promoted = self.promote(promotion, access).await?;
-            fill(&mut report, promoted.clone());
-            if let Some(proposing) = proposing
-                && let Some(concluded) = self.propose(proposing, &promoted, &test).await?
-            {
-                apply(&mut report, concluded);
+        let under_test = report.version.clone().zip(report.previous.clone());
+        let tested: Result<RunReport> = async {
+            self.engine.history.stage(&self.id, Stage::Testing);
+            let ctx = self.test_context();
+            self.gate(&ctx).await?;
+            let test = self.test(&ctx, started).await?;
+            report.test = Some(test.clone());
+            if test.passed {
+                let promoted = self.promote(promotion, access).await?;
+                fill(&mut report, promoted.clone());
+                if let Some(proposing) = proposing
+                    && let Some(concluded) = self.propose(proposing, &promoted, &test).await?
+                {
+                    apply(&mut report, concluded);
+                }
             }
+            report.duration_ms = millis(started.elapsed());
+            Ok(report)
         }
-        report.duration_ms = millis(started.elapsed());
-        Ok(report)
+        .await;
+        // An error once the version under test is known names it, as a tests-failed answer does.
+        tested.map_err(|e| match under_test {
+            Some((version, previous)) => Error::AfterRead {
+                version,
+                previous,
+                target: plan.target.to_string(),
+                source: Box::new(e),
+            },
+            None => e,
+        })
     }
 
     /// Before any test, what promoting would do: when the target already holds the version or
