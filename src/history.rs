@@ -197,6 +197,13 @@ impl History {
         }
     }
 
+    /// What the Argo CD gate decided of a run's source phase (`Healthy`, or why not).
+    pub fn gated(&self, id: &str, health: &str) {
+        if let Some(run) = self.lock().runs.get_mut(id) {
+            run.health = Some(health.to_string());
+        }
+    }
+
     /// A line of a run's test output.
     pub fn log(&self, id: &str, line: &str) {
         let mut inner = self.lock();

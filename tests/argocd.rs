@@ -4,7 +4,10 @@
 
 use std::{path::Path, time::Duration};
 
-use crate::support::{argo_cd::ArgoApp, fake_kube::FakeKube, *};
+use crate::{
+    console::get_text,
+    support::{argo_cd::ArgoApp, fake_kube::FakeKube, *},
+};
 use phasegate::{
     config::{Config, KubernetesConfig},
     sensor::{Failed, Firing},
@@ -83,6 +86,11 @@ async fn waits_through_the_sync_and_the_rollout_then_promotes() {
 
     let fired = run.await.expect("task").expect("promotes once deployed");
     assert_eq!(fired.response["outcome"], "promoted");
+    // The console's board shows the source phase's health as the gate saw it.
+    let board = get_text(server.console_url()).await;
+    let test = board.find(">test<").expect("the test phase");
+    let prod = board.find(">prod<").expect("the prod phase");
+    assert!(board[test..prod].contains(">Healthy</span>"), "{board}");
     server.stop().await;
 }
 
@@ -150,6 +158,11 @@ async fn a_rollout_that_turns_degraded_ends_the_wait_with_the_health() {
     assert!(
         message.contains("from Progressing to Degraded"),
         "{message}"
+    );
+    let board = get_text(server.console_url()).await;
+    assert!(
+        board.contains(">not ready</span>") && board.contains("from Progressing to Degraded"),
+        "the board says the phase is not ready, and why on hover: {board}"
     );
     server.stop().await;
 }

@@ -229,7 +229,7 @@ async fn a_pull_request_run_page_links_the_pull_request_next_to_its_commit() {
     server.stop().await;
 }
 
-async fn get_text(url: String) -> String {
+pub(crate) async fn get_text(url: String) -> String {
     get(&url).await.2
 }
 

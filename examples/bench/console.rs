@@ -87,6 +87,7 @@ fn run(i: usize, repo: &str, started: i64) -> (RunRecord, RunReport) {
         started_unix_ms: started,
         edit: None,
         timeline: Vec::new(),
+        health: None,
     };
     let report = RunReport {
         run: record.id.clone(),

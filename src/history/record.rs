@@ -63,6 +63,10 @@ pub struct RunRecord {
     /// When each stage was entered, in order (the console's timeline).
     #[serde(default)]
     pub timeline: Vec<StageMark>,
+    /// The source phase's health as the Argo CD gate (`argocdApp`) decided it: `Healthy` when
+    /// it passed, `not ready: <why>` when it refused or timed out; none without a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// A stage a run entered, and when.

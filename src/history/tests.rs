@@ -22,6 +22,7 @@ fn record(id: &str) -> RunRecord {
         started_unix_ms: 0,
         edit: None,
         timeline: Vec::new(),
+        health: None,
     }
 }
 

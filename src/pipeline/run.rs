@@ -80,6 +80,7 @@ impl RunTask {
             started_unix_ms: now_unix_ms(),
             edit: None,
             timeline: Vec::new(),
+            health: None,
         }
     }
 
@@ -244,9 +245,18 @@ impl RunTask {
             gate.namespace, gate.name
         ));
         let cluster = self.cluster(Need::ArgocdApp)?;
-        let ready = argocd::wait_synced(cluster, gate, self.plan.commit.as_str()).await?;
-        ctx.log.as_ref()(&ready);
-        Ok(())
+        let history = &self.engine.history;
+        match argocd::wait_synced(cluster, gate, self.plan.commit.as_str()).await {
+            Ok(ready) => {
+                history.gated(&self.id, "Healthy");
+                ctx.log.as_ref()(&ready);
+                Ok(())
+            }
+            Err(e) => {
+                history.gated(&self.id, &format!("not ready: {e}"));
+                Err(e.into())
+            }
+        }
     }
 
     /// Tests the source phase with the plan's runner.

@@ -90,7 +90,28 @@ pub(super) struct PhaseCell {
     pub version: Option<String>,
     /// Why no version is shown: a few words, and the whole reason.
     pub missing: Option<(&'static str, String)>,
+    /// Argo CD's health of the phase as the last gated run out of it saw it: `Healthy`, or
+    /// `not ready` with why.
+    pub health: Option<Health>,
     pub before: Option<Transition>,
+}
+
+/// A phase's health as the Argo CD gate decided it.
+pub(super) struct Health {
+    pub healthy: bool,
+    pub shown: &'static str,
+    pub why: String,
+}
+
+impl Health {
+    fn of(decided: &str) -> Health {
+        let healthy = decided == "Healthy";
+        Health {
+            healthy,
+            shown: if healthy { "Healthy" } else { "not ready" },
+            why: decided.to_string(),
+        }
+    }
 }
 
 /// The last run of a transition.
@@ -119,6 +140,8 @@ struct Pipeline<'a> {
     last: HashMap<(&'a str, &'a str), &'a RunRecord>,
     /// The newest run of each (source, target) that read a version: its keys and files work.
     good: HashMap<(&'a str, &'a str), &'a RunRecord>,
+    /// Per phase, the newest run out of it that the Argo CD gate decided.
+    gated: HashMap<&'a str, &'a RunRecord>,
 }
 
 /// The pipelines of `runs` (newest first), by repository, app, branch and path: a pipeline's
@@ -136,11 +159,15 @@ fn pipelines(runs: &[RunRecord]) -> Vec<Pipeline<'_>> {
                 phases: Vec::new(),
                 last: HashMap::new(),
                 good: HashMap::new(),
+                gated: HashMap::new(),
             });
         let transition = (r.source_phase.as_str(), r.target_phase.as_str());
         p.last.entry(transition).or_insert(r);
         if read_a_version(r) {
             p.good.entry(transition).or_insert(r);
+        }
+        if r.health.is_some() {
+            p.gated.entry(&r.source_phase).or_insert(r);
         }
     }
     let mut found: Vec<Pipeline> = found.into_values().collect();
@@ -300,6 +327,11 @@ fn row(p: &Pipeline, read: &HashMap<Place, Option<String>>, now_ms: i64) -> Row 
                 name: phase.to_string(),
                 version,
                 missing,
+                health: p
+                    .gated
+                    .get(phase)
+                    .and_then(|r| r.health.as_deref())
+                    .map(Health::of),
                 before,
             }
         })
@@ -416,6 +448,7 @@ mod tests {
             started_unix_ms: at,
             edit: None,
             timeline: Vec::new(),
+            health: None,
         }
     }
 
@@ -518,6 +551,25 @@ mod tests {
         assert_eq!(keeps("", "apps/b"), ["billing"]);
         assert_eq!(keeps("https://other.example/x.git", ""), Vec::<&str>::new());
         assert_eq!(keeps("https://git.example.com/gitops.git", "").len(), 2);
+    }
+
+    #[test]
+    fn a_phase_shows_the_health_the_last_gate_out_of_it_decided() {
+        let mut refused = run(PATH, ("test", "prod"), "k", Some("2.1"), 2);
+        refused.health = Some("not ready: Degraded".into());
+        let mut passed = run(PATH, ("test", "prod"), "k", Some("2.0"), 1);
+        passed.health = Some("Healthy".into());
+        let runs = [refused, passed];
+        let p = &pipelines(&runs)[0];
+        let health = p.gated.get("test").and_then(|r| r.health.as_deref());
+        assert_eq!(
+            health,
+            Some("not ready: Degraded"),
+            "the newest, not the last good one"
+        );
+        assert!(!p.gated.contains_key("prod"), "no gate watched prod");
+        let shown = Health::of("not ready: Degraded");
+        assert_eq!((shown.healthy, shown.shown), (false, "not ready"));
     }
 
     #[test]
