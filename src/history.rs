@@ -327,7 +327,16 @@ impl History {
         })
     }
 
-    /// Every run kept, newest first, for the console's board (cheap: a clone of 1,000 records).
+    /// Runs `f` over every run kept, newest first, under the history's lock: for the console's
+    /// pages that need a few fields of every run, without copying 1,000 records and their test
+    /// output (runs wait for the lock meanwhile: `f` must be quick and must not block).
+    pub fn scan<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &RunRecord>) -> T) -> T {
+        let inner = self.lock();
+        let mut runs = inner.order.iter().rev().filter_map(|id| inner.runs.get(id));
+        f(&mut runs)
+    }
+
+    /// Every run kept, newest first.
     pub fn all(&self) -> Vec<RunRecord> {
         let inner = self.lock();
         inner

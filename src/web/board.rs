@@ -12,7 +12,7 @@ use std::{
 };
 
 use super::{naming::app_name, view};
-use crate::history::RunRecord;
+use crate::{history::RunRecord, outcome::RunReport, runner::TestReport, spec::SourceRef};
 
 /// The git cache is read at most this often per phase: a board reloaded by many people costs
 /// nothing, and a promotion shows within seconds.
@@ -178,6 +178,63 @@ fn pipelines(runs: &[RunRecord]) -> Vec<Pipeline<'_>> {
         (a.repo, &a.app, a.branch, a.path).cmp(&(b.repo, &b.app, b.branch, b.path))
     });
     found
+}
+
+/// What the board needs of a run: the record without its edit, timeline and test output but
+/// the output's last line (the failing reason's): copied under the history's lock, 1,000 of
+/// them, so no 4 KiB log is copied for nothing.
+pub(super) fn slim(r: &RunRecord) -> RunRecord {
+    RunRecord {
+        id: r.id.clone(),
+        key: String::new(),
+        repo: r.repo.clone(),
+        branch: r.branch.clone(),
+        path: r.path.clone(),
+        keys: r.keys.iter().take(1).cloned().collect(),
+        source_phase: r.source_phase.clone(),
+        target_phase: r.target_phase.clone(),
+        source_commit: String::new(),
+        stage: r.stage,
+        version: r.version.clone(),
+        previous: r.previous.clone(),
+        report: r.report.as_ref().map(|x| RunReport {
+            run: String::new(),
+            outcome: x.outcome,
+            version: x.version.clone(),
+            previous: x.previous.clone(),
+            commit: None,
+            signature: None,
+            source: SourceRef {
+                phase: x.source.phase.clone(),
+                commit: String::new(),
+                path: x.source.path.clone(),
+            },
+            target: x.target.clone(),
+            test: x.test.as_ref().map(|t| TestReport {
+                runner: String::new(),
+                passed: t.passed,
+                attempts: t.attempts,
+                duration_ms: t.duration_ms,
+                log: t
+                    .log
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .to_string(),
+            }),
+            pull_request: None,
+            duration_ms: x.duration_ms,
+        }),
+        error: r
+            .error
+            .as_ref()
+            .map(|e| e.lines().next().unwrap_or_default().to_string()),
+        started_unix_ms: r.started_unix_ms,
+        edit: None,
+        timeline: Vec::new(),
+        health: r.health.clone(),
+    }
 }
 
 /// True when the run read the version under test with its keys (so they name a scalar).
@@ -395,11 +452,7 @@ fn place_of(p: &Pipeline, file: &str, key: &str) -> Place {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        history::Stage,
-        outcome::{Outcome, RunReport},
-        spec::{SourceRef, TargetRef},
-    };
+    use crate::{history::Stage, outcome::Outcome, spec::TargetRef};
 
     /// A finished run of `path` from `source` to `target` at `at`: promoted `version` with
     /// `key`, or (no version) an error before reading one.
@@ -570,6 +623,27 @@ mod tests {
         assert!(!p.gated.contains_key("prod"), "no gate watched prod");
         let shown = Health::of("not ready: Degraded");
         assert_eq!((shown.healthy, shown.shown), (false, "not ready"));
+    }
+
+    #[test]
+    fn a_slim_run_keeps_what_the_board_shows() {
+        let mut r = run(PATH, ("test", "prod"), "k", Some("2.0"), 1);
+        if let Some(report) = r.report.as_mut() {
+            report.outcome = Outcome::TestsFailed;
+            report.test = Some(TestReport {
+                runner: "command".into(),
+                passed: false,
+                attempts: 1,
+                duration_ms: 5,
+                log: "ok 1\nnot ok 2 - POST /pet\n\n".into(),
+            });
+        }
+        let slim = slim(&r);
+        assert_eq!(view::reason(&slim), view::reason(&r));
+        assert_eq!(
+            (view::status(&slim), view::versions(&slim), slim.version()),
+            (view::status(&r), view::versions(&r), r.version())
+        );
     }
 
     #[test]

@@ -197,7 +197,9 @@ async fn board_page(
     // Reading versions opens git clones (blocking): off the async workers.
     let board = tokio::task::spawn_blocking(move || {
         board::board(
-            &console.history.all(),
+            &console
+                .history
+                .scan(|runs| runs.map(board::slim).collect::<Vec<_>>()),
             &filter,
             page_no,
             &console.cache_dir,

@@ -167,28 +167,36 @@ pub(super) async fn list(State(c): State<Arc<Console>>, Query(q): Query<ListQuer
         limit: PAGE_SIZE,
     };
     let (total, runs) = c.history.find(&filter);
-    let all = c.history.all();
-    let mut repos: Vec<&str> = all.iter().map(|r| r.repo.as_str()).collect();
-    repos.sort_unstable();
-    repos.dedup();
-    let mut phases: Vec<&str> = all
-        .iter()
-        .flat_map(|r| [r.source_phase.as_str(), r.target_phase.as_str()])
-        .collect();
-    phases.sort_unstable();
-    phases.dedup();
+    // The filters' choices: a few strings of every run, read under the history's lock.
+    let (repos, phases) = c.history.scan(|runs| {
+        let mut repos = std::collections::BTreeSet::new();
+        let mut phases = std::collections::BTreeSet::new();
+        for r in runs {
+            repos.insert(r.repo.clone());
+            phases.insert(r.source_phase.clone());
+            phases.insert(r.target_phase.clone());
+        }
+        (repos, phases)
+    });
     let link = |page: usize| view::link("/runs", &q.pairs(), page);
     let now = now_unix_ms();
     page(RunsPage {
         title: "Runs".into(),
         rows: runs.iter().map(|r| RunRow::of(r, now)).collect(),
         repos: repos
-            .iter()
-            .map(|r| (r.to_string(), view::shown_repo(r), *r == q.repo))
+            .into_iter()
+            .map(|r| {
+                let selected = r == q.repo;
+                (view::shown_repo(&r), r, selected)
+            })
+            .map(|(shown, r, selected)| (r, shown, selected))
             .collect(),
         phases: phases
-            .iter()
-            .map(|p| (p.to_string(), *p == q.phase))
+            .into_iter()
+            .map(|p| {
+                let selected = p == q.phase;
+                (p, selected)
+            })
             .collect(),
         outcomes: OUTCOMES
             .iter()
