@@ -11,7 +11,9 @@
 //! `BENCH_ONE_SHOT_ONLY=1`: only the one-shot rows; `BENCH_DELTA_HEAVY=1`: a delta-heavy history).
 //! Prints a Markdown table.
 
+mod chromium;
 mod console;
+mod fleet;
 #[path = "../../tests/support/git_server.rs"]
 #[allow(dead_code)]
 mod git_server;
@@ -136,8 +138,7 @@ async fn main() -> BenchResult<()> {
     };
     let mut rows: Vec<(String, String, String)> = Vec::new();
     if std::env::var_os("BENCH_CONSOLE_ONLY").is_some() {
-        let head = local::log(&bare, "main", 1)?.remove(0).0;
-        rows.extend(console::measure(&bin, root.path(), &url, &head).await?);
+        rows.extend(console::measure(&bin, root.path(), &url).await?);
         print(rows);
         return Ok(());
     }
@@ -385,8 +386,7 @@ async fn main() -> BenchResult<()> {
         "goal < 30 MiB idle, < 150 MiB peak".into(),
     ));
     drop(server);
-    let head = local::log(&bare, "main", 1)?.remove(0).0;
-    rows.extend(console::measure(&bin, root.path(), &url, &head).await?);
+    rows.extend(console::measure(&bin, root.path(), &url).await?);
     print(rows);
     drop(git);
     Ok(())
