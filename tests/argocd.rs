@@ -91,6 +91,9 @@ async fn waits_through_the_sync_and_the_rollout_then_promotes() {
     let test = board.find(">test<").expect("the test phase");
     let prod = board.find(">prod<").expect("the prod phase");
     assert!(board[test..prod].contains(">Healthy</span>"), "{board}");
+    let run = fired.response["run"].as_str().expect("run");
+    let page = get_text(format!("{}/runs/{run}", server.console_url())).await;
+    assert!(page.contains("<dt>Argo CD</dt><dd>Healthy</dd>"), "{page}");
     server.stop().await;
 }
 

@@ -160,7 +160,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 #[derive(Template)]
-#[template(path = "board.html")]
+#[template(path = "board.html", whitespace = "minimize")]
 struct BoardPage {
     title: String,
     board: board::Board,

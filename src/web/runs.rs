@@ -119,7 +119,7 @@ impl RunRow {
 }
 
 #[derive(Template)]
-#[template(path = "runs.html")]
+#[template(path = "runs.html", whitespace = "minimize")]
 struct RunsPage {
     title: String,
     rows: Vec<RunRow>,
@@ -226,6 +226,8 @@ struct RunPage {
     source_commit: String,
     /// The tested commit on the forge, when the repository URL or `consoleCommitLink` says.
     source_commit_url: Option<String>,
+    /// What the Argo CD gate decided of the source phase, when there was one.
+    health: Option<String>,
     timeline: Vec<(String, String)>,
     error: Option<String>,
     commit: Option<String>,
@@ -270,6 +272,7 @@ pub(super) async fn show(State(c): State<Arc<Console>>, Path(id): Path<String>) 
             &r.source_commit,
         ),
         source_commit: r.source_commit.clone(),
+        health: r.health.clone(),
         timeline,
         error: r.error.clone(),
         commit_url: commit
