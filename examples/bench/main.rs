@@ -7,7 +7,8 @@
 //! clone), the cold first promotion against `git clone --bare`, the one-shot
 //! `phasegate promote` (a fresh process per promotion, as in the classic container step) cold
 //! and warm, 1,000 concurrent duplicates, a fan-in of 100 apps, the server's memory, and the
-//! web console's pages with 1,000 runs in the history (`BENCH_CONSOLE_ONLY=1`: only those;
+//! web console's pages with 1,000 runs over 200 pipelines, 8 clients at once, and their first
+//! contentful paint in headless Chromium (`BENCH_CONSOLE_ONLY=1`: only those;
 //! `BENCH_ONE_SHOT_ONLY=1`: only the one-shot rows; `BENCH_DELTA_HEAVY=1`: a delta-heavy history).
 //! Prints a Markdown table.
 
