@@ -493,3 +493,43 @@ async fn an_error_after_reading_the_source_names_the_version_in_the_answer_and_t
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn filters_are_bounded_and_shown_back_as_text() {
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let server = TestServer::start(test_config()).await;
+    let spec = petstore(&file_url(&bare), &[("test", "none")]);
+    server
+        .sensor()
+        .await
+        .fire(&spec, &sync_event(&synced), FROM_TEST)
+        .await
+        .expect("promotes");
+    let hostile = r#""><script>window.canary=1</script>"#;
+    let long = "p".repeat(5_000);
+    for path in ["/", "/runs"] {
+        for q in [hostile, long.as_str()] {
+            let encoded: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let (status, _, page) = get(&format!(
+                "{}{path}?q={encoded}&version={encoded}&page=99999999999",
+                server.console_url()
+            ))
+            .await;
+            assert_eq!(status, 200, "{path}");
+            assert!(!page.contains("<script>window"), "{page}");
+            assert!(
+                !page.contains(&"p".repeat(201)),
+                "cut to 200 characters: {path}"
+            );
+        }
+        let (_, _, page) = get(&format!("{}{path}?q=PetStore", server.console_url())).await;
+        assert!(page.contains("value=\"PetStore\""), "{page}");
+        assert!(
+            page.contains("href=\"/runs/"),
+            "any case finds petstore: {page}"
+        );
+    }
+    server.stop().await;
+}
