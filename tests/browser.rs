@@ -599,6 +599,7 @@ async fn the_runs_list_finds_a_failed_run_and_its_version_on_a_desktop_and_a_pho
     );
     let board = browser.eval(BOARD_ROWS).await;
     assert_eq!(board.as_array().map(Vec::len), Some(7), "{board}");
+    browser.screenshot("console-board-phone.png").await;
     browser.quit().await;
     server.stop().await;
 }
