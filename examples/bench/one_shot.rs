@@ -57,22 +57,7 @@ impl OneShot<'_> {
         &self,
         bump: &mut dyn FnMut(&str) -> BenchResult<(String, String)>,
     ) -> BenchResult<(String, String, String)> {
-        let (mut shots, mut clones, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for turn in 0..COLD_TURNS {
-            let (commit, _) = bump("app005")?;
-            let cache = self.root.join(format!("one-shot-cold-{turn}"));
-            let target = self.root.join(format!("one-shot-clone-{turn}.git"));
-            let (s, c) = alternately(
-                turn,
-                || timed(|| self.promote(&cache, "app005", &commit)),
-                || timed(|| self.clone_bare(&target)),
-            )?;
-            shots.push(s);
-            clones.push(c);
-            ratios.push(s / c);
-        }
-        let ((shot, _), (clone, _), (ratio, _)) =
-            (summary(shots), summary(clones), summary(ratios));
+        let (shot, clone, ratio) = self.cold_turns(bump, "app005", 0)?;
         Ok((
             format!(
                 "One-shot `phasegate promote`, cold (p50 of {COLD_TURNS}, alternating with the clone)"
@@ -84,24 +69,42 @@ impl OneShot<'_> {
         ))
     }
 
-    /// What a shallow clone costs when a check must deepen: cold one-shot promotions of a
-    /// source commit with 100 commits above it (deeper than the first fetch's 64), against
-    /// `git clone --bare`.
+    /// What a shallow clone costs when a check must deepen: the cold row for a source commit
+    /// with 100 commits above it (deeper than the first fetch's 64).
     pub(crate) fn cold_deep(
         &self,
         bump: &mut dyn FnMut(&str) -> BenchResult<(String, String)>,
     ) -> BenchResult<(String, String, String)> {
+        let (shot, clone, ratio) = self.cold_turns(bump, "app008", 100)?;
+        Ok((
+            format!(
+                "One-shot `phasegate promote`, cold, source 100 commits below the head (one deepening; p50 of {COLD_TURNS})"
+            ),
+            format!("{shot:.0} ms vs git clone --bare {clone:.0} ms"),
+            format!("{ratio:.2}× (median of per-turn ratios)"),
+        ))
+    }
+
+    /// Cold one-shot promotions of `app`, each of a new source commit with `above` commits of
+    /// another app on top, timed alternately with `git clone --bare`: the medians of the
+    /// promotions, the clones and the per-turn ratios.
+    fn cold_turns(
+        &self,
+        bump: &mut dyn FnMut(&str) -> BenchResult<(String, String)>,
+        app: &str,
+        above: usize,
+    ) -> BenchResult<(f64, f64, f64)> {
         let (mut shots, mut clones, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for turn in 0..COLD_TURNS {
-            let (commit, _) = bump("app008")?;
-            for _ in 0..100 {
+            let (commit, _) = bump(app)?;
+            for _ in 0..above {
                 bump("app009")?;
             }
-            let cache = self.root.join(format!("one-shot-deep-{turn}"));
-            let target = self.root.join(format!("one-shot-deep-clone-{turn}.git"));
+            let cache = self.root.join(format!("one-shot-cold-{app}-{turn}"));
+            let target = self.root.join(format!("one-shot-clone-{app}-{turn}.git"));
             let (s, c) = alternately(
                 turn,
-                || timed(|| self.promote(&cache, "app008", &commit)),
+                || timed(|| self.promote(&cache, app, &commit)),
                 || timed(|| self.clone_bare(&target)),
             )?;
             shots.push(s);
@@ -110,13 +113,7 @@ impl OneShot<'_> {
         }
         let ((shot, _), (clone, _), (ratio, _)) =
             (summary(shots), summary(clones), summary(ratios));
-        Ok((
-            format!(
-                "One-shot `phasegate promote`, cold, source 100 commits below the head (one deepening; p50 of {COLD_TURNS})"
-            ),
-            format!("{shot:.0} ms vs git clone --bare {clone:.0} ms"),
-            format!("{ratio:.2}× (median of per-turn ratios)"),
-        ))
+        Ok((shot, clone, ratio))
     }
 
     /// The warm row: one-shot promotions on the previous run's cache against the git CLI on a
