@@ -7,7 +7,7 @@ use git2::{Commit, Oid, Repository};
 use tracing::info;
 
 use super::{
-    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult,
+    GitError, GitSettings, Promotion, PromotionOutcome, PromotionResult, ProposalBranch,
     cache::{self, RepoCache, git, tracking_ref},
     index::PromotionIndex,
     promote::{Notes, edit, read_source, read_values},
@@ -53,22 +53,19 @@ pub(super) fn run(
     let remote = (url, head.as_str(), base_spec.as_str());
     let open = || cache.open(url);
     shallow::deepening(&mut repo, open, remote, (settings, creds), |repo| {
-        propose(repo, (settings, creds), p, index, &fetch)
+        propose(repo, (settings, creds), (p, proposal), index, &fetch)
     })
 }
 
-/// [`run`] on the clone, fetching with `fetch`: [`GitError::NeedsHistory`] when a shallow
-/// clone must be deepened first.
+/// [`run`] on the clone, for the pull request's `proposal` branch, fetching with `fetch`:
+/// [`GitError::NeedsHistory`] when a shallow clone must be deepened first.
 fn propose(
     repo: &Repository,
     (settings, creds): (&GitSettings, Option<&Credentials>),
-    p: &Promotion,
+    (p, proposal): (&Promotion, &ProposalBranch),
     index: &mut PromotionIndex,
     fetch: &dyn Fn(&Repository) -> Result<(), GitError>,
 ) -> Result<PromotionResult, GitError> {
-    let Some(proposal) = p.proposal.as_ref() else {
-        return Err(GitError::Other("not a pull-request promotion".into()));
-    };
     let branch = proposal.name.as_str();
     for attempt in 1..=settings.push_attempts {
         if attempt > 1 {
@@ -135,10 +132,7 @@ fn propose(
         }
     }
     Err(GitError::PushRejected {
-        branch: p
-            .proposal
-            .as_ref()
-            .map_or_else(String::new, |b| b.name.clone()),
+        branch: branch.to_string(),
         attempts: settings.push_attempts,
     })
 }

@@ -267,4 +267,51 @@ mod tests {
         // the boundary.
         assert!(!descends(&repo, c[3], unrelated).expect("answers without deepening"));
     }
+
+    #[test]
+    fn a_deepening_that_cannot_fetch_ends_with_its_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (clone, c) = line(&dir.path().join("clone"), &[DAY, 2 * DAY]);
+        let mut clone = cut_below(&clone, c[1]);
+        // libgit2's local transport refuses any shallow fetch: the deepening fails.
+        let origin = dir.path().join("origin");
+        line(&origin, &[DAY]);
+        let url = RepoUrl::parse(&format!("file://{}", origin.display())).expect("url");
+        let settings = GitSettings {
+            cache_dir: dir.path().to_path_buf(),
+            push_attempts: 1,
+            max_fetch_bytes: super::super::DEFAULT_MAX_FETCH_BYTES,
+            author_name: "phasegate".into(),
+            author_email: "phasegate@example.com".into(),
+            credentials: Default::default(),
+            ssh_key: None,
+            ssh_known_hosts: None,
+            signer: None,
+            signing_allowed_signers: None,
+        };
+        let remote = (
+            &url,
+            "refs/remotes/origin/main",
+            "+refs/heads/main:refs/remotes/origin/main",
+        );
+        let mut tries = 0;
+
+        let answer = deepening(
+            &mut clone,
+            || Err(GitError::Other("opened again".into())),
+            remote,
+            (&settings, None),
+            |_| {
+                tries += 1;
+                Err::<(), _>(GitError::NeedsHistory)
+            },
+        );
+
+        let error = answer.expect_err("the fetch fails");
+        assert!(
+            error.to_string().contains("shallow fetch is not supported"),
+            "{error}"
+        );
+        assert_eq!(tries, 1, "decided once, not again after a failed deepening");
+    }
 }
