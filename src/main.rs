@@ -172,10 +172,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // SAFETY: no other thread runs yet, and nothing has used libgit2.
     #[allow(unsafe_code)]
-    let isolated = unsafe {
-        phasegate::git::defer_ca_bundle();
-        phasegate::git::isolate_from_git_config()
-    };
+    let isolated = unsafe { phasegate::git::isolate_from_git_config() };
     if let Err(e) = isolated {
         eprintln!("phasegate: cannot keep libgit2 from reading the git configuration: {e}");
         return ExitCode::from(2);

@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 
-use crate::support::{engine::*, *};
+use crate::support::{engine::*, git_server::GitServer, *};
 use phasegate::{
     ErrorKind,
     credentials::{Credentials, Secret},
@@ -278,6 +278,36 @@ async fn refused_or_missing_credentials_are_permission_denied() {
         .expect("the request's credentials work");
     assert_eq!(commit_count(&bare), before + 1);
     assert_no_secret_leaked(&errors);
+}
+
+/// A front that lets phasegate fetch but refuses its push with a 403 (a path restriction
+/// before the git server): the refusal comes with the answer to the push's POST, after the
+/// refs were read, and is still `PERMISSION_DENIED` with the status, not `UNAVAILABLE`.
+#[tokio::test]
+async fn a_push_refused_with_403_after_the_refs_is_permission_denied() {
+    capture_logs();
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let locked = axum::Router::new().route(
+        "/gitops.git/git-receive-pack",
+        axum::routing::post(|| async { axum::http::StatusCode::FORBIDDEN }),
+    );
+    let server = GitServer::start_with_api(&root, USER, PASSWORD, Some(locked)).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+
+    let err = promoter
+        .promote(promotion(&server.url("gitops"), "petstore", &synced))
+        .await
+        .expect_err("refused");
+
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    assert!(
+        matches!(&err, GitError::AuthRejected(why) if why.contains("403")),
+        "{err:?}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
 
 #[tokio::test]

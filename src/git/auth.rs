@@ -1,5 +1,6 @@
-//! Credentials for the git remote, handed to libgit2 only through its credential callback:
-//! never in a URL, a log line, an error or a response.
+//! Credentials for the git remote, handed to libgit2 only through its credential callback
+//! (ssh) and to the HTTP transport as the `Authorization` header of its requests
+//! (`smart_http`): never in a URL, a log line, an error or a response.
 
 use std::{
     cell::{Cell, RefCell},
@@ -12,15 +13,15 @@ use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 use super::{GitError, GitSettings, known_hosts};
 use crate::{credentials::Credentials, spec::RepoUrl};
 
-/// The `Authorization` header for an HTTP(S) remote, sent with the first request: without it
-/// every fetch and push first collects a 401 and asks again, a round trip (and, behind a CGI
-/// git server, a process) each time.
+/// The `Authorization` header value for an HTTP(S) remote, sent with every request: without it
+/// every fetch and push would first collect a 401 and ask again, a round trip (and, behind a
+/// CGI git server, a process) each time.
 pub(super) fn preemptive_header(repo: &RepoUrl, creds: Option<&Credentials>) -> Option<String> {
     use base64::{Engine, engine::general_purpose::STANDARD};
     let creds = creds?;
     repo.is_web().then(|| {
         let pair = format!("{}:{}", creds.username, creds.password.expose());
-        format!("Authorization: Basic {}", STANDARD.encode(pair))
+        format!("Basic {}", STANDARD.encode(pair))
     })
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use git2::{AutotagOption, ErrorClass, ErrorCode, FetchOptions, Oid, RemoteRedirect, Repository};
 use tracing::{info, warn};
 
-use super::{GitError, GitSettings, auth, heal};
+use super::{GitError, GitSettings, auth, heal, smart_http};
 use crate::spec::RepoUrl;
 
 /// A clone's whole configuration: what `git init --bare` writes, nothing a remote, a URL
@@ -130,7 +130,6 @@ pub(super) fn fetch_at_depth(
     creds: Option<&crate::credentials::Credentials>,
     depth: Option<i32>,
 ) -> Result<(), GitError> {
-    super::load_deferred_ca_bundle(url)?;
     let (mut callbacks, trace) = auth::callbacks(url, creds, settings);
     // Returning false from the progress callback cancels the fetch: a repository (or a
     // hostile server) sending more than the bound fills neither the cache volume nor memory.
@@ -140,8 +139,8 @@ pub(super) fn fetch_at_depth(
         received.get() <= bound
     });
     let mut opts = FetchOptions::new();
-    // A redirect to another host would take the credentials (and the preemptive header) with
-    // it: only the same host's redirects are followed (libgit2 compares hosts, not ports).
+    // A redirect to another host would take the credentials with it: only the same host's
+    // redirects are followed (for http(s), by `smart_http`, as libgit2 would).
     opts.remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
         .update_fetchhead(false)
@@ -149,10 +148,7 @@ pub(super) fn fetch_at_depth(
     if let Some(depth) = depth {
         opts.depth(depth);
     }
-    let header = auth::preemptive_header(url, creds);
-    if let Some(h) = &header {
-        opts.custom_headers(&[h.as_str()]);
-    }
+    let http = smart_http::Scope::enter(auth::preemptive_header(url, creds));
     let mut remote = repo
         .remote_anonymous(url.as_str())
         .map_err(|e| classify(e, None))?;
@@ -166,7 +162,7 @@ pub(super) fn fetch_at_depth(
             bound,
         });
     }
-    fetched.map_err(|e| classify(e, trace.failure()))?;
+    fetched.map_err(|e| classify(http.error(e), trace.failure()))?;
     let stats = remote.stats();
     info!(
         objects = stats.received_objects(),

@@ -5,7 +5,8 @@
 //! (building the commit without a work tree), and pushes, retrying on a moved branch;
 //! promotions waiting for the same remote go out in one push, a commit each.
 //! [`cache`] keeps one bare clone per remote, refreshed by incremental fetch; [`auth`] answers
-//! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`promote`] is the
+//! git2's credential and host key callbacks ([`known_hosts`] for SSH); [`smart_http`] carries
+//! the requests of `http` and `https` remotes, with their credentials; [`promote`] is the
 //! read-edit-commit algorithm ([`blob`] reads a values file, its size checked before it is
 //! inflated), [`index`] remembers what the last promotion of each file
 //! recorded (for `superseded`), and [`push`] puts the commits on the remote without ever losing
@@ -25,7 +26,7 @@ mod push;
 mod read;
 mod shallow;
 mod signing;
-mod socket;
+mod smart_http;
 mod trailers;
 
 use std::{
@@ -286,35 +287,6 @@ impl PromotionResult {
 const CONNECT_TIMEOUT_MS: i32 = 10_000;
 const IO_TIMEOUT_MS: i32 = 60_000;
 
-/// The system CA bundle, when [`defer_ca_bundle`] kept libgit2 from reading it at start-up.
-static DEFERRED_CA_BUNDLE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-/// Starts libgit2 without the system CA bundle, which it loads into OpenSSL when it starts
-/// (OpenSSL 3 decodes every certificate of it: tens of milliseconds) whether or not any remote
-/// is https. [`load_deferred_ca_bundle`] loads the same bundle at the first https remote, so
-/// trust is unchanged; a promotion over http, ssh or `file://` never pays for it. The
-/// environment ends as libgit2 leaves it (`SSL_CERT_FILE` naming the bundle).
-///
-/// # Safety
-/// Changes the process environment: call it before any other thread runs, and before
-/// anything else uses libgit2.
-#[allow(unsafe_code)]
-pub unsafe fn defer_ca_bundle() {
-    // Where libgit2 would look: `SSL_CERT_FILE` if it exists, else the usual system places.
-    let Some(bundle) = openssl_probe::probe().cert_file else {
-        return;
-    };
-    // SAFETY: no other thread runs (the caller's promise).
-    unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
-    // Any first use of libgit2 starts it, OpenSSL included.
-    let started = git2::Config::new().is_ok();
-    // SAFETY: as above.
-    unsafe { std::env::set_var("SSL_CERT_FILE", &bundle) };
-    if started {
-        let _ = DEFERRED_CA_BUNDLE.set(bundle);
-    }
-}
-
 /// Makes libgit2 read no system, global (`~/.gitconfig`), XDG or ProgramData configuration:
 /// an `url.<x>.insteadOf` there would connect elsewhere than the URL the policy matched, with
 /// the credentials. phasegate's clones keep only their own minimal config (`cache.rs`).
@@ -336,32 +308,10 @@ pub unsafe fn isolate_from_git_config() -> Result<(), git2::Error> {
     Ok(())
 }
 
-/// Loads the CA bundle [`defer_ca_bundle`] deferred, once, before the first connection to an
-/// https remote (`url`); nothing for other remotes or when nothing was deferred.
-pub(crate) fn load_deferred_ca_bundle(url: &RepoUrl) -> Result<(), GitError> {
-    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let (Some(bundle), "https") = (DEFERRED_CA_BUNDLE.get(), url.scheme()) else {
-        return Ok(());
-    };
-    // SAFETY: adds certificates to the store of libgit2's TLS context; OpenSSL locks the
-    // store, and no https connection has been opened before this returns (the only ones
-    // follow a call to this function, which waits on the first).
-    #[allow(unsafe_code)]
-    let loaded = LOADED.get_or_init(|| unsafe {
-        git2::opts::set_ssl_cert_file(bundle).map_err(|e| {
-            format!(
-                "cannot load the CA bundle {}: {}",
-                bundle.display(),
-                e.message()
-            )
-        })
-    });
-    loaded.clone().map_err(GitError::Other)
-}
-
-/// Sets libgit2's process-wide options: network timeouts, an extra CA bundle for HTTPS
-/// remotes (TLS verification itself is never turned off), and its socket ([`socket`], Nagle
-/// off). Call once at start-up, before any git operation runs.
+/// Sets libgit2's process-wide options: network timeouts (ssh's; the HTTP transport has the
+/// same), and the transport for `http` and `https` remotes ([`smart_http`]: Nagle off, kept
+/// connections), which trusts `ca_file` beside the system's CA bundle (TLS verification itself
+/// is never turned off). Call once at start-up, before any git operation runs.
 pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitError> {
     let fail = |e: git2::Error| GitError::Other(format!("libgit2 settings: {}", e.message()));
     // SAFETY: libgit2 reads these globals when it opens a connection; they are written here,
@@ -370,11 +320,9 @@ pub fn configure_process(ca_file: Option<&std::path::Path>) -> Result<(), GitErr
     unsafe {
         git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS).map_err(fail)?;
         git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS).map_err(fail)?;
-        if let Some(file) = ca_file {
-            git2::opts::set_ssl_cert_file(file).map_err(fail)?;
-        }
     }
-    socket::register().map_err(GitError::Other)
+    smart_http::trust(ca_file).map_err(GitError::Other)?;
+    smart_http::register().map_err(GitError::Other)
 }
 
 /// A promotion waiting for its remote's clone, where its answer goes, and its run's span
@@ -405,6 +353,11 @@ pub struct GitPromoter {
 impl GitPromoter {
     /// A promoter keeping its clones under `settings.cache_dir`.
     pub fn new(settings: GitSettings) -> GitPromoter {
+        // Before any fetch or push: `configure_process` registered it already, unless the
+        // promoter is used without it (the engine's tests).
+        if let Err(e) = smart_http::register() {
+            tracing::error!(error = %e, "the transport for http(s) remotes is not registered");
+        }
         GitPromoter {
             cache: Arc::new(RepoCache::new(settings.cache_dir.clone())),
             settings: Arc::new(settings),

@@ -9,6 +9,7 @@ use git2::{ErrorCode, Oid, PushOptions, RemoteRedirect, Repository};
 use super::{
     GitError, GitSettings, Promotion, auth,
     cache::{self, git},
+    smart_http,
 };
 use crate::credentials::Credentials;
 
@@ -63,7 +64,6 @@ pub(super) fn push_to(
         let _ = repo.find_reference(&staging).and_then(|mut r| r.delete());
         return push_local(repo, path, &branch_ref, commit, parent);
     }
-    super::load_deferred_ca_bundle(&p.repo)?;
     let (mut callbacks, trace) = auth::callbacks(&p.repo, creds, settings);
     let moved = Rc::new(RefCell::new(false));
     let lease = moved.clone();
@@ -88,10 +88,7 @@ pub(super) fn push_to(
     // As for fetches: no redirect to another host.
     opts.remote_callbacks(callbacks)
         .follow_redirects(RemoteRedirect::None);
-    let header = auth::preemptive_header(&p.repo, creds);
-    if let Some(h) = &header {
-        opts.custom_headers(&[h.as_str()]);
-    }
+    let http = smart_http::Scope::enter(auth::preemptive_header(&p.repo, creds));
     let pushed = repo
         .remote_anonymous(p.repo.as_str())
         .and_then(|mut remote| {
@@ -104,7 +101,7 @@ pub(super) fn push_to(
     match pushed {
         Err(_) if *moved.borrow() => Ok(false),
         Err(e) if is_race_code(e.code()) => Ok(false),
-        Err(e) => Err(cache::classify(e, trace.failure())),
+        Err(e) => Err(cache::classify(http.error(e), trace.failure())),
         Ok(()) => match refused.borrow().as_deref() {
             None => Ok(true),
             Some(reason) if is_race(reason) => Ok(false),
