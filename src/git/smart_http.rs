@@ -5,7 +5,7 @@
 //! Nagle's algorithm on, so the body of every POST (each fetch negotiation round, each push)
 //! waited for the server to acknowledge the headers: on Linux a delayed ACK, up to 40 ms per
 //! request. This transport sends each request with a client whose connections have
-//! `TCP_NODELAY` set ([`client`]), and keeps them between requests: a fetch and the push after
+//! `TCP_NODELAY` set ([`mod@client`]), and keeps them between requests: a fetch and the push after
 //! it share one connection. libgit2 still speaks the protocol (negotiation, packs, progress,
 //! the push report); this module only carries its requests. ssh remotes keep libgit2's own
 //! transport, untouched.
