@@ -219,3 +219,72 @@ async fn a_fetch_receiving_more_than_git_max_fetch_bytes_is_cancelled() {
     );
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
+
+/// A pkt-line of git's protocol: its length in four hex digits, then `payload`.
+fn pkt(payload: &str) -> String {
+    format!("{:04x}{payload}", payload.len() + 4)
+}
+
+/// A git server (or whatever answers at its URL) advertising refs without end: libgit2 keeps
+/// every advertised ref in memory and its pack bound never sees them, so the transport counts
+/// them against `git.maxFetchBytes`.
+#[tokio::test]
+async fn a_remote_advertising_refs_without_end_is_cut_at_git_max_fetch_bytes() {
+    let _alone = crate::support::memory::alone().await;
+    let (_dir, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let endless = axum::Router::new().route(
+        "/gitops.git/info/refs",
+        axum::routing::get(|| async {
+            let oid = "1".repeat(40);
+            let head = format!(
+                "{}0000{}",
+                pkt("# service=git-upload-pack\n"),
+                pkt(&format!("{oid} HEAD\0multi_ack side-band-64k ofs-delta\n"))
+            );
+            // 64 MiB of refs, 64 KiB a chunk.
+            let chunks = (0..1024u32).map(move |c| {
+                let refs: String = (0..640)
+                    .map(|i| pkt(&format!("{oid} refs/heads/r{c}-{i:04}\n")))
+                    .collect();
+                Ok::<_, std::io::Error>(refs)
+            });
+            let body = std::iter::once(Ok(head)).chain(chunks);
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/x-git-upload-pack-advertisement",
+                )],
+                axum::body::Body::from_stream(futures_util::stream::iter(body)),
+            )
+        }),
+    );
+    let git = GitServer::start_with_api(&root, "bot", "git-password", Some(endless)).await;
+    let mut config = over_http(&root, "bot", "git-password");
+    config.git.max_fetch_bytes = 1 << 20;
+    let server = TestServer::start(config).await;
+
+    let memory = MemoryWatch::start();
+    let failed = server
+        .sensor()
+        .await
+        .fire(
+            &petstore(&git.url("gitops"), &[("test", "none")]),
+            &sync_event(&synced),
+            FROM_TEST,
+        )
+        .await
+        .expect_err("an endless advertisement");
+    let grown = memory.growth_mib();
+
+    assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
+    assert_eq!(failed.status.code(), tonic::Code::FailedPrecondition);
+    let message = failed.status.message();
+    assert!(
+        message.contains(&git.url("gitops"))
+            && message.contains("more than git.maxFetchBytes (1048576 bytes) allows"),
+        "{message}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}

@@ -148,17 +148,22 @@ pub(super) fn fetch_at_depth(
     if let Some(depth) = depth {
         opts.depth(depth);
     }
-    let http = smart_http::Scope::enter(auth::preemptive_header(url, creds));
+    let http = smart_http::Scope::enter(auth::preemptive_header(url, creds), bound);
     let mut remote = repo
         .remote_anonymous(url.as_str())
         .map_err(|e| classify(e, None))?;
     let started = std::time::Instant::now();
     let fetched = remote.fetch(refspecs, Some(&mut opts), None);
     drop(opts);
-    if received.get() > bound {
+    // The pack's bytes as libgit2 counts them, or (http and https) everything the remote's
+    // answers held, its refs included.
+    if let Some(received) = http
+        .over_bound()
+        .or((received.get() > bound).then(|| received.get()))
+    {
         return Err(GitError::FetchTooLarge {
             url: url.as_str().to_string(),
-            received: received.get(),
+            received,
             bound,
         });
     }

@@ -88,7 +88,10 @@ pub(super) fn push_to(
     // As for fetches: no redirect to another host.
     opts.remote_callbacks(callbacks)
         .follow_redirects(RemoteRedirect::None);
-    let http = smart_http::Scope::enter(auth::preemptive_header(&p.repo, creds));
+    let http = smart_http::Scope::enter(
+        auth::preemptive_header(&p.repo, creds),
+        settings.max_fetch_bytes,
+    );
     let pushed = repo
         .remote_anonymous(p.repo.as_str())
         .and_then(|mut remote| {

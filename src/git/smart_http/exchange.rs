@@ -9,7 +9,7 @@ use url::Url;
 
 use super::{
     GitService, accept, chain, client, http_error, is_redirect, send,
-    session::{authorized, report},
+    session::{authorized, count, report},
 };
 
 /// One request and its answer: libgit2 writes the request's body, then reads the answer.
@@ -57,22 +57,28 @@ impl Read for Exchange {
                 }
             }
         }
-        match self {
-            Exchange::Receiving(response) => response.read(buf).map_err(|e| {
-                let message = if e.kind() == io::ErrorKind::TimedOut {
-                    "reading from the remote timed out".to_string()
-                } else {
-                    format!("could not read from the remote: {}", chain(&e))
-                };
-                report(Error::new(
-                    ErrorCode::GenericError,
-                    ErrorClass::Net,
-                    message.clone(),
-                ));
-                io::Error::new(e.kind(), message)
-            }),
-            _ => Err(io::Error::other("the request failed")),
+        let Exchange::Receiving(response) = self else {
+            return Err(io::Error::other("the request failed"));
+        };
+        let n = response.read(buf).map_err(|e| {
+            let message = if e.kind() == io::ErrorKind::TimedOut {
+                "reading from the remote timed out".to_string()
+            } else {
+                format!("could not read from the remote: {}", chain(&e))
+            };
+            report(Error::new(
+                ErrorCode::GenericError,
+                ErrorClass::Net,
+                message.clone(),
+            ));
+            io::Error::new(e.kind(), message)
+        })?;
+        if let Err(e) = count(n) {
+            // Nothing more of this answer is read, nor drained.
+            *self = Exchange::Failed;
+            return Err(io::Error::other(e.message().to_string()));
         }
+        Ok(n)
     }
 }
 

@@ -11,10 +11,14 @@ use reqwest::{
 };
 
 /// What one fetch or push brings to the transport, which libgit2 cannot pass to it: the
-/// `Authorization` header, and where the transport's own report of a failure is kept.
+/// `Authorization` header, the most its answers may hold, and where the transport's own
+/// report of a failure is kept.
 #[derive(Default)]
 struct Session {
     authorization: Option<HeaderValue>,
+    /// Bytes read from the remote's answers so far, and the most that may be read.
+    received: u64,
+    bound: u64,
     failure: Option<Error>,
 }
 
@@ -32,8 +36,9 @@ pub(in crate::git) struct Scope {
 
 impl Scope {
     /// Opens the scope with `authorization` (an `Authorization` header value, when the
-    /// operation has credentials).
-    pub(in crate::git) fn enter(authorization: Option<String>) -> Scope {
+    /// operation has credentials). The remote's answers may hold `bound` bytes in all (the
+    /// refs it advertises included, which libgit2 keeps in memory and counts nowhere).
+    pub(in crate::git) fn enter(authorization: Option<String>, bound: u64) -> Scope {
         let authorization = authorization.and_then(|v| {
             let mut value = HeaderValue::from_str(&v).ok()?;
             value.set_sensitive(true);
@@ -41,6 +46,8 @@ impl Scope {
         });
         SESSION.set(Session {
             authorization,
+            received: 0,
+            bound,
             failure: None,
         });
         Scope {
@@ -54,6 +61,12 @@ impl Scope {
         SESSION
             .with_borrow_mut(|s| s.failure.take())
             .unwrap_or(from_libgit2)
+    }
+
+    /// The bytes the operation read from the remote's answers, when more than its bound
+    /// (the transport then ended it).
+    pub(in crate::git) fn over_bound(&self) -> Option<u64> {
+        SESSION.with_borrow(|s| (s.received > s.bound).then_some(s.received))
     }
 }
 
@@ -80,4 +93,21 @@ pub(super) fn authorized(request: RequestBuilder) -> RequestBuilder {
 /// Whether the scope has credentials to send.
 pub(super) fn has_credentials() -> bool {
     SESSION.with_borrow(|s| s.authorization.is_some())
+}
+
+/// Counts `n` bytes read from an answer; past the scope's bound, the error that ends the
+/// operation.
+pub(super) fn count(n: usize) -> Result<(), Error> {
+    let (received, bound) = SESSION.with_borrow_mut(|s| {
+        s.received = s.received.saturating_add(n as u64);
+        (s.received, s.bound)
+    });
+    if received <= bound {
+        return Ok(());
+    }
+    Err(report(Error::new(
+        git2::ErrorCode::GenericError,
+        git2::ErrorClass::Net,
+        format!("the remote's answers held more than {bound} bytes"),
+    )))
 }
