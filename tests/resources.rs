@@ -195,29 +195,49 @@ async fn a_fetch_receiving_more_than_git_max_fetch_bytes_is_cancelled() {
     local::commit_files(&bare, "main", &[("assets/noise.txt", &noise)], "assets").expect("commit");
     let synced = bump(&bare, &["petstore"], "test", "3.0");
     let git = GitServer::start(&root, "bot", "git-password").await;
-    let mut config = over_http(&root, "bot", "git-password");
-    config.git.max_fetch_bytes = 64 * 1024;
+
+    let grown = refused_over_the_fetch_bound(&root, &git, &synced, 64 * 1024).await;
+
+    assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}
+
+/// Fires a promotion of `synced` from `git`'s `gitops` repository at a server whose
+/// `git.maxFetchBytes` is `bound`; checks it is refused naming the remote and the bound, and
+/// answers how much the process grew meanwhile (MiB).
+async fn refused_over_the_fetch_bound(
+    root: &Path,
+    git: &GitServer,
+    synced: &str,
+    bound: u64,
+) -> u64 {
+    let mut config = over_http(root, "bot", "git-password");
+    config.git.max_fetch_bytes = bound;
     let server = TestServer::start(config).await;
 
+    let memory = MemoryWatch::start();
     let failed = server
         .sensor()
         .await
         .fire(
             &petstore(&git.url("gitops"), &[("test", "none")]),
-            &sync_event(&synced),
+            &sync_event(synced),
             FROM_TEST,
         )
         .await
         .expect_err("a fetch over the bound");
+    let grown = memory.growth_mib();
 
     assert_eq!(failed.status.code(), tonic::Code::FailedPrecondition);
     let message = failed.status.message();
     assert!(
         message.contains(&git.url("gitops"))
-            && message.contains("more than git.maxFetchBytes (65536 bytes) allows"),
+            && message.contains(&format!(
+                "more than git.maxFetchBytes ({bound} bytes) allows"
+            )),
         "{message}"
     );
-    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+    grown
 }
 
 /// A pkt-line of git's protocol: its length in four hex digits, then `payload`.
@@ -261,30 +281,9 @@ async fn a_remote_advertising_refs_without_end_is_cut_at_git_max_fetch_bytes() {
         }),
     );
     let git = GitServer::start_with_api(&root, "bot", "git-password", Some(endless)).await;
-    let mut config = over_http(&root, "bot", "git-password");
-    config.git.max_fetch_bytes = 1 << 20;
-    let server = TestServer::start(config).await;
 
-    let memory = MemoryWatch::start();
-    let failed = server
-        .sensor()
-        .await
-        .fire(
-            &petstore(&git.url("gitops"), &[("test", "none")]),
-            &sync_event(&synced),
-            FROM_TEST,
-        )
-        .await
-        .expect_err("an endless advertisement");
-    let grown = memory.growth_mib();
+    let grown = refused_over_the_fetch_bound(&root, &git, &synced, 1 << 20).await;
 
     assert!(grown < MARGIN_MIB, "the server grew by {grown} MiB");
-    assert_eq!(failed.status.code(), tonic::Code::FailedPrecondition);
-    let message = failed.status.message();
-    assert!(
-        message.contains(&git.url("gitops"))
-            && message.contains("more than git.maxFetchBytes (1048576 bytes) allows"),
-        "{message}"
-    );
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }

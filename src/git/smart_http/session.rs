@@ -12,7 +12,8 @@ use reqwest::{
 
 /// What one fetch or push brings to the transport, which libgit2 cannot pass to it: the
 /// `Authorization` header, the most its answers may hold, and where the transport's own
-/// report of a failure is kept.
+/// report of a failure is kept. Outside a [`Scope`] the bound is 0: a fetch or push that
+/// opened none reads nothing.
 #[derive(Default)]
 struct Session {
     authorization: Option<HeaderValue>,
