@@ -60,10 +60,12 @@ impl Server {
             // The bench's git server speaks plain http on 127.0.0.1.
             .env("PHASEGATE_GIT_ALLOW_INSECURE_HTTP", "1")
             // A served phasegate refuses what nobody allowed: the bench's repository, its
-            // `test: none` promotions and its test script.
+            // `test: none` promotions, its test script and that script's target.
             .env("PHASEGATE_POLICY_REPOS", "http://127.0.0.1:*/**")
             .env("PHASEGATE_POLICY_ALLOW_NO_TESTS", "1")
             .env("PHASEGATE_POLICY_COMMANDS", "/**")
+            // The duplicate Executes' command test names a target (nothing listens there).
+            .env("PHASEGATE_POLICY_TEST_TARGETS", "http://127.0.0.1:9")
             .env(
                 "RUST_LOG",
                 std::env::var("BENCH_SERVER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
