@@ -1,7 +1,8 @@
 //! Issue 25: a cold promotion fetches what it needs, not the history. A clone made from
 //! nothing is shallow; every rule of docs/git.md holds on it, deepening only as far as a check
 //! needs: a source commit deeper than the first fetch, a merge whose second parent holds the
-//! newer promotion, a rollback older than the shallow boundary, a source commit off the branch.
+//! newer promotion, a rollback older than the shallow boundary, a source commit off the branch,
+//! and a server that never deepens.
 
 use std::path::{Path, PathBuf};
 
@@ -266,4 +267,75 @@ async fn a_rollback_older_than_the_shallow_boundary_still_holds() {
     );
     assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
     assert!(clone_in(&cache.1).join("shallow").exists());
+}
+
+/// A fetch's request with every `deepen N` line made `deepen 64`: what a server that never
+/// deepens a shallow clone past its first fetch answers to.
+fn never_deeper(request: &[u8]) -> Vec<u8> {
+    let (mut out, mut rest) = (Vec::new(), request);
+    while rest.len() >= 4 {
+        let len = std::str::from_utf8(&rest[..4])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l, 16).ok())
+            .expect("a pkt-line length");
+        // 0000 (flush) and 0001 (delimiter) carry no payload.
+        let end = if len < 4 { 4 } else { len };
+        let (line, next) = rest.split_at(end);
+        if line[4..].starts_with(b"deepen ") {
+            out.extend_from_slice(b"000edeepen 64\n");
+        } else {
+            out.extend_from_slice(line);
+        }
+        rest = next;
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_server_that_never_deepens_ends_the_promotion_after_eight_tries() {
+    let (_d, bare, plain, synced) = long_history(200).await;
+    // The source commit lies below the first fetch's 64 commits.
+    pages(&bare, 100, now());
+    let upstream = format!("{}/git-upload-pack", plain.url("gitops"));
+    let front = axum::Router::new().route(
+        "/gitops.git/git-upload-pack",
+        axum::routing::post(
+            |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                let mut request = reqwest::Client::new()
+                    .post(upstream)
+                    .body(never_deeper(&body));
+                for name in ["authorization", "content-type", "accept"] {
+                    if let Some(value) = headers.get(name) {
+                        request = request.header(name, value.as_bytes());
+                    }
+                }
+                let answer = request.send().await.expect("upstream");
+                let status = answer.status().as_u16();
+                let kind = answer.headers()["content-type"].as_bytes().to_vec();
+                let body = answer.bytes().await.expect("upstream body");
+                (
+                    axum::http::StatusCode::from_u16(status).expect("status"),
+                    [(axum::http::header::CONTENT_TYPE, kind)],
+                    body,
+                )
+            },
+        ),
+    );
+    let root = bare.parent().expect("root");
+    let server = git_server::GitServer::start_with_api(root, USER, PASSWORD, Some(front)).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+
+    let err = promoter
+        .promote(promotion(&server.url("gitops"), "petstore", &synced))
+        .await
+        .expect_err("the clone stays shallow");
+
+    assert_eq!(err.kind(), ErrorKind::Internal);
+    assert!(
+        err.to_string()
+            .contains("is still shallow after deepening it 8 times"),
+        "{err}"
+    );
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
