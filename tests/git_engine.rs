@@ -310,6 +310,61 @@ async fn a_push_refused_with_403_after_the_refs_is_permission_denied() {
     assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
 }
 
+/// A front answering the refs of `/{from}.git` with a redirect to `location(query)`.
+fn redirecting(from: &str, location: fn(&str) -> String) -> axum::Router {
+    axum::Router::new().route(
+        &format!("/{from}.git/info/refs"),
+        axum::routing::get(move |uri: axum::http::Uri| async move {
+            let to = location(uri.query().unwrap_or_default());
+            (
+                axum::http::StatusCode::MOVED_PERMANENTLY,
+                [("location", to)],
+            )
+        }),
+    )
+}
+
+/// A repository moved on its own host: the first request is redirected, and every request
+/// after it (the fetch's and the push's POSTs) goes where the redirect led, as git does.
+#[tokio::test]
+async fn a_remote_moved_on_its_own_host_is_followed_for_the_whole_promotion() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let moved = redirecting("moved", |query| format!("/gitops.git/info/refs?{query}"));
+    let server = GitServer::start_with_api(&root, USER, PASSWORD, Some(moved)).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+
+    let result = promoter
+        .promote(promotion(&server.url("moved"), "petstore", &synced))
+        .await
+        .expect("promotes through the redirect");
+
+    assert_eq!(result.outcome, PromotionOutcome::Promoted);
+    assert_eq!(version_of(&bare, "petstore", "prod"), "2.0");
+}
+
+/// A remote whose redirects never end: phasegate stops after 15 hops, as libgit2 does.
+#[tokio::test]
+async fn a_remote_redirecting_without_end_is_refused() {
+    let (_d, root) = tempdir();
+    let bare = root.join("gitops.git");
+    let synced = gitops_repo(&bare, &["petstore"]);
+    let endless = redirecting("loop", |query| format!("/loop.git/info/refs?{query}"));
+    let server = GitServer::start_with_api(&root, USER, PASSWORD, Some(endless)).await;
+    let cache = tempdir();
+    let promoter = GitPromoter::new(settings(&cache.1, Some(PASSWORD)));
+
+    let err = promoter
+        .promote(promotion(&server.url("loop"), "petstore", &synced))
+        .await
+        .expect_err("refused");
+
+    assert!(err.to_string().contains("too many redirects"), "{err}");
+    assert_eq!(version_of(&bare, "petstore", "prod"), "1.0");
+}
+
 #[tokio::test]
 async fn an_older_version_never_overwrites_a_newer_promotion() {
     let (_d, bare, server, synced_2) = served(&["petstore"]).await;
