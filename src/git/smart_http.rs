@@ -21,10 +21,7 @@ mod exchange;
 mod redirect;
 mod session;
 
-use std::{
-    path::Path,
-    sync::{Mutex, OnceLock},
-};
+use std::sync::{Mutex, OnceLock};
 
 use git2::{
     Error, ErrorClass, ErrorCode,
@@ -41,11 +38,7 @@ use exchange::Exchange;
 pub(super) use session::Scope;
 use session::{authorized, has_credentials, report};
 
-/// Trusts the certificates of `ca_file` (`git.caFile`) for `https` remotes, beside the
-/// system's CA bundle; a file that cannot be read or holds no certificate is an error.
-pub(super) fn trust(ca_file: Option<&Path>) -> Result<(), String> {
-    client::trust(ca_file)
-}
+pub(super) use client::trust;
 
 /// Makes libgit2 use this transport for `http://` and `https://` remotes (once per process;
 /// later calls answer as the first).

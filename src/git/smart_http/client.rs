@@ -19,7 +19,7 @@ use super::super::{CONNECT_TIMEOUT_MS, IO_TIMEOUT_MS};
 static EXTRA_ROOTS: Mutex<Vec<CertificateDer<'static>>> = Mutex::new(Vec::new());
 
 /// Reads `git.caFile`; a file that cannot be read or holds no certificate stops the start.
-pub(super) fn trust(ca_file: Option<&Path>) -> Result<(), String> {
+pub(in crate::git) fn trust(ca_file: Option<&Path>) -> Result<(), String> {
     let Some(file) = ca_file else {
         return Ok(());
     };
@@ -53,10 +53,8 @@ pub(super) fn for_scheme(scheme: &str) -> Result<Client, git2::Error> {
             .clone()
             .map_err(|why| fail(&why));
     }
-    let extra = EXTRA_ROOTS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    // Every request asks: the roots are copied only when the client must be built again.
+    let extra = EXTRA_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
     let mut tls = TLS.lock().unwrap_or_else(|p| p.into_inner());
     match &*tls {
         Some((trusted, client)) if *trusted == extra.len() => Ok(client.clone()),
